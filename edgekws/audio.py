@@ -1,0 +1,198 @@
+"""Audio I/O: read any PCM/float WAV as 16 kHz mono, write 16 kHz mono int16 WAV atomically.
+
+Everything that can go wrong with a file (missing, empty, truncated, not a WAV, an unsupported
+encoding, absurd header fields, NaN/inf samples) raises `AudioError` naming the file and the
+problem. The parser is small and written here on purpose: it reads exactly the RIFF/WAVE chunks we
+need, validates every size before trusting it, and never hands a bad header to a library.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+
+from edgekws.errors import AudioError
+from edgekws.fileio import atomic_open
+
+SAMPLE_RATE = 16000
+
+_FMT_PCM = 1
+_FMT_FLOAT = 3
+_FMT_EXTENSIBLE = 0xFFFE
+_MAX_CHANNELS = 64
+_MAX_RATE = 768_000
+_MAX_BYTES = 1 << 31  # 2 GiB: a WAV's data chunk size is 32-bit anyway
+
+
+def _parse_wav(data: bytes, name: str) -> tuple[np.ndarray, int]:
+    """Decode WAV bytes into float64 samples (n, channels) in [-1, 1] and the sample rate."""
+    if len(data) == 0:
+        raise AudioError(f"{name}: file is empty")
+    if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
+        raise AudioError(f"{name}: not a WAV file (no RIFF/WAVE header)")
+    if data[:4] == b"RIFX":
+        raise AudioError(f"{name}: big-endian WAV (RIFX) is not supported")
+    pos, fmt, payload = 12, None, None
+    while pos + 8 <= len(data):
+        cid, size = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        body = data[pos + 8:pos + 8 + size]
+        if cid == b"fmt ":
+            if len(body) < 16:
+                raise AudioError(f"{name}: 'fmt ' chunk is {len(body)} bytes, need at least 16")
+            fmt = body
+        elif cid == b"data":
+            payload = body  # a truncated data chunk is read up to the end of the file
+            if fmt is not None:
+                break
+        pos += 8 + size + (size & 1)  # chunks are padded to even sizes
+    if fmt is None:
+        raise AudioError(f"{name}: no 'fmt ' chunk (truncated or not a WAV file)")
+    if payload is None:
+        raise AudioError(f"{name}: no 'data' chunk (truncated file?)")
+
+    tag, channels, rate, _byte_rate, block_align, bits = struct.unpack_from("<HHIIHH", fmt)
+    if tag == _FMT_EXTENSIBLE:
+        if len(fmt) < 40:
+            raise AudioError(f"{name}: WAVE_FORMAT_EXTENSIBLE header is too short")
+        tag = struct.unpack_from("<H", fmt, 24)[0]  # first two bytes of the sub-format GUID
+    if not 1 <= channels <= _MAX_CHANNELS:
+        raise AudioError(f"{name}: absurd channel count {channels}")
+    if not 1000 <= rate <= _MAX_RATE:
+        raise AudioError(f"{name}: absurd sample rate {rate} Hz")
+    if tag == _FMT_PCM and bits in (8, 16, 24, 32):
+        pass
+    elif tag == _FMT_FLOAT and bits in (32, 64):
+        pass
+    else:
+        raise AudioError(f"{name}: unsupported encoding (format tag {tag}, {bits} bits); "
+                         "need PCM 8/16/24/32-bit or IEEE float 32/64-bit")
+    width = bits // 8
+    if block_align != width * channels:
+        raise AudioError(f"{name}: inconsistent header (block align {block_align}, "
+                         f"expected {width * channels} for {channels} ch × {bits} bits)")
+    n = len(payload) // block_align
+    if n == 0:
+        raise AudioError(f"{name}: no audio samples in the data chunk")
+    raw = payload[:n * block_align]
+
+    if tag == _FMT_FLOAT:
+        x = np.frombuffer(raw, "<f4" if bits == 32 else "<f8").astype(np.float64)
+        if not np.all(np.isfinite(x)):
+            raise AudioError(f"{name}: contains NaN or infinite samples")
+        x = np.clip(x, -1.0, 1.0)
+    elif bits == 8:
+        x = (np.frombuffer(raw, np.uint8).astype(np.float64) - 128.0) / 128.0
+    elif bits == 16:
+        x = np.frombuffer(raw, "<i2").astype(np.float64) / 32768.0
+    elif bits == 24:
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        v = np.where(v >= 1 << 23, v - (1 << 24), v)
+        x = v.astype(np.float64) / float(1 << 23)
+    else:
+        x = np.frombuffer(raw, "<i4").astype(np.float64) / float(1 << 31)
+    return x.reshape(n, channels), rate
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Polyphase resampling (scipy.signal.resample_poly).
+
+    x : (n,) float array  ->  (round(n * sr_out / sr_in),) float32
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if sr_in == sr_out or x.size == 0:
+        return x.copy()
+    from scipy import signal
+
+    g = gcd(int(sr_in), int(sr_out))
+    up, down = sr_out // g, sr_in // g
+    if max(up, down) > 1000:  # an odd rate (e.g. 44099 Hz): the polyphase filter would be huge
+        n = int(round(x.size * sr_out / sr_in))
+        return signal.resample(x, n).astype(np.float32)
+    return signal.resample_poly(x, up, down).astype(np.float32)
+
+
+def to_int16(x: np.ndarray) -> np.ndarray:
+    """float samples in [-1, 1] → int16: scale by 32767, round to nearest, saturate."""
+    return np.clip(np.rint(np.asarray(x, dtype=np.float64) * 32767.0), -32768, 32767).astype(np.int16)
+
+
+def decode_wav(data: bytes, *, sr: int = SAMPLE_RATE, dtype: str = "int16", name: str = "<bytes>") -> np.ndarray:
+    """Decode WAV bytes to mono at `sr`. Returns (n,) int16 or float32 in [-1, 1]."""
+    if dtype not in ("int16", "float32"):
+        raise ValueError(f"dtype must be 'int16' or 'float32', got {dtype!r}")
+    x, rate = _parse_wav(data, name)
+    mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
+    if rate != sr:
+        mono = resample(mono, rate, sr)
+        np.clip(mono, -1.0, 1.0, out=mono)
+    if dtype == "float32":
+        return mono.astype(np.float32)
+    # ×32768 inverts the 16-bit decoding exactly, so 16-bit mono input at `sr` round-trips bit for bit
+    return np.clip(np.rint(np.asarray(mono, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def read_wav(path: str | os.PathLike, *, sr: int = SAMPLE_RATE, dtype: str = "int16") -> np.ndarray:
+    """Read a WAV file of any PCM width, channel count and rate as mono at `sr`.
+
+    Returns (n,) int16 (16-bit input at `sr` comes back bit for bit) or float32 in [-1, 1].
+    Raises AudioError naming the file on any problem.
+    """
+    name = str(path)
+    try:
+        size = os.path.getsize(path)
+        if size > _MAX_BYTES:
+            raise AudioError(f"{name}: file is {size} bytes, larger than any WAV can be")
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise AudioError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise AudioError(f"{name}: is a directory, not a WAV file") from None
+    except OSError as exc:
+        raise AudioError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    return decode_wav(data, sr=sr, dtype=dtype, name=name)
+
+
+def encode_wav(samples: np.ndarray, sr: int = SAMPLE_RATE) -> bytes:
+    """Mono int16 WAV bytes. samples: (n,) int16, or float in [-1, 1] (scaled by 32767, saturated)."""
+    x = np.asarray(samples)
+    if x.ndim != 1:
+        raise AudioError(f"audio to write must be mono (n,), got shape {x.shape}")
+    if x.dtype != np.int16:
+        if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
+            raise AudioError(f"audio to write has unsupported dtype {x.dtype}")
+        if np.issubdtype(x.dtype, np.floating):
+            if not np.all(np.isfinite(x)):
+                raise AudioError("audio to write contains NaN or infinite samples")
+            x = to_int16(x)
+        else:
+            x = np.clip(x, -32768, 32767).astype(np.int16)
+    buf = io.BytesIO()
+    pcm = x.astype("<i2").tobytes()
+    buf.write(b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVE")
+    buf.write(b"fmt " + struct.pack("<IHHIIHH", 16, _FMT_PCM, 1, sr, sr * 2, 2, 16))
+    buf.write(b"data" + struct.pack("<I", len(pcm)) + pcm)
+    return buf.getvalue()
+
+
+def write_wav(path: str | os.PathLike, samples: np.ndarray, sr: int = SAMPLE_RATE, *,
+              overwrite: bool = True) -> None:
+    """Write mono int16 WAV atomically (temp file + rename).
+
+    overwrite=False: an existing file is kept and AudioError is raised (recordings are never overwritten).
+    """
+    data = encode_wav(samples, sr)
+    if not overwrite and os.path.exists(path):
+        raise AudioError(f"{path}: already exists; refusing to overwrite")
+    try:
+        with atomic_open(path, "wb", overwrite=overwrite) as f:
+            f.write(data)
+    except FileExistsError:
+        raise AudioError(f"{path}: already exists; refusing to overwrite") from None
+    except OSError as exc:
+        raise AudioError(f"{path}: cannot write ({exc.strerror or exc})") from None

@@ -1,0 +1,75 @@
+"""The `edgekws` command: a thin argparse front with git-style subcommands.
+
+Each command lives in the module that does the work. A command module exposes
+`register(subparsers)`, which adds its parser(s) and sets `func=<callable(args) -> int>`.
+Modules import heavy or optional dependencies lazily, inside their functions, so that
+`edgekws --help` works on a machine with no PortAudio, no TTS engine and no matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from edgekws import __version__
+from edgekws.errors import EdgekwsError
+
+# Order is the order of `edgekws --help`. A module missing from the tree is skipped.
+COMMAND_MODULES = [
+    "edgekws.synth.cli",      # synth
+    "edgekws.record",         # record, devices
+    "edgekws.data",           # dataset (inspect a dataset folder)
+    "edgekws.features",       # features (compute/inspect integer features)
+    "edgekws.train",          # train
+    "edgekws.evaluate",       # eval, predict
+    "edgekws.quant",          # quantize
+    "edgekws.export",         # export
+    "edgekws.stream",         # listen, eval-stream
+    "edgekws.retrain",        # retrain
+    "edgekws.report",         # report
+    "edgekws.bench",          # bench
+    "edgekws.demo",           # demo
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgekws",
+        description="Teach a Raspberry Pi or a microcontroller spoken commands.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgekws {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and name.startswith(exc.name):
+                continue  # this command is not part of the tree yet
+            raise
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except EdgekwsError as exc:
+        print(f"edgekws {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nedgekws {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""Speech Commands layout: a tiny tree in the exact v2 layout (lists included) loads unchanged."""
+
+import numpy as np
+import pytest
+
+from edgekws.audio import write_wav
+from edgekws.cli import main
+from edgekws.data import SILENCE, UNKNOWN, load_dataset, speaker_of, which_split
+from edgekws.errors import DatasetError
+
+# Real Speech Commands v2 file names (speaker hash _nohash_ take number).
+SPEAKERS = ["0a7c2a8d", "0b40aa8e", "0c40e715", "0ff728b5", "1a892463", "c4e00ee9", "ffd2ba2f"]
+
+
+def _tree(root, words=("yes", "no", "up", "marvin", "bed"), lists=True):
+    for w in words:
+        for s in SPEAKERS:
+            for n in range(2):
+                write_wav(root / w / f"{s}_nohash_{n}.wav", np.zeros(160, np.int16))
+    write_wav(root / "_background_noise_" / "white_noise.wav", np.zeros(1600, np.int16))
+    (root / "_background_noise_" / "README.md").write_text("noise")
+    (root / "LICENSE").write_text("CC-BY-4.0")
+    if lists:
+        (root / "validation_list.txt").write_text("yes/0a7c2a8d_nohash_0.wav\nyes/0a7c2a8d_nohash_1.wav\n"
+                                                  "marvin/0b40aa8e_nohash_0.wav\n")
+        (root / "testing_list.txt").write_text("no/ffd2ba2f_nohash_1.wav\n")
+    return root
+
+
+def test_speech_commands_v2_tree_with_lists(tmp_path):
+    ds = load_dataset(_tree(tmp_path), ["yes", "no", "up"])
+    assert ds.labels == (SILENCE, UNKNOWN, "yes", "no", "up")
+    assert len(ds.clips) == 5 * 7 * 2 and ds.noise_files == [tmp_path / "_background_noise_" / "white_noise.wav"]
+    by_path = {c.path.relative_to(tmp_path).as_posix(): c for c in ds.clips}
+    assert by_path["yes/0a7c2a8d_nohash_0.wav"].split == "val"
+    assert by_path["marvin/0b40aa8e_nohash_0.wav"].split == "val"
+    assert by_path["marvin/0b40aa8e_nohash_0.wav"].label == UNKNOWN
+    assert by_path["no/ffd2ba2f_nohash_1.wav"].split == "test"
+    assert sum(c.split == "train" for c in ds.clips) == 70 - 4
+    assert by_path["bed/c4e00ee9_nohash_1.wav"].speaker == "c4e00ee9"
+
+
+def test_hash_rule_keeps_a_speaker_in_one_split(tmp_path):
+    ds = load_dataset(_tree(tmp_path, lists=False), ["yes", "no"])
+    for s in SPEAKERS:
+        assert len({c.split for c in ds.clips if c.speaker == s}) == 1
+    # the rule only looks at the speaker part of the name
+    assert which_split("abc_nohash_0.wav") == which_split("abc_nohash_7.wav")
+    splits = [which_split(f"spk{i}_nohash_0.wav") for i in range(4000)]
+    assert 0.08 < splits.count("val") / 4000 < 0.12 and 0.08 < splits.count("test") / 4000 < 0.12
+
+
+def test_hash_rule_matches_reference_values():
+    # values computed from the published rule: sha1(speaker) mod 2^27 scaled to percent
+    import hashlib
+    for name in ["0a7c2a8d_nohash_0.wav", "ffd2ba2f_nohash_3.wav", "espk0001_nohash_0.wav"]:
+        h = int(hashlib.sha1(name.split("_nohash_")[0].encode()).hexdigest(), 16)
+        pct = (h % 2**27) * (100.0 / (2**27 - 1))
+        want = "val" if pct < 10 else "test" if pct < 20 else "train"
+        assert which_split(name) == want
+    assert speaker_of("x/ojt0003_nohash_12.wav") == "ojt0003"
+
+
+def test_select_balances_unknown_and_silence(tmp_path):
+    ds = load_dataset(_tree(tmp_path, lists=False), ["yes", "no"])
+    sel = ds.select("all", seed=3)
+    n_cmd = sum(c.label in ("yes", "no") for c in sel)
+    assert n_cmd == 28
+    assert sum(c.label == UNKNOWN for c in sel) == 14 and sum(c.label == SILENCE for c in sel) == 14
+    assert sel == ds.select("all", seed=3)
+    assert [c.path for c in sel if c.label == UNKNOWN] != [c.path for c in ds.select("all", seed=4) if c.label == UNKNOWN]
+    with pytest.raises(DatasetError, match="split must be"):
+        ds.select("training")
+
+
+def test_fingerprint_changes_with_content(tmp_path):
+    ds = load_dataset(_tree(tmp_path), ["yes"])
+    a = ds.fingerprint()
+    write_wav(tmp_path / "yes" / f"{SPEAKERS[0]}_nohash_0.wav", np.ones(160, np.int16))
+    assert load_dataset(tmp_path, ["yes"]).fingerprint() != a
+
+
+def test_bad_datasets_give_clear_errors(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_dataset(tmp_path / "nope")
+    _tree(tmp_path)
+    with pytest.raises(DatasetError, match=r"no folder for command word\(s\) \['left'\]"):
+        load_dataset(tmp_path, ["yes", "left"])
+    with pytest.raises(DatasetError, match="repeated"):
+        load_dataset(tmp_path, ["yes", "yes"])
+    with pytest.raises(DatasetError, match="invalid"):
+        load_dataset(tmp_path, ["_silence_"])
+    (tmp_path / "down").mkdir()
+    with pytest.raises(DatasetError, match="hold no .wav"):
+        load_dataset(tmp_path, ["down"])
+
+
+def test_dataset_command(tmp_path, capsys):
+    _tree(tmp_path)
+    assert main(["dataset", str(tmp_path), "--words", "yes,no"]) == 0
+    out = capsys.readouterr().out
+    assert "marvin" in out and "_unknown_" in out and "70 clips" in out
+    assert main(["dataset", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
