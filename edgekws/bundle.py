@@ -1,0 +1,177 @@
+"""The model bundle: the one folder every command reads and writes.
+
+    MODEL_DIR/
+      manifest.json   format name + version, labels, feature config, architecture, quantization,
+                      training metadata, and the sha256 of every file below
+      weights.npz     float parameters       int8.npz, model.onnx, c/, metrics.json, ... (later stages)
+
+Loading checks the format name and version and every checksum, and refuses a mismatch with a
+BundleError that names the bundle, the file and the problem. Files are written atomically, the
+manifest last, so an interrupted write never leaves a bundle that passes verification with
+half-written content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import platform
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekws import __version__
+from edgekws.errors import BundleError
+from edgekws.fileio import atomic_write_bytes, atomic_write_text, sha256_file
+
+FORMAT = "edgekws-model"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def environment() -> dict[str, str]:
+    """Versions that went into a model, for the training metadata."""
+    import scipy
+
+    return {"edgekws": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__, "platform": platform.platform()}
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """Deterministic .npz bytes (fixed zip timestamps), so the same arrays give the same sha256."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name in sorted(arrays):
+            arr = np.ascontiguousarray(arrays[name])
+            one = io.BytesIO()
+            np.lib.format.write_array(one, arr, allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            zf.writestr(info, one.getvalue())
+    return buf.getvalue()
+
+
+class Bundle:
+    """A verified model bundle on disk. Construct with `Bundle.create` or `Bundle.load`."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]):
+        self.path = Path(path)
+        self.manifest = manifest
+
+    # ---- creation and loading ------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, *, labels: list[str], feature_config: dict, architecture: dict,
+               training: dict | None = None, overwrite: bool = False) -> "Bundle":
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise BundleError(f"{path}: exists and is not a folder")
+        if (path / MANIFEST).exists() and not overwrite:
+            raise BundleError(f"{path}: already holds a model bundle (choose another --out or remove it)")
+        path.mkdir(parents=True, exist_ok=True)
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "labels": list(labels), "feature_config": feature_config,
+                    "architecture": architecture, "quantization": None,
+                    "training": {**(training or {}), "environment": environment()}, "files": {}}
+        bundle = cls(path, manifest)
+        bundle._write_manifest()
+        return bundle
+
+    @classmethod
+    def load(cls, path: str | Path, *, verify: bool = True) -> "Bundle":
+        path = Path(path)
+        mpath = path / MANIFEST
+        if not path.is_dir():
+            raise BundleError(f"{path}: no such model bundle folder")
+        if not mpath.is_file():
+            raise BundleError(f"{path}: not a model bundle (no {MANIFEST})")
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{mpath}: corrupt manifest ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise BundleError(f"{mpath}: not an {FORMAT} manifest")
+        version = manifest.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleError(f"{path}: bundle format version {version!r} is not supported by this "
+                              f"edgekws (which reads version {FORMAT_VERSION}); re-export the model")
+        for key in ("labels", "feature_config", "architecture", "files"):
+            if key not in manifest:
+                raise BundleError(f"{mpath}: manifest lacks {key!r}")
+        bundle = cls(path, manifest)
+        if verify:
+            bundle.verify()
+        return bundle
+
+    def verify(self) -> None:
+        """Check every file listed in the manifest against its sha256."""
+        for name, digest in self.manifest["files"].items():
+            f = self.path / name
+            if not f.is_file():
+                raise BundleError(f"{self.path}: file {name} listed in the manifest is missing")
+            if sha256_file(f) != digest:
+                raise BundleError(f"{self.path}: file {name} is corrupt or truncated (checksum mismatch)")
+
+    # ---- files ---------------------------------------------------------------------------
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Write (or replace) a file of the bundle atomically and record its checksum."""
+        target = self.path / name
+        atomic_write_bytes(target, data)
+        self.manifest["files"][name] = sha256_file(target)
+        self._write_manifest()
+
+    def write_npz(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        self.write_bytes(name, npz_bytes(arrays))
+
+    def write_json(self, name: str, obj: Any) -> None:
+        self.write_bytes(name, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+    def read_bytes(self, name: str) -> bytes:
+        if name not in self.manifest["files"]:
+            raise BundleError(f"{self.path}: has no {name} (have: {', '.join(sorted(self.files)) or 'none'})")
+        data = (self.path / name).read_bytes() if (self.path / name).is_file() else None
+        if data is None:
+            raise BundleError(f"{self.path}: file {name} listed in the manifest is missing")
+        if hashlib.sha256(data).hexdigest() != self.manifest["files"][name]:
+            raise BundleError(f"{self.path}: file {name} is corrupt or truncated (checksum mismatch)")
+        return data
+
+    def read_npz(self, name: str) -> dict[str, np.ndarray]:
+        data = self.read_bytes(name)
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise BundleError(f"{self.path}: {name} is not a readable .npz ({exc})") from None
+
+    def read_json(self, name: str) -> Any:
+        try:
+            return json.loads(self.read_bytes(name))
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{self.path}: {name} is not valid JSON ({exc})") from None
+
+    def has(self, name: str) -> bool:
+        return name in self.manifest["files"]
+
+    @property
+    def files(self) -> dict[str, str]:
+        return dict(self.manifest["files"])
+
+    # ---- metadata ------------------------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest["labels"])
+
+    def update(self, **fields: Any) -> None:
+        """Set top-level manifest fields (e.g. quantization=..., stream=...) and save the manifest."""
+        reserved = {"format", "format_version", "files"} & fields.keys()
+        if reserved:
+            raise ValueError(f"manifest fields {sorted(reserved)} are managed by Bundle")
+        self.manifest.update(fields)
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        atomic_write_text(self.path / MANIFEST, json.dumps(self.manifest, indent=1, sort_keys=True) + "\n")

@@ -1,0 +1,105 @@
+"""The `edgekws record` and `edgekws devices` commands: teach edgekws your own voice.
+
+    edgekws record --out DATA [--words yes,no,…] [--lang en|ja] [--takes N] [--speaker NAME]
+                   [--device ID] [--rate HZ] [--output-device ID]
+    edgekws record --background --seconds S --out DATA
+    edgekws devices
+
+The work is in edgekws/recording/; this module parses arguments and wires the real sounddevice
+input, playback and terminal into it. sounddevice is imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+from edgekws.data import DEFAULT_WORDS, parse_words
+from edgekws.recording.console import Console
+from edgekws.recording.devices import (DeviceError, SoundDeviceSource, choose_input, choose_output,
+                                       format_devices, list_devices, load_sounddevice, make_player)
+from edgekws.recording.layout import PROMPTS, speaker_id
+from edgekws.recording.session import record_background, run_session
+
+
+def run_record(args) -> int:
+    sd = load_sounddevice()
+    speaker = speaker_id(args.speaker)
+    device, rate = choose_input(sd, args.device, args.rate)
+    source = SoundDeviceSource(sd, device, rate)
+    console = Console()
+    console.say(f"Microphone: {device.index} '{device.name}' at {rate} Hz")
+    if args.background:
+        record_background(args.out, args.seconds, source=source, speaker=speaker, console=console)
+        return 0
+    words = parse_words(args.words) or list(DEFAULT_WORDS)
+    try:
+        play = make_player(sd, choose_output(sd, args.output_device))
+    except DeviceError as exc:  # no usable speaker: record anyway, without replay
+        if args.output_device is not None:
+            raise
+        console.say(f"(replay unavailable: {exc})")
+        play = None
+    run_session(args.out, words, source=source, speaker=speaker, takes=args.takes,
+                          lang=args.lang, console=console, play=play)
+    if source.overflows:
+        console.say(f"note: the input overflowed {source.overflows} time(s); "
+                    "a busy machine may drop audio (close other programs)")
+    return 0
+
+
+def run_devices(args) -> int:
+    sd = load_sounddevice()
+    print("Audio devices ('>' default input, '<' default output; rate = default rate in Hz):")
+    print(format_devices(list_devices(sd)))
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "record", help="guided recording of your own voice (or background noise) into a dataset",
+        description="Records takes of each word with a count-in and a level meter, checks them "
+                    "(clipping, loudness, speech found), keeps the best 1 s and writes "
+                    "DATA/<word>/<speaker>_nohash_<n>.wav at 16 kHz. Run again to resume.")
+    p.add_argument("--out", required=True, metavar="DATA", help="dataset folder (created if needed)")
+    p.add_argument("--words", help=f"comma-separated word folders (default: {','.join(DEFAULT_WORDS)})")
+    p.add_argument("--lang", choices=sorted(PROMPTS), default="en",
+                   help="language to prompt the default command words in (folders keep the "
+                        "English names, e.g. --lang ja shows はい for 'yes')")
+    p.add_argument("--takes", type=_positive_int, default=5, help="takes per word in total (default 5)")
+    p.add_argument("--speaker", metavar="NAME",
+                   help="your name; gives a stable speaker id (default: your login name)")
+    p.add_argument("--device", metavar="ID", help="input device id or part of its name (see `edgekws devices`)")
+    p.add_argument("--rate", type=_positive_int, metavar="HZ",
+                   help="input rate (default: the device's default rate; resampled to 16 kHz)")
+    p.add_argument("--output-device", metavar="ID", help="playback device for replay")
+    p.add_argument("--background", action="store_true",
+                   help="record background noise into DATA/_background_noise_/ instead of words")
+    p.add_argument("--seconds", type=_positive_float, default=60.0,
+                   help="with --background: how long to record (default 60)")
+    p.set_defaults(func=run_record)
+
+    d = sub.add_parser("devices", help="list audio input and output devices",
+                       description="Lists the devices PortAudio sees, with channels and default rates.")
+    d.set_defaults(func=run_devices)

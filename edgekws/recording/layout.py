@@ -1,0 +1,100 @@
+"""Where recordings go: stable speaker ids, take numbering that resumes, and what to show for a word.
+
+Takes are written as `OUT/<word>/<speaker>_nohash_<n>.wav` (the Speech Commands layout); background
+noise as `OUT/_background_noise_/<speaker>_background_<n>.wav`. The split of a clip follows the hash
+of its speaker id, so the id must be stable across sessions and must never contain `_nohash_`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import re
+import unicodedata
+from pathlib import Path
+
+from edgekws.data import BACKGROUND_DIR, DEFAULT_WORDS
+from edgekws.errors import EdgekwsError
+
+# What the user reads for each command folder. Folders carry the English meaning in every
+# language (as `edgekws synth` does), so datasets of both languages share label names.
+PROMPTS = {
+    "en": {w: w for w in DEFAULT_WORDS},
+    "ja": {
+        "yes": "はい", "no": "いいえ", "up": "うえ", "down": "した", "left": "ひだり",
+        "right": "みぎ", "on": "オン", "off": "オフ", "stop": "とまれ", "go": "すすめ",
+    },
+}
+
+_TAKE = re.compile(r"^(?P<speaker>.+)_nohash_(?P<n>\d+)\.wav$")
+_BAD_WORD_CHARS = re.compile(r"[/\\\x00-\x1f]")
+
+
+def speaker_id(name: str | None) -> str:
+    """A stable, file-name-safe speaker id: lower-case ASCII letters, digits and '-'.
+
+    None → the login name. A name with no ASCII letters or digits (e.g. 'たろう') becomes
+    'spk-' + 8 hex digits of its SHA-1, so the same name always gives the same id.
+    """
+    raw = name if name is not None else _login_name()
+    text = unicodedata.normalize("NFKD", raw.strip()).encode("ascii", "ignore").decode().lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:32].strip("-")
+    if slug:
+        return slug
+    if not raw.strip():
+        raise EdgekwsError("--speaker: empty name; give a name such as --speaker alice")
+    return "spk-" + hashlib.sha1(raw.strip().encode("utf-8")).hexdigest()[:8]
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "me"
+
+
+def check_words(words: list[str] | tuple[str, ...]) -> list[str]:
+    """Validate word folder names for recording; returns them as a list."""
+    words = list(words)
+    if not words:
+        raise EdgekwsError("--words: at least one word is needed")
+    bad = [w for w in words if w.startswith((".", "_")) or _BAD_WORD_CHARS.search(w) or w != w.strip()]
+    if bad:
+        raise EdgekwsError(f"--words: {bad} cannot be word folder names "
+                           "(no leading '.' or '_', no slashes or control characters)")
+    if len(set(words)) != len(words):
+        raise EdgekwsError(f"--words: a word is repeated in {words}")
+    return words
+
+
+def prompt_for(word: str, lang: str) -> str:
+    """The text to say for a word folder, e.g. ('yes', 'ja') → 'はい'."""
+    return PROMPTS.get(lang, {}).get(word, word)
+
+
+def take_numbers(word_dir: Path, speaker: str) -> list[int]:
+    """Take numbers already on disk for this speaker in one word folder, sorted."""
+    if not word_dir.is_dir():
+        return []
+    found = []
+    for p in word_dir.iterdir():
+        m = _TAKE.match(p.name)
+        if m and m["speaker"] == speaker:
+            found.append(int(m["n"]))
+    return sorted(found)
+
+
+def take_path(out: Path, word: str, speaker: str, n: int) -> Path:
+    return out / word / f"{speaker}_nohash_{n}.wav"
+
+
+def background_path(out: Path, speaker: str, n: int) -> Path:
+    return out / BACKGROUND_DIR / f"{speaker}_background_{n}.wav"
+
+
+def next_free(make_path, start: int) -> tuple[int, Path]:
+    """The first number ≥ start whose path does not exist yet."""
+    n = start
+    while make_path(n).exists():
+        n += 1
+    return n, make_path(n)

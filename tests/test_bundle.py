@@ -1,0 +1,76 @@
+"""Model bundle: round trip, checksums, and refusal of corrupt, truncated or foreign bundles."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edgekws.bundle import FORMAT_VERSION, Bundle, npz_bytes
+from edgekws.errors import BundleError
+
+
+def _make(tmp_path):
+    b = Bundle.create(tmp_path / "m", labels=["_silence_", "_unknown_", "yes"],
+                      feature_config={"sample_rate": 16000}, architecture={"layers": []},
+                      training={"seed": 1})
+    w = {"conv.w": np.arange(12, dtype=np.float32).reshape(3, 4), "dense.b": np.ones(3, np.float32)}
+    b.write_npz("weights.npz", w)
+    b.write_json("history.json", {"loss": [1.0, 0.5]})
+    return b, w
+
+
+def test_roundtrip_and_checksums(tmp_path):
+    b, w = _make(tmp_path)
+    again = Bundle.load(tmp_path / "m")
+    assert again.labels == ["_silence_", "_unknown_", "yes"]
+    got = again.read_npz("weights.npz")
+    assert set(got) == set(w) and all(np.array_equal(got[k], w[k]) and got[k].dtype == w[k].dtype for k in w)
+    assert again.read_json("history.json") == {"loss": [1.0, 0.5]}
+    assert again.manifest["training"]["seed"] == 1 and "numpy" in again.manifest["training"]["environment"]
+    assert npz_bytes(w) == npz_bytes(dict(reversed(list(w.items()))))  # deterministic bytes
+
+
+def test_corrupt_truncated_missing_files_are_refused(tmp_path):
+    b, _ = _make(tmp_path)
+    f = tmp_path / "m" / "weights.npz"
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError, match="weights.npz is corrupt or truncated"):
+        Bundle.load(tmp_path / "m")
+    f.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        Bundle.load(tmp_path / "m")
+    f.unlink()
+    with pytest.raises(BundleError, match="weights.npz listed in the manifest is missing"):
+        Bundle.load(tmp_path / "m")
+
+
+def test_wrong_version_and_foreign_folders(tmp_path):
+    b, _ = _make(tmp_path)
+    m = tmp_path / "m" / "manifest.json"
+    man = json.loads(m.read_text())
+    man["format_version"] = FORMAT_VERSION + 1
+    m.write_text(json.dumps(man))
+    with pytest.raises(BundleError, match=f"format version {FORMAT_VERSION + 1} is not supported"):
+        Bundle.load(tmp_path / "m")
+    m.write_text("{not json")
+    with pytest.raises(BundleError, match="corrupt manifest"):
+        Bundle.load(tmp_path / "m")
+    m.write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(BundleError, match="not an edgekws-model manifest"):
+        Bundle.load(tmp_path / "m")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BundleError, match="not a model bundle"):
+        Bundle.load(tmp_path / "empty")
+    with pytest.raises(BundleError, match="no such model bundle"):
+        Bundle.load(tmp_path / "nothing")
+
+
+def test_create_refuses_to_clobber_and_read_unknown_file(tmp_path):
+    b, _ = _make(tmp_path)
+    with pytest.raises(BundleError, match="already holds a model bundle"):
+        Bundle.create(tmp_path / "m", labels=[], feature_config={}, architecture={})
+    with pytest.raises(BundleError, match="has no int8.npz"):
+        b.read_npz("int8.npz")
+    with pytest.raises(ValueError, match="managed by Bundle"):
+        b.update(files={})
