@@ -1,0 +1,124 @@
+"""Build the firmware's C library for this host on demand and load it with ctypes.
+
+Every firmware/src/*.c and firmware/generated/*.c goes into one shared library, so later issues
+add C sources (kernels, model runner, detector, on-device head) without touching this module.
+The library is cached under ~/.cache/edgekws/host-lib/<hash>/ (or $EDGEKWS_CACHE_DIR), keyed by
+the hash of every source, header, the compiler and the flags: editing a C file triggers a rebuild.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from edgekws.errors import EdgekwsError
+
+# No -Werror here: a newer compiler's new warning must not stop users; `make -C firmware` keeps -Werror.
+CFLAGS = ["-std=c99", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra"]
+_lock = threading.Lock()
+_loaded: dict[str, ctypes.CDLL] = {}
+
+
+class FirmwareBuildError(EdgekwsError):
+    """The C library cannot be found, compiled or loaded."""
+
+
+def firmware_dir() -> Path:
+    """The firmware/ source tree: $EDGEKWS_FIRMWARE_DIR, else beside the package (editable install)."""
+    env = os.environ.get("EDGEKWS_FIRMWARE_DIR")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[1] / "firmware")
+    for c in candidates:
+        if (c / "include" / "ekws").is_dir() and (c / "src").is_dir():
+            return c
+    raise FirmwareBuildError(
+        f"firmware sources not found (looked in {', '.join(str(c) for c in candidates)}); "
+        "use an editable install of the edgekws repository or set EDGEKWS_FIRMWARE_DIR"
+    )
+
+
+def find_compiler() -> str:
+    """The C compiler: $CC, else cc, gcc or clang on PATH."""
+    names = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]
+    for name in names:
+        path = shutil.which(name.split()[0])
+        if path:
+            return path
+    raise FirmwareBuildError(
+        f"no C compiler found (tried {', '.join(names)}); install one, e.g. `apt-get install gcc`, "
+        "or set CC"
+    )
+
+
+def sources(root: Path | None = None) -> list[Path]:
+    """C sources compiled into the host library, sorted."""
+    root = root or firmware_dir()
+    return sorted((root / "src").glob("*.c")) + sorted((root / "generated").glob("*.c"))
+
+
+def _cache_root() -> Path:
+    env = os.environ.get("EDGEKWS_CACHE_DIR")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgekws"
+    return base / "host-lib"
+
+
+def _build_key(root: Path, cc: str, extra: list[str]) -> str:
+    h = hashlib.sha256()
+    files = sources(root) + sorted((root / "include").rglob("*.h")) + sorted((root / "generated").glob("*.h"))
+    for f in files:
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    h.update(" ".join([cc, *CFLAGS, *extra, sys.platform]).encode())
+    return h.hexdigest()[:20]
+
+
+def build_library(extra_flags: list[str] | None = None, *, verbose: bool = False) -> Path:
+    """Compile (if not cached) and return the path of the host shared library.
+
+    extra_flags : more compiler flags, e.g. ["-DEKWS_FRONTEND_MAX_FFT=1024"] (part of the cache key)
+    """
+    extra = list(extra_flags or [])
+    root = firmware_dir()
+    srcs = sources(root)
+    if not srcs:
+        raise FirmwareBuildError(f"no C sources in {root / 'src'}")
+    cc = find_compiler()
+    suffix = ".dll" if sys.platform == "win32" else (".dylib" if sys.platform == "darwin" else ".so")
+    out_dir = _cache_root() / _build_key(root, cc, extra)
+    lib = out_dir / f"libekws{suffix}"
+    if lib.is_file():
+        return lib
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".libekws.", suffix=suffix, dir=out_dir)
+    os.close(fd)
+    cmd = [cc, *CFLAGS, *extra, f"-I{root / 'include'}", f"-I{root / 'generated'}", *map(str, srcs), "-o", tmp]
+    if verbose:
+        print(" ".join(cmd), file=sys.stderr)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise FirmwareBuildError(f"compiling the firmware library failed ({' '.join(cmd)}):\n{proc.stderr.strip()}")
+        os.replace(tmp, lib)  # atomic: concurrent builders race harmlessly
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return lib
+
+
+def load_library(extra_flags: list[str] | None = None) -> ctypes.CDLL:
+    """Build if needed and load the host library (one handle per flag set per process)."""
+    key = " ".join(extra_flags or [])
+    with _lock:
+        if key not in _loaded:
+            path = build_library(extra_flags)
+            try:
+                _loaded[key] = ctypes.CDLL(str(path))
+            except OSError as exc:
+                raise FirmwareBuildError(f"cannot load {path}: {exc}") from None
+        return _loaded[key]
