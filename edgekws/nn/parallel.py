@@ -1,0 +1,62 @@
+"""Cache blocking and threading over the batch axis for the memory-bound layers.
+
+numpy ufuncs and einsum release the GIL, so a memory-bound layer (depthwise conv, BatchNorm)
+runs faster when the batch is cut into blocks that fit in the L2 cache (several passes over a
+block then hit the cache instead of RAM) and the blocks are shared among a few threads.
+The number of threads is ours to set (BLAS threads are set separately, e.g. by threadpoolctl).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+_BLOCK_BYTES = 1024 * 1024  # about one L2 cache (measured best of 64 KB .. 64 MB)
+_state = {"threads": None, "pool": None}
+
+
+def _default_threads() -> int:
+    env = os.environ.get("EDGEKWS_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    return 1  # safe next to a multi-threaded BLAS; see set_num_threads
+
+
+def get_num_threads() -> int:
+    if _state["threads"] is None:
+        _state["threads"] = _default_threads()
+    return _state["threads"]
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by the engine's own batch-parallel loops (default 1, or $EDGEKWS_NUM_THREADS).
+
+    With n > 1 the matrix products run on these threads too: limit BLAS to one thread
+    (OPENBLAS_NUM_THREADS=1 before numpy loads, or threadpoolctl), or the two pools oversubscribe
+    the cores (measured 50x slower matrix products on 2 cores)."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    if _state["pool"] is not None:
+        _state["pool"].shutdown(wait=True)
+        _state["pool"] = None
+    _state["threads"] = n
+
+
+def batch_blocks(n: int, bytes_per_example: int) -> list[slice]:
+    """Cut range(n) into slices of about _BLOCK_BYTES (at least one example each)."""
+    step = max(1, _BLOCK_BYTES // max(1, bytes_per_example))
+    return [slice(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def run_blocks(fn, blocks: list[slice]) -> list:
+    """Call fn(block) for every slice, on the engine's threads; returns results in order."""
+    threads = get_num_threads()
+    if threads == 1 or len(blocks) == 1:
+        return [fn(b) for b in blocks]
+    if _state["pool"] is None:
+        _state["pool"] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="edgekws-nn")
+    # contiguous runs of blocks per thread keep each thread's memory together
+    per = -(-len(blocks) // threads)
+    groups = [blocks[i:i + per] for i in range(0, len(blocks), per)]
+    futures = [_state["pool"].submit(lambda g=g: [fn(b) for b in g]) for g in groups]
+    return [r for f in futures for r in f.result()]
