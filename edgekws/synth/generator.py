@@ -1,0 +1,381 @@
+"""Write a synthesized keyword dataset in the Google Speech Commands layout, in parallel processes.
+
+    DIR/<word>/<speaker>_nohash_<n>.wav     16 kHz mono int16, exactly 1.0 s, speech at a random offset
+    DIR/_background_noise_/*.wav            white, pink, brown, hum, babble (one per engine)
+    DIR/synth_manifest.json                 per clip: path, word, spoken text, engine, voice, speaker
+
+Every clip draws its random choices (voice jitter, level, offset) from its own generator, derived
+from (seed, speaker, word, repetition), and each job — one speaker's clips in a fixed order, or one
+noise file — runs on a freshly loaded eSpeak NG (see espeak.py: it keeps hidden state between
+utterances). So the dataset is byte-identical for a given seed whatever the number of processes.
+Engines are started lazily inside each worker (eSpeak NG is global state and not thread-safe).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekws.audio import SAMPLE_RATE, resample, write_wav
+from edgekws.errors import DatasetError, EdgekwsError
+from edgekws.fileio import atomic_write_text
+from edgekws.synth import espeak, noise, openjtalk
+from edgekws.synth.voices import Speaker, clip_rng, jitter, make_speakers
+from edgekws.synth.words import Word, check_engines, check_lang, command_words, unknown_words
+
+MANIFEST = "synth_manifest.json"
+MANIFEST_FORMAT = "edgekws-synth-manifest"
+MANIFEST_VERSION = 1
+NOISE_DIR = "_background_noise_"
+CLIP_SAMPLES = SAMPLE_RATE                 # exactly 1.0 s
+MAX_SPEECH = int(0.92 * SAMPLE_RATE)      # longer words are re-spoken faster
+DEFAULTS = {"speakers": 160, "unknown_per_speaker": 6, "noise_seconds": 30.0}
+QUICK = {"speakers": 12, "unknown_per_speaker": 2, "noise_seconds": 5.0}
+MEI_ATTRIBUTION = ("Open JTalk clips use the HTS voice \"Mei\" (mei_normal) by the Department of "
+                   "Computer Science, Nagoya Institute of Technology, licensed CC BY 3.0 "
+                   "(https://creativecommons.org/licenses/by/3.0/).")
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One unit of work for a process: all clips of one speaker, or one noise file."""
+
+    kind: str                    # "speaker" | "noise" | "babble"
+    out: str
+    lang: str
+    seed: int
+    speaker: Speaker | None = None
+    items: tuple = ()            # speaker: ((Word, rep), ...); babble: (Speaker, ...)
+    name: str = ""
+    seconds: float = 0.0
+
+
+# ---------------------------------------------------------------- one clip
+
+def trim_silence(x: np.ndarray, sr: int, top_db: float = 40.0, pad_s: float = 0.015) -> np.ndarray:
+    """Cut leading/trailing samples quieter than `top_db` below the peak, keeping `pad_s` margins.
+
+    x : (n,) float array -> (m,) view of x, m <= n (empty if x is all zeros)
+    """
+    a = np.abs(x)
+    peak = float(a.max()) if a.size else 0.0
+    if peak <= 0:
+        return x[:0]
+    idx = np.flatnonzero(a > peak * 10 ** (-top_db / 20))
+    pad = int(pad_s * sr)
+    return x[max(idx[0] - pad, 0): idx[-1] + 1 + pad]
+
+
+def _speak(speaker: Speaker, text: str, p: dict, tts=None) -> tuple[np.ndarray, int]:
+    if speaker.engine == "espeak":
+        say = tts.synthesize if tts is not None else espeak.synthesize
+        x, sr = say(text, p["voice"], p["rate"], p["pitch"], p["prange"])
+        return x.astype(np.float64) / 32768.0, sr
+    return openjtalk.synthesize(text, p["speed"], p["half_tone"], p["alpha"])
+
+
+def speak_16k(speaker: Speaker, text: str, params: dict, tts=None) -> tuple[np.ndarray, dict]:
+    """Synthesize, trim and resample one word so that it fits MAX_SPEECH samples.
+
+    A word that is too long is spoken again faster (up to 3 times), then time-compressed.
+    tts : an `espeak.session()` engine for eSpeak speakers (None: a fresh engine per call)
+    returns ((m,) float32 peak-normalised to 1, the voice parameters actually used)
+    """
+    p = dict(params)
+    for _ in range(4):
+        x, sr = _speak(speaker, text, p, tts)
+        y = resample(trim_silence(x, sr), sr, SAMPLE_RATE)
+        if len(y) <= MAX_SPEECH:
+            break
+        factor = len(y) / MAX_SPEECH * 1.05
+        if speaker.engine == "espeak":
+            p["rate"] = int(min(450, np.ceil(p["rate"] * factor)))
+        else:
+            p["speed"] = round(min(2.5, p["speed"] * factor), 3)
+    else:
+        y = resample(y, len(y), MAX_SPEECH)     # last resort: squeeze (raises the pitch a little)
+        p["squeezed"] = True
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    if peak <= 0:
+        raise EdgekwsError(f"{speaker.engine} produced silence for {text!r} ({speaker.id}, {p})")
+    return (y / peak).astype(np.float32), p
+
+
+def place_in_second(speech: np.ndarray, rng: np.random.Generator,
+                    level: tuple[float, float] = (0.35, 0.9)) -> tuple[np.ndarray, int, float]:
+    """Put speech (m,) float32 peak 1, m <= 16000, at a random offset in 1 s of silence at a random
+    peak level. returns ((16000,) float32, offset in samples, peak)."""
+    peak = float(rng.uniform(*level))
+    offset = int(rng.integers(0, CLIP_SAMPLES - len(speech) + 1))
+    clip = np.zeros(CLIP_SAMPLES, np.float32)
+    clip[offset:offset + len(speech)] = speech * np.float32(peak)
+    return clip, offset, peak
+
+
+def _session(engine: str):
+    """eSpeak speakers get one fresh engine per job: its audio then depends on the job alone."""
+    return espeak.session() if engine == "espeak" else contextlib.nullcontext()
+
+
+def _speaker_job(job: _Job) -> list[dict]:
+    spk = job.speaker
+    with _session(spk.engine) as tts:
+        rows = [_clip(job, spk, word, rep, tts) for word, rep in job.items]
+    return rows
+
+
+def _clip(job: _Job, spk: Speaker, word: Word, rep: int, tts) -> dict:
+    rng = clip_rng(job.seed, spk.id, word.label, rep)
+    params = jitter(spk, rng)
+    text = word.text(spk.engine)
+    speech, used = speak_16k(spk, text, params, tts)
+    clip, offset, peak = place_in_second(speech, rng)
+    rel = f"{word.label}/{spk.id}_nohash_{rep}.wav"
+    write_wav(Path(job.out) / rel, clip)
+    return {"path": rel, "word": word.label, "kind": word.kind, "text": text,
+            "engine": spk.engine, "speaker": spk.id, "voice": used,
+            "offset_s": round(offset / SAMPLE_RATE, 4),
+            "speech_s": round(len(speech) / SAMPLE_RATE, 4), "peak": round(peak, 4)}
+
+
+def _noise_job(job: _Job) -> list[dict]:
+    n = int(round(job.seconds * SAMPLE_RATE))
+    rng = np.random.default_rng([job.seed, 0x0015E, zlib.crc32(job.name.encode())])
+    engine = None
+    if job.kind == "babble":
+        engine = job.items[0].engine
+        words = unknown_words(job.lang)
+        clips = []
+        with _session(engine) as tts:
+            for spk in job.items:
+                for _ in range(3):
+                    word = words[int(rng.integers(len(words)))]
+                    speech, _ = speak_16k(spk, word.text(spk.engine), jitter(spk, rng), tts)
+                    clips.append(speech)
+        x = noise.babble(clips, n, rng)
+    elif job.name.startswith("white"):
+        x = noise.white(n, rng)
+    elif job.name.startswith("pink"):
+        x = noise.pink(n, rng)
+    elif job.name.startswith("brown"):
+        x = noise.brown(n, rng)
+    else:
+        x = noise.hum(n, rng, mains_hz=50.0)
+    rel = f"{NOISE_DIR}/{job.name}.wav"
+    write_wav(Path(job.out) / rel, x)
+    return [{"path": rel, "kind": job.name.split("_")[0], "engine": engine,
+             "seconds": round(n / SAMPLE_RATE, 3)}]
+
+
+def _run(job: _Job) -> tuple[str, list[dict]]:
+    if job.kind == "speaker":
+        return job.kind, _speaker_job(job)
+    return job.kind, _noise_job(job)
+
+
+# ---------------------------------------------------------------- the dataset
+
+def _check_args(speakers, unknown_per_speaker, noise_seconds, repeats, jobs, seed):
+    def bad(name, value, what):
+        raise EdgekwsError(f"{name} must be {what}, got {value!r}")
+    if not isinstance(speakers, (int, np.integer)) or speakers < 1:
+        bad("--speakers", speakers, "an integer >= 1")
+    if not isinstance(repeats, (int, np.integer)) or not 1 <= repeats <= 100:
+        bad("--repeats", repeats, "an integer in 1..100")
+    if not isinstance(unknown_per_speaker, (int, np.integer)) or unknown_per_speaker < 0:
+        bad("--unknown", unknown_per_speaker, "an integer >= 0")
+    try:
+        seconds = float(noise_seconds)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not 0 <= seconds <= 600:
+        bad("--noise-seconds", noise_seconds, "between 0 and 600")
+    if jobs is not None and (not isinstance(jobs, (int, np.integer)) or jobs < 1):
+        bad("--jobs", jobs, "an integer >= 1")
+    if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
+        bad("--seed", seed, "a non-negative integer")
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise DatasetError(f"{out}: folder is not empty; choose a new folder or pass "
+                               "--force to replace the synthesized dataset in it")
+        old = out / MANIFEST
+        if old.is_file():                  # remove the previous dataset's files, nothing else
+            try:
+                listed = json.loads(old.read_text(encoding="utf-8"))
+                paths = [r["path"] for r in listed.get("clips", []) + listed.get("noise", [])]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise DatasetError(f"{old}: unreadable manifest; remove the folder by hand") from None
+            for rel in paths:
+                p = (out / rel).resolve()
+                if out.resolve() in p.parents and p.suffix == ".wav":
+                    p.unlink(missing_ok=True)
+            old.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _engine_versions(engines) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+    dists = {"espeak": "espeakng-loader", "openjtalk": "pyopenjtalk-plus"}
+    out = {}
+    for e in engines:
+        try:
+            out[e] = f"{dists[e]} {version(dists[e])}"
+        except PackageNotFoundError:
+            out[e] = dists[e]
+    return out
+
+
+def _resolve_words(lang, words, engines) -> list[Word]:
+    cmds = command_words(lang, words)
+    for i, w in enumerate(cmds):
+        texts = dict(w.texts)
+        if lang == "ja" and "espeak" in engines and "espeak" not in texts:
+            texts["espeak"] = openjtalk.to_kana(texts["openjtalk"])   # eSpeak reads only kana
+        missing = [e for e in engines if e not in texts]
+        if missing:
+            raise EdgekwsError(f"--words: custom word {w.label!r} has no text for "
+                               f"{', '.join(missing)} (English for Open JTalk needs katakana: "
+                               f"{w.label}=text:カタカナ)")
+        cmds[i] = Word(w.label, w.kind, texts)
+    return cmds
+
+
+def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None = None,
+                       seed: int = 0, jobs: int | None = None, engines=None,
+                       unknown_per_speaker: int | None = None, repeats: int = 1,
+                       noise_seconds: float | None = None, quick: bool = False,
+                       overwrite: bool = False, progress: bool = False) -> dict:
+    """Synthesize a keyword dataset into folder `out` and return its manifest (also written there).
+
+    lang                : "ja" or "en"
+    words               : command labels (None = yes no up down left right on off stop go), a list
+                          or comma-separated string; custom words as "label=text"
+    speakers            : pseudo-speakers, shared round-robin among engines (default 160; quick 12);
+                          each says every command `repeats` times
+    engines             : subset of ("espeak", "openjtalk"); default en: espeak, ja: both.
+                          Open JTalk speaks English as katakana loanwords (Japanese-accented English)
+    unknown_per_speaker : non-command words each speaker says once (default 6; quick 2; 0 = none)
+    noise_seconds       : length of each background-noise file (default 30; quick 5; 0 = none)
+    jobs                : worker processes (default: all cores); the output does not depend on it
+    quick               : small defaults for demos and tests
+    overwrite           : allow a non-empty `out`; files of a previous synthesized dataset are removed
+    """
+    base = QUICK if quick else DEFAULTS
+    speakers = base["speakers"] if speakers is None else speakers
+    unknown_per_speaker = base["unknown_per_speaker"] if unknown_per_speaker is None else unknown_per_speaker
+    noise_seconds = base["noise_seconds"] if noise_seconds is None else noise_seconds
+    check_lang(lang)
+    engines = check_engines(lang, engines)
+    _check_args(speakers, unknown_per_speaker, noise_seconds, repeats, jobs, seed)
+    if "espeak" in engines:
+        espeak_variants = espeak.variants()
+    if "openjtalk" in engines:
+        openjtalk.require()                     # MissingDependencyError says what to install
+    cmds = _resolve_words(lang, words, engines)
+    unknown = unknown_words(lang, exclude={w.label for w in cmds})
+    out = Path(out)
+    _prepare_out(out, overwrite)
+
+    spk_list = make_speakers(lang, int(speakers), engines, int(seed),
+                             espeak_variants if "espeak" in engines else ())
+    job_list: list[_Job] = []
+    if noise_seconds > 0:
+        for e in engines:                       # babble per engine: leave-one-engine-out stays clean
+            babblers = tuple(make_speakers(lang, 24, (e,), int(seed) + 1,
+                                           espeak_variants if e == "espeak" else ()))
+            job_list.append(_Job("babble", str(out), lang, int(seed), items=babblers,
+                                 name=f"babble_{e}", seconds=float(noise_seconds)))
+        for name in ("white_noise", "pink_noise", "brown_noise", "hum_50hz"):
+            job_list.append(_Job("noise", str(out), lang, int(seed), name=name,
+                                 seconds=float(noise_seconds)))
+    for spk in spk_list:
+        pick = np.random.default_rng([int(seed), 0x0C0DE, zlib.crc32(spk.id.encode())])
+        chosen = sorted(pick.choice(len(unknown), min(unknown_per_speaker, len(unknown)),
+                                    replace=False)) if unknown else []
+        items = [(w, r) for w in cmds for r in range(repeats)] + [(unknown[i], 0) for i in chosen]
+        job_list.append(_Job("speaker", str(out), lang, int(seed), speaker=spk, items=tuple(items)))
+
+    results = _run_all(job_list, jobs, progress)
+    clips = [row for kind, rows in results if kind == "speaker" for row in rows]
+    noises = [row for kind, rows in results if kind != "speaker" for row in rows]
+    manifest = {
+        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "lang": lang, "seed": int(seed),
+        "engines": list(engines), "engine_versions": _engine_versions(engines),
+        "sample_rate": SAMPLE_RATE, "clip_seconds": 1.0,
+        "commands": {w.label: w.texts for w in cmds},
+        "unknown": {w.label: w.texts for w in unknown},
+        "speakers": [{"id": s.id, "engine": s.engine, "params": s.params} for s in spk_list],
+        "noise": noises, "clips": clips,
+        "attribution": [MEI_ATTRIBUTION] if "openjtalk" in engines else [],
+    }
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")
+    return manifest
+
+
+def read_manifest(root) -> dict:
+    """The manifest of a synthesized dataset in folder `root` (DatasetError if absent or foreign)."""
+    path = Path(root) / MANIFEST
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no synthesis manifest (not made by edgekws synth?)") from None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT:
+        raise DatasetError(f"{path}: not an {MANIFEST_FORMAT} file")
+    if m.get("version") != MANIFEST_VERSION:
+        raise DatasetError(f"{path}: manifest version {m.get('version')!r} is not supported "
+                           f"(this edgekws reads version {MANIFEST_VERSION})")
+    return m
+
+
+def load_noises(root, exclude_engines=()) -> dict[str, np.ndarray]:
+    """Background noise of a synthesized dataset as float32 arrays, by file name, leaving out the
+    babble made by `exclude_engines` (for leave-one-engine-out evaluation)."""
+    from edgekws.audio import read_wav
+    m = read_manifest(root)
+    return {Path(n["path"]).stem: read_wav(Path(root) / n["path"], dtype="float32")
+            for n in m["noise"] if n.get("engine") not in set(exclude_engines)}
+
+
+def _run_all(job_list: list[_Job], jobs: int | None, progress: bool) -> list:
+    jobs = min(jobs or os.cpu_count() or 1, len(job_list)) or 1
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(job_list), unit="job", desc="synth")
+    results = []
+    if jobs == 1:
+        it = map(_run, job_list)
+        pool = None
+    else:
+        methods = mp.get_all_start_methods()
+        ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+        pool = ctx.Pool(jobs)
+        it = pool.imap(_run, job_list, chunksize=1)
+    try:
+        for res in it:
+            results.append(res)
+            if bar is not None:
+                bar.update(1)
+        if pool is not None:
+            pool.close()
+    finally:
+        if pool is not None:
+            pool.terminate()                    # no-op after close(); stops workers on error
+            pool.join()
+        if bar is not None:
+            bar.close()
+    return results

@@ -1,0 +1,157 @@
+"""Word lists for synthesized datasets: the ten commands and everyday "unknown" words per language.
+
+Every folder is named by the English meaning (`yes`, `no`, `up`, ...) in both languages, so an
+English and a Japanese dataset share label names; the text actually spoken is kept per engine:
+eSpeak NG reads English, or Japanese as kana; Open JTalk reads Japanese, and English only as
+katakana loanwords (イエス, ストップ, ...), i.e. Japanese-accented English — a voice of its own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from edgekws.errors import EdgekwsError
+
+LANGS = ("en", "ja")
+ENGINES = ("espeak", "openjtalk")
+DEFAULT_ENGINES = {"en": ("espeak",), "ja": ("espeak", "openjtalk")}
+COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+
+# label -> (English text, katakana for Open JTalk, Japanese kana)
+_COMMAND_TEXT = {
+    "yes": ("yes", "イエス", "はい"),
+    "no": ("no", "ノー", "いいえ"),
+    "up": ("up", "アップ", "うえ"),
+    "down": ("down", "ダウン", "した"),
+    "left": ("left", "レフト", "ひだり"),
+    "right": ("right", "ライト", "みぎ"),
+    "on": ("on", "オン", "オン"),
+    "off": ("off", "オフ", "オフ"),
+    "stop": ("stop", "ストップ", "とまれ"),
+    "go": ("go", "ゴー", "すすめ"),
+}
+
+# Short everyday words that are not commands (nor close homophones of one: no "light", "now").
+# label -> (English text, katakana for Open JTalk)
+_UNKNOWN_EN = {
+    "cat": "キャット", "dog": "ドッグ", "bird": "バード", "fish": "フィッシュ", "tree": "ツリー",
+    "house": "ハウス", "water": "ウォーター", "table": "テーブル", "chair": "チェア",
+    "happy": "ハッピー", "music": "ミュージック", "window": "ウィンドウ", "paper": "ペーパー",
+    "hello": "ハロー", "thanks": "サンクス", "sorry": "ソーリー", "maybe": "メイビー",
+    "green": "グリーン", "red": "レッド", "blue": "ブルー", "one": "ワン", "three": "スリー",
+    "five": "ファイブ", "six": "シックス", "seven": "セブン", "eight": "エイト", "nine": "ナイン",
+    "zero": "ゼロ", "bed": "ベッド", "book": "ブック", "milk": "ミルク", "coffee": "コーヒー",
+    "morning": "モーニング", "night": "ナイト", "rain": "レイン", "moon": "ムーン",
+}
+# label (English meaning) -> Japanese kana
+_UNKNOWN_JA = {
+    "cat": "ねこ", "dog": "いぬ", "bird": "とり", "fish": "さかな", "mountain": "やま",
+    "river": "かわ", "sea": "うみ", "sky": "そら", "rain": "あめ", "snow": "ゆき",
+    "flower": "はな", "water": "みず", "book": "ほん", "car": "くるま", "phone": "でんわ",
+    "tv": "テレビ", "rice": "ごはん", "tea": "おちゃ", "bread": "パン", "apple": "りんご",
+    "one": "いち", "three": "さん", "four": "よん", "six": "ろく", "seven": "なな",
+    "eight": "はち", "nine": "きゅう", "red": "あか", "blue": "あお", "white": "しろ",
+    "black": "くろ", "thanks": "ありがとう", "hello": "こんにちは", "desk": "つくえ",
+    "chair": "いす", "window": "まど", "morning": "あさ", "night": "よる",
+}
+
+_LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_KANA_RE = re.compile(r"^[\u3040-\u30ffー]+$")
+
+
+@dataclass(frozen=True)
+class Word:
+    """One word to synthesize: its folder label, kind, and the text each engine speaks."""
+
+    label: str
+    kind: str                                    # "command" | "unknown"
+    texts: dict[str, str] = field(hash=False)    # engine name -> text
+
+    def text(self, engine: str) -> str:
+        return self.texts[engine]
+
+
+def check_lang(lang: str) -> str:
+    if lang not in LANGS:
+        raise EdgekwsError(f"--lang must be one of {', '.join(LANGS)}, got {lang!r}")
+    return lang
+
+
+def check_engines(lang: str, engines) -> tuple[str, ...]:
+    """Validate an engine list (None → the language's default); returns a tuple in canonical order."""
+    if engines is None:
+        return DEFAULT_ENGINES[check_lang(lang)]
+    if isinstance(engines, str):
+        engines = [e.strip() for e in engines.split(",") if e.strip()]
+    engines = list(engines)
+    bad = [e for e in engines if e not in ENGINES]
+    if bad or not engines:
+        raise EdgekwsError(f"--engines must be a comma-separated subset of {', '.join(ENGINES)}, "
+                           f"got {','.join(map(str, engines)) or 'nothing'}")
+    return tuple(e for e in ENGINES if e in engines)
+
+
+def command_words(lang: str, words=None) -> list[Word]:
+    """The command words to synthesize.
+
+    words : None (all ten), a comma-separated string or a list. Entries are command labels
+            (`yes`, `stop`, ...) or custom words `label=text` (e.g. `light=でんき`, `light=light`);
+            a custom English word may add a katakana reading for Open JTalk: `light=light:ライト`.
+    """
+    check_lang(lang)
+    if words is None:
+        words = list(COMMANDS)
+    elif isinstance(words, str):
+        words = [w.strip() for w in words.split(",")]
+    out: list[Word] = []
+    for entry in words:
+        entry = str(entry).strip()
+        if not entry:
+            raise EdgekwsError("--words has an empty entry (check for doubled or trailing commas)")
+        if "=" in entry:
+            label, text = (s.strip() for s in entry.split("=", 1))
+            word = _custom_word(lang, label, text, entry)
+        elif entry in _COMMAND_TEXT:
+            en, kata, ja = _COMMAND_TEXT[entry]
+            texts = {"espeak": en, "openjtalk": kata} if lang == "en" else \
+                    {"espeak": ja, "openjtalk": ja}
+            word = Word(entry, "command", texts)
+        else:
+            raise EdgekwsError(f"--words: unknown word {entry!r}; known: {', '.join(COMMANDS)} "
+                               "(or give a custom word as label=text)")
+        if word.label in {w.label for w in out}:
+            raise EdgekwsError(f"--words: {word.label!r} is given twice")
+        out.append(word)
+    return out
+
+
+def _custom_word(lang: str, label: str, text: str, entry: str) -> Word:
+    if not _LABEL_RE.match(label):
+        raise EdgekwsError(f"--words: label {label!r} in {entry!r} must be lower-case ASCII "
+                           "letters, digits, '_' or '-' (it becomes a folder name)")
+    if not text:
+        raise EdgekwsError(f"--words: {entry!r} has no text to speak")
+    if lang == "en":
+        en, _, kata = text.partition(":")
+        texts = {"espeak": en.strip()}
+        if kata.strip():
+            texts["openjtalk"] = kata.strip()
+    else:
+        texts = {"openjtalk": text}
+        if _KANA_RE.match(text):
+            texts["espeak"] = text          # otherwise the generator converts it to kana
+    return Word(label, "command", texts)
+
+
+def unknown_words(lang: str, exclude=()) -> list[Word]:
+    """Everyday non-command words of `lang`, minus any label in `exclude`."""
+    check_lang(lang)
+    exclude = set(exclude)
+    if lang == "en":
+        items = [Word(lab, "unknown", {"espeak": lab, "openjtalk": kata})
+                 for lab, kata in _UNKNOWN_EN.items()]
+    else:
+        items = [Word(lab, "unknown", {"espeak": kana, "openjtalk": kana})
+                 for lab, kana in _UNKNOWN_JA.items()]
+    return [w for w in items if w.label not in exclude]

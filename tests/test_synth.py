@@ -1,0 +1,251 @@
+"""Offline speech synthesis: dataset layout, clip format, manifest, determinism, argument errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekws.audio import read_wav
+from edgekws.errors import DatasetError, EdgekwsError, MissingDependencyError
+
+pytest.importorskip("espeakng_loader")
+
+from edgekws.synth import espeak, noise  # noqa: E402
+from edgekws.synth.generator import MANIFEST, MAX_SPEECH, speak_16k, synthesize_dataset  # noqa: E402
+from edgekws.synth.voices import Speaker, make_speakers  # noqa: E402
+from edgekws.synth.words import command_words  # noqa: E402
+
+TINY = dict(words="yes,no,stop", speakers=3, unknown_per_speaker=1, noise_seconds=0.5)
+NAME_RE = re.compile(r"^(espk|ojt)\d{4}_nohash_\d+\.wav$")
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny_en(tmp_path_factory):
+    out = tmp_path_factory.mktemp("en") / "ds"
+    manifest = synthesize_dataset(out, "en", seed=7, jobs=1, **TINY)
+    return out, manifest
+
+
+def test_layout_and_clip_format(tiny_en):
+    out, m = tiny_en
+    files = _files(out)
+    wavs = {k for k in files if k.endswith(".wav")}
+    listed = {c["path"] for c in m["clips"]} | {n["path"] for n in m["noise"]}
+    assert wavs == listed                          # nothing unlisted, nothing missing
+    assert set(files) == wavs | {MANIFEST}         # no temp files left behind
+    for c in m["clips"]:
+        folder, name = c["path"].split("/")
+        assert folder == c["word"] and NAME_RE.match(name) and name.startswith(c["speaker"])
+        with wave.open(str(out / c["path"])) as w:
+            assert (w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()) == \
+                (1, 2, 16000, 16000)
+        x = read_wav(out / c["path"])
+        voiced = np.flatnonzero(np.abs(x.astype(np.int32)) > 300)
+        start = int(round(c["offset_s"] * 16000))
+        assert voiced.size > 1000 and start <= voiced[0] < start + 0.1 * 16000
+        assert voiced[-1] < start + c["speech_s"] * 16000 + 1
+        assert 0.3 * 32767 < np.abs(x.astype(np.int32)).max() <= 0.91 * 32767
+    commands = [c for c in m["clips"] if c["kind"] == "command"]
+    assert sorted({c["word"] for c in commands}) == ["no", "stop", "yes"]
+    assert len(commands) == 3 * 3 and len(m["clips"]) == 3 * 4
+    unknown = [c for c in m["clips"] if c["kind"] == "unknown"]
+    assert all(c["word"] not in ("yes", "no", "stop") for c in unknown)
+    offsets = {c["offset_s"] for c in commands}
+    assert len(offsets) > 5                        # speech at random offsets, not one place
+    kinds = sorted(n["kind"] for n in m["noise"])
+    assert kinds == ["babble", "brown", "hum", "pink", "white"]
+    for n in m["noise"]:
+        assert read_wav(out / n["path"]).shape == (8000,)
+
+
+def test_manifest_speakers_consistent(tiny_en):
+    _, m = tiny_en
+    spk = {s["id"]: s for s in m["speakers"]}
+    assert len(spk) == 3 and all(s["engine"] == "espeak" and s["id"].startswith("espk")
+                                 for s in spk.values())
+    for c in m["clips"]:
+        s = spk[c["speaker"]]
+        assert c["engine"] == s["engine"]
+        assert c["voice"]["voice"] == s["params"]["voice"]     # same voice in every word
+        assert c["text"] == c["word"] or c["kind"] == "unknown"
+    assert m["lang"] == "en" and m["seed"] == 7 and m["attribution"] == []
+    assert json.loads((Path(tiny_en[0]) / MANIFEST).read_text("utf-8")) == m
+
+
+def test_read_manifest_and_noises(tiny_en, tmp_path):
+    from edgekws.synth import load_noises, read_manifest
+    out, m = tiny_en
+    assert read_manifest(out) == m
+    assert sorted(load_noises(out)) == ["babble_espeak", "brown_noise", "hum_50hz", "pink_noise",
+                                        "white_noise"]
+    assert "babble_espeak" not in load_noises(out, exclude_engines=["espeak"])
+    with pytest.raises(DatasetError, match="no synthesis manifest"):
+        read_manifest(tmp_path)
+    (tmp_path / MANIFEST).write_text('{"format": "other"}')
+    with pytest.raises(DatasetError, match="not an"):
+        read_manifest(tmp_path)
+
+
+def test_same_seed_same_bytes_any_jobs(tiny_en, tmp_path):
+    out, _ = tiny_en
+    synthesize_dataset(tmp_path / "a", "en", seed=7, jobs=2, **TINY)
+    assert _files(tmp_path / "a") == _files(out)
+    synthesize_dataset(tmp_path / "b", "en", seed=8, jobs=2, **TINY)
+    a, b = _files(out), _files(tmp_path / "b")
+    common = [k for k in a if k in b and k.endswith(".wav")]
+    assert len(common) >= 9 + 5                    # the command clips and the noise files
+    assert all(a[k] != b[k] for k in common)
+
+
+def test_japanese_both_engines(tmp_path):
+    pytest.importorskip("pyopenjtalk")
+    m = synthesize_dataset(tmp_path / "ja", "ja", words="yes,stop", speakers=4,
+                           unknown_per_speaker=1, noise_seconds=0.2, seed=1, jobs=2)
+    engines = {s["id"]: s["engine"] for s in m["speakers"]}
+    assert sorted(engines.values()) == ["espeak", "espeak", "openjtalk", "openjtalk"]
+    assert all(sid.startswith("ojt" if e == "openjtalk" else "espk") for sid, e in engines.items())
+    texts = {(c["word"], c["engine"]): c["text"] for c in m["clips"]}
+    assert texts[("yes", "espeak")] == texts[("yes", "openjtalk")] == "はい"
+    assert texts[("stop", "openjtalk")] == "とまれ"
+    assert {n["path"] for n in m["noise"]} >= {"_background_noise_/babble_espeak.wav",
+                                               "_background_noise_/babble_openjtalk.wav"}
+    assert m["attribution"] and "CC BY 3.0" in m["attribution"][0]
+    ojt = [c for c in m["clips"] if c["engine"] == "openjtalk"]
+    assert all(read_wav(tmp_path / "ja" / c["path"]).shape == (16000,) for c in ojt)
+
+
+def test_english_katakana_via_openjtalk(tmp_path):
+    pytest.importorskip("pyopenjtalk")
+    m = synthesize_dataset(tmp_path / "e", "en", words="stop", speakers=1, engines="openjtalk",
+                           unknown_per_speaker=0, noise_seconds=0, jobs=1)
+    assert [(c["text"], c["engine"], c["speaker"]) for c in m["clips"]] == \
+        [("ストップ", "openjtalk", "ojt0000")]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(lang="fr"), "--lang"),
+    (dict(speakers=0), "--speakers"),
+    (dict(words="yes,maybe"), "unknown word 'maybe'"),
+    (dict(words="yes,,no"), "empty entry"),
+    (dict(words="yes,yes"), "given twice"),
+    (dict(words="Big Word=x"), "lower-case ASCII"),
+    (dict(engines="espeak,festival"), "--engines"),
+    (dict(jobs=0), "--jobs"),
+    (dict(seed=-1), "--seed"),
+    (dict(repeats=0), "--repeats"),
+    (dict(unknown_per_speaker=-2), "--unknown"),
+])
+def test_bad_arguments(tmp_path, kwargs, message):
+    args = dict(lang="en", speakers=1, noise_seconds=0)
+    args.update(kwargs)
+    with pytest.raises(EdgekwsError, match=re.escape(message)):
+        synthesize_dataset(tmp_path / "x", **args)
+    assert not (tmp_path / "x").exists()          # nothing written on a bad argument
+
+
+def test_refuses_non_empty_folder_and_force_replaces(tmp_path):
+    out = tmp_path / "ds"
+    synthesize_dataset(out, "en", words="yes,no", speakers=2, unknown_per_speaker=0,
+                       noise_seconds=0, jobs=1)
+    with pytest.raises(DatasetError, match="not empty"):
+        synthesize_dataset(out, "en", words="yes", speakers=1, noise_seconds=0)
+    (out / "my_notes.txt").write_text("keep me")
+    synthesize_dataset(out, "en", words="yes", speakers=1, unknown_per_speaker=0,
+                       noise_seconds=0, jobs=1, overwrite=True)
+    wavs = sorted(str(p.relative_to(out)) for p in out.rglob("*.wav"))
+    assert wavs == ["yes/espk0000_nohash_0.wav"]   # the old dataset's clips are gone
+    assert (out / "my_notes.txt").read_text() == "keep me"
+
+
+def test_cli(tmp_path, capsys):
+    from edgekws.cli import main
+    out = tmp_path / "c"
+    assert main(["synth", "--lang", "en", "--out", str(out), "--words", "go", "--speakers", "2",
+                 "--unknown", "0", "--noise-seconds", "0", "--jobs", "1"]) == 0
+    assert sorted(p.name for p in (out / "go").iterdir()) == \
+        ["espk0000_nohash_0.wav", "espk0001_nohash_0.wav"]
+    assert main(["synth", "--lang", "en", "--out", str(tmp_path / "d"), "--words", "nope"]) == 2
+    assert "unknown word 'nope'" in capsys.readouterr().err
+
+
+def test_missing_engine_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "espeakng_loader", None)     # import now fails
+    monkeypatch.setattr(espeak, "_variants", None)
+    with pytest.raises(MissingDependencyError, match=re.escape('pip install "edgekws[synth]"')):
+        synthesize_dataset(tmp_path / "m", "en", speakers=1)
+    from edgekws.synth import openjtalk
+    monkeypatch.setitem(sys.modules, "pyopenjtalk", None)
+    monkeypatch.setattr(openjtalk, "_module", None)
+    with pytest.raises(MissingDependencyError, match="edgekws\\[synth\\]"):
+        synthesize_dataset(tmp_path / "m", "ja", speakers=1, engines="openjtalk")
+
+
+def test_espeak_is_a_pure_function_of_its_arguments():
+    # breathy Klatt voice (noise from rand()) and flutter state both must not leak between calls
+    a, sr = espeak.synthesize("yes", "en-us+caleb", 150, 50, 50)
+    espeak.synthesize("another word", "en+f3", 200, 70, 30)
+    b, _ = espeak.synthesize("yes", "en-us+caleb", 150, 50, 50)
+    assert sr == 22050 and a.dtype == np.int16 and a.size > 2000 and np.array_equal(a, b)
+    with pytest.raises(EdgekwsError, match="variant"):
+        espeak.synthesize("yes", "en+nosuchvariant")
+
+
+def test_long_word_is_sped_up_to_fit():
+    spk = Speaker("espk0000", "espeak", {"voice": "en-us", "rate": 80, "pitch": 50, "prange": 50})
+    speech, used = speak_16k(spk, "internationalisation", dict(spk.params))
+    assert speech.dtype == np.float32 and len(speech) <= MAX_SPEECH
+    assert used["rate"] > 80 and np.isclose(np.abs(speech).max(), 1.0)
+
+
+def test_speakers_are_distinct_and_reproducible():
+    variants = espeak.variants()
+    a = make_speakers("en", 120, ("espeak",), 3, variants)
+    assert a == make_speakers("en", 120, ("espeak",), 3, variants)
+    assert len({s.params["voice"].split("+")[1] for s in a[:len(variants)]}) == len(variants)
+    assert len({s.params["voice"].split("+")[0] for s in a}) == 8          # all accents used
+    ojt = make_speakers("ja", 60, ("openjtalk",), 3)
+    grid = {(round(s.params["half_tone"]), round(s.params["alpha"], 2)) for s in ojt}
+    assert len(grid) >= 40
+
+
+def test_japanese_commands_spoken_texts():
+    words = command_words("ja")
+    assert [w.label for w in words] == ["yes", "no", "up", "down", "left", "right", "on", "off",
+                                        "stop", "go"]
+    assert " ".join(w.text("openjtalk") for w in words) == \
+        "はい いいえ うえ した ひだり みぎ オン オフ とまれ すすめ"
+    en = command_words("en")
+    assert " ".join(w.text("openjtalk") for w in en) == \
+        "イエス ノー アップ ダウン レフト ライト オン オフ ストップ ゴー"
+
+
+def test_noise_colours():
+    rng = np.random.default_rng(0)
+    n = 16000 * 4
+
+    def low_high_ratio(x):
+        p = np.abs(np.fft.rfft(x)) ** 2
+        f = np.fft.rfftfreq(n, 1 / 16000)
+        return p[(f > 100) & (f < 400)].mean() / p[(f > 3000) & (f < 6000)].mean()
+
+    w, pk, br = noise.white(n, rng), noise.pink(n, rng), noise.brown(n, rng)
+    assert 0.7 < low_high_ratio(w) < 1.4
+    assert 5 < low_high_ratio(pk) < 40            # 1/f: ~15x over these bands
+    assert low_high_ratio(br) > 100               # 1/f²
+    h = noise.hum(n, rng)
+    spec = np.abs(np.fft.rfft(h))
+    assert abs(np.fft.rfftfreq(n, 1 / 16000)[spec.argmax()] - 50.0) < 1.0
+    for x in (w, pk, br, h):
+        assert x.dtype == np.float32 and x.shape == (n,) and np.isclose(np.abs(x).max(), 0.5)
+    assert noise.babble([], 100, rng).shape == (100,)
+    assert noise.white(0, rng).shape == (0,)
