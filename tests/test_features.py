@@ -38,10 +38,23 @@ def test_default_geometry_and_shapes():
     assert compute_features(np.zeros(100, np.int16), CFG).shape == (0, 40)
 
 
+def test_long_clips_and_odd_batches_are_blocked_consistently():
+    """Blocks of frames inside one long clip, and batches not a multiple of the block, give the
+    frames of the streaming path (which blocks differently)."""
+    rng = np.random.default_rng(8)
+    long_clip = signals.speech_like(rng, 13.0, -12.0)  # 649 frames: more than one block
+    fe = StreamingFrontend(CFG)
+    streamed = np.concatenate([fe.push(long_clip[i : i + 7777]) for i in range(0, long_clip.size, 7777)])
+    np.testing.assert_array_equal(compute_features(long_clip, CFG), streamed)
+    clips = np.stack([signals.speech_like(rng, 0.5, -6.0 - i) for i in range(23)])  # 23 x 24 frames
+    batch = compute_features(clips, CFG)
+    np.testing.assert_array_equal(batch[17], compute_features(clips[17], CFG))
+
+
 def test_config_roundtrip_hash_and_validation():
     d = CFG.to_dict()
     assert FeatureConfig.from_dict(d) == CFG
-    assert CFG.config_hash() == "7bad1cddba1ecf1b"  # changes only when the definition changes
+    assert CFG.config_hash() == "bdc3d59ddc79b43d"  # changes only when the definition changes
     assert FeatureConfig(preemphasis=0.97).config_hash() != CFG.config_hash()
     assert FeatureConfig.from_dict({**d, "sample_rate": 16000.0}).sample_rate == 16000
     bad = [
@@ -90,26 +103,65 @@ def test_dynamic_range_silence_fullscale_and_quiet_speech():
     assert abs(np.median(shift) - 6.02 / CFG.input_scale) <= 1
 
 
-def test_integer_fft_error_and_no_overflow():
+def _adversarial_frames(n: int, length: int) -> np.ndarray:
+    """Full-scale sign patterns that put all the energy into one bin (the largest |X| there is)."""
+    i = np.arange(length)
+    rows = [np.where(np.cos(2 * np.pi * k * i / n + ph) >= 0, 32767, -32768) for k in range(0, n // 2 + 1, 7) for ph in (0.0, 0.7)]
+    return np.array(rows, dtype=np.int16)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [CFG, FeatureConfig(fft_size=256, window_ms=16.0, hop_ms=10.0), FeatureConfig(fft_size=1024, window_ms=64.0)],
+    ids=["512", "256 (radix-2 first stage)", "1024"],
+)
+def test_integer_fft_error_and_no_overflow(cfg):
+    """Documented bound: every bin of the integer spectrum is within 2 LSB (complex modulus) of
+    the exact DFT(w) / N of the same windowed, normalized frame, for any int16 input; an int32
+    overflow anywhere in the FFT would show up as a huge error here."""
     rng = np.random.default_rng(3)
+    L = cfg.window_len
     frames = np.concatenate(
         [
-            rng.integers(-32768, 32768, (300, 480)),
-            np.where(rng.random((100, 480)) < 0.5, -32768, 32767),
-            np.full((2, 480), -32768),
-            np.tile([32767, -32768], (2, 240)),
+            rng.integers(-32768, 32768, (300, L)),
+            np.where(rng.random((100, L)) < 0.5, -32768, 32767),
+            np.full((2, L), -32768),
+            np.tile([32767, -32768], (2, L // 2)),
+            _adversarial_frames(cfg.fft_size, L),
+            rng.integers(-3, 4, (20, L)),  # tiny frames: normalized by up to 14 bits
         ]
     ).astype(np.int16)
-    re, im, shift = fft_frames(frames, CFG)
-    w = ((frames.astype(np.int64) * CFG.tables.window + (1 << 14)) >> 15) << shift[:, None]
-    exact = np.fft.fft(w, n=512, axis=1) / 512
-    assert np.abs(re + 1j * im - exact).max() <= 6.0  # a few LSB of rounding over 9 stages
-    assert np.abs(re + 1j * im).max() < 32790  # the documented overflow bound
+    re, im, shift = fft_frames(frames, cfg)
+    assert re.shape == (len(frames), cfg.num_bins) and re.dtype == np.int32
+    w = ((frames.astype(np.int64) * cfg.tables.window + (1 << 14)) >> 15) << shift[:, None]
+    assert np.abs(w).max() < 1 << 15  # normalization keeps the FFT input in 16 bits
+    exact = np.fft.rfft(w, n=cfg.fft_size, axis=1) / cfg.fft_size
+    assert np.abs(re + 1j * im - exact).max() <= 2.0  # was 6 LSB with the radix-2 FFT
+    power = re.astype(np.int64) ** 2 + im.astype(np.int64) ** 2
+    assert power.max() < 1 << 31  # the documented power bound (uint32 in C)
+
+
+def test_fft_tables():
+    from edgekws.features.config import fft_input_order, fft_stage_radices
+    from edgekws.features.integer import twiddle
+
+    for nc in (32, 64, 128, 256, 2048):
+        radices = fft_stage_radices(nc)
+        assert np.prod(radices) == nc and radices[-1] == 4 and radices.count(2) <= 1
+        assert sorted(fft_input_order(nc)) == list(range(nc))
+    t = CFG.tables
+    assert sorted(t.bitrev.tolist()) == list(range(CFG.fft_size))
+    k = np.arange(CFG.fft_size // 2)
+    c_hi, s_hi = twiddle(t, k + CFG.fft_size // 2)
+    np.testing.assert_array_equal(c_hi, -t.twiddle_cos)  # W^(k + N/2) = -W^k, exactly as in C
+    np.testing.assert_array_equal(s_hi, -t.twiddle_sin)
+    assert t.twiddle_cos[0] == 1 << 15 and t.twiddle_sin[0] == 0  # W^0 = 1 exactly
 
 
 def test_error_bound_against_float_reference():
     """Documented bound: bands within 20 dB of the frame's strongest band are within 0.6 dB of
-    the float reference (about 1.5 int8 steps), within 40 dB: 2.5 dB. Below that the 16-bit
+    the float reference (about 1.5 int8 steps), within 40 dB: 1.0 dB, within 60 dB: 5 dB (the
+    radix-2 FFT of ekws-frontend-1 needed 2.5 dB and 7.3 dB measured). Further down the 16-bit
     FFT's rounding floor (~80 dB under the frame peak) dominates."""
     rng = np.random.default_rng(4)
     clips = [signals.speech_like(rng, 1.0, p) for p in (0, -15, -30, -45)]
@@ -123,7 +175,8 @@ def test_error_bound_against_float_reference():
         below = ref.max(axis=-1, keepdims=True) - ref
     inside = (ref > CFG.db_min + 1) & (ref < CFG.db_max - 1)
     assert err[inside & (below <= 20)].max() <= 0.6
-    assert err[inside & (below <= 40)].max() <= 2.5
+    assert err[inside & (below <= 40)].max() <= 1.0
+    assert err[inside & (below <= 60)].max() <= 5.0
     assert (inside & (below <= 20)).sum() > 3000
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,25 @@ def test_c_equals_numpy_on_speech_and_edge_cases_streaming(cfrontend):
             np.testing.assert_array_equal(np.concatenate(out), expected)
 
 
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        FeatureConfig(fft_size=64, window_ms=4.0, hop_ms=2.0, num_bands=8),  # 32-point FFT: radix 2, 4, 4
+        FeatureConfig(fft_size=128, window_ms=8.0, hop_ms=4.0, num_bands=16),  # radix 4, 4, 4
+        FeatureConfig(fft_size=1024, window_ms=64.0),
+        FeatureConfig(fft_size=2048, window_ms=100.0, hop_ms=50.0),  # radix 2, then five radix-4 stages
+    ],
+    ids=["64", "128", "1024", "2048"],
+)
+def test_c_equals_numpy_other_fft_sizes(cfrontend, cfg):
+    from edgekws.firmware import load_library
+
+    lib = load_library(["-DEKWS_FRONTEND_MAX_FFT=2048"])
+    rng = np.random.default_rng(cfg.fft_size)
+    x = np.concatenate([signals.speech_like(rng, 0.6, -6.0), signals.extreme_noise(rng, 0.2), np.zeros(3000, np.int16)])
+    np.testing.assert_array_equal(cfrontend(cfg, lib=lib).push(x), compute_features(x, cfg))
+
+
 def test_c_frontend_errors(cfrontend):
     with pytest.raises(EdgekwsError, match="invalid configuration"):
         cfrontend(FeatureConfig(fft_size=1024))  # above EKWS_FRONTEND_MAX_FFT of the default build
@@ -109,3 +129,17 @@ def test_make_sanitize(tmp_path):
     proc = _make("sanitize", tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "all passed" in proc.stdout
+
+
+def test_cortex_m4_build_matches_golden_under_qemu(tmp_path):
+    """The frontend cross-built for Cortex-M4 reproduces every golden case bit for bit on QEMU's
+    mps2-an386 and reports instructions per hop (skipped without the ARM toolchain or QEMU)."""
+    missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)}")
+    tool = FIRMWARE.parent / "tools" / "qemu_count.py"
+    proc = subprocess.run([sys.executable, str(tool), "--hops", "5", "--build", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "golden: all cases bit-exact" in proc.stdout
+    median = int(proc.stdout.split("| median")[1].split("|")[1])
+    assert 10_000 < median < 200_000  # instructions per 20 ms hop (64k when written)

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgekws.errors import EdgekwsError
 
-FORMAT = "ekws-frontend-1"  # bump when the integer definition changes
+FORMAT = "ekws-frontend-2"  # bump when the integer definition changes (2: radix-4 real FFT)
 
 # Fixed-point formats of the pipeline (documented in edgekws/features/integer.py).
 WINDOW_Q = 15  # Hann window, Q15 int16
@@ -188,14 +188,37 @@ def hann_float(n: int) -> np.ndarray:
     return np.sin(np.pi * (np.arange(n) + 0.5) / n) ** 2
 
 
+def fft_stage_radices(nc: int) -> list[int]:
+    """Radices of the complex FFT of size nc (power of two >= 32), first stage first:
+    one radix-2 stage when log2(nc) is odd, then radix-4 stages (the last one is always radix 4)."""
+    log2 = nc.bit_length() - 1
+    return [2] * (log2 % 2) + [4] * (log2 // 2)
+
+
+def fft_input_order(nc: int) -> list[int]:
+    """Mixed-radix digit reversal: slot p of the in-place DIT FFT holds input sample order[p].
+
+    The last stage (radix r, span q = nc / r) combines r sub-FFTs, sub-FFT m over x[m + r n]
+    stored in slots m q .. m q + q - 1; recursively for the earlier stages."""
+
+    def order(size: int, radices: list[int]) -> list[int]:
+        if not radices:
+            return [0]
+        r = radices[-1]
+        sub = order(size // r, radices[:-1])
+        return [m + r * s for m in range(r) for s in sub]
+
+    return order(nc, fft_stage_radices(nc))
+
+
 @dataclass(frozen=True, eq=False)
 class FrontendTables:
     """Integer constants of the pipeline, derived from a FeatureConfig (arrays are read-only)."""
 
     window: np.ndarray  # (window_len,) int16, Q15
-    twiddle_cos: np.ndarray  # (fft_size/2,) int32, round(cos(2 pi k/N) * 2^15)
-    twiddle_sin: np.ndarray  # (fft_size/2,) int32, round(sin(2 pi k/N) * 2^15)
-    bitrev: np.ndarray  # (fft_size,) uint16
+    twiddle_cos: np.ndarray  # (fft_size/2,) int32, round(cos(2 pi k/N) * 2^15); entry k+N/2 := -entry k
+    twiddle_sin: np.ndarray  # (fft_size/2,) int32, round(sin(2 pi k/N) * 2^15); entry k+N/2 := -entry k
+    bitrev: np.ndarray  # (fft_size,) uint16: FFT input slot i (packed complex, re/im interleaved) <- sample bitrev[i]
     band_start: np.ndarray  # (num_bands,) uint16, first FFT bin with a nonzero weight
     band_len: np.ndarray  # (num_bands,) uint16
     band_offset: np.ndarray  # (num_bands,) uint16, index of the band's first weight
@@ -210,15 +233,12 @@ class FrontendTables:
     @classmethod
     def build(cls, cfg: FeatureConfig) -> "FrontendTables":
         n, L = cfg.fft_size, cfg.window_len
-        log2n = n.bit_length() - 1
         window = np.round(hann_float(L) * 32767.0).astype(np.int16)
         k = np.arange(n // 2)
         tw_cos = np.round(np.cos(2 * np.pi * k / n) * (1 << TWIDDLE_Q)).astype(np.int32)
         tw_sin = np.round(np.sin(2 * np.pi * k / n) * (1 << TWIDDLE_Q)).astype(np.int32)
-        idx = np.arange(n)
-        rev = np.zeros(n, dtype=np.int64)
-        for b in range(log2n):
-            rev |= ((idx >> b) & 1) << (log2n - 1 - b)
+        order = np.array(fft_input_order(n // 2), dtype=np.int64)
+        rev = np.stack([2 * order, 2 * order + 1], axis=1).reshape(-1)  # packed complex gather map
         wq = np.round(mel_weights_float(cfg) * 32767.0).astype(np.int64)  # (bins, bands)
         starts, lens, offsets, flat = [], [], [], []
         for b in range(cfg.num_bands):

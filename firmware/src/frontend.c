@@ -28,7 +28,7 @@ ekws_status_t ekws_frontend_init(ekws_frontend_t *fe, const ekws_frontend_params
         p->band_weights == NULL || p->log2_frac == NULL) {
         return EKWS_ERR_NULL;
     }
-    if (p->fft_size < 4 || p->fft_size > EKWS_FRONTEND_MAX_FFT || p->log2_fft >= 31 ||
+    if (p->fft_size < 16 || p->fft_size > EKWS_FRONTEND_MAX_FFT || p->log2_fft >= 31 ||
         ((uint32_t)1 << p->log2_fft) != p->fft_size || p->window_len < 1 ||
         p->window_len > p->fft_size || p->hop_len < 1 || p->hop_len > p->window_len ||
         p->num_bands < 1 || p->out_shift < 1 || p->out_shift > 40 || p->preemph_q15 < 0 ||
@@ -67,30 +67,108 @@ size_t ekws_frontend_frames_for(const ekws_frontend_t *fe, size_t n_samples) {
     return (total - p->window_len) / p->hop_len + 1;
 }
 
-/* In-place radix-2 decimation-in-time FFT, input already in bit-reversed order.
- * re, im: [N] int32, |values| <= 32767 on entry. Each stage halves (rounding), so on exit
- * (re, im) = DFT / N; moduli stay < 32790, so every product sum fits int32. */
-static void fft_q15(const ekws_frontend_params_t *p, int32_t *re, int32_t *im) {
+/* Twiddle W_N^k = (cos, sin)(2 pi k / N) * 2^15 for 0 <= k < N: table for k < N/2, negated above. */
+static inline void twiddle(const ekws_frontend_params_t *p, uint32_t k, int32_t *c, int32_t *s) {
+    const uint32_t half = p->fft_size / 2;
+    if (k < half) {
+        *c = p->twiddle_cos[k];
+        *s = p->twiddle_sin[k];
+    } else {
+        *c = -p->twiddle_cos[k - half];
+        *s = -p->twiddle_sin[k - half];
+    }
+}
+
+/* a * conj-twiddle, rounded: ((a_re c + a_im s + 2^14) >> 15, (a_im c - a_re s + 2^14) >> 15).
+ * |a| < 2^15.5 + 8 (modulus) and |W| <= 2^15 + 1, so each sum is < 2^30.6 in magnitude.
+ * W^0 = (2^15, 0) gives a back exactly. */
+static inline void rotate(int32_t *re, int32_t *im, int32_t c, int32_t s) {
+    const int32_t r = *re;
+    const int32_t i = *im;
+    *re = (r * c + i * s + (1 << 14)) >> 15;
+    *im = (i * c - r * s + (1 << 14)) >> 15;
+}
+
+/* One radix-4 butterfly on r[0], r[q], r[2q], r[3q] (and im alike), inputs 1..3 already rotated
+ * into t1..t3: y_k = sum_m t_m (-i)^(m k), stored as (y_k + bias) >> sh. */
+static inline void butterfly4(int32_t *r, int32_t *i, uint32_t q, int32_t t1r, int32_t t1i, int32_t t2r,
+                              int32_t t2i, int32_t t3r, int32_t t3i, int32_t bias, int32_t sh) {
+    const int32_t s02r = r[0] + bias + t2r, s02i = i[0] + bias + t2i;
+    const int32_t d02r = r[0] + bias - t2r, d02i = i[0] + bias - t2i;
+    const int32_t s13r = t1r + t3r, s13i = t1i + t3i;
+    const int32_t d13r = t1r - t3r, d13i = t1i - t3i;
+    r[0] = (s02r + s13r) >> sh;
+    i[0] = (s02i + s13i) >> sh;
+    r[q] = (d02r + d13i) >> sh; /* y1 = d02 - i d13 */
+    i[q] = (d02i - d13r) >> sh;
+    r[2 * q] = (s02r - s13r) >> sh;
+    i[2 * q] = (s02i - s13i) >> sh;
+    r[3 * q] = (d02r - d13i) >> sh; /* y3 = d02 + i d13 */
+    i[3 * q] = (d02i + d13r) >> sh;
+}
+
+/* In-place mixed-radix decimation-in-time FFT of nc = N/2 complex values in digit-reversed order
+ * (see edgekws/features/integer.py, step 4): an optional radix-2 first stage, then radix-4 stages
+ * that scale by 1/4 each (rounded), except the last, which leaves Y = DFT / (nc / 4). */
+static void fft_packed(const ekws_frontend_params_t *p, int32_t *re, int32_t *im) {
     const uint32_t n = p->fft_size;
-    for (uint32_t half = 1; half < n; half <<= 1) {
-        const uint32_t step = n / (2 * half); /* twiddle index stride */
-        for (uint32_t start = 0; start < n; start += 2 * half) {
-            for (uint32_t j = 0; j < half; j++) {
-                const int32_t c = p->twiddle_cos[j * step];
-                const int32_t s = p->twiddle_sin[j * step];
-                const uint32_t ia = start + j;
-                const uint32_t ib = ia + half;
-                /* t = b * exp(-2 pi i j / (2 half)), rounded to nearest */
-                const int32_t tr = (re[ib] * c + im[ib] * s + (1 << 14)) >> 15;
-                const int32_t ti = (im[ib] * c - re[ib] * s + (1 << 14)) >> 15;
-                const int32_t ar = re[ia];
-                const int32_t ai = im[ia];
-                re[ia] = (ar + tr + 1) >> 1;
-                im[ia] = (ai + ti + 1) >> 1;
-                re[ib] = (ar - tr + 1) >> 1;
-                im[ib] = (ai - ti + 1) >> 1;
+    const uint32_t nc = n / 2;
+    uint32_t q = 1;
+    if ((p->log2_fft - 1u) % 2u == 1u) { /* log2(nc) odd: one radix-2 stage first (twiddle 1) */
+        for (uint32_t i = 0; i < nc; i += 2) {
+            const int32_t ar = re[i] + 1;
+            const int32_t ai = im[i] + 1;
+            re[i] = (ar + re[i + 1]) >> 1;
+            im[i] = (ai + im[i + 1]) >> 1;
+            re[i + 1] = (ar - re[i + 1]) >> 1;
+            im[i + 1] = (ai - im[i + 1]) >> 1;
+        }
+        q = 2;
+    } else { /* radix-4 first stage: every twiddle is W^0, nothing to rotate */
+        for (uint32_t g = 0; g < nc; g += 4) {
+            butterfly4(re + g, im + g, 1, re[g + 1], im[g + 1], re[g + 2], im[g + 2], re[g + 3], im[g + 3], 2, 2);
+        }
+        q = 4;
+    }
+    for (; q < nc; q *= 4) {
+        const int last = 4 * q == nc;
+        const int32_t bias = last ? 0 : 2; /* rounding of the >> 2 */
+        const int32_t sh = last ? 0 : 2;
+        const uint32_t kstep = n / (4 * q); /* W_{4q}^j = W_N^(j kstep) */
+        for (uint32_t j = 0; j < q; j++) {
+            int32_t c1, s1, c2, s2, c3, s3;
+            twiddle(p, j * kstep, &c1, &s1);
+            twiddle(p, 2 * j * kstep, &c2, &s2);
+            twiddle(p, 3 * j * kstep, &c3, &s3);
+            for (uint32_t g = j; g < nc; g += 4 * q) {
+                int32_t t1r = re[g + q], t1i = im[g + q];
+                int32_t t2r = re[g + 2 * q], t2i = im[g + 2 * q];
+                int32_t t3r = re[g + 3 * q], t3i = im[g + 3 * q];
+                rotate(&t1r, &t1i, c1, s1);
+                rotate(&t2r, &t2i, c2, s2);
+                rotate(&t3r, &t3i, c3, s3);
+                butterfly4(re + g, im + g, q, t1r, t1i, t2r, t2i, t3r, t3i, bias, sh);
             }
         }
+    }
+}
+
+/* Steps 5-6: the real spectrum X = DFT_N(w) / N from Y (even/odd split), and its power per bin
+ * P[k] < 2^31 for k = 0..nc, written to re[k] (re has nc + 1 entries). All int32: |A| < 2^18.6,
+ * |B'| < 2^15.6 + 1, so |c B'_im - s B'_re| <= |W| |B'| < 2^30.6 (Cauchy-Schwarz). */
+static void power_spectrum(const ekws_frontend_params_t *p, int32_t *re, int32_t *im) {
+    const uint32_t nc = p->fft_size / 2;
+    for (uint32_t k = 0; k <= nc / 2; k++) {
+        const uint32_t km = (nc - k) & (nc - 1);
+        const int32_t ar = re[k] + re[km] + 8, ai = im[k] - im[km] + 8; /* + 8: rounding of >> 4 */
+        const int32_t br = (re[k] - re[km] + 4) >> 3, bi = (im[k] + im[km] + 4) >> 3;
+        const int32_t c = p->twiddle_cos[k], s = p->twiddle_sin[k];
+        const int32_t ur = (c * bi - s * br + (1 << 11)) >> 12; /* U = -i W B' / 2^12 */
+        const int32_t ui = (-(c * br + s * bi) + (1 << 11)) >> 12;
+        const int32_t xr = (ar + ur) >> 4, xi = (ai + ui) >> 4;
+        const int32_t yr = (ar - ur) >> 4, yi = (ui - ai + 16) >> 4; /* X[nc - k], conjugated */
+        re[k] = xr * xr + xi * xi;
+        re[nc - k] = yr * yr + yi * yi;
     }
 }
 
@@ -104,12 +182,13 @@ ekws_status_t ekws_frontend_compute_frame(ekws_frontend_t *fe, const int16_t *fr
     }
     int32_t *re = fe->re;
     int32_t *im = fe->im;
+    int16_t *win = fe->win;
 
-    /* Window (Q15, rounded) into im[] as scratch, tracking the peak for block normalization. */
+    /* Window (Q15, rounded; fits int16), tracking the peak for block normalization. */
     int32_t peak = 0;
     for (uint32_t i = 0; i < p->window_len; i++) {
         const int32_t w = ((int32_t)frame[i] * p->window[i] + (1 << 14)) >> 15;
-        im[i] = w;
+        win[i] = (int16_t)w;
         const int32_t mag = w < 0 ? -w : w;
         if (mag > peak) {
             peak = mag;
@@ -122,20 +201,16 @@ ekws_status_t ekws_frontend_compute_frame(ekws_frontend_t *fe, const int16_t *fr
         shift = e < 14 ? 14 - e : 0;
     }
     const int32_t scale = (int32_t)1 << shift; /* multiply: left-shifting negatives is UB */
-    for (uint32_t i = 0; i < p->window_len; i++) {
-        re[p->bitrev[i]] = im[i] * scale; /* bitrev is an involution */
+    /* Gather into packed complex digit-reversed order, zero-padding past the window. */
+    const uint32_t nc = p->fft_size / 2;
+    for (uint32_t i = 0; i < nc; i++) {
+        const uint32_t sr = p->bitrev[2 * i];
+        const uint32_t si = p->bitrev[2 * i + 1];
+        re[i] = sr < p->window_len ? win[sr] * scale : 0;
+        im[i] = si < p->window_len ? win[si] * scale : 0;
     }
-    for (uint32_t i = p->window_len; i < p->fft_size; i++) {
-        re[p->bitrev[i]] = 0;
-    }
-    memset(im, 0, p->fft_size * sizeof im[0]);
-    fft_q15(p, re, im);
-
-    /* Power per bin, < 2^31 (moduli < 32790), stored back into re[]. */
-    const uint32_t num_bins = p->fft_size / 2 + 1;
-    for (uint32_t k = 0; k < num_bins; k++) {
-        re[k] = (int32_t)((int64_t)re[k] * re[k] + (int64_t)im[k] * im[k]);
-    }
+    fft_packed(p, re, im);
+    power_spectrum(p, re, im);
 
     for (uint32_t b = 0; b < p->num_bands; b++) {
         const uint32_t k0 = p->band_start[b];

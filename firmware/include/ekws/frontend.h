@@ -35,9 +35,11 @@ typedef struct {
     int32_t out_offset;
     int32_t out_shift;
     const int16_t *window;        /* [window_len] Q15 Hann */
-    const int32_t *twiddle_cos;   /* [fft_size/2] cos(2 pi k / N) * 2^15 */
+    const int32_t *twiddle_cos;   /* [fft_size/2] cos(2 pi k / N) * 2^15 (k >= N/2: negated) */
     const int32_t *twiddle_sin;   /* [fft_size/2] sin(2 pi k / N) * 2^15 */
-    const uint16_t *bitrev;       /* [fft_size] bit-reversal permutation */
+    const uint16_t *bitrev;       /* [fft_size] FFT input order: packed complex slot i/2 (re if i
+                                   * even, im if odd) takes windowed sample bitrev[i] (zero if
+                                   * >= window_len); mixed-radix digit reversal, see config.py */
     const uint16_t *band_start;   /* [num_bands] first FFT bin of each band */
     const uint16_t *band_len;     /* [num_bands] bins per band */
     const uint16_t *band_offset;  /* [num_bands] index of the band's first weight */
@@ -51,8 +53,9 @@ typedef struct {
     uint32_t fill;                        /* pending samples in buf (< window_len) */
     int16_t prev;                         /* last raw input sample (pre-emphasis history) */
     int16_t buf[EKWS_FRONTEND_MAX_FFT];   /* pending pre-emphasized samples */
-    int32_t re[EKWS_FRONTEND_MAX_FFT];    /* FFT scratch */
-    int32_t im[EKWS_FRONTEND_MAX_FFT];
+    int16_t win[EKWS_FRONTEND_MAX_FFT];   /* windowed frame scratch */
+    int32_t re[EKWS_FRONTEND_MAX_FFT / 2 + 1]; /* packed complex FFT scratch, then power per bin */
+    int32_t im[EKWS_FRONTEND_MAX_FFT / 2];
 } ekws_frontend_t;
 
 /* Validate params and reset the state. The params (and tables) must outlive fe. */
