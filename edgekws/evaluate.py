@@ -1,0 +1,277 @@
+"""Using a trained bundle: `load_model`, `edgekws eval MODEL DATA` and `edgekws predict MODEL FILE...`.
+
+`load_model(bundle)` rebuilds the float network and returns a KeywordModel whose `predict(audio)`
+runs the integer frontend and the network. Other engines plug in through `register_engine`: the
+quantization module registers "int8" (a loader taking the Bundle and returning an object with
+`logits_features(features int8 (N, T, F)) -> (N, K)`), and eval then reports both columns.
+
+Metrics JSON (`eval --json FILE`, and metrics.json in the bundle under "float"/"int8"):
+    {"accuracy": float, "n": int, "labels": [...],
+     "per_class": {label: {"precision": float, "recall": float, "n": int}},
+     "confusion": [[...]]}          confusion[true][predicted], rows and columns in label order
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgekws.errors import BundleError, EdgekwsError
+
+# engine name -> loader(bundle) -> object with logits_features(features int8 (N, T, F)) -> (N, K)
+ENGINES: dict = {}
+
+
+def register_engine(name: str, loader) -> None:
+    """Make `load_model(bundle, engine=name)` and `edgekws eval --engine name` use `loader`."""
+    ENGINES[name] = loader
+
+
+def _discover_engines() -> None:
+    """Import the optional modules that register engines (int8 quantization), if present."""
+    try:
+        importlib.import_module("edgekws.quant")
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not "edgekws.quant".startswith(exc.name):
+            raise
+
+
+class FloatNetwork:
+    """The float network of a bundle (numpy engine)."""
+
+    def __init__(self, bundle):
+        from edgekws.models import layers_from_architecture
+        from edgekws.nn import Sequential
+
+        arch = bundle.manifest["architecture"]
+        try:
+            self.model = Sequential(layers_from_architecture(arch), arch["input_shape"], rng=0)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise BundleError(f"{bundle.path}: cannot rebuild the architecture ({exc})") from None
+        self.model.load_state_dict(bundle.read_npz("weights.npz"))
+        from edgekws.features import FeatureConfig
+
+        self.feature_config = FeatureConfig.from_dict(bundle.manifest["feature_config"])
+        self.embedding_layer = arch.get("embedding")
+
+    def _input(self, features: np.ndarray) -> np.ndarray:
+        from edgekws.train import dequantize
+
+        return dequantize(features, self.feature_config).reshape(-1, *self.model.input_shape)
+
+    def logits_features(self, features: np.ndarray, batch: int = 256) -> np.ndarray:
+        """features (N, T, F) int8 -> logits (N, K) float32."""
+        x = self._input(features)
+        out = [self.model.forward(x[i:i + batch]) for i in range(0, len(x), batch)]
+        return np.concatenate(out) if out else np.zeros((0, self.model.output_shape[-1]), np.float32)
+
+    def embed_features(self, features: np.ndarray, batch: int = 256) -> np.ndarray:
+        """features (N, T, F) int8 -> embeddings (N, E): the output of the architecture's embedding layer."""
+        x = self._input(features)
+        out = [self.model.forward(x[i:i + batch], until=self.embedding_layer) for i in range(0, len(x), batch)]
+        return np.concatenate(out)
+
+
+register_engine("float", FloatNetwork)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class KeywordModel:
+    """A bundle ready to classify 1 s clips.
+
+    labels         : list of class names (index = class id)
+    feature_config : the FeatureConfig of the bundle
+    engine         : the network object (FloatNetwork, or what the int8 engine returns)
+    """
+
+    def __init__(self, bundle, engine: str = "float"):
+        from edgekws.features import FeatureConfig
+
+        _discover_engines()
+        if engine not in ENGINES:
+            raise EdgekwsError(f"--engine: unknown engine {engine!r} (available: {', '.join(ENGINES)})")
+        self.bundle = bundle
+        self.labels = bundle.labels
+        self.feature_config = FeatureConfig.from_dict(bundle.manifest["feature_config"])
+        self.engine_name = engine
+        self.engine = ENGINES[engine](bundle)
+        self.clip_samples = int(round(self.feature_config.sample_rate))  # 1 s windows
+
+    def features(self, audio: np.ndarray) -> np.ndarray:
+        """audio (S,) or (N, S) int16 (or float in [-1, 1]) -> (N, T, F) int8, each clip fitted to 1 s."""
+        from edgekws.featcache import fit_length, float_to_int16
+        from edgekws.features import compute_features
+
+        a = np.asarray(audio)
+        if a.ndim == 1:
+            a = a[None]
+        if a.ndim != 2:
+            raise EdgekwsError(f"predict: audio must be (S,) or (N, S), got shape {a.shape}")
+        if a.dtype != np.int16:
+            if not np.issubdtype(a.dtype, np.floating):
+                raise EdgekwsError(f"predict: audio must be int16 or float samples, got {a.dtype}")
+            a = float_to_int16(a)
+        a = np.stack([fit_length(x, self.clip_samples) for x in a]) if a.shape[1] != self.clip_samples else a
+        return compute_features(np.ascontiguousarray(a), self.feature_config)
+
+    def predict_features(self, features: np.ndarray) -> np.ndarray:
+        """features (N, T, F) int8 -> class probabilities (N, K)."""
+        return softmax(self.engine.logits_features(features).astype(np.float64))
+
+    def predict(self, audio: np.ndarray) -> np.ndarray:
+        """audio (S,) or (N, S) -> class probabilities (N, K)."""
+        return self.predict_features(self.features(audio))
+
+    def classify(self, audio: np.ndarray) -> list[tuple[str, float]]:
+        """audio (S,) or (N, S) -> [(label, confidence)] per clip."""
+        p = self.predict(audio)
+        return [(self.labels[i], float(p[k, i])) for k, i in enumerate(p.argmax(1))]
+
+
+def load_model(bundle, engine: str = "float") -> KeywordModel:
+    """A KeywordModel from a Bundle or a bundle folder path (verified on load)."""
+    from edgekws.bundle import Bundle
+
+    if not isinstance(bundle, Bundle):
+        bundle = Bundle.load(bundle)
+    return KeywordModel(bundle, engine)
+
+
+# ---- metrics ---------------------------------------------------------------------------------
+
+def metrics(y_true: np.ndarray, y_pred: np.ndarray, labels) -> dict:
+    """The eval JSON from integer labels (N,) and predictions (N,)."""
+    k = len(labels)
+    conf = np.zeros((k, k), np.int64)
+    np.add.at(conf, (np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)), 1)
+    per = {}
+    for i, lab in enumerate(labels):
+        tp, predicted, actual = conf[i, i], conf[:, i].sum(), conf[i].sum()
+        per[lab] = {"precision": float(tp / predicted) if predicted else 0.0,
+                    "recall": float(tp / actual) if actual else 0.0, "n": int(actual)}
+    n = int(conf.sum())
+    return {"accuracy": float(np.trace(conf) / n) if n else 0.0, "n": n, "labels": list(labels),
+            "per_class": per, "confusion": conf.tolist()}
+
+
+def format_metrics(m: dict, title: str = "") -> str:
+    labels = m["labels"]
+    w = max(10, *(len(lab) for lab in labels)) + 1
+    lines = [f"{title}accuracy {m['accuracy']:.4f} on {m['n']} examples",
+             f"{'label':<{w}}{'precision':>10}{'recall':>8}{'n':>6}"]
+    lines += [f"{lab:<{w}}{m['per_class'][lab]['precision']:>10.3f}{m['per_class'][lab]['recall']:>8.3f}"
+              f"{m['per_class'][lab]['n']:>6}" for lab in labels]
+    short = [lab.strip("_")[:5] for lab in labels]
+    lines.append("confusion (rows: true, columns: predicted)")
+    lines.append(" " * w + "".join(f"{s:>6}" for s in short))
+    lines += [f"{lab:<{w}}" + "".join(f"{v:>6}" for v in row) for lab, row in zip(labels, m["confusion"])]
+    return "\n".join(lines)
+
+
+def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cache_dir=None) -> dict:
+    """Evaluate a bundle on a dataset split with each available engine.
+
+    Returns {"split", "dataset", "float": metrics, "int8": metrics (if that engine exists), ...}.
+    """
+    from edgekws.bundle import Bundle
+    from edgekws.data import load_dataset
+    from edgekws.featcache import FeatureCache, default_cache_dir, split_arrays
+
+    if not isinstance(bundle, Bundle):
+        bundle = Bundle.load(bundle)
+    labels = bundle.labels
+    ds = load_dataset(data, labels[2:])
+    if tuple(ds.labels) != tuple(labels):
+        raise EdgekwsError(f"{data}: dataset labels {list(ds.labels)} differ from the model's {labels}")
+    _discover_engines()
+    names = list(engines) if engines else [e for e in ENGINES if e == "float" or _engine_ready(e, bundle)]
+    models = {name: KeywordModel(bundle, name) for name in names}
+    fc = models[names[0]].feature_config
+    cache = FeatureCache((default_cache_dir(data) if cache_dir is None else cache_dir) or None, fc)
+    arrays = split_arrays(ds, split, cache, seed=seed)
+    if not len(arrays.labels):
+        raise EdgekwsError(f"{data}: no clips in split {split!r}")
+    out = {"split": split, "dataset": str(data)}
+    for name, km in models.items():
+        pred = km.engine.logits_features(arrays.features).argmax(1)
+        out[name] = metrics(arrays.labels, pred, labels)
+    return out
+
+
+def _engine_ready(name: str, bundle) -> bool:
+    """An optional engine is used by default only when the bundle has what it needs."""
+    probe = getattr(ENGINES[name], "available", None)
+    return bool(probe(bundle)) if callable(probe) else False
+
+
+# ---- command line ----------------------------------------------------------------------------
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="accuracy, per-class precision/recall and confusion of a model",
+                       description="Evaluate a model bundle on a dataset split (float, and int8 once "
+                                   "the model is quantized). Results also go to MODEL/metrics.json.")
+    p.add_argument("model", help="model bundle folder")
+    p.add_argument("data", help="dataset folder (Speech Commands layout)")
+    p.add_argument("--split", default="test", choices=["test", "val", "train", "all"], help="default: test")
+    p.add_argument("--json", metavar="FILE", help="write the metrics as JSON ('-' = stdout)")
+    p.add_argument("--engine", action="append", help="engine(s) to evaluate (default: float + every available one)")
+    p.add_argument("--cache", metavar="DIR", help="feature cache folder (default DATA/.edgekws-cache)")
+    p.set_defaults(func=run_eval)
+
+    q = sub.add_parser("predict", help="label and confidence of each WAV file",
+                       description="Classify each WAV file as one 1 s window (longer files are "
+                                   "centre-cropped; use `edgekws listen` for streams).")
+    q.add_argument("model", help="model bundle folder")
+    q.add_argument("files", nargs="+", metavar="FILE", help="WAV file(s)")
+    q.add_argument("--engine", default="float", help="engine (default float)")
+    q.add_argument("--top", type=int, default=1, help="show the N most likely labels (default 1)")
+    q.set_defaults(func=run_predict)
+
+
+def run_eval(args) -> int:
+    from edgekws.bundle import Bundle
+    from edgekws.fileio import atomic_write_text
+
+    bundle = Bundle.load(args.model)
+    result = evaluate(bundle, args.data, split=args.split, engines=args.engine, cache_dir=args.cache)
+    engines = [k for k in result if k not in ("split", "dataset")]
+    for name in engines:
+        print(format_metrics(result[name], title=f"{args.model} [{name}] on {args.data} ({args.split}): "))
+    bundle.write_json("metrics.json", result)
+    if args.json:
+        main = {**result["float" if "float" in result else engines[0]]}
+        main.update({name: result[name] for name in engines if name != "float"})
+        text = json.dumps(main, indent=1) + "\n"
+        if args.json == "-":
+            print(text, end="")
+        else:
+            atomic_write_text(Path(args.json), text)
+    return 0
+
+
+def run_predict(args) -> int:
+    from edgekws.audio import read_wav
+    from edgekws.errors import AudioError
+
+    km = load_model(args.model, engine=args.engine)
+    rate = km.feature_config.sample_rate
+    status = 0
+    for f in args.files:
+        try:
+            audio = read_wav(f, sr=rate, dtype="int16")
+        except AudioError as exc:
+            print(f"{f}\terror: {exc}")
+            status = 2
+            continue
+        p = km.predict(audio)[0]
+        top = np.argsort(-p, kind="stable")[:max(1, args.top)]
+        print(f + "\t" + "\t".join(f"{km.labels[i]}\t{p[i]:.3f}" for i in top))
+    return status

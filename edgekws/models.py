@@ -1,0 +1,239 @@
+"""The network architectures `edgekws train --arch` offers, and their device budget.
+
+The default, "dscnn", is the five-layer depthwise-separable CNN of the project:
+
+    (1) Conv2D 10x4 stride 2 "same", BN, ReLU          49x40x1  -> 25x20x48
+    (2) depthwise 3x3 stride 2 + pointwise, BN, ReLU    25x20x48 -> 13x10x64
+    (3) depthwise 3x3 + pointwise, BN, ReLU             13x10x64 -> 13x10x64
+    (4) depthwise 3x3 + pointwise, BN, ReLU, global average pool -> 64   (the EMBEDDING)
+    (5) Dense -> classes
+
+Every op is int8/C-friendly (conv, depthwise, pointwise, BN folded at export, ReLU, average pool,
+dense). Alternatives, each with its own budget: "dscnn-s" (narrow, quick: demos and tests), "cnn"
+(plain convolutions), "dnn" (fully connected on 2x2-pooled features) and "gru" (recurrent, BPTT).
+
+The budget counts what the int8 device runs. BatchNorm folds into the preceding layer and ReLU,
+Dropout and Flatten are free, so a budget row is one compute layer with whatever folds into it:
+  weight bytes     int8 weights (1 byte each) + int32 bias (4 bytes per output channel; a
+                   folded BatchNorm always yields one)
+  MACs             multiply-accumulates per 1 s window (49 frames)
+  activation bytes the layer's input and output buffers at int8, both live at once; the model's
+                   activation memory is the largest of these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekws.errors import EdgekwsError
+from edgekws.nn.activations import ReLU
+from edgekws.nn.conv import Conv2D
+from edgekws.nn.dense import Dense
+from edgekws.nn.depthwise import DepthwiseConv2D
+from edgekws.nn.layer import Layer, layer_from_config
+from edgekws.nn.norm import BatchNorm
+from edgekws.nn.pooling import AvgPool2D, GlobalAvgPool
+from edgekws.nn.recurrent import GRU
+from edgekws.nn.shape import Dropout, Flatten
+
+# The budget of the default model with 12 classes (issue 5).
+BUDGET = {"weight_bytes": 64 * 1024, "macs": 5_000_000, "activation_bytes": 32 * 1024}
+DEFAULT_ARCH = "dscnn"
+FEATURE_SHAPE = (49, 40)  # frames x bands for a 1 s window
+
+# Layers that fold into the preceding compute layer or cost nothing on the device.
+_FOLDED = (BatchNorm, ReLU, Dropout, Flatten)
+# Layers the int8 pipeline and the C firmware support.
+_INT8_OPS = (Conv2D, DepthwiseConv2D, Dense, AvgPool2D, GlobalAvgPool, *_FOLDED)
+
+
+def _dscnn(n_classes: int, first: int, width: int, dropout: float) -> list[Layer]:
+    layers: list[Layer] = [Conv2D(first, (10, 4), stride=(2, 2), padding="same", use_bias=False,
+                                  name="conv1"), BatchNorm(name="bn1"), ReLU(name="relu1")]
+    for i, stride in ((2, 2), (3, 1), (4, 1)):
+        layers += [DepthwiseConv2D(3, stride=stride, padding="same", use_bias=False, name=f"dw{i}"),
+                   BatchNorm(name=f"bn{i}dw"), ReLU(name=f"relu{i}dw"),
+                   Conv2D(width, 1, use_bias=False, name=f"pw{i}"),
+                   BatchNorm(name=f"bn{i}pw"), ReLU(name=f"relu{i}pw")]
+    layers += [GlobalAvgPool(name="embedding")]
+    if dropout:
+        layers += [Dropout(dropout, name="dropout")]
+    return layers + [Dense(n_classes, name="classifier")]
+
+
+def _cnn(n_classes: int) -> list[Layer]:
+    return [Conv2D(16, (10, 4), stride=(2, 2), padding="same", use_bias=False, name="conv1"),
+            BatchNorm(name="bn1"), ReLU(name="relu1"),
+            Conv2D(32, 3, stride=2, padding="same", use_bias=False, name="conv2"),
+            BatchNorm(name="bn2"), ReLU(name="relu2"),
+            Conv2D(32, 3, padding="same", use_bias=False, name="conv3"),
+            BatchNorm(name="bn3"), ReLU(name="relu3"),
+            GlobalAvgPool(name="embedding"), Dense(n_classes, name="classifier")]
+
+
+def _dnn(n_classes: int) -> list[Layer]:
+    layers: list[Layer] = [AvgPool2D(2, padding="same", name="pool"), Flatten(name="flatten")]
+    for i in (1, 2, 3):
+        layers += [Dense(64, use_bias=False, name=f"fc{i}"), BatchNorm(name=f"bn{i}"), ReLU(name=f"relu{i}")]
+    return layers + [Dense(n_classes, name="classifier")]
+
+
+def _gru(n_classes: int) -> list[Layer]:
+    # BatchNorm over the bands scales the dB inputs for the gates; it folds into the GRU's w_x, b_x.
+    return [BatchNorm(name="bn_in"), GRU(64, clip=5.0, name="gru"), Dense(n_classes, name="classifier")]
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A named architecture: how to build its layers, its input shape per example, and which
+    layer's output is the embedding used by last-layer retraining."""
+
+    name: str
+    description: str
+    input_shape: tuple[int, ...]
+    embedding: str
+    make: object  # callable(n_classes) -> list[Layer]
+
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    "dscnn": ArchSpec("dscnn", "depthwise-separable CNN, 48/64 channels (default)",
+                      (*FEATURE_SHAPE, 1), "embedding", lambda n: _dscnn(n, 48, 64, 0.1)),
+    "dscnn-s": ArchSpec("dscnn-s", "narrow depthwise-separable CNN, 16/24 channels (quick demos, tests)",
+                        (*FEATURE_SHAPE, 1), "embedding", lambda n: _dscnn(n, 16, 24, 0.0)),
+    "cnn": ArchSpec("cnn", "plain CNN: three standard convolutions 16/32/32",
+                    (*FEATURE_SHAPE, 1), "embedding", _cnn),
+    "dnn": ArchSpec("dnn", "fully connected 3x64 on 2x2-average-pooled features",
+                    (*FEATURE_SHAPE, 1), "relu3", _dnn),
+    "gru": ArchSpec("gru", "GRU with 64 units over the 49 frames (BPTT), not int8/C-exportable yet",
+                    FEATURE_SHAPE, "gru", _gru),
+}
+
+
+def get_arch(name: str) -> ArchSpec:
+    if name not in ARCHITECTURES:
+        raise EdgekwsError(f"--arch: unknown architecture {name!r} (choose from {', '.join(ARCHITECTURES)})")
+    return ARCHITECTURES[name]
+
+
+def architecture_dict(name: str, n_classes: int) -> dict:
+    """The JSON-able description stored in the bundle manifest; `layers_from_architecture`
+    rebuilds the same (unbuilt) layers from it."""
+    spec = get_arch(name)
+    return {"name": spec.name, "input_shape": list(spec.input_shape), "n_classes": int(n_classes),
+            "embedding": spec.embedding, "layers": [l.config() for l in spec.make(n_classes)]}
+
+
+def layers_from_architecture(arch: dict) -> list[Layer]:
+    try:
+        return [layer_from_config(c) for c in arch["layers"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EdgekwsError(f"architecture {arch.get('name', '?')!r}: cannot rebuild its layers ({exc})") from None
+
+
+# ---- budget ----------------------------------------------------------------------------------
+
+@dataclass
+class BudgetRow:
+    name: str           # compute layer name (+ folded layers in `folded`)
+    op: str
+    input_shape: tuple
+    output_shape: tuple
+    weight_bytes: int
+    macs: int
+    activation_bytes: int
+    int8_ready: bool
+    folded: tuple = ()
+
+
+@dataclass
+class Budget:
+    rows: list[BudgetRow]
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(r.weight_bytes for r in self.rows)
+
+    @property
+    def macs(self) -> int:
+        return sum(r.macs for r in self.rows)
+
+    @property
+    def activation_bytes(self) -> int:
+        return max((r.activation_bytes for r in self.rows), default=0)
+
+    @property
+    def int8_ready(self) -> bool:
+        return all(r.int8_ready for r in self.rows)
+
+    def fits(self, limits: dict = BUDGET) -> bool:
+        return (self.weight_bytes <= limits["weight_bytes"] and self.macs <= limits["macs"]
+                and self.activation_bytes <= limits["activation_bytes"])
+
+    def to_dict(self) -> dict:
+        return {"weight_bytes": self.weight_bytes, "macs": self.macs,
+                "activation_bytes": self.activation_bytes, "int8_ready": self.int8_ready,
+                "limits": dict(BUDGET), "fits": self.fits(),
+                "rows": [{"name": r.name, "op": r.op, "input_shape": list(r.input_shape),
+                          "output_shape": list(r.output_shape), "weight_bytes": r.weight_bytes,
+                          "macs": r.macs, "activation_bytes": r.activation_bytes,
+                          "int8_ready": r.int8_ready, "folded": list(r.folded)} for r in self.rows]}
+
+    def table(self) -> str:
+        """The per-layer budget as a text table (what `edgekws train` prints)."""
+        head = f"{'layer':<12}{'op':<17}{'output':<13}{'weights B':>10}{'MACs':>11}{'act. B':>8}  int8/C"
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            shape = "x".join(str(s) for s in r.output_shape)
+            lines.append(f"{r.name:<12}{r.op:<17}{shape:<13}{r.weight_bytes:>10,}{r.macs:>11,}"
+                         f"{r.activation_bytes:>8,}  {'yes' if r.int8_ready else 'no'}")
+        lines.append("-" * len(head))
+        lim = BUDGET
+        lines.append(f"{'total':<42}{self.weight_bytes:>10,}{self.macs:>11,}{self.activation_bytes:>8,}"
+                     f"  {'yes' if self.int8_ready else 'no'}")
+        lines.append(f"{'budget':<42}{lim['weight_bytes']:>10,}{lim['macs']:>11,}{lim['activation_bytes']:>8,}"
+                     f"  ({'fits' if self.fits() else 'OVER BUDGET'})")
+        return "\n".join(lines)
+
+
+def _weight_bytes(layer: Layer, bias_folded: bool) -> tuple[int, int]:
+    """(int8 weight count, int32 bias count) of a built compute layer."""
+    weights = sum(v.size for k, v in layer.params.items() if not k.startswith("b"))
+    biases = sum(v.size for k, v in layer.params.items() if k.startswith("b"))
+    if bias_folded and biases == 0:
+        out_shape = layer.output_shape(layer.input_shape)
+        biases = int(out_shape[-1])
+    return int(weights), int(biases)
+
+
+def budget_of(layers: list[Layer], input_shape) -> Budget:
+    """Per-layer device budget of `layers` (unbuilt copies are built here with a throwaway seed)."""
+    rng = np.random.default_rng(0)
+    shape = tuple(int(s) for s in input_shape)
+    rows: list[BudgetRow] = []
+    for i, layer in enumerate(layers):
+        cfg = layer.config()
+        fresh = layer_from_config(cfg).build(shape, rng)
+        out = tuple(fresh.output_shape(shape))
+        name = cfg.get("name") or f"{cfg['type'].lower()}{i}"
+        if isinstance(fresh, _FOLDED) and not rows:
+            pass  # an input normalization folds into the next layer's input weights
+        elif isinstance(fresh, _FOLDED):
+            rows[-1].output_shape = out  # Flatten reshapes; the others keep the shape
+            rows[-1].folded += (name,)
+        else:
+            follows_bn = i + 1 < len(layers) and isinstance(layers[i + 1], BatchNorm)
+            w, b = _weight_bytes(fresh, follows_bn)
+            rows.append(BudgetRow(name=name, op=cfg["type"], input_shape=shape, output_shape=out,
+                                  weight_bytes=w + 4 * b, macs=int(fresh.macs(shape)),
+                                  activation_bytes=int(np.prod(shape)) + int(np.prod(out)),
+                                  int8_ready=isinstance(fresh, _INT8_OPS)))
+        shape = out
+    return Budget(rows)
+
+
+def arch_budget(name_or_arch, n_classes: int = 12) -> Budget:
+    """Budget of a named architecture (or of an architecture dict from a manifest)."""
+    arch = architecture_dict(name_or_arch, n_classes) if isinstance(name_or_arch, str) else name_or_arch
+    return budget_of(layers_from_architecture(arch), arch["input_shape"])

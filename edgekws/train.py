@@ -1,0 +1,472 @@
+"""`edgekws train DATA --out MODEL`: train a keyword model with the numpy engine into a model bundle.
+
+Pipeline: dataset (balanced `_silence_` / `_unknown_`) -> int16 1 s clips -> cached int8 features ->
+model input (q - zero_point) * scale -> the network of `--arch` (models.py). Training draws every
+random choice (shuffling, audio augmentation, silence cuts, SpecAugment, dropout) from generators
+whose state is saved in the checkpoint, so an interrupted run resumed with `--resume` ends with the
+same weights, bit for bit, as an uninterrupted one.
+
+Per epoch: a tqdm bar (loss, accuracy, ETA), validation, the best weights kept (by validation
+accuracy), early stopping, and an atomic checkpoint MODEL/checkpoint.npz (model, optimizer, RNG
+states, history, epoch). Ctrl-C leaves the last epoch's checkpoint; `--resume` reruns from there.
+At the end, MODEL becomes a bundle: manifest, weights.npz (best weights), history.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekws.errors import BundleError, EdgekwsError
+
+CHECKPOINT = "checkpoint.npz"
+CHECKPOINT_FORMAT = "edgekws-train-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides the trained weights (stored in the checkpoint and the manifest)."""
+
+    arch: str = "dscnn"
+    epochs: int = 30
+    batch: int = 64
+    lr: float = 3e-3
+    seed: int = 0
+    words: list[str] | None = None
+    weight_decay: float = 0.01       # AdamW, decoupled, weights only
+    label_smoothing: float = 0.1
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.02       # cosine schedule ends at lr * this
+    patience: int = 8                # early stop after this many epochs without a better val accuracy
+    grad_clip: float = 5.0
+    augment: bool = True             # audio-level augmentation (edgekws.augment) on the fly
+    augment_prob: float = 0.8        # fraction of word clips augmented per epoch
+    specaugment: bool = True         # time/frequency masks on the features
+    unknown_ratio: float = 1.0
+    silence_ratio: float = 1.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def check(self) -> None:
+        from edgekws.models import get_arch
+
+        get_arch(self.arch)
+        for name in ("epochs", "batch", "patience"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise EdgekwsError(f"--{name}: must be a positive integer, got {v!r}")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
+            raise EdgekwsError(f"--lr: must be a number in (0, 10), got {self.lr!r}")
+        if not 0 <= self.augment_prob <= 1:
+            raise EdgekwsError(f"augment_prob: must be in [0, 1], got {self.augment_prob!r}")
+
+
+# Small and quick: for `edgekws demo` and tests.
+QUICK = {"arch": "dscnn-s", "epochs": 8, "batch": 32, "lr": 5e-3, "patience": 4}
+
+
+# ---- checkpoints -----------------------------------------------------------------------------
+
+def save_checkpoint(path: Path, model, opt, meta: dict, best_state: dict | None) -> None:
+    """Atomically write model + optimizer + best weights (arrays) and `meta` (JSON) to one .npz."""
+    from edgekws.bundle import npz_bytes
+    from edgekws.fileio import atomic_write_bytes
+
+    arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
+    if best_state is not None:
+        arrays.update({f"best/{k}": v for k, v in best_state.items()})
+    sd = opt.state_dict()
+    for pname, slots in sd["state"].items():
+        for slot, v in slots.items():
+            arrays[f"opt/{pname}/{slot}"] = v
+    meta = {**meta, "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+            "opt_step_count": sd["step_count"], "opt_lr": sd["lr"],
+            "opt_slots": {p: sorted(s) for p, s in sd["state"].items()},
+            "model_random_state": model.random_state()}
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
+    atomic_write_bytes(path, npz_bytes(arrays))
+
+
+def load_checkpoint(path: Path) -> tuple[dict, dict, dict, dict]:
+    """-> (meta, model_state, best_state, optimizer state_dict). BundleError if unreadable."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{path}: no checkpoint to resume from (train without --resume)") from None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: corrupt or truncated checkpoint ({exc})") from None
+    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
+        raise BundleError(f"{path}: not an edgekws training checkpoint of version {CHECKPOINT_VERSION}")
+    model_state = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
+    best_state = {k[5:]: v for k, v in arrays.items() if k.startswith("best/")}
+    opt_state = {"step_count": meta["opt_step_count"], "lr": meta["opt_lr"],
+                 "state": {p: {s: arrays[f"opt/{p}/{s}"] for s in slots}
+                           for p, slots in meta["opt_slots"].items()}}
+    return meta, model_state, best_state, opt_state
+
+
+# ---- batches ---------------------------------------------------------------------------------
+
+def dequantize(features: np.ndarray, feature_config) -> np.ndarray:
+    """int8 features (N, T, F) -> float32 model input (N, T, F): (q - zero_point) * scale."""
+    zp = np.float32(feature_config.input_zero_point)
+    return (features.astype(np.float32) - zp) * np.float32(feature_config.input_scale)
+
+
+def spec_augment(x: np.ndarray, rng: np.random.Generator, max_time: int = 8, max_freq: int = 6) -> np.ndarray:
+    """One time mask and one frequency mask per example, set to 0 (= db_min) in place.
+
+    x : (N, T, F) float32 dequantized features
+    """
+    n, t, f = x.shape
+    wt = rng.integers(0, max_time + 1, n)
+    t0 = rng.integers(0, t, n)
+    wf = rng.integers(0, max_freq + 1, n)
+    f0 = rng.integers(0, f, n)
+    tt, ff = np.arange(t), np.arange(f)
+    tmask = (tt[None] >= t0[:, None]) & (tt[None] < (t0 + wt)[:, None])
+    fmask = (ff[None] >= f0[:, None]) & (ff[None] < (f0 + wf)[:, None])
+    x[tmask[:, :, None] | fmask[:, None, :]] = 0.0
+    return x
+
+
+class BatchMaker:
+    """Builds training inputs: cached features, or fresh features of augmented audio, plus fresh
+    silence cuts and SpecAugment — all drawn from the generator passed to `make`."""
+
+    def __init__(self, train_arrays, noises, feature_config, config: TrainConfig, augmenter=None):
+        self.a = train_arrays
+        self.noises = noises
+        self.fc = feature_config
+        self.cfg = config
+        self.augmenter = augmenter
+        self.silence = train_arrays.is_silence
+
+    def make(self, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """idx (B,) indices into the training arrays -> (B, T, F) float32 model input."""
+        from edgekws.featcache import cut_silence, float_to_int16
+        from edgekws.features import compute_features
+
+        feats = self.a.features[idx].copy()
+        sil = np.flatnonzero(self.silence[idx])
+        if len(sil):
+            audio = float_to_int16(cut_silence(self.noises, len(sil), self.a.audio.shape[1], rng))
+            feats[sil] = compute_features(audio, self.fc)
+        if self.augmenter is not None and self.cfg.augment:
+            pick = np.flatnonzero(~self.silence[idx] & (rng.random(len(idx)) < self.cfg.augment_prob))
+            if len(pick):
+                audio = self.a.audio[idx[pick]].astype(np.float32) / np.float32(32768.0)
+                audio = self.augmenter.apply(audio, rng)
+                feats[pick] = compute_features(float_to_int16(audio), self.fc)
+        x = dequantize(feats, self.fc)
+        if self.cfg.specaugment:
+            spec_augment(x, rng)
+        return x
+
+
+def make_augmenter(noises, config: dict | None = None):
+    """The audio-level augmenter of edgekws.augment (default config, or `config` from a checkpoint),
+    or None if that module is absent."""
+    try:
+        from edgekws.augment import AugmentConfig, Augmenter
+    except ImportError:
+        return None
+    return Augmenter(AugmentConfig.from_dict(config) if config else AugmentConfig(), noises)
+
+
+class EpochOrder:
+    """The examples of one epoch: every command and silence example, plus a fresh draw of
+    `unknown_ratio` x (mean command class size) of the `_unknown_` examples, shuffled.
+
+    labels : (N,) int label indices of the training arrays
+    """
+
+    def __init__(self, labels: np.ndarray, unknown_label: int, n_words: int, unknown_ratio: float):
+        self.unknown = np.flatnonzero(labels == unknown_label)
+        self.rest = np.flatnonzero(labels != unknown_label)
+        n_commands = int(np.sum(labels >= 2))  # labels: _silence_, _unknown_, then the commands
+        self.n_unknown = min(len(self.unknown), int(round(unknown_ratio * n_commands / max(n_words, 1))))
+        self.size = len(self.rest) + self.n_unknown
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """-> (size,) indices into the training arrays, in training order."""
+        picked = rng.choice(self.unknown, self.n_unknown, replace=False) if self.n_unknown else self.unknown[:0]
+        return rng.permutation(np.concatenate([self.rest, picked]))
+
+
+# ---- evaluation helper -----------------------------------------------------------------------
+
+def predict_logits(model, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """x (N, T, F) float32 -> logits (N, K), inference mode, in batches."""
+    shape = model.input_shape
+    out = [model.forward(x[i:i + batch].reshape(-1, *shape), training=False) for i in range(0, len(x), batch)]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def _loss_acc(model, loss_fn, x, y) -> tuple[float, float]:
+    """Validation loss and accuracy: x (N, T, F) float32, y (N,) int."""
+    logits = predict_logits(model, x)
+    return float(loss_fn.forward(logits, y)), float(np.mean(logits.argmax(1) == y))
+
+
+# ---- the training run ------------------------------------------------------------------------
+
+def _build(config: TrainConfig, n_classes: int):
+    from edgekws.models import architecture_dict, layers_from_architecture
+    from edgekws.nn import AdamW, Sequential, SoftmaxCrossEntropy
+
+    arch = architecture_dict(config.arch, n_classes)
+    model = Sequential(layers_from_architecture(arch), arch["input_shape"],
+                       rng=np.random.default_rng([config.seed, 1]))
+    opt = AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return arch, model, opt, SoftmaxCrossEntropy(label_smoothing=config.label_smoothing)
+
+
+def train(data, out, *, arch: str | None = None, epochs: int | None = None, batch: int | None = None,
+          lr: float | None = None, seed: int | None = None, words=None, resume: bool = False,
+          quick: bool = False, overwrite: bool = False, cache_dir=None, progress: bool = True,
+          log=print, on_epoch_end=None, **options):
+    """Train a model on dataset folder `data` into bundle folder `out`; returns the Bundle.
+
+    quick        : small/fast preset (models.ARCHITECTURES["dscnn-s"], few epochs) for demos
+    resume       : continue from out/checkpoint.npz (its config wins over the arguments)
+    cache_dir    : feature cache root (default DATA/.edgekws-cache; False = memory only)
+    on_epoch_end : callable(epoch, record) called after each epoch's checkpoint is written
+                   (tests interrupt a run from here)
+    options      : any other TrainConfig field (augment=False, patience=..., ...)
+    """
+    from tqdm import tqdm
+
+    from edgekws.bundle import Bundle
+    from edgekws.data import load_dataset
+    from edgekws.featcache import FeatureCache, default_cache_dir, load_noises, split_arrays
+    from edgekws.features import FeatureConfig
+    from edgekws.models import arch_budget
+    from edgekws.nn import clip_grad_norm, cosine
+
+    out = Path(out)
+    ckpt_path = out / CHECKPOINT
+    if resume:
+        meta, model_state, best_state, opt_state = load_checkpoint(ckpt_path)
+        config = TrainConfig.from_dict(meta["config"])
+        log(f"resuming {ckpt_path} after epoch {meta['epoch']} of {config.epochs} "
+            "(the checkpoint's settings are used)")
+    else:
+        if (out / "manifest.json").exists() and not overwrite:
+            raise BundleError(f"{out}: already holds a model bundle (choose another --out or pass --force)")
+        if ckpt_path.exists() and not overwrite:
+            raise BundleError(f"{out}: holds an unfinished training checkpoint; continue it with "
+                              "--resume or start over with --force")
+        base = {**(QUICK if quick else {})}
+        given = {"arch": arch, "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
+                 "words": list(words) if words else None, **options}
+        base.update({k: v for k, v in given.items() if v is not None})
+        unknown = set(base) - {f.name for f in dataclasses.fields(TrainConfig)}
+        if unknown:
+            raise EdgekwsError(f"train: unknown option(s) {sorted(unknown)}")
+        config = TrainConfig(**base)
+        meta = None
+    config.check()
+
+    fc = FeatureConfig()
+    ds = load_dataset(data, config.words)
+    fingerprint = ds.fingerprint()
+    if meta is not None and meta["fingerprint"] != fingerprint:
+        raise EdgekwsError(f"{data}: the dataset changed since the checkpoint was written; "
+                           "resume needs the same data (or train again with --force)")
+    if cache_dir is None:
+        cache_dir = default_cache_dir(data)
+    cache = FeatureCache(cache_dir or None, fc)
+    noises = load_noises(ds.noise_files, fc.sample_rate)
+    t0 = time.perf_counter()
+    # every _unknown_ clip is loaded; each epoch draws a fresh balanced subset of them (epoch_order)
+    tr = split_arrays(ds, "train", cache, seed=config.seed, noises=noises,
+                      unknown_ratio=1e9, silence_ratio=config.silence_ratio)
+    va = split_arrays(ds, "val", cache, seed=config.seed, noises=noises,
+                      unknown_ratio=config.unknown_ratio, silence_ratio=config.silence_ratio)
+    if len(tr.labels) == 0:
+        raise EdgekwsError(f"{data}: no training clips")
+    log(f"{data}: {len(tr.labels)} training clips and {len(va.labels)} validation examples, "
+        f"labels {', '.join(ds.labels)}; features in {time.perf_counter() - t0:.1f} s "
+        f"({cache.misses} computed, {cache.hits} cached)")
+
+    arch_dict, model, opt, loss_fn = _build(config, len(ds.labels))
+    budget = arch_budget(arch_dict)
+    log(f"architecture {config.arch}: {model.num_params():,} parameters\n{budget.table()}")
+
+    rng = np.random.default_rng([config.seed, 2])
+    history: list[dict] = []
+    best = {"epoch": -1, "val_accuracy": -1.0, "val_loss": float("inf")}
+    best_state = None
+    bad_epochs, start_epoch, elapsed_before = 0, 0, 0.0
+    if meta is not None:
+        model.load_state_dict(model_state)
+        model.set_random_state(meta["model_random_state"])
+        opt.load_state_dict(opt_state)
+        rng.bit_generator.state = meta["rng_state"]
+        history, best, bad_epochs = meta["history"], meta["best"], meta["bad_epochs"]
+        best_state = best_state or None
+        start_epoch, elapsed_before = meta["epoch"], meta["elapsed_s"]
+
+    if not len(va.labels):
+        log(f"note: {data} has no validation clips; the last epoch is kept and there is no early stop")
+    augmenter = make_augmenter(noises, meta and meta.get("augment_config")) if config.augment else None
+    augment_config = augmenter.config.to_dict() if augmenter is not None else None
+    maker = BatchMaker(tr, noises, fc, config, augmenter)
+    if config.augment and maker.augmenter is None:
+        log("note: edgekws.augment is not available; training without audio augmentation")
+    x_val = dequantize(va.features, fc)
+    order = EpochOrder(tr.labels, ds.label_index["_unknown_"], len(ds.words), config.unknown_ratio)
+    n = order.size
+    steps_per_epoch = -(-n // config.batch)
+    total_steps = steps_per_epoch * config.epochs
+    warm = int(round(config.warmup_epochs * steps_per_epoch))
+    t_start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    epoch = start_epoch
+    stopped_early = bool(meta and meta.get("stopped_early"))
+    try:
+        while epoch < config.epochs and not stopped_early:
+            t_epoch = time.perf_counter()
+            perm = order.draw(rng)
+            seen = correct = 0
+            loss_sum = 0.0
+            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+                       disable=not progress, leave=False, file=sys.stderr)
+            for s in bar:
+                idx = perm[s * config.batch:(s + 1) * config.batch]
+                x = maker.make(idx, rng).reshape(-1, *model.input_shape)
+                y = tr.labels[idx]
+                opt.lr = cosine(epoch * steps_per_epoch + s, config.lr, total_steps,
+                                min_lr=config.lr * config.min_lr_ratio, warmup_steps=warm)
+                logits = model.forward(x, training=True)
+                loss = loss_fn.forward(logits, y)
+                model.zero_grad()
+                model.backward(loss_fn.backward())
+                if config.grad_clip:
+                    clip_grad_norm(model.parameters(), config.grad_clip)
+                opt.step()
+                seen += len(idx)
+                correct += int(np.sum(logits.argmax(1) == y))
+                loss_sum += loss * len(idx)
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            bar.close()
+            if len(va.labels):
+                val_loss, val_acc = _loss_acc(model, loss_fn, x_val, va.labels)
+            else:  # no validation split: the latest epoch counts as the best, no early stopping
+                val_loss, val_acc = loss_sum / seen, correct / seen
+                best = {"epoch": -1, "val_accuracy": -1.0, "val_loss": float("inf")}
+            epoch += 1
+            record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+                      "val_loss": val_loss, "val_accuracy": val_acc, "lr": opt.lr,
+                      "seconds": time.perf_counter() - t_epoch}
+            history.append(record)
+            improved = val_acc > best["val_accuracy"] or (val_acc == best["val_accuracy"] and val_loss < best["val_loss"])
+            if improved:
+                best = {"epoch": epoch, "val_accuracy": val_acc, "val_loss": val_loss}
+                best_state = model.state_dict()
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+            stopped_early = bad_epochs >= config.patience
+            log(f"epoch {epoch}/{config.epochs}: loss {record['train_loss']:.4f} acc {record['train_accuracy']:.3f}"
+                f" | val loss {val_loss:.4f} acc {val_acc:.3f}{' *' if improved else ''}"
+                f" | {record['seconds']:.1f} s")
+            elapsed = elapsed_before + time.perf_counter() - t_start
+            save_checkpoint(ckpt_path, model, opt, {
+                "config": config.to_dict(), "epoch": epoch, "history": history, "best": best,
+                "bad_epochs": bad_epochs, "stopped_early": stopped_early, "fingerprint": fingerprint,
+                "labels": list(ds.labels), "rng_state": rng.bit_generator.state, "elapsed_s": elapsed,
+                "augment_config": augment_config},
+                best_state)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, record)
+        if stopped_early and epoch < config.epochs:
+            log(f"early stop: no better validation accuracy for {config.patience} epochs")
+    except KeyboardInterrupt:
+        done = epoch if ckpt_path.exists() else 0
+        log(f"\ninterrupted: the checkpoint after epoch {done} is in {ckpt_path}; "
+            f"continue with: edgekws train {data} --out {out} --resume")
+        raise
+
+    elapsed = elapsed_before + time.perf_counter() - t_start
+    bundle = Bundle.create(out, labels=list(ds.labels), feature_config=fc.to_dict(),
+                           architecture={**arch_dict, "budget": {k: v for k, v in budget.to_dict().items() if k != "rows"}},
+                           training={"seed": config.seed, "config": config.to_dict(), "dataset": str(data),
+                                     "dataset_fingerprint": fingerprint, "epochs_run": epoch,
+                                     "best_epoch": best["epoch"], "val_accuracy": best["val_accuracy"],
+                                     "stopped_early": stopped_early, "train_seconds": round(elapsed, 1),
+                                     "n_train": int(n), "n_val": int(len(va.labels)),
+                                     "augment_config": augment_config},
+                           overwrite=True)
+    bundle.write_npz("weights.npz", best_state if best_state is not None else model.state_dict())
+    bundle.write_json("history.json", history)
+    ckpt_path.unlink(missing_ok=True)
+    log(f"{out}: best validation accuracy {best['val_accuracy']:.4f} at epoch {best['epoch']}, "
+        f"{epoch} epochs in {elapsed:.0f} s")
+    return bundle
+
+
+# ---- command line ----------------------------------------------------------------------------
+
+def register(sub) -> None:
+    from edgekws.models import ARCHITECTURES, DEFAULT_ARCH
+
+    p = sub.add_parser("train", help="train a keyword model (numpy engine) into a model bundle",
+                       description="Train on a Speech Commands-layout dataset folder. Ctrl-C keeps a "
+                                   "checkpoint; --resume continues it with bit-identical results.")
+    p.add_argument("data", nargs="?", help="dataset folder: DATA/<word>/<speaker>_nohash_<n>.wav")
+    p.add_argument("--out", metavar="MODEL", help="model bundle folder to create (required)")
+    p.add_argument("--arch", choices=list(ARCHITECTURES), help=f"architecture (default {DEFAULT_ARCH})")
+    p.add_argument("--epochs", type=int, help=f"maximum epochs (default {TrainConfig.epochs})")
+    p.add_argument("--batch", type=int, help=f"batch size (default {TrainConfig.batch})")
+    p.add_argument("--lr", type=float, help=f"peak learning rate (default {TrainConfig.lr})")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--words", help="comma-separated command words (default: yes,no,up,down,left,right,on,off,stop,go)")
+    p.add_argument("--patience", type=int, help=f"early stop after N epochs without progress (default {TrainConfig.patience})")
+    p.add_argument("--no-augment", action="store_true", help="no audio augmentation and no SpecAugment")
+    p.add_argument("--quick", action="store_true", help="small model and few epochs (a quick try)")
+    p.add_argument("--resume", action="store_true", help="continue the checkpoint in MODEL")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle or checkpoint in MODEL")
+    p.add_argument("--cache", metavar="DIR", help="feature cache folder (default DATA/.edgekws-cache)")
+    p.add_argument("--budget", action="store_true", help="print the budget of every architecture and exit")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from edgekws.data import parse_words
+    from edgekws.models import ARCHITECTURES, arch_budget
+
+    if args.budget:
+        for name, spec in ARCHITECTURES.items():
+            print(f"\n{name}: {spec.description}\n{arch_budget(name).table()}")
+        return 0
+    if not args.data or not args.out:
+        raise EdgekwsError("train: give the dataset folder DATA and --out MODEL")
+    opts = {"augment": False, "specaugment": False} if args.no_augment else {}
+    if args.patience is not None:
+        opts["patience"] = args.patience
+    try:
+        train(args.data, args.out, arch=args.arch, epochs=args.epochs, batch=args.batch, lr=args.lr,
+              seed=args.seed, words=parse_words(args.words), resume=args.resume, quick=args.quick,
+              overwrite=args.force, cache_dir=args.cache, **opts)
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,132 @@
+"""eval / predict / load_model: metrics by hand, the exact JSON format, the CLI, engine slots,
+and refusal of corrupt bundles."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edgekws import evaluate as ev
+from edgekws.audio import read_wav
+from edgekws.bundle import Bundle
+from edgekws.cli import main
+from edgekws.errors import BundleError, EdgekwsError
+from edgekws.train import train
+from test_train import TINY, make_tiny_dataset
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ev")
+    data = make_tiny_dataset(root / "data")
+    bundle = train(data, root / "model", **TINY)
+    return data, bundle
+
+
+def test_metrics_by_hand():
+    m = ev.metrics(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 0]), ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(3 / 5) and m["n"] == 5 and m["labels"] == ["a", "b", "c"]
+    assert m["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert m["per_class"]["a"] == {"precision": 0.5, "recall": 0.5, "n": 2}
+    assert m["per_class"]["b"] == {"precision": pytest.approx(2 / 3), "recall": 1.0, "n": 2}
+    assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "n": 1}
+    assert "confusion" in ev.format_metrics(m)
+
+
+def test_eval_cli_json_has_exactly_the_documented_keys(trained, tmp_path, capsys):
+    data, bundle = trained
+    out = tmp_path / "m.json"
+    assert main(["eval", str(bundle.path), str(data), "--json", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert {"accuracy", "n", "labels", "per_class", "confusion"} <= set(m)
+    assert set(m) - {"accuracy", "n", "labels", "per_class", "confusion"} <= {"int8"}
+    assert m["labels"] == ["_silence_", "_unknown_", "yes", "no"]
+    assert isinstance(m["accuracy"], float) and isinstance(m["n"], int) and m["n"] == 4 * 4
+    assert all(set(v) == {"precision", "recall", "n"} for v in m["per_class"].values())
+    assert np.array(m["confusion"]).sum() == m["n"]
+    assert m["accuracy"] >= 0.75
+    assert "accuracy" in capsys.readouterr().out
+    stored = Bundle.load(bundle.path).read_json("metrics.json")  # eval records into the bundle
+    assert stored["float"] == {k: v for k, v in m.items() if k != "int8"} and stored["split"] == "test"
+
+
+def test_predict_cli_prints_label_and_confidence(trained, capsys, tmp_path):
+    data, bundle = trained
+    wavs = sorted((data / "yes").glob("spk1*.wav")) + sorted((data / "no").glob("spk1*.wav"))
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not a wav")
+    assert main(["predict", str(bundle.path), *map(str, wavs)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(wavs)
+    got = [line.split("\t") for line in lines]
+    assert all(0.0 <= float(c) <= 1.0 for _, _, c in got)
+    km = ev.load_model(bundle.path)  # the CLI says what the Python API says
+    for (name, lab, conf), w in zip(got, wavs):
+        (want, p), = km.classify(read_wav(w, dtype="int16"))
+        assert name == str(w) and lab == want and float(conf) == pytest.approx(p, abs=6e-4)
+    assert sum(lab == w.parent.name for (_, lab, _), w in zip(got, wavs)) >= 0.5 * len(wavs)
+    assert main(["predict", str(bundle.path), str(bad), "--top", "2"]) == 2
+    assert "error" in capsys.readouterr().out
+
+
+def test_load_model_predicts_int16_and_float_audio(trained):
+    data, bundle = trained
+    km = ev.load_model(bundle.path)
+    x = read_wav(next((data / "no").glob("spk10*.wav")), dtype="int16")
+    p = km.predict(x)
+    assert p.shape == (1, 4) and np.isclose(p.sum(), 1.0)
+    np.testing.assert_allclose(km.predict(x.astype(np.float32) / 32768.0), p, atol=1e-6)
+    two = km.predict(np.stack([x, x]))
+    assert two.shape == (2, 4) and np.allclose(two[0], two[1])
+    assert km.classify(x)[0][0] in km.labels
+    long = np.concatenate([np.zeros(8000, np.int16), x, np.zeros(8000, np.int16)])  # centre-cropped
+    assert km.predict(long).shape == (1, 4)
+    emb = km.engine.embed_features(km.features(x))
+    assert emb.shape == (1, 24)
+    with pytest.raises(EdgekwsError, match="unknown engine"):
+        ev.load_model(bundle.path, engine="nope")
+
+
+def test_a_registered_engine_gets_its_own_eval_column(trained, monkeypatch):
+    data, bundle = trained
+
+    class Fake:  # an engine as the quantization module provides it
+        def __init__(self, b):
+            self.inner = ev.FloatNetwork(b)
+
+        @staticmethod
+        def available(b):
+            return True
+
+        def logits_features(self, feats):
+            return self.inner.logits_features(feats)
+
+    monkeypatch.setitem(ev.ENGINES, "fake", Fake)
+    result = ev.evaluate(bundle, data, split="val")
+    assert result["fake"] == result["float"] and result["split"] == "val"
+
+
+def test_corrupt_or_foreign_bundles_are_refused(trained, tmp_path):
+    import shutil
+
+    _, bundle = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle.path, copy)
+    w = copy / "weights.npz"
+    raw = w.read_bytes()
+    w.write_bytes(raw[:-10])
+    with pytest.raises(BundleError, match="corrupt or truncated"):
+        ev.load_model(copy)
+    assert main(["predict", str(copy), "x.wav"]) == 2
+    w.write_bytes(raw)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="version"):
+        ev.load_model(copy)
+
+
+def test_eval_refuses_a_dataset_with_other_words(trained, tmp_path):
+    data, bundle = trained
+    with pytest.raises(EdgekwsError):
+        ev.evaluate(bundle, data / "yes")

@@ -1,0 +1,75 @@
+"""Architectures: every one builds and runs, the default fits the device budget, and the budget
+table agrees with the engine's own shape and MAC counts."""
+
+import numpy as np
+import pytest
+
+from edgekws.errors import EdgekwsError
+from edgekws.models import (ARCHITECTURES, BUDGET, arch_budget, architecture_dict, get_arch,
+                            layers_from_architecture)
+from edgekws.nn import BatchNorm, Conv2D, Dense, DepthwiseConv2D, GlobalAvgPool, ReLU, Sequential
+
+
+def _model(name, n_classes=12):
+    arch = architecture_dict(name, n_classes)
+    return arch, Sequential(layers_from_architecture(arch), arch["input_shape"], rng=0)
+
+
+def test_default_fits_the_budget_with_12_classes():
+    b = arch_budget("dscnn", 12)
+    assert b.weight_bytes <= BUDGET["weight_bytes"] == 65536
+    assert b.macs <= BUDGET["macs"] == 5_000_000
+    assert b.activation_bytes <= BUDGET["activation_bytes"] == 32768
+    assert b.fits() and b.int8_ready
+    # the activation figure is the largest input + output pair, e.g. conv1: 49*40 + 25*20*48
+    assert b.rows[0].activation_bytes == 49 * 40 + 25 * 20 * 48
+    assert b.activation_bytes == max(r.activation_bytes for r in b.rows)
+    # conv1: 48 * 10 * 4 int8 weights + 48 int32 biases from the folded BatchNorm
+    assert b.rows[0].weight_bytes == 48 * 40 + 4 * 48 and "bn1" in b.rows[0].folded
+
+
+def test_default_is_the_five_layer_shape_with_an_embedding():
+    arch, model = _model("dscnn")
+    kinds = [type(layer) for layer in model]
+    assert kinds.count(Conv2D) == 4 and kinds.count(DepthwiseConv2D) == 3 and kinds.count(Dense) == 1
+    assert set(kinds) <= {Conv2D, DepthwiseConv2D, BatchNorm, ReLU, GlobalAvgPool, Dense,
+                          type(model["dropout"])}
+    x = np.random.default_rng(0).standard_normal((2, 49, 40, 1)).astype(np.float32)
+    assert model.forward(x).shape == (2, 12)
+    emb = model.forward(x, until=arch["embedding"])
+    assert emb.shape == (2, 64) and emb.dtype == np.float32
+    assert model["conv1"].output_shape((49, 40, 1)) == (25, 20, 48)
+    assert model["dw2"].output_shape((25, 20, 48)) == (13, 10, 48)
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_every_architecture_builds_trains_a_step_and_has_a_budget(name):
+    arch, model = _model(name, 5)
+    x = np.random.default_rng(1).standard_normal((3, *arch["input_shape"])).astype(np.float32)
+    y = model.forward(x, training=True)
+    assert y.shape == (3, 5)
+    model.zero_grad()
+    model.backward(np.ones_like(y))
+    assert any(np.abs(g).sum() > 0 for _, _, g in model.parameters())
+    b = arch_budget(arch)
+    assert b.macs == model.macs()  # folded layers cost nothing; compute layers match the engine
+    assert b.rows[-1].output_shape == (5,)
+    assert "total" in b.table() and "budget" in b.table()
+    assert b.fits(), f"{name} is over the device budget:\n{b.table()}"
+    # the architecture dict round-trips through JSON and rebuilds the same layers
+    import json
+
+    again = layers_from_architecture(json.loads(json.dumps(arch)))
+    assert [layer.config() for layer in again] == arch["layers"]
+
+
+def test_gru_is_flagged_as_not_int8_exportable():
+    assert not arch_budget("gru").int8_ready
+    assert all(arch_budget(n).int8_ready for n in ARCHITECTURES if n != "gru")
+
+
+def test_unknown_architecture_is_a_clear_error():
+    with pytest.raises(EdgekwsError, match="unknown architecture 'resnet'.*dscnn"):
+        get_arch("resnet")
+    with pytest.raises(EdgekwsError, match="cannot rebuild"):
+        layers_from_architecture({"name": "x", "layers": [{"type": "Nope"}]})

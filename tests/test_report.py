@@ -1,0 +1,54 @@
+"""edgekws report: plots and a self-contained HTML page, and a clear fallback without matplotlib."""
+
+import pytest
+
+from edgekws import report
+from edgekws.bundle import Bundle
+from edgekws.cli import main
+from edgekws.errors import MissingDependencyError
+from edgekws.train import train
+from test_train import TINY, make_tiny_dataset
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rep")
+    data = make_tiny_dataset(root / "data")
+    return data, train(data, root / "model", **{**TINY, "epochs": 3})
+
+
+def test_report_with_plots_is_self_contained(trained, capsys):
+    pytest.importorskip("matplotlib")
+    data, bundle = trained
+    assert main(["report", str(bundle.path), "--data", str(data)]) == 0
+    b = Bundle.load(bundle.path)  # everything written is checksummed in the manifest
+    for name in ("report.html", "curves.png", "confusion-float.png", "metrics.json"):
+        assert b.has(name), name
+    page = b.read_bytes("report.html").decode()
+    assert page.count("data:image/png;base64,") >= 2 and "<img" in page
+    assert "src='http" not in page and 'src="http' not in page  # nothing fetched from outside
+    assert "Device budget" in page and "conv1" in page and "65,536" in page
+    assert "accuracy" in page and "_silence_" in page
+    assert b.read_bytes("curves.png")[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_without_matplotlib_says_so_and_keeps_the_tables(trained, monkeypatch, capsys):
+    _, bundle = trained
+
+    def missing():
+        raise MissingDependencyError("matplotlib is needed for plots in edgekws report but cannot be "
+                                     f"imported; install it with: {report.PLOT_HINT}")
+
+    monkeypatch.setattr(report, "_pyplot", missing)
+    notes = []
+    page = report.make_report(bundle.path, log=notes.append)
+    assert notes and "pip install" in notes[0]
+    assert "<img" not in page and "No plots" in page and "pip install" in page
+    assert "Device budget" in page and "epoch" in page
+
+
+def test_report_before_eval_points_to_eval(tmp_path):
+    data = make_tiny_dataset(tmp_path / "data")
+    b = train(data, tmp_path / "m", **{**TINY, "epochs": 1})
+    page = report.make_report(b, plots=False)
+    assert "edgekws eval MODEL DATA" in page and "<img" not in page

@@ -1,0 +1,219 @@
+"""Training pipeline: learning on a tiny tone dataset, the feature cache, checkpoints, bit-exact
+resume after an interruption (in process and by a real SIGINT / SIGKILL), bundle contents."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from edgekws.audio import write_wav
+from edgekws.bundle import Bundle
+from edgekws.errors import BundleError
+from edgekws.featcache import FeatureCache, cut_silence, fit_length, split_arrays
+from edgekws.train import CHECKPOINT, dequantize, load_checkpoint, spec_augment, train
+
+TONES = {"yes": 500.0, "no": 1500.0, "cat": 3200.0}  # word folder -> tone frequency (Hz)
+
+
+def make_tiny_dataset(root, speakers=12, repeats=2, seed=0):
+    """A Speech Commands-layout folder whose 'words' are tone bursts: yes, no (commands) and cat
+    (unknown), speakers 0-7 train, 8-9 val, 10-11 test (list files), one background noise file."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(16000) / 16000.0
+    val, test = [], []
+    for word, f0 in TONES.items():
+        (root / word).mkdir(parents=True)
+        for s in range(speakers):
+            for r in range(repeats):
+                f = f0 * rng.uniform(0.92, 1.08)
+                start, length = rng.uniform(0.1, 0.4), rng.uniform(0.3, 0.5)
+                env = ((t >= start) & (t < start + length)).astype(float)
+                x = 0.3 * env * np.sin(2 * np.pi * f * t) + 0.003 * rng.standard_normal(16000)
+                name = f"spk{s:02d}_nohash_{r}.wav"
+                write_wav(root / word / name, np.round(x * 32767).astype(np.int16))
+                (val if s in (8, 9) else test if s in (10, 11) else []).append(f"{word}/{name}")
+    (root / "validation_list.txt").write_text("\n".join(val) + "\n")
+    (root / "testing_list.txt").write_text("\n".join(test) + "\n")
+    (root / "_background_noise_").mkdir()
+    write_wav(root / "_background_noise_" / "white.wav",
+              np.round(0.05 * rng.standard_normal(48000) * 32767).astype(np.int16))
+    return root
+
+
+TINY = dict(arch="dscnn-s", epochs=7, batch=8, lr=0.02, seed=3, words=["yes", "no"], patience=50,
+            progress=False, log=lambda *a, **k: None)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")
+
+
+@pytest.fixture(scope="module")
+def reference(tiny, tmp_path_factory):
+    """One uninterrupted tiny run (the reference for the resume tests)."""
+    out = tmp_path_factory.mktemp("ref") / "model"
+    return train(tiny, out, **TINY)
+
+
+def _weights(bundle_or_path):
+    b = bundle_or_path if isinstance(bundle_or_path, Bundle) else Bundle.load(bundle_or_path)
+    return b.read_npz("weights.npz")
+
+
+def _same_weights(a, b):
+    assert set(a) == set(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+
+
+def test_learns_the_tiny_task_and_writes_a_complete_bundle(reference, tiny):
+    b = Bundle.load(reference.path)
+    assert b.labels == ["_silence_", "_unknown_", "yes", "no"]
+    tr = b.manifest["training"]
+    assert tr["seed"] == 3 and len(tr["dataset_fingerprint"]) == 64 and tr["epochs_run"] == 7
+    assert "numpy" in tr["environment"] and tr["config"]["arch"] == "dscnn-s"
+    assert b.manifest["architecture"]["name"] == "dscnn-s" and b.manifest["architecture"]["budget"]["fits"]
+    assert b.manifest["feature_config"]["num_bands"] == 40
+    history = b.read_json("history.json")
+    assert [h["epoch"] for h in history] == list(range(1, 8))
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert max(h["val_accuracy"] for h in history) >= 0.75  # 4 balanced classes: chance is 0.25
+    assert not (reference.path / CHECKPOINT).exists()  # removed once the bundle is complete
+
+
+def test_resume_after_interrupt_in_process_is_bit_exact(reference, tiny, tmp_path):
+    out = tmp_path / "model"
+
+    def stop_after_2(epoch, record):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny, out, on_epoch_end=stop_after_2, **TINY)
+    assert (out / CHECKPOINT).exists() and not (out / "manifest.json").exists()
+    meta, *_ = load_checkpoint(out / CHECKPOINT)
+    assert meta["epoch"] == 2
+    with pytest.raises(BundleError, match="--resume"):  # a fresh start must not clobber it
+        train(tiny, out, **TINY)
+    resumed = train(tiny, out, resume=True, progress=False, log=lambda *a, **k: None)
+    _same_weights(_weights(resumed), _weights(reference))
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(resumed.read_json("history.json")) == strip(reference.read_json("history.json"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
+def test_resume_after_a_real_signal_is_bit_exact(sig, tiny, reference, tmp_path):
+    epochs = TINY["epochs"]
+    out = tmp_path / "model"
+    cmd = [sys.executable, "-m", "edgekws", "train", str(tiny), "--out", str(out), "--arch", "dscnn-s",
+           "--epochs", str(epochs), "--batch", "8", "--lr", "0.02", "--seed", "3", "--words", "yes,no"]
+    proc = subprocess.Popen(cmd + ["--patience", "50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (out / CHECKPOINT).exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), stderr.decode()
+    if sig == signal.SIGINT:
+        assert b"--resume" in stdout + stderr
+    meta, *_ = load_checkpoint(out / CHECKPOINT)
+    assert 1 <= meta["epoch"] < epochs
+    done = subprocess.run(cmd + ["--patience", "50", "--resume"], capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    _same_weights(_weights(out), _weights(reference))
+
+
+def test_corrupt_checkpoint_is_refused(tiny, tmp_path):
+    out = tmp_path / "model"
+
+    def stop(epoch, record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny, out, on_epoch_end=stop, **TINY)
+    ck = out / CHECKPOINT
+    ck.write_bytes(ck.read_bytes()[:500])
+    with pytest.raises(BundleError, match="corrupt or truncated checkpoint"):
+        train(tiny, out, resume=True, progress=False)
+    with pytest.raises(BundleError, match="no checkpoint"):
+        train(tiny, tmp_path / "elsewhere", resume=True, progress=False)
+
+
+def test_existing_bundle_is_not_overwritten_without_force(reference, tiny):
+    with pytest.raises(BundleError, match="already holds a model bundle"):
+        train(tiny, reference.path, **TINY)
+
+
+def test_feature_cache_is_content_addressed(tiny, tmp_path):
+    from edgekws.data import load_dataset
+    from edgekws.features import FeatureConfig
+
+    ds = load_dataset(tiny, ["yes", "no"])
+    cache = FeatureCache(tmp_path / "cache", FeatureConfig())
+    a = split_arrays(ds, "val", cache, seed=1)
+    assert a.features.dtype == np.int8 and a.features.shape == (len(a.labels), 49, 40)
+    assert cache.misses == len(a.labels) and cache.hits == 0
+    again = FeatureCache(tmp_path / "cache", FeatureConfig())  # a new process: reads the shards
+    b = split_arrays(ds, "val", again, seed=1)
+    assert again.misses == 0 and again.hits == len(b.labels)
+    assert np.array_equal(a.features, b.features) and np.array_equal(a.labels, b.labels)
+    other = FeatureCache(tmp_path / "cache", FeatureConfig(num_bands=32))  # another config: other folder
+    assert other.features(a.audio[:2]).shape == (2, 49, 32) and other.misses == 2
+    shard = next((tmp_path / "cache" / FeatureConfig().config_hash()).glob("*.npz"))
+    shard.write_bytes(b"garbage")  # a damaged shard is recomputed, never trusted
+    fresh = FeatureCache(tmp_path / "cache", FeatureConfig())
+    assert np.array_equal(fresh.features(a.audio), a.features) and fresh.misses == len(a.labels)
+
+
+def test_silence_cuts_and_length_fitting_are_seeded():
+    noise = [np.linspace(-0.5, 0.5, 40000, dtype=np.float32)]
+    a = cut_silence(noise, 3, 16000, np.random.default_rng(5))
+    b = cut_silence(noise, 3, 16000, np.random.default_rng(5))
+    assert a.shape == (3, 16000) and np.array_equal(a, b) and np.abs(a).max() <= 0.5
+    quiet = cut_silence([], 2, 16000, np.random.default_rng(0))
+    assert np.abs(quiet).max() < 0.01
+    x = np.arange(10, dtype=np.int16)
+    assert fit_length(x, 4).tolist() == [3, 4, 5, 6] and fit_length(x, 12).tolist()[-2:] == [0, 0]
+
+
+def test_dequantize_and_spec_augment():
+    from edgekws.features import FeatureConfig
+
+    fc = FeatureConfig()
+    q = np.array([[[-128, 127]]], np.int8)
+    x = dequantize(q, fc)
+    assert x.dtype == np.float32 and x[0, 0, 0] == 0 and abs(x[0, 0, 1] - (fc.db_max - fc.db_min)) < 1e-4
+    feats = np.ones((8, 49, 40), np.float32)
+    m1 = spec_augment(feats.copy(), np.random.default_rng(1))
+    m2 = spec_augment(feats.copy(), np.random.default_rng(1))
+    assert np.array_equal(m1, m2) and (m1 == 0).any() and (m1 == 1).mean() > 0.6
+
+
+def test_cli_budget_lists_every_architecture(capsys):
+    from edgekws.cli import main
+
+    assert main(["train", "--budget"]) == 0
+    text = capsys.readouterr().out
+    for name in ("dscnn", "dscnn-s", "cnn", "dnn", "gru"):
+        assert f"\n{name}:" in text
+    assert "OVER BUDGET" not in text
+
+
+def test_each_epoch_draws_a_fresh_balanced_unknown_subset():
+    from edgekws.train import EpochOrder
+
+    labels = np.array([0] * 5 + [1] * 40 + [2] * 5 + [3] * 5)  # silence, unknown, two commands
+    order = EpochOrder(labels, unknown_label=1, n_words=2, unknown_ratio=1.0)
+    assert order.size == 5 + 5 + 5 + 5
+    rng = np.random.default_rng(0)
+    a, b = order.draw(rng), order.draw(rng)
+    for idx in (a, b):
+        assert len(idx) == len(set(idx)) == order.size
+        assert np.bincount(labels[idx], minlength=4).tolist() == [5, 5, 5, 5]
+    assert set(a[labels[a] == 1]) != set(b[labels[b] == 1])
+    again = np.random.default_rng(0)
+    assert np.array_equal(order.draw(again), a)
