@@ -1,0 +1,88 @@
+"""The C int8 runtime from Python (ctypes over edgekws.firmware's host library): run a model blob
+exactly as the firmware does, and call the requantization rule / kernels directly in tests.
+
+    m = CModel(model_blob(qm)); logits = m.logits_int8(features)   # (N, T, F) int8 -> (N, K) int8
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from edgekws.errors import EdgekwsError
+
+_i8p = ctypes.POINTER(ctypes.c_int8)
+_configured: set[int] = set()
+
+
+def library():
+    """The host library with the model/kernel prototypes declared."""
+    from edgekws.firmware import load_library
+
+    lib = load_library()
+    if id(lib) not in _configured:
+        lib.ekws_model_check.restype = ctypes.c_char_p
+        lib.ekws_model_check.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        lib.ekws_model_arena_size.restype = ctypes.c_size_t
+        lib.ekws_model_arena_size.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        lib.ekws_model_struct_size.restype = ctypes.c_size_t
+        lib.ekws_model_init.restype = ctypes.c_int
+        lib.ekws_model_init.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
+                                        ctypes.c_size_t]
+        lib.ekws_model_invoke.restype = ctypes.c_int
+        lib.ekws_model_invoke.argtypes = [ctypes.c_void_p, _i8p, ctypes.c_size_t, _i8p, ctypes.c_size_t]
+        lib.ekws_requantize_s8.restype = ctypes.c_int32
+        lib.ekws_requantize_s8.argtypes = [ctypes.c_int32] * 7
+        lib.ekws_crc32.restype = ctypes.c_uint32
+        lib.ekws_crc32.argtypes = [ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]
+        lib.ekws_status_str.restype = ctypes.c_char_p
+        lib.ekws_status_str.argtypes = [ctypes.c_int]
+        _configured.add(id(lib))
+    return lib
+
+
+def _status(lib, st: int) -> str:
+    return lib.ekws_status_str(st).decode()
+
+
+class CModel:
+    """A model blob bound to its own arena in the host library."""
+
+    def __init__(self, blob: bytes, arena_size: int | None = None):
+        lib = self.lib = library()
+        words = (len(blob) + 3) // 4
+        self._blob = (ctypes.c_uint32 * max(words, 1))()  # 4-byte aligned copy
+        ctypes.memmove(self._blob, blob, len(blob))
+        why = lib.ekws_model_check(self._blob, len(blob))
+        if why is not None:
+            raise EdgekwsError(f"model blob rejected by the C runtime: {why.decode()}")
+        self.arena_size = int(lib.ekws_model_arena_size(self._blob, len(blob)))
+        size = self.arena_size if arena_size is None else int(arena_size)
+        self._arena = (ctypes.c_uint32 * max((size + 3) // 4, 1))()
+        self._model = ctypes.create_string_buffer(int(lib.ekws_model_struct_size()))
+        st = lib.ekws_model_init(self._model, self._blob, len(blob), self._arena, size)
+        if st != 0:
+            raise EdgekwsError(f"ekws_model_init failed: {_status(lib, st)}")
+        header = np.frombuffer(blob[:64], "<i4")
+        self.input_size = int(header[8] * header[9] * header[10])
+        self.num_classes = int(header[12])
+
+    def logits_int8(self, features: np.ndarray) -> np.ndarray:
+        """features (N, ...) int8 with input_size values per example -> logits (N, K) int8."""
+        x = np.ascontiguousarray(features, dtype=np.int8).reshape(len(features), -1)
+        if x.shape[1] != self.input_size:
+            raise EdgekwsError(f"C model: {x.shape[1]} feature values per example, expected {self.input_size}")
+        out = np.zeros((len(x), self.num_classes), np.int8)
+        for i in range(len(x)):
+            st = self.lib.ekws_model_invoke(self._model, x[i].ctypes.data_as(_i8p), self.input_size,
+                                            out[i].ctypes.data_as(_i8p), self.num_classes)
+            if st != 0:
+                raise EdgekwsError(f"ekws_model_invoke failed: {_status(self.lib, st)}")
+        return out
+
+
+def requantize_c(acc, bias, multiplier, shift, zp, act_min, act_max) -> int:
+    """The C rule on one value (for equality tests with the numpy and ONNX versions)."""
+    return int(library().ekws_requantize_s8(int(acc), int(bias), int(multiplier), int(shift), int(zp),
+                                            int(act_min), int(act_max)))

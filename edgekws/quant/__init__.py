@@ -1,0 +1,193 @@
+"""int8 quantization: `edgekws quantize MODEL [--calib DATA]` and the "int8" engine of eval/predict.
+
+    from edgekws.quant import quantize_model, quantize_bundle, load_quantized, int8_forward
+
+BatchNorm folding and the op list: graph.py. Post-training quantization, storage and the integer
+reference forward pass: qmodel.py. The one requantization rule: fixedpoint.py.
+
+In the bundle: int8.npz holds the integer arrays ('<layer>.weight' int8, '.bias' int32,
+'.multiplier' int32, '.shift' int32, '.weight_scale' float64) and manifest["quantization"] the
+scheme, input/output scale and zero point, calibration summary and per-layer parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgekws.errors import BundleError, EdgekwsError
+from edgekws.quant.fixedpoint import quantize_multiplier, requantize, rounding_shift
+from edgekws.quant.graph import FloatOp, float_forward, fold_model
+from edgekws.quant.qmodel import QLayer, QuantModel, int8_forward, quantize_ops
+
+__all__ = ["quantize_model", "quantize_bundle", "load_quantized", "load_float_model", "int8_forward",
+           "float_forward", "fold_model", "QuantModel", "QLayer", "FloatOp", "quantize_multiplier",
+           "requantize", "rounding_shift", "Int8Network", "register"]
+
+CALIB_MAX = 1000  # calibration examples drawn (seeded) from the training split
+
+
+def dequantize_input(features: np.ndarray, scale: float, zp: int) -> np.ndarray:
+    """int8 features -> float32 model input, exactly as training feeds the float model."""
+    return (features.astype(np.float32) - np.float32(zp)) * np.float32(scale)
+
+
+def quantize_model(model, calib_features: np.ndarray, input_scale: float, input_zp: int,
+                   percentile: float | None = None) -> QuantModel:
+    """Post-training quantization of a numpy-engine Sequential.
+
+    model          : edgekws.nn.Sequential (eval-mode BatchNorm statistics are folded)
+    calib_features : (N, T, F) or (N, *input_shape) int8 features used to calibrate activation ranges
+    input_scale, input_zp : the features' quantization (FeatureConfig.input_scale / input_zero_point)
+    percentile     : None = min/max ranges; else clip each range at this percentile (e.g. 99.99)
+    """
+    ops = fold_model(model)
+    x = np.asarray(calib_features)
+    if x.dtype != np.int8 or x.shape[0] == 0:
+        raise EdgekwsError(f"calibration data must be a non-empty int8 feature array, got {x.dtype} {x.shape}")
+    x = dequantize_input(x, input_scale, input_zp).reshape(x.shape[0], *ops[0].in_shape)
+    lo = [np.inf] * len(ops)
+    hi = [-np.inf] * len(ops)
+    for i in range(0, x.shape[0], 256):
+        _, outs = float_forward(ops, x[i:i + 256], collect=True)
+        for k, y in enumerate(outs):
+            if percentile is None:
+                lo[k], hi[k] = min(lo[k], float(y.min())), max(hi[k], float(y.max()))
+            else:
+                lo[k] = min(lo[k], float(np.percentile(y, 100 - percentile)))
+                hi[k] = max(hi[k], float(np.percentile(y, percentile)))
+    calib = {"examples": int(x.shape[0]), "method": "minmax" if percentile is None else f"percentile {percentile}"}
+    return quantize_ops(ops, list(zip(lo, hi)), input_scale, input_zp, calib)
+
+
+def load_float_model(bundle):
+    """The bundle's float Sequential (weights.npz + architecture)."""
+    from edgekws.evaluate import FloatNetwork
+
+    return FloatNetwork(bundle).model
+
+
+def calibration_features(bundle, data=None, seed: int = 0, limit: int = CALIB_MAX) -> np.ndarray:
+    """int8 features (N, T, F) from the training split of DATA (default: the dataset the bundle
+    was trained on), at most `limit`, drawn with `seed`. A .npy file of int8 features also works."""
+    from pathlib import Path
+
+    if data is None:
+        data = (bundle.manifest.get("training") or {}).get("dataset")
+        if not data:
+            raise EdgekwsError(f"{bundle.path}: no training dataset recorded; pass --calib DATA")
+    path = Path(data)
+    if path.suffix == ".npy" and path.is_file():
+        feats = np.load(path, allow_pickle=False)
+        if feats.dtype != np.int8:
+            raise EdgekwsError(f"--calib {path}: expected int8 features, got {feats.dtype}")
+    else:
+        if not path.is_dir():
+            raise EdgekwsError(f"--calib {path}: no such dataset folder (or .npy of int8 features)")
+        from edgekws.data import load_dataset
+        from edgekws.featcache import FeatureCache, default_cache_dir, split_arrays
+        from edgekws.features import FeatureConfig
+
+        ds = load_dataset(path, bundle.labels[2:])
+        cache = FeatureCache(default_cache_dir(path), FeatureConfig.from_dict(bundle.manifest["feature_config"]))
+        feats = split_arrays(ds, "train", cache, seed=seed).features
+    if len(feats) > limit:
+        feats = feats[np.sort(np.random.default_rng(seed).choice(len(feats), limit, replace=False))]
+    return feats
+
+
+def quantize_bundle(bundle, calib=None, *, seed: int = 0, percentile: float | None = None,
+                    log=print) -> QuantModel:
+    """Quantize a bundle in place: writes int8.npz and manifest["quantization"]. Returns the model."""
+    from edgekws.bundle import Bundle
+    from edgekws.features import FeatureConfig
+
+    if not isinstance(bundle, Bundle):
+        bundle = Bundle.load(bundle)
+    fc = FeatureConfig.from_dict(bundle.manifest["feature_config"])
+    model = load_float_model(bundle)
+    feats = calib if isinstance(calib, np.ndarray) else calibration_features(bundle, calib, seed)
+    qm = quantize_model(model, feats, fc.input_scale, fc.input_zero_point, percentile)
+    qm.calibration["seed"] = seed
+    bundle.write_npz("int8.npz", qm.arrays())
+    bundle.update(quantization=qm.meta())
+    log(f"{bundle.path}: int8 model with {len(qm.layers)} layers, calibrated on {len(feats)} examples "
+        f"({qm.calibration['method']}); wrote int8.npz")
+    return qm
+
+
+def load_quantized(bundle) -> QuantModel:
+    """The bundle's QuantModel (int8.npz + manifest["quantization"])."""
+    meta = bundle.manifest.get("quantization")
+    if not meta or not bundle.has("int8.npz"):
+        raise BundleError(f"{bundle.path}: not quantized yet (run: edgekws quantize {bundle.path})")
+    return QuantModel.from_parts(meta, bundle.read_npz("int8.npz"), f"{bundle.path}/int8.npz")
+
+
+class Int8Network:
+    """The "int8" engine of edgekws eval/predict: the numpy integer reference."""
+
+    def __init__(self, bundle):
+        self.qm = load_quantized(bundle)
+
+    @staticmethod
+    def available(bundle) -> bool:
+        return bundle.has("int8.npz") and bool(bundle.manifest.get("quantization"))
+
+    def logits_int8(self, features: np.ndarray) -> np.ndarray:
+        """features (N, T, F) int8 -> (N, K) int8."""
+        return int8_forward(self.qm, features)
+
+    def logits_features(self, features: np.ndarray) -> np.ndarray:
+        """features (N, T, F) int8 -> (N, K) float32 dequantized logits."""
+        q = self.logits_int8(features).astype(np.float32)
+        return (q - np.float32(self.qm.output_zp)) * np.float32(self.qm.output_scale)
+
+
+class CNetwork(Int8Network):
+    """The "c" engine (opt-in: `--engine c`): the C runtime of firmware/ through ctypes."""
+
+    def __init__(self, bundle):
+        from edgekws.export.c import model_blob
+        from edgekws.export.cruntime import CModel
+
+        super().__init__(bundle)
+        self.cmodel = CModel(model_blob(self.qm))
+
+    @staticmethod
+    def available(bundle) -> bool:
+        return False  # needs a C compiler: used only when asked for
+
+    def logits_int8(self, features: np.ndarray) -> np.ndarray:
+        return self.cmodel.logits_int8(features)
+
+
+def _register_engine():
+    from edgekws.evaluate import register_engine
+
+    register_engine("int8", Int8Network)
+    register_engine("c", CNetwork)
+
+
+_register_engine()
+
+
+def register(sub) -> None:
+    p = sub.add_parser("quantize", help="int8 conversion of a trained model (post-training quantization)",
+                       description="Fold BatchNorm, calibrate activation ranges on training data and write "
+                                   "int8.npz + quantization parameters into the model bundle.")
+    p.add_argument("model", help="model bundle folder")
+    p.add_argument("--calib", metavar="DATA", help="dataset folder (its training split) or .npy of int8 "
+                   "features (default: the dataset the model was trained on)")
+    p.add_argument("--percentile", type=float, default=None,
+                   help="clip activation ranges at this percentile instead of min/max (e.g. 99.99)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration subset (default 0)")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from edgekws.bundle import Bundle
+
+    if args.percentile is not None and not 50.0 < args.percentile <= 100.0:
+        raise EdgekwsError(f"--percentile must be in (50, 100], got {args.percentile}")
+    quantize_bundle(Bundle.load(args.model), args.calib, seed=args.seed, percentile=args.percentile)
+    return 0

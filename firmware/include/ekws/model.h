@@ -1,0 +1,78 @@
+/* ekws/model.h: the int8 model runner. A model is one read-only blob written by
+ * `edgekws export MODEL --c DIR` (edgekws/export/c.py); the runner validates it (magic, format
+ * version, sizes, CRC32, every layer's shapes and offsets) before use and runs it over a
+ * caller-provided arena. No allocation, no writes to the blob.
+ *
+ * Blob layout, little-endian, 4-byte aligned (all fields uint32/int32):
+ *   header  16 words: magic "EKWM", version, total_size, crc32, header_size (64), num_layers,
+ *           layer_size (96), arena_size, input_h, input_w, input_c, input_zp, num_classes,
+ *           output_zp, output_scale (float32 bits), input_scale (float32 bits)
+ *   layers  num_layers records of 24 words: op, in_h, in_w, in_c, out_h, out_w, out_c, kh, kw,
+ *           stride_h, stride_w, pad_top, pad_left, input_zp, output_zp, act_min, act_max,
+ *           weight_off, bias_off, mult_off, shift_off, 3 reserved (0)
+ *   data    arrays at 4-byte aligned offsets from the blob start (0 = absent)
+ * crc32 is zlib's CRC-32 of the whole blob with the crc32 field read as 0.
+ */
+#ifndef EKWS_MODEL_H
+#define EKWS_MODEL_H
+
+#include "ekws/kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EKWS_MODEL_MAGIC 0x4D574B45u /* "EKWM" */
+#define EKWS_MODEL_VERSION 1u
+#define EKWS_MODEL_HEADER_SIZE 64u
+#define EKWS_MODEL_LAYER_SIZE 96u
+
+typedef enum {
+    EKWS_OP_CONV = 1,
+    EKWS_OP_DEPTHWISE = 2,
+    EKWS_OP_DENSE = 3,
+    EKWS_OP_AVGPOOL = 4
+} ekws_op_t;
+
+/* A validated model bound to its arena. Fill with ekws_model_init; treat as read-only. */
+typedef struct {
+    const uint8_t *blob;
+    uint32_t num_layers;
+    uint32_t input_size;  /* int8 values per inference (input_h * input_w * input_c) */
+    uint32_t num_classes; /* int8 logits per inference */
+    int32_t output_zp;
+    float output_scale;   /* real logit = output_scale * (q - output_zp) */
+    uint8_t *arena;
+    uint32_t act_bytes;   /* activation region of the arena; scratch follows it */
+    uint32_t arena_size;  /* bytes required (<= the caller's arena) */
+} ekws_model_t;
+
+/* zlib's CRC-32 (reflected, polynomial 0xEDB88320) of n bytes, continuing from crc (start with 0). */
+uint32_t ekws_crc32(uint32_t crc, const void *data, size_t n);
+
+/* NULL when blob[0..blob_size) is a valid model, else a static reason ("bad magic", ...). */
+const char *ekws_model_check(const void *blob, size_t blob_size);
+
+/* Arena bytes a valid blob needs (0 if the blob is invalid). */
+size_t ekws_model_arena_size(const void *blob, size_t blob_size);
+
+/* Validate the blob (4-byte aligned) and bind it to arena[0..arena_size) (4-byte aligned).
+ * EKWS_ERR_CONFIG: invalid blob; EKWS_ERR_BUFFER_TOO_SMALL: arena too small. */
+ekws_status_t ekws_model_init(ekws_model_t *model, const void *blob, size_t blob_size, void *arena,
+                              size_t arena_size);
+
+/* One inference: input int8 (input_size values, NHWC) -> logits int8 (num_classes values). */
+ekws_status_t ekws_model_invoke(const ekws_model_t *model, const int8_t *input, size_t input_len,
+                                int8_t *logits, size_t logits_len);
+
+/* Index of the largest logit (first on ties). */
+uint32_t ekws_argmax_s8(const int8_t *values, size_t n);
+
+/* sizeof(ekws_model_t), for bindings that allocate it (ctypes). */
+size_t ekws_model_struct_size(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EKWS_MODEL_H */

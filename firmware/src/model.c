@@ -1,0 +1,323 @@
+/* model.c: validate an int8 model blob and run it over a caller-provided arena (see ekws/model.h
+ * for the blob layout; edgekws/export/c.py writes it and computes the same arena size). */
+#include "ekws/model.h"
+
+#include <string.h>
+
+/* Header word indices. */
+enum {
+    H_MAGIC, H_VERSION, H_TOTAL, H_CRC, H_HEADER_SIZE, H_NUM_LAYERS, H_LAYER_SIZE, H_ARENA,
+    H_IN_H, H_IN_W, H_IN_C, H_IN_ZP, H_NUM_CLASSES, H_OUT_ZP, H_OUT_SCALE, H_IN_SCALE
+};
+/* Layer record word indices. */
+enum {
+    L_OP, L_IN_H, L_IN_W, L_IN_C, L_OUT_H, L_OUT_W, L_OUT_C, L_KH, L_KW, L_SH, L_SW, L_PAD_T, L_PAD_L,
+    L_IN_ZP, L_OUT_ZP, L_ACT_MIN, L_ACT_MAX, L_W_OFF, L_B_OFF, L_M_OFF, L_S_OFF, L_WORDS = 24
+};
+
+#define MAX_DIM 65535u
+#define MAX_ELEMS (1u << 24)
+
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static int32_t rds32(const uint8_t *p) {
+    const uint32_t u = rd32(p);
+    int32_t s;
+    memcpy(&s, &u, sizeof s);
+    return s;
+}
+
+static uint32_t align4(uint32_t n) { return (n + 3u) & ~3u; }
+
+uint32_t ekws_crc32(uint32_t crc, const void *data, size_t n) {
+    const uint8_t *p = (const uint8_t *)data;
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= p[i];
+        for (int k = 0; k < 8; k++) {
+            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+        }
+    }
+    return ~crc;
+}
+
+/* One layer record, decoded. */
+typedef struct {
+    uint32_t w[L_WORDS];
+} layer_t;
+
+static void read_layer(const uint8_t *blob, uint32_t i, layer_t *l) {
+    const uint8_t *p = blob + EKWS_MODEL_HEADER_SIZE + (size_t)i * EKWS_MODEL_LAYER_SIZE;
+    for (uint32_t k = 0; k < L_WORDS; k++) {
+        l->w[k] = rd32(p + 4u * k);
+    }
+}
+
+static int32_t as_s32(uint32_t u) {
+    int32_t s;
+    memcpy(&s, &u, sizeof s);
+    return s;
+}
+
+static uint32_t in_elems(const layer_t *l) { return l->w[L_IN_H] * l->w[L_IN_W] * l->w[L_IN_C]; }
+static uint32_t out_elems(const layer_t *l) { return l->w[L_OUT_H] * l->w[L_OUT_W] * l->w[L_OUT_C]; }
+
+static uint32_t scratch_bytes(const layer_t *l) {
+    switch (l->w[L_OP]) {
+    case EKWS_OP_CONV: return align4(l->w[L_KH] * l->w[L_KW] * l->w[L_IN_C] * 2u);
+    case EKWS_OP_DENSE: return align4(in_elems(l) * 2u);
+    default: return l->w[L_IN_C] * 4u;
+    }
+}
+
+/* Is [off, off + size) inside the data section of a blob of `total` bytes and 4-byte aligned? */
+static int in_data(uint32_t off, uint32_t size, uint32_t data_start, uint32_t total) {
+    return off >= data_start && (off & 3u) == 0 && off <= total && size <= total - off;
+}
+
+/* Validate layer record l (index i of n); NULL or a reason. */
+static const char *check_layer(const uint8_t *blob, const layer_t *l, uint32_t data_start, uint32_t total) {
+    const uint32_t *w = l->w;
+    const uint32_t op = w[L_OP];
+    if (op < EKWS_OP_CONV || op > EKWS_OP_AVGPOOL) {
+        return "unknown layer op";
+    }
+    for (uint32_t k = L_IN_H; k <= L_SW; k++) {
+        if (w[k] < 1 || w[k] > MAX_DIM) {
+            return "layer dims out of range";
+        }
+    }
+    if (w[L_PAD_T] > MAX_DIM || w[L_PAD_L] > MAX_DIM) {
+        return "layer padding out of range";
+    }
+    if ((uint64_t)w[L_IN_H] * w[L_IN_W] * w[L_IN_C] > MAX_ELEMS ||
+        (uint64_t)w[L_OUT_H] * w[L_OUT_W] * w[L_OUT_C] > MAX_ELEMS ||
+        (uint64_t)w[L_KH] * w[L_KW] * w[L_IN_C] > 32768u) {
+        return "layer too large";
+    }
+    const int32_t in_zp = as_s32(w[L_IN_ZP]), out_zp = as_s32(w[L_OUT_ZP]);
+    const int32_t lo = as_s32(w[L_ACT_MIN]), hi = as_s32(w[L_ACT_MAX]);
+    if (in_zp < -128 || in_zp > 127 || out_zp < -128 || out_zp > 127 || lo < -128 || hi > 127 || lo > hi) {
+        return "layer zero point or clamp outside int8";
+    }
+    uint32_t nweights = 0, nquant = w[L_OUT_C];
+    switch (op) {
+    case EKWS_OP_CONV: nweights = w[L_OUT_C] * w[L_KH] * w[L_KW] * w[L_IN_C]; break;
+    case EKWS_OP_DEPTHWISE: nweights = w[L_KH] * w[L_KW] * w[L_IN_C]; break;
+    case EKWS_OP_DENSE: nweights = w[L_OUT_C] * in_elems(l); break;
+    default: nquant = 1; break;
+    }
+    if (op == EKWS_OP_DEPTHWISE || op == EKWS_OP_AVGPOOL) {
+        if (w[L_OUT_C] != w[L_IN_C]) {
+            return "depthwise/pool layer changes the channel count";
+        }
+    }
+    if (op == EKWS_OP_DENSE && (w[L_OUT_H] != 1 || w[L_OUT_W] != 1 || w[L_KH] != 1 || w[L_KW] != 1)) {
+        return "dense layer with spatial output";
+    }
+    if (op == EKWS_OP_AVGPOOL ? (w[L_W_OFF] != 0 || w[L_B_OFF] != 0)
+                              : !in_data(w[L_W_OFF], nweights, data_start, total)) {
+        return "layer weights outside the blob";
+    }
+    if (w[L_B_OFF] != 0 && !in_data(w[L_B_OFF], 4u * w[L_OUT_C], data_start, total)) {
+        return "layer bias outside the blob";
+    }
+    if (!in_data(w[L_M_OFF], 4u * nquant, data_start, total) || !in_data(w[L_S_OFF], 4u * nquant, data_start, total)) {
+        return "layer multipliers/shifts outside the blob";
+    }
+    for (uint32_t c = 0; c < nquant; c++) {
+        const int32_t m = rds32(blob + w[L_M_OFF] + 4u * c), s = rds32(blob + w[L_S_OFF] + 4u * c);
+        if (m < 0 || s < EKWS_SHIFT_MIN || s > EKWS_SHIFT_MAX) {
+            return "layer multiplier/shift out of range";
+        }
+    }
+    return NULL;
+}
+
+/* Validate; on success store the arena layout in *act and *arena. */
+static const char *check_blob(const uint8_t *b, size_t size, uint32_t *act, uint32_t *arena) {
+    if (!b) {
+        return "null blob";
+    }
+    if (size < EKWS_MODEL_HEADER_SIZE) {
+        return "blob shorter than its header";
+    }
+    if (rd32(b + 4 * H_MAGIC) != EKWS_MODEL_MAGIC) {
+        return "bad magic (not an edgekws model blob)";
+    }
+    if (rd32(b + 4 * H_VERSION) != EKWS_MODEL_VERSION) {
+        return "unsupported model format version";
+    }
+    const uint32_t total = rd32(b + 4 * H_TOTAL), n = rd32(b + 4 * H_NUM_LAYERS);
+    if (total > size || total < EKWS_MODEL_HEADER_SIZE || (total & 3u) != 0) {
+        return "blob truncated (total size larger than the buffer)";
+    }
+    if (rd32(b + 4 * H_HEADER_SIZE) != EKWS_MODEL_HEADER_SIZE || rd32(b + 4 * H_LAYER_SIZE) != EKWS_MODEL_LAYER_SIZE) {
+        return "unexpected header or layer record size";
+    }
+    static const uint8_t zero4[4] = {0, 0, 0, 0};
+    uint32_t crc = ekws_crc32(0, b, 4 * H_CRC);
+    crc = ekws_crc32(crc, zero4, 4);
+    crc = ekws_crc32(crc, b + 4 * (H_CRC + 1), total - 4 * (H_CRC + 1));
+    if (crc != rd32(b + 4 * H_CRC)) {
+        return "CRC mismatch (corrupt model blob)";
+    }
+    if (n < 1 || n > 1024 || (uint64_t)EKWS_MODEL_HEADER_SIZE + (uint64_t)n * EKWS_MODEL_LAYER_SIZE > total) {
+        return "bad layer count";
+    }
+    const uint32_t data_start = EKWS_MODEL_HEADER_SIZE + n * EKWS_MODEL_LAYER_SIZE;
+    const uint32_t in_h = rd32(b + 4 * H_IN_H), in_w = rd32(b + 4 * H_IN_W), in_c = rd32(b + 4 * H_IN_C);
+    uint32_t a = 0, s = 0;
+    layer_t prev = {{0}}, l = {{0}};
+    for (uint32_t i = 0; i < n; i++) {
+        read_layer(b, i, &l);
+        const char *why = check_layer(b, &l, data_start, total);
+        if (why) {
+            return why;
+        }
+        if (i == 0 && (l.w[L_IN_H] != in_h || l.w[L_IN_W] != in_w || l.w[L_IN_C] != in_c ||
+                       as_s32(l.w[L_IN_ZP]) != rds32(b + 4 * H_IN_ZP))) {
+            return "first layer does not match the model input";
+        }
+        if (i > 0 && (in_elems(&l) != out_elems(&prev) || l.w[L_IN_ZP] != prev.w[L_OUT_ZP])) {
+            return "layer input does not match the previous layer's output";
+        }
+        const uint32_t ib = i > 0 ? align4(in_elems(&l)) : 0, ob = i + 1 < n ? align4(out_elems(&l)) : 0;
+        a = ib + ob > a ? ib + ob : a;
+        s = scratch_bytes(&l) > s ? scratch_bytes(&l) : s;
+        prev = l;
+    }
+    if (out_elems(&prev) != rd32(b + 4 * H_NUM_CLASSES) || l.w[L_OUT_ZP] != rd32(b + 4 * H_OUT_ZP)) {
+        return "last layer does not match the model output";
+    }
+    if (a + s != rd32(b + 4 * H_ARENA)) {
+        return "arena size in the header differs from the computed one";
+    }
+    *act = a;
+    *arena = a + s;
+    return NULL;
+}
+
+const char *ekws_model_check(const void *blob, size_t blob_size) {
+    uint32_t act, arena;
+    return check_blob((const uint8_t *)blob, blob_size, &act, &arena);
+}
+
+size_t ekws_model_arena_size(const void *blob, size_t blob_size) {
+    uint32_t act, arena;
+    return check_blob((const uint8_t *)blob, blob_size, &act, &arena) ? 0 : arena;
+}
+
+size_t ekws_model_struct_size(void) { return sizeof(ekws_model_t); }
+
+ekws_status_t ekws_model_init(ekws_model_t *model, const void *blob, size_t blob_size, void *arena,
+                              size_t arena_size) {
+    if (!model || !blob || !arena) {
+        return EKWS_ERR_NULL;
+    }
+    memset(model, 0, sizeof *model);
+    if (((uintptr_t)blob & 3u) != 0 || ((uintptr_t)arena & 3u) != 0) {
+        return EKWS_ERR_ARG;
+    }
+    const uint8_t *b = (const uint8_t *)blob;
+    uint32_t act, need;
+    if (check_blob(b, blob_size, &act, &need)) {
+        return EKWS_ERR_CONFIG;
+    }
+    if (arena_size < need) {
+        return EKWS_ERR_BUFFER_TOO_SMALL;
+    }
+    const uint32_t scale_bits = rd32(b + 4 * H_OUT_SCALE);
+    float scale;
+    memcpy(&scale, &scale_bits, sizeof scale);
+    model->blob = b;
+    model->num_layers = rd32(b + 4 * H_NUM_LAYERS);
+    model->input_size = rd32(b + 4 * H_IN_H) * rd32(b + 4 * H_IN_W) * rd32(b + 4 * H_IN_C);
+    model->num_classes = rd32(b + 4 * H_NUM_CLASSES);
+    model->output_zp = rds32(b + 4 * H_OUT_ZP);
+    model->output_scale = scale;
+    model->arena = (uint8_t *)arena;
+    model->act_bytes = act;
+    model->arena_size = need;
+    return EKWS_OK;
+}
+
+static ekws_status_t run_layer(const ekws_model_t *m, const layer_t *l, const int8_t *in, int8_t *out) {
+    const uint32_t *w = l->w;
+    const uint8_t *b = m->blob;
+    const ekws_conv_params_t p = {
+        .stride_h = (int32_t)w[L_SH], .stride_w = (int32_t)w[L_SW],
+        .pad_top = (int32_t)w[L_PAD_T], .pad_left = (int32_t)w[L_PAD_L],
+        .input_zp = as_s32(w[L_IN_ZP]), .output_zp = as_s32(w[L_OUT_ZP]),
+        .act_min = as_s32(w[L_ACT_MIN]), .act_max = as_s32(w[L_ACT_MAX]),
+    };
+    /* The blob is 4-byte aligned and so are these offsets (checked at init). */
+    const ekws_quant_params_t q = {(const int32_t *)(const void *)(b + w[L_M_OFF]),
+                                   (const int32_t *)(const void *)(b + w[L_S_OFF])};
+    const int8_t *weights = (const int8_t *)(b + w[L_W_OFF]);
+    const int32_t *bias = w[L_B_OFF] ? (const int32_t *)(const void *)(b + w[L_B_OFF]) : NULL;
+    const ekws_dims_t in_dims = {1, (int32_t)w[L_IN_H], (int32_t)w[L_IN_W], (int32_t)w[L_IN_C]};
+    const ekws_dims_t out_dims = {1, (int32_t)w[L_OUT_H], (int32_t)w[L_OUT_W], (int32_t)w[L_OUT_C]};
+    void *scratch = m->arena + m->act_bytes;
+    switch (w[L_OP]) {
+    case EKWS_OP_CONV: {
+        const ekws_dims_t f = {(int32_t)w[L_OUT_C], (int32_t)w[L_KH], (int32_t)w[L_KW], (int32_t)w[L_IN_C]};
+        return ekws_conv_s8(&p, &q, &in_dims, in, &f, weights, bias, &out_dims, out, (int16_t *)scratch);
+    }
+    case EKWS_OP_DEPTHWISE: {
+        const ekws_dims_t f = {(int32_t)w[L_IN_C], (int32_t)w[L_KH], (int32_t)w[L_KW], (int32_t)w[L_IN_C]};
+        return ekws_depthwise_conv_s8(&p, &q, &in_dims, in, &f, weights, bias, &out_dims, out, (int32_t *)scratch);
+    }
+    case EKWS_OP_DENSE:
+        return ekws_fully_connected_s8(&p, &q, 1, (int32_t)in_elems(l), in, (int32_t)w[L_OUT_C], weights, bias,
+                                       out, (int16_t *)scratch);
+    default:
+        return ekws_avgpool_s8(&p, &q, (int32_t)w[L_KH], (int32_t)w[L_KW], &in_dims, in, &out_dims, out,
+                               (int32_t *)scratch);
+    }
+}
+
+ekws_status_t ekws_model_invoke(const ekws_model_t *model, const int8_t *input, size_t input_len,
+                                int8_t *logits, size_t logits_len) {
+    if (!model || !input || !logits) {
+        return EKWS_ERR_NULL;
+    }
+    if (!model->blob) {
+        return EKWS_ERR_STATE;
+    }
+    if (input_len != model->input_size) {
+        return EKWS_ERR_ARG;
+    }
+    if (logits_len < model->num_classes) {
+        return EKWS_ERR_BUFFER_TOO_SMALL;
+    }
+    /* Outputs alternate between the end and the start of the activation region, so a layer's
+     * input (the previous output) and its output never overlap; the last layer writes to logits. */
+    const int8_t *x = input;
+    for (uint32_t i = 0; i < model->num_layers; i++) {
+        layer_t l;
+        read_layer(model->blob, i, &l);
+        int8_t *out = logits;
+        if (i + 1 < model->num_layers) {
+            out = (int8_t *)model->arena + ((i & 1u) ? 0u : model->act_bytes - align4(out_elems(&l)));
+        }
+        const ekws_status_t st = run_layer(model, &l, x, out);
+        if (st != EKWS_OK) {
+            return st;
+        }
+        x = out;
+    }
+    return EKWS_OK;
+}
+
+uint32_t ekws_argmax_s8(const int8_t *values, size_t n) {
+    uint32_t best = 0;
+    for (size_t i = 1; values && i < n; i++) {
+        if (values[i] > values[best]) {
+            best = (uint32_t)i;
+        }
+    }
+    return best;
+}

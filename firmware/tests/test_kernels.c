@@ -1,0 +1,110 @@
+/* test_kernels.c: the int8 kernels and the requantization rule against the numpy integer
+ * reference's golden vectors (tests/golden/kernels_golden.h), bit for bit; plus argument checks. */
+#include <stdio.h>
+#include <string.h>
+
+#include "ekws/kernels.h"
+#include "golden/kernels_golden.h"
+
+static int failures = 0;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
+    } while (0)
+
+#define MAX_OUT 4096
+static int8_t out[MAX_OUT];
+static int32_t scratch[4096];
+
+static ekws_status_t run_case(const ekws_golden_kernel_case_t *c) {
+    const ekws_quant_params_t q = {c->multiplier, c->shift};
+    switch (c->op) {
+    case 1:
+        return ekws_conv_s8(&c->params, &q, &c->input_dims, c->input, &c->filter_dims, c->weights, c->bias,
+                            &c->output_dims, out, (int16_t *)(void *)scratch);
+    case 2:
+        return ekws_depthwise_conv_s8(&c->params, &q, &c->input_dims, c->input, &c->filter_dims, c->weights,
+                                      c->bias, &c->output_dims, out, scratch);
+    case 3:
+        return ekws_fully_connected_s8(&c->params, &q, c->input_dims.n, c->input_dims.c, c->input,
+                                       c->output_dims.c, c->weights, c->bias, out, (int16_t *)(void *)scratch);
+    default:
+        return ekws_avgpool_s8(&c->params, &q, c->filter_dims.h, c->filter_dims.w, &c->input_dims, c->input,
+                               &c->output_dims, out, scratch);
+    }
+}
+
+static void test_golden_cases(void) {
+    for (int i = 0; i < GOLDEN_KERNEL_NUM_CASES; i++) {
+        const ekws_golden_kernel_case_t *c = &golden_kernel_cases[i];
+        const size_t n = (size_t)c->output_dims.n * (size_t)c->output_dims.h * (size_t)c->output_dims.w *
+                         (size_t)c->output_dims.c;
+        memset(out, 0x55, sizeof out);
+        const ekws_status_t st = run_case(c);
+        CHECK(st == EKWS_OK, "%s: status %s", c->name, ekws_status_str(st));
+        for (size_t k = 0; k < n && st == EKWS_OK; k++) {
+            if (out[k] != c->expected[k]) {
+                CHECK(0, "%s: value %zu: got %d, expected %d", c->name, k, out[k], c->expected[k]);
+                break;
+            }
+        }
+        CHECK(out[n] == 0x55, "%s: wrote past the output", c->name);
+    }
+}
+
+static void test_requantize(void) {
+    for (int i = 0; i < GOLDEN_REQUANT_NUM_CASES; i++) {
+        const int64_t *r = golden_requant_cases[i];
+        const int32_t got = ekws_requantize_s8((int32_t)r[0], (int32_t)r[1], (int32_t)r[2], (int32_t)r[3],
+                                               (int32_t)r[4], (int32_t)r[5], (int32_t)r[6]);
+        CHECK(got == r[7], "requant(%lld, %lld, %lld, %lld): got %d, expected %lld", (long long)r[0],
+              (long long)r[1], (long long)r[2], (long long)r[3], got, (long long)r[7]);
+    }
+    /* ties go away from zero */
+    CHECK(ekws_requantize_s8(-3, 0, 1, 1, 0, -128, 127) == -2, "tie -1.5");
+    CHECK(ekws_requantize_s8(3, 0, 1, 1, 0, -128, 127) == 2, "tie 1.5");
+}
+
+static void test_argument_checks(void) {
+    const ekws_golden_kernel_case_t *c = &golden_kernel_cases[0];
+    int32_t bad_shift[64];
+    for (int i = 0; i < 64; i++) {
+        bad_shift[i] = 0;
+    }
+    const ekws_quant_params_t q = {c->multiplier, bad_shift};
+    CHECK(ekws_conv_s8(&c->params, &q, &c->input_dims, c->input, &c->filter_dims, c->weights, c->bias,
+                       &c->output_dims, out, (int16_t *)(void *)scratch) == EKWS_ERR_ARG, "shift 0 accepted");
+    const ekws_quant_params_t ok = {c->multiplier, c->shift};
+    CHECK(ekws_conv_s8(&c->params, &ok, &c->input_dims, NULL, &c->filter_dims, c->weights, c->bias,
+                       &c->output_dims, out, (int16_t *)(void *)scratch) == EKWS_ERR_NULL, "NULL input accepted");
+    ekws_conv_params_t p = c->params;
+    p.act_min = 10;
+    p.act_max = 5;
+    CHECK(ekws_conv_s8(&p, &ok, &c->input_dims, c->input, &c->filter_dims, c->weights, c->bias,
+                       &c->output_dims, out, (int16_t *)(void *)scratch) == EKWS_ERR_ARG, "empty clamp accepted");
+    ekws_dims_t f = c->filter_dims;
+    f.c += 1;
+    CHECK(ekws_conv_s8(&c->params, &ok, &c->input_dims, c->input, &f, c->weights, c->bias, &c->output_dims, out,
+                       (int16_t *)(void *)scratch) == EKWS_ERR_ARG, "channel mismatch accepted");
+    CHECK(ekws_conv_s8_scratch_size(&c->filter_dims) ==
+              (size_t)(c->filter_dims.h * c->filter_dims.w * c->filter_dims.c) * sizeof(int16_t), "scratch size");
+}
+
+int main(void) {
+    test_golden_cases();
+    test_requantize();
+    test_argument_checks();
+    if (failures) {
+        fprintf(stderr, "test_kernels: %d failure(s)\n", failures);
+        return 1;
+    }
+    printf("test_kernels: %d kernel cases, %d requantization cases ok\n", GOLDEN_KERNEL_NUM_CASES,
+           GOLDEN_REQUANT_NUM_CASES);
+    return 0;
+}

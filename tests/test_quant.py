@@ -1,0 +1,167 @@
+"""int8 quantization: the requantization rule (numpy == plain Python == C on edge cases), multiplier
+encoding, BatchNorm folding, PTQ error, unsupported layers named, bundle storage, CLI and engine."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgekws.bundle import Bundle
+from edgekws.cli import main
+from edgekws.errors import EdgekwsError
+from edgekws.nn import GRU, BatchNorm, Conv2D, Dense, GlobalAvgPool, MaxPool2D, ReLU, Sequential
+from edgekws.quant import (dequantize_input, float_forward, fold_model, int8_forward, load_quantized,
+                           quantize_bundle, quantize_model, quantize_multiplier, requantize)
+from edgekws.quant.fixedpoint import INT32_MAX, INT32_MIN, requantize_scalar
+from quant_helpers import FC, features, make_bundle, make_model
+
+EDGE_ACC = [0, 1, -1, 2, -2, 3, -3, 127, -128, INT32_MAX, INT32_MIN, INT32_MAX - 1, INT32_MIN + 1,
+            1 << 30, -(1 << 30), 12345, -12345]
+EDGE_BIAS = [0, 1, -1, INT32_MAX, INT32_MIN, 1000]
+EDGE_MULT = [0, 1, 1 << 30, INT32_MAX, 1518500250]
+EDGE_SHIFT = [1, 2, 31, 32, 33, 61, 62]
+
+
+def edge_cases():
+    rng = np.random.default_rng(0)
+    rows = [(a, b, m, s, zp, lo, hi) for a in EDGE_ACC for b in EDGE_BIAS[:3] for m in EDGE_MULT
+            for s in EDGE_SHIFT for zp, lo, hi in ((0, -128, 127), (-128, -128, 127), (127, -3, 100))]
+    rows += [(a, b, INT32_MAX, s, 0, -128, 127) for a in EDGE_ACC for b in EDGE_BIAS for s in (1, 62)]
+    # exact ties: x * M / 2^n = k + 1/2 for M = 1, n = 1 (and M = 2^30, n = 31)
+    rows += [(a, 0, m, s, 0, -128, 127) for a in range(-9, 10) for m, s in ((1, 1), (1 << 30, 31), (3, 2))]
+    for _ in range(300):
+        rows.append((int(rng.integers(INT32_MIN, INT32_MAX)), int(rng.integers(-(1 << 20), 1 << 20)),
+                     int(rng.integers(0, INT32_MAX)), int(rng.integers(1, 63)), int(rng.integers(-128, 128)),
+                     -128, 127))
+    return np.array(rows, np.int64)
+
+
+def test_requantize_numpy_equals_plain_python_on_edge_cases():
+    rows = edge_cases()
+    got = [int(requantize(np.array([a]), b, m, s, zp, lo, hi)[0]) for a, b, m, s, zp, lo, hi in rows]
+    want = [requantize_scalar(*r) for r in rows]
+    assert got == want
+
+
+def test_ties_round_half_away_from_zero():
+    acc = np.array([-5, -3, -1, 1, 3, 5])  # x / 2 = -2.5, -1.5, -0.5, 0.5, 1.5, 2.5
+    assert requantize(acc, 0, 1, 1, 0, -128, 127).tolist() == [-3, -2, -1, 1, 2, 3]
+    # bias is added to the accumulator before rescaling, and the sum saturates to int32
+    assert requantize(np.array([INT32_MAX]), INT32_MAX, 1 << 30, 62, 0, -128, 127).tolist() == [0]
+    assert requantize_scalar(INT32_MAX, INT32_MAX, INT32_MAX, 1, 0, -128, 127) == 127
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(INT32_MIN, INT32_MAX), st.integers(INT32_MIN, INT32_MAX), st.integers(0, INT32_MAX),
+       st.integers(1, 62), st.integers(-128, 127))
+def test_requantize_property(acc, bias, mult, shift, zp):
+    assert int(requantize(np.array([acc]), bias, mult, shift, zp, -128, 127)[0]) == \
+        requantize_scalar(acc, bias, mult, shift, zp, -128, 127)
+
+
+@pytest.mark.parametrize("m", [1.0 / 3, 0.5, 0.999999, 1e-3, 2.0 ** -40, 3.7e-19, 1.5, 1000.0])
+def test_quantize_multiplier_is_accurate(m):
+    mult, shift = quantize_multiplier(m)
+    assert 1 <= shift <= 62 and 0 <= mult <= INT32_MAX
+    if m > 2.0 ** -31:
+        assert (1 << 30) <= mult and abs(mult / 2.0 ** shift - m) <= m * 2.0 ** -30
+
+
+def test_quantize_multiplier_rejects_bad_values():
+    assert quantize_multiplier(0.0) == (0, 1)
+    with pytest.raises(EdgekwsError, match=r"conv9: requantization multiplier .* too large"):
+        quantize_multiplier(2.0 ** 31, "conv9")
+    with pytest.raises(EdgekwsError, match="not a finite value"):
+        quantize_multiplier(float("nan"))
+
+
+@pytest.mark.parametrize("arch", ["dscnn-s", "cnn", "dnn"])
+def test_folding_is_exact_and_int8_tracks_float(arch):
+    model = make_model(arch)
+    feats = features(48)
+    x = dequantize_input(feats, FC.input_scale, FC.input_zero_point).reshape(48, *model.input_shape)
+    ref = model.forward(x).astype(np.float64)
+    ops = fold_model(model)
+    assert np.abs(float_forward(ops, x) - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
+    qm = quantize_model(model, feats, FC.input_scale, FC.input_zero_point)
+    q = int8_forward(qm, feats)
+    assert q.dtype == np.int8 and q.shape == (48, 5)
+    deq = (q.astype(np.float64) - qm.output_zp) * qm.output_scale
+    # int8 error: a few output steps, small against the logit range
+    assert np.abs(deq - ref).max() < 0.08 * np.ptp(ref)
+
+
+def test_folded_names_and_scheme():
+    qm = quantize_model(make_model("dscnn-s"), features(16), FC.input_scale, FC.input_zero_point)
+    assert [q.op for q in qm.layers] == ["conv", "depthwise", "conv", "depthwise", "conv", "depthwise",
+                                         "conv", "avgpool", "dense"]
+    assert qm.layers[0].folded == ["bn1", "relu1"] and qm.layers[0].act == "relu"
+    assert qm.layers[0].in_zp == FC.input_zero_point and qm.layers[0].in_scale == FC.input_scale
+    for q in qm.layers:
+        if q.weight is not None:
+            assert q.weight.dtype == np.int8 and q.weight.min() >= -127 and q.bias.dtype == np.int32
+        if q.act == "relu":
+            assert q.act_min == q.out_zp  # ReLU is the clamp at the zero point
+    pool = qm.layers[7]
+    assert (pool.in_scale, pool.in_zp) == (pool.out_scale, pool.out_zp)
+
+
+def _seq(layers, shape=(8, 6, 2)):
+    return Sequential(layers, shape, rng=0)
+
+
+@pytest.mark.parametrize("layers, message", [
+    ([MaxPool2D(2, name="mp"), Conv2D(3, 1, name="c"), GlobalAvgPool(name="g"), Dense(2, name="d")],
+     "layer 'mp' (MaxPool2D): not supported by int8 quantization and export"),
+    ([BatchNorm(name="bn_in"), Conv2D(3, 1, name="c"), GlobalAvgPool(name="g"), Dense(2, name="d")],
+     "layer 'bn_in' (BatchNorm): a BatchNorm must directly follow"),
+    ([Conv2D(3, 1, name="c"), GlobalAvgPool(name="g"), ReLU(name="r"), Dense(2, name="d")],
+     "layer 'r' (ReLU): an activation must follow"),
+])
+def test_unsupported_layers_are_named(layers, message):
+    with pytest.raises(EdgekwsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        fold_model(_seq(layers))
+
+
+def test_gru_is_refused_by_name():
+    model = Sequential([GRU(4, name="gru"), Dense(2, name="classifier")], (49, 40), rng=0)
+    with pytest.raises(EdgekwsError, match=r"layer 'gru' \(GRU\): not supported"):
+        fold_model(model)
+
+
+def test_calibration_input_is_checked():
+    with pytest.raises(EdgekwsError, match="calibration data must be a non-empty int8"):
+        quantize_model(make_model(), features(4).astype(np.int16), FC.input_scale, FC.input_zero_point)
+
+
+def test_bundle_round_trip_cli_and_engine(tmp_path, capsys):
+    bundle, model = make_bundle(tmp_path / "m")
+    feats = features(40, seed=5)
+    np.save(tmp_path / "calib.npy", feats)
+    assert main(["quantize", str(bundle.path), "--calib", str(tmp_path / "calib.npy")]) == 0
+    assert "wrote int8.npz" in capsys.readouterr().out
+    b = Bundle.load(bundle.path)  # checksums verified
+    meta = b.manifest["quantization"]
+    assert meta["input"] == {"scale": FC.input_scale, "zero_point": FC.input_zero_point}
+    assert "round_half_away" in meta["scheme"]["requantization"]
+    qm = load_quantized(b)
+    direct = quantize_model(model, feats, FC.input_scale, FC.input_zero_point)
+    np.testing.assert_array_equal(int8_forward(qm, feats), int8_forward(direct, feats))
+    from edgekws.evaluate import load_model
+
+    km = load_model(b, engine="int8")
+    probs = km.predict_features(feats[:3])
+    assert probs.shape == (3, 5) and np.allclose(probs.sum(1), 1)
+    # the same through quantize_bundle with an array and a percentile
+    qm2 = quantize_bundle(b, feats, percentile=99.9, log=lambda *a: None)
+    assert qm2.calibration["method"] == "percentile 99.9"
+
+
+def test_quantize_cli_errors(tmp_path, capsys):
+    bundle, _ = make_bundle(tmp_path / "m")
+    assert main(["quantize", str(bundle.path)]) == 2
+    assert "no training dataset recorded; pass --calib DATA" in capsys.readouterr().err
+    assert main(["quantize", str(bundle.path), "--calib", str(tmp_path / "nope")]) == 2
+    assert "no such dataset folder" in capsys.readouterr().err
+    with pytest.raises(EdgekwsError, match="not quantized yet"):
+        load_quantized(Bundle.load(bundle.path))
