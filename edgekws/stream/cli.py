@@ -1,0 +1,136 @@
+"""`edgekws listen MODEL --file WAV | --mic` and `edgekws eval-stream MODEL DATA`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from edgekws.errors import EdgekwsError
+
+ENGINE_HELP = "int8 engine: numpy (reference), onnx (onnxruntime) or c (firmware host library)"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("listen", help="streaming detection from a WAV file or the microphone",
+                       description="Run the streaming detector (frontend, int8 model every few hops, "
+                                   "smoothing, threshold, refractory period) over a WAV file of any "
+                                   "length or live microphone audio, and print each detection.")
+    p.add_argument("model", help="quantized model bundle folder")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--file", metavar="WAV", help="a WAV file (any rate, channels, length)")
+    src.add_argument("--mic", action="store_true", help="listen to the microphone until Ctrl-C")
+    p.add_argument("--engine", default="numpy", choices=("numpy", "onnx", "c"), help=ENGINE_HELP)
+    p.add_argument("--device", help="input device id or part of its name (with --mic; see edgekws devices)")
+    p.add_argument("--seconds", type=float, default=None, help="stop --mic after this many seconds")
+    p.add_argument("--json", action="store_true", help="one JSON object per detection (JSON lines)")
+    p.set_defaults(func=run_listen)
+
+    e = sub.add_parser("eval-stream", help="hit rate, false accepts per hour and latency on long streams",
+                       description="Build long streams from a dataset split (command clips separated by "
+                                   "background noise and unknown words, plus a long non-command stream), "
+                                   "run the detector and report hit rate, false accepts per hour and "
+                                   "latency. --tune first chooses the smoothing and threshold on "
+                                   "validation streams and stores them in the bundle.")
+    e.add_argument("model", help="quantized model bundle folder")
+    e.add_argument("data", help="dataset folder (Speech Commands layout)")
+    e.add_argument("--engine", default="onnx", choices=("numpy", "onnx", "c"), help=ENGINE_HELP)
+    e.add_argument("--split", default="test", choices=("train", "val", "test"), help="split evaluated (default test)")
+    e.add_argument("--tune", action="store_true", help="tune on the validation split first and store the result")
+    e.add_argument("--target-fa", type=float, default=1.0, help="false accepts per hour allowed when tuning (default 1)")
+    e.add_argument("--negative-minutes", type=float, default=10.0,
+                   help="length of the non-command stream (default 10 minutes)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the stream construction (default 0)")
+    e.add_argument("--noise", default="0.03,0.3", metavar="LO,HI",
+                   help="background noise gain range (x the noise files, default 0.03,0.3; 0,0 = none)")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.set_defaults(func=run_eval_stream)
+
+
+def _print_detection(d, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(d.to_dict()), flush=True)
+    else:
+        print(f"{d.time:9.3f} s  {d.label:<12} score {d.score:.3f}", flush=True)
+
+
+def run_listen(args) -> int:
+    from edgekws.bundle import Bundle
+    from edgekws.stream.pipeline import StreamSetup, StreamingDetector, detect_audio
+
+    setup = StreamSetup.from_bundle(Bundle.load(args.model))
+    if args.file:
+        from edgekws.audio import read_wav
+
+        audio = read_wav(args.file, sr=setup.feature_config.sample_rate, dtype="int16")
+        dets = detect_audio(setup, audio, args.engine)
+        for d in dets:
+            _print_detection(d, args.json)
+        if not args.json:
+            print(f"{args.file}: {len(audio) / setup.feature_config.sample_rate:.2f} s, "
+                  f"{len(dets)} detection(s), engine {args.engine}", file=sys.stderr)
+        return 0
+    return _listen_mic(setup, args)
+
+
+def _listen_mic(setup, args) -> int:
+    import numpy as np
+
+    from edgekws.audio import resample, to_int16
+    from edgekws.recording import SoundDeviceSource, choose_input, load_sounddevice
+    from edgekws.stream.pipeline import StreamingDetector
+
+    if args.seconds is not None and args.seconds <= 0:
+        raise EdgekwsError(f"--seconds must be positive, got {args.seconds}")
+    sr = setup.feature_config.sample_rate
+    sd = load_sounddevice()
+    dev, rate = choose_input(sd, args.device)
+    live = StreamingDetector(setup, args.engine)
+    print(f"listening on input device {dev.index} '{dev.name}' at {rate} Hz (Ctrl-C stops)", file=sys.stderr)
+    for block in SoundDeviceSource(sd, dev, rate).blocks(args.seconds):
+        x = resample(block, rate, sr) if rate != sr else block
+        for d in live.push(to_int16(np.asarray(x))):
+            _print_detection(d, args.json)
+    return 0
+
+
+def run_eval_stream(args) -> int:
+    from edgekws.bundle import Bundle
+    from edgekws.stream.evalstream import evaluate_streams, make_streams, tune
+    from edgekws.stream.pipeline import StreamSetup
+
+    if args.negative_minutes < 0:
+        raise EdgekwsError(f"--negative-minutes must be >= 0, got {args.negative_minutes}")
+    if args.target_fa < 0:
+        raise EdgekwsError(f"--target-fa must be >= 0, got {args.target_fa}")
+    try:
+        gain = tuple(float(v) for v in args.noise.split(","))
+    except ValueError:
+        gain = ()
+    if len(gain) != 2 or not 0 <= gain[0] <= gain[1] <= 10:
+        raise EdgekwsError(f"--noise {args.noise!r}: expected LO,HI with 0 <= LO <= HI <= 10")
+    bundle = Bundle.load(args.model)
+    setup = StreamSetup.from_bundle(bundle)
+    result = {"noise_gain": list(gain), "model": str(bundle.path), "data": str(args.data), "engine": args.engine, "seed": args.seed}
+    if args.tune:
+        val = make_streams(bundle, args.data, "val", args.seed, args.negative_minutes, gain)
+        result["tuning"] = tune(setup, *val, target_fa_per_hour=args.target_fa, engine=args.engine)
+        bundle.update(stream=setup.config.to_dict())
+    streams = make_streams(bundle, args.data, args.split, args.seed + 1, args.negative_minutes, gain)
+    result["split"] = args.split
+    result["config"] = {k: v for k, v in setup.config.to_dict().items() if k != "tuning"}
+    result["metrics"] = evaluate_streams(setup, *streams, engine=args.engine)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    if args.tune:
+        v = result["tuning"]["validation"]
+        print(f"tuned on validation streams: smooth {setup.config.smooth}, threshold "
+              f"{next(iter(setup.config.thresholds.values())) / 32768:.3f} -> hits {v['hit_rate']:.3f}, "
+              f"{v['false_accepts_per_hour']:.2f} false accepts/h; stored in {bundle.path}/manifest.json")
+    m = result["metrics"]
+    print(f"{args.split} streams ({m['stream_seconds'] / 60:.1f} min, engine {args.engine}): "
+          f"hit rate {m['hit_rate']:.3f} ({m['hits']}/{m['commands']}), "
+          f"{m['false_accepts_per_hour']:.2f} false accepts/h ({m['false_accepts']} in "
+          f"{m['non_command_hours']:.2f} h), latency median {m['latency_ms_median']:.0f} ms, "
+          f"p90 {m['latency_ms_p90']:.0f} ms")
+    return 0

@@ -1,0 +1,176 @@
+"""The streaming detector, integer only: int8 logits -> Q15 posteriors -> smoothing -> threshold ->
+refractory period. Bit-identical to firmware/src/detector.c (the definition is written out in
+firmware/include/ekws/detector.h).
+
+    cfg = StreamConfig.from_bundle(bundle)            # hop_every, smooth, refractory, thresholds
+    lut = exp_lut(qm.output_scale)                    # (256,) uint16, shared with C
+    hits = detect_steps(logits, lut, cfg.threshold_array(labels), cfg.smooth, cfg.refractory)
+
+`Detector` is the step-by-step twin (one model step at a time, for microphones); `detect_steps`
+runs a whole sequence vectorized and gives the same detections.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgekws.errors import BundleError, EdgekwsError
+
+ONE_Q15 = 32768
+LUT_SIZE = 256
+MAX_CLASSES = 32   # EKWS_DETECTOR_MAX_CLASSES
+MAX_SMOOTH = 16    # EKWS_DETECTOR_MAX_SMOOTH
+DISABLED = -1      # threshold of a class that never fires
+NON_COMMANDS = ("_silence_", "_unknown_")
+DEFAULT_THRESHOLD = 0.8
+
+
+def exp_lut(output_scale: float) -> np.ndarray:
+    """exp_lut[d] = round(65535 * exp(-output_scale * d)) for d in 0..255: (256,) uint16.
+
+    d is a difference of int8 logits, so the table covers every case; C receives this table."""
+    s = float(output_scale)
+    if not math.isfinite(s) or s <= 0:
+        raise EdgekwsError(f"detector: the model's output scale must be a positive number, got {output_scale!r}")
+    d = np.arange(LUT_SIZE, dtype=np.float64)
+    return np.round(65535.0 * np.exp(-s * d)).astype(np.uint16)
+
+
+def posteriors_q15(logits: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """logits (N, K) int8 -> (N, K) int64 Q15 posteriors: (e * 32768 + S // 2) // S."""
+    q = np.asarray(logits)
+    if q.dtype != np.int8 or q.ndim != 2:
+        raise EdgekwsError(f"detector: logits must be (N, K) int8, got {q.dtype} {q.shape}")
+    q = q.astype(np.int64)
+    e = np.asarray(lut, np.int64)[q.max(axis=1, keepdims=True) - q]
+    total = e.sum(axis=1, keepdims=True)
+    return (e * ONE_Q15 + total // 2) // total
+
+
+def smooth_q15(post: np.ndarray, smooth: int) -> np.ndarray:
+    """(N, K) Q15 posteriors -> (N, K) int64: mean of the last `smooth` steps (earlier steps count as
+    0), floor-divided by `smooth`."""
+    c = np.cumsum(np.asarray(post, np.int64), axis=0)
+    lagged = np.zeros_like(c)
+    if len(c) > smooth:
+        lagged[smooth:] = c[:-smooth]
+    return (c - lagged) // smooth
+
+
+def fire(smoothed: np.ndarray, threshold: np.ndarray, refractory: int) -> list[tuple[int, int, int]]:
+    """Thresholds + refractory period over smoothed scores (N, K) -> [(step, class, score_q15)].
+
+    A class fires when its score >= its threshold (thresholds outside [0, 32768] never fire); among
+    several, the highest score wins (the lowest index on ties). After a detection at step t, steps
+    t+1 .. t+refractory stay silent."""
+    thr = np.asarray(threshold, np.int64)
+    enabled = (thr >= 0) & (thr <= ONE_Q15)
+    ok = (smoothed >= thr) & enabled
+    masked = np.where(ok, smoothed, -1)
+    out = []
+    next_free = 0
+    for t in np.flatnonzero(ok.any(axis=1)):
+        if t < next_free:
+            continue
+        k = int(np.argmax(masked[t]))
+        out.append((int(t), k, int(masked[t, k])))
+        next_free = int(t) + refractory + 1
+    return out
+
+
+def detect_steps(logits: np.ndarray, lut: np.ndarray, threshold: np.ndarray, smooth: int,
+                 refractory: int) -> list[tuple[int, int, int]]:
+    """The whole detector over a sequence of model steps: logits (N, K) int8 -> [(step, class, score)]."""
+    return fire(smooth_q15(posteriors_q15(logits, lut), smooth), threshold, refractory)
+
+
+class Detector:
+    """Step-by-step detector (the state machine of detector.c), for live streams."""
+
+    def __init__(self, lut: np.ndarray, threshold: np.ndarray, smooth: int, refractory: int):
+        self.lut = np.asarray(lut, np.uint16)
+        self.threshold = np.asarray(threshold, np.int64)
+        self.smooth, self.refractory = int(smooth), int(refractory)
+        self.reset()
+
+    def reset(self) -> None:
+        self._ring = np.zeros((self.smooth, len(self.threshold)), np.int64)
+        self._pos = 0
+        self._cooldown = 0
+        self.steps = 0
+
+    def step(self, logits: np.ndarray) -> tuple[int, int] | None:
+        """logits (K,) int8 -> (class, score_q15) or None."""
+        post = posteriors_q15(np.asarray(logits).reshape(1, -1), self.lut)[0]
+        self._ring[self._pos] = post
+        self._pos = (self._pos + 1) % self.smooth
+        self.steps += 1
+        smoothed = self._ring.sum(axis=0) // self.smooth
+        if self._cooldown > 0:
+            self._cooldown -= 1
+            return None
+        hits = fire(smoothed[None], self.threshold, self.refractory)
+        if not hits:
+            return None
+        self._cooldown = self.refractory
+        return hits[0][1], hits[0][2]
+
+
+@dataclass
+class StreamConfig:
+    """The detector's settings, stored in the bundle as manifest["stream"].
+
+    hop_every  : feature frames (20 ms each) between model steps
+    smooth     : model steps averaged
+    refractory : model steps after a detection in which nothing fires
+    thresholds : {label: Q15 threshold}; labels not listed (and _silence_/_unknown_) never fire
+    """
+
+    hop_every: int = 4
+    smooth: int = 3
+    refractory: int = 13
+    thresholds: dict = field(default_factory=dict)
+    tuning: dict = field(default_factory=dict)
+
+    @classmethod
+    def default(cls, labels) -> "StreamConfig":
+        q = int(round(DEFAULT_THRESHOLD * ONE_Q15))
+        return cls(thresholds={lab: q for lab in labels if lab not in NON_COMMANDS})
+
+    @classmethod
+    def from_bundle(cls, bundle) -> "StreamConfig":
+        d = bundle.manifest.get("stream")
+        if not d:
+            return cls.default(bundle.labels)
+        try:
+            cfg = cls(hop_every=int(d["hop_every"]), smooth=int(d["smooth"]), refractory=int(d["refractory"]),
+                      thresholds={str(k): int(v) for k, v in d["thresholds"].items()}, tuning=dict(d.get("tuning", {})))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BundleError(f"{bundle.path}: manifest 'stream' settings are incomplete ({exc!r})") from None
+        unknown = sorted(set(cfg.thresholds) - set(bundle.labels))
+        if unknown:
+            raise BundleError(f"{bundle.path}: stream thresholds name unknown labels {unknown}")
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        if not 1 <= self.hop_every <= 1000:
+            raise EdgekwsError(f"stream settings: hop_every must be in [1, 1000], got {self.hop_every}")
+        if not 1 <= self.smooth <= MAX_SMOOTH:
+            raise EdgekwsError(f"stream settings: smooth must be in [1, {MAX_SMOOTH}], got {self.smooth}")
+        if not 0 <= self.refractory <= 100000:
+            raise EdgekwsError(f"stream settings: refractory must be in [0, 100000], got {self.refractory}")
+
+    def to_dict(self) -> dict:
+        return {"hop_every": self.hop_every, "smooth": self.smooth, "refractory": self.refractory,
+                "thresholds": dict(self.thresholds), "tuning": dict(self.tuning),
+                "detector": "Q15 posteriors from an exp table of the int8 logits, mean of the last "
+                            "`smooth` model steps, fire at >= threshold, then `refractory` silent steps"}
+
+    def threshold_array(self, labels) -> np.ndarray:
+        """(K,) int32 Q15 thresholds in label order (DISABLED for labels without one)."""
+        return np.array([self.thresholds.get(lab, DISABLED) if lab not in NON_COMMANDS else DISABLED
+                         for lab in labels], np.int32)

@@ -1,0 +1,209 @@
+"""Audio in, detections out: the streaming chain of firmware/src/pipeline.c in Python.
+
+    setup = StreamSetup.from_bundle(bundle)                 # int8 model, labels, detector settings
+    dets = detect_audio(setup, audio_int16, engine="onnx")  # a whole recording
+    live = StreamingDetector(setup, "numpy"); live.push(block) -> [Detection, ...]
+
+Definition (shared with C): feature frames come from the integer frontend; a ring of the last
+T frames (T = 49, the model input) starts full of -128 (digital silence); after every hop_every-th
+frame the model runs on the ring in time order and the detector takes one step. A detection's
+time is the end of the newest frame the model saw: (frame * hop_len + window_len) / sample_rate.
+Samples that do not complete a frame (a stream ending mid-frame) are never used.
+The batch path computes all frames, views the windows in place and runs the model in batches;
+it gives exactly the detections of the step-by-step path and of the C pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from edgekws.errors import AudioError, EdgekwsError
+from edgekws.stream.detector import Detector, StreamConfig, detect_steps, exp_lut, posteriors_q15, smooth_q15
+
+SILENCE_Q = -128
+BATCH = 512
+CHUNK_SAMPLES = 16000 * 30  # frontend work per call in the batch path
+
+
+@dataclass
+class Detection:
+    label: str
+    index: int        # class index
+    score_q15: int    # smoothed posterior, Q15
+    frame: int        # newest frame the model saw
+    time: float       # seconds from the start of the stream
+
+    @property
+    def score(self) -> float:
+        return self.score_q15 / 32768.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["score"] = round(self.score, 4)
+        d["time"] = round(self.time, 3)
+        return d
+
+
+@dataclass
+class StreamSetup:
+    """Everything the chain needs: the int8 model, labels, features and detector settings."""
+
+    qm: object
+    labels: list
+    feature_config: object
+    config: StreamConfig
+    bundle: object = None
+
+    @classmethod
+    def from_bundle(cls, bundle, config: StreamConfig | None = None) -> "StreamSetup":
+        from edgekws.features import FeatureConfig
+        from edgekws.quant import load_quantized
+
+        qm = load_quantized(bundle)
+        fc = FeatureConfig.from_dict(bundle.manifest["feature_config"])
+        setup = cls(qm, bundle.labels, fc, config or StreamConfig.from_bundle(bundle), bundle)
+        setup.check()
+        return setup
+
+    def check(self) -> None:
+        self.config.check()
+        shape = tuple(self.qm.input_shape)
+        if int(np.prod(shape)) % self.feature_config.num_bands:
+            raise EdgekwsError(f"stream: model input {shape} is not a whole number of "
+                               f"{self.feature_config.num_bands}-band frames")
+        if len(self.labels) != self.qm.num_classes:
+            raise EdgekwsError(f"stream: {len(self.labels)} labels for {self.qm.num_classes} model outputs")
+
+    @property
+    def window_frames(self) -> int:
+        return int(np.prod(self.qm.input_shape)) // self.feature_config.num_bands
+
+    @property
+    def lut(self) -> np.ndarray:
+        return exp_lut(self.qm.output_scale)
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        return self.config.threshold_array(self.labels)
+
+    def detection(self, k: int, score: int, frame: int) -> Detection:
+        fc = self.feature_config
+        t = (frame * fc.hop_len + fc.window_len) / fc.sample_rate
+        return Detection(self.labels[k], int(k), int(score), int(frame), t)
+
+
+def as_int16(audio) -> np.ndarray:
+    a = np.asarray(audio)
+    if a.ndim != 1 or a.dtype != np.int16:
+        raise AudioError(f"stream: expected mono (n,) int16 audio, got {a.dtype} {a.shape}")
+    return a
+
+
+def stream_features(audio: np.ndarray, fc) -> np.ndarray:
+    """All frames of a long recording: (n,) int16 -> (T, F) int8, in bounded-memory chunks."""
+    from edgekws.features import StreamingFrontend
+
+    audio = as_int16(audio)
+    fe = StreamingFrontend(fc)
+    parts = [fe.push(audio[i:i + CHUNK_SAMPLES]) for i in range(0, len(audio), CHUNK_SAMPLES)]
+    return np.concatenate(parts) if parts else np.zeros((0, fc.num_bands), np.int8)
+
+
+def step_windows(frames: np.ndarray, window: int, hop_every: int) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs of every step: frames (T, F) -> (windows (S, window, F) int8 view, newest frame (S,))."""
+    f = frames.shape[1]
+    if len(frames) < hop_every:
+        return np.zeros((0, window, f), np.int8), np.zeros(0, np.int64)
+    padded = np.concatenate([np.full((window - 1, f), SILENCE_Q, np.int8), frames])
+    newest = np.arange(hop_every - 1, len(frames), hop_every)
+    view = np.lib.stride_tricks.sliding_window_view(padded, (window, f))[:, 0]
+    return view[newest], newest
+
+
+def step_logits(engine, windows: np.ndarray, shape) -> np.ndarray:
+    """Batched logits of (S, window, F) windows: (S, K) int8."""
+    out = [engine.logits(np.ascontiguousarray(windows[i:i + BATCH]).reshape(-1, *shape))
+           for i in range(0, len(windows), BATCH)]
+    return np.concatenate(out) if out else np.zeros((0, 0), np.int8)
+
+
+def run_logits(setup: StreamSetup, audio: np.ndarray, engine) -> tuple[np.ndarray, np.ndarray]:
+    """Every model step of a recording: ((S, K) int8 logits, (S,) newest frame)."""
+    frames = stream_features(audio, setup.feature_config)
+    windows, newest = step_windows(frames, setup.window_frames, setup.config.hop_every)
+    if len(newest) == 0:
+        return np.zeros((0, setup.qm.num_classes), np.int8), newest
+    return step_logits(engine, windows, setup.qm.input_shape), newest
+
+
+def step_scores(setup: StreamSetup, logits: np.ndarray, smooth: int | None = None) -> np.ndarray:
+    """Smoothed Q15 scores (S, K) of step logits (for threshold tuning)."""
+    return smooth_q15(posteriors_q15(logits, setup.lut), smooth or setup.config.smooth)
+
+
+def detect_audio(setup: StreamSetup, audio: np.ndarray, engine: str = "numpy") -> list[Detection]:
+    """Detections in a whole recording (n,) int16 with the numpy, onnx or c engine."""
+    if engine == "c":
+        from edgekws.stream.cpipeline import CPipeline
+
+        return CPipeline(setup).push(as_int16(audio))
+    from edgekws.stream.engines import make_engine
+
+    eng = make_engine(engine, setup.qm, setup.bundle)
+    logits, newest = run_logits(setup, audio, eng)
+    if len(newest) == 0:
+        return []
+    c = setup.config
+    hits = detect_steps(logits, setup.lut, setup.thresholds, c.smooth, c.refractory)
+    return [setup.detection(k, s, newest[t]) for t, k, s in hits]
+
+
+class StreamingDetector:
+    """Push int16 blocks of any size as they arrive; get the detections they complete."""
+
+    def __init__(self, setup: StreamSetup, engine: str = "numpy"):
+        self.setup = setup
+        if engine == "c":
+            from edgekws.stream.cpipeline import CPipeline
+
+            self._c = CPipeline(setup)
+            return
+        from edgekws.features import StreamingFrontend
+        from edgekws.stream.engines import make_engine
+
+        self._c = None
+        self.engine = make_engine(engine, setup.qm, setup.bundle)
+        self.frontend = StreamingFrontend(setup.feature_config)
+        c = setup.config
+        self.detector = Detector(setup.lut, setup.thresholds, c.smooth, c.refractory)
+        self.reset()
+
+    def reset(self) -> None:
+        if self._c is not None:
+            self._c.reset()
+            return
+        fc = self.setup.feature_config
+        self.ring = np.full((self.setup.window_frames, fc.num_bands), SILENCE_Q, np.int8)
+        self.oldest = 0
+        self.frames = 0
+        self.frontend.reset()
+        self.detector.reset()
+
+    def push(self, samples: np.ndarray) -> list[Detection]:
+        if self._c is not None:
+            return self._c.push(as_int16(samples))
+        out = []
+        for frame in self.frontend.push(as_int16(samples)):
+            self.ring[self.oldest] = frame
+            self.oldest = (self.oldest + 1) % len(self.ring)
+            self.frames += 1
+            if self.frames % self.setup.config.hop_every:
+                continue
+            window = np.concatenate([self.ring[self.oldest:], self.ring[:self.oldest]])
+            logits = self.engine.logits(window.reshape(1, *self.setup.qm.input_shape))[0]
+            hit = self.detector.step(logits)
+            if hit is not None:
+                out.append(self.setup.detection(hit[0], hit[1], self.frames - 1))
+        return out

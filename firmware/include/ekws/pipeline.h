@@ -1,0 +1,79 @@
+/* ekws/pipeline.h: the streaming chain in one object: int16 PCM -> frontend -> ring buffer of
+ * feature frames -> model every hop_every frames -> detector. Twin of edgekws/stream/pipeline.py.
+ *
+ * The ring holds the model's input window (frames_per_window x num_bands int8, 49 x 40 by default)
+ * and starts full of -128, the frontend's value for digital silence, so the first model step comes
+ * after hop_every frames. Each new frame overwrites the oldest; a model step copies the ring into
+ * time order (old frames are never recomputed). No allocation: the caller owns the struct, the
+ * model (bound to its arena) and the detector tables.
+ *
+ *     ekws_pipeline_t pipe;
+ *     ekws_pipeline_init(&pipe, &ekws_frontend_default_params, &model, &detector_config, 4);
+ *     ekws_pipeline_push(&pipe, pcm, n, detections, capacity, &n_detections);
+ */
+#ifndef EKWS_PIPELINE_H
+#define EKWS_PIPELINE_H
+
+#include "ekws/detector.h"
+#include "ekws/frontend.h"
+#include "ekws/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Largest model input (frames x bands int8) the struct has room for. */
+#ifndef EKWS_PIPELINE_MAX_INPUT
+#define EKWS_PIPELINE_MAX_INPUT 2048
+#endif
+
+typedef struct {
+    int32_t label;     /* class index */
+    int32_t score_q15; /* smoothed posterior */
+    uint32_t frame;    /* index of the newest frame the model saw; the detection time is
+                        * (frame * hop_len + window_len) / sample_rate seconds */
+} ekws_pipeline_detection_t;
+
+/* Pipeline state. Treat as opaque; owned by the caller. */
+typedef struct {
+    ekws_frontend_t fe;
+    ekws_detector_t det;
+    const ekws_model_t *model;
+    uint32_t hop_every;          /* frames between model steps */
+    uint32_t frames_per_window;  /* model input frames (49) */
+    uint32_t num_bands;          /* values per frame (40) */
+    uint32_t frames;             /* frames produced since init/reset */
+    uint32_t oldest;             /* ring slot of the oldest frame */
+    int8_t ring[EKWS_PIPELINE_MAX_INPUT];
+    int8_t input[EKWS_PIPELINE_MAX_INPUT];     /* the window in time order, for the model */
+    int8_t logits[EKWS_DETECTOR_MAX_CLASSES];  /* of the last model step */
+} ekws_pipeline_t;
+
+/* Bind frontend params, a model initialized with ekws_model_init and a detector config
+ * (num_classes must equal the model's). All must outlive pipe. The model input must be
+ * frames x num_bands with frames * num_bands <= EKWS_PIPELINE_MAX_INPUT. */
+ekws_status_t ekws_pipeline_init(ekws_pipeline_t *pipe, const ekws_frontend_params_t *fe_params,
+                                 const ekws_model_t *model, const ekws_detector_config_t *det_cfg,
+                                 uint32_t hop_every);
+
+/* Start a new stream (frontend, ring, detector). */
+void ekws_pipeline_reset(ekws_pipeline_t *pipe);
+
+/* Detections that pushing n_samples more samples can produce at most (0 if pipe is NULL). */
+size_t ekws_pipeline_max_detections(const ekws_pipeline_t *pipe, size_t n_samples);
+
+/* Append n_samples samples; run the model on every completed step and write the detections to
+ * out[0..*n_detections). If capacity < ekws_pipeline_max_detections(pipe, n_samples), nothing is
+ * consumed and EKWS_ERR_BUFFER_TOO_SMALL is returned. out may be NULL when capacity is 0 and
+ * n_samples is 0. */
+ekws_status_t ekws_pipeline_push(ekws_pipeline_t *pipe, const int16_t *samples, size_t n_samples,
+                                 ekws_pipeline_detection_t *out, size_t capacity, size_t *n_detections);
+
+/* Bytes of ekws_pipeline_t in this build (for ctypes callers). */
+size_t ekws_pipeline_state_size(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EKWS_PIPELINE_H */
