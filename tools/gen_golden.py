@@ -150,7 +150,11 @@ def gen_frontend_golden() -> dict[str, str]:
     return {"tests/golden/frontend_golden.h": "".join(parts)}
 
 
-GENERATORS = [gen_frontend_tables, gen_frontend_golden]
+from edgekws.export.golden import gen_kernel_golden  # noqa: E402  (issue 6: kernel + whole-model goldens)
+from edgekws.retrain.golden import gen_head_golden  # noqa: E402  (issue 8: on-device head training)
+from edgekws.stream.golden import gen_detector_golden  # noqa: E402  (issue 7: streaming detector)
+
+GENERATORS = [gen_frontend_tables, gen_frontend_golden, gen_kernel_golden, gen_head_golden, gen_detector_golden]
 
 
 def generate() -> dict[str, str]:

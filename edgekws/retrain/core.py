@@ -1,0 +1,359 @@
+"""Last-layer retraining of a model bundle: the frozen int8 backbone gives embeddings, a new head
+is imprinted and trained (headmath.py in numpy, or head.c through ctypes), re-quantized to int8,
+and written with the backbone into a new, normal model bundle.
+
+    from edgekws.retrain import retrain
+    bundle = retrain("models/ja", "my_english_clips", "models/en", shots=5, engine="c")
+
+Lower level, for an application that keeps its examples in memory (a Pi):
+    rb = Backbone.from_bundle(base)                 # int8 layers up to the pooled embedding
+    emb = rb.embed(features_int8)                   # (N, E) int8, what the device computes
+    head = fit_head(emb, labels, n_classes, rb.scale, rb.zero_point, epochs=30)
+    write_retrained(base, out, labels_names, head, ...)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekws.errors import BundleError, EdgekwsError
+from edgekws.retrain.headmath import HeadConfig, HeadTrainer, QHead, quantize_head
+
+ENGINES = ("numpy", "c")
+LOSSES = ("ce", "triplet")
+HEAD_FILE = "head.bin"
+DEFAULT_EPOCHS = 30
+
+
+# ---- the frozen backbone ---------------------------------------------------------------------
+
+@dataclass
+class Backbone:
+    """The int8 layers of a QuantModel before its last (dense) layer; their output is the embedding.
+
+    qm        : the full QuantModel (head included)
+    layers    : the backbone's QLayers
+    scale, zero_point : quantization of the int8 embedding
+    """
+
+    qm: object
+    layers: list
+    scale: float
+    zero_point: int
+    _cmodel: object = field(default=None, repr=False)
+
+    @classmethod
+    def from_quantized(cls, qm) -> "Backbone":
+        head = qm.layers[-1]
+        if head.op != "dense" or len(qm.layers) < 2:
+            raise EdgekwsError(f"retrain: the model's last int8 layer {head.name!r} is a {head.op}, not a dense "
+                               "head; last-layer retraining needs [backbone] -> embedding -> Dense")
+        return cls(qm, list(qm.layers[:-1]), float(head.in_scale), int(head.in_zp))
+
+    @classmethod
+    def from_bundle(cls, bundle) -> "Backbone":
+        from edgekws.quant import load_quantized
+
+        return cls.from_quantized(load_quantized(bundle))
+
+    @property
+    def embed_size(self) -> int:
+        return int(self.qm.layers[-1].in_shape[-1]) if len(self.qm.layers[-1].in_shape) == 1 else \
+            int(np.prod(self.qm.layers[-1].in_shape))
+
+    def quant_model(self):
+        """The backbone alone as a QuantModel (its 'logits' are the int8 embedding)."""
+        from edgekws.quant import QuantModel
+
+        return QuantModel(self.layers, tuple(self.qm.input_shape), dict(self.qm.calibration))
+
+    def embed(self, features: np.ndarray, engine: str = "numpy") -> np.ndarray:
+        """features (N, T, F) int8 -> embeddings (N, E) int8, by the numpy integer reference or the
+        C runtime (bit-identical; the C runtime is what the device runs)."""
+        from edgekws.quant import int8_forward
+
+        check_engine(engine)
+        if engine == "numpy":
+            return int8_forward(self.quant_model(), features).reshape(len(features), -1)
+        if self._cmodel is None:
+            from edgekws.export.c import model_blob
+            from edgekws.export.cruntime import CModel
+
+            self._cmodel = CModel(model_blob(self.quant_model()))
+        return self._cmodel.logits_int8(features).reshape(len(features), -1)
+
+
+def check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise EdgekwsError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
+
+
+# ---- choosing examples -----------------------------------------------------------------------
+
+def pick_shots(labels: np.ndarray, shots: int | None, seed: int = 0) -> np.ndarray:
+    """Indices of at most `shots` examples per class (all when None), drawn with `seed`, in the
+    original order. labels (N,) int."""
+    labels = np.asarray(labels)
+    if shots is None:
+        return np.arange(len(labels))
+    if not isinstance(shots, (int, np.integer)) or shots < 1:
+        raise EdgekwsError(f"--shots: must be a positive integer, got {shots!r}")
+    rng = np.random.default_rng([seed, 31])
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        keep.extend(idx if len(idx) <= shots else rng.choice(idx, shots, replace=False))
+    return np.sort(np.array(keep, np.int64))
+
+
+def dataset_examples(data, words, split: str = "all", seed: int = 0, cache_dir=None):
+    """(features (N, T, F) int8, labels (N,), label names) of DATA's `split`, balanced with
+    `_unknown_` and `_silence_` examples as training does. split "all" uses every clip (a person's
+    own recordings share one speaker id, which the hash rule may put entirely in val or test)."""
+    from edgekws.data import load_dataset
+    from edgekws.featcache import FeatureCache, default_cache_dir, split_arrays
+    from edgekws.features import FeatureConfig
+
+    ds = load_dataset(data, words)
+    if cache_dir is None:
+        cache_dir = default_cache_dir(data)
+    cache = FeatureCache(cache_dir or None, FeatureConfig())
+    arrays = split_arrays(ds, split, cache, seed=seed)
+    if not len(arrays.labels):
+        raise EdgekwsError(f"{data}: no clips in split {split!r}")
+    return arrays.features, arrays.labels, list(ds.labels)
+
+
+# ---- training the head -----------------------------------------------------------------------
+
+@dataclass
+class HeadResult:
+    """A trained head: float32 weight (C, E), bias (C,), the int8 QHead, the loss per epoch."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    qhead: QHead
+    losses: list
+    engine: str
+    loss: str
+    config: HeadConfig
+    seconds: float
+
+
+def base_rows(base_weight, base_bias, base_labels, labels, embed_size):
+    """Initial (C, E) weights and (C,) bias: rows of the previous head for labels it had (used for
+    classes without examples, e.g. `_unknown_` when DATA has no other words), zeros otherwise."""
+    w = np.zeros((len(labels), embed_size), np.float32)
+    b = np.zeros(len(labels), np.float32)
+    if base_weight is not None:
+        pos = {lab: i for i, lab in enumerate(base_labels)}
+        for c, lab in enumerate(labels):
+            if lab in pos and base_weight.shape[1] == embed_size:
+                w[c], b[c] = base_weight[pos[lab]], base_bias[pos[lab]]
+    return w, b
+
+
+def fit_head(emb: np.ndarray, labels: np.ndarray, n_classes: int, emb_scale: float, emb_zp: int, *,
+             epochs: int = DEFAULT_EPOCHS, engine: str = "numpy", loss: str = "ce", seed: int = 0,
+             init: tuple | None = None, log=None, **hyper) -> HeadResult:
+    """Imprint and train a head on int8 embeddings.
+
+    emb    : (N, E) int8 backbone outputs; labels (N,) int in [0, n_classes)
+    engine : "numpy" (headmath.HeadTrainer) or "c" (firmware head.c via ctypes): same bits
+    loss   : "ce" = imprinting + softmax cross-entropy SGD; "triplet" = a triplet-loss metric
+             (triplet.py, numpy engine) then imprinting in it, folded into one dense layer, then CE
+    The trainer standardizes the embeddings (per-dimension mean and 1/std, folded back into the
+    returned weight/bias, which act on the plain dequantized embedding).
+    init   : (weight (C, E), bias (C,)) for classes without examples
+    hyper  : HeadConfig fields (lr, momentum, weight_decay, batch, imprint_scale)
+    """
+    check_engine(engine)
+    if loss not in LOSSES:
+        raise EdgekwsError(f"--loss: {loss!r} is not one of {', '.join(LOSSES)}")
+    if loss == "triplet" and engine == "c":
+        raise EdgekwsError("--loss triplet runs in the numpy engine only (use --engine numpy)")
+    if not isinstance(epochs, int) or epochs < 0:
+        raise EdgekwsError(f"--epochs: must be an integer >= 0, got {epochs!r}")
+    emb = np.ascontiguousarray(emb)
+    labels = np.asarray(labels, np.int64)
+    if emb.dtype != np.int8 or emb.ndim != 2 or len(emb) != len(labels) or not len(emb):
+        raise EdgekwsError(f"retrain: need N > 0 int8 embeddings (N, E) and N labels, got {emb.dtype} "
+                           f"{emb.shape} and {len(labels)} labels")
+    cfg = HeadConfig(n_classes, emb.shape[1], max_examples=len(emb), seed=(seed & 0xFFFFFFFF) or 1, **hyper)
+    if engine == "c":
+        from edgekws.retrain.chead import CHeadTrainer
+
+        tr = CHeadTrainer(cfg, emb_scale, emb_zp)
+    else:
+        tr = HeadTrainer(cfg, emb_scale, emb_zp)
+    t0 = time.perf_counter()
+    tr.add(emb, labels)
+    if init is not None:
+        tr.set_weights(*init)
+    tr.imprint()
+    if loss == "triplet":
+        from edgekws.retrain.triplet import triplet_head
+
+        w, b = triplet_head(tr.x(), labels, n_classes, cfg, tr.weight, tr.bias, seed=seed)
+        tr.set_weights(w, b)
+    losses = []
+    for ep in range(epochs):
+        losses.append(tr.train_epoch())
+        if log is not None and (ep + 1) % 10 == 0:
+            log(f"  head epoch {ep + 1}/{epochs}: loss {losses[-1]:.4f}")
+    qhead = tr.quantize()
+    secs = time.perf_counter() - t0
+    weight, bias = tr.folded()
+    return HeadResult(weight, bias, qhead, losses, engine, loss, cfg, secs)
+
+
+def head_qlayer(template, qhead: QHead, n_classes: int):
+    """The QLayer of a retrained head, from the base model's head layer `template`."""
+    return dataclasses.replace(
+        template, out_shape=(n_classes,), out_scale=float(qhead.output_scale), out_zp=int(qhead.output_zp),
+        act_min=-128, act_max=127, multiplier=qhead.multiplier.astype(np.int32), shift=qhead.shift.astype(np.int32),
+        weight=qhead.weight.astype(np.int8), bias=qhead.bias.astype(np.int32),
+        weight_scale=qhead.weight_scale.astype(np.float64), folded=[])
+
+
+def int8_logits(backbone: Backbone, qhead: QHead, emb: np.ndarray) -> np.ndarray:
+    """int8 logits (N, C) of int8 embeddings through the retrained head (the rule of fixedpoint.py)."""
+    from edgekws.quant.qmodel import layer_forward
+
+    q = head_qlayer(backbone.qm.layers[-1], qhead, qhead.weight.shape[0])
+    return layer_forward(q, np.ascontiguousarray(emb, np.int8))
+
+
+# ---- the new bundle --------------------------------------------------------------------------
+
+def write_retrained(base, out, labels: list[str], backbone: Backbone, head: HeadResult, *, float_head: bool = False,
+                    info: dict | None = None, overwrite: bool = False):
+    """Write bundle `out`: the base backbone with the new head (weights.npz, int8.npz, head.bin,
+    manifest with the new labels). eval, predict, export and listen read it like any bundle."""
+    from edgekws.bundle import Bundle
+    from edgekws.quant import QuantModel
+
+    n_classes = len(labels)
+    arch = copy.deepcopy(base.manifest["architecture"])
+    last = arch["layers"][-1]
+    if last.get("type") != "Dense":
+        raise BundleError(f"{base.path}: the architecture's last layer is {last.get('type')!r}, not Dense")
+    last["units"] = n_classes
+    arch["n_classes"] = n_classes
+    if "budget" in arch:
+        from edgekws.models import arch_budget
+
+        try:
+            arch["budget"] = {k: v for k, v in arch_budget(arch).to_dict().items() if k != "rows"}
+        except EdgekwsError:
+            pass
+    weights = base.read_npz("weights.npz")
+    name = last["name"]
+    for key in (f"{name}.weight", f"{name}.bias"):
+        if key not in weights:
+            raise BundleError(f"{base.path}: weights.npz has no {key}")
+    weights[f"{name}.weight"] = head.weight.astype(weights[f"{name}.weight"].dtype)
+    weights[f"{name}.bias"] = head.bias.astype(weights[f"{name}.bias"].dtype)
+    qlayer = head_qlayer(backbone.qm.layers[-1], head.qhead, n_classes)
+    calib = {**backbone.qm.calibration, "head": "retrained: output range of the training examples' logits"}
+    qm = QuantModel(backbone.layers + [qlayer], tuple(backbone.qm.input_shape), calib)
+    qm.check()
+    training = {k: v for k, v in base.manifest.get("training", {}).items() if k != "environment"}
+    retrain_info = {"base_model": str(base.path), "base_labels": base.labels, "engine": head.engine,
+                    "loss": head.loss, "epochs": len(head.losses),
+                    "final_loss": head.losses[-1] if head.losses else None,
+                    "head_config": dataclasses.asdict(head.config), "float_head": bool(float_head),
+                    "seconds": round(head.seconds, 3), **(info or {})}
+    bundle = Bundle.create(out, labels=list(labels), feature_config=base.manifest["feature_config"],
+                           architecture=arch, training={**training, "retrain": retrain_info}, overwrite=overwrite)
+    bundle.write_npz("weights.npz", weights)
+    bundle.write_npz("int8.npz", qm.arrays())
+    bundle.write_bytes(HEAD_FILE, head.qhead.blob(with_float=float_head))
+    bundle.write_json("history.json", [{"epoch": i + 1, "train_loss": float(v)} for i, v in enumerate(head.losses)])
+    bundle.update(quantization=qm.meta(), head={"file": HEAD_FILE, "float32": bool(float_head),
+                                                "num_classes": n_classes, "embed_size": int(head.weight.shape[1])})
+    return bundle
+
+
+def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: int = DEFAULT_EPOCHS,
+            engine: str = "numpy", loss: str = "ce", seed: int = 0, split: str = "all", float_head: bool = False,
+            overwrite: bool = False, cache_dir=None, log=print, **hyper):
+    """Retrain the last layer of bundle `model` on dataset folder `data`; write bundle `out`.
+
+    words  : command words (default: the base model's words)
+    shots  : examples per class (None = every clip)
+    split  : which clips of DATA to learn from; "all" (default) uses every clip
+    Returns the new Bundle.
+    """
+    from edgekws.bundle import Bundle
+    from edgekws.quant import load_quantized
+
+    check_engine(engine)
+    base = model if isinstance(model, Bundle) else Bundle.load(model)
+    if Path(out).resolve() == Path(base.path).resolve():
+        raise EdgekwsError(f"--out {out}: must differ from the base model folder")
+    backbone = Backbone.from_quantized(load_quantized(base))
+    words = list(words) if words else [w for w in base.labels if not w.startswith("_")]
+    feats, labels, names = dataset_examples(data, words, split, seed, cache_dir)
+    keep = pick_shots(labels, shots, seed)
+    feats, labels = feats[keep], labels[keep]
+    counts = np.bincount(labels, minlength=len(names))
+    log(f"{data}: {len(labels)} examples ({', '.join(f'{n} {c}' for n, c in zip(names, counts))})")
+    t0 = time.perf_counter()
+    emb = backbone.embed(feats, engine)
+    t_emb = time.perf_counter() - t0
+    bw = base.read_npz("weights.npz")
+    name = base.manifest["architecture"]["layers"][-1].get("name", "classifier")
+    init = base_rows(bw.get(f"{name}.weight"), bw.get(f"{name}.bias"), base.labels, names, emb.shape[1])
+    empty = [n for n, c in zip(names, counts) if c == 0]
+    if empty:
+        log(f"note: no examples of {', '.join(empty)}; "
+            f"{'their rows come from the base model' if any(n in base.labels for n in empty) else 'their rows stay 0'}")
+    head = fit_head(emb, labels, len(names), backbone.scale, backbone.zero_point, epochs=epochs, engine=engine,
+                    loss=loss, seed=seed, init=init, log=log, **hyper)
+    acc_f = float(np.mean(head_float_logits(head, emb, backbone).argmax(1) == labels))
+    acc_q = float(np.mean(int8_logits(backbone, head.qhead, emb).argmax(1) == labels))
+    info = {"dataset": str(data), "split": split, "shots": shots, "words": words, "seed": seed,
+            "n_examples": int(len(labels)), "counts": {n: int(c) for n, c in zip(names, counts)},
+            "train_accuracy_float_head": acc_f, "train_accuracy_int8_head": acc_q,
+            "embedding_seconds": round(t_emb, 3)}
+    bundle = write_retrained(base, out, names, backbone, head, float_head=float_head, info=info, overwrite=overwrite)
+    log(f"{out}: head {len(names)} x {emb.shape[1]} retrained ({engine}, {loss}) on {len(labels)} examples "
+        f"in {head.seconds:.2f} s; training accuracy {acc_q:.3f} int8 head, {acc_f:.3f} float32 head")
+    return bundle
+
+
+def head_float_logits(head: HeadResult, emb: np.ndarray, backbone: Backbone) -> np.ndarray:
+    """float32 logits (N, C) of int8 embeddings through the float32 head."""
+    from edgekws.retrain.headmath import dequantize, head_logits
+
+    return head_logits(head.weight, head.bias, dequantize(emb, backbone.scale, backbone.zero_point))
+
+
+class Int8FloatHeadNetwork:
+    """The "int8-f32head" engine of eval/predict: int8 backbone + the float32 head of head.bin
+    (targets with an FPU keep the retrained head in float32)."""
+
+    def __init__(self, bundle):
+        self.backbone = Backbone.from_bundle(bundle)
+        info = bundle.manifest.get("head") or {}
+        if not info.get("float32") or not bundle.has(HEAD_FILE):
+            raise BundleError(f"{bundle.path}: has no float32 head (retrain with --float-head)")
+        self.qhead = QHead.from_blob(bundle.read_bytes(HEAD_FILE), f"{bundle.path}/{HEAD_FILE}")
+
+    @staticmethod
+    def available(bundle) -> bool:
+        return bool((bundle.manifest.get("head") or {}).get("float32")) and bundle.has(HEAD_FILE)
+
+    def logits_features(self, features: np.ndarray) -> np.ndarray:
+        from edgekws.retrain.headmath import dequantize, head_logits
+
+        emb = self.backbone.embed(features)
+        return head_logits(self.qhead.fweight, self.qhead.fbias,
+                           dequantize(emb, self.qhead.input_scale, self.qhead.input_zp))

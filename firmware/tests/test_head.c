@@ -1,0 +1,183 @@
+/* test_head.c: on-device head training against the numpy twin (tests/golden/head_golden.h):
+ * gradient, imprinting, a K-epoch loss curve and final weights within 1e-5, the int8 head blob
+ * byte for byte, its int8 logits; a damaged blob is rejected and the previous head kept. */
+#include <stdio.h>
+#include <string.h>
+
+#include "ekws/head.h"
+#include "golden/head_golden.h"
+
+static int failures = 0;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
+    } while (0)
+
+#define WS_BYTES 8192u /* >= ekws_head_workspace_size(GH_C, GH_E, GH_N), checked below */
+static uint32_t workspace[WS_BYTES / 4];
+static uint32_t blob[(GH_BLOB_BYTES + 3) / 4];
+static uint32_t damaged[(GH_BLOB_BYTES + 3) / 4];
+
+/* max |a - b| / max(1, |b|) over n values (no libm needed) */
+static double max_err(const float *a, const float *b, size_t n) {
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double diff = (double)a[i] - (double)b[i], mag = b[i] < 0.0f ? -(double)b[i] : (double)b[i];
+        const double d = (diff < 0.0 ? -diff : diff) / (mag > 1.0 ? mag : 1.0);
+        worst = d > worst ? d : worst;
+    }
+    return worst;
+}
+
+static ekws_head_config_t golden_config(void) {
+    const ekws_head_config_t cfg = {.num_classes = GH_C, .embed_size = GH_E, .max_examples = GH_N,
+                                    .batch = GH_BATCH, .seed = GH_SEED, .lr = GH_LR, .momentum = GH_MOMENTUM,
+                                    .weight_decay = GH_WEIGHT_DECAY, .imprint_scale = GH_IMPRINT_SCALE};
+    return cfg;
+}
+
+static int setup(ekws_head_trainer_t *tr) {
+    const ekws_head_config_t cfg = golden_config();
+    ekws_status_t st = ekws_head_trainer_init(tr, &cfg, workspace, sizeof workspace, GH_EMB_SCALE, GH_EMB_ZP);
+    CHECK(st == EKWS_OK, "init: %s", ekws_status_str(st));
+    for (uint32_t i = 0; i < GH_N && st == EKWS_OK; i++) {
+        st = ekws_head_add_example(tr, gh_emb + i * GH_E, GH_E, gh_labels[i]);
+        CHECK(st == EKWS_OK, "add %u: %s", (unsigned)i, ekws_status_str(st));
+    }
+    return st == EKWS_OK;
+}
+
+static void test_training(void) {
+    ekws_head_trainer_t tr;
+    if (!setup(&tr)) {
+        return;
+    }
+    CHECK(ekws_head_set_weights(&tr, gh_w0, gh_b0) == EKWS_OK, "set_weights");
+    uint16_t order[GH_BATCH];
+    for (uint16_t i = 0; i < GH_BATCH; i++) {
+        order[i] = i;
+    }
+    float loss = 0.0f;
+    CHECK(ekws_head_gradient(&tr, order, GH_BATCH, &loss) == EKWS_OK, "gradient");
+    CHECK(max_err(&loss, (const float[]){GH_GRAD_LOSS}, 1) < 1e-5, "gradient loss %.9g", (double)loss);
+    CHECK(max_err(tr.grad_w, gh_grad_w, GH_C * GH_E) < 1e-5, "weight gradient differs");
+    CHECK(max_err(tr.grad_b, gh_grad_b, GH_C) < 1e-5, "bias gradient differs");
+
+    CHECK(ekws_head_imprint(&tr) == EKWS_OK, "imprint");
+    CHECK(max_err(tr.weight, gh_imprint_w, GH_C * GH_E) < 1e-5, "imprinted weights differ");
+    CHECK(max_err(tr.bias, gh_imprint_b, GH_C) < 1e-5, "imprinted bias differs");
+    for (int k = 0; k < GH_EPOCHS; k++) {
+        CHECK(ekws_head_train_epoch(&tr, &loss) == EKWS_OK, "epoch %d", k);
+        CHECK(max_err(&loss, gh_losses + k, 1) < 1e-5, "epoch %d loss %.9g, golden %.9g", k, (double)loss,
+              (double)gh_losses[k]);
+    }
+    CHECK(gh_losses[GH_EPOCHS - 1] < gh_losses[0], "golden loss curve does not decrease");
+    CHECK(max_err(tr.weight, gh_final_w, GH_C * GH_E) < 1e-5, "final weights differ");
+    CHECK(max_err(tr.bias, gh_final_b, GH_C) < 1e-5, "final bias differs");
+    float fw[GH_C * GH_E], fb[GH_C];
+    CHECK(ekws_head_folded(&tr, fw, fb) == EKWS_OK, "folded");
+    CHECK(max_err(fw, gh_folded_w, GH_C * GH_E) < 1e-5, "folded weights differ");
+    CHECK(max_err(fb, gh_folded_b, GH_C) < 1e-5, "folded bias differs");
+    CHECK(ekws_head_imprint(&tr) == EKWS_ERR_STATE, "second imprint accepted");
+
+    size_t size = 0;
+    CHECK(ekws_head_quantize(&tr, blob, GH_BLOB_BYTES - 1, 1, &size) == EKWS_ERR_BUFFER_TOO_SMALL, "short blob");
+    CHECK(ekws_head_quantize(&tr, blob, sizeof blob, 1, &size) == EKWS_OK, "quantize");
+    CHECK(size == GH_BLOB_BYTES && ekws_head_blob_size(GH_C, GH_E, 1) == GH_BLOB_BYTES, "blob size %u",
+          (unsigned)size);
+    CHECK(memcmp(blob, gh_blob_words, GH_BLOB_BYTES) == 0, "blob differs from the numpy head blob");
+}
+
+static void test_load_and_invoke(void) {
+    ekws_head_t head;
+    memset(&head, 0, sizeof head);
+    const char *why = ekws_head_check(gh_blob_words, GH_BLOB_BYTES);
+    CHECK(why == NULL, "golden blob rejected: %s", why ? why : "");
+    CHECK(ekws_head_load(&head, gh_blob_words, GH_BLOB_BYTES) == EKWS_OK, "load");
+    int16_t scratch[GH_E];
+    for (uint32_t i = 0; i < GH_N; i++) {
+        int8_t logits[GH_C];
+        CHECK(ekws_head_invoke_s8(&head, gh_emb + i * GH_E, GH_E, logits, GH_C, scratch) == EKWS_OK, "invoke");
+        CHECK(memcmp(logits, gh_logits + i * GH_C, GH_C) == 0, "int8 logits of example %u differ", (unsigned)i);
+        float fl[GH_C];
+        CHECK(ekws_head_invoke_f32(&head, gh_emb + i * GH_E, GH_E, fl, GH_C) == EKWS_OK, "invoke f32");
+    }
+    /* damaged copies: rejected, and `head` still points at the good blob */
+    const size_t offsets[] = {0, 5, 12, 20, 60, GH_BLOB_BYTES - 1};
+    for (size_t k = 0; k < sizeof offsets / sizeof offsets[0]; k++) {
+        memcpy(damaged, gh_blob_words, GH_BLOB_BYTES);
+        ((uint8_t *)damaged)[offsets[k]] ^= 0x40u;
+        const ekws_head_t before = head;
+        CHECK(ekws_head_load(&head, damaged, GH_BLOB_BYTES) == EKWS_ERR_CONFIG, "damaged byte %u accepted",
+              (unsigned)offsets[k]);
+        CHECK(memcmp(&before, &head, sizeof head) == 0, "a rejected blob changed the head");
+    }
+    memcpy(damaged, gh_blob_words, GH_BLOB_BYTES);
+    CHECK(ekws_head_load(&head, damaged, GH_BLOB_BYTES - 4) == EKWS_ERR_CONFIG, "truncated blob accepted");
+    CHECK(ekws_head_load(&head, (const uint8_t *)damaged + 1, GH_BLOB_BYTES - 1) == EKWS_ERR_CONFIG,
+          "misaligned blob accepted");
+    CHECK(head.blob == (const uint8_t *)gh_blob_words, "previous head not kept");
+}
+
+static void test_helpers(void) {
+    for (int i = 0; i < GH_NUM_EXP; i++) {
+        const float y = ekws_head_expf(gh_exp_x[i]);
+        CHECK(memcmp(&y, gh_exp_y + i, sizeof y) == 0, "expf(%.9g) = %.9g, numpy %.9g", (double)gh_exp_x[i],
+              (double)y, (double)gh_exp_y[i]);
+    }
+    for (int i = 0; i < GH_NUM_MULT; i++) {
+        int32_t m = -1, n = -1;
+        CHECK(ekws_head_quantize_multiplier(gh_mult_m[i], &m, &n) == EKWS_OK, "multiplier %d", i);
+        CHECK(m == gh_mult_M[i] && n == gh_mult_n[i], "multiplier of %.9g: (%ld, %ld), Python (%ld, %ld)",
+              (double)gh_mult_m[i], (long)m, (long)n, (long)gh_mult_M[i], (long)gh_mult_n[i]);
+    }
+    int32_t m, n;
+    CHECK(ekws_head_quantize_multiplier(2e9f, &m, &n) == EKWS_ERR_ARG, "multiplier >= 2^30 accepted");
+    CHECK(ekws_head_quantize_multiplier(-1.0f, &m, &n) == EKWS_ERR_ARG, "negative multiplier accepted");
+}
+
+static void test_refusals(void) {
+    ekws_head_trainer_t tr;
+    ekws_head_config_t cfg = golden_config();
+    const size_t need = ekws_head_workspace_size(GH_C, GH_E, GH_N);
+    CHECK(need > 0 && need <= sizeof workspace, "workspace size %u", (unsigned)need);
+    CHECK(ekws_head_trainer_init(&tr, &cfg, workspace, need - 1, GH_EMB_SCALE, GH_EMB_ZP) ==
+              EKWS_ERR_BUFFER_TOO_SMALL, "small workspace accepted");
+    CHECK(ekws_head_trainer_init(&tr, &cfg, workspace, need, -1.0f, 0) == EKWS_ERR_ARG, "bad scale accepted");
+    cfg.num_classes = 1;
+    CHECK(ekws_head_trainer_init(&tr, &cfg, workspace, need, GH_EMB_SCALE, 0) == EKWS_ERR_ARG, "1 class accepted");
+    cfg = golden_config();
+    cfg.max_examples = 2;
+    CHECK(ekws_head_trainer_init(&tr, &cfg, workspace, sizeof workspace, GH_EMB_SCALE, GH_EMB_ZP) == EKWS_OK, "init");
+    float loss;
+    CHECK(ekws_head_imprint(&tr) == EKWS_ERR_STATE, "imprint without examples");
+    CHECK(ekws_head_train_epoch(&tr, &loss) == EKWS_ERR_STATE, "epoch without examples");
+    CHECK(ekws_head_add_example(&tr, gh_emb, GH_E, GH_C) == EKWS_ERR_ARG, "label out of range accepted");
+    CHECK(ekws_head_add_example(&tr, gh_emb, GH_E - 1, 0) == EKWS_ERR_ARG, "wrong length accepted");
+    CHECK(ekws_head_add_example(&tr, gh_emb, GH_E, 0) == EKWS_OK, "add");
+    CHECK(ekws_head_add_example(&tr, gh_emb, GH_E, 1) == EKWS_OK, "add");
+    CHECK(ekws_head_add_example(&tr, gh_emb, GH_E, 1) == EKWS_ERR_BUFFER_TOO_SMALL, "overflow accepted");
+    const uint16_t bad[1] = {7};
+    CHECK(ekws_head_step(&tr, bad, 1, &loss) == EKWS_ERR_ARG, "example index out of range accepted");
+    CHECK(ekws_head_train_epoch(&tr, &loss) == EKWS_OK, "epoch on 2 examples");
+}
+
+int main(void) {
+    test_training();
+    test_load_and_invoke();
+    test_helpers();
+    test_refusals();
+    if (failures) {
+        fprintf(stderr, "test_head: %d failure(s)\n", failures);
+        return 1;
+    }
+    printf("test_head: ok (%u-byte workspace for %u classes x %u, %u examples; %u-byte blob)\n",
+           (unsigned)ekws_head_workspace_size(GH_C, GH_E, GH_N), GH_C, GH_E, GH_N, (unsigned)GH_BLOB_BYTES);
+    return 0;
+}

@@ -1,0 +1,241 @@
+"""Last-layer retraining, numpy side: the float32 helpers of the head, imprinting + SGD on
+embeddings, the retrained bundle (labels, int8 head bit-exact with the int8 reference, head.bin,
+eval/predict/C export), personal recordings whose speaker hashes to val/test, and refusals."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from edgekws.bundle import Bundle  # noqa: E402
+from edgekws.cli import main  # noqa: E402
+from edgekws.data import which_split  # noqa: E402
+from edgekws.errors import BundleError, EdgekwsError  # noqa: E402
+from edgekws.quant import Int8Network, load_quantized  # noqa: E402
+from edgekws.retrain import Backbone, HeadConfig, HeadTrainer, QHead, fit_head, pick_shots, retrain  # noqa: E402
+from edgekws.retrain import headmath as hm  # noqa: E402
+from edgekws.retrain.core import int8_logits  # noqa: E402
+from quant_helpers import make_bundle  # noqa: E402
+from retrain_helpers import quantized_bundle, tone_dataset  # noqa: E402
+
+WORDS = ["alpha", "beta", "gamma"]
+quiet = lambda *a, **k: None  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rt")
+    base = quantized_bundle(root / "base")
+    data = tone_dataset(root / "data")
+    new = retrain(base, data, root / "new", words=WORDS, float_head=True, log=quiet)
+    return root, base, data, new
+
+
+# ---- float32 helpers ---------------------------------------------------------------------------
+
+def test_expf_logf_sqrtf_are_accurate():
+    x = -np.linspace(0, 87, 20001).astype(np.float32)
+    ref = np.exp(x.astype(np.float64))
+    assert np.max(np.abs(hm.expf(x) - ref) / ref) < 4e-7
+    assert hm.expf(np.float32(-88.0)) == 0 and hm.expf(np.float32(0.0)) == 1
+    v = np.geomspace(1e-30, 1e30, 5001).astype(np.float32)
+    assert np.max(np.abs(hm.logf(v) - np.log(v.astype(np.float64)))) < 2e-5
+    assert np.max(np.abs(hm.sqrtf(v) / np.sqrt(v.astype(np.float64)) - 1)) < 3e-7
+    assert hm.sqrtf(np.float32(0)) == 0 and hm.sqrtf(np.float32(-1)) == 0
+
+
+def test_round_half_away_from_zero():
+    v = np.array([0.5, -0.5, 1.5, -2.5, 0.49999997, -0.49999997, 2.4, 126.5, 1e9], np.float32)
+    np.testing.assert_array_equal(hm.round_half_away(v), [1, -1, 2, -3, 0, 0, 2, 127, 1e9])
+
+
+# ---- head training on embeddings ---------------------------------------------------------------
+
+def clustered(n_per=8, c=4, e=24, seed=0, spread=14.0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 35, (c, e))
+    y = np.repeat(np.arange(c), n_per)
+    q = np.clip(np.round(centers[y] + rng.normal(0, spread, (len(y), e))), -128, 127).astype(np.int8)
+    return q, y
+
+
+def test_imprinting_alone_classifies_clusters_and_sgd_lowers_the_loss():
+    q, y = clustered()
+    tr = HeadTrainer(HeadConfig(4, 24, max_examples=len(y)), 0.05, 3)
+    tr.add(q, y)
+    tr.imprint()
+    assert np.mean(tr.logits().argmax(1) == y) == 1.0
+    # the folded head acts on the plain embedding exactly like the standardized one
+    w, b = tr.folded()
+    np.testing.assert_allclose(hm.head_logits(w, b, tr.x_raw()), tr.logits(), rtol=1e-4, atol=1e-3)
+    # imprinted rows: normalized class means, so |w_c| is the same for every class
+    norms = np.linalg.norm(tr.weight, axis=1)
+    np.testing.assert_allclose(norms, norms[0], rtol=1e-5)
+    losses = [tr.train_epoch() for _ in range(15)]
+    assert losses[-1] < losses[0] and all(np.isfinite(losses))
+    assert tr.weight.dtype == np.float32 and tr.bias.dtype == np.float32
+
+
+def test_gradient_matches_finite_differences():
+    q, y = clustered(n_per=3, c=3, e=6, seed=2)
+    tr = HeadTrainer(HeadConfig(3, 6, max_examples=len(y)), 0.05, 0)
+    tr.add(q, y)
+    rng = np.random.default_rng(0)
+    w, b = (rng.standard_normal((3, 6)) * 0.1).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    tr.set_weights(w, b)
+    order = np.arange(len(y))
+    tr.gradient(order)
+    x = tr.x().astype(np.float64)
+
+    def loss(w64, b64):
+        z = x @ w64.T + b64
+        z -= z.max(1, keepdims=True)
+        return float(np.sum(np.log(np.exp(z).sum(1)) - z[np.arange(len(y)), y]))
+
+    num = np.zeros((3, 6))
+    for i in range(3):
+        for k in range(6):
+            d = np.zeros((3, 6))
+            d[i, k] = 1e-5
+            num[i, k] = (loss(w + d, b) - loss(w - d, b)) / 2e-5
+    np.testing.assert_allclose(tr.grad_w, num, rtol=1e-3, atol=1e-4)
+
+
+def test_classes_without_examples_keep_their_initial_rows():
+    q, y = clustered(c=3)
+    init = (np.full((4, 24), 0.25, np.float32), np.array([1, 2, 3, -7], np.float32))
+    head = fit_head(q, y, 4, 0.05, 0, epochs=0, init=init)
+    np.testing.assert_allclose(head.weight[3], init[0][3], rtol=1e-6)
+    assert head.bias[3] == pytest.approx(-7, abs=1e-4)
+
+
+def test_int8_head_agrees_with_the_float_head():
+    q, y = clustered(n_per=10, seed=5)
+    head = fit_head(q, y, 4, 0.05, 0, epochs=10, seed=3)
+    from edgekws.quant.qmodel import QLayer, layer_forward
+
+    qh = head.qhead
+    layer = QLayer("h", "dense", (24,), (4,), (1, 1), (1, 1), ((0, 0), (0, 0)), None, 0.05, 0,
+                   qh.output_scale, qh.output_zp, -128, 127, qh.multiplier, qh.shift, weight=qh.weight, bias=qh.bias)
+    qlog = (layer_forward(layer, q).astype(np.float32) - qh.output_zp) * qh.output_scale
+    flog = hm.head_logits(head.weight, head.bias, hm.dequantize(q, 0.05, 0))
+    assert np.max(np.abs(qlog - flog)) < 0.05 * (np.ptp(flog) + 1)
+    assert np.mean(qlog.argmax(1) == flog.argmax(1)) >= 0.95
+
+
+def test_head_blob_round_trips_and_rejects_damage():
+    q, y = clustered()
+    qh = fit_head(q, y, 4, 0.05, 0, epochs=2).qhead
+    blob = qh.blob(with_float=True)
+    assert len(blob) == hm.blob_size(4, 24, True)
+    back = QHead.from_blob(blob)
+    np.testing.assert_array_equal(back.weight, qh.weight)
+    np.testing.assert_array_equal(back.multiplier, qh.multiplier)
+    np.testing.assert_array_equal(back.fweight, qh.fweight)
+    bad = bytearray(blob)
+    bad[70] ^= 1
+    with pytest.raises(EdgekwsError, match="CRC"):
+        QHead.from_blob(bytes(bad), "flash")
+    with pytest.raises(EdgekwsError, match="truncated"):
+        QHead.from_blob(blob[:100])
+
+
+def test_pick_shots_is_seeded_and_per_class():
+    y = np.repeat(np.arange(3), [10, 2, 6])
+    a = pick_shots(y, 3, seed=1)
+    assert np.array_equal(a, pick_shots(y, 3, seed=1))
+    assert list(np.bincount(y[a])) == [3, 2, 3]
+    assert len(pick_shots(y, None)) == len(y)
+    with pytest.raises(EdgekwsError, match="--shots"):
+        pick_shots(y, 0)
+
+
+def test_workspace_formula_matches_the_header_example():
+    assert hm.workspace_size(12, 64, 100) == 16924
+
+
+# ---- the retrained bundle ----------------------------------------------------------------------
+
+def test_retrained_bundle_is_a_normal_bundle(setup):
+    root, base, data, new = setup
+    b = Bundle.load(new.path)
+    assert b.labels == ["_silence_", "_unknown_", *WORDS]
+    assert b.manifest["architecture"]["layers"][-1]["units"] == 5
+    info = b.manifest["training"]["retrain"]
+    assert info["train_accuracy_int8_head"] >= 0.9 and info["engine"] == "numpy"
+    qm = load_quantized(b)
+    base_qm = load_quantized(base)
+    for a, c in zip(qm.layers[:-1], base_qm.layers[:-1]):  # the backbone is untouched
+        np.testing.assert_array_equal(a.weight if a.weight is not None else 0, c.weight if c.weight is not None else 0)
+    # the bundle's int8 engine == backbone embedding + retrained head (one fixed-point rule)
+    from edgekws.retrain.core import dataset_examples
+
+    feats, labels, _ = dataset_examples(data, WORDS)
+    bb = Backbone.from_quantized(qm)
+    qh = QHead.from_blob(b.read_bytes("head.bin"))
+    np.testing.assert_array_equal(Int8Network(b).logits_int8(feats), int8_logits(bb, qh, bb.embed(feats)))
+    assert np.mean(Int8Network(b).logits_int8(feats).argmax(1) == labels) >= 0.9
+
+
+def test_eval_predict_and_c_export_read_the_retrained_bundle(setup, capsys):
+    root, base, data, new = setup
+    assert main(["eval", str(new.path), str(data), "--split", "train", "--engine", "int8",
+                 "--engine", "int8-f32head"]) == 0
+    out = capsys.readouterr().out
+    assert "[int8]" in out and "[int8-f32head]" in out
+    wav = next((data / "beta").glob("*.wav"))
+    assert main(["predict", str(new.path), str(wav), "--engine", "int8"]) == 0
+    assert "beta" in capsys.readouterr().out
+    assert main(["export", str(new.path), "--c", str(root / "c")]) == 0
+    assert (root / "c" / "model.bin").is_file()
+
+
+def test_personal_recordings_of_one_speaker_train_even_if_the_hash_says_test(tmp_path, setup):
+    _, base, _, _ = setup
+    speaker = next(s for s in (f"me{i}" for i in range(200)) if which_split(f"{s}_nohash_0.wav") == "test")
+    data = tone_dataset(tmp_path / "mine", speakers=1, takes=3, unknown=())
+    for f in list(data.rglob("spk00_nohash_*.wav")):
+        f.rename(f.with_name(f.name.replace("spk00", speaker)))
+    b = retrain(base, data, tmp_path / "out", words=WORDS, epochs=5, log=quiet)
+    counts = b.manifest["training"]["retrain"]["counts"]
+    assert counts["alpha"] == 3 and counts["_unknown_"] == 0
+    with pytest.raises(EdgekwsError, match="no clips in split 'train'"):
+        retrain(base, data, tmp_path / "out2", words=WORDS, split="train", log=quiet)
+
+
+def test_triplet_loss_variant(setup, tmp_path):
+    _, base, data, _ = setup
+    b = retrain(base, data, tmp_path / "t", words=WORDS, loss="triplet", epochs=5, shots=6, log=quiet)
+    assert b.manifest["training"]["retrain"]["loss"] == "triplet"
+    assert b.manifest["training"]["retrain"]["train_accuracy_int8_head"] >= 0.8
+
+
+def test_refusals(setup, tmp_path, capsys):
+    _, base, data, new = setup
+    plain, _ = make_bundle(tmp_path / "plain")
+    with pytest.raises(BundleError, match="not quantized yet"):
+        retrain(plain, data, tmp_path / "x", words=WORDS, log=quiet)
+    with pytest.raises(EdgekwsError, match="--engine"):
+        retrain(base, data, tmp_path / "x", words=WORDS, engine="gpu", log=quiet)
+    with pytest.raises(EdgekwsError, match="--loss"):
+        fit_head(*clustered(), 4, 0.05, 0, loss="hinge")
+    with pytest.raises(EdgekwsError, match="must differ"):
+        retrain(base, data, base.path, words=WORDS, log=quiet)
+    with pytest.raises(EdgekwsError, match="no folder for command word"):
+        retrain(base, data, tmp_path / "x", words=["delta"], log=quiet)
+    with pytest.raises(BundleError, match="already holds"):
+        retrain(base, data, new.path, words=WORDS, log=quiet)
+    assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "y"), "--shots", "0"]) == 2
+    assert "--shots" in capsys.readouterr().err
+
+
+def test_cli_retrain_writes_a_bundle(setup, tmp_path, capsys):
+    _, base, data, _ = setup
+    out = tmp_path / "cli"
+    assert main(["retrain", str(base.path), str(data), "--out", str(out), "--words", ",".join(WORDS),
+                 "--shots", "4", "--epochs", "3", "--seed", "2"]) == 0
+    assert "retrained (numpy, ce) on 20 examples" in capsys.readouterr().out
+    assert Bundle.load(out).manifest["training"]["retrain"]["shots"] == 4

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""The quality table of last-layer retraining: accuracy on UNSEEN speakers of the new language vs
+examples per word, next to a model trained from scratch on all of that language's data and a head
+trained on a randomly initialized backbone (how much the other language's features help).
+
+    python tools/eval_retrain.py --data-ja D_JA --data-en D_EN --base-ja M_JA --base-en M_EN [--prepare]
+
+--prepare synthesizes the two datasets (edgekws synth, 200 speakers each) and trains + quantizes
+the two base models (edgekws train, default DS-CNN, 20 epochs) where they are missing. Both
+directions are measured: Japanese base -> English head and English base -> Japanese head. Heads
+learn from K clips per class of the new language's TRAIN split (speakers of the hash rule) and are
+tested on its TEST split (other speakers), int8 head, mean (min-max) over --seeds draws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgekws.bundle import Bundle  # noqa: E402
+from edgekws.quant import int8_forward, load_quantized, quantize_model  # noqa: E402
+from edgekws.retrain import Backbone, dataset_examples, fit_head, int8_logits, pick_shots  # noqa: E402
+from edgekws.retrain.core import head_float_logits  # noqa: E402
+
+
+def prepare(args) -> None:
+    from edgekws.quant import quantize_bundle
+    from edgekws.synth.generator import synthesize_dataset
+    from edgekws.train import train
+
+    for lang, data, seed in (("ja", args.data_ja, 1), ("en", args.data_en, 2)):
+        if not Path(data).is_dir():
+            synthesize_dataset(data, lang, speakers=200, seed=seed)
+    for data, model in ((args.data_ja, args.base_ja), (args.data_en, args.base_en)):
+        if not (Path(model) / "manifest.json").is_file():
+            train(data, model, epochs=20, seed=0, progress=False)
+        b = Bundle.load(model)
+        if not b.has("int8.npz"):
+            quantize_bundle(b)
+
+
+def random_backbone(base: Bundle, calib: np.ndarray, seed: int) -> Backbone:
+    """The base architecture with random (seeded) weights, quantized on `calib` features."""
+    from edgekws.features import FeatureConfig
+    from edgekws.models import layers_from_architecture
+    from edgekws.nn import Sequential
+
+    arch = base.manifest["architecture"]
+    model = Sequential(layers_from_architecture(arch), arch["input_shape"], rng=np.random.default_rng([seed, 99]))
+    fc = FeatureConfig.from_dict(base.manifest["feature_config"])
+    return Backbone.from_quantized(quantize_model(model, calib, fc.input_scale, fc.input_zero_point))
+
+
+def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
+    base = Bundle.load(base_path)
+    scratch = Bundle.load(scratch_path)
+    words = [w for w in scratch.labels if not w.startswith("_")]
+    xtr, ytr, names = dataset_examples(data, words, "train", seed=0)
+    xte, yte, _ = dataset_examples(data, words, "test", seed=0)
+    n_cls = len(names)
+    scratch_acc = float(np.mean(int8_forward(load_quantized(scratch), xte).argmax(1) == yte))
+    backbones = {"pretrained": Backbone.from_bundle(base), "random": random_backbone(base, xtr[:500], args.seeds)}
+    t0 = time.perf_counter()
+    emb = {k: (b.embed(xtr), b.embed(xte)) for k, b in backbones.items()}
+    log(f"  embeddings of {len(ytr)} train + {len(yte)} test clips in {time.perf_counter() - t0:.1f} s")
+    rows = []
+    for shots in args.shots:
+        k = None if shots == "all" else int(shots)
+        cells = {}
+        for name, loss in (("pretrained", "ce"), ("pretrained", "triplet"), ("random", "ce")):
+            if loss == "triplet" and not args.triplet:
+                continue
+            bb = backbones[name]
+            etr, ete = emb[name]
+            accs, faccs = [], []
+            for seed in range(args.seeds if k is not None else 1):
+                idx = pick_shots(ytr, k, seed)
+                head = fit_head(etr[idx], ytr[idx], n_cls, bb.scale, bb.zero_point, epochs=args.epochs,
+                                engine="numpy" if loss == "triplet" else args.engine, loss=loss, seed=seed)
+                accs.append(np.mean(int8_logits(bb, head.qhead, ete).argmax(1) == yte))
+                faccs.append(np.mean(head_float_logits(head, ete, bb).argmax(1) == yte))
+            cells[(name, loss)] = (np.mean(accs), np.min(accs), np.max(accs), np.mean(faccs))
+        rows.append((shots, cells))
+        p = cells[("pretrained", "ce")]
+        log(f"  shots {shots}: pretrained int8 {p[0]:.3f} (float32 head {p[3]:.3f}), "
+            f"random {cells[('random', 'ce')][0]:.3f}")
+    head = "| examples per word | retrained head, int8 (min-max) | float32 head |" + \
+           (" triplet + CE, int8 |" if args.triplet else "") + " random backbone, int8 | from scratch, all data |"
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    for shots, cells in rows:
+        p, r = cells[("pretrained", "ce")], cells[("random", "ce")]
+        line = f"| {shots} | {100 * p[0]:.1f}% ({100 * p[1]:.1f}-{100 * p[2]:.1f}) | {100 * p[3]:.1f}% |"
+        if args.triplet:
+            line += f" {100 * cells[('pretrained', 'triplet')][0]:.1f}% |"
+        line += f" {100 * r[0]:.1f}% | {100 * scratch_acc:.1f}% |"
+        out.append(line)
+    out.append(f"\n{len(yte)} test clips of {len(names)} classes ({', '.join(names)}) from speakers never seen; "
+               f"heads learn from the train split; {args.epochs} epochs, engine {args.engine}.")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-ja", required=True)
+    ap.add_argument("--data-en", required=True)
+    ap.add_argument("--base-ja", required=True, help="Japanese model bundle (quantized)")
+    ap.add_argument("--base-en", required=True, help="English model bundle (quantized)")
+    ap.add_argument("--prepare", action="store_true", help="synthesize / train / quantize what is missing")
+    ap.add_argument("--shots", default="1,3,5,10,20,all")
+    ap.add_argument("--seeds", type=int, default=3, help="draws of the K examples per setting (default 3)")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--engine", choices=("numpy", "c"), default="numpy")
+    ap.add_argument("--triplet", action="store_true", help="add a triplet-loss column")
+    ap.add_argument("--reverse", action="store_true", help="also English base -> Japanese head")
+    args = ap.parse_args(argv)
+    args.shots = [s.strip() for s in args.shots.split(",") if s.strip()]
+    if args.prepare:
+        prepare(args)
+    log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
+    log("Japanese base -> English head")
+    table = ["### Japanese base -> English head", "",
+             *run_direction(args.base_ja, args.base_en, args.data_en, args, log)]
+    if args.reverse:
+        log("English base -> Japanese head")
+        table += ["", "### English base -> Japanese head", "",
+                  *run_direction(args.base_en, args.base_ja, args.data_ja, args, log)]
+    print("\n".join(table))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
