@@ -165,3 +165,11 @@ def test_quantize_cli_errors(tmp_path, capsys):
     assert "no such dataset folder" in capsys.readouterr().err
     with pytest.raises(EdgekwsError, match="not quantized yet"):
         load_quantized(Bundle.load(bundle.path))
+
+
+def test_int8_forward_of_no_windows_is_empty():
+    qm = quantize_model(make_model("dscnn-s"), features(8), FC.input_scale, FC.input_zero_point)
+    none = features(8)[:0]
+    assert int8_forward(qm, none).shape == (0, 5)
+    logits, outs = int8_forward(qm, none, collect=True)
+    assert logits.shape == (0, 5) and [o.shape[1:] for o in outs] == [tuple(q.out_shape) for q in qm.layers]

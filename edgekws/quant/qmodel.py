@@ -255,8 +255,12 @@ def int8_forward(qm: QuantModel, features: np.ndarray, collect: bool = False, ba
         raise EdgekwsError(f"int8 forward: features of shape {x.shape[1:]} per example, model expects "
                            f"{tuple(qm.input_shape)}")
     x = x.reshape(n, *qm.input_shape)
+    if n == 0:  # no windows: empty logits (and empty layer outputs) of the right shapes
+        empty = [np.zeros((0, *q.out_shape), np.int8) for q in qm.layers]
+        logits = np.zeros((0, int(np.prod(qm.layers[-1].out_shape))), np.int8)
+        return (logits, empty) if collect else logits
     outs, chunks = [[] for _ in qm.layers], []
-    for i in range(0, max(n, 1), batch):
+    for i in range(0, n, batch):
         y = x[i:i + batch]
         for k, q in enumerate(qm.layers):
             y = layer_forward(q, y)
