@@ -8,17 +8,7 @@
 #include "ekws_frontend_tables.h"
 #include "golden/detector_golden.h"
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
+#include "ekws_check.h"
 
 static void test_detector_steps(void) {
     const ekws_detector_config_t cfg = {GOLDEN_DET_CLASSES, GOLDEN_DET_SMOOTH, GOLDEN_DET_REFRACTORY,

@@ -7,17 +7,7 @@
 #include "ekws/head.h"
 #include "golden/head_golden.h"
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
+#include "ekws_check.h"
 
 #define WS_BYTES 8192u /* >= ekws_head_workspace_size(GH_C, GH_E, GH_N), checked below */
 static uint32_t workspace[WS_BYTES / 4];

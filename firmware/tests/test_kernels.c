@@ -6,17 +6,7 @@
 #include "ekws/kernels.h"
 #include "golden/kernels_golden.h"
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
+#include "ekws_check.h"
 
 #define MAX_OUT 4096
 static int8_t out[MAX_OUT];

@@ -6,17 +6,7 @@
 #include "ekws/model.h"
 #include "golden/model_golden.h"
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
+#include "ekws_check.h"
 
 static uint32_t arena[(GOLDEN_MODEL_ARENA + 3) / 4];
 static uint32_t copy[(GOLDEN_MODEL_BYTES + 3) / 4];
