@@ -237,3 +237,22 @@ def arch_budget(name_or_arch, n_classes: int = 12) -> Budget:
     """Budget of a named architecture (or of an architecture dict from a manifest)."""
     arch = architecture_dict(name_or_arch, n_classes) if isinstance(name_or_arch, str) else name_or_arch
     return budget_of(layers_from_architecture(arch), arch["input_shape"])
+
+
+def random_model(arch: str = "dscnn-s", n_classes: int = 5, seed: int = 0):
+    """A seeded, randomly initialised model whose BatchNorm layers have non-trivial statistics
+    (gamma, beta, running mean and variance drawn with seed + 100), so that folding and int8
+    conversion are exercised: the fixture of the quantization tests, goldens and benchmarks."""
+    from edgekws.nn import Sequential
+
+    spec = get_arch(arch)
+    model = Sequential(spec.make(n_classes), spec.input_shape, rng=seed)
+    rng = np.random.default_rng(seed + 100)
+    for layer in model.layers:
+        if isinstance(layer, BatchNorm):
+            c = layer.params["gamma"].shape[0]
+            layer.params["gamma"][:] = rng.uniform(0.5, 1.5, c)
+            layer.params["beta"][:] = rng.normal(0, 0.3, c)
+            layer.buffers["running_mean"][:] = rng.normal(0, 0.5, c)
+            layer.buffers["running_var"][:] = rng.uniform(0.5, 2.0, c)
+    return model

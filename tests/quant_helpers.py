@@ -5,24 +5,13 @@ import numpy as np
 
 from edgekws.bundle import Bundle
 from edgekws.features import FeatureConfig
-from edgekws.models import ARCHITECTURES, architecture_dict
-from edgekws.nn import BatchNorm, Sequential
+from edgekws.models import architecture_dict, random_model
 
 FC = FeatureConfig()
 
 
 def make_model(arch="dscnn-s", n_classes=5, seed=0):
-    spec = ARCHITECTURES[arch]
-    model = Sequential(spec.make(n_classes), spec.input_shape, rng=seed)
-    rng = np.random.default_rng(seed + 100)
-    for layer in model.layers:
-        if isinstance(layer, BatchNorm):
-            c = layer.params["gamma"].shape[0]
-            layer.params["gamma"][:] = rng.uniform(0.5, 1.5, c)
-            layer.params["beta"][:] = rng.normal(0, 0.3, c)
-            layer.buffers["running_mean"][:] = rng.normal(0, 0.5, c)
-            layer.buffers["running_var"][:] = rng.uniform(0.5, 2.0, c)
-    return model
+    return random_model(arch, n_classes, seed)
 
 
 def features(n, seed=1):

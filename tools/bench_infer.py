@@ -28,18 +28,9 @@ import numpy as np  # noqa: E402
 
 
 def _random_model(arch: str):
-    from edgekws.models import ARCHITECTURES
-    from edgekws.nn import BatchNorm, Sequential
+    from edgekws.models import random_model
 
-    spec = ARCHITECTURES[arch]
-    model = Sequential(spec.make(12), spec.input_shape, rng=0)
-    rng = np.random.default_rng(1)
-    for layer in model.layers:
-        if isinstance(layer, BatchNorm):
-            c = layer.params["gamma"].shape[0]
-            layer.params["gamma"][:] = rng.uniform(0.5, 1.5, c)
-            layer.buffers["running_var"][:] = rng.uniform(0.5, 2.0, c)
-    return model
+    return random_model(arch, 12, seed=0)
 
 
 def median_time(fn, repeats: int) -> float:

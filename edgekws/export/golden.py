@@ -133,20 +133,11 @@ def gen_model_golden() -> dict[str, str]:
     random features; its blob, three inputs (random, all -128, all 127) and their logits."""
     from edgekws.export.c import arena_layout, model_blob
     from edgekws.features import FeatureConfig
-    from edgekws.models import ARCHITECTURES
-    from edgekws.nn import BatchNorm, Sequential
+    from edgekws.models import random_model
     from edgekws.quant import int8_forward, quantize_model
 
-    spec = ARCHITECTURES["dscnn-s"]
-    model = Sequential(spec.make(6), spec.input_shape, rng=5)
+    model = random_model("dscnn-s", 6, seed=5)
     rng = np.random.default_rng(20240607)
-    for layer in model.layers:
-        if isinstance(layer, BatchNorm):
-            c = layer.params["gamma"].shape[0]
-            layer.params["gamma"][:] = rng.uniform(0.5, 1.5, c)
-            layer.params["beta"][:] = rng.normal(0, 0.3, c)
-            layer.buffers["running_mean"][:] = rng.normal(0, 0.5, c)
-            layer.buffers["running_var"][:] = rng.uniform(0.5, 2.0, c)
     fc = FeatureConfig()
     calib = rng.integers(-128, 128, (16, 49, 40)).astype(np.int8)
     qm = quantize_model(model, calib, fc.input_scale, fc.input_zero_point)

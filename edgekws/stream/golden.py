@@ -28,20 +28,11 @@ def _arr(ctype: str, name: str, v, per_line: int = 16) -> str:
 def golden_model(seed: int = 7, n_classes: int = 5):
     """A small random dscnn-s int8 model with non-trivial BatchNorm statistics (QuantModel)."""
     from edgekws.features import FeatureConfig
-    from edgekws.models import ARCHITECTURES
-    from edgekws.nn import BatchNorm, Sequential
+    from edgekws.models import random_model
     from edgekws.quant import quantize_model
 
-    spec = ARCHITECTURES["dscnn-s"]
-    model = Sequential(spec.make(n_classes), spec.input_shape, rng=seed)
-    rng = np.random.default_rng(seed + 100)
-    for layer in model.layers:
-        if isinstance(layer, BatchNorm):
-            c = layer.params["gamma"].shape[0]
-            layer.params["gamma"][:] = rng.uniform(0.5, 1.5, c)
-            layer.params["beta"][:] = rng.normal(0, 0.3, c)
-            layer.buffers["running_mean"][:] = rng.normal(0, 0.5, c)
-            layer.buffers["running_var"][:] = rng.uniform(0.5, 2.0, c)
+    model = random_model("dscnn-s", n_classes, seed)
+    rng = np.random.default_rng(seed + 200)
     fc = FeatureConfig()
     calib = rng.integers(-128, 128, (32, 49, 40)).astype(np.int8)
     return quantize_model(model, calib, fc.input_scale, fc.input_zero_point)
