@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekws.errors import BundleError, EdgekwsError
+from edgekws.nn.parallel import one_blas_thread
 
 CHECKPOINT = "checkpoint.npz"
 CHECKPOINT_FORMAT = "edgekws-train-checkpoint"
@@ -239,6 +240,7 @@ def _build(config: TrainConfig, n_classes: int):
     return arch, model, opt, SoftmaxCrossEntropy(label_smoothing=config.label_smoothing)
 
 
+@one_blas_thread
 def train(data, out, *, arch: str | None = None, epochs: int | None = None, batch: int | None = None,
           lr: float | None = None, seed: int | None = None, words=None, resume: bool = False,
           quick: bool = False, overwrite: bool = False, cache_dir=None, progress: bool = True,

@@ -284,3 +284,22 @@ def test_bad_arguments_name_the_problem():
         model(np.zeros((2, 12, 10, 1)), until="nope")
     with pytest.raises(ValueError, match="labels"):
         nn.SoftmaxCrossEntropy().forward(np.zeros((2, 3), np.float32), np.array([0, 3]))
+
+
+def test_one_blas_thread_limits_blas_inside_and_restores_it():
+    from threadpoolctl import threadpool_info
+
+    from edgekws.nn.parallel import one_blas_thread
+
+    def blas_threads():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas_threads()
+
+    @one_blas_thread
+    def inside(x):
+        return blas_threads(), x
+
+    seen, value = inside(7)
+    assert value == 7 and seen and all(n == 1 for n in seen)
+    assert blas_threads() == before
