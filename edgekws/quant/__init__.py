@@ -172,7 +172,7 @@ _register_engine()
 
 
 def register(sub) -> None:
-    p = sub.add_parser("quantize", help="int8 conversion of a trained model (post-training quantization)",
+    p = sub.add_parser("quantize", help="int8 conversion of a trained model (post-training quantization, optional QAT)",
                        description="Fold BatchNorm, calibrate activation ranges on training data and write "
                                    "int8.npz + quantization parameters into the model bundle.")
     p.add_argument("model", help="model bundle folder")
@@ -181,6 +181,9 @@ def register(sub) -> None:
     p.add_argument("--percentile", type=float, default=None,
                    help="clip activation ranges at this percentile instead of min/max (e.g. 99.99)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration subset (default 0)")
+    p.add_argument("--qat-epochs", type=int, default=0, metavar="N",
+                   help="first fine-tune N epochs with fake quantization (quantization-aware training, "
+                        "on the training split of --calib DATA or the recorded dataset; rewrites weights.npz)")
     p.set_defaults(func=_run)
 
 
@@ -189,5 +192,11 @@ def _run(args) -> int:
 
     if args.percentile is not None and not 50.0 < args.percentile <= 100.0:
         raise EdgekwsError(f"--percentile must be in (50, 100], got {args.percentile}")
+    if args.qat_epochs:
+        from edgekws.quant.qat import qat_bundle
+
+        qat_bundle(Bundle.load(args.model), args.calib, epochs=args.qat_epochs, seed=args.seed,
+                   percentile=args.percentile)
+        return 0
     quantize_bundle(Bundle.load(args.model), args.calib, seed=args.seed, percentile=args.percentile)
     return 0
