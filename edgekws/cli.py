@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "edgekws.export",         # export
     "edgekws.stream",         # listen, eval-stream
     "edgekws.retrain",        # retrain
+    "edgekws.voices",         # eval-voices (leave-one-engine-out generalization)
     "edgekws.report",         # report
     "edgekws.bench",          # bench
     "edgekws.demo",           # demo

@@ -244,7 +244,7 @@ def _build(config: TrainConfig, n_classes: int):
 def train(data, out, *, arch: str | None = None, epochs: int | None = None, batch: int | None = None,
           lr: float | None = None, seed: int | None = None, words=None, resume: bool = False,
           quick: bool = False, overwrite: bool = False, cache_dir=None, progress: bool = True,
-          log=print, on_epoch_end=None, **options):
+          log=print, on_epoch_end=None, augment_config: dict | None = None, **options):
     """Train a model on dataset folder `data` into bundle folder `out`; returns the Bundle.
 
     quick        : small/fast preset (models.ARCHITECTURES["dscnn-s"], few epochs) for demos
@@ -252,6 +252,8 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
     cache_dir    : feature cache root (default DATA/.edgekws-cache; False = memory only)
     on_epoch_end : callable(epoch, record) called after each epoch's checkpoint is written
                    (tests interrupt a run from here)
+    augment_config : AugmentConfig fields for the audio augmentation (None: its defaults; a resumed
+                   run keeps the checkpoint's)
     options      : any other TrainConfig field (augment=False, patience=..., ...)
     """
     from tqdm import tqdm
@@ -329,7 +331,8 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
 
     if not len(va.labels):
         log(f"note: {data} has no validation clips; the last epoch is kept and there is no early stop")
-    augmenter = make_augmenter(noises, meta and meta.get("augment_config")) if config.augment else None
+    augmenter = (make_augmenter(noises, (meta and meta.get("augment_config")) or augment_config)
+                 if config.augment else None)
     augment_config = augmenter.config.to_dict() if augmenter is not None else None
     maker = BatchMaker(tr, noises, fc, config, augmenter)
     if config.augment and maker.augmenter is None:

@@ -217,3 +217,12 @@ def test_each_epoch_draws_a_fresh_balanced_unknown_subset():
     assert set(a[labels[a] == 1]) != set(b[labels[b] == 1])
     again = np.random.default_rng(0)
     assert np.array_equal(order.draw(again), a)
+
+
+def test_augment_config_is_used_and_recorded(tiny, tmp_path):
+    cfg = {"shift_prob": 0.0, "formant_prob": 0.0, "speed_prob": 0.0, "reverb_prob": 0.0}
+    b = train(tiny, tmp_path / "m", **{**TINY, "epochs": 1}, augment_config=cfg)
+    recorded = b.manifest["training"]["augment_config"]
+    assert all(recorded[k] == v for k, v in cfg.items())
+    default = train(tiny, tmp_path / "d", **{**TINY, "epochs": 1})
+    assert default.manifest["training"]["augment_config"]["speed_prob"] > 0

@@ -1,0 +1,360 @@
+"""Leave-one-engine-out benchmark: how well a model trained on one speech engine's voices
+recognizes voices it never heard (issue 11).
+
+    from edgekws.voices import benchmark, format_table
+    res = benchmark({"ja": "data/ja_both", "en": "data/en_both"}, "runs/voices", epochs=20)
+    print(format_table(res))
+
+    edgekws eval-voices --ja data/ja_both --en data/en_both --work runs/voices --json voices.json
+
+Input: a synthesized dataset per language holding both engines (`edgekws synth --engines
+espeak,openjtalk`); a clip's engine is its speaker-id prefix (`espk…` eSpeak NG, `ojt…` Open JTalk).
+For each direction (train engine → held-out engine):
+
+* train  : every clip of the train engine's speakers (10% of its speakers, by the Speech Commands
+           hash rule, validate and pick the best epoch), with the training noises only;
+* test   : every clip of the held-out engine, balanced like `edgekws eval` (commands, as many
+           `_unknown_`, as many `_silence_`): clean, and with noise at `snr_db` (10 dB, measured
+           over the whole 1 s clip, as augment.add_noise does);
+* noise  : TRAIN_NOISES (white, brown, mains hum, babble of the train engine) feed augmentation and
+           `_silence_` in training; the tests use noise training never saw — pink noise (a colour
+           kept out) and babble of the held-out engine's voices, one column each. `_silence_` test
+           examples are cut from those held-out noises.
+* enroll : optionally (enroll=K) the int8 model's last layer is retrained (edgekws.retrain) on K
+           clips per class of the held-out engine and tested on its other clips.
+
+Accuracy is over the 12 classes (`_silence_`, `_unknown_`, ten commands), as `edgekws eval`.
+Training runs the normal `edgekws.train.train`; its options pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from edgekws.errors import EdgekwsError
+
+ENGINE_PREFIX = {"espeak": "espk", "openjtalk": "ojt"}
+ENGINE_NAMES = {"espeak": "eSpeak NG", "openjtalk": "Open JTalk"}
+DIRECTIONS = (("espeak", "openjtalk"), ("openjtalk", "espeak"))
+# Noise kinds by file stem (edgekws synth writes white_noise, pink_noise, brown_noise, hum_50hz,
+# babble_<engine>). "{train}" / "{test}" stand for the engines of a direction.
+TRAIN_NOISES = ("white_noise", "brown_noise", "hum_50hz", "babble_{train}")
+TEST_NOISES = ("pink_noise", "babble_{test}")
+SNR_DB = 10.0
+
+
+def engine_of(speaker: str) -> str:
+    """The engine of a speaker id by its prefix: 'espk0012' -> 'espeak', 'ojt0003' -> 'openjtalk'."""
+    for engine, prefix in ENGINE_PREFIX.items():
+        if speaker.startswith(prefix):
+            return engine
+    raise EdgekwsError(f"speaker {speaker!r}: no engine prefix ({', '.join(ENGINE_PREFIX.values())})")
+
+
+def noise_names(train: str, test: str) -> tuple[list[str], list[str]]:
+    """File stems of the training noises and of the held-out test noises of one direction."""
+    return ([n.format(train=train) for n in TRAIN_NOISES], [n.format(test=test) for n in TEST_NOISES])
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.is_symlink() or dst.exists():
+        dst.unlink()
+    os.symlink(src.resolve(), dst)
+
+
+def engine_view(data, dst, engine: str, noises, clips=None, val_percent: float = 10.0) -> Path:
+    """A dataset folder of symlinks: the clips of `engine`'s speakers and the noise files named in
+    `noises` (stems). `clips` (relative paths) restricts the clips further. A validation_list.txt
+    puts `val_percent` of the speakers (hash rule) in validation and everything else in training.
+    Returns dst. Raises if a noise file is missing."""
+    from edgekws.data import BACKGROUND_DIR, load_dataset, which_split
+
+    data, dst = Path(data), Path(dst)
+    ds = load_dataset(data, _command_folders(data))
+    if dst.exists():
+        import shutil
+
+        shutil.rmtree(dst)
+    keep = None if clips is None else set(clips)
+    val = []
+    for c in ds.clips:
+        rel = f"{c.word}/{c.path.name}"
+        if engine_of(c.speaker) != engine or (keep is not None and rel not in keep):
+            continue
+        _link(c.path, dst / rel)
+        if which_split(c.path.name, val_percent, 0.0) == "val":
+            val.append(rel)
+    by_stem = {p.stem: p for p in ds.noise_files}
+    missing = [n for n in noises if n not in by_stem]
+    if missing:
+        raise EdgekwsError(f"{data}: no background noise file(s) {missing} (synthesize with both engines)")
+    for n in noises:
+        _link(by_stem[n], dst / BACKGROUND_DIR / f"{n}.wav")
+    (dst / "validation_list.txt").write_text("".join(f"{r}\n" for r in sorted(val)), encoding="utf-8")
+    (dst / "commands.txt").write_text("".join(f"{w}\n" for w in ds.words), encoding="utf-8")
+    return dst
+
+
+def _command_folders(data: Path) -> list[str]:
+    """The command words of a dataset: those of its synth manifest, else the default words present."""
+    from edgekws.data import DEFAULT_WORDS
+    from edgekws.synth.generator import MANIFEST
+
+    if (data / "commands.txt").is_file():     # a view written by engine_view
+        return (data / "commands.txt").read_text(encoding="utf-8").split()
+    if (data / MANIFEST).is_file():
+        return list(json.loads((data / MANIFEST).read_text(encoding="utf-8"))["commands"])
+    return [w for w in DEFAULT_WORDS if (data / w).is_dir()]
+
+
+# ---- test sets ---------------------------------------------------------------------------------
+
+def held_out_sets(view, fc, *, seed: int = 0, snr_db: float = SNR_DB, cache_dir=None, exclude=()) -> dict:
+    """Balanced test arrays of a held-out view: {"clean": (features, labels), "<noise> 10dB": ...}.
+
+    features (N, T, F) int8, labels (N,) int. Word clips (not `_silence_`) get one excerpt of the
+    named noise file at snr_db; `exclude` (relative clip paths) drops enrollment clips.
+    """
+    from edgekws.augment import add_noise, sample_noise
+    from edgekws.data import load_dataset
+    from edgekws.featcache import FeatureCache, float_to_int16, load_noises, split_arrays
+    from edgekws.features import compute_features
+
+    view = Path(view)
+    ds = load_dataset(view, _command_folders(view))
+    if exclude:
+        drop = set(exclude)
+        ds.clips = [c for c in ds.clips if f"{c.word}/{c.path.name}" not in drop]
+    cache = FeatureCache(cache_dir, fc)
+    arr = split_arrays(ds, "all", cache, seed=seed)
+    out = {"clean": (arr.features, arr.labels)}
+    words = np.flatnonzero(~arr.is_silence)
+    audio = arr.audio[words].astype(np.float32) / np.float32(32768.0)
+    for path, noise in zip(ds.noise_files, load_noises(ds.noise_files, fc.sample_rate)):
+        rng = np.random.default_rng([seed, 0x5A1, zlib.crc32(path.stem.encode())])
+        noisy = add_noise(audio, sample_noise([noise], len(words), audio.shape[1], rng),
+                          np.full(len(words), snr_db))
+        feats = arr.features.copy()
+        feats[words] = compute_features(float_to_int16(np.clip(noisy, -1, 1)), fc)
+        out[f"{path.stem.split('_')[0]} {snr_db:g}dB"] = (feats, arr.labels)
+    return out
+
+
+def _accuracy(engine, sets: dict) -> dict:
+    out = {}
+    for name, (x, y) in sets.items():
+        pred = engine.logits_features(x).argmax(1)
+        cmd = y >= 2
+        out[name] = {"accuracy": float(np.mean(pred == y)), "commands": float(np.mean(pred[cmd] == y[cmd])),
+                     "n": int(len(y))}
+    return out
+
+
+# ---- one direction -----------------------------------------------------------------------------
+
+def pick_enrollment(view, shots: int, seed: int = 0) -> list[str]:
+    """`shots` clips per word folder (commands, and `shots` of the unknown words) of a view, seeded:
+    relative paths."""
+    from edgekws.data import UNKNOWN, load_dataset
+
+    view = Path(view)
+    ds = load_dataset(view, _command_folders(view))
+    rng = np.random.default_rng([seed, 0xE27])
+    picked = []
+    for label in (UNKNOWN, *ds.words):
+        rels = sorted(f"{c.word}/{c.path.name}" for c in ds.clips if c.label == label)
+        picked += [rels[i] for i in sorted(rng.choice(len(rels), min(shots, len(rels)), replace=False))]
+    return picked
+
+
+def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int = 0, snr_db: float = SNR_DB,
+                  enroll: int | None = None, augment_config: dict | None = None, test_data=None, log=print,
+                  **train_options) -> dict:
+    """Train on `train_engine`'s clips of dataset `data`, test on `test_engine`'s (see the module doc).
+
+    work          : folder for the views, the model bundle(s) and the feature cache
+    test_data     : take the held-out engine's clips and noises from this dataset instead (same words),
+                    so that training-data levers are measured on one fixed test set
+    augment_config: AugmentConfig fields for training (None: train's default)
+    train_options : passed to edgekws.train.train (epochs=, arch=, label_smoothing=, augment=False, ...)
+    returns {"train", "test", "seed", "train_config", "val_accuracy", "seconds", "float": {set: acc},
+             "enroll": {...} (if enroll)}
+    """
+    from edgekws.evaluate import FloatNetwork
+    from edgekws.features import FeatureConfig
+    from edgekws.train import train
+
+    for e in (train_engine, test_engine):
+        if e not in ENGINE_PREFIX:
+            raise EdgekwsError(f"unknown engine {e!r} (choose from {', '.join(ENGINE_PREFIX)})")
+    if train_engine == test_engine:
+        raise EdgekwsError("the held-out engine must differ from the training engine")
+    work = Path(work)
+    tag = f"{train_engine}-to-{test_engine}"
+    cache = work / ".cache"
+    train_noises, test_noises = noise_names(train_engine, test_engine)
+    tr_view = engine_view(data, work / f"view-{train_engine}", train_engine, train_noises)
+    test_data = data if test_data is None else test_data
+    te_view = engine_view(test_data, work / f"view-{test_engine}-test", test_engine, test_noises)
+    fc = FeatureConfig()
+    t0 = time.perf_counter()
+    bundle = train(tr_view, work / f"model-{tag}", seed=seed, overwrite=True, cache_dir=cache,
+                   progress=False, log=lambda *a: None, augment_config=augment_config,
+                   **{"words": _command_folders(tr_view), **train_options})
+    seconds = time.perf_counter() - t0
+    training = bundle.manifest["training"]
+    res = {"train": train_engine, "test": test_engine, "seed": seed, "snr_db": snr_db, "test_data": str(test_data),
+           "train_noises": train_noises, "test_noises": test_noises,
+           "train_config": training["config"], "augment_config": training.get("augment_config"),
+           "val_accuracy": training["val_accuracy"], "epochs_run": training["epochs_run"],
+           "n_train": training["n_train"], "seconds": round(seconds, 1)}
+    sets = held_out_sets(te_view, fc, seed=seed, snr_db=snr_db, cache_dir=cache)
+    res["float"] = _accuracy(FloatNetwork(bundle), sets)
+    log(f"  {tag}: " + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in res["float"].items())
+        + f" (in-engine val {res['val_accuracy']:.3f}, {seconds:.0f} s)")
+    if enroll:
+        res["enroll"] = enroll_direction(bundle, test_data, work, train_view=tr_view, test_engine=test_engine,
+                                         train_noises=train_noises, test_noises=test_noises, shots=enroll,
+                                         seed=seed, snr_db=snr_db, log=log)
+    return res
+
+
+def enroll_direction(bundle, data, work, *, train_view, test_engine, train_noises, test_noises, shots: int = 3,
+                     seed: int = 0, snr_db: float = SNR_DB, log=print) -> dict:
+    """Quantize `bundle`, retrain its last layer on `shots` clips per class of the held-out engine
+    (silence cut from the training noises), test int8 before/after on its other clips."""
+    from edgekws.data import load_dataset
+    from edgekws.evaluate import KeywordModel
+    from edgekws.featcache import FeatureCache, split_arrays
+    from edgekws.features import FeatureConfig
+    from edgekws.quant import quantize_bundle
+    from edgekws.retrain import retrain
+
+    work = Path(work)
+    cache = work / ".cache"
+    fc = FeatureConfig()
+    calib = split_arrays(load_dataset(train_view, _command_folders(Path(train_view))), "train",
+                         FeatureCache(cache, fc), seed=seed).features
+    calib = calib[np.sort(np.random.default_rng(seed).choice(len(calib), min(1000, len(calib)), replace=False))]
+    quantize_bundle(bundle, calib, seed=seed, log=lambda *a: None)
+    full = engine_view(data, work / f"view-{test_engine}-all", test_engine, [])
+    picked = pick_enrollment(full, shots, seed)
+    enroll_view = engine_view(data, work / f"view-{test_engine}-enroll", test_engine, train_noises, clips=picked)
+    (enroll_view / "validation_list.txt").unlink()
+    te_view = work / f"view-{test_engine}-test"
+    new = retrain(bundle, enroll_view, work / f"model-{bundle.path.name}-enrolled", shots=shots, seed=seed,
+                  overwrite=True, cache_dir=cache, log=lambda *a: None)
+    sets = held_out_sets(te_view, fc, seed=seed, snr_db=snr_db, cache_dir=cache, exclude=picked)
+    out = {"shots": shots, "clips": len(picked), "before_int8": _accuracy(KeywordModel(bundle, "int8").engine, sets),
+           "after_int8": _accuracy(KeywordModel(new, "int8").engine, sets)}
+    log(f"  enrolled ({shots} clips/class): " + ", ".join(
+        f"{k} {out['before_int8'][k]['accuracy']:.3f} -> {v['accuracy']:.3f}" for k, v in out["after_int8"].items()))
+    return out
+
+
+# ---- the benchmark -----------------------------------------------------------------------------
+
+def benchmark(datasets: dict, work, *, directions=DIRECTIONS, seeds=(0,), snr_db: float = SNR_DB,
+              enroll: int | None = None, augment_config: dict | None = None, test_datasets: dict | None = None,
+              log=print, **train_options) -> dict:
+    """Every language × direction × seed. datasets: {"ja": folder, "en": folder} (both engines each);
+    test_datasets: {lang: folder} to test on another dataset's held-out engine (see run_direction).
+
+    returns {"snr_db", "train_options", "augment", "runs": [run_direction results + "lang"]}
+    """
+    runs = []
+    for lang, data in datasets.items():
+        for train_engine, test_engine in directions:
+            for seed in seeds:
+                log(f"{lang}: train {ENGINE_NAMES[train_engine]} -> test {ENGINE_NAMES[test_engine]}, seed {seed}")
+                r = run_direction(data, Path(work) / lang / f"seed{seed}", train_engine, test_engine, seed=seed,
+                                  snr_db=snr_db, enroll=enroll, augment_config=augment_config, log=log,
+                                  test_data=(test_datasets or {}).get(lang), **train_options)
+                runs.append({"lang": lang, "dataset": str(data), **r})
+    return {"snr_db": snr_db, "train_options": train_options, "augment_config": augment_config, "runs": runs}
+
+
+def summarize(results: dict) -> list[dict]:
+    """One row per (lang, train, test): mean and min/max over seeds of each test set's accuracy."""
+    groups: dict = {}
+    for r in results["runs"]:
+        groups.setdefault((r["lang"], r["train"], r["test"]), []).append(r)
+    rows = []
+    for (lang, tr, te), rs in groups.items():
+        row = {"lang": lang, "train": tr, "test": te, "seeds": [r["seed"] for r in rs],
+               "val": float(np.mean([r["val_accuracy"] for r in rs])), "sets": {}}
+        for name in rs[0]["float"]:
+            acc = [r["float"][name]["accuracy"] for r in rs]
+            row["sets"][name] = {"mean": float(np.mean(acc)), "min": float(min(acc)), "max": float(max(acc))}
+        if all("enroll" in r for r in rs):
+            row["enroll"] = {name: float(np.mean([r["enroll"]["after_int8"][name]["accuracy"] for r in rs]))
+                             for name in rs[0]["enroll"]["after_int8"]}
+            row["before_enroll"] = {name: float(np.mean([r["enroll"]["before_int8"][name]["accuracy"] for r in rs]))
+                                    for name in rs[0]["enroll"]["before_int8"]}
+        rows.append(row)
+    return rows
+
+
+def format_table(results: dict) -> str:
+    """A Markdown table: language, train → test engine, in-engine validation, then each test set
+    (mean over seeds, with min–max when there are several), and enrollment if it was run."""
+    rows = summarize(results)
+    if not rows:
+        return "(no runs)"
+    sets = list(rows[0]["sets"])
+    enroll = "enroll" in rows[0]
+    head = ["lang", "train → test", "in-engine val", *sets]
+    if enroll:
+        head += [f"int8 {s}: before → after enroll" for s in sets]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["lang"], f"{ENGINE_NAMES[r['train']]} → {ENGINE_NAMES[r['test']]}", f"{100 * r['val']:.1f}"]
+        for s in sets:
+            v = r["sets"][s]
+            cells.append(f"{100 * v['mean']:.1f}" + (f" ({100 * v['min']:.1f}–{100 * v['max']:.1f})"
+                                                      if len(r["seeds"]) > 1 else ""))
+        if enroll:
+            cells += [f"{100 * r['before_enroll'][s]:.1f} → {100 * r['enroll'][s]:.1f}" for s in sets]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+def register(sub) -> None:
+    p = sub.add_parser("eval-voices", help="leave-one-engine-out benchmark: train on one TTS engine, test on the other",
+                       description="Train on eSpeak NG only and test on Open JTalk, and the reverse, per language; "
+                                   "clean and at 10 dB SNR with noise not used in training. Prints a table.")
+    p.add_argument("--ja", metavar="DATA", help="Japanese dataset with both engines (edgekws synth --lang ja)")
+    p.add_argument("--en", metavar="DATA", help="English dataset with both engines "
+                                                "(edgekws synth --lang en --engines espeak,openjtalk)")
+    p.add_argument("--work", required=True, help="folder for views, models and the feature cache")
+    p.add_argument("--json", metavar="FILE", help="write every result here")
+    p.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: train's)")
+    p.add_argument("--arch", help="architecture (default: train's)")
+    p.add_argument("--snr", type=float, default=SNR_DB, help=f"SNR of the noisy tests in dB (default {SNR_DB:g})")
+    p.add_argument("--enroll", type=int, metavar="K", help="also enroll K clips per class of the held-out engine")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    datasets = {lang: d for lang, d in (("ja", args.ja), ("en", args.en)) if d}
+    if not datasets:
+        raise EdgekwsError("eval-voices: give --ja DATA and/or --en DATA")
+    opts = {k: v for k, v in (("epochs", args.epochs), ("arch", args.arch)) if v is not None}
+    seeds = tuple(int(s) for s in str(args.seeds).split(",") if s.strip())
+    res = benchmark(datasets, args.work, seeds=seeds, snr_db=args.snr, enroll=args.enroll, **opts)
+    print(format_table(res))
+    if args.json:
+        from edgekws.fileio import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(res, indent=1))
+    return 0

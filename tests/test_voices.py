@@ -1,0 +1,109 @@
+"""The leave-one-engine-out benchmark (edgekws.voices): the split by engine, the held-out noises,
+the noisy test sets, enrollment picks and the table, on a tiny two-engine synthesized dataset."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("espeakng_loader")
+pytest.importorskip("pyopenjtalk")
+
+from edgekws.data import load_dataset  # noqa: E402
+from edgekws.errors import EdgekwsError  # noqa: E402
+from edgekws.features import FeatureConfig  # noqa: E402
+from edgekws.synth import synthesize_dataset  # noqa: E402
+from edgekws.voices import (benchmark, engine_of, engine_view, format_table, noise_names,  # noqa: E402
+                            pick_enrollment, held_out_sets)
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    """English yes/no from 4 eSpeak NG and 3 Open JTalk speakers (katakana), with noise files."""
+    out = tmp_path_factory.mktemp("voices") / "en"
+    synthesize_dataset(out, "en", words="yes,no", speakers=7, engines="espeak,openjtalk", seed=3, jobs=1,
+                       unknown_per_speaker=1, noise_seconds=2.0)
+    return out
+
+
+def test_engine_of_prefix():
+    assert engine_of("espk0012") == "espeak"
+    assert engine_of("ojt0000") == "openjtalk"
+    with pytest.raises(EdgekwsError):
+        engine_of("alice")
+
+
+def test_test_noises_are_never_training_noises():
+    for train, test in (("espeak", "openjtalk"), ("openjtalk", "espeak")):
+        tr, te = noise_names(train, test)
+        assert not set(tr) & set(te)
+        assert f"babble_{train}" in tr and f"babble_{test}" in te
+        assert "pink_noise" in te and f"babble_{test}" not in tr
+
+
+def test_views_split_by_engine(both, tmp_path):
+    tr, te = noise_names("espeak", "openjtalk")
+    a = load_dataset(engine_view(both, tmp_path / "a", "espeak", tr), ["yes", "no"])
+    b = load_dataset(engine_view(both, tmp_path / "b", "openjtalk", te), ["yes", "no"])
+    assert {c.speaker[:4] for c in a.clips} == {"espk"}
+    assert {c.speaker[:3] for c in b.clips} == {"ojt"}
+    assert sorted(p.stem for p in a.noise_files) == sorted(tr)
+    assert sorted(p.stem for p in b.noise_files) == sorted(te)
+    assert len(a.clips) + len(b.clips) == len(load_dataset(both, ["yes", "no"]).clips)
+    val = {c.speaker for c in a.clips if c.split == "val"}
+    assert not val & {c.speaker for c in a.clips if c.split == "train"}   # a speaker in one split only
+
+
+def test_noisy_sets_change_words_only(both, tmp_path):
+    _, te = noise_names("espeak", "openjtalk")
+    view = engine_view(both, tmp_path / "t", "openjtalk", te)
+    sets = held_out_sets(view, FeatureConfig(), seed=1, cache_dir=None)
+    assert set(sets) == {"clean", "pink 10dB", "babble 10dB"}
+    x0, y0 = sets["clean"]
+    words = y0 != 0                                        # label 0 is _silence_
+    for name in ("pink 10dB", "babble 10dB"):
+        x, y = sets[name]
+        np.testing.assert_array_equal(y, y0)
+        np.testing.assert_array_equal(x[~words], x0[~words])
+        assert np.mean(np.any(x[words] != x0[words], axis=(1, 2))) == 1.0
+    again = held_out_sets(view, FeatureConfig(), seed=1, cache_dir=None)
+    np.testing.assert_array_equal(again["babble 10dB"][0], sets["babble 10dB"][0])
+
+
+def test_enrollment_pick(both, tmp_path):
+    view = engine_view(both, tmp_path / "e", "openjtalk", [])
+    picked = pick_enrollment(view, 2, seed=0)
+    assert picked == pick_enrollment(view, 2, seed=0)
+    folders = [p.split("/")[0] for p in picked]
+    assert folders.count("yes") == 2 and folders.count("no") == 2
+    assert len(folders) == 6                               # + 2 unknown words
+    assert all(p.split("/")[1].startswith("ojt") for p in picked)
+
+
+def test_benchmark_table(both, tmp_path):
+    res = benchmark({"en": both}, tmp_path / "w", directions=(("espeak", "openjtalk"),), arch="dscnn-s",
+                    epochs=1, enroll=2, log=lambda *a: None)
+    run = res["runs"][0]
+    assert (run["lang"], run["train"], run["test"]) == ("en", "espeak", "openjtalk")
+    assert set(run["float"]) == {"clean", "pink 10dB", "babble 10dB"}
+    assert all(0.0 <= v["accuracy"] <= 1.0 for v in run["float"].values())
+    enrolled = run["enroll"]
+    assert enrolled["clips"] == 6                           # 2 yes, 2 no, 2 unknown
+    assert enrolled["after_int8"]["clean"]["n"] == enrolled["before_int8"]["clean"]["n"] < run["float"]["clean"]["n"]
+    table = format_table(res).splitlines()
+    assert table[0].startswith("| lang | train → test | in-engine val | clean | babble 10dB | pink 10dB | int8 clean: ")
+    assert table[2].startswith("| en | eSpeak NG → Open JTalk | ")
+    json.dumps(res)
+
+
+def test_command_line(capsys):
+    import argparse
+
+    from edgekws.voices import register
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    register(sub)
+    args = sub.choices["eval-voices"].parse_args(["--work", "w", "--seeds", "0,1", "--enroll", "3"])
+    assert (args.seeds, args.enroll, args.snr) == ("0,1", 3, 10.0)
+    with pytest.raises(EdgekwsError, match="--ja"):
+        args.func(args)
