@@ -2,6 +2,7 @@
  * order written here; edgekws/retrain/headmath.py does the same operations in the same order, so
  * both produce the same bits. No libm: exp, log and sqrt are the fixed approximations below. */
 #include "ekws/head.h"
+#include "ekws/le.h"
 #include "ekws/model.h" /* ekws_crc32 */
 
 #include <float.h>
@@ -31,17 +32,6 @@ static float u2f(uint32_t u) {
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
-}
-
-static uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-static void wr32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)(v & 0xFFu);
-    p[1] = (uint8_t)((v >> 8) & 0xFFu);
-    p[2] = (uint8_t)((v >> 16) & 0xFFu);
-    p[3] = (uint8_t)(v >> 24);
 }
 
 static uint32_t s2u(int32_t s) {
@@ -575,23 +565,23 @@ ekws_status_t ekws_head_quantize(ekws_head_trainer_t *tr, void *out, size_t cap,
         if (ekws_head_quantize_multiplier(s_in_w / out_scale, &mult, &shift) != EKWS_OK) {
             return EKWS_ERR_ARG;
         }
-        wr32(b + bias_off + 4u * c, s2u((int32_t)bq));
-        wr32(b + mult_off + 4u * c, s2u(mult));
-        wr32(b + shift_off + 4u * c, s2u(shift));
+        ekws_wr32le(b + bias_off + 4u * c, s2u((int32_t)bq));
+        ekws_wr32le(b + mult_off + 4u * c, s2u(mult));
+        ekws_wr32le(b + shift_off + 4u * c, s2u(shift));
         if (with_float) {
             for (uint32_t k = 0; k < e; k++) {
-                wr32(b + fw_off + 4u * ((size_t)c * e + k), f2u(w[k]));
+                ekws_wr32le(b + fw_off + 4u * ((size_t)c * e + k), f2u(w[k]));
             }
-            wr32(b + fb_off + 4u * c, f2u(fb[c]));
+            ekws_wr32le(b + fb_off + 4u * c, f2u(fb[c]));
         }
     }
     const uint32_t hdr[HB_WORDS] = {
         EKWS_HEAD_MAGIC, EKWS_HEAD_VERSION, (uint32_t)total, 0u, c_n, e, with_float ? EKWS_HEAD_FLAG_FLOAT : 0u,
         s2u(tr->emb_zp), f2u(tr->emb_scale), s2u(out_zp), f2u(out_scale), 0u};
     for (uint32_t i = 0; i < HB_WORDS; i++) {
-        wr32(b + 4u * i, hdr[i]);
+        ekws_wr32le(b + 4u * i, hdr[i]);
     }
-    wr32(b + 4u * HB_CRC, ekws_crc32(0u, b, total));
+    ekws_wr32le(b + 4u * HB_CRC, ekws_crc32(0u, b, total));
     *size = total;
     return EKWS_OK;
 }
@@ -607,24 +597,24 @@ const char *ekws_head_check(const void *blob, size_t size) {
     if (size < EKWS_HEAD_HEADER_SIZE) {
         return "truncated header";
     }
-    if (rd32(b + 4u * HB_MAGIC) != EKWS_HEAD_MAGIC) {
+    if (ekws_rd32le(b + 4u * HB_MAGIC) != EKWS_HEAD_MAGIC) {
         return "bad magic";
     }
-    if (rd32(b + 4u * HB_VERSION) != EKWS_HEAD_VERSION) {
+    if (ekws_rd32le(b + 4u * HB_VERSION) != EKWS_HEAD_VERSION) {
         return "unsupported version";
     }
-    const uint32_t c_n = rd32(b + 4u * HB_CLASSES), e = rd32(b + 4u * HB_EMBED), flags = rd32(b + 4u * HB_FLAGS);
+    const uint32_t c_n = ekws_rd32le(b + 4u * HB_CLASSES), e = ekws_rd32le(b + 4u * HB_EMBED), flags = ekws_rd32le(b + 4u * HB_FLAGS);
     if (c_n < 2u || c_n > EKWS_HEAD_MAX_CLASSES || e < 1u || e > EKWS_HEAD_MAX_EMBED || (flags & ~1u) != 0u) {
         return "bad dimensions or flags";
     }
-    const uint32_t total = rd32(b + 4u * HB_TOTAL);
+    const uint32_t total = ekws_rd32le(b + 4u * HB_TOTAL);
     if (total != ekws_head_blob_size(c_n, e, (int)(flags & 1u))) {
         return "size field disagrees with the dimensions";
     }
     if (size < total) {
         return "truncated blob";
     }
-    const uint32_t stored = rd32(b + 4u * HB_CRC);
+    const uint32_t stored = ekws_rd32le(b + 4u * HB_CRC);
     uint32_t crc = ekws_crc32(0u, b, 4u * HB_CRC);
     const uint8_t zero[4] = {0, 0, 0, 0};
     crc = ekws_crc32(crc, zero, 4u);
@@ -632,15 +622,15 @@ const char *ekws_head_check(const void *blob, size_t size) {
     if (crc != stored) {
         return "bad crc";
     }
-    const int32_t in_zp = u2s(rd32(b + 4u * HB_IN_ZP)), out_zp = u2s(rd32(b + 4u * HB_OUT_ZP));
-    const float in_scale = u2f(rd32(b + 4u * HB_IN_SCALE)), out_scale = u2f(rd32(b + 4u * HB_OUT_SCALE));
+    const int32_t in_zp = u2s(ekws_rd32le(b + 4u * HB_IN_ZP)), out_zp = u2s(ekws_rd32le(b + 4u * HB_OUT_ZP));
+    const float in_scale = u2f(ekws_rd32le(b + 4u * HB_IN_SCALE)), out_scale = u2f(ekws_rd32le(b + 4u * HB_OUT_SCALE));
     if (in_zp < -128 || in_zp > 127 || out_zp < -128 || out_zp > 127 || !(in_scale > 0.0f) ||
         !(in_scale < FLT_MAX) || !(out_scale > 0.0f) || !(out_scale < FLT_MAX)) {
         return "bad quantization parameters";
     }
     const size_t mult_off = EKWS_HEAD_HEADER_SIZE + align4((size_t)c_n * e) + 4u * c_n;
     for (uint32_t c = 0; c < c_n; c++) {
-        const int32_t m = u2s(rd32(b + mult_off + 4u * c)), s = u2s(rd32(b + mult_off + 4u * (c_n + c)));
+        const int32_t m = u2s(ekws_rd32le(b + mult_off + 4u * c)), s = u2s(ekws_rd32le(b + mult_off + 4u * (c_n + c)));
         if (m < 0 || s < EKWS_SHIFT_MIN || s > EKWS_SHIFT_MAX) {
             return "bad multiplier or shift";
         }
@@ -658,13 +648,13 @@ ekws_status_t ekws_head_load(ekws_head_t *head, const void *blob, size_t size) {
     const uint8_t *b = (const uint8_t *)blob;
     ekws_head_t h;
     h.blob = b;
-    h.num_classes = rd32(b + 4u * HB_CLASSES);
-    h.embed_size = rd32(b + 4u * HB_EMBED);
-    h.flags = rd32(b + 4u * HB_FLAGS);
-    h.input_zp = u2s(rd32(b + 4u * HB_IN_ZP));
-    h.output_zp = u2s(rd32(b + 4u * HB_OUT_ZP));
-    h.input_scale = u2f(rd32(b + 4u * HB_IN_SCALE));
-    h.output_scale = u2f(rd32(b + 4u * HB_OUT_SCALE));
+    h.num_classes = ekws_rd32le(b + 4u * HB_CLASSES);
+    h.embed_size = ekws_rd32le(b + 4u * HB_EMBED);
+    h.flags = ekws_rd32le(b + 4u * HB_FLAGS);
+    h.input_zp = u2s(ekws_rd32le(b + 4u * HB_IN_ZP));
+    h.output_zp = u2s(ekws_rd32le(b + 4u * HB_OUT_ZP));
+    h.input_scale = u2f(ekws_rd32le(b + 4u * HB_IN_SCALE));
+    h.output_scale = u2f(ekws_rd32le(b + 4u * HB_OUT_SCALE));
     const size_t c = h.num_classes, e = h.embed_size;
     const size_t bias_off = EKWS_HEAD_HEADER_SIZE + align4(c * e);
     h.weight = (const int8_t *)(b + EKWS_HEAD_HEADER_SIZE);

@@ -1,6 +1,7 @@
 /* model.c: validate an int8 model blob and run it over a caller-provided arena (see ekws/model.h
  * for the blob layout; edgekws/export/c.py writes it and computes the same arena size). */
 #include "ekws/model.h"
+#include "ekws/le.h"
 
 #include <string.h>
 
@@ -18,12 +19,8 @@ enum {
 #define MAX_DIM 65535u
 #define MAX_ELEMS (1u << 24)
 
-static uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
 static int32_t rds32(const uint8_t *p) {
-    const uint32_t u = rd32(p);
+    const uint32_t u = ekws_rd32le(p);
     int32_t s;
     memcpy(&s, &u, sizeof s);
     return s;
@@ -51,7 +48,7 @@ typedef struct {
 static void read_layer(const uint8_t *blob, uint32_t i, layer_t *l) {
     const uint8_t *p = blob + EKWS_MODEL_HEADER_SIZE + (size_t)i * EKWS_MODEL_LAYER_SIZE;
     for (uint32_t k = 0; k < L_WORDS; k++) {
-        l->w[k] = rd32(p + 4u * k);
+        l->w[k] = ekws_rd32le(p + 4u * k);
     }
 }
 
@@ -144,31 +141,31 @@ static const char *check_blob(const uint8_t *b, size_t size, uint32_t *act, uint
     if (size < EKWS_MODEL_HEADER_SIZE) {
         return "blob shorter than its header";
     }
-    if (rd32(b + 4 * H_MAGIC) != EKWS_MODEL_MAGIC) {
+    if (ekws_rd32le(b + 4 * H_MAGIC) != EKWS_MODEL_MAGIC) {
         return "bad magic (not an edgekws model blob)";
     }
-    if (rd32(b + 4 * H_VERSION) != EKWS_MODEL_VERSION) {
+    if (ekws_rd32le(b + 4 * H_VERSION) != EKWS_MODEL_VERSION) {
         return "unsupported model format version";
     }
-    const uint32_t total = rd32(b + 4 * H_TOTAL), n = rd32(b + 4 * H_NUM_LAYERS);
+    const uint32_t total = ekws_rd32le(b + 4 * H_TOTAL), n = ekws_rd32le(b + 4 * H_NUM_LAYERS);
     if (total > size || total < EKWS_MODEL_HEADER_SIZE || (total & 3u) != 0) {
         return "blob truncated (total size larger than the buffer)";
     }
-    if (rd32(b + 4 * H_HEADER_SIZE) != EKWS_MODEL_HEADER_SIZE || rd32(b + 4 * H_LAYER_SIZE) != EKWS_MODEL_LAYER_SIZE) {
+    if (ekws_rd32le(b + 4 * H_HEADER_SIZE) != EKWS_MODEL_HEADER_SIZE || ekws_rd32le(b + 4 * H_LAYER_SIZE) != EKWS_MODEL_LAYER_SIZE) {
         return "unexpected header or layer record size";
     }
     static const uint8_t zero4[4] = {0, 0, 0, 0};
     uint32_t crc = ekws_crc32(0, b, 4 * H_CRC);
     crc = ekws_crc32(crc, zero4, 4);
     crc = ekws_crc32(crc, b + 4 * (H_CRC + 1), total - 4 * (H_CRC + 1));
-    if (crc != rd32(b + 4 * H_CRC)) {
+    if (crc != ekws_rd32le(b + 4 * H_CRC)) {
         return "CRC mismatch (corrupt model blob)";
     }
     if (n < 1 || n > 1024 || (uint64_t)EKWS_MODEL_HEADER_SIZE + (uint64_t)n * EKWS_MODEL_LAYER_SIZE > total) {
         return "bad layer count";
     }
     const uint32_t data_start = EKWS_MODEL_HEADER_SIZE + n * EKWS_MODEL_LAYER_SIZE;
-    const uint32_t in_h = rd32(b + 4 * H_IN_H), in_w = rd32(b + 4 * H_IN_W), in_c = rd32(b + 4 * H_IN_C);
+    const uint32_t in_h = ekws_rd32le(b + 4 * H_IN_H), in_w = ekws_rd32le(b + 4 * H_IN_W), in_c = ekws_rd32le(b + 4 * H_IN_C);
     uint32_t a = 0, s = 0;
     layer_t prev = {{0}}, l = {{0}};
     for (uint32_t i = 0; i < n; i++) {
@@ -189,10 +186,10 @@ static const char *check_blob(const uint8_t *b, size_t size, uint32_t *act, uint
         s = scratch_bytes(&l) > s ? scratch_bytes(&l) : s;
         prev = l;
     }
-    if (out_elems(&prev) != rd32(b + 4 * H_NUM_CLASSES) || l.w[L_OUT_ZP] != rd32(b + 4 * H_OUT_ZP)) {
+    if (out_elems(&prev) != ekws_rd32le(b + 4 * H_NUM_CLASSES) || l.w[L_OUT_ZP] != ekws_rd32le(b + 4 * H_OUT_ZP)) {
         return "last layer does not match the model output";
     }
-    if (a + s != rd32(b + 4 * H_ARENA)) {
+    if (a + s != ekws_rd32le(b + 4 * H_ARENA)) {
         return "arena size in the header differs from the computed one";
     }
     *act = a;
@@ -229,13 +226,13 @@ ekws_status_t ekws_model_init(ekws_model_t *model, const void *blob, size_t blob
     if (arena_size < need) {
         return EKWS_ERR_BUFFER_TOO_SMALL;
     }
-    const uint32_t scale_bits = rd32(b + 4 * H_OUT_SCALE);
+    const uint32_t scale_bits = ekws_rd32le(b + 4 * H_OUT_SCALE);
     float scale;
     memcpy(&scale, &scale_bits, sizeof scale);
     model->blob = b;
-    model->num_layers = rd32(b + 4 * H_NUM_LAYERS);
-    model->input_size = rd32(b + 4 * H_IN_H) * rd32(b + 4 * H_IN_W) * rd32(b + 4 * H_IN_C);
-    model->num_classes = rd32(b + 4 * H_NUM_CLASSES);
+    model->num_layers = ekws_rd32le(b + 4 * H_NUM_LAYERS);
+    model->input_size = ekws_rd32le(b + 4 * H_IN_H) * ekws_rd32le(b + 4 * H_IN_W) * ekws_rd32le(b + 4 * H_IN_C);
+    model->num_classes = ekws_rd32le(b + 4 * H_NUM_CLASSES);
     model->output_zp = rds32(b + 4 * H_OUT_ZP);
     model->output_scale = scale;
     model->arena = (uint8_t *)arena;
