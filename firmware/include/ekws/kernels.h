@@ -8,8 +8,14 @@
  * output channel; bias int32 per output channel (may be NULL = 0).
  *
  * Requantization (see ekws_requantize_s8): y = clamp(zp_out + round(clamp32(acc + bias) * M / 2^n),
- * act_min, act_max), rounding half away from zero, computed exactly in int64; M >= 0, 1 <= n <= 62.
+ * act_min, act_max), rounding half away from zero, computed exactly; M >= 0, 1 <= n <= 62.
  * ReLU / ReLU6 are the [act_min, act_max] clamp. Padding cells count as the input zero point (real 0).
+ * acc, the int32 sum of (x - zp) * w over a window, is exact for windows of up to 65,793 values.
+ *
+ * Code paths (all bit-exact with each other and with the numpy reference; see kernels.c): built
+ * for a 32-bit Arm core with the DSP extension (__ARM_FEATURE_DSP: Cortex-M4/M7/M33, A-profile in
+ * 32-bit mode) the inner loops use SXTB16 / SMLAD (two 8-bit MACs per instruction); -DEKWS_NO_DSP
+ * selects the plain C path that every other target (Cortex-M0/M3, x86, aarch64) compiles.
  */
 #ifndef EKWS_KERNELS_H
 #define EKWS_KERNELS_H
@@ -49,7 +55,8 @@ typedef struct {
 int32_t ekws_requantize_s8(int32_t acc, int32_t bias, int32_t multiplier, int32_t shift,
                            int32_t output_zp, int32_t act_min, int32_t act_max);
 
-/* Scratch bytes of ekws_conv_s8 for a filter: one int16 patch of kh*kw*in_c values. */
+/* Scratch bytes of ekws_conv_s8 for a filter: kh*kw*in_c int16 (the kernel keeps the windows of
+ * two output pixels there, as bytes; a pointwise convolution does not use it). */
 size_t ekws_conv_s8_scratch_size(const ekws_dims_t *filter_dims);
 
 /* 2-D convolution. input (in.n, in.h, in.w, in.c) -> output (in.n, out.h, out.w, filter.n);
@@ -60,7 +67,8 @@ ekws_status_t ekws_conv_s8(const ekws_conv_params_t *params, const ekws_quant_pa
                            const ekws_dims_t *filter_dims, const int8_t *filter, const int32_t *bias,
                            const ekws_dims_t *output_dims, int8_t *output, int16_t *scratch);
 
-/* Scratch bytes of ekws_depthwise_conv_s8 / ekws_avgpool_s8: one int32 per channel. */
+/* Scratch bytes of ekws_depthwise_conv_s8 / ekws_avgpool_s8: one int32 per channel (the depthwise
+ * kernel's per-channel zero-point term; pooling does not use it). */
 size_t ekws_depthwise_conv_s8_scratch_size(const ekws_dims_t *input_dims);
 
 /* Depthwise convolution, depth multiplier 1. input (n, h, w, c) -> output (n, out.h, out.w, c);
@@ -79,7 +87,8 @@ ekws_status_t ekws_avgpool_s8(const ekws_conv_params_t *params, const ekws_quant
                               const int8_t *input, const ekws_dims_t *output_dims, int8_t *output,
                               int32_t *scratch);
 
-/* Scratch bytes of ekws_fully_connected_s8: one int16 per input feature. */
+/* Scratch bytes of ekws_fully_connected_s8: one int16 per input feature (unused by the current
+ * kernel; kept so that arena sizes stay valid). */
 size_t ekws_fully_connected_s8_scratch_size(int32_t in_features);
 
 /* Dense layer: input (batch, in_features) -> output (batch, out_features); weights
