@@ -103,7 +103,12 @@ def test_folded_names_and_scheme():
         if q.act == "relu":
             assert q.act_min == q.out_zp  # ReLU is the clamp at the zero point
     pool = qm.layers[7]
-    assert (pool.in_scale, pool.in_zp) == (pool.out_scale, pool.out_zp)
+    # the pooled embedding has its own calibrated range, narrower than its ReLU input's, and
+    # the calibration data use all of it (the largest pooled value maps to 127)
+    assert pool.out_zp == -128 and pool.out_scale < pool.in_scale
+    _, outs = int8_forward(qm, features(16), collect=True)
+    assert outs[7].max() == 127
+    assert (qm.layers[8].in_scale, qm.layers[8].in_zp) == (pool.out_scale, pool.out_zp)
 
 
 def _seq(layers, shape=(8, 6, 2)):

@@ -191,11 +191,16 @@ def quantize_ops(ops: list[FloatOp], ranges: list[tuple[float, float]], input_sc
     for fop, (lo, hi) in zip(ops, ranges):
         where = f"layer {fop.name!r}"
         if fop.op == "avgpool":
+            # Its own calibrated range: an average spans far less than its input (a global pool of
+            # ReLU maps used ~30 of 256 levels with the input's scale), and the pooled output is
+            # the embedding that last-layer retraining learns from.
             area = fop.kernel[0] * fop.kernel[1]
-            m, n = quantize_multiplier(1.0 / area, where)
+            s_out, zp_out = activation_range(lo, hi, None)
+            m, n = quantize_multiplier(s_in / (area * s_out), where)
             layers.append(QLayer(fop.name, "avgpool", fop.in_shape, fop.out_shape, fop.kernel, fop.stride,
-                                 fop.pads, None, s_in, zp_in, s_in, zp_in, -128, 127,
+                                 fop.pads, None, s_in, zp_in, s_out, zp_out, -128, 127,
                                  np.array([m], np.int32), np.array([n], np.int32), folded=list(fop.folded)))
+            s_in, zp_in = s_out, zp_out
             continue
         axis = {"conv": 0, "depthwise": 2, "dense": 0}[fop.op]
         wq, ws = quantize_weights(fop.weight, axis)
