@@ -45,6 +45,8 @@ ROWS = [
     ("conv_explicit_pad_stride12_batch1", lambda: nn.Conv2D(2, (2, 3), stride=(1, 2), padding=((1, 0), (2, 1))),
      (4, 5, 3), 1, None, True, None),
     ("conv_pointwise", lambda: nn.Conv2D(4, 1), (3, 3, 3), 2, None, True, None),
+    ("conv_16_channels_channel_major_im2col", lambda: nn.Conv2D(2, 3, stride=(2, 1), padding="same"),
+     (4, 3, 16), 1, None, True, None),
     ("conv_first_layer_10x4_s2", lambda: nn.Conv2D(2, (5, 4), stride=2, padding="same", use_bias=False),
      (9, 8, 1), 2, None, True, None),
     ("depthwise_3x3_same", lambda: nn.DepthwiseConv2D(3, padding="same"), (5, 4, 3), 2, None, True, None),

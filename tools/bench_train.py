@@ -25,6 +25,9 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's edgekws, installed or not
 
 BATCH, SHAPE, CLASSES = 100, (49, 40, 1), 12
 

@@ -6,7 +6,10 @@ Training mode normalizes with the batch statistics and updates running statistic
 evaluation mode (and a frozen layer) uses the running statistics.
 
 Work is done per cache-sized block of the batch (see parallel.py): statistics by Chan's
-pairwise combination of per-block means and squared deviations, so float32 stays accurate.
+pairwise combination of per-group means and squared deviations, so float32 stays accurate.
+Inside a block, x (n, ..., C) is seen as rows of r positions x C channels (`_Rows`), so each
+numpy loop runs over r*C contiguous values against per-channel vectors tiled r times, and sums
+over the rows are BLAS products.
 """
 
 from __future__ import annotations
@@ -14,9 +17,42 @@ from __future__ import annotations
 import numpy as np
 
 from edgekws.nn.layer import Layer, register
-from edgekws.nn.parallel import batch_blocks, run_blocks
+from edgekws.nn.parallel import batch_blocks, run_blocks, thread_scratch
 
-_ACTS = (None, "relu", "relu6")
+_ROW_VALUES = 2048  # longest row of the 2-D block views (values); short rows cost loop overhead
+_SCRATCH: dict = {}  # per-thread work arrays, shared by all BatchNorm layers (they run one at a time)
+
+
+class _Rows:
+    """2-D views of a contiguous (N, ..., C) batch, one per block: (rows, r*C), r positions a row.
+
+    r is the largest divisor of the positions per example with r*C <= _ROW_VALUES (at least 1).
+    Per-block results are per column (r*C,); `fold` turns them into per-channel sums.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype):
+        n, c = shape[0], shape[-1]
+        positions = int(np.prod(shape[1:-1], dtype=np.int64))
+        self.r = next(r for r in range(max(1, min(positions, _ROW_VALUES // c)), 0, -1) if positions % r == 0)
+        self.c, self.width = c, self.r * c
+        self.blocks = batch_blocks(n, positions * c * np.dtype(dtype).itemsize)
+        self.ones = np.ones(max(b.stop - b.start for b in self.blocks) * positions // self.r, dtype)
+
+    def view(self, a: np.ndarray, sl: slice) -> np.ndarray:
+        """Rows of block sl of a (a view when a is contiguous, a copy otherwise)."""
+        return a[sl].reshape(-1, self.width)
+
+    def tile(self, v: np.ndarray, dtype) -> np.ndarray:
+        """(C,) -> (r*C,) matching a row."""
+        return np.tile(np.asarray(v, dtype), self.r)
+
+    def column_sums(self, a2: np.ndarray) -> np.ndarray:
+        """(rows, r*C) -> (r*C,) sums over the rows, as one BLAS product."""
+        return self.ones[:a2.shape[0]] @ a2
+
+    def fold(self, per_column) -> np.ndarray:
+        """Per-block per-column values, a list of (r*C,) -> per-channel float64 sums (C,)."""
+        return np.asarray(per_column, np.float64).reshape(-1, self.r, self.c).sum((0, 1))
 
 
 @register
@@ -46,32 +82,36 @@ class BatchNorm(Layer):
         self.buffers["running_mean"] = np.zeros(c, self.dtype)
         self.buffers["running_var"] = np.ones(c, self.dtype)
 
-    def _blocks(self, n):
-        return batch_blocks(n, int(np.prod(self.input_shape)) * self.dtype.itemsize)
+    def _tmp(self, like: np.ndarray, dtype=None) -> np.ndarray:
+        """This thread's work array shaped like a block view (reused from call to call)."""
+        return thread_scratch(_SCRATCH, "tmp", like.shape, dtype or like.dtype)
 
-    def _stats(self, x2, blocks, rows):
-        """Per-channel batch mean and biased variance (float64) of x viewed as (N, rows, C)."""
+    def _stats(self, x, rows):
+        """Per-channel batch mean and biased variance (float64, (C,)) and the count per channel.
+
+        Each column of each block's rows is a group of values of one channel: its sum and squared
+        deviations from its own mean, combined by Chan's formula in float64."""
         def block(sl):
-            xb = x2[sl].reshape(-1, x2.shape[-1])
-            mean = np.einsum("pc->c", xb) / xb.shape[0]  # no BLAS inside worker threads
-            d = xb - mean
-            return xb.shape[0], mean.astype(np.float64), np.einsum("pc,pc->c", d, d).astype(np.float64)
-        parts = run_blocks(block, blocks)
-        total = sum(p[0] for p in parts)
-        mean = sum(p[0] * p[1] for p in parts) / total
-        m2 = sum(p[2] + p[0] * (p[1] - mean) ** 2 for p in parts)
-        return mean, m2 / total, total
+            xb = rows.view(x, sl)
+            sums = rows.column_sums(xb)
+            d = np.subtract(xb, sums / xb.shape[0], out=self._tmp(xb))
+            return xb.shape[0], sums, np.einsum("pk,pk->k", d, d)
+        parts = run_blocks(block, rows.blocks)
+        counts = np.array([[p[0]] for p in parts], np.float64)  # (blocks, 1): values per column
+        sums = np.array([p[1] for p in parts], np.float64)
+        total = counts.sum() * rows.r
+        mean = rows.fold(sums) / total
+        spread = counts * (sums / counts - np.tile(mean, rows.r)) ** 2
+        return mean, (rows.fold([p[2] for p in parts]) + rows.fold(spread)) / total, total
 
     def forward(self, x, training=False):
         """x (N, ..., C) -> y, same shape; applies the fused activation when one is set."""
         self._check_input(x)
-        c = x.shape[-1]
-        x2 = x.reshape(x.shape[0], -1, c)
-        blocks = self._blocks(x.shape[0])
+        rows = _Rows(x.shape, x.dtype)
         gamma, beta = self.params["gamma"], self.params["beta"]
         self._training = training and self.trainable
         if self._training:
-            mean, var, m = self._stats(x2, blocks, x2.shape[1])
+            mean, var, m = self._stats(x, rows)
             mom = self.momentum
             unbiased = var * m / max(m - 1, 1)
             self.buffers["running_mean"][...] = (1 - mom) * self.buffers["running_mean"] + mom * mean
@@ -83,73 +123,81 @@ class BatchNorm(Layer):
         scale = gamma * invstd.astype(self.dtype)
         shift = (beta - mean * scale).astype(self.dtype)
         self._x, self._mean, self._invstd, self._scale = x, mean.astype(self.dtype), invstd, scale
-        y = np.empty_like(x)
-        y2 = y.reshape(x2.shape)
+        y = np.empty(x.shape, x.dtype)
         act = self.activation
+        # ReLU as u + |u| with u = half the pre-activation: two fast SIMD passes where
+        # np.maximum is a branchy scalar loop (measured 0.5 ms of 6 per call). Exact: halving the
+        # scale and shift halves x * scale + shift exactly, barring subnormals (a -inf
+        # pre-activation gives NaN instead of 0).
+        half = 0.5 if act == "relu" else 1.0
+        scale_t, shift_t = rows.tile(scale * half, x.dtype), rows.tile(shift * half, x.dtype)
 
-        def block(sl):
-            yb = y2[sl]
-            np.multiply(x2[sl], scale, out=yb)
-            yb += shift
+        def block(sl):  # y = x * scale + shift, then the activation, in place
+            yb = rows.view(y, sl)
+            np.multiply(rows.view(x, sl), scale_t, out=yb)
+            yb += shift_t
             if act == "relu":
-                np.maximum(yb, 0, out=yb)
+                yb += np.abs(yb, out=self._tmp(yb))
             elif act == "relu6":
                 np.clip(yb, 0, 6, out=yb)
 
-        run_blocks(block, blocks)
+        run_blocks(block, rows.blocks)
         self._y = y if act else None
         return y
+
+    def _active(self, dy2, y2, out):
+        """dy where the fused activation passes (0 < y, and y < 6 for relu6), written to out."""
+        mask = np.greater(y2, 0, out=self._tmp(y2, bool))
+        if self.activation == "relu6":
+            mask &= y2 < 6
+        return np.multiply(dy2, mask, out=out)
 
     def backward(self, dy):
         """dy (N, ..., C) -> dx; accumulates gamma/beta gradients (through the fused activation)."""
         x = self._x
-        c = x.shape[-1]
-        x2 = x.reshape(x.shape[0], -1, c)
-        blocks = self._blocks(x.shape[0])
-        g = np.empty_like(dy)  # dL/d(pre-activation), then turned into dx in place
-        g2, dy2 = g.reshape(x2.shape), dy.reshape(x2.shape)
-        y2 = self._y.reshape(x2.shape) if self._y is not None else None
-        mean, act = self._mean, self.activation
+        rows = _Rows(x.shape, x.dtype)
+        dx = np.empty(x.shape, x.dtype)  # first dL/d(pre-activation) when fused, then dx in place
+        act = self.activation
+        mean_t = rows.tile(self._mean, x.dtype)
+
+        def grad_in(sl):  # dL/d(pre-activation) rows of block sl
+            return rows.view(dx, sl) if act else rows.view(dy, sl)
 
         def sums(sl):
-            gb = g2[sl]
-            if act == "relu":
-                np.multiply(dy2[sl], y2[sl] > 0, out=gb)
-            elif act == "relu6":
-                yb = y2[sl]
-                np.multiply(dy2[sl], (yb > 0) & (yb < 6), out=gb)
-            else:
-                gb[...] = dy2[sl]
-            gb = gb.reshape(-1, c)
-            d = x2[sl].reshape(-1, c) - mean
-            return np.einsum("pc->c", gb), np.einsum("pc,pc->c", gb, d)
+            if act:
+                self._active(rows.view(dy, sl), rows.view(self._y, sl), rows.view(dx, sl))
+            g, xb = grad_in(sl), rows.view(x, sl)
+            d = np.subtract(xb, mean_t, out=self._tmp(xb))
+            return rows.column_sums(g), np.einsum("pk,pk->k", g, d)
 
-        parts = run_blocks(sums, blocks)
-        dbeta = sum(p[0].astype(np.float64) for p in parts)
-        dgamma = sum(p[1].astype(np.float64) for p in parts) * self._invstd
+        parts = run_blocks(sums, rows.blocks)
+        dbeta = rows.fold([p[0] for p in parts])
+        dgamma = rows.fold([p[1] for p in parts]) * self._invstd
         if self.trainable:
             self.grads["gamma"] += dgamma.astype(self.dtype)
             self.grads["beta"] += dbeta.astype(self.dtype)
         if not self.need_input_grad:
             return None
         scale = self._scale
+        scale_t = rows.tile(scale, x.dtype)
         if not self._training:  # statistics are constants: dx = scale * g
-            run_blocks(lambda sl: np.multiply(g2[sl], scale, out=g2[sl]), blocks)
-            return g
-        m = x2.shape[0] * x2.shape[1]
+            run_blocks(lambda sl: np.multiply(grad_in(sl), scale_t, out=rows.view(dx, sl)), rows.blocks)
+            return dx
+        # dx = scale * g + a * x + b, with the batch statistics' own gradients folded into a, b
+        m = x.size // x.shape[-1]
         a = (-scale.astype(np.float64) * self._invstd * dgamma / m)
-        b = (-scale.astype(np.float64) * dbeta / m - a * mean.astype(np.float64)).astype(self.dtype)
-        a = a.astype(self.dtype)
+        b = (-scale.astype(np.float64) * dbeta / m - a * self._mean.astype(np.float64))
+        a_t, b_t = rows.tile(a, x.dtype), rows.tile(b, x.dtype)
 
         def dx_block(sl):
-            gb = g2[sl]
-            tmp = np.multiply(x2[sl], a)
-            np.multiply(gb, scale, out=gb)
-            gb += tmp
-            gb += b
+            dxb, xb = rows.view(dx, sl), rows.view(x, sl)
+            ax = np.multiply(xb, a_t, out=self._tmp(xb))
+            np.multiply(grad_in(sl), scale_t, out=dxb)
+            dxb += ax
+            dxb += b_t
 
-        run_blocks(dx_block, blocks)
-        return g
+        run_blocks(dx_block, rows.blocks)
+        return dx
 
 
 def fold_batchnorm(layer: Layer, bn: BatchNorm) -> tuple[np.ndarray, np.ndarray]:

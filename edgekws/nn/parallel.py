@@ -4,12 +4,16 @@ numpy ufuncs and einsum release the GIL, so a memory-bound layer (depthwise conv
 runs faster when the batch is cut into blocks that fit in the L2 cache (several passes over a
 block then hit the cache instead of RAM) and the blocks are shared among a few threads.
 The number of threads is ours to set (BLAS threads are set separately, e.g. by threadpoolctl).
+Work arrays that a layer reuses from call to call are kept per thread (`thread_scratch`).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 
 _BLOCK_BYTES = 1024 * 1024  # about one L2 cache (measured best of 64 KB .. 64 MB)
 _state = {"threads": None, "pool": None}
@@ -42,9 +46,9 @@ def set_num_threads(n: int) -> None:
     _state["threads"] = n
 
 
-def batch_blocks(n: int, bytes_per_example: int) -> list[slice]:
-    """Cut range(n) into slices of about _BLOCK_BYTES (at least one example each)."""
-    step = max(1, _BLOCK_BYTES // max(1, bytes_per_example))
+def batch_blocks(n: int, bytes_per_example: int, block_bytes: int | None = None) -> list[slice]:
+    """Cut range(n) into slices of about block_bytes (default _BLOCK_BYTES), at least one example each."""
+    step = max(1, (block_bytes or _BLOCK_BYTES) // max(1, bytes_per_example))
     return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
 
@@ -60,6 +64,18 @@ def run_blocks(fn, blocks: list[slice]) -> list:
     groups = [blocks[i:i + per] for i in range(0, len(blocks), per)]
     futures = [_state["pool"].submit(lambda g=g: [fn(b) for b in g]) for g in groups]
     return [r for f in futures for r in f.result()]
+
+
+def thread_scratch(store: dict, name, shape: tuple, dtype) -> np.ndarray:
+    """A work array private to the calling thread, kept in `store` (a dict of the layer or of its
+    module) and returned again by later calls with the same name, shape and dtype: no allocation
+    (and no page faults) per step. Zeroed when first made; its contents are the caller's from
+    then on."""
+    key = (threading.get_ident(), name, shape, dtype)
+    buf = store.get(key)
+    if buf is None:
+        buf = store[key] = np.zeros(shape, dtype)
+    return buf
 
 
 def one_blas_thread(fn):
