@@ -27,7 +27,7 @@ from edgekws.stream.pipeline import StreamingDetector, StreamSetup, detect_audio
 from quant_helpers import features, make_bundle  # noqa: E402
 
 # Low thresholds: the random test model is unsure, and these make it fire now and then.
-TEST_STREAM = StreamConfig(hop_every=2, smooth=2, refractory=5, thresholds={"w0": 900, "w1": 3000, "w2": 2500})
+TEST_STREAM = StreamConfig(hop_every=2, smooth=2, refractory=5, thresholds={"w0": 900, "w1": 2000, "w2": 2300})
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_bad_audio_is_refused(setup):
 def test_stream_settings_roundtrip_and_errors(bundle, tmp_path):
     cfg = StreamConfig.from_bundle(bundle)
     assert (cfg.hop_every, cfg.smooth, cfg.refractory, cfg.thresholds) == (2, 2, 5, TEST_STREAM.thresholds)
-    assert cfg.threshold_array(bundle.labels).tolist() == [-1, -1, 900, 3000, 2500]
+    assert cfg.threshold_array(bundle.labels).tolist() == [-1, -1, 900, 2000, 2300]
     b2, _ = make_bundle(tmp_path / "m2")
     b2.update(stream={"hop_every": 4, "smooth": 99, "refractory": 1, "thresholds": {}})
     with pytest.raises(EdgekwsError, match=r"smooth must be in \[1, 16\], got 99"):
