@@ -95,3 +95,23 @@ def test_pipeline_buffer_check():
     assert lib.ekws_status_str(st).decode() == "null pointer"
     st = lib.ekws_pipeline_push(pipe._state, None, 0, None, 0, C.byref(got))
     assert st == 0 and got.value == 0
+
+
+def test_pipeline_with_the_default_settings_equals_python():
+    """The shipped defaults (a step every 2 frames, a mean of 8, 25 steps refractory) on 6 s of
+    speech-like audio: the C pipeline and the numpy reference detect the same words."""
+    from edgekws.features.signals import speech_like
+    from edgekws.stream.engines import NumpyEngine
+    from edgekws.stream.pipeline import run_logits, step_scores
+
+    setup, _, _ = pipeline_case()
+    setup.config = StreamConfig.default(setup.labels)
+    assert (setup.config.hop_every, setup.config.smooth, setup.config.refractory) == (2, 8, 25)
+    audio = np.concatenate([speech_like(np.random.default_rng(20 + i), 1.0) for i in range(6)])
+    s = step_scores(setup, run_logits(setup, audio, NumpyEngine(setup.qm))[0])
+    setup.config.thresholds = {lab: int(np.percentile(s[:, k], 80)) for k, lab in enumerate(setup.labels) if k >= 2}
+    want = [(d.frame, d.index, d.score_q15) for d in detect_audio(setup, audio, "numpy")]
+    assert len(want) >= 2
+    assert [(d.frame, d.index, d.score_q15) for d in CPipeline(setup).push(audio)] == want
+    frames = [f for f, _, _ in want]
+    assert min(np.diff(frames)) > 2 * 25  # the refractory period: 25 steps of 2 frames

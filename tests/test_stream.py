@@ -6,6 +6,7 @@ listen / eval-stream commands and threshold tuning on a tiny trained model."""
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,11 +19,14 @@ from edgekws.audio import write_wav  # noqa: E402
 from edgekws.bundle import Bundle  # noqa: E402
 from edgekws.cli import main  # noqa: E402
 from edgekws.errors import EdgekwsError  # noqa: E402
-from edgekws.features.signals import speech_like  # noqa: E402
+from edgekws.features import FeatureConfig  # noqa: E402
+from edgekws.features.signals import speech_like, tone  # noqa: E402
 from edgekws.quant import quantize_bundle  # noqa: E402
 from edgekws.stream.detector import (Detector, StreamConfig, detect_steps, exp_lut, fire,  # noqa: E402
                                      posteriors_q15, smooth_q15)
-from edgekws.stream.evalstream import build_command_stream, score, speech_end  # noqa: E402
+from edgekws.stream.engines import ModelEngine  # noqa: E402
+from edgekws.stream.evalstream import (Event, Streams, build_command_stream, build_negative_stream,  # noqa: E402
+                                       evaluate_streams, score, speech_end, speech_rms, speech_span, tune)
 from edgekws.stream.pipeline import StreamingDetector, StreamSetup, detect_audio  # noqa: E402
 from quant_helpers import features, make_bundle  # noqa: E402
 
@@ -159,7 +163,9 @@ def test_stream_settings_roundtrip_and_errors(bundle, tmp_path):
     with pytest.raises(EdgekwsError, match=r"stream thresholds name unknown labels \['nope'\]"):
         StreamConfig.from_bundle(b2)
     b2.update(stream=None)
-    assert StreamConfig.from_bundle(b2).thresholds == {"w0": 26214, "w1": 26214, "w2": 26214}
+    default = StreamConfig.from_bundle(b2)  # a bundle without settings: the defaults
+    assert default.thresholds == {"w0": 26214, "w1": 26214, "w2": 26214}
+    assert (default.hop_every, default.smooth, default.refractory) == (2, 8, 25)
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -190,24 +196,150 @@ def test_listen_errors(bundle, tmp_path, capsys):
 # ---- streaming evaluation ----------------------------------------------------------------------
 
 def test_score_counts_hits_false_accepts_and_latency():
-    events = [(16000, 32000, 24000, "yes"), (64000, 80000, 72000, "no")]
-    dets = [(1.6, "yes"), (1.7, "yes"), (3.0, "no"), (4.6, "no"), (9.0, "yes")]
-    m = score(dets, events, seconds=3600.0 + 2.0)
-    # 1.6 s hits "yes"; 1.7 s is a duplicate, 3.0 s the wrong word, 9.0 s outside: 3 false accepts
-    assert (m["hits"], m["false_accepts"], m["hit_rate"]) == (2, 3, 1.0)
-    assert m["non_command_hours"] == 1.0 and m["false_accepts_per_hour"] == 3.0
+    events = [Event(16000, 24000, "yes"), Event(64000, 72000, "no"), Event(120000, 128000, "_unknown_")]
+    dets = [(1.6, "yes"), (1.7, "yes"), (5.0, "yes"), (4.6, "no"), (6.0, "no"), (8.0, "yes"), (30.0, "no")]
+    m = score(dets, events, seconds=3600.0 + 2 * 1.5)
+    # 1.6 s hits "yes" (latency 100 ms), 1.7 s repeats it; 4.6 s hits "no" (latency 100 ms); 5.0 s is
+    # the wrong word; 6.0 s is after the "no" window (it ends 1 s after the word, at 5.5 s): noise;
+    # 8.0 s follows the unknown word; 30 s is noise
+    assert (m["hits"], m["hit_rate"], m["false_accepts"]) == (2, 1.0, 5)
+    assert m["false_accepts_by_kind"] == {"wrong_word": 1, "repeat": 1, "unknown_word": 1, "noise": 2}
+    assert m["non_command_hours"] == 1.0 and m["false_accepts_per_hour"] == 5.0
+    assert m["false_accepts_per_hour_upper95"] == pytest.approx(10.51, abs=0.01)  # Poisson, 5 events
     assert m["latency_ms_median"] == 100.0
+    neg = score([], events, 3603.0, [(10.0, "yes")], [], 3600.0)
+    assert neg["false_accepts_by_kind"]["noise"] == 1 and neg["non_command_hours"] == 2.0
 
 
-def test_command_stream_is_seeded_and_marks_speech():
+def test_speech_span():
     clip = np.zeros(16000, np.int16)
-    clip[4000:8000] = 5000
-    assert speech_end(clip) == 8000
-    cmds = [(clip, "yes"), (clip, "no")]
-    a1, e1 = build_command_stream(cmds, [np.zeros(16000)], [np.ones(8000) * 0.01], np.random.default_rng(3))
-    a2, e2 = build_command_stream(cmds, [np.zeros(16000)], [np.ones(8000) * 0.01], np.random.default_rng(3))
-    assert np.array_equal(a1, a2) and e1 == e2
-    assert sorted(e[3] for e in e1) == ["no", "yes"] and all(e[2] == e[0] + 8000 for e in e1)
+    clip[4000:12000] = (2000 + 1000 * np.sin(np.arange(8000) / 3.0)).astype(np.int16)
+    assert speech_span(clip) == (4000, 12000) and speech_end(clip) == 12000
+    clip[100:200] = 20  # far below the word: not speech
+    assert speech_span(clip) == (4000, 12000)
+    assert speech_span(np.zeros(16000, np.int16)) == (0, 16000)
+
+
+# ---- streams with known words, a perfect model -------------------------------------------------
+
+TONES = {"w0": 600.0, "w1": 1500.0, "w2": 3500.0, "_unknown_": 5500.0}
+
+
+def _band(freq):
+    from edgekws.features import FeatureConfig, compute_features
+
+    f = compute_features(tone(freq, 1.0, 8000.0).astype(np.int16)[None], FeatureConfig())[0]
+    return int(np.argmax(f[20:30].mean(axis=0)))
+
+
+class ToneOracle(ModelEngine):
+    """A perfect model of tone words: a class whose tone lies wholly inside the window (not in its
+    first or last frames) gets logit 100, everything else -100, _silence_ when no tone is inside.
+    The tone of _unknown_ also raises w0 to posterior `leak` (a confusable unknown word)."""
+
+    name = "oracle"
+
+    def __init__(self, labels, leak=0.0, scale=0.1):
+        super().__init__(SimpleNamespace(input_shape=(49, 40), num_classes=len(labels), output_scale=scale))
+        self.labels, self.leak, self.scale = labels, leak, scale
+        self.bands = {labels.index(w): _band(f) for w, f in TONES.items()}
+
+    def logits(self, windows):
+        w = windows.reshape(len(windows), 49, 40).astype(np.int64)
+        out = np.full((len(w), len(self.labels)), -100, np.int64)
+        out[:, 0] = 100
+        for k, b in self.bands.items():
+            active = w[:, :, b] > 40
+            inside = active[:, 3:-3].any(axis=1) & ~active[:, :3].any(axis=1) & ~active[:, -3:].any(axis=1)
+            out[inside] = -100
+            out[inside, k] = 100
+            if self.labels[k] == "_unknown_" and self.leak >= 1:  # the unknown word sounds like w0
+                out[inside, k], out[inside, 2] = -100, 100
+            elif self.labels[k] == "_unknown_" and self.leak:
+                out[inside, 2] = 100 + int(round(np.log(self.leak / (1 - self.leak)) / self.scale))
+        return np.clip(out, -128, 127).astype(np.int8)
+
+
+def _tone_word(freq, rng):
+    clip = np.zeros(16000)
+    at = 160 * int(rng.integers(13, 56))  # on the 10 ms grid of speech_span
+    clip[at:at + 4800] = tone(freq, 0.3, rng.uniform(4000, 9000))
+    return clip.astype(np.int16)
+
+
+def _oracle_streams(seed, negative_seconds, snr=(15.0, 25.0)):
+    rng = np.random.default_rng(seed)
+    commands = [(_tone_word(TONES[w], rng), w) for w in ("w0", "w1", "w2") for _ in range(8)]
+    unknowns = [(_tone_word(TONES["_unknown_"], rng), "hum") for _ in range(6)]
+    noises = [rng.standard_normal(48000).astype(np.float32) * 0.1]
+    level = speech_rms([c for c, _ in commands])
+    audio, events = build_command_stream(commands, unknowns, noises, rng, snr, level)
+    neg, neg_events = build_negative_stream(unknowns, noises, negative_seconds, rng, snr, level)
+    return Streams(audio, events, neg, neg_events), level
+
+
+def _oracle_setup(leak=0.0):
+    labels = ["_silence_", "_unknown_", "w0", "w1", "w2"]
+    engine = ToneOracle(labels, leak)
+    cfg = StreamConfig(hop_every=2, smooth=3, refractory=25, thresholds={w: 26000 for w in labels[2:]})
+    return StreamSetup(engine.qm, labels, FeatureConfig(), cfg), engine
+
+
+def test_streams_are_seeded_with_words_where_the_events_say_and_noise_at_the_snr():
+    (a1, e1, n1, ne1), level = _oracle_streams(3, 20.0)
+    (a2, e2, n2, ne2), _ = _oracle_streams(3, 20.0)
+    assert np.array_equal(a1, a2) and e1 == e2 and np.array_equal(n1, n2) and ne1 == ne2
+    assert sorted(e.label for e in e1 if e.label != "_unknown_") == ["w0"] * 8 + ["w1"] * 8 + ["w2"] * 8
+    assert len(ne1) >= 4 and all(e.label == "_unknown_" for e in ne1) and len(n1) == 20 * 16000
+    for e in e1 + ne1:
+        assert e.end - e.start == 4800  # the tone, found where the event says
+    # between words: noise at 15-25 dB below the speech level (per 5 s segment, cross-faded)
+    quiet = np.ones(len(a1), bool)
+    for e in e1:
+        quiet[e.start - 800:e.end + 800] = False
+    rms = np.sqrt(np.mean(a1[quiet].astype(np.float64) ** 2))
+    assert level * 10 ** (-25 / 20) < rms < level * 10 ** (-15 / 20)
+    rng = np.random.default_rng(3)
+    clean, events = build_command_stream([(_tone_word(600.0, rng), "w0")], [], [], rng, None, 3000.0)
+    e = events[0]
+    assert clean[e.start:e.end].any() and not clean[:e.start].any() and not clean[e.end:].any()
+
+
+def test_known_words_give_exactly_their_detections_on_every_engine_path():
+    streams, _ = _oracle_streams(4, 30.0)
+    setup, oracle = _oracle_setup()
+    dets = detect_audio(setup, streams.command_audio, oracle)
+    commands = [e for e in streams.events if e.label != "_unknown_"]
+    assert [d.label for d in dets] == [e.label for e in commands]  # one detection per word, in order
+    for d, e in zip(dets, commands):
+        assert e.end / 16000 <= d.time <= e.end / 16000 + 0.3
+    live = StreamingDetector(setup, oracle)  # the live path with the same oracle
+    got = []
+    for i in range(0, len(streams.command_audio), 1234):
+        got += live.push(streams.command_audio[i:i + 1234])
+    assert keys(got) == keys(dets)
+    m = evaluate_streams(setup, *streams, engine=oracle)
+    assert (m["hits"], m["commands"], m["false_accepts"]) == (24, 24, 0)
+    assert 0 < m["latency_ms_median"] < 300
+
+
+def test_tuner_meets_its_false_accept_target_on_its_tuning_data():
+    streams, _ = _oracle_streams(5, 60.0)
+    setup, oracle = _oracle_setup(leak=0.6)  # the unknown word scores 0.6 on w0
+    setup.config.thresholds = {w: int(0.5 * 32768) for w in ("w0", "w1", "w2")}
+    before = evaluate_streams(setup, *streams, engine=oracle)
+    assert before["false_accepts_by_kind"]["unknown_word"] >= 10  # the leak fires at threshold 0.5
+    rec = tune(setup, *streams, target_fa_per_hour=60.0, engine=oracle)
+    thr = setup.config.thresholds["w0"] / 32768
+    assert 0.6 < thr and set(setup.config.thresholds) == {"w0", "w1", "w2"}
+    assert rec["allowed_false_accepts"] == int(0.5 * 60.0 * rec["validation"]["non_command_hours"])
+    after = evaluate_streams(setup, *streams, engine=oracle)
+    assert after == {**rec["validation"], "stream_seconds": after["stream_seconds"]}
+    assert after["false_accepts"] <= rec["allowed_false_accepts"] and after["hit_rate"] == 1.0
+    assert before["top_confusions"] == {"hum -> w0": before["false_accepts"]}
+    setup, oracle = _oracle_setup(leak=1.0)  # now every threshold that detects a command also fires on it
+    with pytest.raises(EdgekwsError, match="every smoothing and threshold gives more than 0 false accept"):
+        tune(setup, *streams, target_fa_per_hour=1.0, engine=oracle, smooth_choices=(1, 2))
 
 
 def test_export_pi_folder(bundle, tmp_path, capsys):
@@ -248,7 +380,8 @@ def test_eval_stream_tunes_and_stores_settings(tmp_path, capsys):
     b, _ = make_bundle(tmp_path / "m", seed=5)
     quantize_bundle(b, features(64, seed=6), log=lambda *a: None)
     data = _tone_dataset(tmp_path / "data")
-    args = ["eval-stream", str(b.path), str(data), "--tune", "--engine", "numpy", "--negative-minutes", "0.5", "--json"]
+    args = ["eval-stream", str(b.path), str(data), "--tune", "--engine", "numpy", "--negative-minutes", "0.5",
+            "--hop-every", "3", "--json"]
     assert main(args) == 0
     r = json.loads(capsys.readouterr().out)
     m = r["metrics"]
@@ -256,5 +389,8 @@ def test_eval_stream_tunes_and_stores_settings(tmp_path, capsys):
     assert r["tuning"]["validation"]["false_accepts_per_hour"] <= 1.0
     stored = Bundle.load(b.path).manifest["stream"]
     assert stored["thresholds"] == r["config"]["thresholds"] and stored["tuning"]["target_false_accepts_per_hour"] == 1.0
-    assert main(args + ["--noise", "3"]) == 2
-    assert "--noise '3': expected LO,HI with 0 <= LO <= HI <= 10" in capsys.readouterr().err
+    assert (stored["hop_every"], stored["refractory"]) == (3, 17)  # 1 s of 60 ms steps
+    assert main(args[:-1] + ["--snr", "clean"]) == 0
+    assert "hop every 3 frames" in capsys.readouterr().out
+    assert main(args + ["--snr", "3"]) == 2
+    assert "--snr '3': expected LO,HI in dB" in capsys.readouterr().err

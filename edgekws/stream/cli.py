@@ -27,21 +27,26 @@ def register(sub) -> None:
 
     e = sub.add_parser("eval-stream", help="hit rate, false accepts per hour and latency on long streams",
                        description="Build long streams from a dataset split (command clips separated by "
-                                   "background noise and unknown words, plus a long non-command stream), "
-                                   "run the detector and report hit rate, false accepts per hour and "
-                                   "latency. --tune first chooses the smoothing and threshold on "
-                                   "validation streams and stores them in the bundle.")
+                                   "background noise and unknown words, plus a long stream of noise and "
+                                   "unknown words only), run the detector and report hit rate, false "
+                                   "accepts per hour and latency. --tune first chooses the smoothing and "
+                                   "threshold on validation streams and stores them in the bundle.")
     e.add_argument("model", help="quantized model bundle folder")
     e.add_argument("data", help="dataset folder (Speech Commands layout)")
     e.add_argument("--engine", default="onnx", choices=("numpy", "onnx", "c"), help=ENGINE_HELP)
     e.add_argument("--split", default="test", choices=("train", "val", "test"), help="split evaluated (default test)")
     e.add_argument("--tune", action="store_true", help="tune on the validation split first and store the result")
     e.add_argument("--target-fa", type=float, default=1.0, help="false accepts per hour allowed when tuning (default 1)")
-    e.add_argument("--negative-minutes", type=float, default=10.0,
-                   help="length of the non-command stream (default 10 minutes)")
+    e.add_argument("--negative-minutes", type=float, default=60.0,
+                   help="length of the noise + unknown-word stream (default 60 minutes; tuning needs an "
+                        "hour or more to resolve 1 false accept per hour)")
+    e.add_argument("--hop-every", type=int, default=None, metavar="N",
+                   help="run the model every N feature frames of 20 ms (default: the bundle's setting; "
+                        "stored with --tune)")
     e.add_argument("--seed", type=int, default=0, help="seed of the stream construction (default 0)")
-    e.add_argument("--noise", default="0.03,0.3", metavar="LO,HI",
-                   help="background noise gain range (x the noise files, default 0.03,0.3; 0,0 = none)")
+    e.add_argument("--snr", default="10,20", metavar="LO,HI|clean",
+                   help="background noise level in dB below the speech level, drawn per 5 s segment "
+                        "(default 10,20); clean = no noise")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.set_defaults(func=run_eval_stream)
 
@@ -93,8 +98,31 @@ def _listen_mic(setup, args) -> int:
     return 0
 
 
+def parse_snr(text: str):
+    """`--snr 10,20` -> (10.0, 20.0); `clean` -> None."""
+    if text.strip().lower() == "clean":
+        return None
+    try:
+        snr = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        snr = ()
+    if len(snr) != 2 or not -20 <= snr[0] <= snr[1] <= 80:
+        raise EdgekwsError(f"--snr {text!r}: expected LO,HI in dB with -20 <= LO <= HI <= 80, or clean")
+    return snr
+
+
+def _describe(m: dict) -> str:
+    kinds = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in m["false_accepts_by_kind"].items() if v)
+    return (f"hit rate {m['hit_rate']:.3f} ({m['hits']}/{m['commands']}), "
+            f"{m['false_accepts_per_hour']:.2f} false accepts/h ({m['false_accepts']} in "
+            f"{m['non_command_hours']:.2f} h{': ' + kinds if kinds else ''}; 95% upper bound "
+            f"{m['false_accepts_per_hour_upper95']:.2f}/h), latency median {m['latency_ms_median']:.0f} ms, "
+            f"p90 {m['latency_ms_p90']:.0f} ms")
+
+
 def run_eval_stream(args) -> int:
     from edgekws.bundle import Bundle
+    from edgekws.stream.detector import refractory_steps
     from edgekws.stream.evalstream import evaluate_streams, make_streams, tune
     from edgekws.stream.pipeline import StreamSetup
 
@@ -102,35 +130,37 @@ def run_eval_stream(args) -> int:
         raise EdgekwsError(f"--negative-minutes must be >= 0, got {args.negative_minutes}")
     if args.target_fa < 0:
         raise EdgekwsError(f"--target-fa must be >= 0, got {args.target_fa}")
-    try:
-        gain = tuple(float(v) for v in args.noise.split(","))
-    except ValueError:
-        gain = ()
-    if len(gain) != 2 or not 0 <= gain[0] <= gain[1] <= 10:
-        raise EdgekwsError(f"--noise {args.noise!r}: expected LO,HI with 0 <= LO <= HI <= 10")
+    snr = parse_snr(args.snr)
     bundle = Bundle.load(args.model)
     setup = StreamSetup.from_bundle(bundle)
-    result = {"noise_gain": list(gain), "model": str(bundle.path), "data": str(args.data), "engine": args.engine, "seed": args.seed}
+    if args.hop_every is not None:
+        setup.config.hop_every = args.hop_every
+        setup.config.refractory = refractory_steps(args.hop_every)
+        setup.check()
+    result = {"snr_db": list(snr) if snr else "clean", "model": str(bundle.path), "data": str(args.data),
+              "engine": args.engine, "seed": args.seed, "negative_minutes": args.negative_minutes}
+    log = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     if args.tune:
-        val = make_streams(bundle, args.data, "val", args.seed, args.negative_minutes, gain)
+        log(f"tuning on validation streams ({args.negative_minutes:g} min of non-commands, engine {args.engine})")
+        val = make_streams(bundle, args.data, "val", args.seed, args.negative_minutes, snr)
         result["tuning"] = tune(setup, *val, target_fa_per_hour=args.target_fa, engine=args.engine)
+        result["tuning"]["snr_db"] = result["snr_db"]
         bundle.update(stream=setup.config.to_dict())
-    streams = make_streams(bundle, args.data, args.split, args.seed + 1, args.negative_minutes, gain)
+    log(f"evaluating on {args.split} streams")
+    streams = make_streams(bundle, args.data, args.split, args.seed + 1, args.negative_minutes, snr)
     result["split"] = args.split
     result["config"] = {k: v for k, v in setup.config.to_dict().items() if k != "tuning"}
     result["metrics"] = evaluate_streams(setup, *streams, engine=args.engine)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
+    c = setup.config
     if args.tune:
-        v = result["tuning"]["validation"]
-        print(f"tuned on validation streams: smooth {setup.config.smooth}, threshold "
-              f"{next(iter(setup.config.thresholds.values())) / 32768:.3f} -> hits {v['hit_rate']:.3f}, "
-              f"{v['false_accepts_per_hour']:.2f} false accepts/h; stored in {bundle.path}/manifest.json")
+        print(f"tuned on validation streams: hop every {c.hop_every} frames, smooth {c.smooth}, threshold "
+              f"{next(iter(c.thresholds.values())) / 32768:.3f} -> {_describe(result['tuning']['validation'])}; "
+              f"stored in {bundle.path}/manifest.json")
     m = result["metrics"]
-    print(f"{args.split} streams ({m['stream_seconds'] / 60:.1f} min, engine {args.engine}): "
-          f"hit rate {m['hit_rate']:.3f} ({m['hits']}/{m['commands']}), "
-          f"{m['false_accepts_per_hour']:.2f} false accepts/h ({m['false_accepts']} in "
-          f"{m['non_command_hours']:.2f} h), latency median {m['latency_ms_median']:.0f} ms, "
-          f"p90 {m['latency_ms_p90']:.0f} ms")
+    noise = "clean" if snr is None else f"noise {snr[0]:g}-{snr[1]:g} dB below speech"
+    print(f"{args.split} streams ({m['stream_seconds'] / 60:.1f} min, {noise}, engine {args.engine}, "
+          f"hop every {c.hop_every} frames, smooth {c.smooth}): {_describe(m)}")
     return 0

@@ -26,6 +26,7 @@ MAX_SMOOTH = 16    # EKWS_DETECTOR_MAX_SMOOTH
 DISABLED = -1      # threshold of a class that never fires
 NON_COMMANDS = ("_silence_", "_unknown_")
 DEFAULT_THRESHOLD = 0.8
+REFRACTORY_S = 1.0          # a word stays inside 1 s windows for about this long: fire once per word
 
 
 def exp_lut(output_scale: float) -> np.ndarray:
@@ -69,15 +70,14 @@ def fire(smoothed: np.ndarray, threshold: np.ndarray, refractory: int) -> list[t
     thr = np.asarray(threshold, np.int64)
     enabled = (thr >= 0) & (thr <= ONE_Q15)
     ok = (smoothed >= thr) & enabled
-    masked = np.where(ok, smoothed, -1)
+    steps = np.flatnonzero(ok.any(axis=1))
     out = []
-    next_free = 0
-    for t in np.flatnonzero(ok.any(axis=1)):
-        if t < next_free:
-            continue
-        k = int(np.argmax(masked[t]))
-        out.append((int(t), k, int(masked[t, k])))
-        next_free = int(t) + refractory + 1
+    i = 0
+    while i < len(steps):  # one iteration per detection: jump over the refractory period
+        t = int(steps[i])
+        k = int(np.argmax(np.where(ok[t], smoothed[t], -1)))
+        out.append((t, k, int(smoothed[t, k])))
+        i = int(np.searchsorted(steps, t + refractory + 1))
     return out
 
 
@@ -85,6 +85,11 @@ def detect_steps(logits: np.ndarray, lut: np.ndarray, threshold: np.ndarray, smo
                  refractory: int) -> list[tuple[int, int, int]]:
     """The whole detector over a sequence of model steps: logits (N, K) int8 -> [(step, class, score)]."""
     return fire(smooth_q15(posteriors_q15(logits, lut), smooth), threshold, refractory)
+
+
+def refractory_steps(hop_every: int, seconds: float = REFRACTORY_S, hop_ms: float = 20.0) -> int:
+    """Model steps (every hop_every frames of hop_ms) that cover `seconds`."""
+    return int(math.ceil(seconds * 1000.0 / (hop_every * hop_ms) - 1e-9))
 
 
 class Detector:
@@ -127,11 +132,13 @@ class StreamConfig:
     smooth     : model steps averaged
     refractory : model steps after a detection in which nothing fires
     thresholds : {label: Q15 threshold}; labels not listed (and _silence_/_unknown_) never fire
+    The defaults (a step every 40 ms, a mean over 320 ms, 1 s refractory) are a good start on
+    synthesized streams; `edgekws eval-stream --tune` chooses smooth and the threshold.
     """
 
-    hop_every: int = 4
-    smooth: int = 3
-    refractory: int = 13
+    hop_every: int = 2
+    smooth: int = 8
+    refractory: int = 25
     thresholds: dict = field(default_factory=dict)
     tuning: dict = field(default_factory=dict)
 
