@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from edgekws.quant.fixedpoint import requantize_scalar
-from edgekws.quant.qmodel import QLayer, layer_forward
+from edgekws.export.golden import random_case
+from edgekws.quant.qmodel import layer_forward
 
 ROOT = Path(__file__).resolve().parents[1]
 ARM_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-nm", "qemu-system-arm", "make")
@@ -37,31 +38,9 @@ def _qemu_run():
 
 def _layer(rng, op, in_shape, cout=0, kernel=(1, 1), stride=(1, 1), pads=((0, 0), (0, 0)), in_zp=-128,
            out_zp=-128, act=(-128, 127), shifts=(34, 40), bias_range=(-5000, 5000), batch=1, name="k"):
-    """One random layer and input with its reference output: (QLayer, x, y)."""
-    h, w, c = in_shape
-    (t, b), (l, r) = pads
-    if op == "dense":
-        ho = wo = 1
-        co = cout
-    else:
-        ho, wo = (h + t + b - kernel[0]) // stride[0] + 1, (w + l + r - kernel[1]) // stride[1] + 1
-        co = c if op in ("depthwise", "avgpool") else cout
-    nq = 1 if op == "avgpool" else co
-    weight = bias = None
-    if op == "conv":
-        weight = rng.integers(-127, 128, (co, *kernel, c)).astype(np.int8)
-    elif op == "depthwise":
-        weight = rng.integers(-127, 128, (*kernel, c)).astype(np.int8)
-    elif op == "dense":
-        weight = rng.integers(-127, 128, (co, h * w * c)).astype(np.int8)
-    if weight is not None:
-        bias = rng.integers(*bias_range, co, dtype=np.int64).astype(np.int32)
-    mult = rng.integers(1 << 30, 1 << 31, nq).astype(np.int32)
-    shift = rng.integers(shifts[0], shifts[1] + 1, nq).astype(np.int32)
-    q = QLayer(name, op, (h * w * c,) if op == "dense" else in_shape, (co,) if op == "dense" else (ho, wo, co),
-               tuple(kernel), tuple(stride), tuple(pads), None, 1.0, in_zp, 1.0, out_zp, act[0], act[1], mult, shift,
-               weight=weight, bias=bias)
-    x = rng.integers(-128, 128, (batch, *in_shape)).astype(np.int8)
+    """One random layer and input: (QLayer, x), drawn by the golden vectors' generator."""
+    q, x, _, _ = random_case(rng, name, op, in_shape, cout, kernel, stride, pads, in_zp, out_zp, act,
+                             shift_range=(shifts[0], shifts[1] + 1), bias_range=bias_range, batch=batch)
     return q, x
 
 

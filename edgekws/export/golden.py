@@ -20,8 +20,10 @@ def _arr(ctype: str, name: str, v, per_line: int = 16) -> str:
     return f"static const {ctype} {name}[{max(len(v), 1)}] = {{\n    " + (",\n    ".join(lines) or "0") + "\n};\n"
 
 
-def _case(rng, name, op, in_shape, cout, kernel, stride, pads, in_zp, out_zp, act=(-128, 127),
-          mult_range=(1 << 30, 1 << 31), shift_range=(8, 12), batch=1):
+def random_case(rng, name, op, in_shape, cout, kernel, stride, pads, in_zp, out_zp, act=(-128, 127),
+                mult_range=(1 << 30, 1 << 31), shift_range=(8, 12), bias_range=(-5000, 5000), batch=1):
+    """A random int8 layer of `op` and a random input with its numpy reference output:
+    (QLayer, x (batch, *in_shape) int8, y, output shape). Also the kernel tests' generator."""
     h, w, c = in_shape
     (t, b), (l, r) = pads
     ho, wo = (h + t + b - kernel[0]) // stride[0] + 1, (w + l + r - kernel[1]) // stride[1] + 1
@@ -35,7 +37,7 @@ def _case(rng, name, op, in_shape, cout, kernel, stride, pads, in_zp, out_zp, ac
     elif op == "dense":
         weight = rng.integers(-127, 128, (co, h * w * c)).astype(np.int8)
     if weight is not None:
-        bias = rng.integers(-5000, 5000, co).astype(np.int32)
+        bias = rng.integers(*bias_range, co).astype(np.int32)
     q = QLayer(name, op, in_shape if op != "dense" else (h * w * c,), (ho, wo, co) if op != "dense" else (co,),
                tuple(kernel), tuple(stride), tuple(pads), None, 1.0, in_zp, 1.0, out_zp, act[0], act[1],
                rng.integers(*mult_range, nq).astype(np.int32), rng.integers(*shift_range, nq).astype(np.int32),
@@ -47,23 +49,23 @@ def _case(rng, name, op, in_shape, cout, kernel, stride, pads, in_zp, out_zp, ac
 
 def kernel_cases(rng):
     return [
-        _case(rng, "conv_odd_same", "conv", (5, 7, 3), 5, (3, 2), (2, 1), ((1, 1), (0, 1)), -128, 3),
-        _case(rng, "conv_zp_max_relu", "conv", (6, 5, 2), 4, (3, 3), (1, 2), ((1, 1), (1, 1)), 127, -128, (-128, 127)),
-        _case(rng, "conv_saturating", "conv", (4, 4, 3), 3, (2, 2), (1, 1), ((0, 0), (0, 0)), 5, 0,
+        random_case(rng, "conv_odd_same", "conv", (5, 7, 3), 5, (3, 2), (2, 1), ((1, 1), (0, 1)), -128, 3),
+        random_case(rng, "conv_zp_max_relu", "conv", (6, 5, 2), 4, (3, 3), (1, 2), ((1, 1), (1, 1)), 127, -128, (-128, 127)),
+        random_case(rng, "conv_saturating", "conv", (4, 4, 3), 3, (2, 2), (1, 1), ((0, 0), (0, 0)), 5, 0,
               mult_range=((1 << 31) - 1000, (1 << 31) - 1), shift_range=(1, 3)),
-        _case(rng, "conv_1x1_spatial", "conv", (1, 1, 4), 6, (1, 1), (1, 1), ((0, 0), (0, 0)), -7, 12),
-        _case(rng, "conv_10x4_batch2", "conv", (12, 9, 1), 3, (10, 4), (2, 2), ((4, 5), (1, 2)), -128, -20, batch=2),
-        _case(rng, "conv_pointwise", "conv", (3, 5, 19), 7, (1, 1), (1, 1), ((0, 0), (0, 0)), -100, 40, (-100, 60)),
-        _case(rng, "dw_stride2_pad", "depthwise", (6, 5, 5), 0, (3, 3), (2, 2), ((1, 1), (1, 1)), 127, -5),
-        _case(rng, "dw_wide_channels", "depthwise", (3, 4, 37), 0, (3, 3), (1, 1), ((1, 1), (1, 1)), -128, 0,
+        random_case(rng, "conv_1x1_spatial", "conv", (1, 1, 4), 6, (1, 1), (1, 1), ((0, 0), (0, 0)), -7, 12),
+        random_case(rng, "conv_10x4_batch2", "conv", (12, 9, 1), 3, (10, 4), (2, 2), ((4, 5), (1, 2)), -128, -20, batch=2),
+        random_case(rng, "conv_pointwise", "conv", (3, 5, 19), 7, (1, 1), (1, 1), ((0, 0), (0, 0)), -100, 40, (-100, 60)),
+        random_case(rng, "dw_stride2_pad", "depthwise", (6, 5, 5), 0, (3, 3), (2, 2), ((1, 1), (1, 1)), 127, -5),
+        random_case(rng, "dw_wide_channels", "depthwise", (3, 4, 37), 0, (3, 3), (1, 1), ((1, 1), (1, 1)), -128, 0,
               shift_range=(6, 9)),
-        _case(rng, "dw_1x1_spatial", "depthwise", (1, 1, 8), 0, (3, 3), (1, 1), ((1, 1), (1, 1)), 0, 0),
-        _case(rng, "avgpool_same", "avgpool", (5, 4, 3), 0, (2, 2), (2, 2), ((0, 1), (0, 0)), -128, -128,
+        random_case(rng, "dw_1x1_spatial", "depthwise", (1, 1, 8), 0, (3, 3), (1, 1), ((1, 1), (1, 1)), 0, 0),
+        random_case(rng, "avgpool_same", "avgpool", (5, 4, 3), 0, (2, 2), (2, 2), ((0, 1), (0, 0)), -128, -128,
               mult_range=(1 << 30, (1 << 30) + 1), shift_range=(32, 33)),
-        _case(rng, "avgpool_global", "avgpool", (7, 5, 6), 0, (7, 5), (7, 5), ((0, 0), (0, 0)), 100, 100,
+        random_case(rng, "avgpool_global", "avgpool", (7, 5, 6), 0, (7, 5), (7, 5), ((0, 0), (0, 0)), 100, 100,
               mult_range=(1227133513, 1227133514), shift_range=(35, 36)),
-        _case(rng, "dense_odd", "dense", (1, 1, 7), 5, (1, 1), (1, 1), ((0, 0), (0, 0)), 127, -128),
-        _case(rng, "dense_saturating", "dense", (1, 1, 33), 3, (1, 1), (1, 1), ((0, 0), (0, 0)), -128, 0,
+        random_case(rng, "dense_odd", "dense", (1, 1, 7), 5, (1, 1), (1, 1), ((0, 0), (0, 0)), 127, -128),
+        random_case(rng, "dense_saturating", "dense", (1, 1, 33), 3, (1, 1), (1, 1), ((0, 0), (0, 0)), -128, 0,
               mult_range=((1 << 31) - 10, (1 << 31) - 1), shift_range=(1, 2)),
     ]
 
