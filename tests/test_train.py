@@ -226,3 +226,47 @@ def test_augment_config_is_used_and_recorded(tiny, tmp_path):
     assert all(recorded[k] == v for k, v in cfg.items())
     default = train(tiny, tmp_path / "d", **{**TINY, "epochs": 1})
     assert default.manifest["training"]["augment_config"]["speed_prob"] > 0
+
+
+def test_cli_unknown_ratio_and_hard_negatives_reach_train_and_are_checked(monkeypatch, tmp_path, capsys):
+    import edgekws.train as tr
+    from edgekws.cli import main
+
+    seen = {}
+    monkeypatch.setattr(tr, "train", lambda data, out, **kw: seen.update(kw))
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--unknown-ratio", "2.5"]) == 0
+    assert seen["unknown_ratio"] == 2.5
+    seen.clear()
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m")]) == 0
+    assert "unknown_ratio" not in seen  # the TrainConfig default applies
+    assert main(["train", str(tmp_path), "--out", "m", "--unknown-ratio", "-1"]) == 2
+    assert "--unknown-ratio: must be a positive number, got -1.0" in capsys.readouterr().err
+    assert main(["train", str(tmp_path), "--out", "m", "--hard-negatives", "0"]) == 0
+    assert seen["hard_negatives"] == 0.0
+    assert main(["train", str(tmp_path), "--out", "m", "--hard-negatives", "nan"]) == 2
+    assert "--hard-negatives: must be a number >= 0, got nan" in capsys.readouterr().err
+
+
+def test_hard_negatives_favour_unknown_words_that_sound_like_commands():
+    from edgekws.train import EpochOrder, hard_negative_weights
+
+    class Stub:  # logits: clips of "book" look like the command at index 2, "desk" like _unknown_
+        input_shape, output_shape = (1,), (None, 4)
+
+        def forward(self, x, training):
+            assert not training
+            out = np.zeros((len(x), 4), np.float32)
+            out[np.arange(len(x)), np.where(x[:, 0] > 0, 2, 1)] = 5.0
+            return out
+
+    words = ["book", "desk", "book", "desk", "desk"]
+    x = np.array([[1.0], [0.0], [1.0], [0.0], [0.0]], np.float32)
+    w = hard_negative_weights(Stub(), x, words, strength=10.0)
+    p_cmd = np.exp(5.0) / (np.exp(5.0) + 3)   # the command probability of a "book" clip
+    assert np.allclose(w, [1 + 10 * p_cmd, 1 + 10 / (np.exp(5.0) + 3)] * 2 + [1 + 10 / (np.exp(5.0) + 3)])
+    labels = np.array([0] * 2 + [1] * 5 + [2] * 2 + [3] * 2)   # silence, unknown (the 5 above), commands
+    order = EpochOrder(labels, unknown_label=1, n_words=2, unknown_ratio=2.0)
+    draws = np.concatenate([order.draw(np.random.default_rng(s), w) for s in range(200)])
+    unk = np.bincount(draws[labels[draws] == 1] - 2, minlength=5)
+    assert unk[[0, 2]].sum() > 3 * unk[[1, 3, 4]].sum()          # "book" drawn far more often
+    assert np.array_equal(order.draw(np.random.default_rng(7), w), order.draw(np.random.default_rng(7), w))

@@ -43,6 +43,7 @@ LEVERS = {
     "G no SpecAugment": ("160", {"specaugment": False}, None, None),
     "H no label smoothing, no weight decay": ("160", {"label_smoothing": 0.0, "weight_decay": 0.0}, None, None),
     "I 50 epochs (patience 50) instead of 25": ("160", {"epochs": 50, "patience": 50}, None, None),
+    "J 400 speakers + 2 WORLD-vocoder voices per eSpeak speaker": ("400world", {}, None, "160"),
 }
 
 
@@ -72,6 +73,13 @@ def prepare(work: Path, lang: str, key: str) -> Path:
 
     out = work / "data" / f"{lang}{key}"
     if (out / "synth_manifest.json").is_file():
+        return out
+    if key.endswith("world"):  # WORLD resynthesis of the eSpeak clips (tools/world_variants.py)
+        import subprocess
+
+        base = prepare(work, lang, key[:-len("world")])
+        subprocess.run([sys.executable, str(ROOT / "tools" / "world_variants.py"), str(base), str(out),
+                        "--variants", "2", "--engine", "espeak", "--seed", str(SYNTH_SEED)], check=True)
         return out
     speakers = int(key.rstrip("w"))
     saved = gen.make_speakers
