@@ -161,13 +161,14 @@ def stage_stream(bundle, data: Path, plan: DemoPlan) -> dict:
 
     setup = StreamSetup.from_bundle(bundle)
     if not (bundle.manifest.get("stream") or {}).get("tuning"):
-        _log(f"stream: tuning smoothing and thresholds on validation streams ({plan.negative_minutes:g} min of non-commands)")
-        val = make_streams(bundle, data, "val", plan.seed, plan.negative_minutes)
+        _log(f"stream: tuning smoothing and thresholds on clean validation streams ({plan.negative_minutes:g} min "
+             "of non-commands)")
+        val = make_streams(bundle, data, "val", plan.seed, plan.negative_minutes, snr_db=None)
         tune(setup, *val, target_fa_per_hour=1.0, engine="onnx")
         bundle.update(stream=setup.config.to_dict())
-    streams = make_streams(bundle, data, "test", plan.seed + 1, plan.negative_minutes)
+    streams = make_streams(bundle, data, "test", plan.seed + 1, plan.negative_minutes, snr_db=None)
     m = evaluate_streams(setup, *streams, engine="c")
-    _log(f"stream: test streams ({m['stream_seconds'] / 60:.1f} min, C engine): hits {m['hit_rate']:.3f}, "
+    _log(f"stream: clean test streams ({m['stream_seconds'] / 60:.1f} min, C engine): hits {m['hit_rate']:.3f}, "
          f"{m['false_accepts_per_hour']:.2f} false accepts/h, latency median {m['latency_ms_median']:.0f} ms")
     return m
 
@@ -228,7 +229,7 @@ def format_summary(s: dict) -> str:
              f"Japanese model, test clips        {p['clips']}",
              f"  accuracy float / int8            {p['float_accuracy']:.3f} / {p['int8_accuracy']:.3f}",
              f"  int8 parity numpy=onnx=C         {'yes' if p['onnx_equal'] and p['c_equal'] else 'NO'}",
-             f"  streaming hits / false acc. /h   {st['hit_rate']:.3f} / {st['false_accepts_per_hour']:.2f}"
+             f"  clean streams: hits / FA per h  {st['hit_rate']:.3f} / {st['false_accepts_per_hour']:.2f}"
              f"  (latency median {st['latency_ms_median']:.0f} ms)",
              "English head (C engine), accuracy on unseen speakers:"]
     lines += [f"  {k:>3} example(s) per word          {v:.3f}" for k, v in s["retrain_shots"].items()]
