@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -76,6 +77,10 @@ class TrainConfig:
                 raise EdgekwsError(f"--{name}: must be a positive integer, got {v!r}")
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
             raise EdgekwsError(f"--lr: must be a number in (0, 10), got {self.lr!r}")
+        if not (math.isfinite(self.unknown_ratio) and self.unknown_ratio > 0):
+            raise EdgekwsError(f"unknown_ratio: must be a positive number, got {self.unknown_ratio!r}")
+        if not (math.isfinite(self.hard_negatives) and self.hard_negatives >= 0):
+            raise EdgekwsError(f"hard_negatives: must be a number >= 0, got {self.hard_negatives!r}")
         if not 0 <= self.augment_prob <= 1:
             raise EdgekwsError(f"augment_prob: must be in [0, 1], got {self.augment_prob!r}")
 
@@ -364,6 +369,9 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
     x_val = dequantize(va.features, fc)
     order = EpochOrder(tr.labels, ds.label_index["_unknown_"], len(ds.words), config.unknown_ratio)
     n = order.size
+    x_unknown, unknown_words = None, [tr.clips[i].word for i in order.unknown]
+    if config.hard_negatives > 0 and len(order.unknown):
+        x_unknown = dequantize(tr.features[order.unknown], fc)
     steps_per_epoch = -(-n // config.batch)
     total_steps = steps_per_epoch * config.epochs
     warm = int(round(config.warmup_epochs * steps_per_epoch))
@@ -375,9 +383,8 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
         while epoch < config.epochs and not stopped_early:
             t_epoch = time.perf_counter()
             weights = None
-            if config.hard_negatives > 0 and epoch > 0 and len(order.unknown):
-                weights = hard_negative_weights(model, dequantize(tr.features[order.unknown], fc),
-                                                [tr.clips[i].word for i in order.unknown], config.hard_negatives)
+            if x_unknown is not None and epoch > 0:
+                weights = hard_negative_weights(model, x_unknown, unknown_words, config.hard_negatives)
             perm = order.draw(rng, weights)
             seen = correct = 0
             loss_sum = 0.0
@@ -502,11 +509,11 @@ def run(args) -> int:
     if args.patience is not None:
         opts["patience"] = args.patience
     if args.unknown_ratio is not None:
-        if not args.unknown_ratio > 0:
+        if not (math.isfinite(args.unknown_ratio) and args.unknown_ratio > 0):
             raise EdgekwsError(f"--unknown-ratio: must be a positive number, got {args.unknown_ratio!r}")
         opts["unknown_ratio"] = args.unknown_ratio
     if args.hard_negatives is not None:
-        if not args.hard_negatives >= 0:
+        if not (math.isfinite(args.hard_negatives) and args.hard_negatives >= 0):
             raise EdgekwsError(f"--hard-negatives: must be a number >= 0, got {args.hard_negatives!r}")
         opts["hard_negatives"] = args.hard_negatives
     try:

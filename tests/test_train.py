@@ -245,6 +245,12 @@ def test_cli_unknown_ratio_and_hard_negatives_reach_train_and_are_checked(monkey
     assert seen["hard_negatives"] == 0.0
     assert main(["train", str(tmp_path), "--out", "m", "--hard-negatives", "nan"]) == 2
     assert "--hard-negatives: must be a number >= 0, got nan" in capsys.readouterr().err
+    assert main(["train", str(tmp_path), "--out", "m", "--unknown-ratio", "inf"]) == 2
+    assert "--unknown-ratio: must be a positive number, got inf" in capsys.readouterr().err
+    from edgekws.train import TrainConfig
+
+    with pytest.raises(tr.EdgekwsError, match=r"^hard_negatives: must be a number >= 0, got -1"):
+        TrainConfig(hard_negatives=-1).check()
 
 
 def test_hard_negatives_favour_unknown_words_that_sound_like_commands():
