@@ -78,9 +78,9 @@ class TrainConfig:
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
             raise EdgekwsError(f"--lr: must be a number in (0, 10), got {self.lr!r}")
         if not (math.isfinite(self.unknown_ratio) and self.unknown_ratio > 0):
-            raise EdgekwsError(f"unknown_ratio: must be a positive number, got {self.unknown_ratio!r}")
+            raise EdgekwsError(f"--unknown-ratio: must be a positive number, got {self.unknown_ratio!r}")
         if not (math.isfinite(self.hard_negatives) and self.hard_negatives >= 0):
-            raise EdgekwsError(f"hard_negatives: must be a number >= 0, got {self.hard_negatives!r}")
+            raise EdgekwsError(f"--hard-negatives: must be a number >= 0, got {self.hard_negatives!r}")
         if not 0 <= self.augment_prob <= 1:
             raise EdgekwsError(f"augment_prob: must be in [0, 1], got {self.augment_prob!r}")
 
@@ -369,9 +369,10 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
     x_val = dequantize(va.features, fc)
     order = EpochOrder(tr.labels, ds.label_index["_unknown_"], len(ds.words), config.unknown_ratio)
     n = order.size
-    x_unknown, unknown_words = None, [tr.clips[i].word for i in order.unknown]
+    x_unknown = unknown_words = None
     if config.hard_negatives > 0 and len(order.unknown):
         x_unknown = dequantize(tr.features[order.unknown], fc)
+        unknown_words = [tr.clips[i].word for i in order.unknown]
     steps_per_epoch = -(-n // config.batch)
     total_steps = steps_per_epoch * config.epochs
     warm = int(round(config.warmup_epochs * steps_per_epoch))
@@ -508,14 +509,9 @@ def run(args) -> int:
     opts = {"augment": False, "specaugment": False} if args.no_augment else {}
     if args.patience is not None:
         opts["patience"] = args.patience
-    if args.unknown_ratio is not None:
-        if not (math.isfinite(args.unknown_ratio) and args.unknown_ratio > 0):
-            raise EdgekwsError(f"--unknown-ratio: must be a positive number, got {args.unknown_ratio!r}")
-        opts["unknown_ratio"] = args.unknown_ratio
-    if args.hard_negatives is not None:
-        if not (math.isfinite(args.hard_negatives) and args.hard_negatives >= 0):
-            raise EdgekwsError(f"--hard-negatives: must be a number >= 0, got {args.hard_negatives!r}")
-        opts["hard_negatives"] = args.hard_negatives
+    for name in ("unknown_ratio", "hard_negatives"):   # checked with the rest in TrainConfig.check
+        if getattr(args, name) is not None:
+            opts[name] = getattr(args, name)
     try:
         train(args.data, args.out, arch=args.arch, epochs=args.epochs, batch=args.batch, lr=args.lr,
               seed=args.seed, words=parse_words(args.words), resume=args.resume, quick=args.quick,

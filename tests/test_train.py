@@ -239,17 +239,18 @@ def test_cli_unknown_ratio_and_hard_negatives_reach_train_and_are_checked(monkey
     seen.clear()
     assert main(["train", str(tmp_path), "--out", str(tmp_path / "m")]) == 0
     assert "unknown_ratio" not in seen  # the TrainConfig default applies
-    assert main(["train", str(tmp_path), "--out", "m", "--unknown-ratio", "-1"]) == 2
-    assert "--unknown-ratio: must be a positive number, got -1.0" in capsys.readouterr().err
     assert main(["train", str(tmp_path), "--out", "m", "--hard-negatives", "0"]) == 0
     assert seen["hard_negatives"] == 0.0
+    monkeypatch.undo()   # bad values: the real train refuses them (TrainConfig.check) before reading DATA
+    assert main(["train", str(tmp_path), "--out", "m", "--unknown-ratio", "-1"]) == 2
+    assert "--unknown-ratio: must be a positive number, got -1.0" in capsys.readouterr().err
     assert main(["train", str(tmp_path), "--out", "m", "--hard-negatives", "nan"]) == 2
     assert "--hard-negatives: must be a number >= 0, got nan" in capsys.readouterr().err
     assert main(["train", str(tmp_path), "--out", "m", "--unknown-ratio", "inf"]) == 2
     assert "--unknown-ratio: must be a positive number, got inf" in capsys.readouterr().err
     from edgekws.train import TrainConfig
 
-    with pytest.raises(tr.EdgekwsError, match=r"^hard_negatives: must be a number >= 0, got -1"):
+    with pytest.raises(tr.EdgekwsError, match=r"^--hard-negatives: must be a number >= 0, got -1"):
         TrainConfig(hard_negatives=-1).check()
 
 
