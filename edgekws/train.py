@@ -9,6 +9,8 @@ same weights, bit for bit, as an uninterrupted one.
 Per epoch: a tqdm bar (loss, accuracy, ETA), validation, the best weights kept (by validation
 accuracy), early stopping, and an atomic checkpoint MODEL/checkpoint.npz (model, optimizer, RNG
 states, history, epoch). Ctrl-C leaves the last epoch's checkpoint; `--resume` reruns from there.
+Batches (augmented audio -> integer features -> SpecAugment) are made ahead of the training loop in
+a forked worker process (BatchPipeline), each from its own seeded generator.
 At the end, MODEL becomes a bundle: manifest, weights.npz (best weights), history.json.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -46,7 +49,9 @@ class TrainConfig:
     label_smoothing: float = 0.1
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.02       # cosine schedule ends at lr * this
-    patience: int = 12               # early stop after this many epochs without a better val accuracy
+    # early stop after this many epochs without a better val accuracy; 12 cut English short at
+    # epoch 40 of 60 (best 28: 96.9% int8), before the low learning rates of the cosine tail
+    patience: int = 20
     grad_clip: float = 5.0
     augment: bool = True             # audio-level augmentation (edgekws.augment) on the fly
     augment_prob: float = 0.8        # fraction of word clips augmented per epoch
@@ -192,6 +197,88 @@ class BatchMaker:
         return x
 
 
+def batch_key(seed: int, epoch: int, step: int) -> list[int]:
+    """Seed of the generator that makes batch `step` of epoch `epoch` (0-based): a batch's random
+    choices depend only on this, not on which process makes it or when."""
+    return [seed, 3, epoch, step]
+
+
+def default_workers() -> int:
+    """1 batch worker where a second core and fork() exist (Linux, a Raspberry Pi), else 0."""
+    import multiprocessing
+
+    return 1 if (os.cpu_count() or 1) >= 2 and "fork" in multiprocessing.get_all_start_methods() else 0
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(maker) -> None:
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the training process's to handle
+    _WORKER["maker"] = maker
+    parent = os.getppid()
+
+    def orphaned() -> None:  # the training process was killed (SIGKILL, OOM): don't linger
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, daemon=True).start()
+
+
+def _worker_make(idx: np.ndarray, key: list[int]) -> np.ndarray:
+    return _WORKER["maker"].make(idx, np.random.default_rng(key))
+
+
+class BatchPipeline:
+    """The batches of an epoch, made ahead of the training loop by `workers` forked processes
+    (workers=0: made here, one at a time, when the loop asks for them). Measured on 2 cores: augmentation and features take
+    ~45% of a training step; in a worker they overlap the forward/backward pass on the other core.
+    The bits do not change with `workers`: each batch has its own generator (batch_key).
+    Forked workers share the training arrays with this process (copy-on-write), nothing is pickled
+    but the batch indices and the finished inputs."""
+
+    def __init__(self, maker: BatchMaker, seed: int, workers: int, depth: int = 3):
+        self.maker, self.seed, self.depth = maker, seed, depth
+        self.pool = None
+        if workers > 0:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                            initializer=_worker_init, initargs=(maker,))
+
+    def batches(self, perm: np.ndarray, batch: int, epoch: int):
+        """Yields (idx, x) for the steps of one epoch: idx (B,) indices, x (B, T, F) float32."""
+        steps = [perm[s * batch:(s + 1) * batch] for s in range(-(-len(perm) // batch))]
+        if self.pool is None:
+            for s, idx in enumerate(steps):
+                yield idx, self.maker.make(idx, np.random.default_rng(batch_key(self.seed, epoch, s)))
+            return
+        from concurrent.futures.process import BrokenProcessPool
+
+        pending: list = []
+        ahead = 0
+        for s, idx in enumerate(steps):
+            while ahead < len(steps) and len(pending) < self.depth:
+                pending.append(self.pool.submit(_worker_make, steps[ahead], batch_key(self.seed, epoch, ahead)))
+                ahead += 1
+            try:
+                x = pending.pop(0).result()
+            except BrokenProcessPool as e:
+                raise EdgekwsError("train: the batch worker process died (out of memory?); "
+                                   "train with --workers 0 to make batches in this process") from e
+            yield idx, x
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
 def make_augmenter(noises, config: dict | None = None):
     """The audio-level augmenter of edgekws.augment (default config, or `config` from a checkpoint),
     or None if that module is absent."""
@@ -273,7 +360,8 @@ def _build(config: TrainConfig, n_classes: int):
 def train(data, out, *, arch: str | None = None, epochs: int | None = None, batch: int | None = None,
           lr: float | None = None, seed: int | None = None, words=None, resume: bool = False,
           quick: bool = False, overwrite: bool = False, cache_dir=None, progress: bool = True,
-          log=print, on_epoch_end=None, augment_config: dict | None = None, **options):
+          log=print, on_epoch_end=None, augment_config: dict | None = None, workers: int | None = None,
+          **options):
     """Train a model on dataset folder `data` into bundle folder `out`; returns the Bundle.
 
     quick        : small/fast preset (models.ARCHITECTURES["dscnn-s"], few epochs) for demos
@@ -283,6 +371,8 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
                    (tests interrupt a run from here)
     augment_config : AugmentConfig fields for the audio augmentation (None: its defaults; a resumed
                    run keeps the checkpoint's)
+    workers      : processes that make batches ahead of the training loop (None: default_workers();
+                   0: this process). Speed only: the weights are the same bits for any value.
     options      : any other TrainConfig field (augment=False, patience=..., ...)
     """
     from tqdm import tqdm
@@ -317,6 +407,10 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
         config = TrainConfig(**base)
         meta = None
     config.check()
+    if workers is None:
+        workers = default_workers()
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+        raise EdgekwsError(f"--workers: must be an integer >= 0, got {workers!r}")
 
     fc = FeatureConfig()
     ds = load_dataset(data, config.words)
@@ -379,6 +473,7 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
     t_start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     epoch = start_epoch
+    pipeline = BatchPipeline(maker, config.seed, workers)
     stopped_early = bool(meta and meta.get("stopped_early"))
     try:
         while epoch < config.epochs and not stopped_early:
@@ -389,11 +484,11 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
             perm = order.draw(rng, weights)
             seen = correct = 0
             loss_sum = 0.0
-            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+            bar = tqdm(pipeline.batches(perm, config.batch, epoch), total=steps_per_epoch,
+                       desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
                        disable=not progress, leave=False, file=sys.stderr)
-            for s in bar:
-                idx = perm[s * config.batch:(s + 1) * config.batch]
-                x = maker.make(idx, rng).reshape(-1, *model.input_shape)
+            for s, (idx, x) in enumerate(bar):
+                x = x.reshape(-1, *model.input_shape)
                 y = tr.labels[idx]
                 opt.lr = cosine(epoch * steps_per_epoch + s, config.lr, total_steps,
                                 min_lr=config.lr * config.min_lr_ratio, warmup_steps=warm)
@@ -446,6 +541,8 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
         log(f"\ninterrupted: the checkpoint after epoch {done} is in {ckpt_path}; "
             f"continue with: edgekws train {data} --out {out} --resume")
         raise
+    finally:
+        pipeline.close()
 
     elapsed = elapsed_before + time.perf_counter() - t_start
     bundle = Bundle.create(out, labels=list(ds.labels), feature_config=fc.to_dict(),
@@ -488,6 +585,9 @@ def register(sub) -> None:
                    help=f"weight of unknown words the model confuses with a command (default "
                         f"{TrainConfig.hard_negatives:g}; 0 = uniform)")
     p.add_argument("--no-augment", action="store_true", help="no audio augmentation and no SpecAugment")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes making augmented batches ahead of training (default 1 on a "
+                        "multi-core machine, 0 = none; the weights do not depend on it)")
     p.add_argument("--quick", action="store_true", help="small model and few epochs (a quick try)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in MODEL")
     p.add_argument("--force", action="store_true", help="replace an existing bundle or checkpoint in MODEL")
@@ -515,7 +615,7 @@ def run(args) -> int:
     try:
         train(args.data, args.out, arch=args.arch, epochs=args.epochs, batch=args.batch, lr=args.lr,
               seed=args.seed, words=parse_words(args.words), resume=args.resume, quick=args.quick,
-              overwrite=args.force, cache_dir=args.cache, **opts)
+              overwrite=args.force, cache_dir=args.cache, workers=args.workers, **opts)
     except KeyboardInterrupt:
         return 130
     return 0

@@ -105,6 +105,30 @@ def test_resume_after_interrupt_in_process_is_bit_exact(reference, tiny, tmp_pat
     assert strip(resumed.read_json("history.json")) == strip(reference.read_json("history.json"))
 
 
+def _children(pid):
+    """Process ids whose parent is pid (Linux /proc)."""
+    from pathlib import Path
+
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid):
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
 def test_resume_after_a_real_signal_is_bit_exact(sig, tiny, reference, tmp_path):
     epochs = TINY["epochs"]
@@ -115,8 +139,16 @@ def test_resume_after_a_real_signal_is_bit_exact(sig, tiny, reference, tmp_path)
     deadline = time.time() + 120
     while not (out / CHECKPOINT).exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
+    workers = _children(proc.pid)  # the batch worker process(es)
+    from edgekws.train import default_workers
+
+    assert len(workers) == default_workers()
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
+    deadline = time.time() + 10  # killed or interrupted, the trainer leaves no worker behind
+    while any(_alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(w) for w in workers), workers
     assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), stderr.decode()
     if sig == signal.SIGINT:
         assert b"--resume" in stdout + stderr
@@ -277,3 +309,17 @@ def test_hard_negatives_favour_unknown_words_that_sound_like_commands():
     unk = np.bincount(draws[labels[draws] == 1] - 2, minlength=5)
     assert unk[[0, 2]].sum() > 3 * unk[[1, 3, 4]].sum()          # "book" drawn far more often
     assert np.array_equal(order.draw(np.random.default_rng(7), w), order.draw(np.random.default_rng(7), w))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batch_workers_change_the_speed_not_the_weights(workers, reference, tiny, tmp_path):
+    b = train(tiny, tmp_path / "m", **TINY, workers=workers)  # reference: default_workers()
+    _same_weights(_weights(b), _weights(reference))
+
+
+def test_cli_workers_reach_train_and_are_checked(tiny, tmp_path, capsys):
+    from edgekws.cli import main
+
+    assert main(["train", str(tiny), "--out", str(tmp_path / "m"), "--workers", "-1"]) == 2
+    assert "--workers: must be an integer >= 0, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Training epoch of the default recipe: batches made in the training process vs made ahead of it
+by a forked worker process (edgekws.train.BatchPipeline), on the same data, same seed.
+
+An epoch of `edgekws train` = draw the epoch's examples (hard negatives from epoch 2) -> for each
+batch: augment audio, compute integer features, SpecAugment (the batch maker) -> forward, backward,
+AdamW (the training step) -> validation. With --workers 0 both halves share one core; with 1 the
+batch maker runs on the other core, ahead of the step. Runs alternate 0 1 0 1 and the medians of
+the per-epoch seconds (training history) are compared; the weights of every run must be the same
+bits (the worker changes the speed, not the result).
+
+    python tools/bench_epoch.py                # synthesized English, 80 speakers, 3 epochs x 2 rounds
+    python tools/bench_epoch.py --data D       # any dataset folder
+    python tools/bench_epoch.py --quick        # 1 epoch x 1 round (smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's edgekws, installed or not
+
+
+def get_data(data: str | None, build: Path, speakers: int) -> Path | None:
+    if data:
+        return Path(data)
+    try:
+        from edgekws.synth.generator import synthesize_dataset
+
+        out = build / "synth-en"
+        synthesize_dataset(out, "en", speakers=speakers, seed=5, overwrite=True)
+        return out
+    except Exception as e:  # no eSpeak NG (edgekws[synth]) here
+        print(f"skipped: no dataset (--data D) and no synthesizer: {e}")
+        return None
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", help="dataset folder (default: synthesize English, --speakers)")
+    ap.add_argument("--speakers", type=int, default=80)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.epochs, args.rounds, args.speakers = 1, 1, 24
+    from edgekws.train import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        build = Path(tmp)
+        data = get_data(args.data, build, args.speakers)
+        if data is None:
+            return 0
+        per_epoch: dict[int, list[float]] = {0: [], 1: []}
+        weights: dict[int, dict] = {}
+        wall: dict[int, list[float]] = {0: [], 1: []}
+        n_train = None
+        for r in range(args.rounds):
+            for w in (0, 1):
+                t = time.perf_counter()
+                b = train(data, build / f"m{w}{r}", epochs=args.epochs, patience=args.epochs, workers=w,
+                          progress=False, log=lambda *a, **k: None, cache_dir=build / "cache")
+                wall[w].append(time.perf_counter() - t)
+                per_epoch[w] += [h["seconds"] for h in b.read_json("history.json")]
+                weights[w] = b.read_npz("weights.npz")
+                n_train = b.manifest["training"]["n_train"]
+        same = all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
+        med = {w: statistics.median(v) for w, v in per_epoch.items()}
+        print(f"default recipe (dscnn, batch 64, audio augmentation, SpecAugment, 3x _unknown_, hard negatives)\n"
+              f"{n_train} examples per epoch, {args.epochs} epochs x {args.rounds} rounds per setting, "
+              f"medians of per-epoch seconds\n")
+        print("| batches made | s/epoch | ratio | whole run (s, median) |")
+        print("|---|---|---|---|")
+        for w, name in ((0, "in the training process (--workers 0)"), (1, "by 1 worker process (default)")):
+            print(f"| {name} | {med[w]:.2f} | {med[w] / med[0]:.2f} | {statistics.median(wall[w]):.1f} |")
+        print(f"\nsame weights, bit for bit: {'yes' if same else 'NO'}")
+        return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
