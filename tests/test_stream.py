@@ -25,7 +25,7 @@ from edgekws.quant import quantize_bundle  # noqa: E402
 from edgekws.stream.detector import (Detector, StreamConfig, detect_steps, exp_lut, fire,  # noqa: E402
                                      posteriors_q15, smooth_q15)
 from edgekws.stream.engines import ModelEngine  # noqa: E402
-from edgekws.stream.evalstream import (Event, Streams, build_command_stream, build_negative_stream,  # noqa: E402
+from edgekws.stream.evalstream import (Event, Streams, stream_logits, build_command_stream, build_negative_stream,  # noqa: E402
                                        evaluate_streams, score, speech_end, speech_rms, speech_span, tune)
 from edgekws.stream.pipeline import StreamingDetector, StreamSetup, detect_audio  # noqa: E402
 from quant_helpers import features, make_bundle  # noqa: E402
@@ -235,13 +235,14 @@ def _band(freq):
 class ToneOracle(ModelEngine):
     """A perfect model of tone words: a class whose tone lies wholly inside the window (not in its
     first or last frames) gets logit 100, everything else -100, _silence_ when no tone is inside.
-    The tone of _unknown_ also raises w0 to posterior `leak` (a confusable unknown word)."""
+    The tone of _unknown_ also raises w0 to posterior `leak` (a confusable unknown word); with `weak`,
+    w1's own tone gives w1 only that posterior (the rest goes to _unknown_: a command heard poorly)."""
 
     name = "oracle"
 
-    def __init__(self, labels, leak=0.0, scale=0.1):
+    def __init__(self, labels, leak=0.0, scale=0.1, weak=None):
         super().__init__(SimpleNamespace(input_shape=(49, 40), num_classes=len(labels), output_scale=scale))
-        self.labels, self.leak, self.scale = labels, leak, scale
+        self.labels, self.leak, self.scale, self.weak = labels, leak, scale, weak
         self.bands = {labels.index(w): _band(f) for w, f in TONES.items()}
 
     def logits(self, windows):
@@ -257,6 +258,8 @@ class ToneOracle(ModelEngine):
                 out[inside, k], out[inside, 2] = -100, 100
             elif self.labels[k] == "_unknown_" and self.leak:
                 out[inside, 2] = 100 + int(round(np.log(self.leak / (1 - self.leak)) / self.scale))
+            if self.labels[k] == "w1" and self.weak is not None:
+                out[inside, 1] = 100 + int(round(np.log((1 - self.weak) / self.weak) / self.scale))
         return np.clip(out, -128, 127).astype(np.int8)
 
 
@@ -278,9 +281,9 @@ def _oracle_streams(seed, negative_seconds, snr=(15.0, 25.0)):
     return Streams(audio, events, neg, neg_events), level
 
 
-def _oracle_setup(leak=0.0):
+def _oracle_setup(leak=0.0, weak=None):
     labels = ["_silence_", "_unknown_", "w0", "w1", "w2"]
-    engine = ToneOracle(labels, leak)
+    engine = ToneOracle(labels, leak, weak=weak)
     cfg = StreamConfig(hop_every=2, smooth=3, refractory=25, thresholds={w: 26000 for w in labels[2:]})
     return StreamSetup(engine.qm, labels, FeatureConfig(), cfg), engine
 
@@ -340,6 +343,29 @@ def test_tuner_meets_its_false_accept_target_on_its_tuning_data():
     setup, oracle = _oracle_setup(leak=1.0)  # now every threshold that detects a command also fires on it
     with pytest.raises(EdgekwsError, match="every smoothing and threshold gives more than 0 false accept"):
         tune(setup, *streams, target_fa_per_hour=1.0, engine=oracle, smooth_choices=(1, 2))
+
+
+def test_tuner_gives_each_command_its_own_threshold_halfway_to_its_own_limit():
+    """The unknown word leaks 0.6 into w0, w1 is heard at posterior 0.5: one shared threshold must
+    stay above 0.6 and loses every w1; per-command thresholds keep w0 above the leak and let w1 in."""
+    from edgekws.stream.evalstream import THRESHOLD_GRID
+
+    streams, _ = _oracle_streams(5, 60.0)
+    setup, oracle = _oracle_setup(leak=0.6, weak=0.5)
+    logits = stream_logits(setup, streams, oracle)
+    shared = tune(setup, *streams, target_fa_per_hour=60.0, logits=logits, shrink=0.0, smooth_choices=(1, 3))
+    q = shared["shared_threshold"]
+    assert 0.6 < q / 32768 < 0.7 and set(setup.config.thresholds.values()) == {q}
+    assert shared["validation"]["hits"] == 16 and shared["validation"]["false_accepts"] == 0  # no w1
+    rec = tune(setup, *streams, target_fa_per_hour=60.0, logits=logits, smooth_choices=(1, 3))  # shrink 0.5
+    thr = setup.config.thresholds
+    own = int(THRESHOLD_GRID.min())  # nothing leaks into w1 or w2: their own limit is the grid's bottom
+    assert rec["shrink"] == 0.5 and rec["shared_threshold"] == q
+    assert thr["w0"] == q and thr["w1"] == thr["w2"] == round(q - 0.5 * (q - own)) < 0.5 * 32768
+    assert rec["validation"]["hits"] == 24 and rec["validation"]["false_accepts"] == 0
+    assert evaluate_streams(setup, *streams, logits=logits)["hits"] == 24  # what the bundle will do
+    with pytest.raises(EdgekwsError, match=r"shrink must be in \[0, 1\], got 2"):
+        tune(setup, *streams, logits=logits, shrink=2)
 
 
 def test_export_pi_folder(bundle, tmp_path, capsys):

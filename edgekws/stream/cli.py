@@ -156,8 +156,9 @@ def run_eval_stream(args) -> int:
         return 0
     c = setup.config
     if args.tune:
-        print(f"tuned on validation streams: hop every {c.hop_every} frames, smooth {c.smooth}, threshold "
-              f"{next(iter(c.thresholds.values())) / 32768:.3f} -> {_describe(result['tuning']['validation'])}; "
+        thr = ", ".join(f"{lab} {q / 32768:.2f}" for lab, q in c.thresholds.items())
+        print(f"tuned on validation streams: hop every {c.hop_every} frames, smooth {c.smooth}, thresholds "
+              f"{thr} -> {_describe(result['tuning']['validation'])}; "
               f"stored in {bundle.path}/manifest.json")
     m = result["metrics"]
     noise = "clean" if snr is None else f"noise {snr[0]:g}-{snr[1]:g} dB below speech"
