@@ -364,7 +364,7 @@ def test_tuner_gives_each_command_its_own_threshold_halfway_to_its_own_limit():
     assert thr["w0"] == q and thr["w1"] == thr["w2"] == round(q - 0.5 * (q - own)) < 0.5 * 32768
     assert rec["validation"]["hits"] == 24 and rec["validation"]["false_accepts"] == 0
     assert evaluate_streams(setup, *streams, logits=logits)["hits"] == 24  # what the bundle will do
-    with pytest.raises(EdgekwsError, match=r"shrink must be in \[0, 1\], got 2"):
+    with pytest.raises(EdgekwsError, match=r"^--shrink: must be a number in \[0, 1\], got 2"):
         tune(setup, *streams, logits=logits, shrink=2)
 
 
@@ -420,3 +420,8 @@ def test_eval_stream_tunes_and_stores_settings(tmp_path, capsys):
     assert "hop every 3 frames" in capsys.readouterr().out
     assert main(args + ["--snr", "3"]) == 2
     assert "--snr '3': expected LO,HI in dB" in capsys.readouterr().err
+    assert main(args[:-1] + ["--snr", "clean", "--shrink", "0"]) == 0  # one shared threshold
+    assert len(set(Bundle.load(b.path).manifest["stream"]["thresholds"].values())) == 1
+    assert Bundle.load(b.path).manifest["stream"]["tuning"]["shrink"] == 0.0
+    assert main(args + ["--shrink", "1.5"]) == 2
+    assert "--shrink: must be a number in [0, 1], got 1.5" in capsys.readouterr().err

@@ -37,6 +37,10 @@ def register(sub) -> None:
     e.add_argument("--split", default="test", choices=("train", "val", "test"), help="split evaluated (default test)")
     e.add_argument("--tune", action="store_true", help="tune on the validation split first and store the result")
     e.add_argument("--target-fa", type=float, default=1.0, help="false accepts per hour allowed when tuning (default 1)")
+    e.add_argument("--shrink", type=float, default=None, metavar="S",
+                   help="with --tune: each command's threshold moves this share of the way from the "
+                        "shared one to its own validation limit (default 0.5; 0 = one threshold for all, "
+                        "safer with few validation speakers)")
     e.add_argument("--negative-minutes", type=float, default=60.0,
                    help="length of the noise + unknown-word stream (default 60 minutes; tuning needs an "
                         "hour or more to resolve 1 false accept per hour)")
@@ -130,6 +134,8 @@ def run_eval_stream(args) -> int:
         raise EdgekwsError(f"--negative-minutes must be >= 0, got {args.negative_minutes}")
     if args.target_fa < 0:
         raise EdgekwsError(f"--target-fa must be >= 0, got {args.target_fa}")
+    if args.shrink is not None and not 0 <= args.shrink <= 1:  # before the streams are built
+        raise EdgekwsError(f"--shrink: must be a number in [0, 1], got {args.shrink!r}")
     snr = parse_snr(args.snr)
     bundle = Bundle.load(args.model)
     setup = StreamSetup.from_bundle(bundle)
@@ -143,7 +149,8 @@ def run_eval_stream(args) -> int:
     if args.tune:
         log(f"tuning on validation streams ({args.negative_minutes:g} min of non-commands, engine {args.engine})")
         val = make_streams(bundle, args.data, "val", args.seed, args.negative_minutes, snr)
-        result["tuning"] = tune(setup, *val, target_fa_per_hour=args.target_fa, engine=args.engine)
+        shrink = {} if args.shrink is None else {"shrink": args.shrink}
+        result["tuning"] = tune(setup, *val, target_fa_per_hour=args.target_fa, engine=args.engine, **shrink)
         result["tuning"]["snr_db"] = result["snr_db"]
         bundle.update(stream=setup.config.to_dict())
     log(f"evaluating on {args.split} streams")

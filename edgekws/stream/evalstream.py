@@ -381,7 +381,7 @@ def tune(setup, cmd_audio, events, neg_audio, negative_events=(), target_fa_per_
     from edgekws.stream.pipeline import step_scores
 
     if not 0 <= shrink <= 1:
-        raise EdgekwsError(f"tuning: shrink must be in [0, 1], got {shrink!r}")
+        raise EdgekwsError(f"--shrink: must be a number in [0, 1], got {shrink!r}")
     streams = Streams(cmd_audio, events, neg_audio, list(negative_events))
     runs = logits if logits is not None else stream_logits(setup, streams, engine)
     cfg = setup.config
