@@ -130,7 +130,12 @@ def test_resume_after_a_real_signal_is_bit_exact(sig, tiny, reference, tmp_path)
     out = tmp_path / "model"
     cmd = [sys.executable, "-m", "edgekws", "train", str(tiny), "--out", str(out), "--arch", "dscnn-s",
            "--epochs", str(epochs), "--batch", "8", "--lr", "0.02", "--seed", "3", "--words", "yes,no"]
-    proc = subprocess.Popen(cmd + ["--patience", "50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def as_in_a_terminal():  # a test runner started in the background (cmd &) passes SIGINT ignored
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen(cmd + ["--patience", "50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=as_in_a_terminal)
     deadline = time.time() + 120
     while not (out / CHECKPOINT).exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
