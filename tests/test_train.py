@@ -323,3 +323,27 @@ def test_cli_workers_reach_train_and_are_checked(tiny, tmp_path, capsys):
     assert main(["train", str(tiny), "--out", str(tmp_path / "m"), "--workers", "-1"]) == 2
     assert "--workers: must be an integer >= 0, got -1" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_prior_correction_lowers_the_unknown_bias_by_the_log_of_its_sampling_ratio(tiny, tmp_path):
+    """_unknown_ drawn r times as often as a command -> its bias -log(r) in the finished model, and
+    nothing else changes. Tiny set: 32 command clips of 2 words, 16 'cat' clips; unknown_ratio 0.5
+    draws 8 per epoch = half a command's 16, so the bias rises by log 2."""
+    import math
+
+    from edgekws.train import TrainConfig
+
+    opts = {**TINY, "epochs": 2, "unknown_ratio": 0.5}
+    on = train(tiny, tmp_path / "on", **opts)
+    off = train(tiny, tmp_path / "off", **opts, prior_correction=False)
+    a, b = _weights(on), _weights(off)
+    name = on.manifest["architecture"]["layers"][-1]["name"]
+    for k in a:
+        if k != f"{name}.bias":
+            assert np.array_equal(a[k], b[k]), k
+    unknown = on.labels.index("_unknown_")
+    diff = a[f"{name}.bias"] - b[f"{name}.bias"]
+    assert diff[unknown] == pytest.approx(math.log(2), abs=1e-6) and not np.delete(diff, unknown).any()
+    assert on.manifest["training"]["prior_correction"] == {"_unknown_": round(math.log(2), 6)}
+    assert off.manifest["training"]["prior_correction"] == {}
+    assert TrainConfig.from_dict({"epochs": 3}).prior_correction is False  # older checkpoints: as trained
