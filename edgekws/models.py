@@ -125,6 +125,12 @@ def architecture_dict(name: str, n_classes: int) -> dict:
             "embedding": spec.embedding, "layers": [l.config() for l in spec.make(n_classes)]}
 
 
+def classifier_name(arch: dict) -> str:
+    """Name of the last (Dense classifier) layer of an architecture dict: its weights are
+    "<name>.weight" and "<name>.bias" in the state."""
+    return arch["layers"][-1].get("name", "classifier")
+
+
 def layers_from_architecture(arch: dict) -> list[Layer]:
     try:
         return [layer_from_config(c) for c in arch["layers"]]

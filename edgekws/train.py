@@ -240,8 +240,9 @@ def _worker_make(idx: np.ndarray, key: list[int]) -> np.ndarray:
 
 class BatchPipeline:
     """The batches of an epoch, made ahead of the training loop by `workers` forked processes
-    (workers=0: made here, one at a time, when the loop asks for them). Measured on 2 cores: augmentation and features take
-    ~45% of a training step; in a worker they overlap the forward/backward pass on the other core.
+    (workers=0: made here, one at a time, when the loop asks for them). Measured on 2 cores:
+    augmentation and features take ~45% of a training step; in a worker they overlap the
+    forward/backward pass on the other core.
     The bits do not change with `workers`: each batch has its own generator (batch_key).
     Forked workers share the training arrays with this process (copy-on-write), nothing is pickled
     but the batch indices and the finished inputs."""
@@ -304,9 +305,12 @@ class EpochOrder:
     def __init__(self, labels: np.ndarray, unknown_label: int, n_words: int, unknown_ratio: float):
         self.unknown = np.flatnonzero(labels == unknown_label)
         self.rest = np.flatnonzero(labels != unknown_label)
-        self.n_commands = n_commands = int(np.sum(labels >= 2))  # labels: _silence_, _unknown_, commands
+        n_commands = int(np.sum(labels >= 2))  # labels: _silence_, _unknown_, then the commands
         self.n_unknown = min(len(self.unknown), int(round(unknown_ratio * n_commands / max(n_words, 1))))
         self.size = len(self.rest) + self.n_unknown
+        # how many times as often as a command _unknown_ is drawn (unknown_ratio, or less when the
+        # dataset has fewer unknown clips than that asks for)
+        self.drawn_ratio = self.n_unknown * n_words / max(n_commands, 1)
 
     def draw(self, rng: np.random.Generator, weights: np.ndarray | None = None) -> np.ndarray:
         """-> (size,) indices into the training arrays, in training order. weights: (len(unknown),)
@@ -324,8 +328,9 @@ def prior_corrected(state: dict, arch: dict, unknown: int, ratio: float) -> tupl
     """state with the classifier's bias of class `unknown` lowered by log(ratio), where ratio = how
     many times as often as a command that class was drawn in training; and {"_unknown_": shift}
     ({} when ratio <= 0 or the last layer has no bias)."""
-    name = arch["layers"][-1].get("name", "classifier")
-    key = f"{name}.bias"
+    from edgekws.models import classifier_name
+
+    key = f"{classifier_name(arch)}.bias"
     if ratio <= 0 or key not in state:
         return state, {}
     bias = np.array(state[key], copy=True)
@@ -567,11 +572,10 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
     final = dict(best_state if best_state is not None else model.state_dict())
     correction = {}
     if config.prior_correction:
-        ratio = order.n_unknown * len(ds.words) / max(order.n_commands, 1)
-        final, correction = prior_corrected(final, arch_dict, ds.label_index["_unknown_"], ratio)
+        final, correction = prior_corrected(final, arch_dict, ds.label_index["_unknown_"], order.drawn_ratio)
         if correction:
-            log(f"prior correction: _unknown_ bias {correction['_unknown_']:+.4f} (drawn {ratio:.2f}x as "
-                "often as a command)")
+            log(f"prior correction: _unknown_ bias {correction['_unknown_']:+.4f} (drawn "
+                f"{order.drawn_ratio:.2f}x as often as a command)")
     bundle = Bundle.create(out, labels=list(ds.labels), feature_config=fc.to_dict(),
                            architecture={**arch_dict, "budget": {k: v for k, v in budget.to_dict().items() if k != "rows"}},
                            training={"seed": config.seed, "config": config.to_dict(), "dataset": str(data),

@@ -309,7 +309,9 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     emb = backbone.embed(feats, engine)
     t_emb = time.perf_counter() - t0
     bw = base.read_npz("weights.npz")
-    name = base.manifest["architecture"]["layers"][-1].get("name", "classifier")
+    from edgekws.models import classifier_name
+
+    name = classifier_name(base.manifest["architecture"])
     init = base_rows(bw.get(f"{name}.weight"), bw.get(f"{name}.bias"), base.labels, names, emb.shape[1])
     empty = [n for n, c in zip(names, counts) if c == 0]
     if empty:
