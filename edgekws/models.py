@@ -49,13 +49,15 @@ _FOLDED = (BatchNorm, ReLU, Dropout, Flatten)
 _INT8_OPS = (Conv2D, DepthwiseConv2D, Dense, AvgPool2D, GlobalAvgPool, *_FOLDED)
 
 
-def _dscnn(n_classes: int, first: int, width: int, dropout: float) -> list[Layer]:
+def _dscnn(n_classes: int, first: int, width: int, dropout: float, last: int | None = None) -> list[Layer]:
+    """conv1 (first channels), three depthwise-separable blocks (width; the last block `last`, which is
+    the embedding's size), global average pool, dropout, dense."""
     layers: list[Layer] = [Conv2D(first, (10, 4), stride=(2, 2), padding="same", use_bias=False,
                                   name="conv1"), BatchNorm(name="bn1"), ReLU(name="relu1")]
     for i, stride in ((2, 2), (3, 1), (4, 1)):
         layers += [DepthwiseConv2D(3, stride=stride, padding="same", use_bias=False, name=f"dw{i}"),
                    BatchNorm(name=f"bn{i}dw"), ReLU(name=f"relu{i}dw"),
-                   Conv2D(width, 1, use_bias=False, name=f"pw{i}"),
+                   Conv2D(last if i == 4 and last else width, 1, use_bias=False, name=f"pw{i}"),
                    BatchNorm(name=f"bn{i}pw"), ReLU(name=f"relu{i}pw")]
     layers += [GlobalAvgPool(name="embedding")]
     if dropout:
@@ -100,6 +102,9 @@ class ArchSpec:
 ARCHITECTURES: dict[str, ArchSpec] = {
     "dscnn": ArchSpec("dscnn", "depthwise-separable CNN, 48/64 channels (default)",
                       (*FEATURE_SHAPE, 1), "embedding", lambda n: _dscnn(n, 48, 64, 0.1)),
+    "dscnn-w": ArchSpec("dscnn-w", "depthwise-separable CNN, 48/64 channels, 128 in the last block "
+                        "(a 128-value embedding for retraining)",
+                        (*FEATURE_SHAPE, 1), "embedding", lambda n: _dscnn(n, 48, 64, 0.1, last=128)),
     "dscnn-s": ArchSpec("dscnn-s", "narrow depthwise-separable CNN, 16/24 channels (quick demos, tests)",
                         (*FEATURE_SHAPE, 1), "embedding", lambda n: _dscnn(n, 16, 24, 0.0)),
     "cnn": ArchSpec("cnn", "plain CNN: three standard convolutions 16/32/32",

@@ -340,6 +340,7 @@ def register(sub) -> None:
     p.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
     p.add_argument("--epochs", type=int, help="training epochs (default: train's)")
     p.add_argument("--arch", help="architecture (default: train's)")
+    p.add_argument("--time-warp", type=float, metavar="P", help="training time warp fraction (default: train's)")
     p.add_argument("--snr", type=float, default=SNR_DB, help=f"SNR of the noisy tests in dB (default {SNR_DB:g})")
     p.add_argument("--enroll", type=int, metavar="K", help="also enroll K clips per class of the held-out engine")
     p.set_defaults(func=run)
@@ -349,7 +350,8 @@ def run(args) -> int:
     datasets = {lang: d for lang, d in (("ja", args.ja), ("en", args.en)) if d}
     if not datasets:
         raise EdgekwsError("eval-voices: give --ja DATA and/or --en DATA")
-    opts = {k: v for k, v in (("epochs", args.epochs), ("arch", args.arch)) if v is not None}
+    opts = {k: v for k, v in (("epochs", args.epochs), ("arch", args.arch), ("time_warp", args.time_warp))
+            if v is not None}
     seeds = tuple(int(s) for s in str(args.seeds).split(",") if s.strip())
     res = benchmark(datasets, args.work, seeds=seeds, snr_db=args.snr, enroll=args.enroll, **opts)
     print(format_table(res))

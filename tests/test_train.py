@@ -225,12 +225,54 @@ def test_dequantize_and_spec_augment():
     assert np.array_equal(m1, m2) and (m1 == 0).any() and (m1 == 1).mean() > 0.6
 
 
+def test_time_warp_is_a_seeded_monotone_piecewise_linear_tempo_map():
+    from edgekws.train import time_warp
+
+    t, parts, stretch = 49, 4, 2.0
+    ramp = np.tile(np.arange(t, dtype=np.float32)[None, :, None], (16, 1, 3))   # x[t] = t: out = source position
+    w = time_warp(ramp.copy(), np.random.default_rng(7), 1.0, stretch, parts)
+    assert np.array_equal(w, time_warp(ramp.copy(), np.random.default_rng(7), 1.0, stretch, parts))
+    assert not np.array_equal(w, time_warp(ramp.copy(), np.random.default_rng(8), 1.0, stretch, parts))
+    assert np.allclose(w[:, 0], 0) and np.allclose(w[:, -1], t - 1, atol=1e-4)   # spans the whole window
+    assert np.all(np.diff(w[:, :, 0], axis=1) > 0) and np.array_equal(w[..., 0], w[..., 2])
+    slope = np.diff(w[:, :, 0], axis=1)       # input frames per output frame: constant within a part
+    part = np.minimum((np.arange(t - 1) * parts) // (t - 1), parts - 1)
+    for j in range(parts):
+        s = slope[:, part == j]
+        assert np.allclose(s, s[:, :1], atol=1e-4)
+    rates = np.stack([slope[:, part == j][:, 0] for j in range(parts)], 1)
+    assert (rates.max(1) / rates.min(1) <= stretch ** 2 + 1e-4).all() and (rates.max(1) / rates.min(1) > 1.05).any()
+    assert abs(rates.mean() - 1) < 0.01            # the parts share the window: mean rate 1
+    x = np.random.default_rng(0).normal(size=(5, t, 40)).astype(np.float32)
+    assert np.allclose(time_warp(x.copy(), np.random.default_rng(1), 1.0, 1.0), x, atol=1e-5)   # no stretch
+    assert np.array_equal(time_warp(x.copy(), np.random.default_rng(1), 0.0), x)               # nobody picked
+    half = time_warp(x.copy(), np.random.default_rng(3), 0.5)
+    changed = ~np.all(np.isclose(half, x), axis=(1, 2))
+    assert 0 < changed.sum() < 5
+
+
+def test_time_warp_setting_is_checked_and_reaches_train(monkeypatch, tmp_path, capsys):
+    import edgekws.train as tr
+    from edgekws.cli import main
+    from edgekws.train import TrainConfig
+
+    with pytest.raises(tr.EdgekwsError, match=r"^--time-warp: must be a fraction in \[0, 1\], got 1.5"):
+        TrainConfig(time_warp=1.5).check()
+    assert TrainConfig().time_warp == 0.0 and TrainConfig.from_dict({"epochs": 3, "time_warp": 0.5}).time_warp == 0.5
+    seen = {}
+    monkeypatch.setattr(tr, "train", lambda data, out, **kw: seen.update(kw))
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--time-warp", "0.3"]) == 0
+    assert seen["time_warp"] == 0.3
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--no-augment"]) == 0
+    assert seen["time_warp"] == 0.0 and seen["augment"] is False and seen["specaugment"] is False
+
+
 def test_cli_budget_lists_every_architecture(capsys):
     from edgekws.cli import main
 
     assert main(["train", "--budget"]) == 0
     text = capsys.readouterr().out
-    for name in ("dscnn", "dscnn-s", "cnn", "dnn", "gru"):
+    for name in ("dscnn", "dscnn-w", "dscnn-s", "cnn", "dnn", "gru"):
         assert f"\n{name}:" in text
     assert "OVER BUDGET" not in text
 
@@ -258,6 +300,10 @@ def test_augment_config_is_used_and_recorded(tiny, tmp_path):
     assert all(recorded[k] == v for k, v in cfg.items())
     default = train(tiny, tmp_path / "d", **{**TINY, "epochs": 1})
     assert default.manifest["training"]["augment_config"]["speed_prob"] > 0
+    warped = train(tiny, tmp_path / "w", **{**TINY, "epochs": 1}, time_warp=1.0)
+    assert warped.manifest["training"]["config"]["time_warp"] == 1.0
+    w, d = warped.read_npz("weights.npz"), default.read_npz("weights.npz")
+    assert any(not np.array_equal(w[k], d[k]) for k in d)   # the warp reaches the batches
 
 
 def test_cli_unknown_ratio_and_hard_negatives_reach_train_and_are_checked(monkeypatch, tmp_path, capsys):

@@ -107,3 +107,19 @@ def test_command_line(capsys):
     assert (args.seeds, args.enroll, args.snr) == ("0,1", 3, 10.0)
     with pytest.raises(EdgekwsError, match="--ja"):
         args.func(args)
+
+
+def test_command_line_passes_training_levers(monkeypatch, tmp_path):
+    import argparse
+
+    import edgekws.voices as voices
+
+    seen = {}
+    monkeypatch.setattr(voices, "benchmark", lambda datasets, work, **kw: seen.update(kw) or {"runs": []})
+    monkeypatch.setattr(voices, "format_table", lambda res: "")
+    sub = argparse.ArgumentParser().add_subparsers()
+    voices.register(sub)
+    args = sub.choices["eval-voices"].parse_args(["--ja", "d", "--work", str(tmp_path), "--time-warp", "0.8",
+                                                  "--arch", "dscnn-w"])
+    assert args.func(args) == 0
+    assert (seen["time_warp"], seen["arch"], seen["seeds"]) == (0.8, "dscnn-w", (0,)) and "epochs" not in seen

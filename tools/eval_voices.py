@@ -44,6 +44,7 @@ LEVERS = {
     "H no label smoothing, no weight decay": ("160", {"label_smoothing": 0.0, "weight_decay": 0.0}, None, None),
     "I 50 epochs (patience 50) instead of 25": ("160", {"epochs": 50, "patience": 50}, None, None),
     "J 400 speakers + 2 WORLD-vocoder voices per eSpeak speaker": ("400world", {}, None, "160"),
+    "K time warp of 80% of examples (parts x0.5-2)": ("160", {"time_warp": 0.8}, None, None),
 }
 
 
