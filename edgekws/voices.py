@@ -175,8 +175,8 @@ def pick_enrollment(view, shots: int, seed: int = 0) -> list[str]:
 
 
 def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int = 0, snr_db: float = SNR_DB,
-                  enroll: int | None = None, augment_config: dict | None = None, test_data=None, log=print,
-                  **train_options) -> dict:
+                  enroll: int | None = None, enroll_noisy: int = 0, augment_config: dict | None = None,
+                  test_data=None, log=print, **train_options) -> dict:
     """Train on `train_engine`'s clips of dataset `data`, test on `test_engine`'s (see the module doc).
 
     work          : folder for the views, the model bundle(s) and the feature cache
@@ -222,14 +222,15 @@ def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int 
     if enroll:
         res["enroll"] = enroll_direction(bundle, test_data, work, train_view=tr_view, test_engine=test_engine,
                                          train_noises=train_noises, test_noises=test_noises, shots=enroll,
-                                         seed=seed, snr_db=snr_db, log=log)
+                                         noisy=enroll_noisy, seed=seed, snr_db=snr_db, log=log)
     return res
 
 
 def enroll_direction(bundle, data, work, *, train_view, test_engine, train_noises, test_noises, shots: int = 3,
-                     seed: int = 0, snr_db: float = SNR_DB, log=print) -> dict:
+                     noisy: int = 0, seed: int = 0, snr_db: float = SNR_DB, log=print) -> dict:
     """Quantize `bundle`, retrain its last layer on `shots` clips per class of the held-out engine
-    (silence cut from the training noises), test int8 before/after on its other clips."""
+    (silence cut from the training noises; `noisy` noisy copies of each clip with the training noises,
+    edgekws.retrain.noisy_copies), test int8 before/after on its other clips."""
     from edgekws.data import load_dataset
     from edgekws.evaluate import KeywordModel
     from edgekws.featcache import FeatureCache, split_arrays
@@ -250,9 +251,9 @@ def enroll_direction(bundle, data, work, *, train_view, test_engine, train_noise
     (enroll_view / "validation_list.txt").unlink()
     te_view = work / f"view-{test_engine}-test"
     new = retrain(bundle, enroll_view, work / f"model-{bundle.path.name}-enrolled", shots=shots, seed=seed,
-                  overwrite=True, cache_dir=cache, log=lambda *a: None)
+                  overwrite=True, cache_dir=cache, noisy=noisy, log=lambda *a: None)
     sets = held_out_sets(te_view, fc, seed=seed, snr_db=snr_db, cache_dir=cache, exclude=picked)
-    out = {"shots": shots, "clips": len(picked), "before_int8": _accuracy(KeywordModel(bundle, "int8").engine, sets),
+    out = {"shots": shots, "noisy_copies": noisy, "clips": len(picked), "before_int8": _accuracy(KeywordModel(bundle, "int8").engine, sets),
            "after_int8": _accuracy(KeywordModel(new, "int8").engine, sets)}
     log(f"  enrolled ({shots} clips/class): " + ", ".join(
         f"{k} {out['before_int8'][k]['accuracy']:.3f} -> {v['accuracy']:.3f}" for k, v in out["after_int8"].items()))
@@ -262,8 +263,8 @@ def enroll_direction(bundle, data, work, *, train_view, test_engine, train_noise
 # ---- the benchmark -----------------------------------------------------------------------------
 
 def benchmark(datasets: dict, work, *, directions=DIRECTIONS, seeds=(0,), snr_db: float = SNR_DB,
-              enroll: int | None = None, augment_config: dict | None = None, test_datasets: dict | None = None,
-              log=print, **train_options) -> dict:
+              enroll: int | None = None, enroll_noisy: int = 0, augment_config: dict | None = None,
+              test_datasets: dict | None = None, log=print, **train_options) -> dict:
     """Every language × direction × seed. datasets: {"ja": folder, "en": folder} (both engines each);
     test_datasets: {lang: folder} to test on another dataset's held-out engine (see run_direction).
 
@@ -275,7 +276,8 @@ def benchmark(datasets: dict, work, *, directions=DIRECTIONS, seeds=(0,), snr_db
             for seed in seeds:
                 log(f"{lang}: train {ENGINE_NAMES[train_engine]} -> test {ENGINE_NAMES[test_engine]}, seed {seed}")
                 r = run_direction(data, Path(work) / lang / f"seed{seed}", train_engine, test_engine, seed=seed,
-                                  snr_db=snr_db, enroll=enroll, augment_config=augment_config, log=log,
+                                  snr_db=snr_db, enroll=enroll, enroll_noisy=enroll_noisy,
+                                  augment_config=augment_config, log=log,
                                   test_data=(test_datasets or {}).get(lang), **train_options)
                 runs.append({"lang": lang, "dataset": str(data), **r})
     return {"snr_db": snr_db, "train_options": train_options, "augment_config": augment_config, "runs": runs}
@@ -343,6 +345,8 @@ def register(sub) -> None:
     p.add_argument("--time-warp", type=float, metavar="P", help="training time warp fraction (default: train's)")
     p.add_argument("--snr", type=float, default=SNR_DB, help=f"SNR of the noisy tests in dB (default {SNR_DB:g})")
     p.add_argument("--enroll", type=int, metavar="K", help="also enroll K clips per class of the held-out engine")
+    p.add_argument("--enroll-noisy", type=int, default=0, metavar="N",
+                   help="enrollment also learns from N noisy copies of each clip (retrain --noisy-copies)")
     p.set_defaults(func=run)
 
 
@@ -353,7 +357,8 @@ def run(args) -> int:
     opts = {k: v for k, v in (("epochs", args.epochs), ("arch", args.arch), ("time_warp", args.time_warp))
             if v is not None}
     seeds = tuple(int(s) for s in str(args.seeds).split(",") if s.strip())
-    res = benchmark(datasets, args.work, seeds=seeds, snr_db=args.snr, enroll=args.enroll, **opts)
+    res = benchmark(datasets, args.work, seeds=seeds, snr_db=args.snr, enroll=args.enroll,
+                    enroll_noisy=args.enroll_noisy, **opts)
     print(format_table(res))
     if args.json:
         from edgekws.fileio import atomic_write_text

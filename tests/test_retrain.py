@@ -239,3 +239,48 @@ def test_cli_retrain_writes_a_bundle(setup, tmp_path, capsys):
                  "--shots", "4", "--epochs", "3", "--seed", "2"]) == 0
     assert "retrained (numpy, ce) on 20 examples" in capsys.readouterr().out
     assert Bundle.load(out).manifest["training"]["retrain"]["shots"] == 4
+
+
+def test_noisy_copies_are_seeded_noisy_versions_of_the_word_clips():
+    from edgekws.augment import default_noises
+    from edgekws.features import compute_features
+    from edgekws.retrain.core import noisy_copies
+
+    t = np.arange(16000) / 16000
+    audio = np.stack([(8000 * np.sin(2 * np.pi * f * t)).astype(np.int16) for f in (300, 700, 1100, 1500)])
+    labels, silence = np.array([2, 3, 0, 4]), np.array([False, False, True, False])
+    noises = default_noises(2.0)
+    f1, l1 = noisy_copies(audio, labels, silence, noises, 2, (0, 10), seed=1)
+    f2, _ = noisy_copies(audio, labels, silence, noises, 2, (0, 10), seed=1)
+    f3, _ = noisy_copies(audio, labels, silence, noises, 2, (0, 10), seed=2)
+    assert f1.shape == (6, 49, 40) and f1.dtype == np.int8 and l1.tolist() == [2, 3, 4, 2, 3, 4]
+    assert np.array_equal(f1, f2) and not np.array_equal(f1, f3)
+    clean = compute_features(audio[[0, 1, 3, 0, 1, 3]])
+    loud = np.abs(f1.astype(int) - clean).mean()
+    quiet_copy, _ = noisy_copies(audio, labels, silence, noises, 2, (70, 80), seed=1)
+    assert np.abs(quiet_copy.astype(int) - clean).mean() < 0.2 * loud and loud > 5
+    assert not np.array_equal(f1[:3], f1[3:])                       # each copy gets its own noise
+    empty, el = noisy_copies(audio, labels, silence, noises, 0)
+    assert empty.shape == (0, 49, 40) and el.shape == (0,)
+
+
+def test_retrain_learns_from_noisy_copies_and_checks_them(setup, tmp_path, capsys):
+    _, base, data, _ = setup
+    b = retrain(base, data, tmp_path / "n", words=WORDS, shots=4, epochs=3, noisy=2, noisy_snr=(5, 20), log=quiet)
+    info = b.manifest["training"]["retrain"]
+    words = sum(info["counts"][w] for w in WORDS) + info["counts"]["_unknown_"]
+    assert info["n_examples"] == sum(info["counts"].values()) + 2 * words
+    assert (info["noisy_copies"], info["noisy_snr_db"]) == (2, [5.0, 20.0])
+    assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "c"), "--words", ",".join(WORDS),
+                 "--shots", "4", "--epochs", "2", "--noisy-copies", "1", "--copy-snr", "10,30"]) == 0
+    n_files = len(list((data / "_background_noise_").glob("*.wav")))
+    source = f"{n_files} noise file(s) of DATA" if n_files else "white/pink/brown noise"
+    assert f"+ 16 noisy copies (1 per word clip, {source}, 10-30 dB SNR)" in capsys.readouterr().out
+    assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "d"), "--noisy-copies", "-1"]) == 2
+    assert "--noisy-copies: must be an integer in 0..32, got -1" in capsys.readouterr().err
+    assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "d"), "--noisy-copies", "2",
+                 "--copy-snr", "30,10"]) == 2
+    assert "--copy-snr: must be LOW,HIGH with -20 <= LOW <= HIGH <= 80 dB, got 30,10" in capsys.readouterr().err
+    assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "d"), "--copy-snr", "loud"]) == 2
+    assert "--copy-snr: must be LOW,HIGH in dB, got ['loud']" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

@@ -82,13 +82,13 @@ def test_enrollment_pick(both, tmp_path):
 
 def test_benchmark_table(both, tmp_path):
     res = benchmark({"en": both}, tmp_path / "w", directions=(("espeak", "openjtalk"),), arch="dscnn-s",
-                    epochs=1, enroll=2, log=lambda *a: None)
+                    epochs=1, enroll=2, enroll_noisy=1, log=lambda *a: None)
     run = res["runs"][0]
     assert (run["lang"], run["train"], run["test"]) == ("en", "espeak", "openjtalk")
     assert set(run["float"]) == {"clean", "pink 10dB", "babble 10dB"}
     assert all(0.0 <= v["accuracy"] <= 1.0 for v in run["float"].values())
     enrolled = run["enroll"]
-    assert enrolled["clips"] == 6                           # 2 yes, 2 no, 2 unknown
+    assert enrolled["clips"] == 6 and enrolled["noisy_copies"] == 1   # 2 yes, 2 no, 2 unknown (+ a noisy copy each)
     assert enrolled["after_int8"]["clean"]["n"] == enrolled["before_int8"]["clean"]["n"] < run["float"]["clean"]["n"]
     table = format_table(res).splitlines()
     assert table[0].startswith("| lang | train → test | in-engine val | clean | babble 10dB | pink 10dB | int8 clean: ")
@@ -120,6 +120,7 @@ def test_command_line_passes_training_levers(monkeypatch, tmp_path):
     sub = argparse.ArgumentParser().add_subparsers()
     voices.register(sub)
     args = sub.choices["eval-voices"].parse_args(["--ja", "d", "--work", str(tmp_path), "--time-warp", "0.8",
-                                                  "--arch", "dscnn-w"])
+                                                  "--arch", "dscnn-w", "--enroll", "3", "--enroll-noisy", "2"])
     assert args.func(args) == 0
     assert (seen["time_warp"], seen["arch"], seen["seeds"]) == (0.8, "dscnn-w", (0,)) and "epochs" not in seen
+    assert (seen["enroll"], seen["enroll_noisy"]) == (3, 2)

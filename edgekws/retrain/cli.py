@@ -6,7 +6,7 @@ from edgekws.errors import EdgekwsError
 
 
 def register(sub) -> None:
-    from edgekws.retrain.core import DEFAULT_EPOCHS, ENGINES, LOSSES
+    from edgekws.retrain.core import COPY_SNR_DB, DEFAULT_EPOCHS, ENGINES, LOSSES
 
     p = sub.add_parser("retrain", help="last-layer retraining for new words or a new language",
                        description="Keep the model's int8 layers up to the embedding frozen and learn a new "
@@ -27,6 +27,11 @@ def register(sub) -> None:
     p.add_argument("--float-head", action="store_true",
                    help="also keep the head in float32 (targets with an FPU; eval engine int8-f32head)")
     p.add_argument("--lr", type=float, help="head learning rate (default 0.05)")
+    p.add_argument("--noisy-copies", type=int, default=0, metavar="N",
+                   help="also learn from N noisy copies of each word clip, mixed with DATA's _background_noise_ "
+                        "(your room; white/pink/brown noise if none) at --copy-snr (default 0 = off)")
+    p.add_argument("--copy-snr", default=f"{COPY_SNR_DB[0]:g},{COPY_SNR_DB[1]:g}", metavar="LOW,HIGH",
+                   help=f"SNR range of the noisy copies in dB (default {COPY_SNR_DB[0]:g},{COPY_SNR_DB[1]:g})")
     p.add_argument("--seed", type=int, default=0, help="seed of example choice and shuffling (default 0)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle in MODEL2")
     p.add_argument("--cache", metavar="DIR", help="feature cache folder (default DATA/.edgekws-cache)")
@@ -35,7 +40,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from edgekws.data import parse_words
-    from edgekws.retrain.core import retrain
+    from edgekws.retrain.core import check_copies, retrain
 
     if args.shots is not None and args.shots < 1:
         raise EdgekwsError(f"--shots: must be >= 1, got {args.shots}")
@@ -44,7 +49,8 @@ def run(args) -> int:
     hyper = {"lr": args.lr} if args.lr is not None else {}
     if args.lr is not None and not 0 < args.lr < 10:
         raise EdgekwsError(f"--lr: must be in (0, 10), got {args.lr}")
+    snr = check_copies(args.noisy_copies, str(args.copy_snr).split(","))
     retrain(args.model, args.data, args.out, words=parse_words(args.words), shots=args.shots, epochs=args.epochs,
             engine=args.engine, loss=args.loss, seed=args.seed, split=args.split, float_head=args.float_head,
-            overwrite=args.force, cache_dir=args.cache, **hyper)
+            overwrite=args.force, cache_dir=args.cache, noisy=args.noisy_copies, noisy_snr=snr, **hyper)
     return 0

@@ -29,6 +29,7 @@ ENGINES = ("numpy", "c")
 LOSSES = ("ce", "triplet")
 HEAD_FILE = "head.bin"
 DEFAULT_EPOCHS = 30
+COPY_SNR_DB = (10.0, 30.0)   # noisy copies of enrollment clips (see noisy_copies)
 
 
 # ---- the frozen backbone ---------------------------------------------------------------------
@@ -116,6 +117,11 @@ def dataset_examples(data, words, split: str = "all", seed: int = 0, cache_dir=N
     """(features (N, T, F) int8, labels (N,), label names) of DATA's `split`, balanced with
     `_unknown_` and `_silence_` examples as training does. split "all" uses every clip (a person's
     own recordings share one speaker id, which the hash rule may put entirely in val or test)."""
+    arrays, ds = _examples(data, words, split, seed, cache_dir)
+    return arrays.features, arrays.labels, list(ds.labels)
+
+
+def _examples(data, words, split: str, seed: int, cache_dir):
     from edgekws.data import load_dataset
     from edgekws.featcache import FeatureCache, default_cache_dir, split_arrays
     from edgekws.features import FeatureConfig
@@ -127,7 +133,45 @@ def dataset_examples(data, words, split: str = "all", seed: int = 0, cache_dir=N
     arrays = split_arrays(ds, split, cache, seed=seed)
     if not len(arrays.labels):
         raise EdgekwsError(f"{data}: no clips in split {split!r}")
-    return arrays.features, arrays.labels, list(ds.labels)
+    return arrays, ds
+
+
+def check_copies(copies, snr_db) -> tuple[float, float]:
+    """Checked --noisy-copies / --copy-snr values -> (low, high) dB."""
+    if not isinstance(copies, int) or isinstance(copies, bool) or not 0 <= copies <= 32:
+        raise EdgekwsError(f"--noisy-copies: must be an integer in 0..32, got {copies!r}")
+    try:
+        lo, hi = (float(v) for v in snr_db)
+    except (TypeError, ValueError):
+        raise EdgekwsError(f"--copy-snr: must be LOW,HIGH in dB, got {snr_db!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and -20 <= lo <= hi <= 80):
+        raise EdgekwsError(f"--copy-snr: must be LOW,HIGH with -20 <= LOW <= HIGH <= 80 dB, got {lo:g},{hi:g}")
+    return lo, hi
+
+
+def noisy_copies(audio: np.ndarray, labels: np.ndarray, silence: np.ndarray, noises, copies: int,
+                 snr_db=COPY_SNR_DB, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`copies` noisy versions of every word clip (not `_silence_`): each clip with an excerpt of one
+    of `noises` at an SNR drawn from snr_db, through the integer frontend.
+
+    audio (N, S) int16, labels (N,), silence (N,) bool -> (features (copies * W, T, F) int8, labels)
+    """
+    from edgekws.augment import add_noise, sample_noise
+    from edgekws.featcache import float_to_int16
+    from edgekws.features import FeatureConfig, compute_features
+
+    lo, hi = check_copies(copies, snr_db)
+    words = np.flatnonzero(~np.asarray(silence, bool))
+    fc = FeatureConfig()
+    if not copies or not len(words):
+        return np.zeros((0, fc.num_frames(audio.shape[1]), fc.num_bands), np.int8), np.zeros(0, labels.dtype)
+    rng = np.random.default_rng([seed, 0xC0B1E5])
+    x = audio[words].astype(np.float32) / np.float32(32768.0)
+    feats = []
+    for _ in range(copies):
+        y = add_noise(x, sample_noise(noises, len(words), x.shape[1], rng), rng.uniform(lo, hi, len(words)))
+        feats.append(compute_features(float_to_int16(np.clip(y, -1.0, 1.0)), fc))
+    return np.concatenate(feats), np.tile(labels[words], copies)
 
 
 # ---- training the head -----------------------------------------------------------------------
@@ -283,12 +327,14 @@ def write_retrained(base, out, labels: list[str], backbone: Backbone, head: Head
 
 def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: int = DEFAULT_EPOCHS,
             engine: str = "numpy", loss: str = "ce", seed: int = 0, split: str = "all", float_head: bool = False,
-            overwrite: bool = False, cache_dir=None, log=print, **hyper):
+            overwrite: bool = False, cache_dir=None, log=print, noisy: int = 0, noisy_snr=COPY_SNR_DB, **hyper):
     """Retrain the last layer of bundle `model` on dataset folder `data`; write bundle `out`.
 
     words  : command words (default: the base model's words)
     shots  : examples per class (None = every clip)
     split  : which clips of DATA to learn from; "all" (default) uses every clip
+    noisy  : also learn from this many noisy copies of each picked word clip, made with DATA's
+             `_background_noise_` files (white, pink and brown noise if it has none) at noisy_snr dB
     Returns the new Bundle.
     """
     from edgekws.bundle import Bundle
@@ -300,11 +346,24 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
         raise EdgekwsError(f"--out {out}: must differ from the base model folder")
     backbone = Backbone.from_quantized(load_quantized(base))
     words = list(words) if words else [w for w in base.labels if not w.startswith("_")]
-    feats, labels, names = dataset_examples(data, words, split, seed, cache_dir)
-    keep = pick_shots(labels, shots, seed)
-    feats, labels = feats[keep], labels[keep]
+    check_copies(noisy, noisy_snr)
+    arrays, ds = _examples(data, words, split, seed, cache_dir)
+    names = list(ds.labels)
+    keep = pick_shots(arrays.labels, shots, seed)
+    feats, labels = arrays.features[keep], arrays.labels[keep]
     counts = np.bincount(labels, minlength=len(names))
     log(f"{data}: {len(labels)} examples ({', '.join(f'{n} {c}' for n, c in zip(names, counts))})")
+    if noisy:
+        from edgekws.augment import default_noises
+        from edgekws.featcache import load_noises
+
+        noises = load_noises(ds.noise_files, 16000) if ds.noise_files else default_noises()
+        more, more_labels = noisy_copies(arrays.audio[keep], labels, arrays.is_silence[keep], noises, noisy,
+                                         noisy_snr, seed)
+        feats, labels = np.concatenate([feats, more]), np.concatenate([labels, more_labels])
+        source = f"{len(ds.noise_files)} noise file(s) of DATA" if ds.noise_files else "white/pink/brown noise"
+        log(f"  + {len(more_labels)} noisy copies ({noisy} per word clip, {source}, "
+            f"{noisy_snr[0]:g}-{noisy_snr[1]:g} dB SNR)")
     t0 = time.perf_counter()
     emb = backbone.embed(feats, engine)
     t_emb = time.perf_counter() - t0
@@ -323,6 +382,7 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     acc_q = float(np.mean(int8_logits(backbone, head.qhead, emb).argmax(1) == labels))
     info = {"dataset": str(data), "split": split, "shots": shots, "words": words, "seed": seed,
             "n_examples": int(len(labels)), "counts": {n: int(c) for n, c in zip(names, counts)},
+            "noisy_copies": noisy, "noisy_snr_db": [float(v) for v in noisy_snr] if noisy else None,
             "train_accuracy_float_head": acc_f, "train_accuracy_int8_head": acc_q,
             "embedding_seconds": round(t_emb, 3)}
     bundle = write_retrained(base, out, names, backbone, head, float_head=float_head, info=info, overwrite=overwrite)
