@@ -241,7 +241,7 @@ def test_cli_retrain_writes_a_bundle(setup, tmp_path, capsys):
     assert Bundle.load(out).manifest["training"]["retrain"]["shots"] == 4
 
 
-def test_noisy_copies_are_seeded_noisy_versions_of_the_word_clips():
+def test_noisy_copies_keep_every_class_share_and_are_seeded():
     from edgekws.augment import default_noises
     from edgekws.features import compute_features
     from edgekws.retrain.core import noisy_copies
@@ -253,13 +253,17 @@ def test_noisy_copies_are_seeded_noisy_versions_of_the_word_clips():
     f1, l1 = noisy_copies(audio, labels, silence, noises, 2, (0, 10), seed=1)
     f2, _ = noisy_copies(audio, labels, silence, noises, 2, (0, 10), seed=1)
     f3, _ = noisy_copies(audio, labels, silence, noises, 2, (0, 10), seed=2)
-    assert f1.shape == (6, 49, 40) and f1.dtype == np.int8 and l1.tolist() == [2, 3, 4, 2, 3, 4]
+    assert f1.shape == (8, 49, 40) and f1.dtype == np.int8 and l1.tolist() == [2, 3, 0, 4, 2, 3, 0, 4]
     assert np.array_equal(f1, f2) and not np.array_equal(f1, f3)
+    words = [0, 1, 3, 4, 5, 7]
     clean = compute_features(audio[[0, 1, 3, 0, 1, 3]])
-    loud = np.abs(f1.astype(int) - clean).mean()
+    loud = np.abs(f1[words].astype(int) - clean).mean()
     quiet_copy, _ = noisy_copies(audio, labels, silence, noises, 2, (70, 80), seed=1)
-    assert np.abs(quiet_copy.astype(int) - clean).mean() < 0.2 * loud and loud > 5
-    assert not np.array_equal(f1[:3], f1[3:])                       # each copy gets its own noise
+    assert np.abs(quiet_copy[words].astype(int) - clean).mean() < 0.2 * loud and loud > 5
+    assert not np.array_equal(f1[:4], f1[4:])                      # each copy gets its own noise
+    # _silence_ copies are fresh noise cuts, not the (tone) clip at the silence row
+    assert np.abs(f1[[2, 6]].astype(int) - compute_features(audio[[2, 2]])).mean() > 5
+    assert not np.array_equal(f1[2], f1[6])
     empty, el = noisy_copies(audio, labels, silence, noises, 0)
     assert empty.shape == (0, 49, 40) and el.shape == (0,)
 
@@ -268,14 +272,13 @@ def test_retrain_learns_from_noisy_copies_and_checks_them(setup, tmp_path, capsy
     _, base, data, _ = setup
     b = retrain(base, data, tmp_path / "n", words=WORDS, shots=4, epochs=3, noisy=2, noisy_snr=(5, 20), log=quiet)
     info = b.manifest["training"]["retrain"]
-    words = sum(info["counts"][w] for w in WORDS) + info["counts"]["_unknown_"]
-    assert info["n_examples"] == sum(info["counts"].values()) + 2 * words
+    assert info["n_examples"] == 3 * sum(info["counts"].values())   # every example and 2 copies
     assert (info["noisy_copies"], info["noisy_snr_db"]) == (2, [5.0, 20.0])
     assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "c"), "--words", ",".join(WORDS),
                  "--shots", "4", "--epochs", "2", "--noisy-copies", "1", "--copy-snr", "10,30"]) == 0
     n_files = len(list((data / "_background_noise_").glob("*.wav")))
     source = f"{n_files} noise file(s) of DATA" if n_files else "white/pink/brown noise"
-    assert f"+ 16 noisy copies (1 per word clip, {source}, 10-30 dB SNR)" in capsys.readouterr().out
+    assert f"+ 20 noisy copies (1 per clip, {source}, 10-30 dB SNR)" in capsys.readouterr().out
     assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "d"), "--noisy-copies", "-1"]) == 2
     assert "--noisy-copies: must be an integer in 0..32, got -1" in capsys.readouterr().err
     assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "d"), "--noisy-copies", "2",

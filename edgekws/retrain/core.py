@@ -151,27 +151,33 @@ def check_copies(copies, snr_db) -> tuple[float, float]:
 
 def noisy_copies(audio: np.ndarray, labels: np.ndarray, silence: np.ndarray, noises, copies: int,
                  snr_db=COPY_SNR_DB, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """`copies` noisy versions of every word clip (not `_silence_`): each clip with an excerpt of one
-    of `noises` at an SNR drawn from snr_db, through the integer frontend.
+    """`copies` more examples for each given one, so that every class keeps its share: a word clip
+    mixed with an excerpt of one of `noises` at an SNR drawn from snr_db, a `_silence_` example
+    replaced by a fresh cut of the noises (edgekws.featcache.cut_silence); through the integer
+    frontend.
 
-    audio (N, S) int16, labels (N,), silence (N,) bool -> (features (copies * W, T, F) int8, labels)
+    audio (N, S) int16, labels (N,), silence (N,) bool -> (features (copies * N, T, F) int8, labels)
     """
     from edgekws.augment import add_noise, sample_noise
-    from edgekws.featcache import float_to_int16
+    from edgekws.featcache import cut_silence, float_to_int16
     from edgekws.features import FeatureConfig, compute_features
 
     lo, hi = check_copies(copies, snr_db)
-    words = np.flatnonzero(~np.asarray(silence, bool))
+    silence = np.asarray(silence, bool)
+    words, quiet = np.flatnonzero(~silence), np.flatnonzero(silence)
     fc = FeatureConfig()
-    if not copies or not len(words):
-        return np.zeros((0, fc.num_frames(audio.shape[1]), fc.num_bands), np.int8), np.zeros(0, labels.dtype)
+    n, s = audio.shape
+    if not copies or not n:
+        return np.zeros((0, fc.num_frames(s), fc.num_bands), np.int8), np.zeros(0, labels.dtype)
     rng = np.random.default_rng([seed, 0xC0B1E5])
     x = audio[words].astype(np.float32) / np.float32(32768.0)
     feats = []
     for _ in range(copies):
-        y = add_noise(x, sample_noise(noises, len(words), x.shape[1], rng), rng.uniform(lo, hi, len(words)))
+        y = np.empty((n, s), np.float32)
+        y[words] = add_noise(x, sample_noise(noises, len(words), s, rng), rng.uniform(lo, hi, len(words)))
+        y[quiet] = cut_silence(noises, len(quiet), s, rng)
         feats.append(compute_features(float_to_int16(np.clip(y, -1.0, 1.0)), fc))
-    return np.concatenate(feats), np.tile(labels[words], copies)
+    return np.concatenate(feats), np.tile(labels, copies)
 
 
 # ---- training the head -----------------------------------------------------------------------
@@ -333,8 +339,8 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     words  : command words (default: the base model's words)
     shots  : examples per class (None = every clip)
     split  : which clips of DATA to learn from; "all" (default) uses every clip
-    noisy  : also learn from this many noisy copies of each picked word clip, made with DATA's
-             `_background_noise_` files (white, pink and brown noise if it has none) at noisy_snr dB
+    noisy  : also learn from this many noisy copies of each picked example (noisy_copies), made with
+             DATA's `_background_noise_` files (white, pink and brown noise if it has none) at noisy_snr dB
     Returns the new Bundle.
     """
     from edgekws.bundle import Bundle
@@ -362,7 +368,7 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
                                          noisy_snr, seed)
         feats, labels = np.concatenate([feats, more]), np.concatenate([labels, more_labels])
         source = f"{len(ds.noise_files)} noise file(s) of DATA" if ds.noise_files else "white/pink/brown noise"
-        log(f"  + {len(more_labels)} noisy copies ({noisy} per word clip, {source}, "
+        log(f"  + {len(more_labels)} noisy copies ({noisy} per clip, {source}, "
             f"{noisy_snr[0]:g}-{noisy_snr[1]:g} dB SNR)")
     t0 = time.perf_counter()
     emb = backbone.embed(feats, engine)
