@@ -352,7 +352,7 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
         raise EdgekwsError(f"--out {out}: must differ from the base model folder")
     backbone = Backbone.from_quantized(load_quantized(base))
     words = list(words) if words else [w for w in base.labels if not w.startswith("_")]
-    check_copies(noisy, noisy_snr)
+    snr_lo, snr_hi = check_copies(noisy, noisy_snr)
     arrays, ds = _examples(data, words, split, seed, cache_dir)
     names = list(ds.labels)
     keep = pick_shots(arrays.labels, shots, seed)
@@ -362,14 +362,16 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     if noisy:
         from edgekws.augment import default_noises
         from edgekws.featcache import load_noises
+        from edgekws.features import FeatureConfig
 
-        noises = load_noises(ds.noise_files, 16000) if ds.noise_files else default_noises()
+        sr = FeatureConfig().sample_rate
+        noises = load_noises(ds.noise_files, sr) if ds.noise_files else default_noises(sr=sr)
         more, more_labels = noisy_copies(arrays.audio[keep], labels, arrays.is_silence[keep], noises, noisy,
-                                         noisy_snr, seed)
+                                         (snr_lo, snr_hi), seed)
         feats, labels = np.concatenate([feats, more]), np.concatenate([labels, more_labels])
         source = f"{len(ds.noise_files)} noise file(s) of DATA" if ds.noise_files else "white/pink/brown noise"
         log(f"  + {len(more_labels)} noisy copies ({noisy} per clip, {source}, "
-            f"{noisy_snr[0]:g}-{noisy_snr[1]:g} dB SNR)")
+            f"{snr_lo:g}-{snr_hi:g} dB SNR)")
     t0 = time.perf_counter()
     emb = backbone.embed(feats, engine)
     t_emb = time.perf_counter() - t0
@@ -388,7 +390,7 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     acc_q = float(np.mean(int8_logits(backbone, head.qhead, emb).argmax(1) == labels))
     info = {"dataset": str(data), "split": split, "shots": shots, "words": words, "seed": seed,
             "n_examples": int(len(labels)), "counts": {n: int(c) for n, c in zip(names, counts)},
-            "noisy_copies": noisy, "noisy_snr_db": [float(v) for v in noisy_snr] if noisy else None,
+            "noisy_copies": noisy, "noisy_snr_db": [snr_lo, snr_hi] if noisy else None,
             "train_accuracy_float_head": acc_f, "train_accuracy_int8_head": acc_q,
             "embedding_seconds": round(t_emb, 3)}
     bundle = write_retrained(base, out, names, backbone, head, float_head=float_head, info=info, overwrite=overwrite)
