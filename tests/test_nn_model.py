@@ -303,3 +303,30 @@ def test_one_blas_thread_limits_blas_inside_and_restores_it():
     seen, value = inside(7)
     assert value == 7 and seen and all(n == 1 for n in seen)
     assert blas_threads() == before
+
+
+def test_adapt_batchnorm_sets_each_layers_statistics_to_its_new_input_in_order():
+    model = small_dscnn(rng=1, dropout=0.3)
+    x = synthetic(np.random.default_rng(2))[0] * 3.0 + 1.5        # a "new voice": other level and spread
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    rstate = model.random_state()
+    assert nn.adapt_batchnorm(model, x) == 3
+    after = model.state_dict()
+    names = [layer.name for layer in model]
+    for i, layer in enumerate(model):
+        if not isinstance(layer, nn.BatchNorm):
+            continue
+        h = model.forward(x, until=names[i - 1]).astype(np.float64)   # its input, earlier BNs adapted
+        h = h.reshape(-1, h.shape[-1])
+        # (later layers: the adapting pass normalized with the batch's biased variance, this one with
+        # the stored unbiased one, hence the tolerance)
+        np.testing.assert_allclose(layer.buffers["running_mean"], h.mean(0), rtol=2e-3, atol=1e-4)
+        np.testing.assert_allclose(layer.buffers["running_var"], h.var(0, ddof=1), rtol=2e-3, atol=1e-4)
+        assert layer.momentum == 0.1
+    changed = {k for k in before if not np.array_equal(before[k], after[k])}
+    assert changed and all(k.endswith(("running_mean", "running_var")) for k in changed)
+    assert json.dumps(model.random_state()) == json.dumps(rstate)
+    fresh = small_dscnn(rng=1, dropout=0.3)
+    assert not np.allclose(fresh.forward(x), model.forward(x))    # the adapted model computes otherwise
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        nn.adapt_batchnorm(model, x[:1])

@@ -11,7 +11,7 @@ from edgekws.nn.depthwise import DepthwiseConv2D
 from edgekws.nn.layer import Layer, layer_from_config, register
 from edgekws.nn.losses import SoftmaxCrossEntropy, TripletLoss, log_softmax
 from edgekws.nn.model import Sequential
-from edgekws.nn.norm import BatchNorm, fold_batchnorm
+from edgekws.nn.norm import BatchNorm, adapt_batchnorm, fold_batchnorm
 from edgekws.nn.optim import SGD, Adam, AdamW, Optimizer, clip_grad_norm
 from edgekws.nn.parallel import get_num_threads, set_num_threads
 from edgekws.nn.pooling import AvgPool2D, GlobalAvgPool, MaxPool2D
@@ -21,7 +21,7 @@ from edgekws.nn.shape import Dropout, Flatten
 
 __all__ = [
     "Layer", "register", "layer_from_config", "Dense", "Conv2D", "DepthwiseConv2D", "BatchNorm",
-    "fold_batchnorm", "ReLU", "ReLU6", "AvgPool2D", "MaxPool2D", "GlobalAvgPool", "Flatten", "Dropout",
+    "fold_batchnorm", "adapt_batchnorm", "ReLU", "ReLU6", "AvgPool2D", "MaxPool2D", "GlobalAvgPool", "Flatten", "Dropout",
     "GRU", "SoftmaxCrossEntropy", "TripletLoss", "log_softmax", "SGD", "Adam", "AdamW", "Optimizer",
     "clip_grad_norm", "warmup", "cosine", "step_decay", "Sequential", "get_num_threads", "set_num_threads",
 ]

@@ -220,3 +220,28 @@ def fold_batchnorm(layer: Layer, bn: BatchNorm) -> tuple[np.ndarray, np.ndarray]
     bias = layer.params["bias"].astype(np.float64) if "bias" in layer.params else np.zeros(c)
     new_b = (bias - bn.buffers["running_mean"]) * scale + bn.params["beta"]
     return (w * scale.reshape(shape)).astype(layer.dtype), new_b.astype(layer.dtype)
+
+
+def adapt_batchnorm(model, x: np.ndarray) -> int:
+    """AdaBN: set every BatchNorm's running mean and variance to the statistics of its input when
+    `model` (a Sequential) runs on x (N, *input_shape), layer after layer, so each one sees the
+    earlier ones already adapted. Nothing else changes: weights, gamma, beta and the model's random
+    state (dropout) are as before. A few dozen unlabeled clips of a new voice are enough to move
+    the statistics a model learned on its training voices to that voice. Returns the number of
+    BatchNorm layers adapted."""
+    bns = [layer for layer in model if isinstance(layer, BatchNorm)]
+    if not bns:
+        return 0
+    if len(x) < 2:
+        raise ValueError("adapt_batchnorm: needs at least 2 examples")
+    momentum = [layer.momentum for layer in bns]
+    state = model.random_state()
+    try:
+        for layer in bns:
+            layer.momentum = 1.0
+        model.forward(x, training=True)
+    finally:
+        for layer, m in zip(bns, momentum):
+            layer.momentum = m
+        model.set_random_state(state)
+    return len(bns)
