@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "edgekws.export",         # export
     "edgekws.stream",         # listen, eval-stream
     "edgekws.retrain",        # retrain
+    "edgekws.adapt",          # adapt (BatchNorm statistics of a new voice)
     "edgekws.voices",         # eval-voices (leave-one-engine-out generalization)
     "edgekws.report",         # report
     "edgekws.bench",          # bench

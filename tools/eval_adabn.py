@@ -7,7 +7,8 @@ leave-one-engine-out benchmark.
 
 The held-out engine's test speakers are split in two halves by a hash of their id: the float model's
 BatchNorm statistics are re-estimated (edgekws.nn.adapt_batchnorm) on N unlabeled clean clips of
-half A, and accuracy is measured on half B (clean, babble and pink noise at 10 dB), before and after.
+half A, and accuracy is measured on half B (clean, babble and pink noise at 10 dB), before and after;
+then the product path, `edgekws adapt` (edgekws.adapt) on N word recordings of half A, in int8.
 Prints one line per setting.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -23,11 +25,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edgekws.adapt import adapt  # noqa: E402
 from edgekws.bundle import Bundle  # noqa: E402
 from edgekws.data import load_dataset  # noqa: E402
 from edgekws.evaluate import FloatNetwork  # noqa: E402
 from edgekws.features import FeatureConfig  # noqa: E402
 from edgekws.nn import adapt_batchnorm  # noqa: E402
+from edgekws.quant import Int8Network  # noqa: E402
 from edgekws.voices import _command_folders, held_out_sets  # noqa: E402
 
 
@@ -60,11 +64,21 @@ def main() -> int:
 
     print(f"{args.direction}: test on {len(test['clean'][1])} clips of half B; {' / '.join(test)}")
     print(f"  before: {accuracy(FloatNetwork(bundle))}")
+    print(f"  int8 before: {accuracy(Int8Network(bundle))}")
     for n in (int(v) for v in args.clips.split(",")):
         net = FloatNetwork(bundle)
         pick = np.random.default_rng([args.seed, n]).permutation(len(pool))[:n]
         adapt_batchnorm(net.model, net._input(pool[pick]))
         print(f"  AdaBN on {len(pick)} unlabeled clips of half A: {accuracy(net)}")
+        # the product path: `edgekws adapt MODEL FOLDER` on n word recordings of half A, int8
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "voice"
+            folder.mkdir()
+            words = [rel for rel in a if not rel.startswith("_")]
+            for i in np.random.default_rng([args.seed, n, 1]).permutation(len(words))[:n]:
+                (folder / words[i].replace("/", "__")).symlink_to((view / words[i]).resolve())
+            new = adapt(bundle, folder, Path(tmp) / "adapted", seed=args.seed, log=lambda *a: None)
+            print(f"  edgekws adapt on {n} word recordings of half A, int8: {accuracy(Int8Network(new))}")
     return 0
 
 
