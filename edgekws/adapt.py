@@ -58,8 +58,19 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
         paths = [paths[i] for i in pick]
     net = FloatNetwork(base)
     fc = net.feature_config
-    feats = compute_features(load_clips(paths, fc.sample_rate, fc.sample_rate), fc)   # 1 s each
+    audio = load_clips(paths, fc.sample_rate, fc.sample_rate)                       # 1 s each
+    # as in training, about one example in twelve is background: cuts of FOLDER's _background_noise_
+    # recordings (the room), or of white/pink/brown noise without them
+    from edgekws.augment import default_noises
+    from edgekws.data import BACKGROUND_DIR
+    from edgekws.featcache import cut_silence, float_to_int16, load_noises
+
+    noise_files = sorted((Path(clips) / BACKGROUND_DIR).glob("*.wav"))
+    noises = load_noises(noise_files, fc.sample_rate) if noise_files else default_noises(sr=fc.sample_rate)
+    quiet = cut_silence(noises, max(1, len(paths) // 11), audio.shape[1], np.random.default_rng([seed, 0x51]))
+    feats = compute_features(np.concatenate([audio, float_to_int16(quiet)]), fc)
     adapt_batchnorm(net.model, net._input(feats))
+    calib = feats
     training = {k: v for k, v in base.manifest.get("training", {}).items() if k != "environment"}
     training["adapted"] = {"base_model": str(base.path), "clips": str(clips), "n_clips": len(paths), "seed": seed}
     new = Bundle.create(out, labels=base.labels, feature_config=base.manifest["feature_config"],
@@ -69,7 +80,8 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
         new.write_json("history.json", base.read_json("history.json"))
     if base.manifest.get("stream"):
         new.update(stream=base.manifest["stream"])
-    quantize_bundle(new, feats[:CALIB_MAX], seed=seed, log=lambda *a: None)
+    sub = np.random.default_rng([seed, 0xCA1]).permutation(len(calib))[:CALIB_MAX]
+    quantize_bundle(new, calib[np.sort(sub)], seed=seed, log=lambda *a: None)
     log(f"{new.path}: BatchNorm statistics of {len(paths)} clip(s) of {clips}, re-quantized on them "
         f"(stream thresholds copied from {base.path}: re-tune with edgekws eval-stream --tune)")
     return new

@@ -40,6 +40,8 @@ def test_only_the_batchnorm_statistics_change_and_int8_follows(base_and_voice, t
     assert again.labels == base.labels and again.manifest["quantization"] and again.has("int8.npz")
     info = again.manifest["training"]["adapted"]
     assert (info["n_clips"], info["seed"]) == (16, 0) and len(clip_paths(voice)) == 16
+    # the noise file under _background_noise_ is not a clip, but its cuts join the statistics (16 // 11 = 1)
+    assert (voice / "_background_noise_" / "noise.wav").is_file()
     feats = compute_features(load_clips(clip_paths(voice), 16000))
     out = Int8Network(again).logits_int8(feats)
     assert out.shape == (16, len(base.labels)) and out.dtype == np.int8

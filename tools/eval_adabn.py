@@ -64,7 +64,10 @@ def main() -> int:
 
     print(f"{args.direction}: test on {len(test['clean'][1])} clips of half B; {' / '.join(test)}")
     print(f"  before: {accuracy(FloatNetwork(bundle))}")
-    print(f"  int8 before: {accuracy(Int8Network(bundle))}")
+    if Int8Network.available(bundle):
+        print(f"  int8 before: {accuracy(Int8Network(bundle))}")
+    else:
+        print("  int8 before: (the bundle is not quantized: edgekws quantize MODEL)")
     for n in (int(v) for v in args.clips.split(",")):
         net = FloatNetwork(bundle)
         pick = np.random.default_rng([args.seed, n]).permutation(len(pool))[:n]
@@ -73,7 +76,9 @@ def main() -> int:
         # the product path: `edgekws adapt MODEL FOLDER` on n word recordings of half A, int8
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "voice"
-            folder.mkdir()
+            (folder / "_background_noise_").mkdir(parents=True)   # the room: the training engine's noises
+            for noise in (work / f"view-{args.direction.split('-to-')[0]}" / "_background_noise_").glob("*.wav"):
+                (folder / "_background_noise_" / noise.name).symlink_to(noise.resolve())
             words = [rel for rel in a if not rel.startswith("_")]
             for i in np.random.default_rng([args.seed, n, 1]).permutation(len(words))[:n]:
                 (folder / words[i].replace("/", "__")).symlink_to((view / words[i]).resolve())
