@@ -57,8 +57,9 @@ class TrainConfig:
     augment_prob: float = 0.8        # fraction of word clips augmented per epoch
     specaugment: bool = True         # time/frequency masks on the features
     # Random non-uniform tempo of the features (time_warp) for this fraction of training examples: the
-    # engines time a word's sounds differently (eSpeak NG's Japanese words last ~1.5x Open JTalk's). Off:
-    # measured at 0.8 on Japanese eSpeak -> Open JTalk, two seeds, +0.6..+3.9 points clean (seed noise).
+    # engines time a word's sounds differently (eSpeak NG's Japanese words last ~1.5x Open JTalk's). Off by
+    # default: at 0.8 alone, Japanese eSpeak -> Open JTalk +0.6..+3.9 points clean (seed noise); with
+    # `edgekws adapt` +8 over two seeds (README), for -1 point on Japanese own voices.
     time_warp: float = 0.0
     silence_ratio: float = 1.0
     # Streams of unknown words (issue 7) need more of them than the clips' balance: _unknown_ examples
