@@ -4,7 +4,7 @@ A model learns the statistics of its training voices' activations. A few dozen r
 voice — no labels needed: any words, a dataset folder or a folder of WAVs — re-estimate them
 (AdaBN, edgekws.nn.adapt_batchnorm), and the model is re-quantized with the same clips as
 calibration. On the leave-one-engine-out benchmark (README, Voices), 36 unlabeled clips took
-Japanese eSpeak NG -> Open JTalk from 60.2% to 76.8% (int8).
+Japanese eSpeak NG -> Open JTalk from 60.2% to 77.9% (int8).
 
 BatchNorm is folded into the int8 weights, so this runs where the float weights are (a laptop, a
 Raspberry Pi), not on an MCU. Adapt the base model first, then retrain its head (`edgekws retrain`).
@@ -36,8 +36,9 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
     """Write bundle `out`: bundle `model` with its BatchNorm statistics re-estimated on the WAVs under
     folder `clips` (at most `limit`, a seeded choice) and re-quantized on them. Returns the new Bundle."""
     from edgekws.bundle import Bundle
+    from edgekws.data import BACKGROUND_DIR
     from edgekws.evaluate import FloatNetwork
-    from edgekws.featcache import load_clips
+    from edgekws.featcache import cut_silence, float_to_int16, load_clips, room_noises
     from edgekws.features import compute_features
     from edgekws.nn import adapt_batchnorm
     from edgekws.quant import quantize_bundle
@@ -61,16 +62,10 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
     audio = load_clips(paths, fc.sample_rate, fc.sample_rate)                       # 1 s each
     # as in training, about one example in twelve is background: cuts of FOLDER's _background_noise_
     # recordings (the room), or of white/pink/brown noise without them
-    from edgekws.augment import default_noises
-    from edgekws.data import BACKGROUND_DIR
-    from edgekws.featcache import cut_silence, float_to_int16, load_noises
-
-    noise_files = sorted((Path(clips) / BACKGROUND_DIR).glob("*.wav"))
-    noises = load_noises(noise_files, fc.sample_rate) if noise_files else default_noises(sr=fc.sample_rate)
+    noises = room_noises(sorted((Path(clips) / BACKGROUND_DIR).glob("*.wav")), fc.sample_rate)
     quiet = cut_silence(noises, max(1, len(paths) // 11), audio.shape[1], np.random.default_rng([seed, 0x51]))
     feats = compute_features(np.concatenate([audio, float_to_int16(quiet)]), fc)
     adapt_batchnorm(net.model, net._input(feats))
-    calib = feats
     training = {k: v for k, v in base.manifest.get("training", {}).items() if k != "environment"}
     training["adapted"] = {"base_model": str(base.path), "clips": str(clips), "n_clips": len(paths), "seed": seed}
     new = Bundle.create(out, labels=base.labels, feature_config=base.manifest["feature_config"],
@@ -80,8 +75,8 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
         new.write_json("history.json", base.read_json("history.json"))
     if base.manifest.get("stream"):
         new.update(stream=base.manifest["stream"])
-    sub = np.random.default_rng([seed, 0xCA1]).permutation(len(calib))[:CALIB_MAX]
-    quantize_bundle(new, calib[np.sort(sub)], seed=seed, log=lambda *a: None)
+    sub = np.random.default_rng([seed, 0xCA1]).permutation(len(feats))[:CALIB_MAX]   # calibration
+    quantize_bundle(new, feats[np.sort(sub)], seed=seed, log=lambda *a: None)
     log(f"{new.path}: BatchNorm statistics of {len(paths)} clip(s) of {clips}, re-quantized on them "
         f"(stream thresholds copied from {base.path}: re-tune with edgekws eval-stream --tune)")
     return new

@@ -48,6 +48,13 @@ def load_noises(paths, sample_rate: int = 16000) -> list[np.ndarray]:
     return [read_wav(p, sr=sample_rate, dtype="float32") for p in paths]
 
 
+def room_noises(paths, sample_rate: int = 16000) -> list[np.ndarray]:
+    """The recorded background noise files (the room), or white, pink and brown noise if there are none."""
+    from edgekws.augment import default_noises
+
+    return load_noises(paths, sample_rate) if len(paths) else default_noises(sr=sample_rate)
+
+
 def cut_silence(noises: list[np.ndarray], n: int, n_samples: int, rng: np.random.Generator) -> np.ndarray:
     """n `_silence_` examples (n, n_samples) float32: a random stretch of a random noise file
     times a random gain in [0, SILENCE_MAX_GAIN), or quiet Gaussian noise without noise files."""

@@ -198,9 +198,7 @@ def time_warp(x: np.ndarray, rng: np.random.Generator, prob: float, max_stretch:
     start = np.concatenate([np.zeros((len(rows), 1)), np.cumsum(d, axis=1)[:, :-1]], axis=1)
     pos = np.arange(t) * (segments / (t - 1))                      # output frame -> part + fraction
     part = np.minimum(pos.astype(int), segments - 1)
-    src = np.take_along_axis(start, part[None].repeat(len(rows), 0), 1) + \
-        (pos - part)[None] * np.take_along_axis(d, part[None].repeat(len(rows), 0), 1)
-    src = np.clip(src, 0, t - 1)
+    src = np.clip(start[:, part] + (pos - part) * d[:, part], 0, t - 1)      # (rows, t) input positions
     i0 = np.minimum(src.astype(int), t - 2)
     w = (src - i0)[:, :, None].astype(np.float32)
     xr = x[rows]

@@ -360,12 +360,10 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     counts = np.bincount(labels, minlength=len(names))
     log(f"{data}: {len(labels)} examples ({', '.join(f'{n} {c}' for n, c in zip(names, counts))})")
     if noisy:
-        from edgekws.augment import default_noises
-        from edgekws.featcache import load_noises
+        from edgekws.featcache import room_noises
         from edgekws.features import FeatureConfig
 
-        sr = FeatureConfig().sample_rate
-        noises = load_noises(ds.noise_files, sr) if ds.noise_files else default_noises(sr=sr)
+        noises = room_noises(ds.noise_files, FeatureConfig().sample_rate)
         more, more_labels = noisy_copies(arrays.audio[keep], labels, arrays.is_silence[keep], noises, noisy,
                                          (snr_lo, snr_hi), seed)
         feats, labels = np.concatenate([feats, more]), np.concatenate([labels, more_labels])
