@@ -57,10 +57,11 @@ class TrainConfig:
     augment_prob: float = 0.8        # fraction of word clips augmented per epoch
     specaugment: bool = True         # time/frequency masks on the features
     # Random non-uniform tempo of the features (time_warp) for this fraction of training examples: the
-    # engines time a word's sounds differently (eSpeak NG's Japanese words last ~1.5x Open JTalk's). Off by
-    # default: at 0.8 alone, Japanese eSpeak -> Open JTalk +0.6..+3.9 points clean (seed noise); with
-    # `edgekws adapt` +8 over two seeds (README), for -1 point on Japanese own voices.
-    time_warp: float = 0.0
+    # engines time a word's sounds differently (eSpeak NG's Japanese words last ~1.5x Open JTalk's). At 0.8:
+    # Japanese eSpeak -> Open JTalk +0.6..+3.9 points clean alone, +8 with `edgekws adapt` (two seeds);
+    # English on the Flite/Festival judging set +2.1; own voices Japanese -1.0, English +0.2; streams
+    # level (README). On by default since session 6.
+    time_warp: float = 0.8
     silence_ratio: float = 1.0
     # Streams of unknown words (issue 7) need more of them than the clips' balance: _unknown_ examples
     # per epoch = 3x a command's, and words the model takes for a command come back more often
@@ -79,7 +80,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
-        d = {"hard_negatives": 0.0, "prior_correction": False, **d}  # older configs: trained without them
+        d = {"hard_negatives": 0.0, "prior_correction": False, "time_warp": 0.0, **d}  # older configs: without them
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def check(self) -> None:

@@ -39,8 +39,9 @@ def _pair(cfg, scale, zp, emb, labels, init=None):
 @settings(max_examples=12, deadline=None)
 @given(c=st.integers(2, 9), e=st.integers(1, 40), n=st.integers(2, 40), batch=st.integers(1, 12),
        seed=st.integers(0, 2**32 - 1), lr=st.floats(0.001, 0.5), momentum=st.sampled_from([0.0, 0.5, 0.9]),
-       wd=st.sampled_from([0.0, 1e-3, 0.05]), zp=st.integers(-128, 127), data_seed=st.integers(0, 1000))
-def test_c_and_numpy_heads_are_bit_identical(c, e, n, batch, seed, lr, momentum, wd, zp, data_seed):
+       wd=st.sampled_from([0.0, 1e-3, 0.05]), zp=st.integers(-128, 127), data_seed=st.integers(0, 1000),
+       keep=st.booleans())
+def test_c_and_numpy_heads_are_bit_identical(c, e, n, batch, seed, lr, momentum, wd, zp, data_seed, keep):
     rng = np.random.default_rng(data_seed)
     emb = rng.integers(-128, 128, (n, e)).astype(np.int8)
     labels = rng.integers(0, c, n)
@@ -50,9 +51,14 @@ def test_c_and_numpy_heads_are_bit_identical(c, e, n, batch, seed, lr, momentum,
     order = rng.permutation(n)[: max(1, n // 2)]
     assert a.gradient(order) == pytest.approx(b.gradient(order), rel=1e-6)
     np.testing.assert_array_equal(a.grad_w, b.grads()[0])
-    a.imprint()
-    b.imprint()
+    if keep:   # standardize only: the given rows, moved to the standardized space
+        a.standardize()
+        b.standardize()
+    else:
+        a.imprint()
+        b.imprint()
     np.testing.assert_array_equal(a.weight, b.weight)
+    np.testing.assert_array_equal(a.bias, b.bias)
     for _ in range(4):
         assert a.train_epoch() == b.train_epoch()
     np.testing.assert_array_equal(a.weight, b.weight)

@@ -237,7 +237,7 @@ def test_cli_retrain_writes_a_bundle(setup, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["retrain", str(base.path), str(data), "--out", str(out), "--words", ",".join(WORDS),
                  "--shots", "4", "--epochs", "3", "--seed", "2"]) == 0
-    assert "retrained (numpy, ce) on 20 examples" in capsys.readouterr().out
+    assert "retrained (numpy, ce, imprint) on 20 examples" in capsys.readouterr().out
     assert Bundle.load(out).manifest["training"]["retrain"]["shots"] == 4
 
 
@@ -287,3 +287,40 @@ def test_retrain_learns_from_noisy_copies_and_checks_them(setup, tmp_path, capsy
     assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "d"), "--copy-snr", "loud"]) == 2
     assert "--copy-snr: must be LOW,HIGH in dB, got ['loud']" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+def test_enrolling_the_base_models_own_words_starts_from_its_head(tmp_path):
+    """init "auto": the same labels as the base -> the base head is kept (standardize only) and
+    trained gently; with 0 epochs the new head is the base head (re-quantized); new words imprint."""
+    base = quantized_bundle(tmp_path / "base", seed=1)
+    data = tone_dataset(tmp_path / "data", words=("w0", "w1", "w2"), speakers=3, takes=1, unknown=("zeta",))
+    same = retrain(base, data, tmp_path / "same", epochs=0, log=quiet)
+    info = same.manifest["training"]["retrain"]
+    assert (info["init"], info["lr"]) == ("base", 0.01)
+    w0, w = base.read_npz("weights.npz"), same.read_npz("weights.npz")
+    np.testing.assert_allclose(w["classifier.weight"], w0["classifier.weight"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(w["classifier.bias"], w0["classifier.bias"], rtol=1e-5, atol=1e-5)
+    fresh = retrain(base, data, tmp_path / "fresh", epochs=0, init="imprint", log=quiet)
+    assert fresh.manifest["training"]["retrain"]["init"] == "imprint"
+    assert not np.allclose(fresh.read_npz("weights.npz")["classifier.weight"], w0["classifier.weight"], atol=1e-3)
+    # the C trainer (the device) gives the same bytes in this mode too
+    kw = dict(epochs=4, seed=3, log=quiet)
+    a = retrain(base, data, tmp_path / "a", engine="numpy", **kw)
+    b = retrain(base, data, tmp_path / "b", engine="c", **kw)
+    assert a.read_bytes("head.bin") == b.read_bytes("head.bin")
+    assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "cli"), "--epochs", "2"]) == 0
+    with pytest.raises(EdgekwsError, match=r"--init base: alpha, beta, gamma not among the base model's labels"):
+        retrain(base, tone_dataset(tmp_path / "new"), tmp_path / "x", words=WORDS, init="base", log=quiet)
+    with pytest.raises(EdgekwsError, match="--init base keeps the base head; --loss triplet"):
+        retrain(base, data, tmp_path / "x", init="base", loss="triplet", log=quiet)
+    with pytest.raises(EdgekwsError, match="--init: 'mean' is not one of auto, imprint, base"):
+        retrain(base, data, tmp_path / "x", init="mean", log=quiet)
+
+
+def test_every_clip_means_up_to_three_commands_worth_of_other_words(tmp_path):
+    base = quantized_bundle(tmp_path / "base", seed=2)
+    data = tone_dataset(tmp_path / "data", speakers=2, takes=2, unknown=("zeta", "eta", "theta", "iota"))
+    counts = retrain(base, data, tmp_path / "all", words=WORDS, epochs=1, log=quiet).manifest["training"]["retrain"]["counts"]
+    assert counts["alpha"] == 4 and counts["_unknown_"] == 12 and counts["_silence_"] == 4   # 16 available
+    counts = retrain(base, data, tmp_path / "k", words=WORDS, shots=2, epochs=1, log=quiet).manifest["training"]["retrain"]["counts"]
+    assert counts["alpha"] == 2 and counts["_unknown_"] == 2

@@ -21,7 +21,7 @@ from edgekws.synth.generator import MANIFEST, MAX_SPEECH, speak_16k, synthesize_
 from edgekws.synth.voices import Speaker, make_speakers  # noqa: E402
 from edgekws.synth.words import command_words  # noqa: E402
 
-TINY = dict(words="yes,no,stop", speakers=3, unknown_per_speaker=1, noise_seconds=0.5)
+TINY = dict(words="yes,no,stop", speakers=3, unknown_per_speaker=1, noise_seconds=0.5, engines="espeak")
 NAME_RE = re.compile(r"^(espk|ojt)\d{4}_nohash_\d+\.wav$")
 
 
@@ -124,6 +124,14 @@ def test_japanese_both_engines(tmp_path):
     assert all(read_wav(tmp_path / "ja" / c["path"]).shape == (16000,) for c in ojt)
 
 
+def test_english_custom_word_without_katakana_falls_back_to_espeak(tmp_path):
+    m = synthesize_dataset(tmp_path / "e", "en", words="light=light", speakers=2, unknown_per_speaker=0,
+                           noise_seconds=0, jobs=1)
+    assert m["engines"] == ["espeak"] and {c["engine"] for c in m["clips"]} == {"espeak"}
+    with pytest.raises(EdgekwsError, match="has no text for openjtalk"):     # asked for explicitly
+        synthesize_dataset(tmp_path / "f", "en", words="light=light", speakers=2, engines="espeak,openjtalk")
+
+
 def test_english_katakana_via_openjtalk(tmp_path):
     pytest.importorskip("pyopenjtalk")
     m = synthesize_dataset(tmp_path / "e", "en", words="stop", speakers=1, engines="openjtalk",
@@ -173,7 +181,7 @@ def test_cli(tmp_path, capsys):
     assert main(["synth", "--lang", "en", "--out", str(out), "--words", "go", "--speakers", "2",
                  "--unknown", "0", "--noise-seconds", "0", "--jobs", "1"]) == 0
     assert sorted(p.name for p in (out / "go").iterdir()) == \
-        ["espk0000_nohash_0.wav", "espk0001_nohash_0.wav"]
+        ["espk0000_nohash_0.wav", "ojt0000_nohash_0.wav"]            # English: both engines by default
     assert main(["synth", "--lang", "en", "--out", str(tmp_path / "d"), "--words", "nope"]) == 2
     assert "unknown word 'nope'" in capsys.readouterr().err
 

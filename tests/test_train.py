@@ -258,7 +258,8 @@ def test_time_warp_setting_is_checked_and_reaches_train(monkeypatch, tmp_path, c
 
     with pytest.raises(tr.EdgekwsError, match=r"^--time-warp: must be a fraction in \[0, 1\], got 1.5"):
         TrainConfig(time_warp=1.5).check()
-    assert TrainConfig().time_warp == 0.0 and TrainConfig.from_dict({"epochs": 3, "time_warp": 0.5}).time_warp == 0.5
+    assert TrainConfig().time_warp == 0.8 and TrainConfig.from_dict({"epochs": 3, "time_warp": 0.5}).time_warp == 0.5
+    assert TrainConfig.from_dict({"epochs": 3}).time_warp == 0.0          # configs older than the option
     seen = {}
     monkeypatch.setattr(tr, "train", lambda data, out, **kw: seen.update(kw))
     assert main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--time-warp", "0.3"]) == 0

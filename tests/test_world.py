@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -126,11 +125,9 @@ def test_missing_pyworld_names_the_fix(monkeypatch):
 # ---- tools/world_variants.py -------------------------------------------------------------------
 
 def _tool():
-    path = Path(__file__).resolve().parents[1] / "tools" / "world_variants.py"
-    spec = importlib.util.spec_from_file_location("world_variants", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from tool_helpers import load_tool
+
+    return load_tool("world_variants")
 
 
 def _tiny_dataset(root: Path) -> None:

@@ -49,6 +49,7 @@ def library():
             "ekws_head_add_example": (st, [vp, _i8p, sz, u32]),
             "ekws_head_set_weights": (st, [vp, _f32p, _f32p]),
             "ekws_head_imprint": (st, [vp]),
+            "ekws_head_standardize": (st, [vp]),
             "ekws_head_gradient": (st, [vp, _u16p, u32, _f32p]),
             "ekws_head_step": (st, [vp, _u16p, u32, _f32p]),
             "ekws_head_train_epoch": (st, [vp, _f32p]),
@@ -135,6 +136,9 @@ class CHeadTrainer:
 
     def imprint(self) -> None:
         _check(self.lib, self.lib.ekws_head_imprint(self._tr), "ekws_head_imprint")
+
+    def standardize(self) -> None:
+        _check(self.lib, self.lib.ekws_head_standardize(self._tr), "ekws_head_standardize")
 
     def _run(self, fn, order, what: str) -> float:
         o = np.ascontiguousarray(order, np.uint16)

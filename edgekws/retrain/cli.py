@@ -6,7 +6,7 @@ from edgekws.errors import EdgekwsError
 
 
 def register(sub) -> None:
-    from edgekws.retrain.core import COPY_SNR_DB, DEFAULT_EPOCHS, ENGINES, LOSSES
+    from edgekws.retrain.core import BASE_INIT_LR, COPY_SNR_DB, DEFAULT_EPOCHS, ENGINES, INITS, LOSSES
 
     p = sub.add_parser("retrain", help="last-layer retraining for new words or a new language",
                        description="Keep the model's int8 layers up to the embedding frozen and learn a new "
@@ -26,7 +26,11 @@ def register(sub) -> None:
                    help="clips of DATA to learn from (default all)")
     p.add_argument("--float-head", action="store_true",
                    help="also keep the head in float32 (targets with an FPU; eval engine int8-f32head)")
-    p.add_argument("--lr", type=float, help="head learning rate (default 0.05)")
+    p.add_argument("--init", choices=INITS, default="auto",
+                   help="imprint: a new head from class means (new words); base: start from the base model's "
+                        "head (more recordings of its own words, e.g. your voice); auto (default): base when "
+                        "every word is one of the base model's")
+    p.add_argument("--lr", type=float, help=f"head learning rate (default 0.05; {BASE_INIT_LR:g} with --init base)")
     p.add_argument("--noisy-copies", type=int, default=0, metavar="N",
                    help="also learn from N noisy copies of each word clip, mixed with DATA's _background_noise_ "
                         "(your room; white/pink/brown noise if none) at --copy-snr (default 0 = off)")
@@ -52,5 +56,6 @@ def run(args) -> int:
     snr = check_copies(args.noisy_copies, str(args.copy_snr).split(","))
     retrain(args.model, args.data, args.out, words=parse_words(args.words), shots=args.shots, epochs=args.epochs,
             engine=args.engine, loss=args.loss, seed=args.seed, split=args.split, float_head=args.float_head,
-            overwrite=args.force, cache_dir=args.cache, noisy=args.noisy_copies, noisy_snr=snr, **hyper)
+            overwrite=args.force, cache_dir=args.cache, noisy=args.noisy_copies, noisy_snr=snr, init=args.init,
+            **hyper)
     return 0

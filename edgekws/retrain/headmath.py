@@ -272,11 +272,9 @@ class HeadTrainer:
         x = self.x_raw(idx)
         return (x - self.mean[None, :]) * self.isd[None, :] if self.standardized else x
 
-    def imprint(self) -> None:
-        """Standardize, then normalized class means (ekws_head_imprint)."""
+    def _standardize(self) -> None:
+        """Per-dimension mean and 1/std of the examples; rows given so far move to that space."""
         n = self.num_examples
-        if n == 0 or self.standardized:
-            raise EdgekwsError("head: imprint needs examples and runs once")
         x = self.x_raw()
         c_n, e = self.weight.shape
         mean = np.zeros(e, F)
@@ -296,6 +294,23 @@ class HeadTrainer:
         self.weight = (self.weight / self.isd[None, :]).astype(F)
         self.bias = (self.bias + acc).astype(F)
         self.standardized = True
+        self.vel_w[...] = 0
+        self.vel_b[...] = 0
+
+    def standardize(self) -> None:
+        """Standardize only, keeping the rows given by set_weights (ekws_head_standardize): for new
+        clips of the labels the head already knows, e.g. a user enrolling their voice."""
+        if self.num_examples == 0 or self.standardized:
+            raise EdgekwsError("head: standardize needs examples and runs once")
+        self._standardize()
+
+    def imprint(self) -> None:
+        """Standardize, then normalized class means (ekws_head_imprint)."""
+        if self.num_examples == 0 or self.standardized:
+            raise EdgekwsError("head: imprint needs examples and runs once")
+        self._standardize()
+        n = self.num_examples
+        c_n, e = self.weight.shape
         xs = self.x()
         sums = np.zeros((c_n, e), F)
         s = np.zeros(n, F)

@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("--engines", metavar="E1,E2",
                    help=f"subset of {','.join(ENGINES)} (default: en {','.join(DEFAULT_ENGINES['en'])}; "
                         f"ja {','.join(DEFAULT_ENGINES['ja'])}). openjtalk speaks English as "
-                        "katakana loanwords (Japanese-accented English)")
+                        "katakana loanwords (Japanese-accented English); English custom words without "
+                        "a katakana reading are spoken by espeak alone")
     p.add_argument("--seed", type=_int, default=0, help="random seed (default 0)")
     p.add_argument("--jobs", type=_int, metavar="N", help="worker processes (default: all cores)")
     p.add_argument("--quick", action="store_true", help="small dataset for a quick try (12 speakers)")

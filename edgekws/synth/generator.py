@@ -264,8 +264,9 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
                           or comma-separated string; custom words as "label=text"
     speakers            : pseudo-speakers, shared round-robin among engines (default 160; quick 12);
                           each says every command `repeats` times
-    engines             : subset of ("espeak", "openjtalk"); default en: espeak, ja: both.
-                          Open JTalk speaks English as katakana loanwords (Japanese-accented English)
+    engines             : subset of ("espeak", "openjtalk"); default both (English custom words
+                          without a katakana reading: eSpeak NG alone). Open JTalk speaks English
+                          as katakana loanwords (Japanese-accented English)
     unknown_per_speaker : non-command words each speaker says once (default 6; quick 2; 0 = none)
     noise_seconds       : length of each background-noise file (default 30; quick 5; 0 = none)
     jobs                : worker processes (default: all cores); the output does not depend on it
@@ -277,7 +278,10 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
     unknown_per_speaker = base["unknown_per_speaker"] if unknown_per_speaker is None else unknown_per_speaker
     noise_seconds = base["noise_seconds"] if noise_seconds is None else noise_seconds
     check_lang(lang)
+    defaulted = engines is None
     engines = check_engines(lang, engines)
+    if defaulted and lang == "en" and any("openjtalk" not in w.texts for w in command_words(lang, words)):
+        engines = ("espeak",)   # a custom English word without a katakana reading: eSpeak NG alone
     _check_args(speakers, unknown_per_speaker, noise_seconds, repeats, jobs, seed)
     if "espeak" in engines:
         espeak_variants = espeak.variants()

@@ -281,15 +281,10 @@ static void head_logits(const float *w, const float *b, uint32_t c_n, uint32_t e
     }
 }
 
-ekws_status_t ekws_head_imprint(ekws_head_trainer_t *tr) {
-    if (tr == NULL) {
-        return EKWS_ERR_NULL;
-    }
-    if (tr->weight == NULL || tr->num_examples == 0u || tr->standardized) {
-        return EKWS_ERR_STATE;
-    }
+/* Per-dimension mean and 1/std of the examples; the rows given so far move to that space. */
+static void standardize(ekws_head_trainer_t *tr) {
     const uint32_t c_n = tr->cfg.num_classes, e = tr->cfg.embed_size, n = tr->num_examples;
-    float *mean = tr->mean, *isd = tr->isd, *x = tr->x, *sums = tr->grad_w;
+    float *mean = tr->mean, *isd = tr->isd, *x = tr->x;
     const float nf = (float)n;
     /* per-dimension mean and variance (variance accumulated in isd) */
     memset(mean, 0, e * sizeof(float));
@@ -326,6 +321,34 @@ ekws_status_t ekws_head_imprint(ekws_head_trainer_t *tr) {
         tr->bias[c] = tr->bias[c] + acc;
     }
     tr->standardized = 1u;
+    memset(tr->vel_w, 0, (size_t)c_n * e * sizeof(float));
+    memset(tr->vel_b, 0, c_n * sizeof(float));
+}
+
+/* Standardize once, after the examples are in: EKWS_OK, or why not. */
+static ekws_status_t standardize_once(ekws_head_trainer_t *tr) {
+    if (tr == NULL) {
+        return EKWS_ERR_NULL;
+    }
+    if (tr->weight == NULL || tr->num_examples == 0u || tr->standardized) {
+        return EKWS_ERR_STATE;
+    }
+    standardize(tr);
+    return EKWS_OK;
+}
+
+ekws_status_t ekws_head_standardize(ekws_head_trainer_t *tr) {
+    return standardize_once(tr);
+}
+
+ekws_status_t ekws_head_imprint(ekws_head_trainer_t *tr) {
+    const ekws_status_t st = standardize_once(tr);
+    if (st != EKWS_OK) {
+        return st;
+    }
+    const uint32_t c_n = tr->cfg.num_classes, e = tr->cfg.embed_size, n = tr->num_examples;
+    float *x = tr->x, *sums = tr->grad_w;
+    const float nf = (float)n;
     /* class sums of the standardized examples (in grad_w) and their mean length r */
     memset(sums, 0, (size_t)c_n * e * sizeof(float));
     float rsum = 0.0f;

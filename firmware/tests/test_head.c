@@ -115,6 +115,26 @@ static void test_load_and_invoke(void) {
     CHECK(head.blob == (const uint8_t *)gh_blob_words, "previous head not kept");
 }
 
+/* standardize only: the given head moves to the standardized space and folds back to itself */
+static void test_standardize(void) {
+    ekws_head_trainer_t tr;
+    if (!setup(&tr)) {
+        return;
+    }
+    CHECK(ekws_head_set_weights(&tr, gh_w0, gh_b0) == EKWS_OK, "set_weights");
+    CHECK(ekws_head_standardize(&tr) == EKWS_OK, "standardize");
+    CHECK(tr.standardized == 1u, "not standardized");
+    float fw[GH_C * GH_E], fb[GH_C];
+    CHECK(ekws_head_folded(&tr, fw, fb) == EKWS_OK, "folded");
+    CHECK(max_err(fw, gh_w0, GH_C * GH_E) < 1e-5, "standardized head does not fold back to the given weights");
+    CHECK(max_err(fb, gh_b0, GH_C) < 1e-5, "standardized head does not fold back to the given bias");
+    CHECK(ekws_head_standardize(&tr) == EKWS_ERR_STATE, "second standardize accepted");
+    CHECK(ekws_head_imprint(&tr) == EKWS_ERR_STATE, "imprint after standardize accepted");
+    float loss = 0.0f;
+    CHECK(ekws_head_train_epoch(&tr, &loss) == EKWS_OK && loss > 0.0f, "epoch after standardize");
+    CHECK(ekws_head_standardize(NULL) == EKWS_ERR_NULL, "NULL accepted");
+}
+
 static void test_helpers(void) {
     for (int i = 0; i < GH_NUM_EXP; i++) {
         const float y = ekws_head_expf(gh_exp_x[i]);
@@ -147,6 +167,7 @@ static void test_refusals(void) {
     CHECK(ekws_head_trainer_init(&tr, &cfg, workspace, sizeof workspace, GH_EMB_SCALE, GH_EMB_ZP) == EKWS_OK, "init");
     float loss;
     CHECK(ekws_head_imprint(&tr) == EKWS_ERR_STATE, "imprint without examples");
+    CHECK(ekws_head_standardize(&tr) == EKWS_ERR_STATE, "standardize without examples");
     CHECK(ekws_head_train_epoch(&tr, &loss) == EKWS_ERR_STATE, "epoch without examples");
     CHECK(ekws_head_add_example(&tr, gh_emb, GH_E, GH_C) == EKWS_ERR_ARG, "label out of range accepted");
     CHECK(ekws_head_add_example(&tr, gh_emb, GH_E - 1, 0) == EKWS_ERR_ARG, "wrong length accepted");
@@ -160,6 +181,7 @@ static void test_refusals(void) {
 
 int main(void) {
     test_training();
+    test_standardize();
     test_load_and_invoke();
     test_helpers();
     test_refusals();

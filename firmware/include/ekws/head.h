@@ -7,6 +7,7 @@
  *   ekws_head_trainer_init(&tr, &cfg, workspace, ekws_head_workspace_size(C, E, N), emb_scale, emb_zp)
  *   ekws_head_add_example(&tr, embedding, label)      x N   (embedding: the backbone's int8 output)
  *   ekws_head_imprint(&tr)                              standardize; normalized class means as weights
+ *     (or ekws_head_standardize(&tr): keep the rows given by ekws_head_set_weights, for the same labels)
  *   ekws_head_train_epoch(&tr, &loss)                   x epochs: float32 SGD, softmax cross-entropy
  *   ekws_head_quantize(&tr, blob, cap, 1, &size)        int8 (+ float32) head as a blob -> flash
  *   ekws_head_load(&head, blob, size)                   at boot; a damaged blob leaves `head` as it was
@@ -119,6 +120,12 @@ ekws_status_t ekws_head_set_weights(ekws_head_trainer_t *tr, const float *weight
  * ekws_head_folded gives the head in the embedding's own space. EKWS_ERR_STATE without examples
  * or when called twice. */
 ekws_status_t ekws_head_imprint(ekws_head_trainer_t *tr);
+
+/* Standardization only (instead of ekws_head_imprint, once): every row keeps what
+ * ekws_head_set_weights gave it, converted to the standardized space. For new recordings of the
+ * labels the head already knows (a user enrolling their own voice): training then starts from the
+ * previous head instead of class means. EKWS_ERR_STATE without examples or when standardized. */
+ekws_status_t ekws_head_standardize(ekws_head_trainer_t *tr);
 
 /* Mean softmax cross-entropy of examples order[0..n) and its gradient, accumulated into
  * grad_w/grad_b (which this zeroes first); *loss = sum of the examples' losses (float32, in order). */
