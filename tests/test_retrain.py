@@ -317,10 +317,15 @@ def test_enrolling_the_base_models_own_words_starts_from_its_head(tmp_path):
         retrain(base, data, tmp_path / "x", init="mean", log=quiet)
 
 
-def test_every_clip_means_up_to_three_commands_worth_of_other_words(tmp_path):
+def test_enrolling_from_every_clip_uses_up_to_three_commands_worth_of_other_words(tmp_path):
     base = quantized_bundle(tmp_path / "base", seed=2)
-    data = tone_dataset(tmp_path / "data", speakers=2, takes=2, unknown=("zeta", "eta", "theta", "iota"))
-    counts = retrain(base, data, tmp_path / "all", words=WORDS, epochs=1, log=quiet).manifest["training"]["retrain"]["counts"]
-    assert counts["alpha"] == 4 and counts["_unknown_"] == 12 and counts["_silence_"] == 4   # 16 available
-    counts = retrain(base, data, tmp_path / "k", words=WORDS, shots=2, epochs=1, log=quiet).manifest["training"]["retrain"]["counts"]
-    assert counts["alpha"] == 2 and counts["_unknown_"] == 2
+    own = ("w0", "w1", "w2")                                       # the base model's words
+    data = tone_dataset(tmp_path / "data", words=own, speakers=2, takes=2, unknown=("zeta", "eta", "theta", "iota"))
+    counts = retrain(base, data, tmp_path / "all", epochs=1, log=quiet).manifest["training"]["retrain"]["counts"]
+    assert counts["w0"] == 4 and counts["_unknown_"] == 12 and counts["_silence_"] == 4   # 16 available
+    counts = retrain(base, data, tmp_path / "k", shots=2, epochs=1, log=quiet).manifest["training"]["retrain"]["counts"]
+    assert counts["w0"] == 2 and counts["_unknown_"] == 2
+    # new words (imprinted): one command's worth, as before
+    new = tone_dataset(tmp_path / "new", speakers=2, takes=2, unknown=("zeta", "eta", "theta", "iota"))
+    counts = retrain(base, new, tmp_path / "n", words=WORDS, epochs=1, log=quiet).manifest["training"]["retrain"]["counts"]
+    assert counts["alpha"] == 4 and counts["_unknown_"] == 4
