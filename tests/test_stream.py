@@ -425,3 +425,25 @@ def test_eval_stream_tunes_and_stores_settings(tmp_path, capsys):
     assert Bundle.load(b.path).manifest["stream"]["tuning"]["shrink"] == 0.0
     assert main(args + ["--shrink", "1.5"]) == 2
     assert "--shrink: must be a number in [0, 1], got 1.5" in capsys.readouterr().err
+
+
+def test_eval_stream_on_every_clip_of_ones_own_recordings(tmp_path, capsys):
+    """A person's recordings share one speaker id, so they sit in one split: --tune-split all and
+    --split all build the streams from every clip; the default says how to get there."""
+    b, _ = make_bundle(tmp_path / "m", seed=5)
+    quantize_bundle(b, features(64, seed=6), log=lambda *a: None)
+    data = _tone_dataset(tmp_path / "data")
+    (data / "validation_list.txt").write_text("")                     # nothing in val
+    args = ["eval-stream", str(b.path), str(data), "--tune", "--engine", "numpy", "--negative-minutes", "0.5",
+            "--snr", "clean", "--json"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no command clips in the val split (your own recordings share one speaker id" in err
+    assert "use --split all / --tune-split all" in err
+    assert main(args + ["--tune-split", "all", "--split", "all"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["metrics"]["commands"] == 12 and r["split"] == "all" and r["tuning"]["split"] == "all"
+    assert r["tuning"]["validation"]["commands"] == 12
+    assert main(args + ["--tune-split", "test"]) == 0                 # tune on test, report test: 6 clips
+    r = json.loads(capsys.readouterr().out)
+    assert r["metrics"]["commands"] == 6 and r["tuning"]["validation"]["commands"] == 6

@@ -34,8 +34,12 @@ def register(sub) -> None:
     e.add_argument("model", help="quantized model bundle folder")
     e.add_argument("data", help="dataset folder (Speech Commands layout)")
     e.add_argument("--engine", default="onnx", choices=("numpy", "onnx", "c"), help=ENGINE_HELP)
-    e.add_argument("--split", default="test", choices=("train", "val", "test"), help="split evaluated (default test)")
+    e.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
+                   help="split evaluated (default test; all: every clip, e.g. your own recordings)")
     e.add_argument("--tune", action="store_true", help="tune on the validation split first and store the result")
+    e.add_argument("--tune-split", default="val", choices=("train", "val", "test", "all"),
+                   help="split the tuning streams are built from (default val; all: every clip of DATA, e.g. "
+                        "your own recordings after edgekws retrain)")
     e.add_argument("--target-fa", type=float, default=1.0, help="false accepts per hour allowed when tuning (default 1)")
     e.add_argument("--shrink", type=float, default=None, metavar="S",
                    help="with --tune: each command's threshold moves this share of the way from the "
@@ -147,11 +151,12 @@ def run_eval_stream(args) -> int:
               "engine": args.engine, "seed": args.seed, "negative_minutes": args.negative_minutes}
     log = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     if args.tune:
-        log(f"tuning on validation streams ({args.negative_minutes:g} min of non-commands, engine {args.engine})")
-        val = make_streams(bundle, args.data, "val", args.seed, args.negative_minutes, snr)
+        log(f"tuning on {args.tune_split} streams ({args.negative_minutes:g} min of non-commands, engine {args.engine})")
+        val = make_streams(bundle, args.data, args.tune_split, args.seed, args.negative_minutes, snr)
         shrink = {} if args.shrink is None else {"shrink": args.shrink}
         result["tuning"] = tune(setup, *val, target_fa_per_hour=args.target_fa, engine=args.engine, **shrink)
         result["tuning"]["snr_db"] = result["snr_db"]
+        result["tuning"]["split"] = args.tune_split
         bundle.update(stream=setup.config.to_dict())
     log(f"evaluating on {args.split} streams")
     streams = make_streams(bundle, args.data, args.split, args.seed + 1, args.negative_minutes, snr)
@@ -164,7 +169,7 @@ def run_eval_stream(args) -> int:
     c = setup.config
     if args.tune:
         thr = ", ".join(f"{lab} {q / 32768:.2f}" for lab, q in c.thresholds.items())
-        print(f"tuned on validation streams: hop every {c.hop_every} frames, smooth {c.smooth}, thresholds "
+        print(f"tuned on {args.tune_split} streams: hop every {c.hop_every} frames, smooth {c.smooth}, thresholds "
               f"{thr} -> {_describe(result['tuning']['validation'])}; "
               f"stored in {bundle.path}/manifest.json")
     m = result["metrics"]

@@ -210,16 +210,20 @@ def build_negative_stream(unknowns, noises, seconds: float, rng, snr_db=SNR_DB, 
 
 
 def load_split_audio(bundle, data, split: str):
-    """(commands [(int16 clip, label)], unknowns [(int16 clip, word)], noises) of a split of `data`."""
+    """(commands [(int16 clip, label)], unknowns [(int16 clip, word)], noises) of a split of `data`
+    ("train", "val", "test" or "all")."""
     from edgekws.data import SILENCE, UNKNOWN, load_dataset
     from edgekws.featcache import load_clips, load_noises
 
     words = [w for w in bundle.labels if w not in (SILENCE, UNKNOWN)]
     ds = load_dataset(data, words)
-    cmd = [c for c in ds.clips if c.split == split and c.label not in (SILENCE, UNKNOWN)]
-    unk = [c for c in ds.clips if c.split == split and c.label == UNKNOWN]
+    pool = [c for c in ds.clips if split == "all" or c.split == split]   # all: e.g. one person's recordings
+    cmd = [c for c in pool if c.label not in (SILENCE, UNKNOWN)]
+    unk = [c for c in pool if c.label == UNKNOWN]
     if not cmd:
-        raise DatasetError(f"{data}: no command clips in the {split} split")
+        hint = "" if split == "all" else " (your own recordings share one speaker id, which lands in one " \
+            "split: use --split all / --tune-split all)"
+        raise DatasetError(f"{data}: no command clips in the {split} split{hint}")
     clips = load_clips([c.path for c in cmd], SR, SR)
     uclips = load_clips([c.path for c in unk], SR, SR) if unk else np.zeros((0, SR), np.int16)
     return ([(clips[i], c.label) for i, c in enumerate(cmd)], [(uclips[i], c.word) for i, c in enumerate(unk)],
