@@ -335,8 +335,7 @@ def register(sub) -> None:
                        description="Train on eSpeak NG only and test on Open JTalk, and the reverse, per language; "
                                    "clean and at 10 dB SNR with noise not used in training. Prints a table.")
     p.add_argument("--ja", metavar="DATA", help="Japanese dataset with both engines (edgekws synth --lang ja)")
-    p.add_argument("--en", metavar="DATA", help="English dataset with both engines "
-                                                "(edgekws synth --lang en --engines espeak,openjtalk)")
+    p.add_argument("--en", metavar="DATA", help="English dataset with both engines (edgekws synth --lang en)")
     p.add_argument("--work", required=True, help="folder for views, models and the feature cache")
     p.add_argument("--json", metavar="FILE", help="write every result here")
     p.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
