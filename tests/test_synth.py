@@ -21,8 +21,8 @@ from edgekws.synth.generator import MANIFEST, MAX_SPEECH, speak_16k, synthesize_
 from edgekws.synth.voices import Speaker, make_speakers  # noqa: E402
 from edgekws.synth.words import command_words  # noqa: E402
 
-TINY = dict(words="yes,no,stop", speakers=3, unknown_per_speaker=1, noise_seconds=0.5, engines="espeak")
-NAME_RE = re.compile(r"^(espk|ojt)\d{4}_nohash_\d+\.wav$")
+TINY = dict(words="yes,no,stop", speakers=3, unknown_per_speaker=1, noise_seconds=0.5, engines="espeak", world=0)
+NAME_RE = re.compile(r"^(espk|ojt)(w\d+(s\d+)?_)?\d{4}_nohash_\d+\.wav$")   # espkw0_0012: a WORLD variant
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -124,6 +124,45 @@ def test_japanese_both_engines(tmp_path):
     assert all(read_wav(tmp_path / "ja" / c["path"]).shape == (16000,) for c in ojt)
 
 
+def test_english_gets_a_world_variant_of_every_espeak_speaker_in_its_split(tmp_path):
+    pytest.importorskip("pyworld")
+    from edgekws.data import which_split
+    from edgekws.synth.generator import world_speaker_id
+
+    args = dict(words="yes,no", speakers=4, unknown_per_speaker=1, noise_seconds=0, seed=5)
+    m = synthesize_dataset(tmp_path / "a", "en", jobs=1, **args)          # default: 1 variant (English)
+    assert m["world_variants"] == 1
+    variants = [c for c in m["clips"] if "world" in c]
+    sources = [c for c in m["clips"] if c["engine"] == "espeak" and "world" not in c]
+    assert len(variants) == len(sources) == 2 * 3         # 2 eSpeak speakers x (2 commands + 1 unknown word)
+    for c in variants:
+        src = c["world"]["source"]
+        spk = Path(src).name.split("_nohash_")[0]
+        assert c["speaker"] == world_speaker_id(spk, 0) and c["speaker"].startswith("espkw0")
+        assert which_split(Path(c["path"]).name) == which_split(Path(src).name)   # no test voice trains
+        a, b = read_wav(tmp_path / "a" / c["path"]), read_wav(tmp_path / "a" / src)
+        assert a.shape == b.shape == (16000,) and not np.array_equal(a, b)
+    voices = {c["speaker"]: {k: v for k, v in c["world"].items() if k != "source"} for c in variants}
+    assert all(s["world_source"] for s in m["speakers"] if s["id"] in voices)
+    assert len({json.dumps(v, sort_keys=True) for v in voices.values()}) == len(voices)   # one voice each
+    synthesize_dataset(tmp_path / "b", "en", jobs=2, **args)
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")              # same bytes, any --jobs
+    assert synthesize_dataset(tmp_path / "c", "en", jobs=1, world=0, **args)["world_variants"] == 0
+    assert not any("world" in c for c in synthesize_dataset(tmp_path / "d", "en", jobs=1, world=0, **args)["clips"])
+    with pytest.raises(EdgekwsError, match=r"--world: must be an integer in \[0, 8\], got 9"):
+        synthesize_dataset(tmp_path / "e", "en", world=9, **args)
+
+
+def test_world_variants_without_pyworld_say_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyworld", None)             # import now fails
+    with pytest.raises(MissingDependencyError, match="pip install pyworld"):
+        synthesize_dataset(tmp_path / "w", "en", words="yes", speakers=1, noise_seconds=0)
+    assert not (tmp_path / "w").exists()                          # refused before anything is written
+    m = synthesize_dataset(tmp_path / "j", "ja", words="yes", speakers=1, unknown_per_speaker=0, noise_seconds=0,
+                           engines="espeak", jobs=1)              # Japanese: no variants by default
+    assert m["world_variants"] == 0
+
+
 def test_english_custom_word_without_katakana_falls_back_to_espeak(tmp_path):
     m = synthesize_dataset(tmp_path / "e", "en", words="light=light", speakers=2, unknown_per_speaker=0,
                            noise_seconds=0, jobs=1)
@@ -164,12 +203,12 @@ def test_bad_arguments(tmp_path, kwargs, message):
 def test_refuses_non_empty_folder_and_force_replaces(tmp_path):
     out = tmp_path / "ds"
     synthesize_dataset(out, "en", words="yes,no", speakers=2, unknown_per_speaker=0,
-                       noise_seconds=0, jobs=1)
+                       noise_seconds=0, jobs=1, world=0)
     with pytest.raises(DatasetError, match="not empty"):
         synthesize_dataset(out, "en", words="yes", speakers=1, noise_seconds=0)
     (out / "my_notes.txt").write_text("keep me")
     synthesize_dataset(out, "en", words="yes", speakers=1, unknown_per_speaker=0,
-                       noise_seconds=0, jobs=1, overwrite=True)
+                       noise_seconds=0, jobs=1, overwrite=True, world=0)
     wavs = sorted(str(p.relative_to(out)) for p in out.rglob("*.wav"))
     assert wavs == ["yes/espk0000_nohash_0.wav"]   # the old dataset's clips are gone
     assert (out / "my_notes.txt").read_text() == "keep me"
@@ -179,7 +218,7 @@ def test_cli(tmp_path, capsys):
     from edgekws.cli import main
     out = tmp_path / "c"
     assert main(["synth", "--lang", "en", "--out", str(out), "--words", "go", "--speakers", "2",
-                 "--unknown", "0", "--noise-seconds", "0", "--jobs", "1"]) == 0
+                 "--unknown", "0", "--noise-seconds", "0", "--jobs", "1", "--world", "0"]) == 0
     assert sorted(p.name for p in (out / "go").iterdir()) == \
         ["espk0000_nohash_0.wav", "ojt0000_nohash_0.wav"]            # English: both engines by default
     assert main(["synth", "--lang", "en", "--out", str(tmp_path / "d"), "--words", "nope"]) == 2

@@ -13,6 +13,9 @@ top-level files (synth_manifest.json, commands.txt, ...). OUT becomes a dataset 
   all of that speaker's clips, resynthesized (edgekws.synth.world) with ONE WorldVoice drawn from
   (seed, k, speaker id), so each variant is a consistent new voice of the same engine;
 * world_variants.json: the arguments, every new speaker's WorldVoice and the files written here.
+Variant ids ignore the hash-rule split of their source speaker (a variant of a test speaker may
+train): use this for levers measured on another engine or on the judging set; `edgekws synth
+--world K` is the product path and keeps every variant in its source's split.
 Same DATA and seed give byte-identical files, whatever --jobs. Re-running into an OUT made by this
 tool first removes the files listed in its world_variants.json (and nothing else); any other
 non-empty OUT is refused.

@@ -42,6 +42,9 @@ def register(subparsers) -> None:
                         f"ja {','.join(DEFAULT_ENGINES['ja'])}). openjtalk speaks English as "
                         "katakana loanwords (Japanese-accented English); English custom words without "
                         "a katakana reading are spoken by espeak alone")
+    p.add_argument("--world", type=_int, metavar="K",
+                   help="WORLD-vocoder voice variants of every eSpeak NG speaker (default: en 1, ja 0; "
+                        "0 = none): new voices that help models hear voices they never met")
     p.add_argument("--seed", type=_int, default=0, help="random seed (default 0)")
     p.add_argument("--jobs", type=_int, metavar="N", help="worker processes (default: all cores)")
     p.add_argument("--quick", action="store_true", help="small dataset for a quick try (12 speakers)")
@@ -58,12 +61,13 @@ def run(args) -> int:
                            seed=args.seed, jobs=args.jobs, engines=args.engines,
                            unknown_per_speaker=args.unknown, repeats=args.repeats,
                            noise_seconds=args.noise_seconds, quick=args.quick,
-                           overwrite=args.force, progress=True)
+                           overwrite=args.force, progress=True, world=args.world)
     cmds = [c for c in m["clips"] if c["kind"] == "command"]
     per_engine = {e: sum(1 for s in m["speakers"] if s["engine"] == e) for e in m["engines"]}
     print(f"{args.out}: {len(cmds)} command clips ({len(m['commands'])} words), "
           f"{len(m['clips']) - len(cmds)} unknown-word clips, {len(m['noise'])} noise files, "
-          f"speakers {per_engine}, {time.perf_counter() - t0:.1f} s; manifest {MANIFEST}")
+          f"speakers {per_engine} ({m['world_variants']} WORLD variant(s) per eSpeak NG speaker among them), "
+          f"{time.perf_counter() - t0:.1f} s; manifest {MANIFEST}")
     for note in m["attribution"]:
         print(note)
     return 0

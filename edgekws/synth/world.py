@@ -53,6 +53,11 @@ def _pyworld():
     return require("pyworld", INSTALL_HINT, "WORLD vocoder voice variants")
 
 
+def require_pyworld() -> None:
+    """Raise MissingDependencyError (saying what to install) unless pyworld imports."""
+    _pyworld()
+
+
 @dataclass(frozen=True)
 class WorldVoice:
     """One voice transform; the defaults are the identity (see the module docstring)."""
