@@ -331,7 +331,7 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
     noises = [row for kind, rows in results if kind != "speaker" for row in rows]
     speakers = [{"id": s.id, "engine": s.engine, "params": s.params} for s in spk_list]
     if world:
-        more_clips, more_speakers = _world_variants(out, clips, world, int(seed), jobs)
+        more_clips, more_speakers = _world_variants(out, clips, world, int(seed), jobs, progress)
         clips, speakers = clips + more_clips, speakers + more_speakers
     manifest = {
         "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "lang": lang, "seed": int(seed),
@@ -364,7 +364,15 @@ def world_speaker_id(source: str, k: int) -> str:
     raise EdgekwsError(f"world variants: no id for {source!r} in its split")   # unreachable in practice
 
 
-def _world_variants(out: Path, clips: list[dict], variants: int, seed: int, jobs: int | None):
+def _world_task(task) -> int:
+    src, outs = task
+    from edgekws.synth import world as world_mod
+
+    return world_mod.write_variants(src, outs)
+
+
+def _world_variants(out: Path, clips: list[dict], variants: int, seed: int, jobs: int | None,
+                    progress: bool = False):
     """Resynthesize every eSpeak clip as `variants` new WORLD voices (one voice per new speaker).
     Returns (manifest clip rows, manifest speaker rows) of the new speakers."""
     from edgekws.synth import world as world_mod
@@ -387,13 +395,27 @@ def _world_variants(out: Path, clips: list[dict], variants: int, seed: int, jobs
                          "world": {"source": row["path"], **voices[sid][1].as_dict()}})
         tasks.append((str(out / row["path"]), outs))
     n_jobs = min(jobs or os.cpu_count() or 1, len(tasks)) or 1
-    if n_jobs == 1:
-        for src, outs in tasks:
-            world_mod.write_variants(src, outs)
-    else:
-        methods = mp.get_all_start_methods()
-        with mp.get_context("fork" if "fork" in methods else "spawn").Pool(n_jobs) as pool:
-            pool.starmap(world_mod.write_variants, tasks, chunksize=max(1, len(tasks) // (8 * n_jobs)))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(tasks), unit="clip", desc="world")
+    try:
+        if n_jobs == 1:
+            done = map(_world_task, tasks)
+        else:
+            methods = mp.get_all_start_methods()
+            pool = mp.get_context("fork" if "fork" in methods else "spawn").Pool(n_jobs)
+            done = pool.imap_unordered(_world_task, tasks, chunksize=max(1, len(tasks) // (32 * n_jobs)))
+        for _ in done:                           # every clip is its own file: order does not matter
+            if bar is not None:
+                bar.update(1)
+        if n_jobs > 1:
+            pool.close()
+    finally:
+        if n_jobs > 1:
+            pool.terminate()
+        if bar is not None:
+            bar.close()
     speakers = [{"id": sid, "engine": "espeak", "world_source": src, "world_voice": v.as_dict()}
                 for sid, (src, v) in sorted(voices.items())]
     return rows, speakers
