@@ -130,7 +130,7 @@ def test_english_gets_a_world_variant_of_every_espeak_speaker_in_its_split(tmp_p
     from edgekws.synth.generator import world_speaker_id
 
     args = dict(words="yes,no", speakers=4, unknown_per_speaker=1, noise_seconds=0, seed=5)
-    m = synthesize_dataset(tmp_path / "a", "en", jobs=1, **args)          # default: 1 variant (English)
+    m = synthesize_dataset(tmp_path / "a", "en", jobs=1, world=1, **args)
     assert m["world_variants"] == 1
     variants = [c for c in m["clips"] if "world" in c]
     sources = [c for c in m["clips"] if c["engine"] == "espeak" and "world" not in c]
@@ -145,10 +145,10 @@ def test_english_gets_a_world_variant_of_every_espeak_speaker_in_its_split(tmp_p
     voices = {c["speaker"]: {k: v for k, v in c["world"].items() if k != "source"} for c in variants}
     assert all(s["world_source"] for s in m["speakers"] if s["id"] in voices)
     assert len({json.dumps(v, sort_keys=True) for v in voices.values()}) == len(voices)   # one voice each
-    synthesize_dataset(tmp_path / "b", "en", jobs=2, **args)
+    synthesize_dataset(tmp_path / "b", "en", jobs=2, world=1, **args)
     assert _files(tmp_path / "a") == _files(tmp_path / "b")              # same bytes, any --jobs
-    assert synthesize_dataset(tmp_path / "c", "en", jobs=1, world=0, **args)["world_variants"] == 0
-    assert not any("world" in c for c in synthesize_dataset(tmp_path / "d", "en", jobs=1, world=0, **args)["clips"])
+    m = synthesize_dataset(tmp_path / "c", "en", jobs=1, **args)          # default: none
+    assert m["world_variants"] == 0 and not any("world" in c for c in m["clips"])
     with pytest.raises(EdgekwsError, match=r"--world: must be an integer in \[0, 8\], got 9"):
         synthesize_dataset(tmp_path / "e", "en", world=9, **args)
 
@@ -156,10 +156,10 @@ def test_english_gets_a_world_variant_of_every_espeak_speaker_in_its_split(tmp_p
 def test_world_variants_without_pyworld_say_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyworld", None)             # import now fails
     with pytest.raises(MissingDependencyError, match="pip install pyworld"):
-        synthesize_dataset(tmp_path / "w", "en", words="yes", speakers=1, noise_seconds=0)
+        synthesize_dataset(tmp_path / "w", "en", words="yes", speakers=1, noise_seconds=0, world=1)
     assert not (tmp_path / "w").exists()                          # refused before anything is written
     m = synthesize_dataset(tmp_path / "j", "ja", words="yes", speakers=1, unknown_per_speaker=0, noise_seconds=0,
-                           engines="espeak", jobs=1)              # Japanese: no variants by default
+                           engines="espeak", jobs=1)              # no variants by default: no pyworld needed
     assert m["world_variants"] == 0
 
 

@@ -43,8 +43,8 @@ def register(subparsers) -> None:
                         "katakana loanwords (Japanese-accented English); English custom words without "
                         "a katakana reading are spoken by espeak alone")
     p.add_argument("--world", type=_int, metavar="K",
-                   help="WORLD-vocoder voice variants of every eSpeak NG speaker (default: en 1, ja 0; "
-                        "0 = none): new voices that help models hear voices they never met")
+                   help="WORLD-vocoder voice variants of every eSpeak NG speaker, each a new speaker in its "
+                        "source's split (default 0; needs pyworld: pip install \"edgekws[world]\")")
     p.add_argument("--seed", type=_int, default=0, help="random seed (default 0)")
     p.add_argument("--jobs", type=_int, metavar="N", help="worker processes (default: all cores)")
     p.add_argument("--quick", action="store_true", help="small dataset for a quick try (12 speakers)")

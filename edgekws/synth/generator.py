@@ -37,10 +37,11 @@ NOISE_DIR = "_background_noise_"
 CLIP_SAMPLES = SAMPLE_RATE                 # exactly 1.0 s
 MAX_SPEECH = int(0.92 * SAMPLE_RATE)      # longer words are re-spoken faster
 DEFAULTS = {"speakers": 160, "unknown_per_speaker": 6, "noise_seconds": 30.0}
-# WORLD-vocoder variants per eSpeak NG speaker (edgekws.synth.world): English models trained with one
-# hear the Flite/Festival judging voices better (two seeds: 79.0 / 79.7% clean, pink 10 dB 71.5 / 70.8%,
-# against 75.9 / 64.2% without; README, Voices). Japanese across engines gained nothing (lever J).
-WORLD_DEFAULT = {"en": 1, "ja": 0}
+# WORLD-vocoder variants per eSpeak NG speaker (edgekws.synth.world). Off by default: English on the
+# Flite/Festival judging set, variants named without regard to splits (tools/world_variants.py) 79.0 /
+# 79.7% clean (two seeds) against 75.9% without, but made here, each in its source's split, 75.2% (one
+# seed) and 96.6% on its own voices (< 97%); Japanese across engines gained nothing (lever J). README, Voices.
+WORLD_DEFAULT = 0
 QUICK = {"speakers": 12, "unknown_per_speaker": 2, "noise_seconds": 5.0}
 MEI_ATTRIBUTION = ("Open JTalk clips use the HTS voice \"Mei\" (mei_normal) by the Department of "
                    "Computer Science, Nagoya Institute of Technology, licensed CC BY 3.0 "
@@ -278,7 +279,7 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
     overwrite           : allow a non-empty `out`; files of a previous synthesized dataset are removed
     world               : WORLD-vocoder variants of every eSpeak NG speaker (new speakers `espkw<k>…`
                           saying all its clips in a new voice; world_speaker_id keeps each in its source's
-                          split); default WORLD_DEFAULT (en 1, ja 0); needs pyworld
+                          split); default WORLD_DEFAULT (0); needs pyworld
     """
     base = QUICK if quick else DEFAULTS
     speakers = base["speakers"] if speakers is None else speakers
@@ -290,7 +291,7 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
     if defaulted and lang == "en" and any("openjtalk" not in w.texts for w in command_words(lang, words)):
         engines = ("espeak",)   # a custom English word without a katakana reading: eSpeak NG alone
     _check_args(speakers, unknown_per_speaker, noise_seconds, repeats, jobs, seed)
-    world = WORLD_DEFAULT[lang] if world is None else world
+    world = WORLD_DEFAULT if world is None else world
     if not isinstance(world, int) or isinstance(world, bool) or not 0 <= world <= 8:
         raise EdgekwsError(f"--world: must be an integer in [0, 8], got {world!r}")
     if "espeak" not in engines:
