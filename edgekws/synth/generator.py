@@ -39,8 +39,9 @@ MAX_SPEECH = int(0.92 * SAMPLE_RATE)      # longer words are re-spoken faster
 DEFAULTS = {"speakers": 160, "unknown_per_speaker": 6, "noise_seconds": 30.0}
 # WORLD-vocoder variants per eSpeak NG speaker (edgekws.synth.world). Off by default: English on the
 # Flite/Festival judging set, variants named without regard to splits (tools/world_variants.py) 79.0 /
-# 79.7% clean (two seeds) against 75.9% without, but made here, each in its source's split, 75.2% (one
-# seed) and 96.6% on its own voices (< 97%); Japanese across engines gained nothing (lever J). README, Voices.
+# 79.7% clean (two seeds) against 75.9% without, but made here, each in its source's split, 75.2 / 76.7%
+# clean (pink 10 dB 64.6 / 71.5%, 64.2% without) and 96.6 / 96.5% on its own voices (< 97%); Japanese
+# across engines gained nothing (lever J). README, Voices.
 WORLD_DEFAULT = 0
 QUICK = {"speakers": 12, "unknown_per_speaker": 2, "noise_seconds": 5.0}
 MEI_ATTRIBUTION = ("Open JTalk clips use the HTS voice \"Mei\" (mei_normal) by the Department of "
