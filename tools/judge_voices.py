@@ -77,19 +77,25 @@ def judge(data, models, json_out=None) -> list[dict]:
     from edgekws.bundle import Bundle
     from edgekws.data import load_dataset
     from edgekws.evaluate import load_model
-    from edgekws.featcache import FeatureCache, split_arrays
     from edgekws.voices import held_out_sets
 
+    ds = load_dataset(data, list(COMMANDS))
+    # the examples in held_out_sets' order (split_arrays: the word clips of select(), then silence)
+    clips = ds.select("all", seed=0)
+    clips = [c for c in clips if c.path is not None] + [c for c in clips if c.path is None]
+    voice = np.array([c.speaker.rsplit("-", 1)[0] if c.path is not None else "" for c in clips])
+    truth_names = np.array(ds.labels)
+    sets_by_config = {}                       # the test sets, built once per feature configuration
     results = []
     for path in models:
         bundle = Bundle.load(path)
         km = load_model(bundle, "int8" if bundle.has("int8.npz") else "float")
-        sets = held_out_sets(data, km.feature_config, seed=0)
-        ds = load_dataset(data, list(COMMANDS))
-        clips = split_arrays(ds, "all", FeatureCache(None, km.feature_config), seed=0).clips
-        voice = np.array([c.speaker.rsplit("-", 1)[0] if c.path is not None else "" for c in clips])
+        key = json.dumps(bundle.manifest["feature_config"], sort_keys=True)
+        if key not in sets_by_config:
+            sets_by_config[key] = held_out_sets(data, km.feature_config, seed=0)
+        sets = sets_by_config[key]
         row = {"model": str(path), "engine": km.engine_name}
-        truth_names, model_names = np.array(ds.labels), np.array(km.labels)
+        model_names = np.array(km.labels)
         for name in ("clean", "babble 10dB", "pink 10dB"):
             x, y = sets[name]
             pred = model_names[km.engine.logits_features(x).argmax(1)]     # compared by label name

@@ -336,8 +336,6 @@ class HeadTrainer:
         has = counts > 0
         self.weight[has] = w[has]
         self.bias[has] = F(0)
-        self.vel_w[...] = 0
-        self.vel_b[...] = 0
 
     def folded(self) -> tuple[np.ndarray, np.ndarray]:
         """(weight (C, E), bias (C,)) in the embedding's space (ekws_head_folded)."""

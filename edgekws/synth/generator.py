@@ -379,47 +379,26 @@ def _world_variants(out: Path, clips: list[dict], variants: int, seed: int, jobs
     Returns (manifest clip rows, manifest speaker rows) of the new speakers."""
     from edgekws.synth import world as world_mod
 
-    tasks, rows, voices = [], [], {}
+    tasks, rows, voices = [], [], {}          # voices: (source speaker, k) -> (new id, WorldVoice)
     for row in clips:
         spk = row["speaker"]
         if row["engine"] != "espeak":
             continue
         outs = []
         for k in range(variants):
-            sid = world_speaker_id(spk, k)
-            if sid not in voices:
+            if (spk, k) not in voices:
                 rng = np.random.default_rng([seed, 0x3D1, k, zlib.crc32(spk.encode())])
-                voices[sid] = (spk, world_mod.WorldVoice.random(rng))
+                voices[spk, k] = (world_speaker_id(spk, k), world_mod.WorldVoice.random(rng))
+            sid, voice = voices[spk, k]
             rel = f"{row['word']}/{sid}{Path(row['path']).name[len(spk):]}"
-            outs.append((str(out / rel), voices[sid][1]))
+            outs.append((str(out / rel), voice))
             rows.append({"path": rel, "word": row["word"], "kind": row["kind"], "text": row["text"],
-                         "engine": "espeak", "speaker": sid,
-                         "world": {"source": row["path"], **voices[sid][1].as_dict()}})
+                         "engine": "espeak", "speaker": sid, "world": {"source": row["path"], **voice.as_dict()}})
         tasks.append((str(out / row["path"]), outs))
-    n_jobs = min(jobs or os.cpu_count() or 1, len(tasks)) or 1
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(tasks), unit="clip", desc="world")
-    try:
-        if n_jobs == 1:
-            done = map(_world_task, tasks)
-        else:
-            methods = mp.get_all_start_methods()
-            pool = mp.get_context("fork" if "fork" in methods else "spawn").Pool(n_jobs)
-            done = pool.imap_unordered(_world_task, tasks, chunksize=max(1, len(tasks) // (32 * n_jobs)))
-        for _ in done:                           # every clip is its own file: order does not matter
-            if bar is not None:
-                bar.update(1)
-        if n_jobs > 1:
-            pool.close()
-    finally:
-        if n_jobs > 1:
-            pool.terminate()
-        if bar is not None:
-            bar.close()
-    speakers = [{"id": sid, "engine": "espeak", "world_source": src, "world_voice": v.as_dict()}
-                for sid, (src, v) in sorted(voices.items())]
+    _run_all(tasks, jobs, progress, fn=_world_task, desc="world", unit="clip",   # one file per clip
+             chunksize=max(1, len(tasks) // (32 * (jobs or os.cpu_count() or 1))))
+    speakers = sorted(({"id": sid, "engine": "espeak", "world_source": src, "world_voice": v.as_dict()}
+                       for (src, _), (sid, v) in voices.items()), key=lambda r: r["id"])
     return rows, speakers
 
 
@@ -449,21 +428,23 @@ def load_noises(root, exclude_engines=()) -> dict[str, np.ndarray]:
             for n in m["noise"] if n.get("engine") not in set(exclude_engines)}
 
 
-def _run_all(job_list: list[_Job], jobs: int | None, progress: bool) -> list:
+def _run_all(job_list: list, jobs: int | None, progress: bool, fn=_run, desc: str = "synth",
+             unit: str = "job", chunksize: int = 1) -> list:
+    """[fn(job) for job in job_list], in order, on up to `jobs` processes, with a progress bar."""
     jobs = min(jobs or os.cpu_count() or 1, len(job_list)) or 1
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=len(job_list), unit="job", desc="synth")
+        bar = tqdm(total=len(job_list), unit=unit, desc=desc)
     results = []
     if jobs == 1:
-        it = map(_run, job_list)
+        it = map(fn, job_list)
         pool = None
     else:
         methods = mp.get_all_start_methods()
         ctx = mp.get_context("fork" if "fork" in methods else "spawn")
         pool = ctx.Pool(jobs)
-        it = pool.imap(_run, job_list, chunksize=1)
+        it = pool.imap(fn, job_list, chunksize=chunksize)
     try:
         for res in it:
             results.append(res)

@@ -384,9 +384,7 @@ ekws_status_t ekws_head_imprint(ekws_head_trainer_t *tr) {
         }
         tr->bias[c] = 0.0f;
     }
-    memset(sums, 0, (size_t)c_n * e * sizeof(float));
-    memset(tr->vel_w, 0, (size_t)c_n * e * sizeof(float));
-    memset(tr->vel_b, 0, c_n * sizeof(float));
+    memset(sums, 0, (size_t)c_n * e * sizeof(float)); /* velocities: zeroed by standardize() */
     return EKWS_OK;
 }
 
