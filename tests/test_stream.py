@@ -207,8 +207,22 @@ def test_score_counts_hits_false_accepts_and_latency():
     assert m["non_command_hours"] == 1.0 and m["false_accepts_per_hour"] == 5.0
     assert m["false_accepts_per_hour_upper95"] == pytest.approx(10.51, abs=0.01)  # Poisson, 5 events
     assert m["latency_ms_median"] == 100.0
+    assert m["false_accept_clips"] == 2   # the "no" clip heard as "yes", the unknown word heard as "yes"
     neg = score([], events, 3603.0, [(10.0, "yes")], [], 3600.0)
     assert neg["false_accepts_by_kind"]["noise"] == 1 and neg["non_command_hours"] == 2.0
+    assert neg["false_accept_clips"] == 0  # noise is no clip
+
+
+def test_false_accepts_from_one_clip_said_twice_count_one_source():
+    # the same unknown clip (index 3) in the command stream and twice in the negative stream
+    events = [Event(16000, 24000, "yes", "yes", 0), Event(64000, 72000, "_unknown_", "book", 3)]
+    negative = [Event(16000, 20000, "_unknown_", "book", 3), Event(96000, 100000, "_unknown_", "book", 3),
+                Event(160000, 164000, "_unknown_", "cat", 5)]
+    m = score([(1.6, "yes"), (4.8, "on")], events, 3603.0, [(1.5, "on"), (6.5, "on")], negative, 3600.0)
+    assert m["false_accepts_by_kind"]["unknown_word"] == 3 and m["top_confusions"] == {"book -> on": 3}
+    assert m["false_accept_clips"] == 1
+    m = score([], events, 3603.0, [(1.5, "on"), (10.5, "on")], negative, 3600.0)
+    assert m["false_accept_clips"] == 2   # book and cat
 
 
 def test_speech_span():
@@ -340,6 +354,8 @@ def test_tuner_meets_its_false_accept_target_on_its_tuning_data():
     assert after == {**rec["validation"], "stream_seconds": after["stream_seconds"]}
     assert after["false_accepts"] <= rec["allowed_false_accepts"] and after["hit_rate"] == 1.0
     assert before["top_confusions"] == {"hum -> w0": before["false_accepts"]}
+    said = {e.clip for e in (*streams.events, *streams.negative_events) if e.label == "_unknown_"}
+    assert before["false_accept_clips"] == len(said) == 6  # every one of the 6 unknown clips fired
     setup, oracle = _oracle_setup(leak=1.0)  # now every threshold that detects a command also fires on it
     with pytest.raises(EdgekwsError, match="every smoothing and threshold gives more than 0 false accept"):
         tune(setup, *streams, target_fa_per_hour=1.0, engine=oracle, smooth_choices=(1, 2))

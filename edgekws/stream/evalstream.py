@@ -57,6 +57,7 @@ class Event(NamedTuple):
     end: int       # sample just after the word
     label: str     # a command word, or "_unknown_"
     word: str = "" # what was said (the dataset folder)
+    clip: int = -1 # which clip of the split's commands (label a command) or unknown words said it
 
 
 class Streams(NamedTuple):
@@ -161,9 +162,9 @@ def _render(n: int, placed, bed: _Bed) -> np.ndarray:
 
 # ---- streams -----------------------------------------------------------------------------------
 
-def _word_event(pos: int, clip, label: str, word: str) -> Event:
+def _word_event(pos: int, clip, label: str, word: str, index: int = -1) -> Event:
     a, b = speech_span(clip)
-    return Event(pos + a, pos + b, label, word)
+    return Event(pos + a, pos + b, label, word, index)
 
 
 def build_command_stream(commands, unknowns, noises, rng, snr_db=SNR_DB, speech_level=None):
@@ -176,14 +177,15 @@ def build_command_stream(commands, unknowns, noises, rng, snr_db=SNR_DB, speech_
         clip, label = commands[i]
         gap = int(rng.uniform(*GAP_S) * SR)
         if unknowns and gap >= SR + SR // 4 and rng.random() < 0.5:
-            u, word = unknowns[int(rng.integers(len(unknowns)))]
+            j = int(rng.integers(len(unknowns)))
+            u, word = unknowns[j]
             u = np.asarray(u, np.float32)
             at = pos + int(rng.integers(0, gap - len(u) - SR // 4 + 1))
             placed.append((at, u))
-            events.append(_word_event(at, u, "_unknown_", word))
+            events.append(_word_event(at, u, "_unknown_", word, j))
         pos += gap
         placed.append((pos, np.asarray(clip, np.float32)))
-        events.append(_word_event(pos, clip, str(label), str(label)))
+        events.append(_word_event(pos, clip, str(label), str(label), int(i)))
         pos += len(clip)
     n = pos + 2 * SR
     bed = _Bed(noises, n, rng, snr_db, speech_level)
@@ -199,12 +201,13 @@ def build_negative_stream(unknowns, noises, seconds: float, rng, snr_db=SNR_DB, 
     while unknowns and pos + SR <= n:
         if not order:
             order = list(rng.permutation(len(unknowns)))
-        u, word = unknowns[order.pop()]
+        j = int(order.pop())
+        u, word = unknowns[j]
         u = np.asarray(u, np.float32)
         if pos + len(u) > n:
             break
         placed.append((pos, u))
-        events.append(_word_event(pos, u, "_unknown_", word))
+        events.append(_word_event(pos, u, "_unknown_", word, j))
         pos += len(u) + int(rng.uniform(*NEG_GAP_S) * SR)
     return _render(n, placed, _Bed(noises, n, rng, snr_db, speech_level)), events
 
@@ -267,10 +270,11 @@ class _Windows:
         return [self.idx[j] for j in range(lo, hi) if self.ends[j] >= s]
 
 
-def match(dets, events) -> tuple[list[bool], list[float], dict, Counter]:
+def match(dets, events, sources: set | None = None) -> tuple[list[bool], list[float], dict, Counter]:
     """Detections [(time_s, label)] against events -> (hit per event, latencies ms, false accepts
     by kind, Counter of "word -> label" confusions). A detection hits the earliest unhit word of its
-    label whose window holds it."""
+    label whose window holds it. `sources`, if given, collects (kind, clip) of the clips behind the
+    wrong_word and unknown_word false accepts (a clip said several times in a stream is one source)."""
     hit = [False] * len(events)
     fa = dict.fromkeys(FA_KINDS, 0)
     confusions = Counter()
@@ -289,9 +293,13 @@ def match(dets, events) -> tuple[list[bool], list[float], dict, Counter]:
         elif near:
             fa["wrong_word"] += 1
             confusions[f"{events[near[0]].word} -> {label}"] += 1
+            if sources is not None:
+                sources.add(("command", events[near[0]].clip))
         elif unk := unks.holding(s):
             fa["unknown_word"] += 1
             confusions[f"{events[unk[0]].word or '_unknown_'} -> {label}"] += 1
+            if sources is not None:
+                sources.add(("unknown", events[unk[0]].clip))
         else:
             fa["noise"] += 1
     return hit, latencies, fa, confusions
@@ -300,8 +308,9 @@ def match(dets, events) -> tuple[list[bool], list[float], dict, Counter]:
 def score(dets, events, seconds: float, negative_dets=(), negative_events=(), negative_seconds: float = 0.0) -> dict:
     """Hits, false accepts (per hour, by kind, with a 95% upper bound) and latency of detections
     [(time_s, label)] on a command stream of `seconds` and a negative stream."""
-    hit, lat, fa, conf = match(dets, events)
-    _, _, nfa, nconf = match(negative_dets, list(negative_events))
+    sources: set = set()
+    hit, lat, fa, conf = match(dets, events, sources)
+    _, _, nfa, nconf = match(negative_dets, list(negative_events), sources)
     cmds = [e for e in events if not e.label.startswith("_")]
     busy = sum(e.end - e.start + HIT_AFTER_S * SR for e in cmds) / SR
     hours = max(seconds - busy, 0.0) / 3600.0 + negative_seconds / 3600.0
@@ -313,6 +322,9 @@ def score(dets, events, seconds: float, negative_dets=(), negative_events=(), ne
             "hit_rate": float(np.mean(hits)) if hits else 0.0,
             "false_accepts": int(total), "false_accepts_by_kind": kinds,
             "false_accepts_in_command_stream": int(sum(fa.values())),
+            # the clips behind the word false accepts: the negative stream says each unknown clip
+            # several times an hour, so one confusable clip can make several false accepts
+            "false_accept_clips": len(sources),
             "non_command_hours": round(hours, 4),
             "false_accepts_per_hour": float(total / hours) if hours > 0 else 0.0,
             "false_accepts_per_hour_upper95": round(poisson_upper(total) / hours, 3) if hours > 0 else 0.0,
