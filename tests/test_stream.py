@@ -223,6 +223,8 @@ def test_false_accepts_from_one_clip_said_twice_count_one_source():
     assert m["false_accept_clips"] == 1
     m = score([], events, 3603.0, [(1.5, "on"), (10.5, "on")], negative, 3600.0)
     assert m["false_accept_clips"] == 2   # book and cat
+    unnamed = [Event(16000, 24000, "_unknown_", "a"), Event(64000, 72000, "_unknown_", "b")]  # no clip index
+    assert score([(1.6, "on"), (4.6, "on")], unnamed, 3603.0)["false_accept_clips"] == 2
 
 
 def test_speech_span():

@@ -121,7 +121,7 @@ def parse_snr(text: str):
 
 def _describe(m: dict) -> str:
     kinds = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in m["false_accepts_by_kind"].items() if v)
-    if m.get("false_accept_clips"):
+    if m["false_accept_clips"]:
         kinds += f" (said by {m['false_accept_clips']} clip{'s' if m['false_accept_clips'] > 1 else ''})"
     return (f"hit rate {m['hit_rate']:.3f} ({m['hits']}/{m['commands']}), "
             f"{m['false_accepts_per_hour']:.2f} false accepts/h ({m['false_accepts']} in "

@@ -162,7 +162,7 @@ def _render(n: int, placed, bed: _Bed) -> np.ndarray:
 
 # ---- streams -----------------------------------------------------------------------------------
 
-def _word_event(pos: int, clip, label: str, word: str, index: int = -1) -> Event:
+def _word_event(pos: int, clip, label: str, word: str, index: int) -> Event:
     a, b = speech_span(clip)
     return Event(pos + a, pos + b, label, word, index)
 
@@ -270,11 +270,16 @@ class _Windows:
         return [self.idx[j] for j in range(lo, hi) if self.ends[j] >= s]
 
 
+def _source(kind: str, e: Event) -> tuple:
+    return (kind, e.clip) if e.clip >= 0 else (kind, e)
+
+
 def match(dets, events, sources: set | None = None) -> tuple[list[bool], list[float], dict, Counter]:
     """Detections [(time_s, label)] against events -> (hit per event, latencies ms, false accepts
     by kind, Counter of "word -> label" confusions). A detection hits the earliest unhit word of its
-    label whose window holds it. `sources`, if given, collects (kind, clip) of the clips behind the
-    wrong_word and unknown_word false accepts (a clip said several times in a stream is one source)."""
+    label whose window holds it. `sources`, if given, collects the clips behind the wrong_word and
+    unknown_word false accepts (a clip said several times is one source; an event without a clip
+    index is a source of its own)."""
     hit = [False] * len(events)
     fa = dict.fromkeys(FA_KINDS, 0)
     confusions = Counter()
@@ -294,12 +299,12 @@ def match(dets, events, sources: set | None = None) -> tuple[list[bool], list[fl
             fa["wrong_word"] += 1
             confusions[f"{events[near[0]].word} -> {label}"] += 1
             if sources is not None:
-                sources.add(("command", events[near[0]].clip))
+                sources.add(_source("command", events[near[0]]))
         elif unk := unks.holding(s):
             fa["unknown_word"] += 1
             confusions[f"{events[unk[0]].word or '_unknown_'} -> {label}"] += 1
             if sources is not None:
-                sources.add(("unknown", events[unk[0]].clip))
+                sources.add(_source("unknown", events[unk[0]]))
         else:
             fa["noise"] += 1
     return hit, latencies, fa, confusions
