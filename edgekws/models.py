@@ -49,9 +49,10 @@ _FOLDED = (BatchNorm, ReLU, Dropout, Flatten)
 _INT8_OPS = (Conv2D, DepthwiseConv2D, Dense, AvgPool2D, GlobalAvgPool, *_FOLDED)
 
 
-def _dscnn(n_classes: int, first: int, width: int, dropout: float, last: int | None = None) -> list[Layer]:
+def _dscnn(n_classes: int, first: int, width: int, dropout: float, last: int | None = None,
+           taps: tuple = ()) -> list[Layer]:
     """conv1 (first channels), three depthwise-separable blocks (width; the last block `last`, which is
-    the embedding's size), global average pool, dropout, dense."""
+    the embedding's size), global average pool (also over the `taps` layers' outputs), dropout, dense."""
     layers: list[Layer] = [Conv2D(first, (10, 4), stride=(2, 2), padding="same", use_bias=False,
                                   name="conv1"), BatchNorm(name="bn1"), ReLU(name="relu1")]
     for i, stride in ((2, 2), (3, 1), (4, 1)):
@@ -59,7 +60,7 @@ def _dscnn(n_classes: int, first: int, width: int, dropout: float, last: int | N
                    BatchNorm(name=f"bn{i}dw"), ReLU(name=f"relu{i}dw"),
                    Conv2D(last if i == 4 and last else width, 1, use_bias=False, name=f"pw{i}"),
                    BatchNorm(name=f"bn{i}pw"), ReLU(name=f"relu{i}pw")]
-    layers += [GlobalAvgPool(name="embedding")]
+    layers += [GlobalAvgPool(name="embedding", taps=taps)]
     if dropout:
         layers += [Dropout(dropout, name="dropout")]
     return layers + [Dense(n_classes, name="classifier")]
@@ -105,6 +106,9 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "dscnn-w": ArchSpec("dscnn-w", "depthwise-separable CNN, 48/64 channels, 128 in the last block "
                         "(a 128-value embedding for retraining)",
                         (*FEATURE_SHAPE, 1), "embedding", lambda n: _dscnn(n, 48, 64, 0.1, last=128)),
+    "dscnn-t": ArchSpec("dscnn-t", "depthwise-separable CNN, 48/64 channels, embedding = pooled blocks 3 and 4 "
+                        "(a 128-value multi-layer embedding for retraining)",
+                        (*FEATURE_SHAPE, 1), "embedding", lambda n: _dscnn(n, 48, 64, 0.1, taps=("relu3pw",))),
     "dscnn-s": ArchSpec("dscnn-s", "narrow depthwise-separable CNN, 16/24 channels (quick demos, tests)",
                         (*FEATURE_SHAPE, 1), "embedding", lambda n: _dscnn(n, 16, 24, 0.0)),
     "cnn": ArchSpec("cnn", "plain CNN: three standard convolutions 16/32/32",
@@ -223,11 +227,16 @@ def budget_of(layers: list[Layer], input_shape) -> Budget:
     rng = np.random.default_rng(0)
     shape = tuple(int(s) for s in input_shape)
     rows: list[BudgetRow] = []
+    shapes: dict[str, tuple] = {}
     for i, layer in enumerate(layers):
         cfg = layer.config()
-        fresh = layer_from_config(cfg).build(shape, rng)
+        fresh = layer_from_config(cfg)
+        if getattr(fresh, "taps", ()):
+            fresh.tap_shapes = tuple(shapes[t] for t in fresh.taps)
+        fresh.build(shape, rng)
         out = tuple(fresh.output_shape(shape))
         name = cfg.get("name") or f"{cfg['type'].lower()}{i}"
+        shapes[name] = out
         if isinstance(fresh, _FOLDED) and not rows:
             pass  # an input normalization folds into the next layer's input weights
         elif isinstance(fresh, _FOLDED):
@@ -250,14 +259,18 @@ def arch_budget(name_or_arch, n_classes: int = 12) -> Budget:
     return budget_of(layers_from_architecture(arch), arch["input_shape"])
 
 
-def random_model(arch: str = "dscnn-s", n_classes: int = 5, seed: int = 0):
+def random_model(arch="dscnn-s", n_classes: int = 5, seed: int = 0):
     """A seeded, randomly initialised model whose BatchNorm layers have non-trivial statistics
     (gamma, beta, running mean and variance drawn with seed + 100), so that folding and int8
-    conversion are exercised: the fixture of the quantization tests, goldens and benchmarks."""
+    conversion are exercised: the fixture of the quantization tests, goldens and benchmarks.
+    arch: a name or an architecture dict (architecture_dict)."""
     from edgekws.nn import Sequential
 
-    spec = get_arch(arch)
-    model = Sequential(spec.make(n_classes), spec.input_shape, rng=seed)
+    if isinstance(arch, dict):
+        model = Sequential(layers_from_architecture(arch), arch["input_shape"], rng=seed)
+    else:
+        spec = get_arch(arch)
+        model = Sequential(spec.make(n_classes), spec.input_shape, rng=seed)
     rng = np.random.default_rng(seed + 100)
     for layer in model.layers:
         if isinstance(layer, BatchNorm):

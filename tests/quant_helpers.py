@@ -14,6 +14,19 @@ def make_model(arch="dscnn-s", n_classes=5, seed=0):
     return random_model(arch, n_classes, seed)
 
 
+def tapped_arch(taps=("relu2pw", "relu3pw"), n_classes=5):
+    """dscnn-s whose embedding also pools the outputs of `taps` (a multi-layer embedding)."""
+    arch = architecture_dict("dscnn-s", n_classes)
+    for cfg in arch["layers"]:
+        if cfg["type"] == "GlobalAvgPool":
+            cfg["taps"] = list(taps)
+    return arch
+
+
+def make_tapped_model(seed=0, taps=("relu2pw", "relu3pw"), n_classes=5):
+    return random_model(tapped_arch(taps, n_classes), n_classes, seed)
+
+
 def features(n, seed=1):
     return np.random.default_rng(seed).integers(-128, 128, (n, 49, 40)).astype(np.int8)
 

@@ -1,7 +1,9 @@
 """The C int8 runtime (through ctypes): logits equal to the numpy reference and onnxruntime bit for
 bit (random models, and a trained model on its whole test set), the requantization rule on edge
-cases, the blob checks (magic, version, CRC, truncation) and the exact arena size."""
+cases, the blob checks (magic, version, CRC, truncation) and the exact arena size; the same for a
+model whose global pool has taps (tappool ops, the tap region of the arena) and its backbone."""
 
+import re
 import struct
 import sys
 import zlib
@@ -87,6 +89,137 @@ def test_generated_c_is_data_only(small):
     assert "#ifndef EKWS_MODEL_DATA_H" in h and "extern const uint32_t ekws_model_data[" in h
     assert f"#define EKWS_MODEL_ARENA_SIZE {arena_layout(qm)[1]}u" in h
     assert '"q\\"uote"' in c and ") {" not in c  # arrays only, no function bodies
+
+
+# ---- a multi-layer embedding: a global pool with taps ("tappool" ops, record word 21) ----------
+
+def _tapped_model():
+    from edgekws import nn
+
+    return nn.Sequential([
+        nn.Conv2D(8, (10, 4), stride=2, padding="same", use_bias=False, name="c1"), nn.BatchNorm(name="b1"),
+        nn.ReLU(name="r1"), nn.DepthwiseConv2D(3, padding="same", name="dw"), nn.Conv2D(12, 1, name="pw"),
+        nn.ReLU(name="r2"), nn.GlobalAvgPool(name="pool", taps=["r1", "dw"]), nn.Dense(5, name="fc")],
+        (49, 40, 1), rng=3)
+
+
+@pytest.fixture(scope="module")
+def tapped():
+    qm = quantize_model(_tapped_model(), features(32, seed=4), FC.input_scale, FC.input_zero_point)
+    assert [q.op for q in qm.layers] == ["conv", "tappool", "depthwise", "tappool", "conv", "avgpool", "dense"]
+    return qm, model_blob(qm)
+
+
+def _extremes(n, seed):
+    return np.concatenate([features(n, seed=seed), np.full((1, 49, 40), -128, np.int8),
+                           np.full((1, 49, 40), 127, np.int8)])
+
+
+def _word(blob, layer, k):
+    return struct.unpack_from("<I", blob, 64 + 96 * layer + 4 * k)[0]
+
+
+def _with_words(blob, changes) -> bytes:
+    """blob with record words {(layer, word): value} replaced, CRC made valid again."""
+    bad = bytearray(blob)
+    for (layer, k), v in changes.items():
+        struct.pack_into("<I", bad, 64 + 96 * layer + 4 * k, v)
+    return _refresh_crc(bad)
+
+
+def test_c_logits_equal_numpy_on_tapped_model(tapped):
+    qm, blob = tapped
+    # the tap words as designed: offsets 0 and 8 in the tap region, the pool appends 16 bytes
+    assert [_word(blob, i, 0) for i in range(7)] == [1, 5, 2, 5, 1, 4, 3]
+    assert [_word(blob, i, 21) for i in range(7)] == [0, 0, 0, 8, 0, 16, 0]
+    feats = _extremes(48, 13)
+    np.testing.assert_array_equal(CModel(blob).logits_int8(feats), int8_forward(qm, feats))
+
+
+def test_tapped_arena_size_is_exact(tapped):
+    qm, blob = tapped
+    act, arena = arena_layout(qm)
+    # activations over the main chain: pw reads dw's 25x20x8 and writes 25x20x12; the tap region
+    # holds the two 8-value vectors; scratch: c1's 10x4x1 int16 window
+    assert act == 4000 + 6000
+    scratch = 10 * 4 * 1 * 2
+    assert arena == act + 16 + scratch
+    m = CModel(blob)
+    assert m.arena_size == arena == struct.unpack_from("<I", blob, 28)[0]
+    with pytest.raises(EdgekwsError, match="buffer too small"):
+        CModel(blob, arena_size=arena - 1)
+    feats = _extremes(4, 5)
+    np.testing.assert_array_equal(CModel(blob, arena_size=arena).logits_int8(feats), int8_forward(qm, feats))
+    h = c_sources(qm, blob, [f"w{i}" for i in range(5)], FC.to_dict(), FC.config_hash())["ekws_model_data.h"]
+    assert f"#define EKWS_MODEL_ARENA_SIZE {arena}u /* bytes: {act} activations + 16 taps + {scratch} scratch */" in h
+
+
+def test_tapped_backbone_embeddings_equal_numpy(tapped):
+    """The backbone that last-layer retraining runs: the model up to the tapped pool, whose output
+    (its own channels, then the tap vectors) is the embedding."""
+    from edgekws.quant import QuantModel
+
+    qm, _ = tapped
+    bb = QuantModel(qm.layers[:-1], qm.input_shape)
+    blob = model_blob(bb)
+    m = CModel(blob)
+    assert m.num_classes == 12 + 8 + 8 and m.arena_size == arena_layout(bb)[1]
+    feats = _extremes(24, 21)
+    got, want = m.logits_int8(feats), int8_forward(bb, feats)
+    np.testing.assert_array_equal(got, want)
+    assert np.ptp(got[:, 12:], axis=0).max() > 0  # the tap vectors really vary with the input
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({(5, 21): 17}, "tapped pool output is not its channels plus its taps"),
+    ({(5, 21): 17, (5, 6): 29}, "tapped pool's tap bytes differ from its tappool layers' total"),
+    ({(5, 21): 15, (5, 6): 27}, "tappool vector outside the tap region"),
+    ({(3, 21): 9}, "tappool vector outside the tap region"),
+    ({(3, 21): 4}, "tappool vectors are not back to back in the tap region"),
+    ({(3, 6): 7}, "depthwise/pool layer changes the channel count"),
+    ({(3, 7): 24}, "tappool layer is not a global pool"),
+    ({(3, 13): 12}, "layer input does not match the previous layer's output"),
+    ({(2, 21): 4}, "tap field set on a layer that is not a pool"),
+    ({(5, 21): 0}, "tappool vector outside the tap region"),  # no tapped pool: no tap region
+    ({(5, 21): 0, (5, 6): 12}, "tappool vector outside the tap region"),
+])
+def test_tapped_blob_fields_are_validated(tapped, changes, reason):
+    _, blob = tapped
+    with pytest.raises(EdgekwsError, match=re.escape(f"rejected by the C runtime: {reason}")):
+        CModel(_with_words(blob, changes))
+
+
+def test_tapped_blob_layer_order_is_validated(tapped):
+    _, blob = tapped
+    rec = [blob[64 + 96 * i:64 + 96 * (i + 1)] for i in range(7)]
+
+    def reorder(order):
+        return _refresh_crc(bytearray(blob[:64] + b"".join(rec[i] for i in order) + blob[64 + 96 * 7:]))
+
+    with pytest.raises(EdgekwsError, match="tappool layer cannot be the first layer"):
+        CModel(reorder([1, 0, 2, 3, 4, 5, 6]))
+    # the second tap moved after the pool: the pool then misses 8 of its 16 tap bytes
+    with pytest.raises(EdgekwsError, match="tapped pool's tap bytes differ from its tappool layers' total"):
+        CModel(reorder([0, 1, 2, 4, 5, 3, 6]))
+    # a third tappool after the pool (in place of fc)
+    with pytest.raises(EdgekwsError, match="tappool layer after the tapped pool"):
+        CModel(reorder([0, 1, 2, 3, 4, 5, 3]))
+
+
+def test_c_export_refuses_unsupported_tap_layouts(tapped):
+    from dataclasses import replace
+
+    from edgekws.quant import QuantModel
+
+    qm, _ = tapped
+    swapped = [replace(q, taps=q.taps[::-1]) if q.taps else q for q in qm.layers]
+    with pytest.raises(EdgekwsError, match="'pool'.*must be every tappool layer of the model in order"):
+        model_blob(QuantModel(swapped, qm.input_shape))
+    dropped = [replace(q, taps=q.taps[:1]) if q.taps else q for q in qm.layers]
+    with pytest.raises(EdgekwsError, match="'pool'.*must be every tappool layer"):
+        model_blob(QuantModel(dropped, qm.input_shape))
+    with pytest.raises(EdgekwsError, match="'pool_tap0'.*exactly one pool with taps"):
+        model_blob(QuantModel(qm.layers[:3], qm.input_shape))
 
 
 def test_trained_model_three_way_parity(tmp_path_factory):

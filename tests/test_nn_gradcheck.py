@@ -1,5 +1,7 @@
 """Table-driven finite-difference gradient check (float64) of every layer and loss of edgekws.nn."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -199,3 +201,44 @@ def test_gradcheck_detects_a_wrong_gradient():
     errors = gradcheck(lambda: float(layer.forward(x).sum()), wrong, {"weight": layer.params["weight"]})
     assert errors["weight"] > 1e-3
     assert rel_error(np.ones(3), np.ones(3)) == 0.0
+
+
+def test_pool_taps_gradient_reaches_the_tapped_layers():
+    """GlobalAvgPool(taps=...) appends pooled earlier outputs (a fused BN+ReLU6 output and a conv
+    output); their gradients flow back into the layers that made them, input included."""
+    rng = np.random.default_rng(22)
+    model = nn.Sequential([
+        nn.Conv2D(3, (3, 2), stride=2, padding="same", use_bias=False, name="c1"), nn.BatchNorm(name="b1"),
+        nn.ReLU6(name="r1"), nn.DepthwiseConv2D(3, padding="same", name="dw"), nn.Conv2D(4, 1, name="pw"),
+        nn.ReLU(name="r2"), nn.GlobalAvgPool(name="pool", taps=["r1", "dw"]), nn.Dense(3, name="fc")],
+        (7, 6, 1), rng=rng, dtype=np.float64)
+    model["b1"].params["beta"][...] = rng.uniform(-0.5, 0.5, 3)
+    assert model.output_shape == (3,) and model["pool"].output_shape((4, 3, 4)) == (4 + 3 + 3,)
+    x = rng.standard_normal((4, 7, 6, 1))
+    labels = np.array([0, 1, 2, 1])
+    ce = nn.SoftmaxCrossEntropy()
+    f = lambda: ce.forward(model(x, training=True), labels)  # noqa: E731
+    f()
+    emb = model(x, until="pool")
+    np.testing.assert_allclose(emb[:, 4:7], model(x, until="r1").mean((1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(emb[:, 7:], model(x, until="dw").mean((1, 2)), rtol=1e-12)
+    f()
+    model.zero_grad()
+    dx = model.backward(ce.backward(), input_grad=True)
+    analytic = {"x": dx, **{n: g.copy() for n, _, g in model.parameters()}}
+    errors = gradcheck(f, analytic, {"x": x, **{n: p for n, p, _ in model.parameters()}})
+    assert max(errors.values()) < TOL, errors
+    # the round trip through config keeps the taps
+    again = nn.Sequential.from_config(model.config())
+    assert again["pool"].taps == ("r1", "dw") and again.output_shape == (3,)
+
+
+@pytest.mark.parametrize("taps, message", [
+    (["fc"], "tap 'fc' is not an earlier layer"),
+    (["b1"], "tap 'b1' is a BatchNorm fused with the ReLU after it; tap 'r1'"),
+    ("r1", "taps must be a list of layer names"),
+])
+def test_pool_taps_refused(taps, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        nn.Sequential([nn.Conv2D(3, 3, name="c1"), nn.BatchNorm(name="b1"), nn.ReLU(name="r1"),
+                       nn.GlobalAvgPool(name="pool", taps=taps), nn.Dense(2, name="fc")], (5, 5, 1))

@@ -126,3 +126,22 @@ def test_cli_quantize_with_qat_epochs(tiny_bundle, tmp_path):
     assert main(["quantize", str(path), "--qat-epochs", "1", "--calib", str(data)]) == 0
     meta = Bundle.load(path).manifest["quantization"]
     assert meta["qat"]["epochs"] == 1 and meta["calibration"]["method"] == "minmax"
+
+
+def test_qat_copy_of_a_tapped_model_simulates_its_int8_model():
+    """The taps of a multi-layer embedding read the fake-quantized outputs they tap, so with
+    fake-quantized weights the QAT copy computes what the int8 model computes (to a few steps)."""
+    from quant_helpers import make_tapped_model
+
+    model = make_tapped_model(seed=4)
+    ops = fold_model(model)
+    feats = features(32, seed=5)
+    qm = quantize_model(model, feats, FC.input_scale, FC.input_zero_point)
+    qat, compute = build_qat_model(model, ops, qm)
+    assert qat["embedding"].taps == ("qat_fq_pw2", "qat_fq_pw3")
+    for layer, axis in compute:
+        layer.params["weight"][...] = fake_quant_weights(layer.params["weight"], axis)
+    x = (feats.astype(np.float32) - FC.input_zero_point) * FC.input_scale
+    sim = qat.forward(x.reshape(32, *qat.input_shape)).astype(np.float64)
+    real = (int8_forward(qm, feats).astype(np.float64) - qm.output_zp) * qm.output_scale
+    assert np.abs(sim - real).max() <= 3 * qm.output_scale

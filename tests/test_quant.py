@@ -178,3 +178,52 @@ def test_int8_forward_of_no_windows_is_empty():
     assert int8_forward(qm, none).shape == (0, 5)
     logits, outs = int8_forward(qm, none, collect=True)
     assert logits.shape == (0, 5) and [o.shape[1:] for o in outs] == [tuple(q.out_shape) for q in qm.layers]
+
+
+def test_pool_taps_fold_quantize_and_round_trip(tmp_path):
+    """A multi-layer embedding: each tap becomes a "tappool" op right after the op it reads, on the
+    pool's shared grid; folding is exact, int8 tracks float, and the bundle stores the taps."""
+    from quant_helpers import make_tapped_model, tapped_arch
+
+    model = make_tapped_model(seed=5)
+    feats = features(48, seed=6)
+    x = dequantize_input(feats, FC.input_scale, FC.input_zero_point).reshape(48, *model.input_shape)
+    ops = fold_model(model)
+    assert [(o.name, o.op) for o in ops][2:6] == [("pw2", "conv"), ("embedding_tap0", "tappool"),
+                                                 ("dw3", "depthwise"), ("pw3", "conv")]
+    assert ops[6].name == "embedding_tap1" and ops[8].name == "pw4"
+    assert ops[9].taps == ["embedding_tap0", "embedding_tap1"] and ops[9].out_shape == (72,)
+    ref = model.forward(x).astype(np.float64)
+    assert np.abs(float_forward(ops, x) - ref).max() <= 1e-4 * max(1.0, np.abs(ref).max())
+    emb = model.forward(x, until="embedding").astype(np.float64)
+    np.testing.assert_allclose(emb[:, 24:48], model.forward(x, until="relu2pw").mean((1, 2)), rtol=1e-5)
+    qm = quantize_model(model, feats, FC.input_scale, FC.input_zero_point)
+    pool, taps = qm.layers[9], [qm.layers[3], qm.layers[6]]
+    assert all((t.out_scale, t.out_zp) == (pool.out_scale, pool.out_zp) for t in taps)
+    assert (taps[0].in_scale, taps[0].in_zp) == (qm.layers[2].out_scale, qm.layers[2].out_zp)
+    assert (qm.layers[4].in_scale, qm.layers[4].in_zp) == (qm.layers[2].out_scale, qm.layers[2].out_zp)
+    q, outs = int8_forward(qm, feats, collect=True)
+    assert outs[9].shape == (48, 72) and outs[3].shape == (48, 24)
+    np.testing.assert_array_equal(outs[9][:, 24:48], outs[3])
+    deq = (q.astype(np.float64) - qm.output_zp) * qm.output_scale
+    assert np.abs(deq - ref).max() < 0.08 * np.ptp(ref)
+    # through a bundle: the taps survive storage
+    b = Bundle.create(tmp_path / "m", labels=["_silence_", "_unknown_", "a", "b", "c"], feature_config=FC.to_dict(),
+                      architecture=tapped_arch(), training={"seed": 0})
+    b.write_npz("weights.npz", model.state_dict())
+    quantize_bundle(b, feats, log=lambda *a: None)
+    again = load_quantized(Bundle.load(tmp_path / "m"))
+    assert again.layers[9].taps == pool.taps and again.layers[3].op == "tappool"
+    np.testing.assert_array_equal(int8_forward(again, feats), q)
+    # a pool naming a tap that is not there is refused by name
+    qm.layers[9].taps = ["embedding_tap0", "nope"]
+    with pytest.raises(EdgekwsError, match=r"int8 layer 'embedding' \(avgpool\): taps .* must name earlier tappool"):
+        qm.check()
+
+
+def test_pool_tap_on_an_unmaterialized_output_is_refused():
+    model = _seq([Conv2D(3, 1, name="c"), BatchNorm(name="bn"), Conv2D(3, 1, name="c2"),
+                  GlobalAvgPool(name="g", taps=["c"]), Dense(2, name="d")])
+    with pytest.raises(EdgekwsError, match=r"layer 'g' \(GlobalAvgPool\): tap 'c' is folded into 'c' \(whose "
+                                           r"output is 'bn'\); int8 export can only tap an op's output"):
+        fold_model(model)

@@ -14,6 +14,8 @@ multiplier + shift cannot match in general. Instead each layer is
     rounding half away from zero) -> Add zp_out -> Clip [act_min, act_max] -> Cast int8,
 the rule of edgekws/quant/fixedpoint.py. Depthwise convolution is ConvInteger with group=C; average
 pooling is a group=C ConvInteger with all-ones weights (the integer window sum) + the same rule.
+A tappool (a pool tap, edgekws/quant/graph.py) pools the tensor in flight into a side vector and
+its pool Concats those vectors after its own output; both graphs keep the tapped tensor by name.
 The output "logits" is int8 (N, K); real = output_scale * (q - output_zp) (in metadata_props).
 """
 
@@ -131,7 +133,11 @@ def float_onnx(ops, input_scale: float, input_zp: int, labels, feature_config: d
     x = g.node("Mul", [x, g.const("in_scale", np.array(input_scale, np.float32))], "x")
     x = _enter(g, x, in_shape)
     rank = 4 if len(in_shape) == 3 else 2
+    side = {}
     for fop in ops:
+        if fop.op == "tappool":
+            side[fop.name] = g.node("Flatten", [g.node("GlobalAveragePool", [x], fop.name)], fop.name + "_flat", axis=1)
+            continue
         if fop.op in ("conv", "depthwise"):
             w = _conv_weight(g, fop.op, fop.weight.astype(np.float32), fop.name + "_w")
             b = g.const(fop.name + "_b", fop.bias.astype(np.float32))
@@ -153,6 +159,8 @@ def float_onnx(ops, input_scale: float, input_zp: int, labels, feature_config: d
         if len(fop.out_shape) == 1 and rank == 4:  # Flatten after a conv/pool folded into this op
             x = _flat_for_dense(g, x, rank)
             rank = 2
+        if fop.taps:
+            x = g.node("Concat", [x] + [side[t] for t in fop.taps], fop.name + "_taps", axis=1)
     g.nodes.append(g.h.make_node("Identity", [x], ["logits"], name="logits_Identity"))
     return g.model("features", TP.INT8, ["N", *dims], "logits", TP.FLOAT, ["N", int(ops[-1].out_shape[-1])],
                    "edgekws float model (BatchNorm folded)", _metadata(labels, feature_config, None, "float"))
@@ -190,8 +198,15 @@ def int8_onnx(qm, labels, feature_config: dict):
     dims, _ = _input_layout(in_shape)
     x = _enter(g, "features", in_shape)
     rank = 4 if len(in_shape) == 3 else 2
+    side = {}
     for q in qm.layers:
         zp = g.const(q.name + "_in_zp", np.array(q.in_zp, np.int8))
+        if q.op == "tappool":  # the tensor in flight, pooled into a side vector; x stays as it is
+            w = g.const(q.name + "_ones", np.ones((int(q.in_shape[2]), 1, *q.kernel), np.int8))
+            acc = g.node("ConvInteger", [x, w, zp], q.name + "_acc", kernel_shape=list(q.kernel),
+                         strides=list(q.stride), group=int(q.in_shape[2]))
+            side[q.name] = _flat_for_dense(g, _requant_nodes(g, acc, q, 4), 4)
+            continue
         if q.op in ("conv", "depthwise", "avgpool"):
             c = int(q.in_shape[2])
             if q.op == "avgpool":
@@ -204,6 +219,8 @@ def int8_onnx(qm, labels, feature_config: dict):
             if len(q.out_shape) == 1:  # global pool or flatten: continue as (N, features)
                 x = _flat_for_dense(g, x, 4)
                 rank = 2
+            if q.taps:
+                x = g.node("Concat", [x] + [side[t] for t in q.taps], q.name + "_taps", axis=1)
         else:
             x = _flat_for_dense(g, x, rank)
             rank = 2

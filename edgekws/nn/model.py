@@ -51,14 +51,18 @@ class Sequential:
             raise ValueError(f"Sequential: dtype must be float32 or float64, got {self.dtype}")
         gen = _as_rng(rng)
         shape = self.input_shape
+        shapes: dict[str, tuple] = {}   # output shape of every layer so far, for taps
         for i, layer in enumerate(layers):
             if layer.name is None:
                 layer.name = f"{type(layer).__name__.lower()}{i}"
             try:
+                if getattr(layer, "taps", ()):
+                    layer.tap_shapes = tuple(self._tap_shape(layers, i, t, shapes) for t in layer.taps)
                 layer.build(shape, gen, self.dtype)
             except ValueError as exc:
                 raise ValueError(f"Sequential: layer {i} ({layer.name}): {exc}") from None
             shape = layer.output_shape(shape)
+            shapes[layer.name] = shape
         names = [layer.name for layer in layers]
         if len(set(names)) != len(names):
             raise ValueError(f"Sequential: layer names must be unique, got {names}")
@@ -66,7 +70,19 @@ class Sequential:
         self.output_shape = shape
         self._by_name = {layer.name: layer for layer in layers}
         self._position = {layer.name: i for i, layer in enumerate(layers)}
+        self._tapped = {t for layer in layers for t in getattr(layer, "taps", ())}
         self._update_input_grad()
+
+    @staticmethod
+    def _tap_shape(layers, i: int, tap: str, shapes: dict) -> tuple:
+        """Output shape of the earlier layer `tap` that layers[i] reads; a BatchNorm fused with
+        its ReLU never materializes its own output, so it cannot be tapped."""
+        if tap not in shapes:
+            raise ValueError(f"tap {tap!r} is not an earlier layer")
+        j = next(k for k in range(i) if layers[k].name == tap)
+        if isinstance(layers[j], BatchNorm) and isinstance(layers[j + 1], (ReLU, ReLU6)):
+            raise ValueError(f"tap {tap!r} is a BatchNorm fused with the ReLU after it; tap {layers[j + 1].name!r}")
+        return shapes[tap]
 
     # ---- structure ----------------------------------------------------------------------
     def __getitem__(self, name: str) -> Layer:
@@ -115,16 +131,17 @@ class Sequential:
 
     # ---- computation --------------------------------------------------------------------
     def _plan(self, stop: int):
-        """Steps (layer, fused_activation_or_None, number of layers consumed) up to index stop."""
+        """Steps (layer, fused_activation_or_None, name of the layer whose output it produces) up
+        to index stop."""
         steps, i = [], 0
         while i <= stop:
             layer = self.layers[i]
             nxt = self.layers[i + 1] if i + 1 <= stop else None
             if isinstance(layer, BatchNorm) and isinstance(nxt, (ReLU, ReLU6)):
-                steps.append((layer, "relu" if isinstance(nxt, ReLU) else "relu6"))
+                steps.append((layer, "relu" if isinstance(nxt, ReLU) else "relu6", nxt.name))
                 i += 2
             else:
-                steps.append((layer, None))
+                steps.append((layer, None, layer.name))
                 i += 1
         return steps
 
@@ -141,10 +158,15 @@ class Sequential:
         x = np.ascontiguousarray(x, dtype=self.dtype)
         stop = len(self.layers) - 1 if until is None else self._index(until)
         self._steps = self._plan(stop)
-        for layer, act in self._steps:
+        saved = {}
+        for layer, act, out in self._steps:
             if isinstance(layer, BatchNorm):
                 layer.activation = act
+            if getattr(layer, "taps", ()):
+                layer.tap_values = [saved[t] for t in layer.taps]
             x = layer.forward(x, training)
+            if out in self._tapped:
+                saved[out] = x
         return x
 
     __call__ = forward
@@ -157,13 +179,18 @@ class Sequential:
         """
         steps = self._steps
         if input_grad:
-            for layer, _ in steps:
+            for layer, _, _ in steps:
                 layer.need_input_grad = True
+        pending = {}  # gradients that taps send back to the outputs they read
         try:
-            for layer, _ in reversed(steps):
+            for layer, _, out in reversed(steps):
                 if not input_grad and self._position[layer.name] < self._first_trainable:
                     break
+                if out in pending:
+                    dy = dy + pending.pop(out)
                 dy = layer.backward(dy)
+                for tap, g in zip(getattr(layer, "taps", ()), getattr(layer, "tap_grads", ())):
+                    pending[tap] = pending[tap] + g if tap in pending else g
         finally:
             if input_grad:
                 self._update_input_grad()

@@ -90,21 +90,57 @@ class MaxPool2D(_Pool2D):
 
 @register
 class GlobalAvgPool(Layer):
-    """Mean over all positions: x (N, H, W, C) (or any (N, ..., C)) -> (N, C)."""
+    """Mean over all positions: x (N, H, W, C) (or any (N, ..., C)) -> (N, C).
+
+    taps : names of earlier layers whose outputs are also averaged over their positions and
+           appended, in order: (N, C + C_tap1 + ...). A multi-layer embedding: the pooled output
+           of an earlier block keeps finer sound detail than the last block alone, which is what
+           last-layer retraining on a new language needs. Sequential feeds the tapped outputs in
+           (`tap_values`) and routes their gradients back (`tap_grads`).
+    """
+
+    def __init__(self, name: str | None = None, taps=()):
+        super().__init__(name)
+        if isinstance(taps, str) or not all(isinstance(t, str) and t for t in taps):
+            raise ValueError(f"GlobalAvgPool: taps must be a list of layer names, got {taps!r}")
+        self.taps = tuple(taps)
+        self.tap_shapes: tuple = ()   # per-example shapes of the tapped outputs (set by Sequential)
+        self.tap_values: list = []    # the tapped outputs of the current forward (set by Sequential)
+        self.tap_grads: list = []     # their gradients after backward
+
+    def _hyper(self) -> dict:
+        return {"taps": list(self.taps)} if self.taps else {}
 
     def output_shape(self, input_shape):
-        if len(input_shape) < 2:
-            raise ValueError(f"GlobalAvgPool: input must be (N, ..., C), got per-example shape {tuple(input_shape)}")
-        return (int(input_shape[-1]),)
+        for shape in (input_shape, *self.tap_shapes):
+            if len(shape) < 2:
+                raise ValueError(f"GlobalAvgPool: input must be (N, ..., C), got per-example shape {tuple(shape)}")
+        if len(self.tap_shapes) != len(self.taps):
+            raise ValueError(f"GlobalAvgPool: taps {list(self.taps)} need the tapped shapes (build it in a Sequential)")
+        return (int(input_shape[-1]) + sum(int(s[-1]) for s in self.tap_shapes),)
 
-    def forward(self, x, training=False):
-        self._check_input(x)
-        self._shape = x.shape
+    @staticmethod
+    def _mean(x):
         x3 = x.reshape(x.shape[0], -1, x.shape[-1])
         return np.einsum("npc->nc", x3) * x.dtype.type(1.0 / x3.shape[1])
 
+    def forward(self, x, training=False):
+        self._check_input(x)
+        if len(self.tap_values) != len(self.taps):
+            raise ValueError(f"{self.name}: taps {list(self.taps)} were not fed (run it inside its Sequential)")
+        self._shapes = [x.shape] + [t.shape for t in self.tap_values]
+        y = self._mean(x)
+        if self.taps:
+            y = np.concatenate([y] + [self._mean(np.asarray(t, x.dtype)) for t in self.tap_values], axis=1)
+        return y
+
     def backward(self, dy):
-        n, c = dy.shape
-        spatial = int(np.prod(self._shape[1:-1]))
-        g = dy * dy.dtype.type(1.0 / spatial)
-        return np.broadcast_to(g[:, None, :], (n, spatial, c)).reshape(self._shape)
+        grads, start = [], 0
+        for shape in self._shapes:
+            n, c = shape[0], shape[-1]
+            spatial = int(np.prod(shape[1:-1]))
+            g = dy[:, start:start + c] * dy.dtype.type(1.0 / spatial)
+            grads.append(np.broadcast_to(g[:, None, :], (n, spatial, c)).reshape(shape))
+            start += c
+        self.tap_grads = grads[1:]
+        return grads[0]

@@ -6,13 +6,20 @@ of that folded list (float64), used for calibration and as the float ONNX refere
 Anything else (BatchNorm not after a compute layer, MaxPool2D, GRU, a ReLU after pooling, ...)
 raises EdgekwsError naming the layer.
 
+A GlobalAvgPool with taps (a multi-layer embedding) becomes, besides its own "avgpool" op, one
+"tappool" op per tap, placed right after the op whose output it reads: it averages that output
+over its positions into a side vector and leaves the main chain alone (the next op reads the same
+input as the tap did). The pool appends the side vectors, in order, to its own output; `taps`
+names them. Engines keep only those vectors (a few bytes), never the tapped maps.
+
 FloatOp fields, shapes per example (no batch axis):
-    op        "conv" | "depthwise" | "dense" | "avgpool"
+    op        "conv" | "depthwise" | "dense" | "avgpool" | "tappool"
     in_shape  (H, W, C) or (F,)         out_shape (Ho, Wo, Co) or (units,)
     weight    conv (Co, kh, kw, C), depthwise (kh, kw, C), dense (units, F); None for avgpool
     bias      (Co,) float64 (zeros when the layer had none); None for avgpool
     kernel, stride (kh, kw), (sh, sw);  pads ((top, bottom), (left, right))
     act       None | "relu" | "relu6"
+    taps      avgpool: names of the tappool ops whose vectors follow its own output ([] otherwise)
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ class FloatOp:
     pads: tuple = ((0, 0), (0, 0))
     act: str | None = None
     folded: list = field(default_factory=list)
+    taps: list = field(default_factory=list)
 
 
 def fold_model(model) -> list[FloatOp]:
@@ -51,6 +59,7 @@ def fold_model(model) -> list[FloatOp]:
     ops: list[FloatOp] = []
     shape = tuple(model.input_shape)
     last_compute = None  # the op a BatchNorm / activation may still fold into
+    made_by: dict[str, FloatOp] = {}  # layer name -> the op whose output is that layer's output
     for layer in model.layers:
         kind = type(layer).__name__
         out = tuple(layer.output_shape(shape))
@@ -88,6 +97,8 @@ def fold_model(model) -> list[FloatOp]:
                 raise EdgekwsError(f"{where}: needs an (H, W, C) input, got {shape}")
             if isinstance(layer, GlobalAvgPool):
                 fop = FloatOp(layer.name, "avgpool", shape, out, kernel=tuple(shape[:2]), stride=tuple(shape[:2]))
+                for j, tap in enumerate(layer.taps):
+                    fop.taps.append(_insert_tap(ops, made_by, f"{layer.name}_tap{j}", tap, where))
             else:
                 pads, _ = pad.resolve(layer.padding, shape[:2], layer.pool_size, layer.stride)
                 fop = FloatOp(layer.name, "avgpool", shape, out, kernel=tuple(layer.pool_size),
@@ -102,10 +113,33 @@ def fold_model(model) -> list[FloatOp]:
         else:
             raise EdgekwsError(f"{where}: not supported by int8 quantization and export "
                                f"(supported: {SUPPORTED})")
+        if ops:
+            made_by[layer.name] = ops[-1]
         shape = out
     if not ops or ops[-1].op == "avgpool":
         raise EdgekwsError("int8 export: the model must end with a Dense (or convolution) layer")
     return ops
+
+
+def _insert_tap(ops: list[FloatOp], made_by: dict, name: str, tap: str, where: str) -> str:
+    """Put a "tappool" op reading layer `tap`'s output right after the op that makes it."""
+    src = made_by.get(tap)
+    if src is None or len(src.out_shape) != 3:
+        raise EdgekwsError(f"{where}: tap {tap!r} must be the (H, W, C) output of an earlier layer")
+    if src.folded and tap != src.folded[-1] or not src.folded and tap != src.name:
+        raise EdgekwsError(f"{where}: tap {tap!r} is folded into {src.name!r} (whose output is "
+                           f"{(src.folded or [src.name])[-1]!r}); int8 export can only tap an op's output")
+    h, w, c = src.out_shape
+    k = ops.index(src) + 1
+    while k < len(ops) and ops[k].op == "tappool":
+        k += 1
+    ops.insert(k, FloatOp(name, "tappool", src.out_shape, (c,), kernel=(h, w), stride=(h, w)))
+    return name
+
+
+def main_chain(ops) -> list:
+    """The ops (or QLayers) that pass data along: every op but the side "tappool" ones."""
+    return [o for o in ops if o.op != "tappool"]
 
 
 def _shadow(fop: FloatOp, bn):
@@ -148,23 +182,30 @@ def float_op_forward(fop: FloatOp, x: np.ndarray) -> np.ndarray:
     elif fop.op == "depthwise":
         cols = _windows(x.reshape(n, *fop.in_shape), fop, 0.0)
         y = np.einsum("nhwijc,ijc->nhwc", cols, fop.weight) + fop.bias
-    else:
+    else:  # avgpool / tappool
         cols = _windows(x.reshape(n, *fop.in_shape), fop, 0.0)
         y = cols.sum(axis=(3, 4)) / (fop.kernel[0] * fop.kernel[1])
     if fop.act == "relu":
         y = np.maximum(y, 0)
     elif fop.act == "relu6":
         y = np.clip(y, 0, 6)
+    if fop.taps:  # float_forward appends the tapped vectors
+        return y.reshape(n, -1)
     return y.reshape(n, *fop.out_shape)
 
 
 def float_forward(ops: list[FloatOp], x: np.ndarray, collect: bool = False):
     """x (N, *in_shape of ops[0]) float -> output (N, *out_shape of ops[-1]) float64
     (and the list of every op's output when collect=True)."""
-    outs = []
+    outs, side = [], {}
     x = np.asarray(x, np.float64)
     for fop in ops:
-        x = float_op_forward(fop, x)
+        if fop.op == "tappool":
+            y = side[fop.name] = float_op_forward(fop, x)
+        else:
+            x = y = float_op_forward(fop, x)
+            if fop.taps:
+                x = y = np.concatenate([x.reshape(len(x), -1)] + [side[t] for t in fop.taps], axis=1)
         if collect:
-            outs.append(x)
+            outs.append(y)
     return (x, outs) if collect else x

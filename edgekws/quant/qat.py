@@ -5,7 +5,8 @@ Method (BatchNorm folded, then fake quantization with a straight-through estimat
      (scale, zero point, clamp) exactly as qmodel.quantize_ops would choose it.
   2. A float copy of the model is built from the folded ops (graph.fold_model): each Conv2D /
      DepthwiseConv2D / Dense carries its BatchNorm-folded weight and bias, followed by its ReLU /
-     ReLU6 and a FakeQuant layer on that activation grid (average pools keep their input's grid).
+     ReLU6 and a FakeQuant layer on that activation grid (average pools keep their input's grid;
+     a pool's taps read the FakeQuant outputs of the ops they tap, and its FakeQuant covers them).
      Dropout is dropped; BatchNorm statistics stay frozen (they are inside the folded weights).
   3. Each step the folded weights are replaced in place by their per-channel symmetric int8
      fake-quantized values (quantize_weights, as PTQ does), forward and backward run on those,
@@ -68,8 +69,14 @@ def build_qat_model(model, ops, qm):
     from edgekws.nn import Flatten, ReLU, ReLU6, Sequential, layer_from_config
 
     layers, compute, shape = [], [], tuple(model.input_shape)
-    for fop, q in zip(ops, qm.layers):
+    source = {}  # tappool op -> the FakeQuant layer whose output it pools
+    for i, (fop, q) in enumerate(zip(ops, qm.layers)):
+        if fop.op == "tappool":
+            source[fop.name] = f"qat_fq_{next(o.name for o in reversed(ops[:i]) if o.op != 'tappool')}"
+            continue
         cfg = model[fop.name].config()
+        if fop.taps:
+            cfg["taps"] = [source[t] for t in fop.taps]
         if fop.op != "avgpool":
             if fop.op == "dense" and len(shape) != 1:
                 layers.append(Flatten(name=f"qat_flatten_{fop.name}"))
@@ -92,7 +99,7 @@ def build_qat_model(model, ops, qm):
 def unfold_into(model, qat, ops) -> None:
     """Write the fine-tuned folded weights of `qat` back into `model` (its own architecture)."""
     for fop in ops:
-        if fop.op == "avgpool":
+        if fop.op in ("avgpool", "tappool"):
             continue
         src, dst = qat[fop.name], model[fop.name]
         w = src.params["weight"].astype(np.float64)

@@ -6,7 +6,10 @@ Scheme (TFLite's int8 spec): weights int8 symmetric per output channel (zero poi
 s_in * s_w[c]; each op's output requantized by the rule of fixedpoint.py with M, n per output
 channel; ReLU / ReLU6 folded into [act_min, act_max]. Average pooling keeps the input's scale and
 zero point and divides by the window size through the same rule (padded cells count as zeros).
-The model input is the int8 feature (scale and zero point from the FeatureConfig).
+The model input is the int8 feature (scale and zero point from the FeatureConfig). A pool with
+taps (graph.py) and its "tappool" ops share one output grid, calibrated on the whole concatenated
+embedding; each tappool requantizes its own window sum onto it (its own M, n) and the pool
+appends those int8 vectors to its output.
 
 QLayer fields (per example shapes): those of graph.FloatOp plus
     weight int8, bias int32 (Co,), multiplier int32 (Co,) or (1,), shift int32 (same)
@@ -30,7 +33,8 @@ SCHEME = {
     "requantization": "y = clamp(zp + round_half_away(clamp32(acc + bias) * M / 2^n), act_min, act_max); "
                       "M int32, n in [1, 62], computed in int64",
 }
-OPS = ("conv", "depthwise", "dense", "avgpool")
+OPS = ("conv", "depthwise", "dense", "avgpool", "tappool")
+POOLS = ("avgpool", "tappool")
 
 
 @dataclass
@@ -55,6 +59,7 @@ class QLayer:
     bias: np.ndarray | None = None
     weight_scale: np.ndarray | None = None
     folded: list = field(default_factory=list)
+    taps: list = field(default_factory=list)
 
     def meta(self) -> dict:
         """JSON-able description (the arrays live in int8.npz)."""
@@ -62,7 +67,8 @@ class QLayer:
                 "out_shape": list(self.out_shape), "kernel": list(self.kernel), "stride": list(self.stride),
                 "pads": [list(p) for p in self.pads], "act": self.act, "in_scale": self.in_scale,
                 "in_zp": self.in_zp, "out_scale": self.out_scale, "out_zp": self.out_zp,
-                "act_min": self.act_min, "act_max": self.act_max, "folded": list(self.folded)}
+                "act_min": self.act_min, "act_max": self.act_max, "folded": list(self.folded),
+                **({"taps": list(self.taps)} if self.taps else {})}
 
 
 @dataclass
@@ -119,7 +125,7 @@ class QuantModel:
         try:
             for m in meta["layers"]:
                 name = m["name"]
-                has_w = m["op"] != "avgpool"
+                has_w = m["op"] not in POOLS
                 layers.append(QLayer(
                     name=name, op=m["op"], in_shape=tuple(m["in_shape"]), out_shape=tuple(m["out_shape"]),
                     kernel=tuple(m["kernel"]), stride=tuple(m["stride"]), pads=tuple(tuple(p) for p in m["pads"]),
@@ -130,7 +136,7 @@ class QuantModel:
                     weight=arrays[f"{name}.weight"].astype(np.int8) if has_w else None,
                     bias=arrays[f"{name}.bias"].astype(np.int32) if has_w else None,
                     weight_scale=arrays[f"{name}.weight_scale"] if has_w else None,
-                    folded=list(m.get("folded", []))))
+                    folded=list(m.get("folded", [])), taps=list(m.get("taps", []))))
             model = cls(layers, tuple(meta["input_shape"]), dict(meta.get("calibration", {})))
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{where}: quantization parameters are incomplete ({exc!r})") from None
@@ -139,12 +145,24 @@ class QuantModel:
 
     def check(self) -> None:
         """Validate shapes and ranges; raises EdgekwsError naming the layer."""
+        side = {}
         for q in self.layers:
             co = q.out_shape[-1]
             where = f"int8 layer {q.name!r} ({q.op})"
             if q.op not in OPS:
                 raise EdgekwsError(f"{where}: unknown op")
-            nmult = 1 if q.op == "avgpool" else co
+            if q.op == "tappool":
+                if len(q.in_shape) != 3 or tuple(q.out_shape) != (q.in_shape[2],) or \
+                        tuple(q.kernel) != tuple(q.in_shape[:2]):
+                    raise EdgekwsError(f"{where}: must pool a whole (H, W, C) map to (C,)")
+                side[q.name] = co
+            if q.taps:
+                if q.op != "avgpool" or len(q.out_shape) != 1 or any(t not in side for t in q.taps):
+                    raise EdgekwsError(f"{where}: taps {q.taps} must name earlier tappool layers of a global pool")
+                if co != q.in_shape[-1] + sum(side[t] for t in q.taps):
+                    raise EdgekwsError(f"{where}: output of {co} values is not its {q.in_shape[-1]} channels "
+                                       "plus its taps")
+            nmult = 1 if q.op in POOLS else co
             if q.multiplier.shape != (nmult,) or q.shift.shape != (nmult,):
                 raise EdgekwsError(f"{where}: multiplier/shift must have shape ({nmult},)")
             if np.any(q.shift < 1) or np.any(q.shift > 62) or np.any(q.multiplier < 0):
@@ -188,19 +206,23 @@ def quantize_ops(ops: list[FloatOp], ranges: list[tuple[float, float]], input_sc
     """Folded float ops + calibrated output range (lo, hi) per op -> QuantModel."""
     layers = []
     s_in, zp_in = float(input_scale), int(input_zp)
+    # a tappool writes onto the grid of the pool that appends it (calibrated on the whole embedding)
+    grid = {t: activation_range(lo, hi, None) for fop, (lo, hi) in zip(ops, ranges) for t in fop.taps}
     for fop, (lo, hi) in zip(ops, ranges):
         where = f"layer {fop.name!r}"
-        if fop.op == "avgpool":
+        if fop.op in POOLS:
             # Its own calibrated range: an average spans far less than its input (a global pool of
             # ReLU maps used ~30 of 256 levels with the input's scale), and the pooled output is
             # the embedding that last-layer retraining learns from.
             area = fop.kernel[0] * fop.kernel[1]
-            s_out, zp_out = activation_range(lo, hi, None)
+            s_out, zp_out = grid[fop.name] if fop.op == "tappool" else activation_range(lo, hi, None)
             m, n = quantize_multiplier(s_in / (area * s_out), where)
-            layers.append(QLayer(fop.name, "avgpool", fop.in_shape, fop.out_shape, fop.kernel, fop.stride,
+            layers.append(QLayer(fop.name, fop.op, fop.in_shape, fop.out_shape, fop.kernel, fop.stride,
                                  fop.pads, None, s_in, zp_in, s_out, zp_out, -128, 127,
-                                 np.array([m], np.int32), np.array([n], np.int32), folded=list(fop.folded)))
-            s_in, zp_in = s_out, zp_out
+                                 np.array([m], np.int32), np.array([n], np.int32), folded=list(fop.folded),
+                                 taps=list(fop.taps)))
+            if fop.op == "avgpool":  # a tappool leaves the main chain's input as it is
+                s_in, zp_in = s_out, zp_out
             continue
         axis = {"conv": 0, "depthwise": 2, "dense": 0}[fop.op]
         wq, ws = quantize_weights(fop.weight, axis)
@@ -246,7 +268,25 @@ def layer_forward(q: QLayer, x: np.ndarray) -> np.ndarray:
             acc = cols.sum(axis=(3, 4), dtype=np.int32)
     bias = q.bias if q.bias is not None else 0
     y = requantize(acc, bias, q.multiplier, q.shift, q.out_zp, q.act_min, q.act_max)
+    if q.taps:  # the caller appends the tapped vectors (run_layers)
+        return y.reshape(n, -1)
     return y.reshape(n, *q.out_shape)
+
+
+def run_layers(layers, x: np.ndarray, outs: list | None = None) -> np.ndarray:
+    """The int8 layers in order over one batch; a tappool keeps its vector aside for the pool that
+    appends it. outs: when given, each layer's output is appended to outs[k]."""
+    side = {}
+    for k, q in enumerate(layers):
+        if q.op == "tappool":
+            y = side[q.name] = layer_forward(q, x)
+        else:
+            x = y = layer_forward(q, x)
+            if q.taps:
+                x = y = np.concatenate([x] + [side[t] for t in q.taps], axis=1)
+        if outs is not None:
+            outs[k].append(y)
+    return x
 
 
 def int8_forward(qm: QuantModel, features: np.ndarray, collect: bool = False, batch: int = 256):
@@ -266,12 +306,7 @@ def int8_forward(qm: QuantModel, features: np.ndarray, collect: bool = False, ba
         return (logits, empty) if collect else logits
     outs, chunks = [[] for _ in qm.layers], []
     for i in range(0, n, batch):
-        y = x[i:i + batch]
-        for k, q in enumerate(qm.layers):
-            y = layer_forward(q, y)
-            if collect:
-                outs[k].append(y)
-        chunks.append(y)
+        chunks.append(run_layers(qm.layers, x[i:i + batch], outs if collect else None))
     logits = np.concatenate(chunks).reshape(n, -1)
     if collect:
         return logits, [np.concatenate(o) for o in outs]

@@ -13,7 +13,9 @@ enum {
 /* Layer record word indices. */
 enum {
     L_OP, L_IN_H, L_IN_W, L_IN_C, L_OUT_H, L_OUT_W, L_OUT_C, L_KH, L_KW, L_SH, L_SW, L_PAD_T, L_PAD_L,
-    L_IN_ZP, L_OUT_ZP, L_ACT_MIN, L_ACT_MAX, L_W_OFF, L_B_OFF, L_M_OFF, L_S_OFF, L_WORDS = 24
+    L_IN_ZP, L_OUT_ZP, L_ACT_MIN, L_ACT_MAX, L_W_OFF, L_B_OFF, L_M_OFF, L_S_OFF,
+    L_TAP, /* tappool: its vector's byte offset in the tap region; avgpool: tap bytes it appends */
+    L_WORDS = 24
 };
 
 #define MAX_DIM 65535u
@@ -74,11 +76,13 @@ static int in_data(uint32_t off, uint32_t size, uint32_t data_start, uint32_t to
     return off >= data_start && (off & 3u) == 0 && off <= total && size <= total - off;
 }
 
-/* Validate layer record l (index i of n); NULL or a reason. */
+static int is_pool(uint32_t op) { return op == EKWS_OP_AVGPOOL || op == EKWS_OP_TAPPOOL; }
+
+/* Validate layer record l on its own (links between layers are check_blob's); NULL or a reason. */
 static const char *check_layer(const uint8_t *blob, const layer_t *l, uint32_t data_start, uint32_t total) {
     const uint32_t *w = l->w;
     const uint32_t op = w[L_OP];
-    if (op < EKWS_OP_CONV || op > EKWS_OP_AVGPOOL) {
+    if (op < EKWS_OP_CONV || op > EKWS_OP_TAPPOOL) {
         return "unknown layer op";
     }
     for (uint32_t k = L_IN_H; k <= L_SW; k++) {
@@ -106,16 +110,31 @@ static const char *check_layer(const uint8_t *blob, const layer_t *l, uint32_t d
     case EKWS_OP_DENSE: nweights = w[L_OUT_C] * in_elems(l); break;
     default: nquant = 1; break;
     }
-    if (op == EKWS_OP_DEPTHWISE || op == EKWS_OP_AVGPOOL) {
+    if (op == EKWS_OP_DEPTHWISE || op == EKWS_OP_TAPPOOL || (op == EKWS_OP_AVGPOOL && w[L_TAP] == 0)) {
         if (w[L_OUT_C] != w[L_IN_C]) {
             return "depthwise/pool layer changes the channel count";
         }
     }
+    if (op == EKWS_OP_AVGPOOL && w[L_TAP] != 0) {
+        if (w[L_TAP] > w[L_OUT_C] || w[L_OUT_C] - w[L_TAP] != w[L_IN_C]) {
+            return "tapped pool output is not its channels plus its taps";
+        }
+        if (w[L_OUT_H] != 1 || w[L_OUT_W] != 1 || w[L_KH] != w[L_IN_H] || w[L_KW] != w[L_IN_W]) {
+            return "tapped pool is not a global pool";
+        }
+    }
+    if (op == EKWS_OP_TAPPOOL && (w[L_OUT_H] != 1 || w[L_OUT_W] != 1 || w[L_KH] != w[L_IN_H] ||
+                                  w[L_KW] != w[L_IN_W] || w[L_PAD_T] != 0 || w[L_PAD_L] != 0)) {
+        return "tappool layer is not a global pool";
+    }
+    if (!is_pool(op) && w[L_TAP] != 0) {
+        return "tap field set on a layer that is not a pool";
+    }
     if (op == EKWS_OP_DENSE && (w[L_OUT_H] != 1 || w[L_OUT_W] != 1 || w[L_KH] != 1 || w[L_KW] != 1)) {
         return "dense layer with spatial output";
     }
-    if (op == EKWS_OP_AVGPOOL ? (w[L_W_OFF] != 0 || w[L_B_OFF] != 0)
-                              : !in_data(w[L_W_OFF], nweights, data_start, total)) {
+    if (is_pool(op) ? (w[L_W_OFF] != 0 || w[L_B_OFF] != 0)
+                    : !in_data(w[L_W_OFF], nweights, data_start, total)) {
         return "layer weights outside the blob";
     }
     if (w[L_B_OFF] != 0 && !in_data(w[L_B_OFF], 4u * w[L_OUT_C], data_start, total)) {
@@ -133,8 +152,9 @@ static const char *check_layer(const uint8_t *blob, const layer_t *l, uint32_t d
     return NULL;
 }
 
-/* Validate; on success store the arena layout in *act and *arena. */
-static const char *check_blob(const uint8_t *b, size_t size, uint32_t *act, uint32_t *arena) {
+/* Validate; on success store the arena layout: *act activation bytes, then *tap bytes of tap
+ * region, *arena bytes in all (scratch last). */
+static const char *check_blob(const uint8_t *b, size_t size, uint32_t *act, uint32_t *tap, uint32_t *arena) {
     if (!b) {
         return "null blob";
     }
@@ -166,7 +186,19 @@ static const char *check_blob(const uint8_t *b, size_t size, uint32_t *act, uint
     }
     const uint32_t data_start = EKWS_MODEL_HEADER_SIZE + n * EKWS_MODEL_LAYER_SIZE;
     const uint32_t in_h = ekws_rd32le(b + 4 * H_IN_H), in_w = ekws_rd32le(b + 4 * H_IN_W), in_c = ekws_rd32le(b + 4 * H_IN_C);
-    uint32_t a = 0, s = 0;
+    /* First pass: the main chain's length (tappools are side ops) and the tap bytes T that the
+     * (one) tapped pool appends; the tap region is align4(T) bytes. */
+    uint32_t n_main = 0, taps = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *rec = b + EKWS_MODEL_HEADER_SIZE + i * EKWS_MODEL_LAYER_SIZE;
+        const uint32_t op = ekws_rd32le(rec + 4 * L_OP), word = ekws_rd32le(rec + 4 * L_TAP);
+        n_main += op != EKWS_OP_TAPPOOL ? 1u : 0u;
+        if (op == EKWS_OP_AVGPOOL && word != 0 && taps == 0) {
+            taps = word;
+        }
+    }
+    uint32_t a = 0, s = 0, j = 0, tap_end = 0;
+    int pooled = 0; /* the tapped pool has run */
     layer_t prev = {{0}}, l = {{0}};
     for (uint32_t i = 0; i < n; i++) {
         read_layer(b, i, &l);
@@ -174,37 +206,67 @@ static const char *check_blob(const uint8_t *b, size_t size, uint32_t *act, uint
         if (why) {
             return why;
         }
+        const int tappool = l.w[L_OP] == EKWS_OP_TAPPOOL;
+        if (tappool && i == 0) {
+            return "tappool layer cannot be the first layer";
+        }
+        if (tappool && pooled) {
+            return "tappool layer after the tapped pool";
+        }
         if (i == 0 && (l.w[L_IN_H] != in_h || l.w[L_IN_W] != in_w || l.w[L_IN_C] != in_c ||
                        as_s32(l.w[L_IN_ZP]) != rds32(b + 4 * H_IN_ZP))) {
             return "first layer does not match the model input";
         }
+        /* prev is the previous MAIN layer: a tappool reads the tensor the next main layer reads */
         if (i > 0 && (in_elems(&l) != out_elems(&prev) || l.w[L_IN_ZP] != prev.w[L_OUT_ZP])) {
             return "layer input does not match the previous layer's output";
         }
-        const uint32_t ib = i > 0 ? align4(in_elems(&l)) : 0, ob = i + 1 < n ? align4(out_elems(&l)) : 0;
-        a = ib + ob > a ? ib + ob : a;
         s = scratch_bytes(&l) > s ? scratch_bytes(&l) : s;
+        if (tappool) {
+            if (l.w[L_TAP] > taps || l.w[L_OUT_C] > taps - l.w[L_TAP]) {
+                return "tappool vector outside the tap region";
+            }
+            if (l.w[L_TAP] != tap_end) {
+                return "tappool vectors are not back to back in the tap region";
+            }
+            tap_end += l.w[L_OUT_C];
+            continue;
+        }
+        if (l.w[L_OP] == EKWS_OP_AVGPOOL && l.w[L_TAP] != 0) {
+            if (pooled) {
+                return "more than one tapped pool";
+            }
+            if (l.w[L_TAP] != tap_end) {
+                return "tapped pool's tap bytes differ from its tappool layers' total";
+            }
+            pooled = 1;
+        }
+        const uint32_t ib = j > 0 ? align4(in_elems(&l)) : 0, ob = j + 1 < n_main ? align4(out_elems(&l)) : 0;
+        a = ib + ob > a ? ib + ob : a;
         prev = l;
+        j++;
     }
-    if (out_elems(&prev) != ekws_rd32le(b + 4 * H_NUM_CLASSES) || l.w[L_OUT_ZP] != ekws_rd32le(b + 4 * H_OUT_ZP)) {
+    if (out_elems(&prev) != ekws_rd32le(b + 4 * H_NUM_CLASSES) || prev.w[L_OUT_ZP] != ekws_rd32le(b + 4 * H_OUT_ZP)) {
         return "last layer does not match the model output";
     }
-    if (a + s != ekws_rd32le(b + 4 * H_ARENA)) {
+    const uint32_t t = align4(taps);
+    if (a + t + s != ekws_rd32le(b + 4 * H_ARENA)) {
         return "arena size in the header differs from the computed one";
     }
     *act = a;
-    *arena = a + s;
+    *tap = t;
+    *arena = a + t + s;
     return NULL;
 }
 
 const char *ekws_model_check(const void *blob, size_t blob_size) {
-    uint32_t act, arena;
-    return check_blob((const uint8_t *)blob, blob_size, &act, &arena);
+    uint32_t act, tap, arena;
+    return check_blob((const uint8_t *)blob, blob_size, &act, &tap, &arena);
 }
 
 size_t ekws_model_arena_size(const void *blob, size_t blob_size) {
-    uint32_t act, arena;
-    return check_blob((const uint8_t *)blob, blob_size, &act, &arena) ? 0 : arena;
+    uint32_t act, tap, arena;
+    return check_blob((const uint8_t *)blob, blob_size, &act, &tap, &arena) ? 0 : arena;
 }
 
 size_t ekws_model_struct_size(void) { return sizeof(ekws_model_t); }
@@ -219,8 +281,8 @@ ekws_status_t ekws_model_init(ekws_model_t *model, const void *blob, size_t blob
         return EKWS_ERR_ARG;
     }
     const uint8_t *b = (const uint8_t *)blob;
-    uint32_t act, need;
-    if (check_blob(b, blob_size, &act, &need)) {
+    uint32_t act, tap, need;
+    if (check_blob(b, blob_size, &act, &tap, &need)) {
         return EKWS_ERR_CONFIG;
     }
     if (arena_size < need) {
@@ -237,6 +299,7 @@ ekws_status_t ekws_model_init(ekws_model_t *model, const void *blob, size_t blob
     model->output_scale = scale;
     model->arena = (uint8_t *)arena;
     model->act_bytes = act;
+    model->tap_bytes = tap;
     model->arena_size = need;
     return EKWS_OK;
 }
@@ -256,8 +319,10 @@ static ekws_status_t run_layer(const ekws_model_t *m, const layer_t *l, const in
     const int8_t *weights = (const int8_t *)(b + w[L_W_OFF]);
     const int32_t *bias = w[L_B_OFF] ? (const int32_t *)(const void *)(b + w[L_B_OFF]) : NULL;
     const ekws_dims_t in_dims = {1, (int32_t)w[L_IN_H], (int32_t)w[L_IN_W], (int32_t)w[L_IN_C]};
-    const ekws_dims_t out_dims = {1, (int32_t)w[L_OUT_H], (int32_t)w[L_OUT_W], (int32_t)w[L_OUT_C]};
-    void *scratch = m->arena + m->act_bytes;
+    /* a tapped pool computes its own in_c channels here; ekws_model_invoke appends the taps */
+    const uint32_t out_c = w[L_OP] == EKWS_OP_AVGPOOL ? w[L_OUT_C] - w[L_TAP] : w[L_OUT_C];
+    const ekws_dims_t out_dims = {1, (int32_t)w[L_OUT_H], (int32_t)w[L_OUT_W], (int32_t)out_c};
+    void *scratch = m->arena + m->act_bytes + m->tap_bytes;
     switch (w[L_OP]) {
     case EKWS_OP_CONV: {
         const ekws_dims_t f = {(int32_t)w[L_OUT_C], (int32_t)w[L_KH], (int32_t)w[L_KW], (int32_t)w[L_IN_C]};
@@ -290,21 +355,40 @@ ekws_status_t ekws_model_invoke(const ekws_model_t *model, const int8_t *input, 
     if (logits_len < model->num_classes) {
         return EKWS_ERR_BUFFER_TOO_SMALL;
     }
-    /* Outputs alternate between the end and the start of the activation region, so a layer's
-     * input (the previous output) and its output never overlap; the last layer writes to logits. */
-    const int8_t *x = input;
+    /* Main-layer outputs alternate between the end and the start of the activation region, so a
+     * layer's input (the previous main output) and its output never overlap; the last main layer
+     * writes to logits. A tappool pools the current input x into its slot of the tap region and
+     * leaves x alone; the tapped pool appends the whole tap region after its own channels. */
+    uint8_t *const tap_region = model->arena + model->act_bytes;
+    uint32_t n_main = 0;
     for (uint32_t i = 0; i < model->num_layers; i++) {
+        const uint8_t *rec = model->blob + EKWS_MODEL_HEADER_SIZE + i * EKWS_MODEL_LAYER_SIZE;
+        n_main += ekws_rd32le(rec + 4 * L_OP) != EKWS_OP_TAPPOOL ? 1u : 0u;
+    }
+    const int8_t *x = input;
+    for (uint32_t i = 0, j = 0; i < model->num_layers; i++) {
         layer_t l;
         read_layer(model->blob, i, &l);
+        if (l.w[L_OP] == EKWS_OP_TAPPOOL) {
+            const ekws_status_t st = run_layer(model, &l, x, (int8_t *)(tap_region + l.w[L_TAP]));
+            if (st != EKWS_OK) {
+                return st;
+            }
+            continue;
+        }
         int8_t *out = logits;
-        if (i + 1 < model->num_layers) {
-            out = (int8_t *)model->arena + ((i & 1u) ? 0u : model->act_bytes - align4(out_elems(&l)));
+        if (j + 1 < n_main) {
+            out = (int8_t *)model->arena + ((j & 1u) ? 0u : model->act_bytes - align4(out_elems(&l)));
         }
         const ekws_status_t st = run_layer(model, &l, x, out);
         if (st != EKWS_OK) {
             return st;
         }
+        if (l.w[L_OP] == EKWS_OP_AVGPOOL && l.w[L_TAP] != 0) {
+            memcpy(out + (l.w[L_OUT_C] - l.w[L_TAP]), tap_region, l.w[L_TAP]);
+        }
         x = out;
+        j++;
     }
     return EKWS_OK;
 }

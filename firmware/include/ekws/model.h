@@ -9,9 +9,31 @@
  *           output_zp, output_scale (float32 bits), input_scale (float32 bits)
  *   layers  num_layers records of 24 words: op, in_h, in_w, in_c, out_h, out_w, out_c, kh, kw,
  *           stride_h, stride_w, pad_top, pad_left, input_zp, output_zp, act_min, act_max,
- *           weight_off, bias_off, mult_off, shift_off, 3 reserved (0)
+ *           weight_off, bias_off, mult_off, shift_off, tap, 2 reserved (0)
  *   data    arrays at 4-byte aligned offsets from the blob start (0 = absent)
  * crc32 is zlib's CRC-32 of the whole blob with the crc32 field read as 0.
+ *
+ * Ops: conv, depthwise, dense, avgpool, and tappool for a multi-layer embedding (a global pool
+ * with taps). A tappool is a side op placed right after the main layer whose output it reads: it
+ * global-average-pools that (in_h, in_w, in_c) map into in_c int8 values (out 1x1xin_c,
+ * kh = in_h, kw = in_w, one multiplier/shift, no weights) kept in the arena's tap region, and
+ * leaves the main chain alone (the next main layer reads the same tensor). The one tapped avgpool
+ * (global, after every tappool) outputs its own in_c pooled channels followed by the whole tap
+ * region: out_c = in_c + tap bytes. The record's `tap` word:
+ *   tappool  byte offset of its vector in the tap region (the vectors lie back to back from 0,
+ *            in layer order)
+ *   avgpool  tap bytes it appends (0: a plain pool, out_c = in_c)
+ *   others   0
+ * Blobs without tappools are unchanged by this, hence still format version 1.
+ *
+ * Arena (caller-provided, 4-byte aligned), as ekws_model_arena_size reports and the header's
+ * arena_size states: [activations A][tap region T][scratch S].
+ *   A  max over MAIN layers (tappools excluded) of input + output bytes, each rounded up to 4;
+ *      the first main layer reads the caller's input and the last writes the caller's logits
+ *      (0 bytes each); main outputs alternate between the end and the start of A
+ *   T  the tapped pool's tap bytes rounded up to 4 (0 without taps)
+ *   S  the largest layer scratch: kh*kw*in_c int16 (conv), in_elems int16 (dense), in_c int32
+ *      (depthwise, avgpool, tappool)
  */
 #ifndef EKWS_MODEL_H
 #define EKWS_MODEL_H
@@ -31,7 +53,8 @@ typedef enum {
     EKWS_OP_CONV = 1,
     EKWS_OP_DEPTHWISE = 2,
     EKWS_OP_DENSE = 3,
-    EKWS_OP_AVGPOOL = 4
+    EKWS_OP_AVGPOOL = 4,
+    EKWS_OP_TAPPOOL = 5 /* a tap of a global pool's multi-layer embedding (see above) */
 } ekws_op_t;
 
 /* A validated model bound to its arena. Fill with ekws_model_init; treat as read-only. */
@@ -43,7 +66,8 @@ typedef struct {
     int32_t output_zp;
     float output_scale;   /* real logit = output_scale * (q - output_zp) */
     uint8_t *arena;
-    uint32_t act_bytes;   /* activation region of the arena; scratch follows it */
+    uint32_t act_bytes;   /* activation region of the arena; the tap region follows it */
+    uint32_t tap_bytes;   /* tap region (0 without taps); scratch follows it */
     uint32_t arena_size;  /* bytes required (<= the caller's arena) */
 } ekws_model_t;
 
