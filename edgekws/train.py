@@ -620,8 +620,16 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
         if correction:
             log(f"prior correction: _unknown_ bias {correction['_unknown_']:+.4f} (drawn "
                 f"{order.drawn_ratio:.2f}x as often as a command)")
+    from edgekws.models import arch_budget, with_retrain_taps
+
+    arch_out, final = with_retrain_taps(arch_dict, final)
+    if arch_out is not arch_dict:
+        budget = arch_budget(arch_out)
+        taps = next(c["taps"] for c in arch_out["layers"] if c.get("taps"))
+        log(f"embedding for retraining: {arch_out['embedding']} + the averages of {', '.join(taps)} "
+            f"({budget.rows[-1].input_shape[0]} values; zero classifier weights, the logits are unchanged)")
     bundle = Bundle.create(out, labels=list(ds.labels), feature_config=fc.to_dict(),
-                           architecture={**arch_dict, "budget": {k: v for k, v in budget.to_dict().items() if k != "rows"}},
+                           architecture={**arch_out, "budget": {k: v for k, v in budget.to_dict().items() if k != "rows"}},
                            training={"seed": config.seed, "config": config.to_dict(), "dataset": str(data),
                                      "dataset_fingerprint": fingerprint, "epochs_run": epoch,
                                      "best_epoch": best["epoch"], "val_accuracy": best["val_accuracy"],

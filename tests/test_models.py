@@ -73,3 +73,30 @@ def test_unknown_architecture_is_a_clear_error():
         get_arch("resnet")
     with pytest.raises(EdgekwsError, match="cannot rebuild"):
         layers_from_architecture({"name": "x", "layers": [{"type": "Nope"}]})
+
+
+def test_retrain_taps_lengthen_the_embedding_and_keep_the_logits():
+    """The default dscnn is written with its pool also averaging block 3 and zero classifier weights
+    for those values: same logits, a 128-value embedding; architectures without retrain taps (and
+    a pool that has taps already) are left alone."""
+    from edgekws.models import random_model, with_retrain_taps
+
+    arch = architecture_dict("dscnn", 12)
+    model = random_model("dscnn", 12, seed=3)
+    state = model.state_dict()
+    new_arch, new_state = with_retrain_taps(arch, state)
+    assert [c.get("taps") for c in new_arch["layers"] if c["type"] == "GlobalAvgPool"] == [["relu3pw"]]
+    assert "taps" not in next(c for c in arch["layers"] if c["type"] == "GlobalAvgPool")  # not mutated
+    from edgekws.models import layers_from_architecture
+
+    tapped = Sequential(layers_from_architecture(new_arch), new_arch["input_shape"])
+    tapped.load_state_dict(new_state)
+    x = np.random.default_rng(4).standard_normal((6, 49, 40, 1)).astype(np.float32)
+    np.testing.assert_allclose(tapped.forward(x), model.forward(x), rtol=1e-5, atol=1e-5)
+    emb = tapped.forward(x, until="embedding")
+    assert emb.shape == (6, 128)
+    np.testing.assert_allclose(emb[:, 64:], model.forward(x, until="relu3pw").mean((1, 2)), rtol=1e-5, atol=1e-6)
+    assert arch_budget(new_arch).fits()
+    assert with_retrain_taps(new_arch, new_state)[0] is new_arch
+    small = architecture_dict("dscnn-s", 5)
+    assert with_retrain_taps(small, {})[0] is small

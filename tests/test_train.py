@@ -394,3 +394,22 @@ def test_prior_correction_lowers_the_unknown_bias_by_the_log_of_its_sampling_rat
     assert on.manifest["training"]["prior_correction"] == {"_unknown_": round(math.log(2), 6)}
     assert off.manifest["training"]["prior_correction"] == {}
     assert TrainConfig.from_dict({"epochs": 3}).prior_correction is False  # older checkpoints: as trained
+
+
+def test_default_model_is_written_with_its_retrain_tap(tiny, tmp_path):
+    """dscnn trains on block 4's average; the bundle's pool also averages block 3 (zero classifier
+    weights for it), and its int8 model runs the same in numpy and C."""
+    from edgekws.export.c import model_blob
+    from edgekws.export.cruntime import CModel
+    from edgekws.quant import int8_forward, quantize_bundle
+    from edgekws.retrain.core import dataset_examples
+
+    b = train(tiny, tmp_path / "m", **{**TINY, "arch": "dscnn", "epochs": 1})
+    arch = b.manifest["architecture"]
+    assert next(c for c in arch["layers"] if c["type"] == "GlobalAvgPool")["taps"] == ["relu3pw"]
+    w = _weights(b)["classifier.weight"]
+    assert w.shape == (4, 128) and not w[:, 64:].any() and w[:, :64].any()
+    feats, _, _ = dataset_examples(tiny, ["yes", "no"])
+    qm = quantize_bundle(Bundle.load(b.path), feats, log=lambda *a: None)
+    assert [q.op for q in qm.layers].count("tappool") == 1 and qm.layers[-2].out_shape == (128,)
+    np.testing.assert_array_equal(CModel(model_blob(qm)).logits_int8(feats), int8_forward(qm, feats))

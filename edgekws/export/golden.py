@@ -131,14 +131,17 @@ def _requant_rows():
 
 
 def gen_model_golden() -> dict[str, str]:
-    """A seeded, randomly initialised dscnn-s (non-trivial BatchNorm statistics), quantized on
+    """A seeded, randomly initialised dscnn-s (non-trivial BatchNorm statistics) whose embedding
+    pool also averages blocks 2 and 3 (two tappool ops, as a trained default has one), quantized on
     random features; its blob, three inputs (random, all -128, all 127) and their logits."""
     from edgekws.export.c import arena_layout, model_blob
     from edgekws.features import FeatureConfig
-    from edgekws.models import random_model
+    from edgekws.models import architecture_dict, random_model
     from edgekws.quant import int8_forward, quantize_model
 
-    model = random_model("dscnn-s", 6, seed=5)
+    arch = architecture_dict("dscnn-s", 6)
+    next(c for c in arch["layers"] if c["type"] == "GlobalAvgPool")["taps"] = ["relu2pw", "relu3pw"]
+    model = random_model(arch, 6, seed=5)
     rng = np.random.default_rng(20240607)
     fc = FeatureConfig()
     calib = rng.integers(-128, 128, (16, 49, 40)).astype(np.int8)
@@ -147,7 +150,7 @@ def gen_model_golden() -> dict[str, str]:
     inputs = np.stack([rng.integers(-128, 128, (49, 40)), np.full((49, 40), -128), np.full((49, 40), 127)]).astype(np.int8)
     logits = int8_forward(qm, inputs)
     words = np.frombuffer(blob, "<u4")
-    text = (f"{BANNER}/* Whole-model golden: a seeded random dscnn-s (edgekws/export/golden.py), its blob,\n"
+    text = (f"{BANNER}/* Whole-model golden: a seeded random dscnn-s with pool taps (edgekws/export/golden.py), its blob,\n"
             " * inputs and the numpy integer reference's logits. */\n"
             "#ifndef EKWS_GOLDEN_MODEL_H\n#define EKWS_GOLDEN_MODEL_H\n\n#include <stdint.h>\n\n"
             f"#define GOLDEN_MODEL_BYTES {len(blob)}u\n#define GOLDEN_MODEL_ARENA {arena_layout(qm)[1]}u\n"
