@@ -28,9 +28,18 @@ import numpy as np  # noqa: E402
 
 
 def _random_model(arch: str):
-    from edgekws.models import random_model
+    """The random model as `edgekws train` would write it (the default's pool taps block 3)."""
+    from edgekws.models import architecture_dict, layers_from_architecture, random_model, with_retrain_taps
+    from edgekws.nn import Sequential
 
-    return random_model(arch, 12, seed=0)
+    model = random_model(arch, 12, seed=0)
+    plain = architecture_dict(arch, 12)
+    tapped, state = with_retrain_taps(plain, model.state_dict())
+    if tapped is plain:
+        return model
+    out = Sequential(layers_from_architecture(tapped), tapped["input_shape"])
+    out.load_state_dict(state)
+    return out
 
 
 def median_time(fn, repeats: int) -> float:
@@ -101,13 +110,14 @@ def main(argv=None) -> int:
     }
     times = {k: median_time(fn, args.repeats) for k, fn in engines.items()}
     act, arena = arena_layout(qm)
+    taps = (sum(int(q.out_shape[0]) for q in qm.layers if q.op == "tappool") + 3) // 4 * 4
     code = code_bytes()
     ref = times["onnxruntime int8"]
     print(f"{name}: time per inference (median of {args.repeats}, 1 thread, batch 1)")
     for k, t in times.items():
         print(f"  {k:<18} {t * 1e3:9.3f} ms   x{ref / t:6.2f} vs onnxruntime int8")
     print(f"flash: model blob {len(blob):,} B + runtime code {code if code is not None else '?'} B; "
-          f"arena {arena:,} B ({act:,} activations + {arena - act:,} scratch)")
+          f"arena {arena:,} B ({act:,} activations + {taps:,} taps + {arena - act - taps:,} scratch)")
     if args.json:
         args.json.write_text(json.dumps({"model": name, "seconds": times, "blob_bytes": len(blob),
                                          "code_bytes": code, "arena_bytes": arena}, indent=1) + "\n")

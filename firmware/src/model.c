@@ -358,13 +358,9 @@ ekws_status_t ekws_model_invoke(const ekws_model_t *model, const int8_t *input, 
     /* Main-layer outputs alternate between the end and the start of the activation region, so a
      * layer's input (the previous main output) and its output never overlap; the last main layer
      * writes to logits. A tappool pools the current input x into its slot of the tap region and
-     * leaves x alone; the tapped pool appends the whole tap region after its own channels. */
+     * leaves x alone; the tapped pool appends the whole tap region after its own channels. The
+     * last layer is a main one (check_blob refuses a tappool after the tapped pool or without one). */
     uint8_t *const tap_region = model->arena + model->act_bytes;
-    uint32_t n_main = 0;
-    for (uint32_t i = 0; i < model->num_layers; i++) {
-        const uint8_t *rec = model->blob + EKWS_MODEL_HEADER_SIZE + i * EKWS_MODEL_LAYER_SIZE;
-        n_main += ekws_rd32le(rec + 4 * L_OP) != EKWS_OP_TAPPOOL ? 1u : 0u;
-    }
     const int8_t *x = input;
     for (uint32_t i = 0, j = 0; i < model->num_layers; i++) {
         layer_t l;
@@ -377,7 +373,7 @@ ekws_status_t ekws_model_invoke(const ekws_model_t *model, const int8_t *input, 
             continue;
         }
         int8_t *out = logits;
-        if (j + 1 < n_main) {
+        if (i + 1 < model->num_layers) {
             out = (int8_t *)model->arena + ((j & 1u) ? 0u : model->act_bytes - align4(out_elems(&l)));
         }
         const ekws_status_t st = run_layer(model, &l, x, out);
