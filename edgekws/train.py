@@ -74,6 +74,11 @@ class TrainConfig:
     # finished model's _unknown_ bias gets -log(r) (logit adjustment for the sampling prior): 63.1%,
     # its own voices 99.4% -> 99.1%, streams unchanged (their thresholds are tuned).
     prior_correction: bool = True
+    # The finished bundle's embedding pool also averages the architecture's retrain taps (block 3 of
+    # dscnn) with zero classifier weights: the same answers, a 128-value embedding for last-layer
+    # retraining (+2 / +2 / +6 points at 5 / 20 / all examples of a new language; models.py). Off: 64
+    # values, half the head trainer's RAM on a device.
+    retrain_tap: bool = True
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -81,7 +86,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
-        d = {"hard_negatives": 0.0, "prior_correction": False, "time_warp": 0.0, **d}  # older configs: without them
+        d = {"hard_negatives": 0.0, "prior_correction": False, "time_warp": 0.0, "retrain_tap": False,
+             **d}  # older configs: without them
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def check(self) -> None:
@@ -622,7 +628,7 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
                 f"{order.drawn_ratio:.2f}x as often as a command)")
     from edgekws.models import arch_budget, with_retrain_taps
 
-    arch_out, final = with_retrain_taps(arch_dict, final)
+    arch_out, final = with_retrain_taps(arch_dict, final) if config.retrain_tap else (arch_dict, final)
     if arch_out is not arch_dict:
         budget = arch_budget(arch_out)
         taps = next(c["taps"] for c in arch_out["layers"] if c.get("taps"))
@@ -669,6 +675,9 @@ def register(sub) -> None:
                         f"{TrainConfig.hard_negatives:g}; 0 = uniform)")
     p.add_argument("--time-warp", type=float, metavar="P",
                    help=f"fraction of examples given a random non-uniform tempo (default {TrainConfig.time_warp:g}; 0 = off)")
+    p.add_argument("--no-retrain-tap", action="store_true",
+                   help="write the plain 64-value embedding (default: the pool also averages block 3 for "
+                        "last-layer retraining; the model's answers are the same)")
     p.add_argument("--no-augment", action="store_true", help="no audio augmentation, time warp or SpecAugment")
     p.add_argument("--workers", type=int, metavar="N",
                    help="processes making augmented batches ahead of training (default 1 on a "
@@ -692,6 +701,8 @@ def run(args) -> int:
     if not args.data or not args.out:
         raise EdgekwsError("train: give the dataset folder DATA and --out MODEL")
     opts = {"augment": False, "specaugment": False, "time_warp": 0.0} if args.no_augment else {}
+    if args.no_retrain_tap:
+        opts["retrain_tap"] = False
     if args.patience is not None:
         opts["patience"] = args.patience
     for name in ("unknown_ratio", "hard_negatives", "time_warp"):   # checked with the rest in TrainConfig.check

@@ -413,3 +413,24 @@ def test_default_model_is_written_with_its_retrain_tap(tiny, tmp_path):
     qm = quantize_bundle(Bundle.load(b.path), feats, log=lambda *a: None)
     assert [q.op for q in qm.layers].count("tappool") == 1 and qm.layers[-2].out_shape == (128,)
     np.testing.assert_array_equal(CModel(model_blob(qm)).logits_int8(feats), int8_forward(qm, feats))
+    # --no-retrain-tap: the plain 64-value embedding, the same weights otherwise
+    plain = train(tiny, tmp_path / "p", **{**TINY, "arch": "dscnn", "epochs": 1, "retrain_tap": False})
+    assert "taps" not in next(c for c in plain.manifest["architecture"]["layers"] if c["type"] == "GlobalAvgPool")
+    wp = _weights(plain)
+    np.testing.assert_array_equal(wp["classifier.weight"], w[:, :64])
+    assert plain.manifest["training"]["config"]["retrain_tap"] is False
+
+
+def test_cli_no_retrain_tap_reaches_train(monkeypatch, tmp_path):
+    import edgekws.train as tr
+    from edgekws.cli import main
+    from edgekws.train import TrainConfig
+
+    assert TrainConfig().retrain_tap is True
+    assert TrainConfig.from_dict({"epochs": 3}).retrain_tap is False   # checkpoints older than the option
+    seen = {}
+    monkeypatch.setattr(tr, "train", lambda data, out, **kw: seen.update(kw))
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m")]) == 0
+    assert "retrain_tap" not in seen
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--no-retrain-tap"]) == 0
+    assert seen["retrain_tap"] is False
