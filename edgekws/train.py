@@ -288,6 +288,38 @@ def _worker_make(idx: np.ndarray, key: list[int]) -> np.ndarray:
     return _WORKER["maker"].make(idx, np.random.default_rng(key))
 
 
+class DeferredInterrupt:
+    """Ctrl-C during training, taken at a step boundary: while active, SIGINT only sets `pending`
+    and the loop raises KeyboardInterrupt at its next check (`check()`). A KeyboardInterrupt raised
+    inside a wait on the batch worker (concurrent.futures) can leave a lock held, and shutting the
+    worker down then hangs. Only in the main thread, and only where SIGINT has its default handler
+    (a process started with SIGINT ignored stays deaf to it)."""
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.pending, self._old = False, None
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._old = signal.signal(signal.SIGINT, self._note)
+
+    def _note(self, signum, frame) -> None:
+        self.pending = True
+
+    def check(self) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+
 class BatchPipeline:
     """The batches of an epoch, made ahead of the training loop by `workers` forked processes
     (workers=0: made here, one at a time, when the loop asks for them). Measured on 2 cores:
@@ -548,6 +580,7 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
     out.mkdir(parents=True, exist_ok=True)
     epoch = start_epoch
     pipeline = BatchPipeline(maker, config.seed, workers)
+    ctrl_c = DeferredInterrupt()
     stopped_early = bool(meta and meta.get("stopped_early"))
     try:
         while epoch < config.epochs and not stopped_early:
@@ -573,6 +606,7 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
                 if config.grad_clip:
                     clip_grad_norm(model.parameters(), config.grad_clip)
                 opt.step()
+                ctrl_c.check()
                 seen += len(idx)
                 correct += int(np.sum(logits.argmax(1) == y))
                 loss_sum += loss * len(idx)
@@ -606,6 +640,7 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
                 "labels": list(ds.labels), "rng_state": rng.bit_generator.state, "elapsed_s": elapsed,
                 "augment_config": augment_config},
                 best_state)
+            ctrl_c.check()
             if on_epoch_end is not None:
                 on_epoch_end(epoch, record)
         if stopped_early and epoch < config.epochs:
@@ -616,6 +651,7 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
             f"continue with: edgekws train {data} --out {out} --resume")
         raise
     finally:
+        ctrl_c.restore()
         pipeline.close()
 
     elapsed = elapsed_before + time.perf_counter() - t_start

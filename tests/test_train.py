@@ -434,3 +434,29 @@ def test_cli_no_retrain_tap_reaches_train(monkeypatch, tmp_path):
     assert "retrain_tap" not in seen
     assert main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--no-retrain-tap"]) == 0
     assert seen["retrain_tap"] is False
+
+
+def test_ctrl_c_is_taken_at_a_step_boundary():
+    """While training, SIGINT only marks the interrupt; check() raises it where the loop can stop
+    cleanly (a KeyboardInterrupt inside a wait on the batch worker could hang its shutdown)."""
+    import os
+    import signal
+
+    from edgekws.train import DeferredInterrupt
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        d = DeferredInterrupt()
+        os.kill(os.getpid(), signal.SIGINT)   # delivered here, between bytecodes: no exception
+        assert d.pending
+        with pytest.raises(KeyboardInterrupt):
+            d.check()
+        d.check()                              # taken once
+        d.restore()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        deaf = DeferredInterrupt()             # a process started with Ctrl-C ignored stays deaf
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        deaf.restore()
+    finally:
+        signal.signal(signal.SIGINT, before)
