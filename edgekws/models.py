@@ -167,6 +167,19 @@ def with_retrain_taps(arch: dict, state: dict) -> tuple[dict, dict]:
     return new, {**state, key: grown}
 
 
+def as_written(model, arch: dict):
+    """A built model of architecture `arch` -> the model `edgekws train` would write from it (with
+    its retrain taps, with_retrain_taps); `model` itself when the architecture has none."""
+    from edgekws.nn import Sequential
+
+    tapped, state = with_retrain_taps(arch, model.state_dict())
+    if tapped is arch:
+        return model
+    out = Sequential(layers_from_architecture(tapped), tapped["input_shape"])
+    out.load_state_dict(state)
+    return out
+
+
 def classifier_name(arch: dict) -> str:
     """Name of the last (Dense classifier) layer of an architecture dict: its weights are
     "<name>.weight" and "<name>.bias" in the state."""

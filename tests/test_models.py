@@ -98,5 +98,9 @@ def test_retrain_taps_lengthen_the_embedding_and_keep_the_logits():
     np.testing.assert_allclose(emb[:, 64:], model.forward(x, until="relu3pw").mean((1, 2)), rtol=1e-5, atol=1e-6)
     assert arch_budget(new_arch).fits()
     assert with_retrain_taps(new_arch, new_state)[0] is new_arch
+    from edgekws.models import as_written
+
+    np.testing.assert_array_equal(as_written(model, arch).forward(x), tapped.forward(x))
+    assert as_written(model, architecture_dict("dscnn-s", 12)) is model  # no retrain taps: itself
     small = architecture_dict("dscnn-s", 5)
     assert with_retrain_taps(small, {})[0] is small

@@ -29,17 +29,9 @@ import numpy as np  # noqa: E402
 
 def _random_model(arch: str):
     """The random model as `edgekws train` would write it (the default's pool taps block 3)."""
-    from edgekws.models import architecture_dict, layers_from_architecture, random_model, with_retrain_taps
-    from edgekws.nn import Sequential
+    from edgekws.models import architecture_dict, as_written, random_model
 
-    model = random_model(arch, 12, seed=0)
-    plain = architecture_dict(arch, 12)
-    tapped, state = with_retrain_taps(plain, model.state_dict())
-    if tapped is plain:
-        return model
-    out = Sequential(layers_from_architecture(tapped), tapped["input_shape"])
-    out.load_state_dict(state)
-    return out
+    return as_written(random_model(arch, 12, seed=0), architecture_dict(arch, 12))
 
 
 def median_time(fn, repeats: int) -> float:
@@ -73,7 +65,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
-    from edgekws.export.c import arena_layout, model_blob
+    from edgekws.export.c import arena_layout, model_blob, tap_bytes
     from edgekws.export.cruntime import CModel
     from edgekws.export.onnx import float_onnx, int8_onnx, run, session
     from edgekws.features import FeatureConfig
@@ -110,7 +102,7 @@ def main(argv=None) -> int:
     }
     times = {k: median_time(fn, args.repeats) for k, fn in engines.items()}
     act, arena = arena_layout(qm)
-    taps = (sum(int(q.out_shape[0]) for q in qm.layers if q.op == "tappool") + 3) // 4 * 4
+    taps = tap_bytes(qm)
     code = code_bytes()
     ref = times["onnxruntime int8"]
     print(f"{name}: time per inference (median of {args.repeats}, 1 thread, batch 1)")

@@ -52,7 +52,7 @@ def get_backbone(model: str | None, seed: int = 0):
     """(Backbone, base labels, base head weight, base head bias)."""
     from edgekws.bundle import Bundle
     from edgekws.features import FeatureConfig
-    from edgekws.models import architecture_dict, layers_from_architecture, with_retrain_taps
+    from edgekws.models import architecture_dict, as_written, layers_from_architecture
     from edgekws.nn import Sequential
     from edgekws.quant import quantize_model
 
@@ -64,10 +64,8 @@ def get_backbone(model: str | None, seed: int = 0):
         return bb, b.labels, w[f"{name}.weight"], w[f"{name}.bias"]
     # the default as `edgekws train` writes it: block 4's average + block 3's (retrain tap), 128 values
     plain = architecture_dict("dscnn", 12)
-    base = Sequential(layers_from_architecture(plain), plain["input_shape"], rng=np.random.default_rng(seed))
-    arch, state = with_retrain_taps(plain, base.state_dict())
-    net = Sequential(layers_from_architecture(arch), arch["input_shape"])
-    net.load_state_dict(state)
+    net = as_written(Sequential(layers_from_architecture(plain), plain["input_shape"],
+                                rng=np.random.default_rng(seed)), plain)
     fc = FeatureConfig()
     calib = np.random.default_rng(seed + 1).integers(-128, 60, (64, 49, 40)).astype(np.int8)
     return Backbone.from_quantized(quantize_model(net, calib, fc.input_scale, fc.input_zero_point)), [], None, None

@@ -84,7 +84,7 @@ def tap_offsets(qm) -> dict[str, int]:
     return offsets
 
 
-def _tap_bytes(qm) -> int:
+def tap_bytes(qm) -> int:
     """Bytes of the arena's tap region (the tappool vectors, back to back, rounded up to 4)."""
     return _align4(sum(int(q.out_shape[-1]) for q in qm.layers if q.op == "tappool"))
 
@@ -92,8 +92,10 @@ def _tap_bytes(qm) -> int:
 def arena_layout(qm) -> tuple[int, int]:
     """(activation bytes, total arena bytes) of a QuantModel, as firmware/src/model.c computes them:
     total = activations + tap region + scratch (see the module docstring)."""
+    from edgekws.quant.graph import main_chain
+
     act = scratch = 0
-    main = [q for q in qm.layers if q.op != "tappool"]
+    main = main_chain(qm.layers)
     for i, q in enumerate(main):
         ib = _align4(int(np.prod(q.in_shape))) if i > 0 else 0
         ob = _align4(int(np.prod(_hwc(q.out_shape)))) if i + 1 < len(main) else 0
@@ -107,7 +109,7 @@ def arena_layout(qm) -> tuple[int, int]:
         else:
             s = c * 4
         scratch = max(scratch, s)
-    return act, act + _tap_bytes(qm) + scratch
+    return act, act + tap_bytes(qm) + scratch
 
 
 def model_blob(qm) -> bytes:
@@ -164,7 +166,7 @@ def c_sources(qm, blob: bytes, labels, feature_config: dict, config_hash: str) -
     aligned in flash), the labels and the model's constants. Data only."""
     words = np.frombuffer(blob, "<u4")
     act, arena = arena_layout(qm)
-    taps = _tap_bytes(qm)
+    taps = tap_bytes(qm)
     table = "\n".join(
         f" *   {i:2d} {q.name:<12} {q.op:<9} {'x'.join(map(str, q.in_shape)):>9} -> "
         f"{'x'.join(map(str, q.out_shape)):<9} act {q.act or '-':<5} zp {q.in_zp:4d} -> {q.out_zp:4d}"
