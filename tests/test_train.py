@@ -273,7 +273,7 @@ def test_cli_budget_lists_every_architecture(capsys):
 
     assert main(["train", "--budget"]) == 0
     text = capsys.readouterr().out
-    for name in ("dscnn", "dscnn-w", "dscnn-s", "cnn", "dnn", "gru"):
+    for name in ("dscnn", "dscnn-w", "dscnn-l", "dscnn-s", "cnn", "dnn", "gru"):
         assert f"\n{name}:" in text
     assert "OVER BUDGET" not in text
 
