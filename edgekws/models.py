@@ -17,7 +17,7 @@ English at 5 / 20 / all examples per word: +2 / +2 / +6 points over two base see
 
 Every op is int8/C-friendly (conv, depthwise, pointwise, BN folded at export, ReLU, average pool,
 dense). Alternatives, each with its own budget: "dscnn-l" (96-channel blocks: better on the voices it
-trained on, worse on voices it never met; README), "dscnn-s" (narrow, quick: demos and tests), "cnn"
+trained on, on voices it never met within the spread of single trainings; README), "dscnn-s" (narrow, quick: demos and tests), "cnn"
 (plain convolutions), "dnn" (fully connected on 2x2-pooled features) and "gru" (recurrent, BPTT).
 
 The budget counts what the int8 device runs. BatchNorm folds into the preceding layer and ReLU,
@@ -115,7 +115,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "dscnn-w": ArchSpec("dscnn-w", "depthwise-separable CNN, 48/64 channels, 128 in the last block "
                         "(a 192-value embedding for retraining with block 3's tap)",
                         (*FEATURE_SHAPE, 1), "embedding", lambda n: _dscnn(n, 48, 64, 0.1, last=128), ("relu3pw",)),
-    "dscnn-l": ArchSpec("dscnn-l", "depthwise-separable CNN, 48/96 channels (4.24 M MACs; a 192-value embedding for retraining with block 3's tap)",
+    "dscnn-l": ArchSpec("dscnn-l", "depthwise-separable CNN, 48/96 channels (4.24 M MACs; a 192-value "
+                        "embedding for retraining with block 3's tap)",
                         (*FEATURE_SHAPE, 1), "embedding", lambda n: _dscnn(n, 48, 96, 0.1), ("relu3pw",)),
     "dscnn-t": ArchSpec("dscnn-t", "depthwise-separable CNN, 48/64 channels, its classifier trained on the "
                         "pooled blocks 3 and 4 (the default trains on block 4 and only retraining uses block 3)",
