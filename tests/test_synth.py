@@ -13,6 +13,7 @@ import pytest
 
 from edgekws.audio import read_wav
 from edgekws.errors import DatasetError, EdgekwsError, MissingDependencyError
+from edgekws.synth.words import COMMANDS
 
 pytest.importorskip("espeakng_loader")
 
@@ -223,6 +224,23 @@ def test_cli(tmp_path, capsys):
         ["espk0000_nohash_0.wav", "ojt0000_nohash_0.wav"]            # English: both engines by default
     assert main(["synth", "--lang", "en", "--out", str(tmp_path / "d"), "--words", "nope"]) == 2
     assert "unknown word 'nope'" in capsys.readouterr().err
+
+
+def test_vocab_writes_the_vocabulary_words_only(tmp_path, capsys):
+    from edgekws.cli import main
+    from edgekws.synth.words import _UNKNOWN_EN, _UNKNOWN_JA, vocabulary_words
+
+    for lang, unknown in (("en", _UNKNOWN_EN), ("ja", _UNKNOWN_JA)):
+        labels = [w.label for w in vocabulary_words(lang)]
+        assert len(labels) == len(set(labels)) == 63
+        assert not set(labels) & (set(unknown) | set(COMMANDS))   # neither a command nor an unknown word
+    out = tmp_path / "v"
+    assert main(["synth", "--lang", "en", "--vocab", "--out", str(out), "--speakers", "1", "--jobs", "1"]) == 0
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert folders == sorted(w.label for w in vocabulary_words("en"))   # no unknown words, no noise
+    assert [p.name for p in (out / "banana").iterdir()] == ["espk0000_nohash_0.wav"]
+    assert main(["synth", "--lang", "en", "--vocab", "--words", "go", "--out", str(tmp_path / "x")]) == 2
+    assert "--vocab or --words" in capsys.readouterr().err
 
 
 def test_missing_engine_says_what_to_install(tmp_path, monkeypatch):

@@ -18,13 +18,13 @@ from edgekws.train import CHECKPOINT, dequantize, load_checkpoint, spec_augment,
 TONES = {"yes": 500.0, "no": 1500.0, "cat": 3200.0}  # word folder -> tone frequency (Hz)
 
 
-def make_tiny_dataset(root, speakers=12, repeats=2, seed=0):
+def make_tiny_dataset(root, speakers=12, repeats=2, seed=0, tones=TONES):
     """A Speech Commands-layout folder whose 'words' are tone bursts: yes, no (commands) and cat
     (unknown), speakers 0-7 train, 8-9 val, 10-11 test (list files), one background noise file."""
     rng = np.random.default_rng(seed)
     t = np.arange(16000) / 16000.0
     val, test = [], []
-    for word, f0 in TONES.items():
+    for word, f0 in tones.items():
         (root / word).mkdir(parents=True)
         for s in range(speakers):
             for r in range(repeats):
@@ -460,3 +460,78 @@ def test_ctrl_c_is_taken_at_a_step_boundary():
         deaf.restore()
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+VOCAB_TONES = {"low": 300.0, "mid": 2200.0, "high": 4500.0}  # a "vocabulary" of three more tone words
+
+
+def test_vocabulary_words_train_as_classes_that_the_bundle_drops(tiny, reference, tmp_path):
+    """--vocab DIR: DIR's three tone 'words' train as classes 4-6 beside the 4 labels; the bundle keeps
+    the 4 labels and the first 4 classifier rows, and the features differ from a run without them."""
+    from edgekws.train import load_checkpoint
+
+    vocab = make_tiny_dataset(tmp_path / "vocab", speakers=10, repeats=1, seed=5, tones=VOCAB_TONES)
+    seen = {}
+
+    def grab(epoch, record):
+        seen["ckpt"] = load_checkpoint(tmp_path / "m" / CHECKPOINT)
+
+    b = train(tiny, tmp_path / "m", **TINY, vocabulary=str(vocab), on_epoch_end=grab)
+    assert b.labels == ["_silence_", "_unknown_", "yes", "no"]
+    meta, state, best, _ = seen["ckpt"]
+    name = b.manifest["architecture"]["layers"][-1]["name"]
+    assert state[f"{name}.weight"].shape[0] == 7 and b.manifest["architecture"]["layers"][-1]["units"] == 4
+    w, w_ref = _weights(b), _weights(reference)
+    final = best or state
+    np.testing.assert_array_equal(w[f"{name}.weight"], final[f"{name}.weight"][:4])
+    assert set(w) == set(w_ref) and any(not np.array_equal(w[k], w_ref[k]) for k in w if not k.startswith(name))
+    tr = b.manifest["training"]
+    assert tr["vocabulary"]["words"] == ["high", "low", "mid"] and tr["config"]["vocabulary"] == str(vocab)
+    assert tr["dataset_fingerprint"] != reference.manifest["training"]["dataset_fingerprint"]
+    assert max(h["val_accuracy"] for h in b.read_json("history.json")) >= 0.75   # its own 4 labels
+
+
+def test_vocabulary_run_resumes_bit_exact(tiny, tmp_path):
+    vocab = make_tiny_dataset(tmp_path / "vocab", speakers=10, repeats=1, seed=5, tones=VOCAB_TONES)
+    opts = {**TINY, "epochs": 3, "vocabulary": str(vocab)}
+    whole = train(tiny, tmp_path / "a", **opts)
+
+    def stop(epoch, record):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny, tmp_path / "b", **opts, on_epoch_end=stop)
+    resumed = train(tiny, tmp_path / "b", resume=True, progress=False, log=lambda *a, **k: None)
+    _same_weights(_weights(whole), _weights(resumed))
+
+
+def test_bad_vocabulary_folders_are_refused(tiny, tmp_path):
+    from edgekws.errors import EdgekwsError
+
+    with pytest.raises(EdgekwsError, match=r"--vocab .*nowhere: not a folder \(make one with: edgekws synth"):
+        train(tiny, tmp_path / "m", **TINY, vocabulary=str(tmp_path / "nowhere"))
+    one = make_tiny_dataset(tmp_path / "one", speakers=2, repeats=1, tones={"low": 300.0})
+    with pytest.raises(EdgekwsError, match="needs at least 2 word folders of .wav clips, found 1"):
+        train(tiny, tmp_path / "m", **TINY, vocabulary=str(one))
+
+
+def test_epoch_order_counts_only_the_models_own_commands():
+    """Vocabulary classes (labels after the commands) do not change how many unknown words an epoch draws."""
+    from edgekws.train import EpochOrder
+
+    labels = np.array([0] * 5 + [1] * 100 + [2] * 10 + [3] * 10 + [4] * 40 + [5] * 40)
+    order = EpochOrder(labels, 1, 2, 3.0)
+    assert order.n_unknown == 30 and order.drawn_ratio == 3.0
+    assert order.size == 5 + 20 + 80 + 30
+
+
+def test_cli_vocab_reaches_train_as_an_absolute_path(monkeypatch, tmp_path):
+    import edgekws.train as tr
+    from edgekws.cli import main
+
+    seen = {}
+    monkeypatch.setattr(tr, "train", lambda data, out, **kw: seen.update(kw))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--vocab", "v"]) == 0
+    assert seen["vocabulary"] == str(tmp_path / "v")

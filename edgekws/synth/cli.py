@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from edgekws.synth.words import COMMANDS, DEFAULT_ENGINES, ENGINES
+from edgekws.errors import EdgekwsError
+from edgekws.synth.words import COMMANDS, DEFAULT_ENGINES, ENGINES, vocabulary_words
 
 
 def _int(text: str) -> int:
@@ -29,6 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--words", metavar="W1,W2,...",
                    help=f"command words (default: {','.join(COMMANDS)}); custom: label=text, "
                         "e.g. light=でんき or light=light:ライト")
+    p.add_argument("--vocab", action="store_true",
+                   help="instead of commands, a vocabulary of 63 everyday words with no unknown words and "
+                        "no noise: for edgekws train --vocab (better features for retraining to this language)")
     p.add_argument("--speakers", type=_int, metavar="N",
                    help="pseudo-speakers, shared among engines (default 160; each says every word)")
     p.add_argument("--repeats", type=_int, default=1, metavar="N",
@@ -53,10 +57,21 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def vocabulary_spec(lang: str) -> str:
+    """The --words text that synthesizes the vocabulary of `lang` (words.vocabulary_words)."""
+    return ",".join(f"{w.label}={w.texts['espeak']}" for w in vocabulary_words(lang))
+
+
 def run(args) -> int:
     from edgekws.synth.generator import MANIFEST, synthesize_dataset
 
     t0 = time.perf_counter()
+    if args.vocab:
+        if args.words:
+            raise EdgekwsError("synth: give --vocab or --words, not both")
+        args.words = vocabulary_spec(args.lang)
+        args.unknown = 0 if args.unknown is None else args.unknown
+        args.noise_seconds = 0 if args.noise_seconds is None else args.noise_seconds
     m = synthesize_dataset(args.out, lang=args.lang, words=args.words, speakers=args.speakers,
                            seed=args.seed, jobs=args.jobs, engines=args.engines,
                            unknown_per_speaker=args.unknown, repeats=args.repeats,

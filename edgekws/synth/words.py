@@ -58,6 +58,35 @@ _UNKNOWN_JA = {
     "chair": "いす", "window": "まど", "morning": "あさ", "night": "よる",
 }
 
+# The vocabulary of `edgekws synth --vocab` and `edgekws train --vocab`: everyday words that are neither
+# commands nor unknown words above, each trained as a class of its own and dropped from the bundle, so
+# that the features learn to tell many words of the language apart. A Japanese base trained with the
+# English list retrains to English from 5 / 20 / all examples per word at 80.7 / 89.1 / 97.2% against
+# 75.9 / 83.3 / 91.3% without (README, last-layer retraining). English: eSpeak NG (no katakana readings).
+_VOCAB_EN = (
+    "banana car door fire garden hand ice jump kitchen lamp mouse nose ocean pencil queen river sugar "
+    "tiger umbrella violin wagon yellow zebra baby candle dinner engine father guitar honey island "
+    "jacket kettle lemon mother number orange planet rabbit salt tomato under village winter bottle "
+    "cloud dance early forest girl heart letter monkey north open purple quiet rocket silver turtle "
+    "uncle very wolf").split()
+# label (English meaning) -> Japanese kana
+_VOCAB_JA = {
+    "head": "あたま", "wind": "かぜ", "ear": "みみ", "mouth": "くち", "foot": "あし", "face": "かお",
+    "bridge": "はし", "station": "えき", "road": "みち", "house": "いえ", "room": "へや",
+    "clock": "とけい", "bag": "かばん", "shoes": "くつ", "hat": "ぼうし", "glasses": "めがね",
+    "umbrella": "かさ", "sugar": "さとう", "salt": "しお", "egg": "たまご", "meat": "にく",
+    "vegetable": "やさい", "fruit": "くだもの", "mandarin": "みかん", "strawberry": "いちご",
+    "watermelon": "すいか", "grape": "ぶどう", "peach": "もも", "sweets": "おかし",
+    "friend": "ともだち", "teacher": "せんせい", "school": "がっこう", "hospital": "びょういん",
+    "park": "こうえん", "train": "でんしゃ", "airplane": "ひこうき", "bicycle": "じてんしゃ",
+    "ship": "ふね", "forest": "もり", "pond": "いけ", "island": "しま", "star": "ほし",
+    "sun": "たいよう", "cloud": "くも", "thunder": "かみなり", "summer": "なつ", "winter": "ふゆ",
+    "spring": "はる", "autumn": "あき", "yellow": "きいろ", "green": "みどり", "purple": "むらさき",
+    "brown": "ちゃいろ", "music": "おんがく", "song": "うた", "pencil": "えんぴつ", "mirror": "かがみ",
+    "pillow": "まくら", "scissors": "はさみ", "monkey": "さる", "rabbit": "うさぎ", "fox": "きつね",
+    "bear": "くま",
+}
+
 _LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _KANA_RE = re.compile(r"^[\u3040-\u30ffー]+$")
 
@@ -157,3 +186,11 @@ def unknown_words(lang: str, exclude=()) -> list[Word]:
         items = [Word(lab, "unknown", {"espeak": kana, "openjtalk": kana})
                  for lab, kana in _UNKNOWN_JA.items()]
     return [w for w in items if w.label not in exclude]
+
+
+def vocabulary_words(lang: str) -> list[Word]:
+    """The words of `edgekws synth --vocab` for `lang` (written as word folders, like commands)."""
+    check_lang(lang)
+    if lang == "en":
+        return [Word(w, "command", {"espeak": w}) for w in _VOCAB_EN]
+    return [Word(lab, "command", {"espeak": kana, "openjtalk": kana}) for lab, kana in _VOCAB_JA.items()]
