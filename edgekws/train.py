@@ -569,8 +569,8 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
 
     fc = FeatureConfig()
     ds = load_dataset(data, config.words)
-    fingerprint = ds.fingerprint()
     vocab = load_vocabulary(config.vocabulary) if config.vocabulary else None
+    fingerprint = ds.fingerprint()
     if vocab is not None:
         vocab_fingerprint = vocab.fingerprint()
         fingerprint = hashlib.sha256(f"{fingerprint}+{vocab_fingerprint}".encode()).hexdigest()
