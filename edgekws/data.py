@@ -127,6 +127,11 @@ def _read_list(path: Path) -> set[str]:
     return {line.strip().replace("\\", "/") for line in text.splitlines() if line.strip()}
 
 
+def word_folders(root: Path) -> list[Path]:
+    """The word folders of a dataset folder, sorted: every subfolder not starting with '.' or '_'."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+
+
 def load_dataset(root: str | Path, words: list[str] | tuple[str, ...] | None = None, *,
                  val_percent: float = 10.0, test_percent: float = 10.0) -> Dataset:
     """Index a Speech Commands folder.
@@ -147,7 +152,7 @@ def load_dataset(root: str | Path, words: list[str] | tuple[str, ...] | None = N
         raise DatasetError(f"--words: invalid command word(s) {bad}")
     if len(set(words)) != len(words):
         raise DatasetError(f"--words: repeated command word in {list(words)}")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    folders = word_folders(root)
     missing = [w for w in words if not (root / w).is_dir()]
     if missing:
         have = ", ".join(p.name for p in folders) or "none"

@@ -17,8 +17,9 @@ English at 5 / 20 / all examples per word: +2 / +2 / +6 points over two base see
 
 Every op is int8/C-friendly (conv, depthwise, pointwise, BN folded at export, ReLU, average pool,
 dense). Alternatives, each with its own budget: "dscnn-l" (96-channel blocks: better on the voices it
-trained on, on voices it never met within the spread of single trainings; README), "dscnn-s" (narrow, quick: demos and tests), "cnn"
-(plain convolutions), "dnn" (fully connected on 2x2-pooled features) and "gru" (recurrent, BPTT).
+trained on, on voices it never met within the spread of single trainings; README), "dscnn-s" (narrow,
+quick: demos and tests), "cnn" (plain convolutions), "dnn" (fully connected on 2x2-pooled features)
+and "gru" (recurrent, BPTT).
 
 The budget counts what the int8 device runs. BatchNorm folds into the preceding layer and ReLU,
 Dropout and Flatten are free, so a budget row is one compute layer with whatever folds into it:

@@ -463,13 +463,12 @@ def _loss_acc(model, loss_fn, x, y, n_labels: int | None = None) -> tuple[float,
 
 def load_vocabulary(path):
     """The dataset folder of `--vocab`: every word folder in it is a vocabulary class."""
-    from edgekws.data import load_dataset
+    from edgekws.data import load_dataset, word_folders
 
     root = Path(path)
     if not root.is_dir():
         raise EdgekwsError(f"--vocab {root}: not a folder (make one with: edgekws synth --lang L --vocab --out {root})")
-    words = [p.name for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith((".", "_"))
-             and any(p.glob("*.wav"))]
+    words = [p.name for p in word_folders(root) if any(p.glob("*.wav"))]
     if len(words) < 2:
         raise EdgekwsError(f"--vocab {root}: needs at least 2 word folders of .wav clips, found {len(words)}")
     return load_dataset(root, words)

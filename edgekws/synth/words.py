@@ -61,7 +61,7 @@ _UNKNOWN_JA = {
 # The vocabulary of `edgekws synth --vocab` and `edgekws train --vocab`: everyday words that are neither
 # commands nor unknown words above, each trained as a class of its own and dropped from the bundle, so
 # that the features learn to tell many words of the language apart. A Japanese base trained with the
-# English list retrains to English from 5 / 20 / all examples per word at 80.7 / 89.1 / 97.2% against
+# English list retrains to English from 5 / 20 / all examples per word at 80.6 / 89.1 / 95.2% against
 # 75.9 / 83.3 / 91.3% without (README, last-layer retraining). English: eSpeak NG (no katakana readings).
 _VOCAB_EN = (
     "banana car door fire garden hand ice jump kitchen lamp mouse nose ocean pencil queen river sugar "
