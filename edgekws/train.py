@@ -83,9 +83,9 @@ class TrainConfig:
     # A vocabulary dataset folder (`edgekws synth --vocab`, any language): each of its word folders
     # trains as one more class, and those classes are dropped from the bundle. The model's own labels
     # stay; its features learn to tell many more words apart, which is what last-layer retraining for
-    # a new language needs: a Japanese base + 63 English words retrains to English at 80.6 / 89.1 /
-    # 95.2% from 5 / 20 / all examples per word (75.9 / 83.3 / 91.3% without), for 1.7 points of its
-    # own Japanese (96.5% int8, 40 epochs; README). Off by default.
+    # a new language needs: a Japanese base + 63 English words retrains to English at 84.0 / 91.5 /
+    # 96.3% from 5 / 20 / all examples per word (75.9 / 83.3 / 91.3% without), for 0.8 points of its
+    # own Japanese (97.4% int8; README). Off by default.
     vocabulary: str | None = None
 
     def to_dict(self) -> dict:

@@ -235,10 +235,13 @@ def test_vocab_writes_the_vocabulary_words_only(tmp_path, capsys):
         assert len(labels) == len(set(labels)) == 63
         assert not set(labels) & (set(unknown) | set(COMMANDS))   # neither a command nor an unknown word
     out = tmp_path / "v"
-    assert main(["synth", "--lang", "en", "--vocab", "--out", str(out), "--speakers", "1", "--jobs", "1"]) == 0
+    assert main(["synth", "--lang", "en", "--vocab", "--out", str(out), "--speakers", "2", "--jobs", "1"]) == 0
     folders = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert folders == sorted(w.label for w in vocabulary_words("en"))   # no unknown words, no noise
-    assert [p.name for p in (out / "banana").iterdir()] == ["espk0000_nohash_0.wav"]
+    # both engines speak the English vocabulary: eSpeak NG the word, Open JTalk its katakana reading
+    assert sorted(p.name for p in (out / "banana").iterdir()) == ["espk0000_nohash_0.wav", "ojt0000_nohash_0.wav"]
+    assert json.loads((out / "synth_manifest.json").read_text())["commands"]["banana"] == \
+        {"espeak": "banana", "openjtalk": "バナナ"}
     assert main(["synth", "--lang", "en", "--vocab", "--words", "go", "--out", str(tmp_path / "x")]) == 2
     assert "--vocab or --words" in capsys.readouterr().err
 

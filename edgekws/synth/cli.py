@@ -59,7 +59,9 @@ def register(subparsers) -> None:
 
 def vocabulary_spec(lang: str) -> str:
     """The --words text that synthesizes the vocabulary of `lang` (words.vocabulary_words)."""
-    return ",".join(f"{w.label}={w.texts['espeak']}" for w in vocabulary_words(lang))
+    def spec(w):   # English: `label=text:katakana` (both engines); Japanese: `label=kana`
+        return f"{w.label}={w.texts['espeak']}" + (f":{w.texts['openjtalk']}" if lang == "en" else "")
+    return ",".join(spec(w) for w in vocabulary_words(lang))
 
 
 def run(args) -> int:
