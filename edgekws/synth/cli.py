@@ -57,13 +57,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def vocabulary_spec(lang: str) -> str:
-    """The --words text that synthesizes the vocabulary of `lang` (words.vocabulary_words)."""
-    def spec(w):   # English: `label=text:katakana` (both engines); Japanese: `label=kana`
-        return f"{w.label}={w.texts['espeak']}" + (f":{w.texts['openjtalk']}" if lang == "en" else "")
-    return ",".join(spec(w) for w in vocabulary_words(lang))
-
-
 def run(args) -> int:
     from edgekws.synth.generator import MANIFEST, synthesize_dataset
 
@@ -71,7 +64,7 @@ def run(args) -> int:
     if args.vocab:
         if args.words:
             raise EdgekwsError("synth: give --vocab or --words, not both")
-        args.words = vocabulary_spec(args.lang)
+        args.words = vocabulary_words(args.lang)
         args.unknown = 0 if args.unknown is None else args.unknown
         args.noise_seconds = 0 if args.noise_seconds is None else args.noise_seconds
     m = synthesize_dataset(args.out, lang=args.lang, words=args.words, speakers=args.speakers,

@@ -67,17 +67,20 @@ _UNKNOWN_JA = {
 # alone: 80.6 / 89.1 / 95.2%, 40 epochs).
 # label -> katakana for Open JTalk
 _VOCAB_EN = {
-    "banana": "バナナ", "car": "カー", "door": "ドア", "fire": "ファイア", "garden": "ガーデン", "hand": "ハンド",
-    "ice": "アイス", "jump": "ジャンプ", "kitchen": "キッチン", "lamp": "ランプ", "mouse": "マウス", "nose": "ノーズ",
-    "ocean": "オーシャン", "pencil": "ペンシル", "queen": "クイーン", "river": "リバー", "sugar": "シュガー", "tiger": "タイガー",
-    "umbrella": "アンブレラ", "violin": "バイオリン", "wagon": "ワゴン", "yellow": "イエロー", "zebra": "ゼブラ", "baby": "ベイビー",
-    "candle": "キャンドル", "dinner": "ディナー", "engine": "エンジン", "father": "ファーザー", "guitar": "ギター",
-    "honey": "ハニー", "island": "アイランド", "jacket": "ジャケット", "kettle": "ケトル", "lemon": "レモン", "mother": "マザー",
-    "number": "ナンバー", "orange": "オレンジ", "planet": "プラネット", "rabbit": "ラビット", "salt": "ソルト", "tomato": "トマト",
-    "under": "アンダー", "village": "ビレッジ", "winter": "ウィンター", "bottle": "ボトル", "cloud": "クラウド", "dance": "ダンス",
-    "early": "アーリー", "forest": "フォレスト", "girl": "ガール", "heart": "ハート", "letter": "レター", "monkey": "モンキー",
-    "north": "ノース", "open": "オープン", "purple": "パープル", "quiet": "クワイエット", "rocket": "ロケット", "silver": "シルバー",
-    "turtle": "タートル", "uncle": "アンクル", "very": "ベリー", "wolf": "ウルフ",
+    "banana": "バナナ", "car": "カー", "door": "ドア", "fire": "ファイア", "garden": "ガーデン",
+    "hand": "ハンド", "ice": "アイス", "jump": "ジャンプ", "kitchen": "キッチン", "lamp": "ランプ",
+    "mouse": "マウス", "nose": "ノーズ", "ocean": "オーシャン", "pencil": "ペンシル", "queen": "クイーン",
+    "river": "リバー", "sugar": "シュガー", "tiger": "タイガー", "umbrella": "アンブレラ",
+    "violin": "バイオリン", "wagon": "ワゴン", "yellow": "イエロー", "zebra": "ゼブラ", "baby": "ベイビー",
+    "candle": "キャンドル", "dinner": "ディナー", "engine": "エンジン", "father": "ファーザー",
+    "guitar": "ギター", "honey": "ハニー", "island": "アイランド", "jacket": "ジャケット", "kettle": "ケトル",
+    "lemon": "レモン", "mother": "マザー", "number": "ナンバー", "orange": "オレンジ", "planet": "プラネット",
+    "rabbit": "ラビット", "salt": "ソルト", "tomato": "トマト", "under": "アンダー", "village": "ビレッジ",
+    "winter": "ウィンター", "bottle": "ボトル", "cloud": "クラウド", "dance": "ダンス", "early": "アーリー",
+    "forest": "フォレスト", "girl": "ガール", "heart": "ハート", "letter": "レター", "monkey": "モンキー",
+    "north": "ノース", "open": "オープン", "purple": "パープル", "quiet": "クワイエット",
+    "rocket": "ロケット", "silver": "シルバー", "turtle": "タートル", "uncle": "アンクル", "very": "ベリー",
+    "wolf": "ウルフ",
 }
 # label (English meaning) -> Japanese kana
 _VOCAB_JA = {
@@ -139,6 +142,7 @@ def command_words(lang: str, words=None) -> list[Word]:
     words : None (all ten), a comma-separated string or a list. Entries are command labels
             (`yes`, `stop`, ...) or custom words `label=text` (e.g. `light=でんき`, `light=light`);
             a custom English word may add a katakana reading for Open JTalk: `light=light:ライト`.
+            A list may also hold ready Word objects (vocabulary_words).
     """
     check_lang(lang)
     if words is None:
@@ -147,24 +151,26 @@ def command_words(lang: str, words=None) -> list[Word]:
         words = [w.strip() for w in words.split(",")]
     out: list[Word] = []
     for entry in words:
-        entry = str(entry).strip()
-        if not entry:
-            raise EdgekwsError("--words has an empty entry (check for doubled or trailing commas)")
-        if "=" in entry:
-            label, text = (s.strip() for s in entry.split("=", 1))
-            word = _custom_word(lang, label, text, entry)
-        elif entry in _COMMAND_TEXT:
-            en, kata, ja = _COMMAND_TEXT[entry]
-            texts = {"espeak": en, "openjtalk": kata} if lang == "en" else \
-                    {"espeak": ja, "openjtalk": ja}
-            word = Word(entry, "command", texts)
-        else:
-            raise EdgekwsError(f"--words: unknown word {entry!r}; known: {', '.join(COMMANDS)} "
-                               "(or give a custom word as label=text)")
+        word = entry if isinstance(entry, Word) else _parse_word(lang, str(entry).strip())
         if word.label in {w.label for w in out}:
             raise EdgekwsError(f"--words: {word.label!r} is given twice")
         out.append(word)
     return out
+
+
+def _parse_word(lang: str, entry: str) -> Word:
+    """One --words entry: a command label or a custom word `label=text`."""
+    if not entry:
+        raise EdgekwsError("--words has an empty entry (check for doubled or trailing commas)")
+    if "=" in entry:
+        label, text = (s.strip() for s in entry.split("=", 1))
+        return _custom_word(lang, label, text, entry)
+    if entry in _COMMAND_TEXT:
+        en, kata, ja = _COMMAND_TEXT[entry]
+        return Word(entry, "command", {"espeak": en, "openjtalk": kata} if lang == "en" else
+                    {"espeak": ja, "openjtalk": ja})
+    raise EdgekwsError(f"--words: unknown word {entry!r}; known: {', '.join(COMMANDS)} "
+                       "(or give a custom word as label=text)")
 
 
 def _custom_word(lang: str, label: str, text: str, entry: str) -> Word:
