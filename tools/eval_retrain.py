@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The quality table of last-layer retraining: accuracy on UNSEEN speakers of the new language vs
 examples per word, next to a model trained from scratch on all of that language's data and a head
-trained on a randomly initialized backbone (how much the other language's features help).
+trained on a randomly initialized backbone (how much the other language's features help) and a head
+retrained on the from-scratch model's own backbone (the same K clips: what last-layer retraining
+reaches at K examples when the frozen features already know these very words, the ceiling).
 
     python tools/eval_retrain.py --data-ja D_JA --data-en D_EN --base-ja M_JA --base-en M_EN [--prepare]
 
@@ -66,7 +68,8 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
     xte, yte, _ = dataset_examples(data, words, "test", seed=0)
     n_cls = len(names)
     scratch_acc = float(np.mean(int8_forward(load_quantized(scratch), xte).argmax(1) == yte))
-    backbones = {"pretrained": Backbone.from_bundle(base), "random": random_backbone(base, xtr[:500], args.seeds)}
+    backbones = {"pretrained": Backbone.from_bundle(base), "random": random_backbone(base, xtr[:500], args.seeds),
+                 "native": Backbone.from_bundle(scratch)}
     t0 = time.perf_counter()
     emb = {k: (b.embed(xtr), b.embed(xte)) for k, b in backbones.items()}
     log(f"  embeddings of {len(ytr)} train + {len(yte)} test clips in {time.perf_counter() - t0:.1f} s")
@@ -74,7 +77,7 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
     for shots in args.shots:
         k = None if shots == "all" else int(shots)
         cells = {}
-        for name, loss in (("pretrained", "ce"), ("pretrained", "triplet"), ("random", "ce")):
+        for name, loss in (("pretrained", "ce"), ("pretrained", "triplet"), ("random", "ce"), ("native", "ce")):
             if loss == "triplet" and not args.triplet:
                 continue
             bb = backbones[name]
@@ -90,16 +93,16 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
         rows.append((shots, cells))
         p = cells[("pretrained", "ce")]
         log(f"  shots {shots}: pretrained int8 {p[0]:.3f} (float32 head {p[3]:.3f}), "
-            f"random {cells[('random', 'ce')][0]:.3f}")
+            f"random {cells[('random', 'ce')][0]:.3f}, native {cells[('native', 'ce')][0]:.3f}")
     head = "| examples per word | retrained head, int8 (min-max) | float32 head |" + \
-           (" triplet + CE, int8 |" if args.triplet else "") + " random backbone, int8 | from scratch, all data |"
+           (" triplet + CE, int8 |" if args.triplet else "") + " random backbone, int8 | the new language's own backbone, int8 | from scratch, all data |"
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for shots, cells in rows:
         p, r = cells[("pretrained", "ce")], cells[("random", "ce")]
         line = f"| {shots} | {100 * p[0]:.1f}% ({100 * p[1]:.1f}-{100 * p[2]:.1f}) | {100 * p[3]:.1f}% |"
         if args.triplet:
             line += f" {100 * cells[('pretrained', 'triplet')][0]:.1f}% |"
-        line += f" {100 * r[0]:.1f}% | {100 * scratch_acc:.1f}% |"
+        line += f" {100 * r[0]:.1f}% | {100 * cells[('native', 'ce')][0]:.1f}% | {100 * scratch_acc:.1f}% |"
         out.append(line)
     out.append(f"\n{len(yte)} test clips of {len(names)} classes ({', '.join(names)}) from speakers never seen; "
                f"heads learn from the train split; {args.epochs} epochs, engine {args.engine}.")
