@@ -95,7 +95,8 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
         log(f"  shots {shots}: pretrained int8 {p[0]:.3f} (float32 head {p[3]:.3f}), "
             f"random {cells[('random', 'ce')][0]:.3f}, native {cells[('native', 'ce')][0]:.3f}")
     head = "| examples per word | retrained head, int8 (min-max) | float32 head |" + \
-           (" triplet + CE, int8 |" if args.triplet else "") + " random backbone, int8 | the new language's own backbone, int8 | from scratch, all data |"
+           (" triplet + CE, int8 |" if args.triplet else "") + \
+           " random backbone, int8 | the new language's own backbone, int8 | from scratch, all data |"
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for shots, cells in rows:
         p, r = cells[("pretrained", "ce")], cells[("random", "ce")]
