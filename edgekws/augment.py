@@ -18,6 +18,7 @@ alike than people (see issue 11).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from math import gcd
 
@@ -151,6 +152,17 @@ def _fit_length(y: np.ndarray, s: int, anchor: np.ndarray, factor: float) -> np.
     return np.stack([_shifted(y[i], int(d[i]), s) for i in range(n)])
 
 
+@functools.lru_cache(maxsize=128)
+def _resample_filter(up: int, down: int, dtype) -> np.ndarray:
+    """The low-pass filter resample_poly designs for up/down by default (Kaiser-windowed sinc,
+    10 x max(up, down) taps a side, cutoff at the lower Nyquist), in x's dtype as resample_poly
+    casts it: designed once per ratio instead of at every call (a batch has ~10 ratios)."""
+    rate = max(up, down)
+    h = signal.firwin(20 * rate + 1, 1.0 / rate, window=("kaiser", 5.0)).astype(dtype)
+    h.flags.writeable = False  # shared by the calls (resample_poly works on its own copy)
+    return h
+
+
 def speed_perturb(x: np.ndarray, factors) -> np.ndarray:
     """Play row i factors[i] times faster (resample_poly; tempo and pitch change together).
 
@@ -175,9 +187,33 @@ def speed_perturb(x: np.ndarray, factors) -> np.ndarray:
             continue
         rows = np.flatnonzero(q == k)
         g = gcd(_SPEED_STEPS, int(k))
-        y = signal.resample_poly(x[rows], _SPEED_STEPS // g, int(k) // g, axis=1).astype(np.float32)
+        up, down = _SPEED_STEPS // g, int(k) // g
+        y = signal.resample_poly(x[rows], up, down, axis=1, window=_resample_filter(up, down, x.dtype))
+        y = y.astype(np.float32)
         out[rows] = _fit_length(y, s, centroid[rows], k / _SPEED_STEPS)
     return out
+
+
+def _overlap_add(y: np.ndarray, win: np.ndarray, hop: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames y (k, T, frame), frame t starting at sample t * hop, summed into (k, size) float32,
+    and the sum of win^2 under them (size,). Half-overlapping frames (frame = 2 hop, formant_shift's
+    default) take two vector adds: each hop-long piece is the sum of two frame halves."""
+    k, t, frame = y.shape
+    ola = np.zeros((k, size), np.float32)
+    norm = np.zeros(size, np.float32)
+    if frame == 2 * hop:
+        pieces = ola[:, :(t + 1) * hop].reshape(k, t + 1, hop)
+        pieces[:, :t] = y[:, :, :hop]
+        pieces[:, 1:] += y[:, :, hop:]
+        w2 = (win * win).reshape(2, hop)
+        npieces = norm[:(t + 1) * hop].reshape(t + 1, hop)
+        npieces[:t] = w2[0]
+        npieces[1:] += w2[1]
+        return ola, norm
+    for i in range(t):
+        ola[:, i * hop:i * hop + frame] += y[:, i]
+        norm[i * hop:i * hop + frame] += win * win
+    return ola, norm
 
 
 def formant_shift(x: np.ndarray, alpha, frame: int = 512, hop: int = 256,
@@ -219,11 +255,7 @@ def formant_shift(x: np.ndarray, alpha, frame: int = 512, hop: int = 256,
         warped[j] = env[j][:, i0] * (1 - frac) + env[j][:, i1] * frac
     spec *= np.exp(np.clip(warped - env, -3.45, 3.45))                      # ±30 dB
     y = sfft.irfft(spec, frame, axis=-1).astype(np.float32) * win
-    ola = np.zeros(xp.shape, np.float32)
-    norm = np.zeros(xp.shape[1], np.float32)
-    for t, a in enumerate(starts):
-        ola[:, a:a + frame] += y[:, t]
-        norm[a:a + frame] += win * win
+    ola, norm = _overlap_add(y, win, hop, xp.shape[1])
     res = ola[:, half:half + s] / np.maximum(norm[half:half + s], 1e-3)
     rin = np.sqrt(np.mean(x[rows].astype(np.float64) ** 2, axis=1))
     rout = np.sqrt(np.mean(res.astype(np.float64) ** 2, axis=1))

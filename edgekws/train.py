@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekws.errors import BundleError, EdgekwsError
-from edgekws.nn.parallel import one_blas_thread
+from edgekws.nn.parallel import more_threads, one_blas_thread
 
 CHECKPOINT = "checkpoint.npz"
 CHECKPOINT_FORMAT = "edgekws-train-checkpoint"
@@ -267,10 +267,14 @@ def batch_key(seed: int, epoch: int, step: int) -> list[int]:
 
 
 def default_workers() -> int:
-    """1 batch worker where a second core and fork() exist (Linux, a Raspberry Pi), else 0."""
+    """One batch worker per core, at most the pipeline's depth (3), where a second core and fork()
+    exist (Linux, a Raspberry Pi), else 0. One more process than cores on purpose: while the
+    training process waits for a batch its core makes batches too (on 2 cores an epoch of the
+    480-speaker default took about 10 s with 2 workers and 11.5 s with 1; BENCHMARKS.md)."""
     import multiprocessing
 
-    return 1 if (os.cpu_count() or 1) >= 2 and "fork" in multiprocessing.get_all_start_methods() else 0
+    cores = os.cpu_count() or 1
+    return min(cores, 3) if cores >= 2 and "fork" in multiprocessing.get_all_start_methods() else 0
 
 
 _WORKER: dict = {}
@@ -331,8 +335,8 @@ class DeferredInterrupt:
 class BatchPipeline:
     """The batches of an epoch, made ahead of the training loop by `workers` forked processes
     (workers=0: made here, one at a time, when the loop asks for them). Measured on 2 cores:
-    augmentation and features take ~45% of a training step; in a worker they overlap the
-    forward/backward pass on the other core.
+    augmentation and features take ~45% of a training step (a batch takes a worker longer than the
+    step that uses it); in workers they overlap the forward/backward pass.
     The bits do not change with `workers`: each batch has its own generator (batch_key).
     Forked workers share the training arrays with this process (copy-on-write), nothing is pickled
     but the batch indices and the finished inputs."""
@@ -643,6 +647,8 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
     out.mkdir(parents=True, exist_ok=True)
     epoch = start_epoch
     pipeline = BatchPipeline(maker, config.seed, workers)
+    # the batch workers wait while this process validates and scores hard negatives: use their cores
+    idle_threads = min(os.cpu_count() or 1, 4) if workers else 1
     ctrl_c = DeferredInterrupt()
     stopped_early = bool(meta and meta.get("stopped_early"))
     try:
@@ -650,7 +656,9 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
             t_epoch = time.perf_counter()
             weights = None
             if x_unknown is not None and epoch > 0:
-                weights = hard_negative_weights(model, x_unknown, unknown_words, config.hard_negatives, n_labels)
+                with more_threads(idle_threads):
+                    weights = hard_negative_weights(model, x_unknown, unknown_words, config.hard_negatives,
+                                                    n_labels)
             perm = order.draw(rng, weights)
             seen = correct = 0
             loss_sum = 0.0
@@ -676,7 +684,8 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
             bar.close()
             if len(va.labels):
-                val_loss, val_acc = _loss_acc(model, loss_fn, x_val, va.labels, n_labels)
+                with more_threads(idle_threads):
+                    val_loss, val_acc = _loss_acc(model, loss_fn, x_val, va.labels, n_labels)
             else:  # no validation split: the latest epoch counts as the best, no early stopping
                 val_loss, val_acc = loss_sum / seen, correct / seen
                 best = {"epoch": -1, "val_accuracy": -1.0, "val_loss": float("inf")}
@@ -787,8 +796,8 @@ def register(sub) -> None:
                         "last-layer retraining; the model's answers are the same)")
     p.add_argument("--no-augment", action="store_true", help="no audio augmentation, time warp or SpecAugment")
     p.add_argument("--workers", type=int, metavar="N",
-                   help="processes making augmented batches ahead of training (default 1 on a "
-                        "multi-core machine, 0 = none; the weights do not depend on it)")
+                   help="processes making augmented batches ahead of training (default: one per core, "
+                        "at most 3, on a multi-core machine; 0 = none; the weights do not depend on it)")
     p.add_argument("--quick", action="store_true", help="small model and few epochs (a quick try)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in MODEL")
     p.add_argument("--force", action="store_true", help="replace an existing bundle or checkpoint in MODEL")

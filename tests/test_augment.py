@@ -187,6 +187,33 @@ def test_formant_shift_moves_envelope_keeps_pitch():
         formant_shift(x, [1.0, -1.0, 1.0])
 
 
+def test_speed_filter_is_resample_polys_own_and_formant_overlap_add_paths_agree():
+    """speed_perturb passes resample_poly a filter designed once per ratio: the same bits as letting
+    resample_poly design it at every call. formant_shift's overlap-add of half-overlapping frames
+    (two vector adds) agrees with the frame-by-frame loop other frame/hop pairs take."""
+    from math import gcd
+
+    from scipy import signal
+
+    from edgekws.augment import _overlap_add, _resample_filter
+
+    x = np.random.default_rng(4).standard_normal((2, 4000)).astype(np.float32)
+    for k in (30, 36, 44, 51):
+        up, down = 40 // gcd(40, k), k // gcd(40, k)
+        own = signal.resample_poly(x, up, down, axis=1, window=_resample_filter(up, down, x.dtype))
+        assert np.array_equal(own, signal.resample_poly(x, up, down, axis=1))
+    y = np.random.default_rng(5).standard_normal((2, 7, 8)).astype(np.float32)  # 7 frames of 8
+    win = np.hanning(9)[:8].astype(np.float32)
+    ola, norm = _overlap_add(y, win, 4, 40)
+    want, want_norm = np.zeros((2, 40), np.float32), np.zeros(40, np.float32)
+    for t in range(7):  # frame by frame
+        want[:, 4 * t:4 * t + 8] += y[:, t]
+        want_norm[4 * t:4 * t + 8] += win * win
+    assert np.array_equal(ola, want) and np.array_equal(norm, want_norm)
+    ola3, _ = _overlap_add(y, win, 3, 40)  # other overlaps: the loop; samples 0-2 are frame 0's alone
+    assert np.array_equal(ola3[:, :3], y[:, 0, :3]) and np.array_equal(ola3[:, 3:6], y[:, 0, 3:6] + y[:, 1, :3])
+
+
 def test_gain_clip_mulaw():
     x = _speechlike(2)
     assert np.allclose(_power_db(apply_gain(x, [6.0, -6.0])) - _power_db(x), [6.0, -6.0], atol=1e-3)

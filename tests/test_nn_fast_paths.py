@@ -33,6 +33,7 @@ GEOMETRIES = [  # kernel, stride, padding, per-example input (H, W, C)
     (3, 1, "same", (6, 5, 3)),
     (3, 1, "valid", (6, 5, 2)),
     ((3, 2), 2, "same", (7, 5, 2)),
+    (3, (2, 1), "same", (7, 5, 2)),  # strided rows, unit column stride (the merged columns view)
     ((5, 3), (2, 3), "same", (9, 8, 2)),
     (3, 3, "valid", (10, 7, 1)),
     (2, 1, ((0, 1), (1, 0)), (3, 4, 2)),
@@ -108,6 +109,23 @@ def test_tiny_blocks_and_threads_give_the_same_bits(monkeypatch):
     for run in runs[::3]:  # other blockings: same up to float32 summation order
         for a, b in zip(runs[1], run):
             np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
+def test_more_threads_raises_the_count_for_a_block_only_and_never_lowers_it():
+    old = nn.get_num_threads()
+    try:
+        nn.set_num_threads(1)
+        with parallel.more_threads(3):
+            assert nn.get_num_threads() == 3
+        assert nn.get_num_threads() == 1
+        nn.set_num_threads(2)
+        with parallel.more_threads(1):
+            assert nn.get_num_threads() == 2  # never fewer than the caller set
+        with pytest.raises(KeyError), parallel.more_threads(4):
+            raise KeyError("inside")
+        assert nn.get_num_threads() == 2  # restored after an error too
+    finally:
+        nn.set_num_threads(old)
 
 
 def test_reused_work_buffers_never_leak_between_calls(monkeypatch):

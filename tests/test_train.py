@@ -358,7 +358,7 @@ def test_hard_negatives_favour_unknown_words_that_sound_like_commands():
     assert np.array_equal(order.draw(np.random.default_rng(7), w), order.draw(np.random.default_rng(7), w))
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, 1])
 def test_batch_workers_change_the_speed_not_the_weights(workers, reference, tiny, tmp_path):
     b = train(tiny, tmp_path / "m", **TINY, workers=workers)  # reference: default_workers()
     _same_weights(_weights(b), _weights(reference))

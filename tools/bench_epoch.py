@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Training epoch of the default recipe: batches made in the training process vs made ahead of it
-by a forked worker process (edgekws.train.BatchPipeline), on the same data, same seed.
+by forked worker processes (edgekws.train.BatchPipeline), on the same data, same seed.
 
 An epoch of `edgekws train` = draw the epoch's examples (hard negatives from epoch 2) -> for each
 batch: augment audio, compute integer features, SpecAugment (the batch maker) -> forward, backward,
 AdamW (the training step) -> validation. With --workers 0 both halves share one core; with 1 the
-batch maker runs on the other core, ahead of the step. Runs alternate 0 1 0 1 and the medians of
-the per-epoch seconds (training history) are compared; the weights of every run must be the same
-bits (the worker changes the speed, not the result).
+batch maker runs on the other core, ahead of the step; with 2 (one more process than cores) a core
+the training process leaves idle while it waits for a batch, or while it validates, makes batches
+too. Runs alternate 0 1 2 0 1 2 and the medians of the per-epoch seconds (training history) are
+compared; the weights of every run must be the same bits (workers change the speed, not the result).
 
     python tools/bench_epoch.py                # synthesized English, 80 speakers, 3 epochs x 2 rounds
     python tools/bench_epoch.py --data D       # any dataset folder
@@ -48,23 +49,26 @@ def main(argv=None) -> int:
     ap.add_argument("--speakers", type=int, default=80)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2],
+                    help="worker counts to compare (default: 0 1 2; the first is the ratios' reference)")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
         args.epochs, args.rounds, args.speakers = 1, 1, 24
-    from edgekws.train import train
+    from edgekws.train import default_workers, train
 
     with tempfile.TemporaryDirectory() as tmp:
         build = Path(tmp)
         data = get_data(args.data, build, args.speakers)
         if data is None:
             return 0
-        per_epoch: dict[int, list[float]] = {0: [], 1: []}
+        settings = args.workers
+        per_epoch: dict[int, list[float]] = {w: [] for w in settings}
         weights: dict[int, dict] = {}
-        wall: dict[int, list[float]] = {0: [], 1: []}
+        wall: dict[int, list[float]] = {w: [] for w in settings}
         n_train = None
         for r in range(args.rounds):
-            for w in (0, 1):
+            for w in settings:
                 t = time.perf_counter()
                 b = train(data, build / f"m{w}{r}", epochs=args.epochs, patience=args.epochs, workers=w,
                           progress=False, log=lambda *a, **k: None, cache_dir=build / "cache")
@@ -72,15 +76,18 @@ def main(argv=None) -> int:
                 per_epoch[w] += [h["seconds"] for h in b.read_json("history.json")]
                 weights[w] = b.read_npz("weights.npz")
                 n_train = b.manifest["training"]["n_train"]
-        same = all(np.array_equal(weights[0][k], weights[1][k]) for k in weights[0])
+        same = all(np.array_equal(weights[settings[0]][k], weights[w][k]) for w in settings for k in weights[w])
         med = {w: statistics.median(v) for w, v in per_epoch.items()}
         print(f"default recipe (dscnn, batch 64, audio augmentation, SpecAugment, 3x _unknown_, hard negatives)\n"
               f"{n_train} examples per epoch, {args.epochs} epochs x {args.rounds} rounds per setting, "
               f"medians of per-epoch seconds\n")
         print("| batches made | s/epoch | ratio | whole run (s, median) |")
         print("|---|---|---|---|")
-        for w, name in ((0, "in the training process (--workers 0)"), (1, "by 1 worker process (default)")):
-            print(f"| {name} | {med[w]:.2f} | {med[w] / med[0]:.2f} | {statistics.median(wall[w]):.1f} |")
+        default = default_workers()
+        for w in settings:
+            name = "in the training process" if w == 0 else f"by {w} worker process{'es' if w > 1 else ''}"
+            name += f" (--workers {w}{', the default here' if w == default else ''})"
+            print(f"| {name} | {med[w]:.2f} | {med[w] / med[settings[0]]:.2f} | {statistics.median(wall[w]):.1f} |")
         print(f"\nsame weights, bit for bit: {'yes' if same else 'NO'}")
         return 0 if same else 1
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -44,6 +45,23 @@ def set_num_threads(n: int) -> None:
         _state["pool"].shutdown(wait=True)
         _state["pool"] = None
     _state["threads"] = n
+
+
+@contextmanager
+def more_threads(n: int):
+    """Within the block, the engine's loops use n threads if they use fewer (set_num_threads), then
+    the count returns to what it was. For work during which other cores idle (training's validation
+    and hard-negative scoring, while the batch workers wait): per-example results are the same bits
+    for any thread count."""
+    before = get_num_threads()
+    if n <= before:
+        yield
+        return
+    set_num_threads(n)
+    try:
+        yield
+    finally:
+        set_num_threads(before)
 
 
 def batch_blocks(n: int, bytes_per_example: int, block_bytes: int | None = None) -> list[slice]:
