@@ -22,7 +22,7 @@ from edgekws.errors import EdgekwsError
 BENCHMARKS = [
     ("Training step: numpy engine vs PyTorch (reference DS-CNN, batch 100)",
      ["bench_train.py"], ["bench_train.py", "--quick"]),
-    ("Training epoch of the default recipe: batches made in the training process vs by a worker process",
+    ("Training epoch of the default recipe: batches made in the training process vs by worker processes",
      ["bench_epoch.py"], ["bench_epoch.py", "--quick"]),
     ("Inference per 1 s window: numpy float / numpy int8 / onnxruntime float / onnxruntime int8 / C int8",
      ["bench_infer.py"], ["bench_infer.py", "--repeats", "20"]),
