@@ -191,7 +191,7 @@ class DepthwiseConv2D(Layer):
                 dw = per_column.reshape(*self.kernel_size, -1, g.c).sum(2)
             elif self.trainable:  # strided: only the strided outputs have a gradient; read x there only
                 view = g.taps(self._load(x[sl]), n)  # (kh, kw, n, Ho, Wo, C), or Wo * C merged
-                if view.ndim == 6:  # (2.5x faster than the stride-1 pass for dscnn's stride-2 block)
+                if view.ndim == 6:  # dscnn's dw2, batch 64: 2.8 ms, the whole-grid pass 5.9 ms
                     dw = np.einsum("ijnabc,nabc->ijc", view, dy[sl])
                 else:
                     per_column = np.einsum("ijnak,nak->ijk", view, dy[sl].reshape(view.shape[2:]))
