@@ -266,15 +266,18 @@ def batch_key(seed: int, epoch: int, step: int) -> list[int]:
     return [seed, 3, epoch, step]
 
 
+PIPELINE_DEPTH = 3  # batches requested ahead of the training loop (more workers than this would idle)
+
+
 def default_workers() -> int:
-    """One batch worker per core, at most the pipeline's depth (3), where a second core and fork()
+    """One batch worker per core, at most PIPELINE_DEPTH, where a second core and fork()
     exist (Linux, a Raspberry Pi), else 0. One more process than cores on purpose: while the
     training process waits for a batch its core makes batches too (on 2 cores an epoch of the
     480-speaker default took about 10 s with 2 workers and 11.5 s with 1; BENCHMARKS.md)."""
     import multiprocessing
 
     cores = os.cpu_count() or 1
-    return min(cores, 3) if cores >= 2 and "fork" in multiprocessing.get_all_start_methods() else 0
+    return min(cores, PIPELINE_DEPTH) if cores >= 2 and "fork" in multiprocessing.get_all_start_methods() else 0
 
 
 _WORKER: dict = {}
@@ -341,7 +344,7 @@ class BatchPipeline:
     Forked workers share the training arrays with this process (copy-on-write), nothing is pickled
     but the batch indices and the finished inputs."""
 
-    def __init__(self, maker: BatchMaker, seed: int, workers: int, depth: int = 3):
+    def __init__(self, maker: BatchMaker, seed: int, workers: int, depth: int = PIPELINE_DEPTH):
         self.maker, self.seed, self.depth = maker, seed, depth
         self.pool = None
         if workers > 0:
