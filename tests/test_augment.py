@@ -103,7 +103,7 @@ def test_room_impulse_response_rt60_and_drr():
     drr = 10 * np.log10(1.0 / (tail ** 2).sum(1))
     assert np.allclose(drr, [0.0, 6.0, -3.0], atol=0.01)
     for i, r in enumerate(rt60):               # Schroeder backward integration: -5 dB to -25 dB
-        edc = 10 * np.log10(np.cumsum((tail[i] ** 2)[::-1])[::-1] / (tail[i] ** 2).sum())
+        edc = 10 * np.log10(np.maximum(np.cumsum((tail[i] ** 2)[::-1])[::-1], 1e-300) / (tail[i] ** 2).sum())
         t5, t25 = np.argmax(edc < -5), np.argmax(edc < -25)
         est = 3.0 * (t25 - t5) / SR
         assert abs(est - r) < 0.15 * r
@@ -212,6 +212,46 @@ def test_speed_filter_is_resample_polys_own_and_formant_overlap_add_paths_agree(
     assert np.array_equal(ola, want) and np.array_equal(norm, want_norm)
     ola3, _ = _overlap_add(y, win, 3, 40)  # other overlaps: the loop; samples 0-2 are frame 0's alone
     assert np.array_equal(ola3[:, :3], y[:, 0, :3]) and np.array_equal(ola3[:, 3:6], y[:, 0, 3:6] + y[:, 1, :3])
+
+
+def test_formant_envelope_matmuls_equal_the_cepstrum_by_fft_and_eq_grid_is_within_a_tenth_db():
+    """formant_shift's cepstral smoothing as two small matrix products equals liftering the real
+    cepstrum computed by irfft/rfft; equalize's response, evaluated every _EQ_GRID bins and
+    interpolated, stays within 0.1 dB of eq_response at every bin above 100 Hz."""
+    from edgekws.augment import _bin_response, _cepstral_bases
+
+    rng = np.random.default_rng(6)
+    frame, lifter = 512, 24
+    logmag = rng.standard_normal((5, frame // 2 + 1)).astype(np.float32)
+    cep = np.fft.irfft(logmag.astype(np.float64), frame, axis=-1)
+    cep[:, lifter:frame - lifter + 1] = 0.0
+    want = np.fft.rfft(cep, axis=-1).real
+    to_cep, to_env = _cepstral_bases(frame, lifter)
+    assert np.allclose((logmag @ to_cep) @ to_env, want, atol=1e-5)
+    assert np.allclose(logmag @ to_cep, cep[:, :lifter], atol=1e-6)
+
+    k, nfft = 50, 17280
+    args = (rng.uniform(50, 400, k), rng.uniform(2800, 7800, k), rng.uniform(-8, 8, k),
+            np.exp(rng.uniform(np.log(200), np.log(6000), (k, 2))), rng.uniform(-8, 8, (k, 2)))
+    f = np.fft.rfftfreq(nfft, 1 / SR)
+    h = _bin_response(nfft, SR, *args, order=4)
+    exact = eq_response(f, *args)
+    assert h.shape == exact.shape and h.dtype == np.float32
+    above = f >= 100
+    assert np.abs(20 * np.log10(h[:, above] / exact[:, above])).max() < 0.1
+
+
+def test_room_impulse_responses_end_with_their_own_room():
+    """Each row's tail is drawn only as long as its own rt60: a short room's response is zero after
+    it, whatever the longest room of the batch; the same generator state gives the same bits."""
+    rt60 = np.array([0.9, 0.1, 0.3])
+    irs = room_impulse_responses(rt60, np.zeros(3), np.random.default_rng(2), SR, damping=[0.0, 0.3, 0.6])
+    assert irs.shape[1] >= int(0.9 * SR)
+    for i, r in enumerate(rt60):
+        nz = np.flatnonzero(irs[i, 1:])
+        assert 0.9 * r * SR < nz[-1] + 1 <= r * SR + 0.010 * SR + 1
+    again = room_impulse_responses(rt60, np.zeros(3), np.random.default_rng(2), SR, damping=[0.0, 0.3, 0.6])
+    assert np.array_equal(irs, again)
 
 
 def test_gain_clip_mulaw():
