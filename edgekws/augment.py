@@ -224,7 +224,8 @@ def _cepstral_bases(frame: int, lifter: int) -> tuple[np.ndarray, np.ndarray]:
     For a real, even log spectrum L (the bins 0..frame/2 of |rfft|), irfft(L)[q] = L @ to_cep[:, q];
     the liftered envelope rfft(cep with quefrencies lifter..frame-lifter zeroed).real = cep[:lifter]
     @ to_env. So the smoothed envelope is two small matmuls (rank `lifter`) instead of an irfft and
-    an rfft of the whole frame. float32 (the spectra are float32)."""
+    an rfft of the whole frame. to_cep is float32, as the log spectra it multiplies; to_env float64,
+    as formant_shift builds each clip's warp matrix from it before storing that in float32."""
     nbin = frame // 2 + 1
     q = np.arange(lifter)
     m = np.arange(nbin)

@@ -452,7 +452,8 @@ def hard_negative_sample(words, per_word: int, rng: np.random.Generator) -> np.n
     if not len(words):
         return np.zeros(0, np.int64)
     names, inverse = np.unique(words, return_inverse=True)
-    pick = [rng.choice(np.flatnonzero(inverse == w), min(per_word, int(np.sum(inverse == w))), replace=False)
+    counts = np.bincount(inverse)
+    pick = [rng.choice(np.flatnonzero(inverse == w), min(per_word, int(counts[w])), replace=False)
             for w in range(len(names))]
     return np.sort(np.concatenate(pick))
 
