@@ -24,6 +24,8 @@ BENCHMARKS = [
      ["bench_train.py"], ["bench_train.py", "--quick"]),
     ("Training epoch of the default recipe: batches made in the training process vs by worker processes",
      ["bench_epoch.py"], ["bench_epoch.py", "--quick"]),
+    ("Audio augmentation per batch: each operation, the whole chain and the integer features",
+     ["bench_augment.py"], ["bench_augment.py", "--quick"]),
     ("Inference per 1 s window: numpy float / numpy int8 / onnxruntime float / onnxruntime int8 / C int8",
      ["bench_infer.py"], ["bench_infer.py", "--repeats", "20"]),
     ("Frontend throughput: integer numpy vs float reference, C per hop, Cortex-M4 instructions per hop",

@@ -287,3 +287,16 @@ def test_bad_inputs_rejected():
     with pytest.raises(EdgekwsError, match="batch"):
         Augmenter().apply(np.zeros((1, 2, 3), np.float32), np.random.default_rng())
     assert Augmenter(noises=[np.full(100, 1000, np.int16)]).noises[0].max() == pytest.approx(1000 / 32768)
+
+
+def test_bench_augment_tool_times_every_operation_of_the_chain(capsys):
+    from tool_helpers import load_tool
+
+    assert load_tool("bench_augment").main(["--clips", "6", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line.split("|")[2:5] for line in out.splitlines()
+            if line.startswith("| ") and not line.startswith("| operation")}
+    assert list(rows) == ["time shift", "formant shift", "speed", "reverb", "noise", "EQ", "mu-law",
+                          "whole chain", "integer features"]
+    assert int(rows["formant shift"][0]) == 2 and int(rows["whole chain"][0]) == 6   # 0.3 and all of 6 rows
+    assert float(rows["whole chain"][2]) == 1.0 and all(float(v[1]) > 0 for v in rows.values())
