@@ -313,7 +313,7 @@ def room_impulse_responses(rt60, drr_db, rng: np.random.Generator, sr: int = SAM
     decay = (-3.0 * np.log(10.0) / (rt60 * sr)).astype(np.float32)
     # each row's own tail only (rows of short rooms are mostly zeros): one draw for all rows
     noise = rng.standard_normal(int(decay_len.sum()), dtype=np.float32)
-    levels = np.rint(damping * 20) / 20
+    levels = np.rint(damping * 20) / 20   # damping in steps of 0.05 (once grouped rows per lfilter call)
     tail = np.zeros((k, length), np.float32)
     ends = np.cumsum(decay_len)
     for i in range(k):
