@@ -178,6 +178,9 @@ def main(argv=None) -> int:
     ap.add_argument("--example", action="store_true", help="the MCU computes embeddings from embedded audio")
     ap.add_argument("--boards", default="an386", help="comma-separated: an386 (M4F), an385 (M3)")
     ap.add_argument("--test-per-class", type=int, default=1, help="test clips per class embedded (default 1)")
+    ap.add_argument("--negatives", action="store_true",
+                    help="also `shots` examples of _silence_ and _unknown_ (as edgekws retrain takes them); "
+                         "default: the command words only, the other rows start from the base head")
     ap.add_argument("--build", type=Path, default=ROOT / "firmware" / "build" / "qemu-retrain")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -190,18 +193,22 @@ def main(argv=None) -> int:
     bb, base_labels, bw, bbias = get_backbone(args.model)
     data = get_data(args.data, args.build)
     tr, te, names = split(data, words)
-    # the examples: `shots` clips of each command word (silence/unknown keep the base rows)
-    is_word = np.array([names[y] not in ("_silence_", "_unknown_") for y in tr.labels])
+    # the examples: `shots` clips of each command word (silence/unknown keep the base rows), or of
+    # every class with --negatives
+    is_word = np.array([args.negatives or names[y] not in ("_silence_", "_unknown_") for y in tr.labels])
     pool = np.flatnonzero(is_word)
     idx = pool[pick_shots(tr.labels[pool], shots, seed=0)]
     init = base_rows(bw, bbias, base_labels, names, bb.embed_size)
     results = {"host": host_figures(bb, tr.features[idx], tr.labels[idx], len(names), args.epochs, init),
-               "shots": shots, "words": words, "model": args.model or "random-weight dscnn", "data": str(data)}
+               "shots": shots, "words": words, "negatives": args.negatives,
+               "model": args.model or "random-weight dscnn", "data": str(data)}
     h = results["host"]
     code = head_code_bytes()
     results["head_code_bytes_m4"] = code
-    print(f"# retraining a {h['n_classes']}-class head ({len(words)} words x {shots} examples = {h['n_examples']}), "
-          f"embedding {h['embed_size']}, {h['epochs']} epochs")
+    what = "classes" if args.negatives else "words"
+    print(f"# retraining a {h['n_classes']}-class head ({h['n_examples'] // shots} {what} x {shots} examples = "
+          f"{h['n_examples']}), "
+          f"embedding {h['embed_size']}, {h['epochs']} epochs; base: {results['model']}")
     print("| what | value |\n|---|---|")
     print(f"| head trainer workspace (RAM) | {h['workspace_bytes']:,} B |")
     print(f"| backbone arena (RAM, shared with inference) | {h['backbone_arena_bytes']:,} B |")
