@@ -57,10 +57,33 @@ def test_export_target_cortex_m4_builds_and_runs(tmp_path, capsys):
     write_wav(wav, np.concatenate([speech_like(np.random.default_rng(i), 1.0) for i in range(3)]))
     proj = tmp_path / "fw"
     assert main(["export", str(b.path), "--target", "cortex-m4", "--out", str(proj), "--audio", str(wav)]) == 0
-    assert "Cortex-M4 firmware project" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Cortex-M4 firmware project" in printed
+    from edgekws.export.targets import M4F_FRONTEND_MIPS, M4F_INSTRUCTIONS_PER_MAC
+    from edgekws.models import arch_budget
+
+    macs = arch_budget(b.manifest["architecture"]).macs  # one model step every 2 frames: 25 per second
+    mips = M4F_INSTRUCTIONS_PER_MAC * macs * 25 / 1e6 + M4F_FRONTEND_MIPS
+    assert f"runs every 40 ms, about {mips:.0f} M instructions per second of audio" in printed
     subprocess.run(["make", "-C", str(proj), "all", "bin", "hex"], check=True, capture_output=True)
     for ext in ("elf", "bin", "hex"):
         assert (proj / "build" / "an386" / f"kws.{ext}").stat().st_size > 0
     run = subprocess.run(["make", "-s", "-C", str(proj), "run"], capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "OK: detections match the Python reference" in run.stdout
+
+
+def test_mac_count_of_the_default_model_with_its_retrain_tap():
+    """tools/qemu_run.py's MACs per inference (the denominator of instructions per MAC) for the default
+    DS-CNN as `edgekws train` writes it: the budget's layers plus one add per input of the global pool
+    and of the tap's pool (both 13 x 10 x 64), not the pools counted as dense layers."""
+    from edgekws.bundle import Bundle
+    from edgekws.models import arch_budget
+    from edgekws.quant import load_quantized
+
+    b = Bundle.load(ROOT / "data" / "fixtures" / "base-ja")
+    qm = load_quantized(b)
+    q = _qemu_run()
+    assert q.model_macs(qm) == arch_budget(b.manifest["architecture"]).macs + 2 * 13 * 10 * 64
+    assert {layer.op: q.layer_macs(layer) for layer in qm.layers if "pool" in layer.op} == \
+        {"tappool": 8320, "avgpool": 8320}

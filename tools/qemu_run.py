@@ -61,23 +61,17 @@ def _run(cmd, **kw) -> subprocess.CompletedProcess:
 
 def model_macs(qm) -> int:
     """Multiply-accumulates of one inference (conv, depthwise, dense, pooling adds)."""
-    total = 0
-    for q in qm.layers:
-        out = int(np.prod(q.out_shape))
-        if q.op == "conv":
-            total += out * q.kernel[0] * q.kernel[1] * int(q.in_shape[-1])
-        elif q.op in ("depthwise", "avgpool"):
-            total += out * q.kernel[0] * q.kernel[1]
-        else:
-            total += out * int(np.prod(q.in_shape))
-    return total
+    return sum(layer_macs(q) for q in qm.layers)
 
 
 def layer_macs(q) -> int:
-    """Multiply-accumulates of one layer for one example."""
+    """Multiply-accumulates of one layer for one example. A global average pool (and a retrain tap's
+    pool, `tappool`) adds each input once; its output may also carry the taps' averages, copied."""
     out = int(np.prod(q.out_shape))
     if q.op == "conv":
         return out * q.kernel[0] * q.kernel[1] * int(q.in_shape[-1])
+    if q.op == "tappool" or (q.op == "avgpool" and tuple(q.kernel) == tuple(q.in_shape[:2])):
+        return int(np.prod(q.in_shape))
     if q.op in ("depthwise", "avgpool"):
         return out * q.kernel[0] * q.kernel[1]
     return out * int(np.prod(q.in_shape))

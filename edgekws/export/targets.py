@@ -31,6 +31,11 @@ FIRMWARE_SRCS = ("frontend.c", "kernels.c", "model.c", "detector.c", "pipeline.c
 PORT_FILES = ("startup.c", "semihost.c", "semihost.h", "libc_min.c", "cortexm.ld", "include/string.h",
               "board.mk", "qemu_insn_count.c")
 MAX_AUDIO_SECONDS = 60
+# Measured under QEMU on Cortex-M4F (tools/qemu_run.py, BENCHMARKS.md, session 17): the default DS-CNN
+# runs at 2.33 instructions per multiply-accumulate (model runner included), the frontend at 2.82 M
+# instructions per second of audio. QEMU counts instructions, not cycles.
+M4F_INSTRUCTIONS_PER_MAC = 2.33
+M4F_FRONTEND_MIPS = 2.82
 
 
 def _arr(ctype: str, name: str, values, per_line: int = 16) -> str:
@@ -182,6 +187,16 @@ def add_arguments(p) -> None:
     p.add_argument("--audio", metavar="WAV", help="test audio embedded in the cortex-m4 project (default 1 s of silence)")
 
 
+def realtime_estimate(setup) -> dict:
+    """What real time asks of a Cortex-M4F: the model runs every hop_every frames of 20 ms."""
+    from edgekws.models import arch_budget
+
+    macs = arch_budget(setup.bundle.manifest["architecture"]).macs
+    per_s = 1000.0 / (setup.config.hop_every * 20.0)
+    mips = M4F_INSTRUCTIONS_PER_MAC * macs * per_s / 1e6 + M4F_FRONTEND_MIPS
+    return {"macs": macs, "hop_ms": setup.config.hop_every * 20, "mips": mips}
+
+
 def run_target(args, bundle) -> None:
     from edgekws.stream.pipeline import StreamSetup
 
@@ -194,9 +209,15 @@ def run_target(args, bundle) -> None:
             from edgekws.audio import read_wav
 
             audio = read_wav(args.audio, dtype="int16")
-        files = write_cortex_m_project(StreamSetup.from_bundle(bundle), out, audio)
+        setup = StreamSetup.from_bundle(bundle)
+        files = write_cortex_m_project(setup, out, audio)
         print(f"{out}: Cortex-M4 firmware project, {len(files)} files; build with: make -C {out} bin hex "
               f"(run under QEMU: make -C {out} run)")
+        rt = realtime_estimate(setup)
+        print(f"real time: the model ({rt['macs'] / 1e6:.2f} M MACs) runs every {rt['hop_ms']} ms, about "
+              f"{rt['mips']:.0f} M instructions per second of audio on a Cortex-M4F (BENCHMARKS.md); for a "
+              f"slower MCU run it less often: edgekws eval-stream {bundle.path} DATA --tune --hop-every N, "
+              f"then export again")
     else:
         files = write_pi_folder(bundle, out)
         print(f"{out}: Raspberry Pi folder, {len(files)} files, {sum(files.values()) / 1e6:.1f} MB; "
