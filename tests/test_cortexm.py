@@ -87,3 +87,20 @@ def test_mac_count_of_the_default_model_with_its_retrain_tap():
     assert q.model_macs(qm) == arch_budget(b.manifest["architecture"]).macs + 2 * 13 * 10 * 64
     assert {layer.op: q.layer_macs(layer) for layer in qm.layers if "pool" in layer.op} == \
         {"tappool": 8320, "avgpool": 8320}
+
+
+def test_layer_table_runs_the_tapped_pools_of_the_default_model(tmp_path, capsys):
+    """qemu_run's per-layer pass on the default model's two pools (the retrain tap's and the global
+    pool whose output also carries the tap's averages): both run through the avgpool kernel on M4F
+    and equal the numpy reference bit for bit."""
+    from edgekws.bundle import Bundle
+    from edgekws.quant import load_quantized
+
+    q = _qemu_run()
+    qm = load_quantized(Bundle.load(ROOT / "data" / "fixtures" / "base-ja"))
+    cases = [c for c in q.model_layer_cases(qm) if "pool" in c[0].op]
+    results = {}
+    assert q.layer_table(cases, tmp_path / "layers", ["an386"], q.plugin_path(tmp_path), "", results, "pools", "k")
+    assert [(r["layer"], r["kind"], r["macs"]) for r in results["k"]] == \
+        [("embedding_tap0", "avgpool", 8320), ("embedding", "avgpool", 8320)]
+    assert all(r["an386"] > 8320 for r in results["k"])
