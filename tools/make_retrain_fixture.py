@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgekws.data import BACKGROUND_DIR, DEFAULT_WORDS, UNKNOWN, load_dataset  # noqa: E402
+from edgekws.errors import EdgekwsError  # noqa: E402
 
 
 def pick(clips, n: int, rng: np.random.Generator) -> list:
@@ -41,6 +42,14 @@ def pick(clips, n: int, rng: np.random.Generator) -> list:
 
 
 def main(argv=None) -> int:
+    try:
+        return make(argv)
+    except EdgekwsError as exc:
+        print(f"make_retrain_fixture: {exc}", file=sys.stderr)
+        return 2
+
+
+def make(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, type=Path, help="an `edgekws synth --lang en` dataset")
     ap.add_argument("--out", required=True, type=Path, help="folder to write (must not exist)")
@@ -56,6 +65,8 @@ def main(argv=None) -> int:
         return 2
     words = [w for w in args.words.split(",") if w]
     ds = load_dataset(args.data, words)
+    if not (args.data / BACKGROUND_DIR / args.noise).is_file():
+        raise EdgekwsError(f"{args.data / BACKGROUND_DIR / args.noise}: no such noise file (--noise)")
     rng = np.random.default_rng(args.seed)
     train, test = [], []
     for w in words:
@@ -68,6 +79,8 @@ def main(argv=None) -> int:
         for c in pick(unknown, len(unknown), rng):
             per_word.setdefault(c.word, c)
         words_u = sorted(per_word)
+        if len(words_u) < n:
+            raise EdgekwsError(f"{args.data}: {len(words_u)} other word(s) in the {split} split, {n} needed")
         dest += [per_word[words_u[i]] for i in sorted(rng.choice(len(words_u), n, replace=False))]
 
     tmp = args.out.with_name(args.out.name + ".tmp")
