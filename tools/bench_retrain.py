@@ -206,7 +206,7 @@ def main(argv=None) -> int:
     code = head_code_bytes()
     results["head_code_bytes_m4"] = code
     what = "classes" if args.negatives else "words"
-    print(f"# retraining a {h['n_classes']}-class head ({h['n_examples'] // shots} {what} x {shots} examples = "
+    print(f"# retraining a {h['n_classes']}-class head ({len(np.unique(tr.labels[idx]))} {what} x {shots} examples = "
           f"{h['n_examples']}), "
           f"embedding {h['embed_size']}, {h['epochs']} epochs; base: {results['model']}")
     print("| what | value |\n|---|---|")
