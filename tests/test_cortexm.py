@@ -89,7 +89,7 @@ def test_mac_count_of_the_default_model_with_its_retrain_tap():
         {"tappool": 8320, "avgpool": 8320}
 
 
-def test_layer_table_runs_the_tapped_pools_of_the_default_model(tmp_path, capsys):
+def test_layer_table_runs_the_tapped_pools_of_the_default_model(tmp_path):
     """qemu_run's per-layer pass on the default model's two pools (the retrain tap's and the global
     pool whose output also carries the tap's averages): both run through the avgpool kernel on M4F
     and equal the numpy reference bit for bit."""
