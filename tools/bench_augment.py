@@ -4,10 +4,10 @@ integer features of the augmented clips, per batch of the default recipe.
 
 A batch of the default recipe augments about 80% of 64 clips (`augment_prob`); each operation runs
 on the share of those rows its probability in AugmentConfig gives (formant 0.3, speed 0.6, reverb
-0.4, noise 0.8, EQ 0.6, ...), as Augmenter's chain draws them. The clips are speech-like harmonic
-bursts (seeded). Runs alternate operation by operation, round after round, and medians are printed
-with each one's ratio to the whole chain (the parts do not add up exactly: the chain also copies
-rows in and out, clips and draws its parameters).
+0.4, noise 0.8, EQ 0.6, ...), as Augmenter's chain draws them. Runs alternate operation by
+operation, round after round, and medians are printed with each one's ratio to the whole chain (the parts do not add up exactly: the chain also copies
+rows in and out, clips and draws its parameters). The clips are edgekws.features.signals.speech_like
+utterances (seeded).
 
     python tools/bench_augment.py               # 51 clips, 15 rounds
     python tools/bench_augment.py --quick       # 3 rounds (smoke test)
@@ -24,18 +24,6 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's edgekws, installed or not
-
-
-def speechlike(n: int, s: int, rng: np.random.Generator) -> np.ndarray:
-    """(n, s) float32: a harmonic burst (f0 100-250 Hz, 0.4 s) at a random place in each row."""
-    x = np.zeros((n, s), np.float32)
-    t = np.arange(int(0.4 * 16000)) / 16000
-    for i in range(n):
-        f0 = rng.uniform(100, 250)
-        burst = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 8)) * np.hanning(t.size)
-        a = int(rng.integers(0, s - t.size))
-        x[i, a:a + t.size] = 0.3 * burst / np.abs(burst).max()
-    return x + np.float32(0.003) * rng.standard_normal((n, s), dtype=np.float32)
 
 
 def operations(x: np.ndarray, rng: np.random.Generator):
@@ -86,7 +74,9 @@ def main(argv=None) -> int:
     if args.quick:
         args.rounds = 3
     rng = np.random.default_rng(args.seed)
-    x = speechlike(args.clips, 16000, rng)
+    from edgekws.features.signals import speech_like
+
+    x = np.stack([speech_like(rng, 1.0) for _ in range(args.clips)]).astype(np.float32) / np.float32(32768)
     ops, rows = operations(x, rng)
     times: dict[str, list[float]] = {name: [] for name, _, _ in ops}
     for _ in range(args.rounds + 1):   # the first round warms caches and is not counted
