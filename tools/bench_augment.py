@@ -5,9 +5,9 @@ integer features of the augmented clips, per batch of the default recipe.
 A batch of the default recipe augments about 80% of 64 clips (`augment_prob`); each operation runs
 on the share of those rows its probability in AugmentConfig gives (formant 0.3, speed 0.6, reverb
 0.4, noise 0.8, EQ 0.6, ...), as Augmenter's chain draws them. Runs alternate operation by
-operation, round after round, and medians are printed with each one's ratio to the whole chain (the parts do not add up exactly: the chain also copies
-rows in and out, clips and draws its parameters). The clips are edgekws.features.signals.speech_like
-utterances (seeded).
+operation, round after round, and medians are printed with each one's ratio to the whole chain
+(the parts do not add up exactly: the chain also copies rows in and out, clips and draws its
+parameters). The clips are edgekws.features.signals.speech_like utterances (seeded).
 
     python tools/bench_augment.py               # 51 clips, 15 rounds
     python tools/bench_augment.py --quick       # 3 rounds (smoke test)

@@ -195,8 +195,7 @@ def main(argv=None) -> int:
     tr, te, names = split(data, words)
     # the examples: `shots` clips of each command word (silence/unknown keep the base rows), or of
     # every class with --negatives
-    is_word = np.array([args.negatives or names[y] not in ("_silence_", "_unknown_") for y in tr.labels])
-    pool = np.flatnonzero(is_word)
+    pool = np.flatnonzero([args.negatives or names[y] not in ("_silence_", "_unknown_") for y in tr.labels])
     idx = pool[pick_shots(tr.labels[pool], shots, seed=0)]
     init = base_rows(bw, bbias, base_labels, names, bb.embed_size)
     results = {"host": host_figures(bb, tr.features[idx], tr.labels[idx], len(names), args.epochs, init),
