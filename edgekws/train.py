@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekws.errors import BundleError, EdgekwsError
+from edgekws.models import DEFAULT_ARCH
 from edgekws.nn.parallel import more_threads, one_blas_thread
 
 CHECKPOINT = "checkpoint.npz"
@@ -40,7 +41,7 @@ CHECKPOINT_VERSION = 1
 class TrainConfig:
     """Everything that decides the trained weights (stored in the checkpoint and the manifest)."""
 
-    arch: str = "dscnn"
+    arch: str = DEFAULT_ARCH
     epochs: int = 60                 # 60: 97.6-98.2% on unseen speakers; issue 11: longer helps unseen voices
     batch: int = 64
     lr: float = 3e-3
@@ -76,9 +77,9 @@ class TrainConfig:
     # its own voices 99.4% -> 99.1%, streams unchanged (their thresholds are tuned).
     prior_correction: bool = True
     # The finished bundle's embedding pool also averages the architecture's retrain taps (block 3 of
-    # dscnn) with zero classifier weights: the same answers, a 128-value embedding for last-layer
-    # retraining (+2 / +2 / +6 points at 5 / 20 / all examples of a new language; models.py). Off: 64
-    # values, half the head trainer's RAM on a device.
+    # the dscnn models) with zero classifier weights: the same answers, twice the embedding for
+    # last-layer retraining (192 values for the default; +2 / +2 / +6 points at 5 / 20 / all examples
+    # of a new language; models.py). Off: half the values and of the head trainer's RAM on a device.
     retrain_tap: bool = True
     # A vocabulary dataset folder (`edgekws synth --vocab`, any language): each of its word folders
     # trains as one more class, and those classes are dropped from the bundle. The model's own labels

@@ -59,11 +59,13 @@ def test_export_target_cortex_m4_builds_and_runs(tmp_path, capsys):
     assert main(["export", str(b.path), "--target", "cortex-m4", "--out", str(proj), "--audio", str(wav)]) == 0
     printed = capsys.readouterr().out
     assert "Cortex-M4 firmware project" in printed
-    from edgekws.export.targets import M4F_FRONTEND_MIPS, M4F_INSTRUCTIONS_PER_MAC
+    from edgekws.export.targets import M4F_FRONTEND_MIPS, m4f_instructions_per_mac
     from edgekws.models import arch_budget
 
-    macs = arch_budget(b.manifest["architecture"]).macs  # one model step every 2 frames: 25 per second
-    mips = M4F_INSTRUCTIONS_PER_MAC * macs * 25 / 1e6 + M4F_FRONTEND_MIPS
+    assert m4f_instructions_per_mac("dscnn-l") == 2.17 and m4f_instructions_per_mac("gru") == 2.33
+    arch = b.manifest["architecture"]
+    macs = arch_budget(arch).macs  # one model step every 2 frames: 25 per second
+    mips = m4f_instructions_per_mac(arch["name"]) * macs * 25 / 1e6 + M4F_FRONTEND_MIPS
     assert f"runs every 40 ms, about {mips:.0f} M instructions per second of audio" in printed
     subprocess.run(["make", "-C", str(proj), "all", "bin", "hex"], check=True, capture_output=True)
     for ext in ("elf", "bin", "hex"):
@@ -76,7 +78,7 @@ def test_export_target_cortex_m4_builds_and_runs(tmp_path, capsys):
 def test_mac_count_of_the_default_model_with_its_retrain_tap():
     """tools/qemu_run.py's MACs per inference (the denominator of instructions per MAC) for the default
     DS-CNN as `edgekws train` writes it: the budget's layers plus one add per input of the global pool
-    and of the tap's pool (both 13 x 10 x 64), not the pools counted as dense layers."""
+    and of the tap's pool (both 13 x 10 x 96), not the pools counted as dense layers."""
     from edgekws.bundle import Bundle
     from edgekws.models import arch_budget
     from edgekws.quant import load_quantized
@@ -84,9 +86,9 @@ def test_mac_count_of_the_default_model_with_its_retrain_tap():
     b = Bundle.load(ROOT / "data" / "fixtures" / "base-ja")
     qm = load_quantized(b)
     q = _qemu_run()
-    assert q.model_macs(qm) == arch_budget(b.manifest["architecture"]).macs + 2 * 13 * 10 * 64
+    assert q.model_macs(qm) == arch_budget(b.manifest["architecture"]).macs + 2 * 13 * 10 * 96
     assert {layer.op: q.layer_macs(layer) for layer in qm.layers if "pool" in layer.op} == \
-        {"tappool": 8320, "avgpool": 8320}
+        {"tappool": 12480, "avgpool": 12480}
 
 
 def test_layer_table_runs_the_tapped_pools_of_the_default_model(tmp_path):
@@ -102,5 +104,5 @@ def test_layer_table_runs_the_tapped_pools_of_the_default_model(tmp_path):
     results = {}
     assert q.layer_table(cases, tmp_path / "layers", ["an386"], q.plugin_path(tmp_path), "", results, "pools", "k")
     assert [(r["layer"], r["kind"], r["macs"]) for r in results["k"]] == \
-        [("embedding_tap0", "avgpool", 8320), ("embedding", "avgpool", 8320)]
-    assert all(r["an386"] > 8320 for r in results["k"])
+        [("embedding_tap0", "avgpool", 12480), ("embedding", "avgpool", 12480)]
+    assert all(r["an386"] > 12480 for r in results["k"])

@@ -84,6 +84,16 @@ def test_expf_and_multiplier_equal_in_c_and_numpy():
         assert (mm.value, nn.value) == quantize_multiplier(float(m))
 
 
+def test_memory_sizes_equal_in_c_and_numpy():
+    lib = library()
+    for c, e, n in ((12, 64, 100), (12, 128, 120), (12, 192, 100), (2, 1, 0), (5, 16, 24)):
+        assert lib.ekws_head_train_size(c, e) == hm.train_size(c, e)
+        assert lib.ekws_head_store_size(c, e, n) == hm.store_size(c, e, n)
+        assert lib.ekws_head_workspace_size(c, e, n) == hm.workspace_size(c, e, n) == \
+            hm.train_size(c, e) + hm.store_size(c, e, n)
+    assert lib.ekws_head_train_size(1, 64) == lib.ekws_head_store_size(12, 0, 1) == 0
+
+
 def test_golden_file_is_what_the_generator_writes():
     files = gen_head_golden()
     for rel, text in files.items():
@@ -186,9 +196,16 @@ def test_cortex_m_example_learns_english_on_the_japanese_base_under_qemu(tmp_pat
                        "--test-per-class", "2", "--qemu", "--example", "--build", str(tmp_path / "build"),
                        "--json", str(out)]) == 0
     r = json.loads(out.read_text())
-    assert r["host"]["n_examples"] == 36 and r["host"]["same_blob"]
+    h = r["host"]
+    assert h["n_examples"] == 36 and h["same_blob"]
     run = r["qemu"][0]
     assert run["match"] and run["predictions"] == 24
+    # the float32 training memory overlays the idle arena: the ELF holds the arena and the example
+    # store, not a one-block workspace beside the arena
+    assert h["train_bytes"] <= h["backbone_arena_bytes"]
+    assert h["retrain_ram_bytes"] == h["backbone_arena_bytes"] + h["store_bytes"]
+    assert h["backbone_arena_bytes"] + h["store_bytes"] <= run["bss"] < \
+        h["backbone_arena_bytes"] + h["workspace_bytes"]
     correct, n = run["accuracy"]
     assert n == 24 and correct >= 12, f"{correct}/{n} English test clips right"
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edgekws.errors import EdgekwsError
-from edgekws.models import (ARCHITECTURES, BUDGET, arch_budget, architecture_dict, get_arch,
+from edgekws.models import (ARCHITECTURES, BUDGET, DEFAULT_ARCH, arch_budget, architecture_dict, get_arch,
                             layers_from_architecture)
 from edgekws.nn import BatchNorm, Conv2D, Dense, DepthwiseConv2D, GlobalAvgPool, ReLU, Sequential
 
@@ -16,7 +16,8 @@ def _model(name, n_classes=12):
 
 
 def test_default_fits_the_budget_with_12_classes():
-    b = arch_budget("dscnn", 12)
+    assert DEFAULT_ARCH == "dscnn-l"
+    b = arch_budget(DEFAULT_ARCH, 12)
     assert b.weight_bytes <= BUDGET["weight_bytes"] == 65536
     assert b.macs <= BUDGET["macs"] == 5_000_000
     assert b.activation_bytes <= BUDGET["activation_bytes"] == 32768
@@ -26,10 +27,15 @@ def test_default_fits_the_budget_with_12_classes():
     assert b.activation_bytes == max(r.activation_bytes for r in b.rows)
     # conv1: 48 * 10 * 4 int8 weights + 48 int32 biases from the folded BatchNorm
     assert b.rows[0].weight_bytes == 48 * 40 + 4 * 48 and "bn1" in b.rows[0].folded
+    # the largest pair: block 2's depthwise, 25*20*48 in and 13*10*48 out
+    assert b.activation_bytes == 25 * 20 * 48 + 13 * 10 * 48
+    assert b.macs == 4_237_152 and b.weight_bytes == 30_624
+    # the lighter "dscnn" (the default until session 18) fits too
+    assert arch_budget("dscnn", 12).fits() and arch_budget("dscnn", 12).macs < b.macs
 
 
 def test_default_is_the_five_layer_shape_with_an_embedding():
-    arch, model = _model("dscnn")
+    arch, model = _model(DEFAULT_ARCH)
     kinds = [type(layer) for layer in model]
     assert kinds.count(Conv2D) == 4 and kinds.count(DepthwiseConv2D) == 3 and kinds.count(Dense) == 1
     assert set(kinds) <= {Conv2D, DepthwiseConv2D, BatchNorm, ReLU, GlobalAvgPool, Dense,
@@ -37,7 +43,7 @@ def test_default_is_the_five_layer_shape_with_an_embedding():
     x = np.random.default_rng(0).standard_normal((2, 49, 40, 1)).astype(np.float32)
     assert model.forward(x).shape == (2, 12)
     emb = model.forward(x, until=arch["embedding"])
-    assert emb.shape == (2, 64) and emb.dtype == np.float32
+    assert emb.shape == (2, 96) and emb.dtype == np.float32
     assert model["conv1"].output_shape((49, 40, 1)) == (25, 20, 48)
     assert model["dw2"].output_shape((25, 20, 48)) == (13, 10, 48)
 
@@ -76,13 +82,13 @@ def test_unknown_architecture_is_a_clear_error():
 
 
 def test_retrain_taps_lengthen_the_embedding_and_keep_the_logits():
-    """The default dscnn is written with its pool also averaging block 3 and zero classifier weights
-    for those values: same logits, a 128-value embedding; architectures without retrain taps (and
+    """The default is written with its pool also averaging block 3 and zero classifier weights
+    for those values: same logits, a 192-value embedding; architectures without retrain taps (and
     a pool that has taps already) are left alone."""
     from edgekws.models import random_model, with_retrain_taps
 
-    arch = architecture_dict("dscnn", 12)
-    model = random_model("dscnn", 12, seed=3)
+    arch = architecture_dict(DEFAULT_ARCH, 12)
+    model = random_model(DEFAULT_ARCH, 12, seed=3)
     state = model.state_dict()
     new_arch, new_state = with_retrain_taps(arch, state)
     assert [c.get("taps") for c in new_arch["layers"] if c["type"] == "GlobalAvgPool"] == [["relu3pw"]]
@@ -94,8 +100,8 @@ def test_retrain_taps_lengthen_the_embedding_and_keep_the_logits():
     x = np.random.default_rng(4).standard_normal((6, 49, 40, 1)).astype(np.float32)
     np.testing.assert_allclose(tapped.forward(x), model.forward(x), rtol=1e-5, atol=1e-5)
     emb = tapped.forward(x, until="embedding")
-    assert emb.shape == (6, 128)
-    np.testing.assert_allclose(emb[:, 64:], model.forward(x, until="relu3pw").mean((1, 2)), rtol=1e-5, atol=1e-6)
+    assert emb.shape == (6, 192)
+    np.testing.assert_allclose(emb[:, 96:], model.forward(x, until="relu3pw").mean((1, 2)), rtol=1e-5, atol=1e-6)
     assert arch_budget(new_arch).fits()
     assert with_retrain_taps(new_arch, new_state)[0] is new_arch
     from edgekws.models import as_written

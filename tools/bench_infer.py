@@ -60,7 +60,7 @@ def code_bytes() -> int | None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", nargs="?", help="model bundle (quantized); default: random --arch model")
-    ap.add_argument("--arch", default="dscnn")
+    ap.add_argument("--arch", default=None, help="architecture of the random model (default: the train default)")
     ap.add_argument("--repeats", type=int, default=200)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -82,6 +82,9 @@ def main(argv=None) -> int:
         b = Bundle.load(args.model)
         model, qm, labels, name = load_float_model(b), load_quantized(b), b.labels, str(b.path)
     else:
+        from edgekws.models import DEFAULT_ARCH
+
+        args.arch = args.arch or DEFAULT_ARCH
         model = _random_model(args.arch)
         qm = quantize_model(model, feats, fc.input_scale, fc.input_zero_point)
         labels, name = [str(i) for i in range(12)], f"random {args.arch}"

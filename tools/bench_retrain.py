@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgekws.retrain import Backbone, HeadConfig, blob_size, fit_head, pick_shots, workspace_size  # noqa: E402
+from edgekws.retrain.headmath import store_size, train_size  # noqa: E402
 
 EXAMPLE = ROOT / "firmware" / "examples" / "cortex-m-retrain"
 PORT = ROOT / "firmware" / "ports" / "cortex-m"
@@ -52,7 +53,7 @@ def get_backbone(model: str | None, seed: int = 0):
     """(Backbone, base labels, base head weight, base head bias)."""
     from edgekws.bundle import Bundle
     from edgekws.features import FeatureConfig
-    from edgekws.models import architecture_dict, as_written, layers_from_architecture
+    from edgekws.models import DEFAULT_ARCH, architecture_dict, as_written, layers_from_architecture
     from edgekws.nn import Sequential
     from edgekws.quant import quantize_model
 
@@ -62,8 +63,8 @@ def get_backbone(model: str | None, seed: int = 0):
         w = b.read_npz("weights.npz")
         name = b.manifest["architecture"]["layers"][-1]["name"]
         return bb, b.labels, w[f"{name}.weight"], w[f"{name}.bias"]
-    # the default as `edgekws train` writes it: block 4's average + block 3's (retrain tap), 128 values
-    plain = architecture_dict("dscnn", 12)
+    # the default as `edgekws train` writes it: block 4's average + block 3's (retrain tap), 192 values
+    plain = architecture_dict(DEFAULT_ARCH, 12)
     net = as_written(Sequential(layers_from_architecture(plain), plain["input_shape"],
                                 rng=np.random.default_rng(seed)), plain)
     fc = FeatureConfig()
@@ -116,6 +117,7 @@ def host_figures(bb, feats, labels, n_classes, epochs, init, repeats=3) -> dict:
     e = emb.shape[1]
     out.update(n_examples=len(labels), n_classes=n_classes, embed_size=e, epochs=epochs,
                workspace_bytes=workspace_size(n_classes, e, len(labels)),
+               store_bytes=store_size(n_classes, e, len(labels)), train_bytes=train_size(n_classes, e),
                head_blob_bytes=blob_size(n_classes, e, False), head_blob_float_bytes=blob_size(n_classes, e, True),
                backbone_arena_bytes=arena_layout(bb.quant_model())[1])
     return out
@@ -169,7 +171,7 @@ def qemu_run(case, board: str, build: Path) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", help="base model bundle (quantized); default: random-weight DS-CNN")
+    ap.add_argument("--model", help="base model bundle (quantized); default: the default architecture, random weights")
     ap.add_argument("--data", help="dataset folder of the new words; default: synthesized quick English")
     ap.add_argument("--words", default="yes,no,up,down,left,right,on,off,stop,go")
     ap.add_argument("--shots", type=int, help="examples per word (default 10; 3 with --example)")
@@ -200,7 +202,7 @@ def main(argv=None) -> int:
     init = base_rows(bw, bbias, base_labels, names, bb.embed_size)
     results = {"host": host_figures(bb, tr.features[idx], tr.labels[idx], len(names), args.epochs, init),
                "shots": shots, "words": words, "negatives": args.negatives,
-               "model": args.model or "random-weight dscnn", "data": str(data)}
+               "model": args.model or "random-weight default model", "data": str(data)}
     h = results["host"]
     code = head_code_bytes()
     results["head_code_bytes_m4"] = code
@@ -209,8 +211,15 @@ def main(argv=None) -> int:
           f"{h['n_examples']}), "
           f"embedding {h['embed_size']}, {h['epochs']} epochs; base: {results['model']}")
     print("| what | value |\n|---|---|")
-    print(f"| head trainer workspace (RAM) | {h['workspace_bytes']:,} B |")
-    print(f"| backbone arena (RAM, shared with inference) | {h['backbone_arena_bytes']:,} B |")
+    arena, store, train = h["backbone_arena_bytes"], h["store_bytes"], h["train_bytes"]
+    overlay = train <= arena
+    h["retrain_ram_bytes"] = arena + store + (0 if overlay else train)
+    print(f"| head trainer: example store (RAM) | {store:,} B |")
+    print(f"| head trainer: float32 training memory | {train:,} B "
+          f"({'overlays the idle arena' if overlay else 'larger than the arena: beside it'}) |")
+    print(f"| backbone arena (RAM, shared with inference) | {arena:,} B |")
+    print(f"| retraining RAM: arena + store{'' if overlay else ' + training memory'} "
+          f"(one-block workspace instead: {arena + h['workspace_bytes']:,} B) | {h['retrain_ram_bytes']:,} B |")
     print(f"| head blob (flash): int8 / int8 + float32 | {h['head_blob_bytes']:,} B / "
           f"{h['head_blob_float_bytes']:,} B |")
     if code is not None:

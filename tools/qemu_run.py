@@ -16,7 +16,7 @@ It then runs every layer of the model once more, alone, through its kernel (a ge
 with the layer's weights, a random input and the numpy int8 reference output, see kernel_program)
 on each board, checks the output bit for bit and prints instructions per MAC per layer and per
 layer type (first convolution, pointwise 1x1, depthwise, average pool, dense); then the same for
-reference shapes of the default "dscnn" (48/64 channels) and "dnn" models with random weights.
+reference shapes of the 64-channel "dscnn" (the default until session 18) and "dnn" models with random weights.
 --no-layers skips both. The instructions per inference above include the model runner (model.c);
 the per-layer counts are the kernels alone.
 Exit status: 0 all match, 1 a mismatch or failed run, 2 a missing tool.
@@ -351,7 +351,7 @@ def run_board(project: Path, board: str, plugin: Path, timeout: int = 300) -> di
 
 
 def reference_layer_cases(seed: int = 1):
-    """Layers of the default "dscnn" (48/64 channels) and of "dnn" with random int8 weights and
+    """Layers of the 64-channel "dscnn" (the default until session 18) and of "dnn" with random int8 weights and
     typical quantization (zero points -128, shifts 36..40, biases within +-5000), to show the
     kernels on shapes other than the model's: [(QLayer, x, y)]."""
     from edgekws.quant.qmodel import QLayer, layer_forward

@@ -31,7 +31,8 @@ class _Trainer(ctypes.Structure):
 
     _fields_ = [("cfg", _Config), ("emb_scale", ctypes.c_float), ("emb_zp", ctypes.c_int32),
                 ("num_examples", ctypes.c_uint32), ("rng", ctypes.c_uint32), ("epochs", ctypes.c_uint32),
-                ("standardized", ctypes.c_uint32), ("weight", _f32p), ("bias", _f32p)]
+                ("standardized", ctypes.c_uint32), ("train_ready", ctypes.c_uint32), ("weight", _f32p),
+                ("bias", _f32p)]
 
 
 def library():
@@ -43,6 +44,8 @@ def library():
         sz, u32, vp, st = ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_int
         protos = {
             "ekws_head_workspace_size": (sz, [u32, u32, u32]),
+            "ekws_head_train_size": (sz, [u32, u32]),
+            "ekws_head_store_size": (sz, [u32, u32, u32]),
             "ekws_head_trainer_struct_size": (sz, []),
             "ekws_head_struct_size": (sz, []),
             "ekws_head_trainer_init": (st, [vp, ctypes.POINTER(_Config), vp, sz, ctypes.c_float, ctypes.c_int32]),

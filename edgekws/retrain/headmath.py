@@ -129,11 +129,23 @@ class HeadConfig:
             raise EdgekwsError(f"head: invalid hyper-parameters {self}")
 
 
-def workspace_size(num_classes: int, embed_size: int, max_examples: int) -> int:
-    """Bytes of the C trainer's workspace (ekws_head_workspace_size)."""
+def train_size(num_classes: int, embed_size: int) -> int:
+    """Bytes of the C trainer's float32 training memory (ekws_head_train_size): it may overlay the
+    model's arena once the examples are collected (ekws_head_trainer_init_split)."""
+    c, e = num_classes, embed_size
+    return 4 * (3 * c * e + 4 * c + 3 * e)
+
+
+def store_size(num_classes: int, embed_size: int, max_examples: int) -> int:
+    """Bytes of the C trainer's example store (ekws_head_store_size)."""
     a4 = lambda n: (n + 3) & ~3  # noqa: E731
     c, e, n = num_classes, embed_size, max_examples
-    return 4 * (3 * c * e + 4 * c + 3 * e) + 4 * c + a4(n * e) + a4(n) + a4(2 * n)
+    return 4 * c + a4(n * e) + a4(n) + a4(2 * n)
+
+
+def workspace_size(num_classes: int, embed_size: int, max_examples: int) -> int:
+    """Bytes of the C trainer's workspace in one block (ekws_head_workspace_size)."""
+    return train_size(num_classes, embed_size) + store_size(num_classes, embed_size, max_examples)
 
 
 def blob_size(num_classes: int, embed_size: int, with_float: bool) -> int:

@@ -159,39 +159,66 @@ ekws_status_t ekws_head_quantize_multiplier(float m, int32_t *multiplier, int32_
 
 /* ---- trainer ------------------------------------------------------------------------------------ */
 
-size_t ekws_head_workspace_size(uint32_t num_classes, uint32_t embed_size, uint32_t max_examples) {
-    if (num_classes < 2u || num_classes > EKWS_HEAD_MAX_CLASSES || embed_size < 1u ||
-        embed_size > EKWS_HEAD_MAX_EMBED || max_examples > EKWS_HEAD_MAX_EXAMPLES) {
+static int sizes_ok(uint32_t num_classes, uint32_t embed_size, uint32_t max_examples) {
+    return num_classes >= 2u && num_classes <= EKWS_HEAD_MAX_CLASSES && embed_size >= 1u &&
+           embed_size <= EKWS_HEAD_MAX_EMBED && max_examples <= EKWS_HEAD_MAX_EXAMPLES;
+}
+
+size_t ekws_head_train_size(uint32_t num_classes, uint32_t embed_size) {
+    if (!sizes_ok(num_classes, embed_size, 0u)) {
+        return 0;
+    }
+    const size_t c = num_classes, e = embed_size;
+    return 4u * (3u * c * e + 4u * c + 3u * e);
+}
+
+size_t ekws_head_store_size(uint32_t num_classes, uint32_t embed_size, uint32_t max_examples) {
+    if (!sizes_ok(num_classes, embed_size, max_examples)) {
         return 0;
     }
     const size_t c = num_classes, e = embed_size, n = max_examples;
-    return 4u * (3u * c * e + 4u * c + 3u * e) + 4u * c + align4(n * e) + align4(n) + align4(2u * n);
+    return 4u * c + align4(n * e) + align4(n) + align4(2u * n);
+}
+
+size_t ekws_head_workspace_size(uint32_t num_classes, uint32_t embed_size, uint32_t max_examples) {
+    const size_t store = ekws_head_store_size(num_classes, embed_size, max_examples);
+    return store == 0u ? 0u : ekws_head_train_size(num_classes, embed_size) + store;
 }
 
 size_t ekws_head_trainer_struct_size(void) { return sizeof(ekws_head_trainer_t); }
 
 size_t ekws_head_struct_size(void) { return sizeof(ekws_head_t); }
 
-ekws_status_t ekws_head_trainer_init(ekws_head_trainer_t *tr, const ekws_head_config_t *cfg, void *workspace,
-                                     size_t size, float emb_scale, int32_t emb_zp) {
-    if (tr == NULL || cfg == NULL || workspace == NULL) {
+static int config_ok(const ekws_head_config_t *cfg, float emb_scale, int32_t emb_zp) {
+    return sizes_ok(cfg->num_classes, cfg->embed_size, cfg->max_examples) && cfg->batch >= 1u && cfg->lr > 0.0f &&
+           cfg->momentum >= 0.0f && cfg->momentum < 1.0f && cfg->weight_decay >= 0.0f &&
+           cfg->imprint_scale > 0.0f && emb_scale > 0.0f && emb_scale < FLT_MAX && emb_zp >= -128 && emb_zp <= 127;
+}
+
+ekws_status_t ekws_head_trainer_init_split(ekws_head_trainer_t *tr, const ekws_head_config_t *cfg, void *store,
+                                           size_t store_size, void *train, size_t train_size, float emb_scale,
+                                           int32_t emb_zp) {
+    if (tr == NULL || cfg == NULL || store == NULL || train == NULL) {
         return EKWS_ERR_NULL;
     }
-    const size_t need = ekws_head_workspace_size(cfg->num_classes, cfg->embed_size, cfg->max_examples);
-    if (need == 0u || cfg->batch < 1u || !(cfg->lr > 0.0f) || !(cfg->momentum >= 0.0f) ||
-        !(cfg->momentum < 1.0f) || !(cfg->weight_decay >= 0.0f) || !(cfg->imprint_scale > 0.0f) ||
-        !(emb_scale > 0.0f) || !(emb_scale < FLT_MAX) || emb_zp < -128 || emb_zp > 127) {
+    const size_t need_store = ekws_head_store_size(cfg->num_classes, cfg->embed_size, cfg->max_examples);
+    const size_t need_train = ekws_head_train_size(cfg->num_classes, cfg->embed_size);
+    if (!config_ok(cfg, emb_scale, emb_zp)) {
         return EKWS_ERR_ARG;
     }
-    if (((uintptr_t)workspace & 3u) != 0u) {
+    if (((uintptr_t)store & 3u) != 0u || ((uintptr_t)train & 3u) != 0u) {
         return EKWS_ERR_ARG;
     }
-    if (size < need) {
+    const uintptr_t s0 = (uintptr_t)store, t0 = (uintptr_t)train; /* addresses: unrelated objects */
+    if (s0 < t0 + need_train && t0 < s0 + need_store) {
+        return EKWS_ERR_ARG; /* the two regions overlap */
+    }
+    if (store_size < need_store || train_size < need_train) {
         return EKWS_ERR_BUFFER_TOO_SMALL;
     }
     const size_t c = cfg->num_classes, e = cfg->embed_size, n = cfg->max_examples;
-    memset(workspace, 0, need);
-    float *f = (float *)workspace;
+    memset(store, 0, need_store); /* the training memory is zeroed on first use (train_begin) */
+    float *f = (float *)train;
     memset(tr, 0, sizeof *tr);
     tr->cfg = *cfg;
     tr->emb_scale = emb_scale;
@@ -207,12 +234,44 @@ ekws_status_t ekws_head_trainer_init(ekws_head_trainer_t *tr, const ekws_head_co
     tr->x = tr->logits + c;
     tr->mean = tr->x + e;
     tr->isd = tr->mean + e;
-    tr->count = (uint32_t *)(void *)(tr->isd + e);
-    uint8_t *bytes = (uint8_t *)(void *)(tr->count + c);
+    tr->count = (uint32_t *)store;
+    uint8_t *bytes = (uint8_t *)store + 4u * c;
     tr->emb = (int8_t *)bytes;
     tr->labels = bytes + align4(n * e);
     tr->order = (uint16_t *)(void *)(bytes + align4(n * e) + align4(n));
     return EKWS_OK;
+}
+
+ekws_status_t ekws_head_trainer_init(ekws_head_trainer_t *tr, const ekws_head_config_t *cfg, void *workspace,
+                                     size_t size, float emb_scale, int32_t emb_zp) {
+    if (tr == NULL || cfg == NULL || workspace == NULL) {
+        return EKWS_ERR_NULL;
+    }
+    /* one block: the training memory first, then the store */
+    const size_t need = ekws_head_workspace_size(cfg->num_classes, cfg->embed_size, cfg->max_examples);
+    const size_t train = ekws_head_train_size(cfg->num_classes, cfg->embed_size);
+    if (!config_ok(cfg, emb_scale, emb_zp) || ((uintptr_t)workspace & 3u) != 0u) {
+        return EKWS_ERR_ARG;
+    }
+    if (size < need) {
+        return EKWS_ERR_BUFFER_TOO_SMALL;
+    }
+    const ekws_status_t st = ekws_head_trainer_init_split(tr, cfg, (uint8_t *)workspace + train, need - train,
+                                                          workspace, train, emb_scale, emb_zp);
+    if (st == EKWS_OK) {
+        memset(workspace, 0, train);
+        tr->train_ready = 1u;
+    }
+    return st;
+}
+
+/* The training memory, zeroed on its first use: until then it may be another buffer (the model's
+ * arena while the examples are collected). */
+static void train_begin(ekws_head_trainer_t *tr) {
+    if (!tr->train_ready) {
+        memset(tr->weight, 0, ekws_head_train_size(tr->cfg.num_classes, tr->cfg.embed_size));
+        tr->train_ready = 1u;
+    }
 }
 
 ekws_status_t ekws_head_add_example(ekws_head_trainer_t *tr, const int8_t *embedding, size_t len, uint32_t label) {
@@ -242,6 +301,7 @@ ekws_status_t ekws_head_set_weights(ekws_head_trainer_t *tr, const float *weight
     if (tr->weight == NULL) {
         return EKWS_ERR_STATE;
     }
+    train_begin(tr);
     const size_t c = tr->cfg.num_classes, e = tr->cfg.embed_size;
     memcpy(tr->weight, weight, c * e * sizeof(float));
     memcpy(tr->bias, bias, c * sizeof(float));
@@ -333,6 +393,7 @@ static ekws_status_t standardize_once(ekws_head_trainer_t *tr) {
     if (tr->weight == NULL || tr->num_examples == 0u || tr->standardized) {
         return EKWS_ERR_STATE;
     }
+    train_begin(tr);
     standardize(tr);
     return EKWS_OK;
 }
@@ -392,7 +453,7 @@ ekws_status_t ekws_head_folded(const ekws_head_trainer_t *tr, float *weight, flo
     if (tr == NULL || weight == NULL || bias == NULL) {
         return EKWS_ERR_NULL;
     }
-    if (tr->weight == NULL) {
+    if (tr->weight == NULL || !tr->train_ready) { /* nothing trained in the training memory yet */
         return EKWS_ERR_STATE;
     }
     const uint32_t c_n = tr->cfg.num_classes, e = tr->cfg.embed_size;
@@ -422,6 +483,7 @@ ekws_status_t ekws_head_gradient(ekws_head_trainer_t *tr, const uint16_t *order,
             return EKWS_ERR_ARG;
         }
     }
+    train_begin(tr);
     memset(tr->grad_w, 0, (size_t)c_n * e * sizeof(float));
     memset(tr->grad_b, 0, c_n * sizeof(float));
     float total = 0.0f;
@@ -514,7 +576,7 @@ ekws_status_t ekws_head_logits_f32(ekws_head_trainer_t *tr, uint32_t example, fl
     if (tr == NULL || logits == NULL) {
         return EKWS_ERR_NULL;
     }
-    if (tr->weight == NULL) {
+    if (tr->weight == NULL || !tr->train_ready) { /* nothing trained in the training memory yet */
         return EKWS_ERR_STATE;
     }
     if (example >= tr->num_examples) {
@@ -536,7 +598,7 @@ ekws_status_t ekws_head_quantize(ekws_head_trainer_t *tr, void *out, size_t cap,
     if (tr == NULL || out == NULL || size == NULL) {
         return EKWS_ERR_NULL;
     }
-    if (tr->weight == NULL) {
+    if (tr->weight == NULL || !tr->train_ready) { /* nothing trained in the training memory yet */
         return EKWS_ERR_STATE;
     }
     const uint32_t c_n = tr->cfg.num_classes, e = tr->cfg.embed_size;

@@ -43,18 +43,24 @@ static int setup(ekws_head_trainer_t *tr) {
     return st == EKWS_OK;
 }
 
-static void test_training(void) {
-    ekws_head_trainer_t tr;
-    if (!setup(&tr)) {
-        return;
-    }
-    CHECK(ekws_head_set_weights(&tr, gh_w0, gh_b0) == EKWS_OK, "set_weights");
+/* The golden steps' start: the initial head, then the gradient of the first GH_BATCH examples. */
+static float start_and_gradient(ekws_head_trainer_t *tr) {
+    CHECK(ekws_head_set_weights(tr, gh_w0, gh_b0) == EKWS_OK, "set_weights");
     uint16_t order[GH_BATCH];
     for (uint16_t i = 0; i < GH_BATCH; i++) {
         order[i] = i;
     }
     float loss = 0.0f;
-    CHECK(ekws_head_gradient(&tr, order, GH_BATCH, &loss) == EKWS_OK, "gradient");
+    CHECK(ekws_head_gradient(tr, order, GH_BATCH, &loss) == EKWS_OK, "gradient");
+    return loss;
+}
+
+static void test_training(void) {
+    ekws_head_trainer_t tr;
+    if (!setup(&tr)) {
+        return;
+    }
+    float loss = start_and_gradient(&tr);
     CHECK(max_err(&loss, (const float[]){GH_GRAD_LOSS}, 1) < 1e-5, "gradient loss %.9g", (double)loss);
     CHECK(max_err(tr.grad_w, gh_grad_w, GH_C * GH_E) < 1e-5, "weight gradient differs");
     CHECK(max_err(tr.grad_b, gh_grad_b, GH_C) < 1e-5, "bias gradient differs");
@@ -152,6 +158,59 @@ static void test_helpers(void) {
     CHECK(ekws_head_quantize_multiplier(-1.0f, &m, &n) == EKWS_ERR_ARG, "negative multiplier accepted");
 }
 
+/* the training memory apart from the store (ekws_head_trainer_init_split), garbage until its first use
+ * as when it overlays the model's arena: the same steps give the same blob, byte for byte */
+static void test_split(void) {
+    static uint32_t store[WS_BYTES / 4], train[WS_BYTES / 4];
+    const ekws_head_config_t cfg = golden_config();
+    const size_t need_store = ekws_head_store_size(GH_C, GH_E, GH_N), need_train = ekws_head_train_size(GH_C, GH_E);
+    CHECK(need_store + need_train == ekws_head_workspace_size(GH_C, GH_E, GH_N), "store + train != workspace");
+    ekws_head_trainer_t tr;
+    CHECK(ekws_head_trainer_init_split(&tr, &cfg, store, need_store - 1, train, need_train, GH_EMB_SCALE,
+                                       GH_EMB_ZP) == EKWS_ERR_BUFFER_TOO_SMALL, "small store accepted");
+    CHECK(ekws_head_trainer_init_split(&tr, &cfg, store, need_store, train, need_train - 1, GH_EMB_SCALE,
+                                       GH_EMB_ZP) == EKWS_ERR_BUFFER_TOO_SMALL, "small training memory accepted");
+    CHECK(ekws_head_trainer_init_split(&tr, &cfg, store, need_store, (uint8_t *)store + 4, need_train, GH_EMB_SCALE,
+                                       GH_EMB_ZP) == EKWS_ERR_ARG, "overlapping regions accepted");
+    memset(train, 0x47, sizeof train); /* 0x47474747: 51015.3f */
+    CHECK(ekws_head_trainer_init_split(&tr, &cfg, store, need_store, train, need_train, GH_EMB_SCALE, GH_EMB_ZP) ==
+              EKWS_OK, "init_split");
+    CHECK(((const uint8_t *)train)[0] == 0x47u, "init_split wrote to the training memory");
+    for (uint32_t i = 0; i < GH_N; i++) {
+        CHECK(ekws_head_add_example(&tr, gh_emb + i * GH_E, GH_E, gh_labels[i]) == EKWS_OK, "add %u", (unsigned)i);
+    }
+    CHECK(((const uint8_t *)train)[need_train - 1] == 0x47u, "add_example wrote to the training memory");
+    size_t size = 0;
+    float fw[GH_C * GH_E], fb[GH_C];
+    CHECK(ekws_head_quantize(&tr, blob, sizeof blob, 1, &size) == EKWS_ERR_STATE, "quantize before training");
+    CHECK(ekws_head_folded(&tr, fw, fb) == EKWS_ERR_STATE, "folded before training");
+    float loss = start_and_gradient(&tr);
+    CHECK(ekws_head_imprint(&tr) == EKWS_OK, "imprint");
+    for (int k = 0; k < GH_EPOCHS; k++) {
+        CHECK(ekws_head_train_epoch(&tr, &loss) == EKWS_OK, "epoch %d", k);
+    }
+    CHECK(ekws_head_quantize(&tr, blob, sizeof blob, 1, &size) == EKWS_OK && size == GH_BLOB_BYTES, "quantize");
+    CHECK(memcmp(blob, gh_blob_words, GH_BLOB_BYTES) == 0, "split memory: blob differs from the numpy head blob");
+    /* imprint from the garbage-filled memory without set_weights, no example of the last class: its row
+     * starts at zero as with one workspace */
+    memset(train, 0x47, sizeof train); /* 0x47474747: 51015.3f */
+    ekws_head_trainer_t one;
+    CHECK(ekws_head_trainer_init_split(&tr, &cfg, store, need_store, train, need_train, GH_EMB_SCALE, GH_EMB_ZP) ==
+              EKWS_OK, "init_split");
+    CHECK(ekws_head_trainer_init(&one, &cfg, workspace, sizeof workspace, GH_EMB_SCALE, GH_EMB_ZP) == EKWS_OK, "init");
+    for (uint32_t i = 0; i < GH_N; i++) {
+        if (gh_labels[i] != GH_C - 1) {
+            CHECK(ekws_head_add_example(&tr, gh_emb + i * GH_E, GH_E, gh_labels[i]) == EKWS_OK &&
+                      ekws_head_add_example(&one, gh_emb + i * GH_E, GH_E, gh_labels[i]) == EKWS_OK, "add %u",
+                  (unsigned)i);
+        }
+    }
+    CHECK(ekws_head_imprint(&tr) == EKWS_OK && ekws_head_imprint(&one) == EKWS_OK, "imprint");
+    CHECK(ekws_head_train_epoch(&tr, &loss) == EKWS_OK && ekws_head_train_epoch(&one, &loss) == EKWS_OK, "epoch");
+    CHECK(memcmp(tr.weight, one.weight, sizeof(float) * GH_C * GH_E) == 0 &&
+              memcmp(tr.bias, one.bias, sizeof(float) * GH_C) == 0, "split memory: weights differ from one workspace");
+}
+
 static void test_refusals(void) {
     ekws_head_trainer_t tr;
     ekws_head_config_t cfg = golden_config();
@@ -185,6 +244,7 @@ int main(void) {
     test_load_and_invoke();
     test_helpers();
     test_refusals();
+    test_split();
     if (failures) {
         fprintf(stderr, "test_head: %d failure(s)\n", failures);
         return 1;

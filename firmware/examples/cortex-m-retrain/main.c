@@ -3,8 +3,10 @@
  * The frozen int8 backbone (ekws_model_data: the base model's layers up to the pooled embedding)
  * turns each embedded training clip into an int8 embedding: 1 s of 16 kHz audio through the
  * integer frontend (or, with EKWS_RETRAIN_TRAIN_FEATURES, its precomputed int8 features) and the
- * backbone. The head trainer (ekws/head.h) imprints and runs EKWS_RETRAIN_EPOCHS epochs of float32
- * SGD in a static workspace, re-quantizes the head to a blob (what would be written to flash),
+ * backbone. The head trainer (ekws/head.h) keeps the examples in a static store, then imprints and
+ * runs EKWS_RETRAIN_EPOCHS epochs of float32 SGD in its training memory, which overlays the model's
+ * arena (idle between collecting the examples and quantizing) whenever the arena is large enough,
+ * re-quantizes the head to a blob (what would be written to flash),
  * loads it as at boot (a damaged copy is rejected and the head kept), then classifies the test
  * clips. Printed over semihosting:
  *     blob_crc <hex>            must equal the numpy engine's (same bits on the MCU and the host)
@@ -30,8 +32,17 @@ __attribute__((noinline)) void ekws_bench_end(void) { __asm__ volatile("" ::: "m
 #define C EKWS_RETRAIN_CLASSES
 #define FEATS (EKWS_RETRAIN_FRAMES * EKWS_FRONTEND_NUM_BANDS)
 
-static uint32_t arena[(EKWS_MODEL_ARENA_SIZE + 3u) / 4u];
-static uint32_t workspace[EKWS_RETRAIN_WORKSPACE / 4u];
+#define ARENA_WORDS ((EKWS_MODEL_ARENA_SIZE + 3u) / 4u)
+#define TRAIN_WORDS (EKWS_RETRAIN_TRAIN_BYTES / 4u)
+
+static uint32_t arena[ARENA_WORDS];
+#if TRAIN_WORDS <= ARENA_WORDS
+#define TRAIN_MEMORY arena /* the training memory overlays the idle arena */
+#else
+static uint32_t train_memory[TRAIN_WORDS];
+#define TRAIN_MEMORY train_memory
+#endif
+static uint32_t store[EKWS_RETRAIN_STORE_BYTES / 4u];
 static uint32_t flash_blob[EKWS_RETRAIN_BLOB_BYTES / 4u];   /* stands for a flash sector */
 static uint32_t damaged_blob[EKWS_RETRAIN_BLOB_BYTES / 4u];
 static ekws_model_t backbone;
@@ -77,15 +88,10 @@ int main(void) {
                                     .batch = EKWS_RETRAIN_BATCH, .seed = EKWS_RETRAIN_SEED, .lr = EKWS_RETRAIN_LR,
                                     .momentum = EKWS_RETRAIN_MOMENTUM, .weight_decay = EKWS_RETRAIN_WEIGHT_DECAY,
                                     .imprint_scale = EKWS_RETRAIN_IMPRINT_SCALE};
-    st = ekws_head_trainer_init(&trainer, &cfg, workspace, sizeof workspace, EKWS_RETRAIN_EMB_SCALE,
-                                EKWS_RETRAIN_EMB_ZP);
+    st = ekws_head_trainer_init_split(&trainer, &cfg, store, sizeof store, TRAIN_MEMORY, sizeof TRAIN_MEMORY,
+                                      EKWS_RETRAIN_EMB_SCALE, EKWS_RETRAIN_EMB_ZP);
     if (st != EKWS_OK) {
-        return fail("ekws_head_trainer_init", st);
-    }
-    /* the previous head's rows (classes without examples keep them) */
-    st = ekws_head_set_weights(&trainer, ekws_retrain_init_w, ekws_retrain_init_b);
-    if (st != EKWS_OK) {
-        return fail("ekws_head_set_weights", st);
+        return fail("ekws_head_trainer_init_split", st);
     }
 
     /* 1: collect embeddings */
@@ -107,10 +113,14 @@ int main(void) {
     }
     ekws_bench_end();
 
-    /* 2: imprint + SGD epochs */
+    /* 2: the previous head's rows (classes without examples keep them), imprint, SGD epochs; from
+     * here until the blob is written the arena holds the training memory, so no model runs */
     float loss = 0.0f;
     ekws_bench_begin();
-    st = ekws_head_imprint(&trainer);
+    st = ekws_head_set_weights(&trainer, ekws_retrain_init_w, ekws_retrain_init_b);
+    if (st == EKWS_OK) {
+        st = ekws_head_imprint(&trainer);
+    }
     for (uint32_t k = 0; k < EKWS_RETRAIN_EPOCHS && st == EKWS_OK; k++) {
         st = ekws_head_train_epoch(&trainer, &loss);
     }

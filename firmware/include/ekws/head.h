@@ -5,6 +5,7 @@
  *
  * Flow:
  *   ekws_head_trainer_init(&tr, &cfg, workspace, ekws_head_workspace_size(C, E, N), emb_scale, emb_zp)
+ *     (or ekws_head_trainer_init_split(&tr, &cfg, store, .., arena, .., ..): see Memory below)
  *   ekws_head_add_example(&tr, embedding, label)      x N   (embedding: the backbone's int8 output)
  *   ekws_head_imprint(&tr)                              standardize; normalized class means as weights
  *     (or ekws_head_standardize(&tr): keep the rows given by ekws_head_set_weights, for the same labels)
@@ -14,12 +15,19 @@
  *   ekws_head_invoke_s8 / ekws_head_invoke_f32          embedding -> logits
  *
  * Memory (caller-provided, 4-byte aligned, no allocation): for C classes, embedding size E and room
- * for N examples, ekws_head_workspace_size(C, E, N) =
- *     4 * (3*C*E + 4*C + 3*E)   float32: weights, momentum, gradient; bias x3, logits/probabilities;
- *                                         one example, per-dimension mean and 1/std
- *   + align4(N*E)                int8 embeddings        + align4(N) labels   + align4(2*N) order (uint16)
- *   + 4 * C                      example count per class
+ * for N examples, ekws_head_workspace_size(C, E, N) = train + store:
+ *   train = ekws_head_train_size(C, E) = 4 * (3*C*E + 4*C + 3*E)
+ *                                 float32: weights, momentum, gradient; bias x3, logits/probabilities;
+ *                                 one example, per-dimension mean and 1/std
+ *   store = ekws_head_store_size(C, E, N) = 4 * C + align4(N*E) + align4(N) + align4(2*N)
+ *                                 example count per class, int8 embeddings, labels, order (uint16)
  * e.g. 12 classes x 64 and 100 examples: 9,216 + 192 + 768 + 6,400 + 100 + 200 + 48 = 16,924 bytes.
+ * The training memory is used only from the first ekws_head_set_weights / _imprint / _standardize /
+ * _gradient on, until ekws_head_quantize has written the blob. ekws_head_trainer_init_split takes it
+ * apart from the store, so it can overlay the model's arena, which is idle then: collect the
+ * examples (the backbone runs in the arena), then set weights, imprint, train, quantize, and only
+ * then run the model again. Retraining then needs only `store` beside the arena when the arena is
+ * at least `train` bytes.
  * The head blob (ekws_head_blob_size) is 48 + align4(C*E) + 12*C [+ 4*C*E + 4*C with float32].
  *
  * Floating point: every float32 operation is done in a fixed order without fused multiply-add
@@ -62,7 +70,7 @@ typedef struct {
     float imprint_scale;   /* imprinted logit of a typical example of its class, > 0 */
 } ekws_head_config_t;
 
-/* Trainer state: pointers into the caller's workspace. Fill with ekws_head_trainer_init. */
+/* Trainer state: pointers into the caller's memory. Fill with ekws_head_trainer_init(_split). */
 typedef struct {
     ekws_head_config_t cfg;
     float emb_scale;   /* real embedding = emb_scale * (q - emb_zp) */
@@ -71,6 +79,7 @@ typedef struct {
     uint32_t rng;      /* xorshift32 state */
     uint32_t epochs;   /* epochs run so far */
     uint32_t standardized; /* set by imprint: weights live in the standardized space below */
+    uint32_t train_ready;  /* the training memory (weight .. isd) is zeroed and in use */
     float *weight;     /* [C][E] */
     float *bias;       /* [C] */
     float *vel_w, *vel_b;   /* momentum */
@@ -97,13 +106,23 @@ typedef struct {
     const float *fbias;     /* [C] or NULL */
 } ekws_head_t;
 
-/* Workspace bytes of a trainer (see the formula above); 0 if the sizes exceed the limits. */
+/* Bytes of a trainer's memory (see the formulas above); 0 if the sizes exceed the limits. */
 size_t ekws_head_workspace_size(uint32_t num_classes, uint32_t embed_size, uint32_t max_examples);
+size_t ekws_head_train_size(uint32_t num_classes, uint32_t embed_size);
+size_t ekws_head_store_size(uint32_t num_classes, uint32_t embed_size, uint32_t max_examples);
 
 /* Bind a trainer to workspace[0..size) (4-byte aligned), zero weights, no examples.
  * EKWS_ERR_ARG: bad config or embedding quantization; EKWS_ERR_BUFFER_TOO_SMALL: workspace too small. */
 ekws_status_t ekws_head_trainer_init(ekws_head_trainer_t *tr, const ekws_head_config_t *cfg, void *workspace,
                                      size_t size, float emb_scale, int32_t emb_zp);
+
+/* The same with the training memory apart: store[0..store_size) is zeroed and keeps the examples;
+ * train[0..train_size) is left as it is until its first use (Memory, above), so it may be the
+ * model's arena while examples are collected. EKWS_ERR_ARG also when the two regions overlap;
+ * EKWS_ERR_STATE from ekws_head_folded / _logits_f32 / _quantize before the training memory is used. */
+ekws_status_t ekws_head_trainer_init_split(ekws_head_trainer_t *tr, const ekws_head_config_t *cfg, void *store,
+                                           size_t store_size, void *train, size_t train_size, float emb_scale,
+                                           int32_t emb_zp);
 
 /* Store one example: embedding int8 [E] (the backbone output), label < C.
  * EKWS_ERR_BUFFER_TOO_SMALL when max_examples are stored already. */
