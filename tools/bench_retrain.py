@@ -32,8 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekws.retrain import Backbone, HeadConfig, blob_size, fit_head, pick_shots, workspace_size  # noqa: E402
-from edgekws.retrain.headmath import store_size, train_size  # noqa: E402
+from edgekws.retrain import (Backbone, HeadConfig, blob_size, fit_head, pick_shots, store_size, train_size,  # noqa: E402
+                             workspace_size)
 
 EXAMPLE = ROOT / "firmware" / "examples" / "cortex-m-retrain"
 PORT = ROOT / "firmware" / "ports" / "cortex-m"
@@ -115,11 +115,14 @@ def host_figures(bb, feats, labels, n_classes, epochs, init, repeats=3) -> dict:
         out[f"blob_{engine}"] = head.qhead.blob().hex()
     out["same_blob"] = out.pop("blob_numpy") == out.pop("blob_c")
     e = emb.shape[1]
+    arena, store, train = arena_layout(bb.quant_model())[1], store_size(n_classes, e, len(labels)), \
+        train_size(n_classes, e)
+    # the example's RAM for retraining: the training memory overlays the arena when it fits (main.c)
     out.update(n_examples=len(labels), n_classes=n_classes, embed_size=e, epochs=epochs,
-               workspace_bytes=workspace_size(n_classes, e, len(labels)),
-               store_bytes=store_size(n_classes, e, len(labels)), train_bytes=train_size(n_classes, e),
+               workspace_bytes=workspace_size(n_classes, e, len(labels)), store_bytes=store, train_bytes=train,
+               retrain_ram_bytes=arena + store + (0 if train <= arena else train),
                head_blob_bytes=blob_size(n_classes, e, False), head_blob_float_bytes=blob_size(n_classes, e, True),
-               backbone_arena_bytes=arena_layout(bb.quant_model())[1])
+               backbone_arena_bytes=arena)
     return out
 
 
@@ -213,7 +216,6 @@ def main(argv=None) -> int:
     print("| what | value |\n|---|---|")
     arena, store, train = h["backbone_arena_bytes"], h["store_bytes"], h["train_bytes"]
     overlay = train <= arena
-    h["retrain_ram_bytes"] = arena + store + (0 if overlay else train)
     print(f"| head trainer: example store (RAM) | {store:,} B |")
     print(f"| head trainer: float32 training memory | {train:,} B "
           f"({'overlays the idle arena' if overlay else 'larger than the arena: beside it'}) |")

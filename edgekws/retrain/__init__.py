@@ -16,11 +16,12 @@ firmware/examples/cortex-m-retrain), cli.py (the command).
 
 from edgekws.retrain.core import (DEFAULT_EPOCHS, Backbone, HeadResult, Int8FloatHeadNetwork, dataset_examples,
                                   fit_head, int8_logits, pick_shots, retrain, write_retrained)
-from edgekws.retrain.headmath import HeadConfig, HeadTrainer, QHead, blob_size, workspace_size
+from edgekws.retrain.headmath import HeadConfig, HeadTrainer, QHead, blob_size, store_size, train_size, workspace_size
 from edgekws.retrain.cli import register
 
 __all__ = ["retrain", "Backbone", "fit_head", "HeadResult", "write_retrained", "dataset_examples", "pick_shots",
-           "int8_logits", "HeadConfig", "HeadTrainer", "QHead", "workspace_size", "blob_size", "register",
+           "int8_logits", "HeadConfig", "HeadTrainer", "QHead", "workspace_size", "store_size", "train_size",
+           "blob_size", "register",
            "DEFAULT_EPOCHS", "Int8FloatHeadNetwork"]
 
 

@@ -195,29 +195,11 @@ static int config_ok(const ekws_head_config_t *cfg, float emb_scale, int32_t emb
            cfg->imprint_scale > 0.0f && emb_scale > 0.0f && emb_scale < FLT_MAX && emb_zp >= -128 && emb_zp <= 127;
 }
 
-ekws_status_t ekws_head_trainer_init_split(ekws_head_trainer_t *tr, const ekws_head_config_t *cfg, void *store,
-                                           size_t store_size, void *train, size_t train_size, float emb_scale,
-                                           int32_t emb_zp) {
-    if (tr == NULL || cfg == NULL || store == NULL || train == NULL) {
-        return EKWS_ERR_NULL;
-    }
-    const size_t need_store = ekws_head_store_size(cfg->num_classes, cfg->embed_size, cfg->max_examples);
-    const size_t need_train = ekws_head_train_size(cfg->num_classes, cfg->embed_size);
-    if (!config_ok(cfg, emb_scale, emb_zp)) {
-        return EKWS_ERR_ARG;
-    }
-    if (((uintptr_t)store & 3u) != 0u || ((uintptr_t)train & 3u) != 0u) {
-        return EKWS_ERR_ARG;
-    }
-    const uintptr_t s0 = (uintptr_t)store, t0 = (uintptr_t)train; /* addresses: unrelated objects */
-    if (s0 < t0 + need_train && t0 < s0 + need_store) {
-        return EKWS_ERR_ARG; /* the two regions overlap */
-    }
-    if (store_size < need_store || train_size < need_train) {
-        return EKWS_ERR_BUFFER_TOO_SMALL;
-    }
+/* Point the trainer into store (examples) and train (float32 memory); the arguments are checked. */
+static void bind(ekws_head_trainer_t *tr, const ekws_head_config_t *cfg, void *store, void *train, float emb_scale,
+                 int32_t emb_zp) {
     const size_t c = cfg->num_classes, e = cfg->embed_size, n = cfg->max_examples;
-    memset(store, 0, need_store); /* the training memory is zeroed on first use (train_begin) */
+    memset(store, 0, ekws_head_store_size(cfg->num_classes, cfg->embed_size, cfg->max_examples));
     float *f = (float *)train;
     memset(tr, 0, sizeof *tr);
     tr->cfg = *cfg;
@@ -239,6 +221,27 @@ ekws_status_t ekws_head_trainer_init_split(ekws_head_trainer_t *tr, const ekws_h
     tr->emb = (int8_t *)bytes;
     tr->labels = bytes + align4(n * e);
     tr->order = (uint16_t *)(void *)(bytes + align4(n * e) + align4(n));
+}
+
+ekws_status_t ekws_head_trainer_init_split(ekws_head_trainer_t *tr, const ekws_head_config_t *cfg, void *store,
+                                           size_t store_size, void *train, size_t train_size, float emb_scale,
+                                           int32_t emb_zp) {
+    if (tr == NULL || cfg == NULL || store == NULL || train == NULL) {
+        return EKWS_ERR_NULL;
+    }
+    if (!config_ok(cfg, emb_scale, emb_zp) || ((uintptr_t)store & 3u) != 0u || ((uintptr_t)train & 3u) != 0u) {
+        return EKWS_ERR_ARG;
+    }
+    const size_t need_store = ekws_head_store_size(cfg->num_classes, cfg->embed_size, cfg->max_examples);
+    const size_t need_train = ekws_head_train_size(cfg->num_classes, cfg->embed_size);
+    const uintptr_t s0 = (uintptr_t)store, t0 = (uintptr_t)train; /* addresses: unrelated objects */
+    if (s0 < t0 + need_train && t0 < s0 + need_store) {
+        return EKWS_ERR_ARG; /* the two regions overlap */
+    }
+    if (store_size < need_store || train_size < need_train) {
+        return EKWS_ERR_BUFFER_TOO_SMALL;
+    }
+    bind(tr, cfg, store, train, emb_scale, emb_zp); /* the training memory: zeroed on first use (train_begin) */
     return EKWS_OK;
 }
 
@@ -247,22 +250,18 @@ ekws_status_t ekws_head_trainer_init(ekws_head_trainer_t *tr, const ekws_head_co
     if (tr == NULL || cfg == NULL || workspace == NULL) {
         return EKWS_ERR_NULL;
     }
-    /* one block: the training memory first, then the store */
-    const size_t need = ekws_head_workspace_size(cfg->num_classes, cfg->embed_size, cfg->max_examples);
-    const size_t train = ekws_head_train_size(cfg->num_classes, cfg->embed_size);
     if (!config_ok(cfg, emb_scale, emb_zp) || ((uintptr_t)workspace & 3u) != 0u) {
         return EKWS_ERR_ARG;
     }
-    if (size < need) {
+    /* one block: the training memory first, then the store */
+    const size_t train = ekws_head_train_size(cfg->num_classes, cfg->embed_size);
+    if (size < ekws_head_workspace_size(cfg->num_classes, cfg->embed_size, cfg->max_examples)) {
         return EKWS_ERR_BUFFER_TOO_SMALL;
     }
-    const ekws_status_t st = ekws_head_trainer_init_split(tr, cfg, (uint8_t *)workspace + train, need - train,
-                                                          workspace, train, emb_scale, emb_zp);
-    if (st == EKWS_OK) {
-        memset(workspace, 0, train);
-        tr->train_ready = 1u;
-    }
-    return st;
+    bind(tr, cfg, (uint8_t *)workspace + train, workspace, emb_scale, emb_zp);
+    memset(workspace, 0, train);
+    tr->train_ready = 1u;
+    return EKWS_OK;
 }
 
 /* The training memory, zeroed on its first use: until then it may be another buffer (the model's
