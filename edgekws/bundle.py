@@ -54,6 +54,29 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
+def check_fields(manifest: dict, mpath) -> None:
+    """The manifest's fields have their types, and the labels agree with the architecture: a
+    hand-edited manifest whose labels no longer match the model's outputs is refused here, not by a
+    wrong answer (or an IndexError) later."""
+    labels = manifest["labels"]
+    if not isinstance(labels, list) or len(labels) < 2 or \
+            not all(isinstance(lab, str) and lab for lab in labels) or len(set(labels)) != len(labels):
+        raise BundleError(f"{mpath}: manifest 'labels' must be a list of at least 2 distinct label names, "
+                          f"got {labels!r}")
+    for key in ("feature_config", "architecture", "files"):
+        if not isinstance(manifest[key], dict):
+            raise BundleError(f"{mpath}: manifest {key!r} must be an object, got {type(manifest[key]).__name__}")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in manifest["files"].items()):
+        raise BundleError(f"{mpath}: manifest 'files' must map file names to sha256 digests")
+    arch = manifest["architecture"]
+    layers = arch.get("layers")
+    units = layers[-1].get("units") if isinstance(layers, list) and layers and isinstance(layers[-1], dict) else None
+    for what, n in (("n_classes", arch.get("n_classes")), ("last layer's units", units)):
+        if n is not None and n != len(labels):
+            raise BundleError(f"{mpath}: manifest has {len(labels)} labels but the architecture's {what} is "
+                              f"{n}: the labels do not match the model's outputs")
+
+
 class Bundle:
     """A verified model bundle on disk. Construct with `Bundle.create` or `Bundle.load`."""
 
@@ -101,6 +124,7 @@ class Bundle:
         for key in ("labels", "feature_config", "architecture", "files"):
             if key not in manifest:
                 raise BundleError(f"{mpath}: manifest lacks {key!r}")
+        check_fields(manifest, mpath)
         bundle = cls(path, manifest)
         if verify:
             bundle.verify()

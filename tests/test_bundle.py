@@ -74,3 +74,39 @@ def test_create_refuses_to_clobber_and_read_unknown_file(tmp_path):
         b.read_npz("int8.npz")
     with pytest.raises(ValueError, match="managed by Bundle"):
         b.update(files={})
+
+
+def _edit_manifest(tmp_path, **fields):
+    m = tmp_path / "m" / "manifest.json"
+    man = json.loads(m.read_text())
+    man.update(fields)
+    m.write_text(json.dumps(man))
+
+
+@pytest.mark.parametrize("labels, message", [
+    (["_silence_", "_unknown_"], "manifest has 2 labels but the architecture's n_classes is 3"),
+    (["_silence_", "_unknown_", "yes", "no"], "manifest has 4 labels but the architecture's n_classes is 3"),
+    (["_silence_", "yes", "yes"], "'labels' must be a list of at least 2 distinct label names"),
+    ("yes", "'labels' must be a list of at least 2 distinct label names"),
+    (["_silence_", "", "yes"], "'labels' must be a list of at least 2 distinct label names"),
+])
+def test_labels_that_disagree_with_the_model_are_refused(tmp_path, labels, message):
+    _make(tmp_path)
+    _edit_manifest(tmp_path, architecture={"n_classes": 3, "layers": [{"type": "Dense", "units": 3}]})
+    assert Bundle.load(tmp_path / "m").labels == ["_silence_", "_unknown_", "yes"]
+    _edit_manifest(tmp_path, labels=labels)
+    with pytest.raises(BundleError, match=message):
+        Bundle.load(tmp_path / "m")
+
+
+def test_last_layer_units_and_field_types_are_checked(tmp_path):
+    _make(tmp_path)
+    _edit_manifest(tmp_path, architecture={"layers": [{"type": "Dense", "units": 5}]})
+    with pytest.raises(BundleError, match="architecture's last layer's units is 5"):
+        Bundle.load(tmp_path / "m")
+    _edit_manifest(tmp_path, architecture=[])
+    with pytest.raises(BundleError, match="manifest 'architecture' must be an object, got list"):
+        Bundle.load(tmp_path / "m")
+    _edit_manifest(tmp_path, architecture={}, files={"weights.npz": 5})
+    with pytest.raises(BundleError, match="'files' must map file names to sha256 digests"):
+        Bundle.load(tmp_path / "m")
