@@ -5,8 +5,9 @@
                       training metadata, and the sha256 of every file below
       weights.npz     float parameters       int8.npz, model.onnx, c/, metrics.json, ... (later stages)
 
-Loading checks the format name and version and every checksum, and refuses a mismatch with a
-BundleError that names the bundle, the file and the problem. Files are written atomically, the
+Loading checks the format name and version, every file's checksum and the checksum of the manifest's
+model fields (labels, feature config, architecture, int8 parameters; the detector's stream settings
+stay editable), and refuses a mismatch with a BundleError that names the bundle, the file and the problem. Files are written atomically, the
 manifest last, so an interrupted write never leaves a bundle that passes verification with
 half-written content.
 """
@@ -31,6 +32,12 @@ from edgekws.fileio import atomic_write_bytes, atomic_write_text, sha256_file
 FORMAT = "edgekws-model"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+# The manifest fields that define what the model computes. Their sha256 (MODEL_DIGEST) is written
+# with every manifest and checked on load, so a damaged or hand-edited label list, feature config,
+# architecture or int8 parameter set is refused instead of silently changing answers. The detector's
+# "stream" settings and the metadata stay editable.
+MODEL_FIELDS = ("labels", "feature_config", "architecture", "quantization")
+MODEL_DIGEST = "model_sha256"
 
 
 def environment() -> dict[str, str]:
@@ -52,6 +59,13 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             zf.writestr(info, one.getvalue())
     return buf.getvalue()
+
+
+def model_digest(manifest: dict) -> str:
+    """sha256 of the MODEL_FIELDS of a manifest (canonical JSON)."""
+    fields = {k: manifest.get(k) for k in MODEL_FIELDS}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def check_fields(manifest: dict, mpath) -> None:
@@ -125,6 +139,11 @@ class Bundle:
             if key not in manifest:
                 raise BundleError(f"{mpath}: manifest lacks {key!r}")
         check_fields(manifest, mpath)
+        # bundles written before the digest existed have none; every manifest written now has one
+        if MODEL_DIGEST in manifest and manifest[MODEL_DIGEST] != model_digest(manifest):
+            raise BundleError(f"{mpath}: the model fields ({', '.join(MODEL_FIELDS)}) do not match their "
+                              "checksum: the manifest is damaged or was edited by hand (only the 'stream' "
+                              "settings may be edited)")
         bundle = cls(path, manifest)
         if verify:
             bundle.verify()
@@ -191,11 +210,12 @@ class Bundle:
 
     def update(self, **fields: Any) -> None:
         """Set top-level manifest fields (e.g. quantization=..., stream=...) and save the manifest."""
-        reserved = {"format", "format_version", "files"} & fields.keys()
+        reserved = {"format", "format_version", "files", MODEL_DIGEST} & fields.keys()
         if reserved:
             raise ValueError(f"manifest fields {sorted(reserved)} are managed by Bundle")
         self.manifest.update(fields)
         self._write_manifest()
 
     def _write_manifest(self) -> None:
+        self.manifest[MODEL_DIGEST] = model_digest(self.manifest)
         atomic_write_text(self.path / MANIFEST, json.dumps(self.manifest, indent=1, sort_keys=True) + "\n")

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from edgekws.bundle import FORMAT_VERSION, Bundle, npz_bytes
+from edgekws.bundle import FORMAT_VERSION, MODEL_DIGEST, Bundle, model_digest, npz_bytes
 from edgekws.errors import BundleError
 
 
@@ -76,10 +76,14 @@ def test_create_refuses_to_clobber_and_read_unknown_file(tmp_path):
         b.update(files={})
 
 
-def _edit_manifest(tmp_path, **fields):
+def _edit_manifest(tmp_path, reseal=True, **fields):
+    """Edit manifest fields; reseal: also rewrite the model digest (as a writer of edgekws would), so
+    that the field checks behind it are reached."""
     m = tmp_path / "m" / "manifest.json"
     man = json.loads(m.read_text())
     man.update(fields)
+    if reseal:
+        man[MODEL_DIGEST] = model_digest(man)
     m.write_text(json.dumps(man))
 
 
@@ -110,3 +114,35 @@ def test_last_layer_units_and_field_types_are_checked(tmp_path):
     _edit_manifest(tmp_path, architecture={}, files={"weights.npz": 5})
     with pytest.raises(BundleError, match="'files' must map file names to sha256 digests"):
         Bundle.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("labels", ["_silence_", "_unknown_", "no"]),
+    ("feature_config", {"sample_rate": 8000}),
+    ("architecture", {"layers": [], "name": "other"}),
+    ("quantization", {"input": {"scale": 0.5, "zero_point": -128}}),
+])
+def test_edited_or_damaged_model_fields_are_refused(tmp_path, field, value):
+    b, _ = _make(tmp_path)
+    b.update(quantization={"input": {"scale": 0.4, "zero_point": -128}})
+    man = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert man[MODEL_DIGEST] == model_digest(man)
+    _edit_manifest(tmp_path, reseal=False, **{field: value})
+    with pytest.raises(BundleError, match=r"model fields \(labels, feature_config, architecture, quantization\) "
+                                          r"do not match their checksum"):
+        Bundle.load(tmp_path / "m")
+
+
+def test_stream_settings_stay_editable_and_old_manifests_load(tmp_path):
+    b, _ = _make(tmp_path)
+    _edit_manifest(tmp_path, reseal=False, stream={"smooth": 4}, training={"seed": 2})
+    assert Bundle.load(tmp_path / "m").manifest["stream"] == {"smooth": 4}
+    m = tmp_path / "m" / "manifest.json"
+    man = json.loads(m.read_text())
+    del man[MODEL_DIGEST]  # written before the digest existed
+    m.write_text(json.dumps(man))
+    again = Bundle.load(tmp_path / "m")
+    again.update(stream={"smooth": 8})  # any write seals it
+    assert json.loads(m.read_text())[MODEL_DIGEST] == model_digest(man)
+    with pytest.raises(ValueError, match="managed by Bundle"):
+        again.update(**{MODEL_DIGEST: "0" * 64})
