@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekws import cliargs
 from edgekws.errors import BundleError, EdgekwsError
 
 MIN_CLIPS = 8
@@ -91,7 +92,7 @@ def register(sub) -> None:
     p.add_argument("clips", help="folder of WAV recordings of the new voice (searched recursively)")
     p.add_argument("--out", metavar="MODEL2", required=True, help="new model bundle folder")
     p.add_argument("--clips", dest="limit", type=int, metavar="N", help="use at most N recordings (seeded choice)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the choice (default 0)")
+    p.add_argument("--seed", type=cliargs.seed, default=0, help="seed of the choice (default 0)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle in MODEL2")
     p.set_defaults(func=_run)
 

@@ -11,6 +11,7 @@ input, playback and terminal into it. sounddevice is imported only when a comman
 
 from __future__ import annotations
 
+from edgekws import cliargs
 from edgekws.data import DEFAULT_WORDS, parse_words
 from edgekws.recording.console import Console
 from edgekws.recording.devices import (DeviceError, SoundDeviceSource, choose_input, choose_output,
@@ -52,30 +53,6 @@ def run_devices(args) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
 def register(sub) -> None:
     p = sub.add_parser(
         "record", help="guided recording of your own voice (or background noise) into a dataset",
@@ -87,16 +64,16 @@ def register(sub) -> None:
     p.add_argument("--lang", choices=sorted(PROMPTS), default="en",
                    help="language to prompt the default command words in (folders keep the "
                         "English names, e.g. --lang ja shows はい for 'yes')")
-    p.add_argument("--takes", type=_positive_int, default=5, help="takes per word in total (default 5)")
+    p.add_argument("--takes", type=cliargs.positive_int, default=5, help="takes per word in total (default 5)")
     p.add_argument("--speaker", metavar="NAME",
                    help="your name; gives a stable speaker id (default: your login name)")
     p.add_argument("--device", metavar="ID", help="input device id or part of its name (see `edgekws devices`)")
-    p.add_argument("--rate", type=_positive_int, metavar="HZ",
+    p.add_argument("--rate", type=cliargs.positive_int, metavar="HZ",
                    help="input rate (default: the device's default rate; resampled to 16 kHz)")
     p.add_argument("--output-device", metavar="ID", help="playback device for replay")
     p.add_argument("--background", action="store_true",
                    help="record background noise into DATA/_background_noise_/ instead of words")
-    p.add_argument("--seconds", type=_positive_float, default=60.0,
+    p.add_argument("--seconds", type=cliargs.positive_float, default=60.0,
                    help="with --background: how long to record (default 60)")
     p.set_defaults(func=run_record)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekws import cliargs
 from edgekws.errors import BundleError, EdgekwsError
 from edgekws.models import DEFAULT_ARCH
 from edgekws.nn.parallel import more_threads, one_blas_thread
@@ -809,7 +810,7 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, help=f"maximum epochs (default {TrainConfig.epochs})")
     p.add_argument("--batch", type=int, help=f"batch size (default {TrainConfig.batch})")
     p.add_argument("--lr", type=float, help=f"peak learning rate (default {TrainConfig.lr})")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--seed", type=cliargs.seed, help="random seed (default 0)")
     p.add_argument("--words", help="comma-separated command words (default: yes,no,up,down,left,right,on,off,stop,go)")
     p.add_argument("--patience", type=int, help=f"early stop after N epochs without progress (default {TrainConfig.patience})")
     p.add_argument("--unknown-ratio", type=float, metavar="R",

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekws import cliargs
 from edgekws.errors import EdgekwsError
 
 ENGINE_PREFIX = {"espeak": "espk", "openjtalk": "ojt"}
@@ -338,13 +339,13 @@ def register(sub) -> None:
     p.add_argument("--en", metavar="DATA", help="English dataset with both engines (edgekws synth --lang en)")
     p.add_argument("--work", required=True, help="folder for views, models and the feature cache")
     p.add_argument("--json", metavar="FILE", help="write every result here")
-    p.add_argument("--seeds", default="0", help="comma-separated training seeds (default 0)")
+    p.add_argument("--seeds", type=cliargs.seed_list, default=(0,), help="comma-separated training seeds (default 0)")
     p.add_argument("--epochs", type=int, help="training epochs (default: train's)")
     p.add_argument("--arch", help="architecture (default: train's)")
     p.add_argument("--time-warp", type=float, metavar="P", help="training time warp fraction (default: train's)")
     p.add_argument("--snr", type=float, default=SNR_DB, help=f"SNR of the noisy tests in dB (default {SNR_DB:g})")
-    p.add_argument("--enroll", type=int, metavar="K", help="also enroll K clips per class of the held-out engine")
-    p.add_argument("--enroll-noisy", type=int, default=0, metavar="N",
+    p.add_argument("--enroll", type=cliargs.positive_int, metavar="K", help="also enroll K clips per class of the held-out engine")
+    p.add_argument("--enroll-noisy", type=cliargs.non_negative_int, default=0, metavar="N",
                    help="enrollment also learns from N noisy copies of each clip (retrain --noisy-copies)")
     p.set_defaults(func=run)
 
@@ -355,8 +356,7 @@ def run(args) -> int:
         raise EdgekwsError("eval-voices: give --ja DATA and/or --en DATA")
     opts = {k: v for k, v in (("epochs", args.epochs), ("arch", args.arch), ("time_warp", args.time_warp))
             if v is not None}
-    seeds = tuple(int(s) for s in str(args.seeds).split(",") if s.strip())
-    res = benchmark(datasets, args.work, seeds=seeds, snr_db=args.snr, enroll=args.enroll,
+    res = benchmark(datasets, args.work, seeds=args.seeds, snr_db=args.snr, enroll=args.enroll,
                     enroll_noisy=args.enroll_noisy, **opts)
     print(format_table(res))
     if args.json:

@@ -104,7 +104,7 @@ def test_command_line(capsys):
     sub = argparse.ArgumentParser().add_subparsers()
     register(sub)
     args = sub.choices["eval-voices"].parse_args(["--work", "w", "--seeds", "0,1", "--enroll", "3"])
-    assert (args.seeds, args.enroll, args.snr) == ("0,1", 3, 10.0)
+    assert (args.seeds, args.enroll, args.snr) == ((0, 1), 3, 10.0)
     with pytest.raises(EdgekwsError, match="--ja"):
         args.func(args)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgekws import cliargs
 from edgekws.errors import BundleError, EdgekwsError
 from edgekws.quant.fixedpoint import quantize_multiplier, requantize, rounding_shift
 from edgekws.quant.graph import FloatOp, float_forward, fold_model
@@ -180,7 +181,7 @@ def register(sub) -> None:
                    "features (default: the dataset the model was trained on)")
     p.add_argument("--percentile", type=float, default=None,
                    help="clip activation ranges at this percentile instead of min/max (e.g. 99.99)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the calibration subset (default 0)")
+    p.add_argument("--seed", type=cliargs.seed, default=0, help="seed of the calibration subset (default 0)")
     p.add_argument("--qat-epochs", type=int, default=0, metavar="N",
                    help="first fine-tune N epochs with fake quantization (quantization-aware training, "
                         "on the training split of --calib DATA or the recorded dataset; rewrites weights.npz)")

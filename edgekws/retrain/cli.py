@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgekws import cliargs
 from edgekws.errors import EdgekwsError
 
 
@@ -36,7 +37,7 @@ def register(sub) -> None:
                         "(your room; white/pink/brown noise if none) at --copy-snr (default 0 = off)")
     p.add_argument("--copy-snr", default=f"{COPY_SNR_DB[0]:g},{COPY_SNR_DB[1]:g}", metavar="LOW,HIGH",
                    help=f"SNR range of the noisy copies in dB (default {COPY_SNR_DB[0]:g},{COPY_SNR_DB[1]:g})")
-    p.add_argument("--seed", type=int, default=0, help="seed of example choice and shuffling (default 0)")
+    p.add_argument("--seed", type=cliargs.seed, default=0, help="seed of example choice and shuffling (default 0)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle in MODEL2")
     p.add_argument("--cache", metavar="DIR", help="feature cache folder (default DATA/.edgekws-cache)")
     p.set_defaults(func=run)

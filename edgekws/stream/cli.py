@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from edgekws import cliargs
 from edgekws.errors import EdgekwsError
 
 ENGINE_HELP = "int8 engine: numpy (reference), onnx (onnxruntime) or c (firmware host library)"
@@ -45,13 +46,13 @@ def register(sub) -> None:
                    help="with --tune: each command's threshold moves this share of the way from the "
                         "shared one to its own validation limit (default 0.5; 0 = one threshold for all, "
                         "safer with few validation speakers)")
-    e.add_argument("--negative-minutes", type=float, default=60.0,
+    e.add_argument("--negative-minutes", type=cliargs.positive_float, default=60.0,
                    help="length of the noise + unknown-word stream (default 60 minutes; tuning needs an "
                         "hour or more to resolve 1 false accept per hour)")
-    e.add_argument("--hop-every", type=int, default=None, metavar="N",
+    e.add_argument("--hop-every", type=cliargs.positive_int, default=None, metavar="N",
                    help="run the model every N feature frames of 20 ms (default: the bundle's setting; "
                         "stored with --tune)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the stream construction (default 0)")
+    e.add_argument("--seed", type=cliargs.seed, default=0, help="seed of the stream construction (default 0)")
     e.add_argument("--snr", default="10,20", metavar="LO,HI|clean",
                    help="background noise level in dB below the speech level, drawn per 5 s segment "
                         "(default 10,20); clean = no noise")

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 
+from edgekws import cliargs
 from edgekws.errors import EdgekwsError
 from edgekws.synth.words import COMMANDS, DEFAULT_ENGINES, ENGINES, vocabulary_words
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
 def register(subparsers) -> None:
@@ -33,11 +26,11 @@ def register(subparsers) -> None:
     p.add_argument("--vocab", action="store_true",
                    help="instead of commands, a vocabulary of 63 everyday words with no unknown words and "
                         "no noise: for edgekws train --vocab (better features for retraining to this language)")
-    p.add_argument("--speakers", type=_int, metavar="N",
+    p.add_argument("--speakers", type=cliargs.integer, metavar="N",
                    help="pseudo-speakers, shared among engines (default 160; each says every word)")
-    p.add_argument("--repeats", type=_int, default=1, metavar="N",
+    p.add_argument("--repeats", type=cliargs.integer, default=1, metavar="N",
                    help="times each speaker says each command (default 1)")
-    p.add_argument("--unknown", type=_int, metavar="N",
+    p.add_argument("--unknown", type=cliargs.integer, metavar="N",
                    help="non-command words per speaker, for _unknown_ (default 6; 0 = none)")
     p.add_argument("--noise-seconds", type=float, metavar="S",
                    help="length of each background noise file (default 30; 0 = none)")
@@ -46,11 +39,11 @@ def register(subparsers) -> None:
                         f"ja {','.join(DEFAULT_ENGINES['ja'])}). openjtalk speaks English as "
                         "katakana loanwords (Japanese-accented English); English custom words without "
                         "a katakana reading are spoken by espeak alone")
-    p.add_argument("--world", type=_int, metavar="K",
+    p.add_argument("--world", type=cliargs.integer, metavar="K",
                    help="WORLD-vocoder voice variants of every eSpeak NG speaker, each a new speaker in its "
                         "source's split (default 0; needs pyworld: pip install \"edgekws[world]\")")
-    p.add_argument("--seed", type=_int, default=0, help="random seed (default 0)")
-    p.add_argument("--jobs", type=_int, metavar="N", help="worker processes (default: all cores)")
+    p.add_argument("--seed", type=cliargs.seed, default=0, help="random seed (default 0)")
+    p.add_argument("--jobs", type=cliargs.integer, metavar="N", help="worker processes (default: all cores)")
     p.add_argument("--quick", action="store_true", help="small dataset for a quick try (12 speakers)")
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty DIR, replacing a previous synthesized dataset")

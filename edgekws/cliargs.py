@@ -1,0 +1,53 @@
+"""argparse value types shared by the subcommands.
+
+A bad value becomes argparse's own clean error ("argument --seed: must be 0 or more, got -1",
+exit status 2) instead of a traceback from deep inside numpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def integer(text: str) -> int:
+    """Any whole number."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _at_least(minimum: int):
+    def parse(text: str) -> int:
+        value = integer(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+seed = _at_least(0)  # numpy's generators take non-negative seeds only
+non_negative_int = _at_least(0)
+positive_int = _at_least(1)
+
+
+def positive_float(text: str) -> float:
+    """A finite number above zero (nan and inf are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """Comma-separated seeds, e.g. "0,1,2"."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected comma-separated seeds such as 0,1,2, got {text!r}")
+    return tuple(seed(p) for p in parts)

@@ -1,0 +1,82 @@
+"""Bad option values end in argparse's clean error (exit 2, the option named), never a traceback.
+
+Each case below was once a raw traceback from numpy or the stream builder (found by trying -1, 0, nan,
+inf on every numeric option of every subcommand).
+"""
+
+import argparse
+
+import pytest
+
+from edgekws import cliargs
+from edgekws.cli import build_parser
+
+
+def _subparsers():
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def _required(sub):
+    """Minimal argv that satisfies a subcommand's required positionals and options."""
+    argv = []
+    for a in sub._actions:
+        if not a.option_strings and a.nargs not in ("?", "*") and a.dest != "help":
+            argv.append("x")
+        elif a.option_strings and a.required:
+            argv += [a.option_strings[-1], "x" if not a.choices else next(iter(a.choices))]
+    return argv
+
+
+def _error(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def test_every_seed_option_refuses_a_negative_seed(capsys):
+    subs = _subparsers()
+    with_seed = [name for name, sub in subs.items() if any("--seed" in a.option_strings for a in sub._actions)]
+    # the commands that once passed -1 on to numpy, and the others that take a seed
+    assert {"train", "quantize", "retrain", "adapt", "eval-stream", "demo", "synth"} <= set(with_seed)
+    for name in with_seed:
+        line = _error(capsys, [name, *_required(subs[name]), "--seed", "-1"])
+        assert line == f"edgekws {name}: error: argument --seed: must be 0 or more, got -1", name
+        line = _error(capsys, [name, *_required(subs[name]), "--seed", "1e3"])
+        assert line == f"edgekws {name}: error: argument --seed: expected a whole number, got '1e3'", name
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval-stream", "m", "d", "--hop-every", "0"], "argument --hop-every: must be 1 or more, got 0"),
+    (["eval-stream", "m", "d", "--negative-minutes", "nan"],
+     "argument --negative-minutes: must be a finite number above 0, got nan"),
+    (["eval-stream", "m", "d", "--negative-minutes", "inf"],
+     "argument --negative-minutes: must be a finite number above 0, got inf"),
+    (["eval-stream", "m", "d", "--negative-minutes", "0"],
+     "argument --negative-minutes: must be a finite number above 0, got 0"),
+    (["eval-voices", "--work", "w", "--enroll", "-1"], "argument --enroll: must be 1 or more, got -1"),
+    (["eval-voices", "--work", "w", "--enroll-noisy", "-2"], "argument --enroll-noisy: must be 0 or more, got -2"),
+    (["eval-voices", "--work", "w", "--seeds", "0,-1"], "argument --seeds: must be 0 or more, got -1"),
+    (["eval-voices", "--work", "w", "--seeds", "0,a"], "argument --seeds: expected a whole number, got 'a'"),
+    (["eval-voices", "--work", "w", "--seeds", ","],
+     "argument --seeds: expected comma-separated seeds such as 0,1,2, got ','"),
+    (["record", "--out", "d", "--takes", "0"], "argument --takes: must be 1 or more, got 0"),
+    (["record", "--out", "d", "--seconds=-inf"], "argument --seconds: must be a finite number above 0, got -inf"),
+    (["synth", "--lang", "en", "--out", "d", "--speakers", "two"],
+     "argument --speakers: expected a whole number, got 'two'"),
+])
+def test_bad_values_are_argument_errors(capsys, argv, message):
+    assert _error(capsys, argv) == f"edgekws {argv[0]}: error: {message}"
+
+
+def test_good_values_parse():
+    args = build_parser().parse_args(["eval-voices", "--work", "w", "--seeds", " 0, 2,7 ", "--enroll", "5"])
+    assert args.seeds == (0, 2, 7) and args.enroll == 5
+    assert build_parser().parse_args(["eval-voices", "--work", "w"]).seeds == (0,)
+    args = build_parser().parse_args(["eval-stream", "m", "d", "--negative-minutes", "0.5", "--hop-every", "3"])
+    assert args.negative_minutes == 0.5 and args.hop_every == 3
+    assert cliargs.seed("0") == 0 and cliargs.seed(str(2**40)) == 2**40
