@@ -18,6 +18,7 @@ import numpy as np
 
 from edgekws import cliargs
 from edgekws.errors import BundleError, EdgekwsError
+from edgekws.fileio import check_outside
 
 MIN_CLIPS = 8
 CALIB_MAX = 1000
@@ -29,7 +30,8 @@ def clip_paths(folder) -> list[Path]:
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise EdgekwsError(f"{folder}: no such folder of recordings")
+        raise EdgekwsError(f"{folder}: " + ("is a file, not a folder of recordings" if folder.exists()
+                                            else "no such folder of recordings"))
     return sorted(p for p in folder.rglob("*.wav") if BACKGROUND_DIR not in p.relative_to(folder).parts)
 
 
@@ -47,6 +49,7 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
     base = model if isinstance(model, Bundle) else Bundle.load(model)
     if Path(out).resolve() == base.path.resolve():
         raise EdgekwsError(f"--out {out}: must differ from the model folder")
+    check_outside(out, clips, "CLIPS")
     if base.manifest.get("head"):
         raise BundleError(f"{base.path}: has a retrained head; adapt the base model, then retrain it")
     if limit is not None and (not isinstance(limit, int) or limit < MIN_CLIPS):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekws.errors import AudioError
-from edgekws.fileio import atomic_open
+from edgekws.fileio import OutputError, atomic_open
 
 SAMPLE_RATE = 16000
 
@@ -194,5 +194,7 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, sr: int = SAMPLE_RAT
             f.write(data)
     except FileExistsError:
         raise AudioError(f"{path}: already exists; refusing to overwrite") from None
+    except OutputError as exc:
+        raise AudioError(str(exc)) from None
     except OSError as exc:
         raise AudioError(f"{path}: cannot write ({exc.strerror or exc})") from None

@@ -27,7 +27,7 @@ import numpy as np
 
 from edgekws import __version__
 from edgekws.errors import BundleError
-from edgekws.fileio import atomic_write_bytes, atomic_write_text, sha256_file
+from edgekws.fileio import atomic_write_bytes, atomic_write_text, make_dir, sha256_file
 
 FORMAT = "edgekws-model"
 FORMAT_VERSION = 1
@@ -84,11 +84,32 @@ def check_fields(manifest: dict, mpath) -> None:
         raise BundleError(f"{mpath}: manifest 'files' must map file names to sha256 digests")
     arch = manifest["architecture"]
     layers = arch.get("layers")
+    if not (isinstance(layers, list) and all(isinstance(layer, dict) for layer in layers)):
+        raise BundleError(f"{mpath}: manifest 'architecture' needs a list of 'layers'")
+    if "input_shape" in arch:
+        _check_input_shape(manifest, mpath)
     units = layers[-1].get("units") if isinstance(layers, list) and layers and isinstance(layers[-1], dict) else None
     for what, n in (("n_classes", arch.get("n_classes")), ("last layer's units", units)):
         if n is not None and n != len(labels):
             raise BundleError(f"{mpath}: manifest has {len(labels)} labels but the architecture's {what} is "
                               f"{n}: the labels do not match the model's outputs")
+
+
+def _check_input_shape(manifest: dict, mpath) -> None:
+    """The model's input is one second of the frontend's frames: (frames, bands[, 1]). A feature_config
+    edited apart from the architecture would feed the model a window of the wrong shape."""
+    from edgekws.features import FeatureConfig
+    from edgekws.features.config import FeatureConfigError
+
+    try:
+        fc = FeatureConfig.from_dict(manifest["feature_config"])
+    except (FeatureConfigError, TypeError, ValueError) as exc:
+        raise BundleError(f"{mpath}: manifest 'feature_config' is invalid ({exc})") from None
+    want = [fc.num_frames(fc.sample_rate), fc.num_bands]
+    shape = manifest["architecture"].get("input_shape")
+    if not (isinstance(shape, list) and len(shape) in (2, 3) and shape[:2] == want and shape[2:] in ([], [1])):
+        raise BundleError(f"{mpath}: the architecture's input_shape {shape!r} does not match the feature "
+                          f"config, which gives {want[0]} frames x {want[1]} bands per 1 s window")
 
 
 class Bundle:
@@ -107,7 +128,7 @@ class Bundle:
             raise BundleError(f"{path}: exists and is not a folder")
         if (path / MANIFEST).exists() and not overwrite:
             raise BundleError(f"{path}: already holds a model bundle (choose another --out or remove it)")
-        path.mkdir(parents=True, exist_ok=True)
+        make_dir(path)
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "labels": list(labels), "feature_config": feature_config,
@@ -122,7 +143,8 @@ class Bundle:
         path = Path(path)
         mpath = path / MANIFEST
         if not path.is_dir():
-            raise BundleError(f"{path}: no such model bundle folder")
+            raise BundleError(f"{path}: " + ("is a file, not a model bundle folder" if path.exists()
+                                             else "no such model bundle folder"))
         if not mpath.is_file():
             raise BundleError(f"{path}: not a model bundle (no {MANIFEST})")
         try:
@@ -131,7 +153,9 @@ class Bundle:
             raise BundleError(f"{mpath}: corrupt manifest ({exc})") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise BundleError(f"{mpath}: not an {FORMAT} manifest")
-        version = manifest.get("format_version")
+        if "format_version" not in manifest:
+            raise BundleError(f"{mpath}: manifest lacks 'format_version'")
+        version = manifest["format_version"]
         if version != FORMAT_VERSION:
             raise BundleError(f"{path}: bundle format version {version!r} is not supported by this "
                               f"edgekws (which reads version {FORMAT_VERSION}); re-export the model")

@@ -66,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     except EdgekwsError as exc:
         print(f"edgekws {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a file the user named: a bug, keep the traceback
+            raise
+        # a file system refusal the command did not foresee (a read-only folder, a file where a
+        # folder must be): the user's to fix, so no traceback
+        print(f"edgekws {args.command}: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"\nedgekws {args.command}: interrupted", file=sys.stderr)
         return 130

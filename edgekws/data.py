@@ -115,7 +115,12 @@ class Dataset:
         h = hashlib.sha256()
         for p in sorted([c.path for c in self.clips if c.path] + self.noise_files):
             h.update(str(p.relative_to(self.root)).encode())
-            h.update(p.read_bytes())
+            try:
+                h.update(p.read_bytes())
+            except IsADirectoryError:
+                raise DatasetError(f"{p}: is a folder, not a WAV file") from None
+            except OSError as exc:
+                raise DatasetError(f"{p}: cannot read ({exc.strerror or exc})") from None
         return h.hexdigest()
 
 
@@ -143,7 +148,8 @@ def load_dataset(root: str | Path, words: list[str] | tuple[str, ...] | None = N
     """
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"{root}: dataset folder does not exist")
+        raise DatasetError(f"{root}: " + ("is a file, not a dataset folder" if root.exists()
+                                          else "dataset folder does not exist"))
     words = tuple(DEFAULT_WORDS if words is None else words)
     if not words:
         raise DatasetError("--words: at least one command word is needed")

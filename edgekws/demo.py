@@ -22,6 +22,7 @@ import numpy as np
 
 from edgekws import cliargs
 from edgekws.errors import BundleError, DatasetError, EdgekwsError
+from edgekws.fileio import make_dir
 
 
 @dataclass
@@ -198,7 +199,7 @@ def run_demo(workdir: str | Path = "edgekws-demo", quick: bool = False, seed: in
     from edgekws.fileio import atomic_write_text
 
     work = Path(workdir)
-    work.mkdir(parents=True, exist_ok=True)
+    make_dir(work)
     plan = DemoPlan.make(quick, seed)
     t0 = time.perf_counter()
     data_ja = stage_synth(work, "ja", plan)

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from edgekws import cliargs
 from edgekws.errors import BundleError, EdgekwsError
 
 # engine name -> loader(bundle) -> object with logits_features(features int8 (N, T, F)) -> (N, K)
@@ -51,7 +53,11 @@ class FloatNetwork:
             self.model = Sequential(layers_from_architecture(arch), arch["input_shape"], rng=0)
         except (KeyError, ValueError, TypeError) as exc:
             raise BundleError(f"{bundle.path}: cannot rebuild the architecture ({exc})") from None
-        self.model.load_state_dict(bundle.read_npz("weights.npz"))
+        try:
+            self.model.load_state_dict(bundle.read_npz("weights.npz"))
+        except BundleError as exc:
+            raise BundleError(f"{bundle.path / 'weights.npz'}: does not fit the manifest's architecture "
+                              f"({str(exc).removeprefix('load_state_dict: ')})") from None
         from edgekws.features import FeatureConfig
 
         self.feature_config = FeatureConfig.from_dict(bundle.manifest["feature_config"])
@@ -232,7 +238,7 @@ def register(sub) -> None:
     q.add_argument("model", help="model bundle folder")
     q.add_argument("files", nargs="+", metavar="FILE", help="WAV file(s)")
     q.add_argument("--engine", default="float", help="engine (default float)")
-    q.add_argument("--top", type=int, default=1, help="show the N most likely labels (default 1)")
+    q.add_argument("--top", type=cliargs.positive_int, default=1, help="show the N most likely labels (default 1)")
     q.set_defaults(func=run_predict)
 
 
@@ -245,7 +251,12 @@ def run_eval(args) -> int:
     engines = [k for k in result if k not in ("split", "dataset")]
     for name in engines:
         print(format_metrics(result[name], title=f"{args.model} [{name}] on {args.data} ({args.split}): "))
-    bundle.write_json("metrics.json", result)
+    from edgekws.fileio import OutputError
+
+    try:
+        bundle.write_json("metrics.json", result)
+    except OutputError as exc:  # a read-only bundle (a shared or installed model) still evaluates
+        print(f"edgekws eval: note: metrics not kept in the bundle: {exc}", file=sys.stderr)
     if args.json:
         main = {**result["float" if "float" in result else engines[0]]}
         main.update({name: result[name] for name in engines if name != "float"})

@@ -6,10 +6,59 @@ A crash, a kill or a full disk leaves either the old file or the new one, never 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
 from pathlib import Path
+
+from edgekws.errors import EdgekwsError
+
+
+class OutputError(EdgekwsError, OSError):
+    """A file or folder that cannot be written (read-only place, a file where a folder must be, ...).
+
+    Also an OSError, so callers that treat a failed write as a soft failure (the feature cache) still can.
+    """
+
+
+def make_dir(path: str | os.PathLike) -> Path:
+    """mkdir -p `path`, or raise OutputError naming it and the reason."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create this folder ({_reason(exc)})") from None
+    return path
+
+
+def check_outside(out: str | os.PathLike, data: str | os.PathLike, what: str = "DATA") -> None:
+    """Refuse an output folder that is the input folder `data` or lies inside it: a bundle written
+    into a dataset would be read back as one more word folder."""
+    out_r, data_r = Path(out).resolve(), Path(data).resolve()
+    if out_r == data_r or data_r in out_r.parents:
+        raise OutputError(f"--out {out}: is inside the input folder {what} {data}; choose a folder outside it")
+
+
+def _reason(exc: OSError) -> str:
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
+        for p in (Path(exc.filename), *Path(exc.filename).parents):
+            if p.exists() and not p.is_dir():  # mkdir's "File exists" means this
+                return f"{p} is a file, not a folder"
+    # the temp file beside the target is ours, not the user's: name only other places
+    where = f" at {exc.filename}" if exc.filename and not Path(exc.filename).name.endswith(".tmp") else ""
+    return f"{exc.strerror or exc}{where}"
+
+
+def _file_mode(path: Path) -> int:
+    """The permission bits the written file gets: those of the file it replaces, else 0666 less the umask
+    (mkstemp creates 0600, which would hide a bundle from the other users of a Pi)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 @contextlib.contextmanager
@@ -19,19 +68,48 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool = 
     mode      : "wb" or "w" (text, UTF-8)
     overwrite : if False and `path` exists when the write completes, raise FileExistsError and
                 keep the existing file (used for recordings, which are never overwritten).
+
+    A symlink is written through (its target is replaced, the link stays). A path that exists and is
+    not a regular file (a device such as /dev/stdout, a FIFO) is written in place: a rename would
+    replace the device. Write failures raise OutputError naming the path.
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open: mode must be 'wb' or 'w', got {mode!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
+    text = {"encoding": "utf-8"} if mode == "w" else {}
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name")
+    if path.exists() and not path.is_file():
+        if not overwrite:
+            raise FileExistsError(errno.EEXIST, "exists", str(path))
+        try:
+            f = open(path, mode, **text)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
+        with f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
+        return
+    if path.is_symlink():
+        path = path.resolve()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
+    try:
+        with os.fdopen(fd, mode, **text) as f:
+            yield f
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as exc:  # a full disk shows here
+                raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
+        os.chmod(tmp, _file_mode(path))
         if overwrite:
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
         else:
             os.link(tmp, path)  # fails with FileExistsError if path appeared meanwhile
             os.unlink(tmp)

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from edgekws.errors import EdgekwsError
+from edgekws.fileio import make_dir
 
 # No -Werror here: a newer compiler's new warning must not stop users; `make -C firmware` keeps -Werror.
 CFLAGS = ["-std=c99", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra"]
@@ -94,7 +95,7 @@ def build_library(extra_flags: list[str] | None = None, *, verbose: bool = False
     lib = out_dir / f"libekws{suffix}"
     if lib.is_file():
         return lib
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir)
     fd, tmp = tempfile.mkstemp(prefix=".libekws.", suffix=suffix, dir=out_dir)
     os.close(fd)
     cmd = [cc, *CFLAGS, *extra, f"-I{root / 'include'}", f"-I{root / 'generated'}", *map(str, srcs), "-o", tmp]

@@ -30,6 +30,7 @@ import numpy as np
 
 from edgekws import cliargs
 from edgekws.errors import BundleError, EdgekwsError
+from edgekws.fileio import check_outside, make_dir
 from edgekws.models import DEFAULT_ARCH
 from edgekws.nn.parallel import more_threads, one_blas_thread
 
@@ -673,7 +674,7 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
     total_steps = steps_per_epoch * config.epochs
     warm = int(round(config.warmup_epochs * steps_per_epoch))
     t_start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     epoch = start_epoch
     pipeline = BatchPipeline(maker, config.seed, workers)
     # the batch workers wait while this process validates and scores hard negatives: use their cores
@@ -848,6 +849,9 @@ def run(args) -> int:
         return 0
     if not args.data or not args.out:
         raise EdgekwsError("train: give the dataset folder DATA and --out MODEL")
+    check_outside(args.out, args.data)
+    if args.vocab:
+        check_outside(args.out, args.vocab, "--vocab")
     opts = {"augment": False, "specaugment": False, "time_warp": 0.0} if args.no_augment else {}
     if args.no_retrain_tap:
         opts["retrain_tap"] = False

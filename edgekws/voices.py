@@ -39,6 +39,7 @@ import numpy as np
 
 from edgekws import cliargs
 from edgekws.errors import EdgekwsError
+from edgekws.fileio import make_dir
 
 ENGINE_PREFIX = {"espeak": "espk", "openjtalk": "ojt"}
 ENGINE_NAMES = {"espeak": "eSpeak NG", "openjtalk": "Open JTalk"}
@@ -64,7 +65,7 @@ def noise_names(train: str, test: str) -> tuple[list[str], list[str]]:
 
 
 def _link(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(dst.parent)
     if dst.is_symlink() or dst.exists():
         dst.unlink()
     os.symlink(src.resolve(), dst)

@@ -146,3 +146,46 @@ def test_stream_settings_stay_editable_and_old_manifests_load(tmp_path):
     assert json.loads(m.read_text())[MODEL_DIGEST] == model_digest(man)
     with pytest.raises(ValueError, match="managed by Bundle"):
         again.update(**{MODEL_DIGEST: "0" * 64})
+
+
+def test_inconsistent_shapes_and_missing_keys_are_refused(tmp_path):
+    """Edits that once passed the checks and crashed later (a manifest without the digest, as older
+    writers left it, or resealed by hand)."""
+    _make(tmp_path)
+    _edit_manifest(tmp_path, architecture={"input_shape": [49, 40, 1], "layers": []})
+    Bundle.load(tmp_path / "m")  # 1 s of the default frontend: 49 frames x 40 bands
+    _edit_manifest(tmp_path, architecture={"input_shape": [10, 10, 1], "layers": []})
+    with pytest.raises(BundleError, match=r"input_shape \[10, 10, 1\] does not match the feature config, which "
+                                          r"gives 49 frames x 40 bands"):
+        Bundle.load(tmp_path / "m")
+    _edit_manifest(tmp_path, architecture={"input_shape": [49, 40, 1], "layers": []},
+                   feature_config={"sample_rate": 16000, "num_bands": 20})
+    with pytest.raises(BundleError, match="gives 49 frames x 20 bands"):
+        Bundle.load(tmp_path / "m")
+    _edit_manifest(tmp_path, feature_config={"num_bands": "many"})
+    with pytest.raises(BundleError, match="manifest 'feature_config' is invalid"):
+        Bundle.load(tmp_path / "m")
+    _edit_manifest(tmp_path, feature_config={}, architecture={"n_classes": 3})
+    with pytest.raises(BundleError, match="manifest 'architecture' needs a list of 'layers'"):
+        Bundle.load(tmp_path / "m")
+    m = tmp_path / "m" / "manifest.json"
+    man = json.loads(m.read_text())
+    del man["format_version"]
+    m.write_text(json.dumps(man))
+    with pytest.raises(BundleError, match="manifest lacks 'format_version'"):
+        Bundle.load(tmp_path / "m")
+    with pytest.raises(BundleError, match="is a file, not a model bundle folder"):
+        Bundle.load(m)
+
+
+def test_weights_that_do_not_fit_the_architecture_name_the_file(tmp_path):
+    from edgekws.evaluate import FloatNetwork
+    from quant_helpers import make_bundle
+
+    b, model = make_bundle(tmp_path / "m")
+    state = model.state_dict()
+    key = next(iter(state))
+    state[key] = np.zeros((1, *state[key].shape[1:]), state[key].dtype)
+    b.write_npz("weights.npz", state)
+    with pytest.raises(BundleError, match=f"weights.npz: does not fit the manifest's architecture \\({key} has shape"):
+        FloatNetwork(Bundle.load(b.path))

@@ -64,6 +64,7 @@ def test_every_seed_option_refuses_a_negative_seed(capsys):
     (["eval-voices", "--work", "w", "--seeds", "0,a"], "argument --seeds: expected a whole number, got 'a'"),
     (["eval-voices", "--work", "w", "--seeds", ","],
      "argument --seeds: expected comma-separated seeds such as 0,1,2, got ','"),
+    (["predict", "m", "a.wav", "--top", "0"], "argument --top: must be 1 or more, got 0"),
     (["record", "--out", "d", "--takes", "0"], "argument --takes: must be 1 or more, got 0"),
     (["record", "--out", "d", "--seconds=-inf"], "argument --seconds: must be a finite number above 0, got -inf"),
     (["synth", "--lang", "en", "--out", "d", "--speakers", "two"],

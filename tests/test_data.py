@@ -102,3 +102,16 @@ def test_dataset_command(tmp_path, capsys):
     assert "marvin" in out and "_unknown_" in out and "70 clips" in out
     assert main(["dataset", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_fingerprint_names_a_folder_or_dangling_link_posing_as_a_wav(tmp_path):
+    _tree(tmp_path)
+    (tmp_path / "yes" / f"{SPEAKERS[0]}_nohash_7.wav").mkdir()
+    with pytest.raises(DatasetError, match=f"{SPEAKERS[0]}_nohash_7.wav: is a folder, not a WAV file"):
+        load_dataset(tmp_path, ["yes"]).fingerprint()
+    (tmp_path / "yes" / f"{SPEAKERS[0]}_nohash_7.wav").rmdir()
+    (tmp_path / "yes" / f"{SPEAKERS[0]}_nohash_8.wav").symlink_to(tmp_path / "gone.wav")
+    with pytest.raises(DatasetError, match=r"_nohash_8.wav: cannot read \(No such file or directory\)"):
+        load_dataset(tmp_path, ["yes"]).fingerprint()
+    with pytest.raises(DatasetError, match="is a file, not a dataset folder"):
+        load_dataset(tmp_path / "LICENSE")

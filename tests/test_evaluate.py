@@ -50,6 +50,25 @@ def test_eval_cli_json_has_exactly_the_documented_keys(trained, tmp_path, capsys
     assert stored["float"] == {k: v for k, v in m.items() if k != "int8"} and stored["split"] == "test"
 
 
+def test_eval_of_a_read_only_bundle_still_reports(trained, tmp_path, capsys, monkeypatch):
+    from edgekws.fileio import OutputError
+
+    data, bundle = trained
+
+    def refuse(self, name, obj):
+        raise OutputError(f"{self.path / name}: cannot write (Read-only file system)")
+
+    monkeypatch.setattr(Bundle, "write_json", refuse)
+    out = tmp_path / "m.json"
+    assert main(["eval", str(bundle.path), str(data), "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "accuracy" in captured.out and json.loads(out.read_text())["n"] == 16
+    assert captured.err == (f"edgekws eval: note: metrics not kept in the bundle: {bundle.path / 'metrics.json'}: "
+                            "cannot write (Read-only file system)\n")
+    assert main(["eval", str(bundle.path), str(data), "--json", str(tmp_path)]) == 2
+    assert f"{tmp_path}: is a folder; give a file name" in capsys.readouterr().err
+
+
 def test_predict_cli_prints_label_and_confidence(trained, capsys, tmp_path):
     data, bundle = trained
     wavs = sorted((data / "yes").glob("spk1*.wav")) + sorted((data / "no").glob("spk1*.wav"))

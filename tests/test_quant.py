@@ -168,6 +168,15 @@ def test_quantize_cli_errors(tmp_path, capsys):
     assert "no training dataset recorded; pass --calib DATA" in capsys.readouterr().err
     assert main(["quantize", str(bundle.path), "--calib", str(tmp_path / "nope")]) == 2
     assert "no such dataset folder" in capsys.readouterr().err
+    np.save(tmp_path / "wrong.npy", np.zeros((10, 5), np.int8))
+    assert main(["quantize", str(bundle.path), "--calib", str(tmp_path / "wrong.npy")]) == 2
+    assert "expected features of shape (N, 49, 40) for this model, got (10, 5)" in capsys.readouterr().err
+    np.save(tmp_path / "obj.npy", np.array([None, 1], dtype=object), allow_pickle=True)
+    (tmp_path / "garbage.npy").write_bytes(b"\x93NUMPY garbage")
+    for name in ("obj.npy", "garbage.npy"):
+        assert main(["quantize", str(bundle.path), "--calib", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert f"--calib {tmp_path / name}: not a readable .npy array" in err and "Traceback" not in err
     with pytest.raises(EdgekwsError, match="not quantized yet"):
         load_quantized(Bundle.load(bundle.path))
 

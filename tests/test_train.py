@@ -265,9 +265,9 @@ def test_time_warp_setting_is_checked_and_reaches_train(monkeypatch, tmp_path, c
     assert TrainConfig.from_dict({"epochs": 3}).time_warp == 0.0          # configs older than the option
     seen = {}
     monkeypatch.setattr(tr, "train", lambda data, out, **kw: seen.update(kw))
-    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--time-warp", "0.3"]) == 0
+    assert main(["train", str(tmp_path), "--out", str(tmp_path) + "-m", "--time-warp", "0.3"]) == 0
     assert seen["time_warp"] == 0.3
-    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--no-augment"]) == 0
+    assert main(["train", str(tmp_path), "--out", str(tmp_path) + "-m", "--no-augment"]) == 0
     assert seen["time_warp"] == 0.0 and seen["augment"] is False and seen["specaugment"] is False
 
 
@@ -316,10 +316,10 @@ def test_cli_unknown_ratio_and_hard_negatives_reach_train_and_are_checked(monkey
 
     seen = {}
     monkeypatch.setattr(tr, "train", lambda data, out, **kw: seen.update(kw))
-    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--unknown-ratio", "2.5"]) == 0
+    assert main(["train", str(tmp_path), "--out", str(tmp_path) + "-m", "--unknown-ratio", "2.5"]) == 0
     assert seen["unknown_ratio"] == 2.5
     seen.clear()
-    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m")]) == 0
+    assert main(["train", str(tmp_path), "--out", str(tmp_path) + "-m"]) == 0
     assert "unknown_ratio" not in seen  # the TrainConfig default applies
     assert main(["train", str(tmp_path), "--out", "m", "--hard-negatives", "0"]) == 0
     assert seen["hard_negatives"] == 0.0
@@ -459,9 +459,9 @@ def test_cli_no_retrain_tap_reaches_train(monkeypatch, tmp_path):
     assert TrainConfig.from_dict({"epochs": 3}).retrain_tap is False   # checkpoints older than the option
     seen = {}
     monkeypatch.setattr(tr, "train", lambda data, out, **kw: seen.update(kw))
-    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m")]) == 0
+    assert main(["train", str(tmp_path), "--out", str(tmp_path) + "-m"]) == 0
     assert "retrain_tap" not in seen
-    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--no-retrain-tap"]) == 0
+    assert main(["train", str(tmp_path), "--out", str(tmp_path) + "-m", "--no-retrain-tap"]) == 0
     assert seen["retrain_tap"] is False
 
 
@@ -562,5 +562,5 @@ def test_cli_vocab_reaches_train_as_an_absolute_path(monkeypatch, tmp_path):
     seen = {}
     monkeypatch.setattr(tr, "train", lambda data, out, **kw: seen.update(kw))
     monkeypatch.chdir(tmp_path)
-    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m"), "--vocab", "v"]) == 0
+    assert main(["train", str(tmp_path), "--out", str(tmp_path) + "-m", "--vocab", "v"]) == 0
     assert seen["vocabulary"] == str(tmp_path / "v")

@@ -78,12 +78,20 @@ def calibration_features(bundle, data=None, seed: int = 0, limit: int = CALIB_MA
             raise EdgekwsError(f"{bundle.path}: no training dataset recorded; pass --calib DATA")
     path = Path(data)
     if path.suffix == ".npy" and path.is_file():
-        feats = np.load(path, allow_pickle=False)
+        try:
+            feats = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise EdgekwsError(f"--calib {path}: not a readable .npy array ({exc})") from None
         if feats.dtype != np.int8:
             raise EdgekwsError(f"--calib {path}: expected int8 features, got {feats.dtype}")
+        want = tuple(bundle.manifest["architecture"]["input_shape"][:2])
+        if feats.ndim != 3 or feats.shape[1:] != want:
+            raise EdgekwsError(f"--calib {path}: expected features of shape (N, {want[0]}, {want[1]}) "
+                               f"for this model, got {feats.shape}")
     else:
         if not path.is_dir():
-            raise EdgekwsError(f"--calib {path}: no such dataset folder (or .npy of int8 features)")
+            what = "is not a dataset folder" if path.exists() else "no such dataset folder"
+            raise EdgekwsError(f"--calib {path}: {what} (or .npy of int8 features)")
         from edgekws.data import load_dataset
         from edgekws.featcache import FeatureCache, default_cache_dir, split_arrays
         from edgekws.features import FeatureConfig

@@ -136,7 +136,8 @@ def qat_data(bundle, data, seed: int):
                                "recorded in the bundle, pass --calib DATA (a dataset folder)")
     path = Path(data)
     if not path.is_dir():
-        raise EdgekwsError(f"--qat-epochs: no such dataset folder {path}")
+        raise EdgekwsError(f"--qat-epochs: {path}: " + ("is a file, not a dataset folder" if path.exists()
+                                                        else "no such dataset folder"))
     ds = load_dataset(path, bundle.labels[2:])
     cache = FeatureCache(default_cache_dir(path), FeatureConfig.from_dict(bundle.manifest["feature_config"]))
     arrays = split_arrays(ds, "train", cache, seed=seed)

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgekws.audio import SAMPLE_RATE, resample, write_wav
 from edgekws.errors import DatasetError, EdgekwsError
-from edgekws.fileio import atomic_write_text
+from edgekws.fileio import atomic_write_text, make_dir
 from edgekws.synth import espeak, noise, openjtalk
 from edgekws.synth.voices import ID_PREFIX, Speaker, clip_rng, jitter, make_speakers
 from edgekws.synth.words import Word, check_engines, check_lang, command_words, unknown_words
@@ -228,7 +228,7 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
                 if out.resolve() in p.parents and p.suffix == ".wav":
                     p.unlink(missing_ok=True)
             old.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
 
 
 def _engine_versions(engines) -> dict:

@@ -1,0 +1,74 @@
+"""Atomic writes: failures are OutputErrors naming the path, links and devices are written through,
+and the written file gets ordinary permissions."""
+
+import os
+import stat
+import threading
+
+import pytest
+
+from edgekws.cli import main
+from edgekws.errors import EdgekwsError
+from edgekws.fileio import OutputError, atomic_write_text, check_outside, make_dir
+
+
+def test_unwritable_places_are_output_errors_naming_the_path(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    target = tmp_path / "afile" / "out.json"  # a file where a folder must be
+    with pytest.raises(OutputError, match=f"{target}: cannot write \\({tmp_path / 'afile'} is a file, not a folder\\)"):
+        atomic_write_text(target, "{}")
+    with pytest.raises(OutputError, match=f"{tmp_path / 'afile' / 'm'}: cannot create this folder"):
+        make_dir(tmp_path / "afile" / "m")
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(OutputError, match="adir: is a folder; give a file name"):
+        atomic_write_text(tmp_path / "adir", "{}")
+    err = OutputError("x")
+    assert isinstance(err, EdgekwsError) and isinstance(err, OSError)  # soft-failure callers catch OSError
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"]  # no temp file left behind
+
+
+def test_symlinks_are_written_through_and_modes_are_ordinary(tmp_path):
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    os.chmod(real, 0o640)
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    atomic_write_text(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"
+    assert stat.S_IMODE(real.stat().st_mode) == 0o640  # the replaced file's mode is kept
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "fresh.json", "{}")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "fresh.json").stat().st_mode) == 0o644  # not mkstemp's 0600
+
+
+def test_a_fifo_is_written_in_place_not_replaced(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    atomic_write_text(fifo, "through the pipe")
+    reader.join(10)
+    assert got == ["through the pipe"] and stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_outputs_inside_the_input_folder_are_refused(tmp_path):
+    with pytest.raises(OutputError, match="is inside the input folder DATA"):
+        check_outside(tmp_path / "data" / "model", tmp_path / "data")
+    with pytest.raises(OutputError, match="is inside the input folder DATA"):
+        check_outside(tmp_path / "data", tmp_path / "data")
+    check_outside(tmp_path / "model", tmp_path / "data")
+    check_outside(tmp_path / "data-model", tmp_path / "data")
+
+
+def test_commands_report_unwritable_outputs_without_a_traceback(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / "c"
+    assert main(["export", "data/fixtures/base-ja", "--c", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("edgekws export: error: ") and str(out) in err
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "m")]) == 2
+    assert "is inside the input folder DATA" in capsys.readouterr().err
