@@ -162,6 +162,12 @@ def test_stream_settings_roundtrip_and_errors(bundle, tmp_path):
     b2.update(stream={"hop_every": 4, "smooth": 2, "refractory": 1, "thresholds": {"nope": 1}})
     with pytest.raises(EdgekwsError, match=r"stream thresholds name unknown labels \['nope'\]"):
         StreamConfig.from_bundle(b2)
+    b2.update(stream={"hop_every": 4, "smooth": 2, "thresholds": {}})
+    with pytest.raises(EdgekwsError, match=r"manifest 'stream' settings lack 'refractory': they must be an object"):
+        StreamConfig.from_bundle(b2)
+    b2.update(stream="fast")
+    with pytest.raises(EdgekwsError, match=r"manifest 'stream' settings have a value of the wrong type"):
+        StreamConfig.from_bundle(b2)
     b2.update(stream=None)
     default = StreamConfig.from_bundle(b2)  # a bundle without settings: the defaults
     assert default.thresholds == {"w0": 26214, "w1": 26214, "w2": 26214}

@@ -156,7 +156,10 @@ class StreamConfig:
             cfg = cls(hop_every=int(d["hop_every"]), smooth=int(d["smooth"]), refractory=int(d["refractory"]),
                       thresholds={str(k): int(v) for k, v in d["thresholds"].items()}, tuning=dict(d.get("tuning", {})))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise BundleError(f"{bundle.path}: manifest 'stream' settings are incomplete ({exc!r})") from None
+            what = f"lack {exc}" if isinstance(exc, KeyError) else "have a value of the wrong type"
+            raise BundleError(f"{bundle.path}: manifest 'stream' settings {what}: they must be an object with "
+                              "integers hop_every, smooth, refractory and thresholds mapping labels to "
+                              "integers (edgekws eval-stream --tune writes them)") from None
         unknown = sorted(set(cfg.thresholds) - set(bundle.labels))
         if unknown:
             raise BundleError(f"{bundle.path}: stream thresholds name unknown labels {unknown}")
