@@ -86,13 +86,25 @@ def engine_view(data, dst, engine: str, noises, clips=None, val_percent: float =
         shutil.rmtree(dst)
     keep = None if clips is None else set(clips)
     val = []
+    linked = 0
     for c in ds.clips:
         rel = f"{c.word}/{c.path.name}"
-        if engine_of(c.speaker) != engine or (keep is not None and rel not in keep):
+        try:
+            of = engine_of(c.speaker)
+        except EdgekwsError:
+            raise EdgekwsError(f"{c.path}: speaker {c.speaker!r} is not a synthesized voice (no engine prefix "
+                               f"{', '.join(ENGINE_PREFIX.values())}); eval-voices needs an edgekws synth "
+                               "dataset") from None
+        if of != engine or (keep is not None and rel not in keep):
             continue
         _link(c.path, dst / rel)
+        linked += 1
         if which_split(c.path.name, val_percent, 0.0) == "val":
             val.append(rel)
+    if not linked:
+        raise EdgekwsError(f"{data}: no clips of {engine} voices (speaker ids {ENGINE_PREFIX[engine]}…); "
+                           "eval-voices needs a dataset synthesized with both engines "
+                           "(edgekws synth --engines espeak,openjtalk)")
     by_stem = {p.stem: p for p in ds.noise_files}
     missing = [n for n in noises if n not in by_stem]
     if missing:

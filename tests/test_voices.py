@@ -54,6 +54,19 @@ def test_views_split_by_engine(both, tmp_path):
     assert not val & {c.speaker for c in a.clips if c.split == "train"}   # a speaker in one split only
 
 
+def test_views_name_a_dataset_without_the_engine_or_with_own_recordings(both, tmp_path):
+    import shutil
+
+    tr, te = noise_names("espeak", "openjtalk")
+    a = engine_view(both, tmp_path / "a", "espeak", tr)   # eSpeak NG voices only
+    with pytest.raises(EdgekwsError, match=r"a: no clips of openjtalk voices \(speaker ids ojt…\); eval-voices "
+                                           r"needs a dataset synthesized with both engines"):
+        engine_view(a, tmp_path / "b", "openjtalk", te)
+    shutil.copyfile(next((a / "yes").iterdir()), a / "yes" / "alice_nohash_0.wav")
+    with pytest.raises(EdgekwsError, match=r"alice_nohash_0.wav: speaker 'alice' is not a synthesized voice"):
+        engine_view(a, tmp_path / "c", "espeak", tr)
+
+
 def test_noisy_sets_change_words_only(both, tmp_path):
     _, te = noise_names("espeak", "openjtalk")
     view = engine_view(both, tmp_path / "t", "openjtalk", te)
