@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 from math import gcd
 from pathlib import Path
@@ -145,10 +146,15 @@ def read_wav(path: str | os.PathLike, *, sr: int = SAMPLE_RATE, dtype: str = "in
     """
     name = str(path)
     try:
-        size = os.path.getsize(path)
-        if size > _MAX_BYTES:
-            raise AudioError(f"{name}: file is {size} bytes, larger than any WAV can be")
-        data = Path(path).read_bytes()
+        st = os.stat(path)
+        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):  # /dev/zero would never end
+            raise AudioError(f"{name}: is a device, not a WAV file")
+        if st.st_size > _MAX_BYTES:
+            raise AudioError(f"{name}: file is {st.st_size} bytes, larger than any WAV can be")
+        with open(path, "rb") as f:
+            data = f.read(_MAX_BYTES + 1)  # bounded: a pipe has no size to check first
+        if len(data) > _MAX_BYTES:
+            raise AudioError(f"{name}: more than {_MAX_BYTES} bytes, larger than any WAV can be")
     except FileNotFoundError:
         raise AudioError(f"{name}: no such file") from None
     except IsADirectoryError:

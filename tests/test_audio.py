@@ -159,3 +159,18 @@ def test_fuzz_mutated_headers(tail, cut):
     except AudioError:
         return
     assert x.dtype == np.float32 and np.all(np.isfinite(x)) and np.all(np.abs(x) <= 1.0)
+
+
+def test_devices_are_refused_and_pipes_are_read(tmp_path):
+    import threading
+
+    with pytest.raises(AudioError, match="^/dev/zero: is a device, not a WAV file$"):
+        read_wav("/dev/zero")  # once an endless read
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    x = (np.arange(1600) % 200 - 100).astype(np.int16)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(encode_wav(x)))
+    writer.start()
+    got = read_wav(fifo)
+    writer.join(10)
+    assert np.array_equal(got, x)
