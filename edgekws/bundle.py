@@ -112,6 +112,34 @@ def _check_input_shape(manifest: dict, mpath) -> None:
                           f"config, which gives {want[0]} frames x {want[1]} bands per 1 s window")
 
 
+# export --target writes its projects into MODEL/<target> by default (edgekws.export.targets.TARGETS)
+TARGET_FOLDERS = ("host", "cortex-m4", "pi")
+
+
+def _remove_old_outputs(path: Path) -> None:
+    """Before a bundle is written over another (--force): remove the files the old manifest lists
+    and the export projects inside it, so that no output of the old model (c/ arrays, .onnx, a
+    firmware project) survives beside the new one to be flashed by mistake."""
+    import shutil
+
+    try:
+        old = json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("files", {})
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        old = {}
+    root = path.resolve()
+    for name in old if isinstance(old, dict) else ():
+        f = (path / str(name)).resolve()
+        if root in f.parents and f.is_file():  # only inside the bundle
+            f.unlink()
+    for sub in {*TARGET_FOLDERS, *(Path(str(n)).parts[0] for n in old if len(Path(str(n)).parts) > 1)}:
+        d = path / sub
+        if d.is_dir() and not d.is_symlink():
+            if sub in TARGET_FOLDERS:
+                shutil.rmtree(d)
+            elif not any(d.iterdir()):
+                d.rmdir()
+
+
 class Bundle:
     """A verified model bundle on disk. Construct with `Bundle.create` or `Bundle.load`."""
 
@@ -122,12 +150,23 @@ class Bundle:
     # ---- creation and loading ------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, *, labels: list[str], feature_config: dict, architecture: dict,
-               training: dict | None = None, overwrite: bool = False) -> "Bundle":
+               training: dict | None = None, overwrite: bool = False, by_train: bool = False) -> "Bundle":
+        """by_train: the caller is `edgekws train` finishing the run of the checkpoint.npz in `path`;
+        any other writer refuses a folder holding an unfinished training (or with overwrite, drops it)."""
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise BundleError(f"{path}: exists and is not a folder")
+        ckpt = path / "checkpoint.npz"
+        if not by_train and ckpt.exists():
+            if not overwrite:
+                raise BundleError(f"{path}: holds an unfinished training (checkpoint.npz; edgekws train … "
+                                  "--resume continues it); choose another --out or pass --force")
+            ckpt.unlink()
         if (path / MANIFEST).exists() and not overwrite:
-            raise BundleError(f"{path}: already holds a model bundle (choose another --out or remove it)")
+            raise BundleError(f"{path}: already holds a model bundle (choose another --out, remove it, "
+                              "or pass --force)")
+        if (path / MANIFEST).exists():
+            _remove_old_outputs(path)
         make_dir(path)
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -111,8 +111,11 @@ class Dataset:
         return commands + picked + silence
 
     def fingerprint(self) -> str:
-        """sha256 over every clip's relative path and content: identifies the data a model saw."""
+        """sha256 over every clip's relative path, split and content: identifies the data a model saw
+        and which of it validated (an edited validation_list.txt changes it)."""
         h = hashlib.sha256()
+        h.update("".join(f"{c.path.relative_to(self.root)}={c.split}\n" for c in
+                         sorted((c for c in self.clips if c.path), key=lambda c: str(c.path))).encode())
         for p in sorted([c.path for c in self.clips if c.path] + self.noise_files):
             h.update(str(p.relative_to(self.root)).encode())
             try:

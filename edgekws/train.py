@@ -16,6 +16,7 @@ At the end, MODEL becomes a bundle: manifest, weights.npz (best weights), histor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -30,7 +31,7 @@ import numpy as np
 
 from edgekws import cliargs
 from edgekws.errors import BundleError, EdgekwsError
-from edgekws.fileio import check_outside, make_dir
+from edgekws.fileio import OutputError, check_outside, make_dir
 from edgekws.models import DEFAULT_ARCH
 from edgekws.nn.parallel import more_threads, one_blas_thread
 
@@ -157,16 +158,60 @@ def load_checkpoint(path: Path) -> tuple[dict, dict, dict, dict]:
         meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
     except FileNotFoundError:
         raise BundleError(f"{path}: no checkpoint to resume from (train without --resume)") from None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+    except IsADirectoryError:
+        raise BundleError(f"{path}: is a folder, not a training checkpoint") from None
+    except NotADirectoryError:
+        raise BundleError(f"{path.parent}: is a file, not a model folder; nothing to resume") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
         raise BundleError(f"{path}: corrupt or truncated checkpoint ({exc})") from None
-    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT or \
+            meta.get("version") != CHECKPOINT_VERSION:
         raise BundleError(f"{path}: not an edgekws training checkpoint of version {CHECKPOINT_VERSION}")
     model_state = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
     best_state = {k[5:]: v for k, v in arrays.items() if k.startswith("best/")}
-    opt_state = {"step_count": meta["opt_step_count"], "lr": meta["opt_lr"],
-                 "state": {p: {s: arrays[f"opt/{p}/{s}"] for s in slots}
-                           for p, slots in meta["opt_slots"].items()}}
+    try:
+        _check_checkpoint_meta(meta, best_state)
+        opt_state = {"step_count": meta["opt_step_count"], "lr": meta["opt_lr"],
+                     "state": {p: {s: arrays[f"opt/{p}/{s}"] for s in slots}
+                               for p, slots in meta["opt_slots"].items()}}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BundleError(f"{path}: corrupt checkpoint ({type(exc).__name__}: {exc})") from None
+    bad = [k for k, v in arrays.items() if k.startswith(("model/", "best/"))
+           and np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v))]
+    if bad:
+        raise BundleError(f"{path}: corrupt checkpoint (non-finite values in {bad[0]}); start over with --force")
     return meta, model_state, best_state, opt_state
+
+
+_CHECKPOINT_META = {"config": dict, "epoch": int, "history": list, "best": dict, "bad_epochs": int,
+                    "fingerprint": str, "rng_state": dict, "elapsed_s": (int, float), "opt_step_count": int,
+                    "opt_lr": (int, float), "opt_slots": dict}
+
+
+def _bundle_fingerprint(out: Path):
+    """The dataset fingerprint of the bundle in `out` (None: no bundle; "" : a bundle without one)."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return ""
+    return str(((manifest.get("training") if isinstance(manifest, dict) else None) or {}).get(
+        "dataset_fingerprint", ""))
+
+
+def _check_checkpoint_meta(meta: dict, best_state: dict) -> None:
+    """Raise ValueError/KeyError/TypeError unless `meta` has what a resume reads, consistently."""
+    for key, kind in _CHECKPOINT_META.items():
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+            raise TypeError(f"{key!r} is {type(meta[key]).__name__}")
+    if not 0 <= meta["epoch"] == len(meta["history"]):
+        raise ValueError(f"epoch {meta['epoch']} with {len(meta['history'])} epochs of history")
+    if not isinstance(meta["best"].get("epoch"), int):
+        raise TypeError("'best' has no epoch")
+    if meta["best"]["epoch"] >= 1 and not best_state:
+        raise ValueError(f"no weights of the best epoch {meta['best']['epoch']} (resumed runs of "
+                         "earlier edgekws wrote such checkpoints); start over with --force")
 
 
 # ---- batches ---------------------------------------------------------------------------------
@@ -545,12 +590,71 @@ def without_vocabulary(config: TrainConfig, state: dict, n_labels: int) -> tuple
     return arch, {**state, **cut}
 
 
+LOCK = ".edgekws-train.lock"
+
+
+@contextlib.contextmanager
+def exclusive(out: Path, log=print):
+    """Hold OUT/.edgekws-train.lock while training writes into OUT: a second `edgekws train` on the same
+    folder is refused instead of both writing checkpoint.npz and one bundle silently losing. POSIX
+    only (fcntl); elsewhere no lock is taken."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    lock = out / LOCK
+    try:
+        f = open(lock, "a+")
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot write here ({exc.strerror or exc})") from None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            who = f.read().strip() or "?"
+            raise BundleError(f"{out}: another edgekws train (pid {who}) is writing here; wait for it "
+                              "to finish or choose another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)  # still holding the lock: nobody else is between
+
+
+def train(data, out, *, resume: bool = False, **kwargs):
+    """Train a model on dataset folder `data` into bundle folder `out`; returns the Bundle.
+    Arguments: see _train. The folder is created first (an impossible --out fails before any
+    feature is computed) and locked against a second training for the whole run."""
+    out = Path(out)
+    created = False
+    if resume:
+        if not (out / CHECKPOINT).exists() and (out / "manifest.json").is_file():
+            raise BundleError(f"{out}: holds a finished model bundle; nothing to resume (to train it again "
+                              "from the start, pass --force instead of --resume)")
+        load_checkpoint(out / CHECKPOINT)  # nothing to resume: say so without creating the folder
+    else:
+        created = not out.exists()
+        make_dir(out)
+    try:
+        with exclusive(out):
+            return _train(data, out, resume=resume, **kwargs)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):  # a refused start leaves no trace
+            out.rmdir()
+        raise
+
+
 @one_blas_thread
-def train(data, out, *, arch: str | None = None, epochs: int | None = None, batch: int | None = None,
-          lr: float | None = None, seed: int | None = None, words=None, resume: bool = False,
-          quick: bool = False, overwrite: bool = False, cache_dir=None, progress: bool = True,
-          log=print, on_epoch_end=None, augment_config: dict | None = None, workers: int | None = None,
-          **options):
+def _train(data, out, *, arch: str | None = None, epochs: int | None = None, batch: int | None = None,
+           lr: float | None = None, seed: int | None = None, words=None, resume: bool = False,
+           quick: bool = False, overwrite: bool = False, cache_dir=None, progress: bool = True,
+           log=print, on_epoch_end=None, augment_config: dict | None = None, workers: int | None = None,
+           **options):
     """Train a model on dataset folder `data` into bundle folder `out`; returns the Bundle.
 
     quick        : small/fast preset (models.ARCHITECTURES["dscnn-s"], few epochs) for demos
@@ -576,8 +680,22 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
     out = Path(out)
     ckpt_path = out / CHECKPOINT
     if resume:
-        meta, model_state, best_state, opt_state = load_checkpoint(ckpt_path)
+        meta, model_state, ckpt_best, opt_state = load_checkpoint(ckpt_path)
         config = TrainConfig.from_dict(meta["config"])
+        given = {"arch": arch, "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
+                 "words": list(words) if words else None, **options}
+        differ = [(k, v, getattr(config, k)) for k, v in given.items()
+                  if v is not None and hasattr(config, k)
+                  and (list(v) if isinstance(v, (list, tuple)) else v) !=
+                  (list(getattr(config, k)) if isinstance(getattr(config, k), (list, tuple)) else getattr(config, k))]
+        if differ:
+            said = ", ".join(f"--{k.replace('_', '-')} {v!r} (the checkpoint's: {c!r})" for k, v, c in differ)
+            raise EdgekwsError(f"{out}: --resume continues with the checkpoint's settings, and {said} "
+                               "differ; leave them out, or start over with --force")
+        other = _bundle_fingerprint(out)
+        if other not in (None, meta["fingerprint"]):
+            raise BundleError(f"{out}: holds a model bundle of other data beside the checkpoint (written "
+                              "there by another command); move one of them away")
         log(f"resuming {ckpt_path} after epoch {meta['epoch']} of {config.epochs} "
             "(the checkpoint's settings are used)")
     else:
@@ -648,12 +766,20 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
     best_state = None
     bad_epochs, start_epoch, elapsed_before = 0, 0, 0.0
     if meta is not None:
-        model.load_state_dict(model_state)
-        model.set_random_state(meta["model_random_state"])
-        opt.load_state_dict(opt_state)
-        rng.bit_generator.state = meta["rng_state"]
+        try:
+            model.load_state_dict(model_state)
+            own = model.state_dict()
+            if ckpt_best and (set(ckpt_best) != set(own) or
+                              any(ckpt_best[k].shape != own[k].shape for k in own)):
+                raise ValueError("the best epoch's weights do not fit the model")
+            model.set_random_state(meta["model_random_state"])
+            opt.load_state_dict(opt_state)
+            rng.bit_generator.state = meta["rng_state"]
+        except (BundleError, KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{ckpt_path}: corrupt checkpoint or not one of this training "
+                              f"({str(exc).removeprefix('load_state_dict: ')})") from None
         history, best, bad_epochs = meta["history"], meta["best"], meta["bad_epochs"]
-        best_state = best_state or None
+        best_state = ckpt_best or None  # the best epoch's weights so far, not the latest
         start_epoch, elapsed_before = meta["epoch"], meta["elapsed_s"]
 
     if not len(va.labels):
@@ -788,7 +914,7 @@ def train(data, out, *, arch: str | None = None, epochs: int | None = None, batc
                                      "augment_config": augment_config, "prior_correction": correction,
                                      **({"vocabulary": {"folder": str(config.vocabulary), "words": list(vocab.words),
                                                         "fingerprint": vocab_fingerprint}} if vocab else {})},
-                           overwrite=True)
+                           overwrite=True, by_train=True)
     bundle.write_npz("weights.npz", final)
     bundle.write_json("history.json", history)
     ckpt_path.unlink(missing_ok=True)

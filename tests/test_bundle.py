@@ -189,3 +189,22 @@ def test_weights_that_do_not_fit_the_architecture_name_the_file(tmp_path):
     b.write_npz("weights.npz", state)
     with pytest.raises(BundleError, match=f"weights.npz: does not fit the manifest's architecture \\({key} has shape"):
         FloatNetwork(Bundle.load(b.path))
+
+
+def test_force_removes_the_old_models_outputs_and_checkpoints_are_respected(tmp_path):
+    b, _ = _make(tmp_path)
+    b.write_bytes("c/model.bin", b"old model")
+    (tmp_path / "m" / "cortex-m4" / "src").mkdir(parents=True)          # an export --target project
+    (tmp_path / "m" / "cortex-m4" / "src" / "model.c").write_text("old")
+    (tmp_path / "m" / "notes.txt").write_text("mine")                    # not an output of edgekws
+    new = Bundle.create(tmp_path / "m", labels=["_silence_", "_unknown_", "go"], feature_config={},
+                        architecture={"layers": []}, overwrite=True)
+    assert sorted(p.name for p in new.path.iterdir()) == ["manifest.json", "notes.txt"]
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "checkpoint.npz").write_bytes(b"an unfinished training")
+    with pytest.raises(BundleError, match="t: holds an unfinished training \\(checkpoint.npz; edgekws train … "
+                                          "--resume continues it\\); choose another --out or pass --force"):
+        Bundle.create(tmp_path / "t", labels=["a", "b"], feature_config={}, architecture={"layers": []})
+    Bundle.create(tmp_path / "t", labels=["a", "b"], feature_config={}, architecture={"layers": []},
+                  overwrite=True)
+    assert not (tmp_path / "t" / "checkpoint.npz").exists()  # --force: that training is given up

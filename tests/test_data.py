@@ -78,6 +78,9 @@ def test_fingerprint_changes_with_content(tmp_path):
     a = ds.fingerprint()
     write_wav(tmp_path / "yes" / f"{SPEAKERS[0]}_nohash_0.wav", np.ones(160, np.int16))
     assert load_dataset(tmp_path, ["yes"]).fingerprint() != a
+    b = load_dataset(tmp_path, ["yes"]).fingerprint()
+    (tmp_path / "validation_list.txt").write_text("yes/0a7c2a8d_nohash_0.wav\n")  # one clip moves to train
+    assert load_dataset(tmp_path, ["yes"]).fingerprint() != b
 
 
 def test_bad_datasets_give_clear_errors(tmp_path):

@@ -162,14 +162,19 @@ def test_resume_after_a_real_signal_is_bit_exact(sig, tiny, reference, tmp_path)
     _same_weights(_weights(out), _weights(reference))
 
 
-def test_corrupt_checkpoint_is_refused(tiny, tmp_path):
-    out = tmp_path / "model"
-
+def _interrupted(tiny, out, after=1, **cfg):
+    """Train with TINY (updated by cfg) into `out`, interrupted as by Ctrl-C after epoch `after`."""
     def stop(epoch, record):
-        raise KeyboardInterrupt
+        if epoch == after:
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(tiny, out, on_epoch_end=stop, **TINY)
+        train(tiny, out, on_epoch_end=stop, **{**TINY, **cfg})
+
+
+def test_corrupt_checkpoint_is_refused(tiny, tmp_path):
+    out = tmp_path / "model"
+    _interrupted(tiny, out)
     ck = out / CHECKPOINT
     ck.write_bytes(ck.read_bytes()[:500])
     with pytest.raises(BundleError, match="corrupt or truncated checkpoint"):
@@ -177,10 +182,102 @@ def test_corrupt_checkpoint_is_refused(tiny, tmp_path):
     with pytest.raises(BundleError, match="no checkpoint"):
         train(tiny, tmp_path / "elsewhere", resume=True, progress=False)
 
+    ck.write_bytes(b"")
+    with pytest.raises(BundleError, match="corrupt or truncated checkpoint"):
+        train(tiny, out, resume=True, progress=False)
+
+
+def _rewrite_checkpoint(path, edit):
+    """Rewrite a checkpoint's arrays and metadata through edit(arrays, meta)."""
+    import json
+
+    from edgekws.bundle import npz_bytes
+
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes())
+    meta = edit(arrays, meta) or meta
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    path.write_bytes(npz_bytes(arrays))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda a, m: [m], "not an edgekws training checkpoint"),
+    (lambda a, m: m.pop("fingerprint") and None, "corrupt checkpoint \\(KeyError: 'fingerprint'\\)"),
+    (lambda a, m: m.update(epoch=999), "corrupt checkpoint \\(ValueError: epoch 999 with 2 epochs of history\\)"),
+    (lambda a, m: m.update(best="yes"), "corrupt checkpoint \\(TypeError: 'best' is str\\)"),
+    (lambda a, m: [a.pop(k) for k in list(a) if k.startswith("best/")] and None,
+     "no weights of the best epoch"),
+    (lambda a, m: a.update({k: np.full_like(v, np.nan) for k, v in a.items() if k.startswith("model/")}),
+     "non-finite values in"),
+    (lambda a, m: a.update({k: v[:1] for k, v in a.items() if k.startswith("opt/")}),
+     "corrupt checkpoint or not one of this training"),
+    (lambda a, m: a.update({k: v[:1] for k, v in a.items() if k.startswith("best/")}),
+     "the best epoch's weights do not fit the model"),
+])
+def test_damaged_checkpoint_metadata_is_refused(tiny, tmp_path, edit, message):
+    out = tmp_path / "model"
+    _interrupted(tiny, out, after=2, epochs=3)
+    _rewrite_checkpoint(out / CHECKPOINT, edit)
+    with pytest.raises(BundleError, match=message):
+        train(tiny, out, resume=True, progress=False, log=lambda *a, **k: None)
+
+
+def test_resume_keeps_the_best_epoch_not_the_latest(tiny, tmp_path, monkeypatch):
+    """With every validation equal, epoch 1 stays the best: the bundle must hold epoch 1's weights
+    whether or not the run was interrupted (a resumed run once wrote the last epoch's)."""
+    import edgekws.train as tr
+
+    monkeypatch.setattr(tr, "_loss_acc", lambda *a, **k: (1.0, 0.5))
+    cfg = {**TINY, "epochs": 4}
+    whole = train(tiny, tmp_path / "whole", **cfg)
+    assert whole.manifest["training"]["best_epoch"] == 1
+    _interrupted(tiny, tmp_path / "cut", after=2, **cfg)
+    resumed = train(tiny, tmp_path / "cut", resume=True, progress=False, log=lambda *a, **k: None)
+    assert resumed.manifest["training"]["best_epoch"] == 1
+    _same_weights(_weights(resumed), _weights(whole))
+
+
+def test_resume_refuses_a_bundle_of_other_data_beside_its_checkpoint(tiny, tmp_path):
+    import json
+
+    out = tmp_path / "model"
+    _interrupted(tiny, out)
+    from edgekws.errors import EdgekwsError
+
+    with pytest.raises(EdgekwsError, match=r"--resume continues with the checkpoint's settings, and --epochs 9 "
+                                           r"\(the checkpoint's: 7\), --words \['yes'\] \(the checkpoint's: "
+                                           r"\['yes', 'no'\]\) differ; leave them out, or start over with --force"):
+        train(tiny, out, resume=True, epochs=9, words=["yes"], seed=3, progress=False)
+    b = Bundle.create(tmp_path / "other", labels=["_silence_", "_unknown_", "go"], feature_config={},
+                      architecture={"layers": []}, training={"dataset_fingerprint": "f" * 64})
+    (out / "manifest.json").write_text(json.dumps(b.manifest))   # as another command once wrote there
+    with pytest.raises(BundleError, match="model: holds a model bundle of other data beside the checkpoint"):
+        train(tiny, out, resume=True, progress=False, log=lambda *a, **k: None)
+
+
+def test_a_second_training_into_the_same_folder_is_refused(tiny, tmp_path):
+    import os
+
+    from edgekws.train import LOCK, exclusive
+
+    out = tmp_path / "model"
+    out.mkdir()
+    with exclusive(out):  # as a first `edgekws train` holds it for its whole run
+        with pytest.raises(BundleError, match=f"model: another edgekws train \\(pid {os.getpid()}\\) is "
+                                              "writing here"):
+            train(tiny, out, **TINY)
+        assert (out / LOCK).exists()
+    assert list(out.iterdir()) == []  # the lock is gone with its holder
+    done = train(tiny, out, **{**TINY, "epochs": 1})
+    assert not (done.path / LOCK).exists() and (done.path / "manifest.json").exists()
+
 
 def test_existing_bundle_is_not_overwritten_without_force(reference, tiny):
     with pytest.raises(BundleError, match="already holds a model bundle"):
         train(tiny, reference.path, **TINY)
+    with pytest.raises(BundleError, match="holds a finished model bundle; nothing to resume"):
+        train(tiny, reference.path, resume=True)
 
 
 def test_feature_cache_is_content_addressed(tiny, tmp_path):
