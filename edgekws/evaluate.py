@@ -121,9 +121,20 @@ class KeywordModel:
             a = a[None]
         if a.ndim != 2:
             raise EdgekwsError(f"predict: audio must be (S,) or (N, S), got shape {a.shape}")
+        if a.size == 0:
+            raise EdgekwsError(f"predict: audio is empty (shape {a.shape})")
+        if a.shape[1] <= 8 < a.shape[0]:  # what sounddevice and soundfile return for multichannel
+            raise EdgekwsError(f"predict: audio of shape {a.shape} looks like (samples, channels); pass mono "
+                               "(S,) audio, e.g. audio.mean(axis=1), or (N, S) clips")
         if a.dtype != np.int16:
             if not np.issubdtype(a.dtype, np.floating):
                 raise EdgekwsError(f"predict: audio must be int16 or float samples, got {a.dtype}")
+            if not np.all(np.isfinite(a)):
+                raise EdgekwsError("predict: float audio holds NaN or infinite samples")
+            peak = float(np.max(np.abs(a)))
+            if peak > 2.0:  # a little over 1 is a resampler's overshoot; 32767 is int16 data as float
+                raise EdgekwsError(f"predict: float audio must be in [-1, 1], got samples up to {peak:g} "
+                                   "(int16 values? pass them as int16, or divide by 32768)")
             a = float_to_int16(a)
         a = np.stack([fit_length(x, self.clip_samples) for x in a]) if a.shape[1] != self.clip_samples else a
         return compute_features(np.ascontiguousarray(a), self.feature_config)

@@ -106,3 +106,31 @@ def test_layer_table_runs_the_tapped_pools_of_the_default_model(tmp_path):
     assert [(r["layer"], r["kind"], r["macs"]) for r in results["k"]] == \
         [("embedding_tap0", "avgpool", 12480), ("embedding", "avgpool", 12480)]
     assert all(r["an386"] > 12480 for r in results["k"])
+
+
+def test_export_target_out_replaces_its_own_project_and_refuses_other_folders(tmp_path, capsys):
+    """A re-export once left the older project's files beside the new ones, and --out could point
+    into the bundle or another target's project."""
+    import shutil
+
+    from edgekws.cli import main
+
+    model = tmp_path / "m"
+    shutil.copytree(ROOT / "data" / "fixtures" / "base-ja", model)
+    out = tmp_path / "fw"
+    assert main(["export", str(model), "--target", "cortex-m4", "--out", str(out)]) == 0
+    files = sorted(p.relative_to(out) for p in out.rglob("*"))
+    (out / "stale.c").write_text("from an older export")
+    assert main(["export", str(model), "--target", "cortex-m4", "--out", str(out)]) == 0
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == files  # replaced whole
+    capsys.readouterr()
+    assert main(["export", str(model), "--target", "pi", "--out", str(out)]) == 2
+    assert f"--out {out}: holds a cortex-m4 project; choose an empty or new folder for the pi project" \
+        in capsys.readouterr().err
+    assert main(["export", str(model), "--target", "cortex-m4", "--out", str(model)]) == 2
+    assert "holds files that are not an edgekws export" in capsys.readouterr().err
+    assert (model / "manifest.json").is_file() and (out / "Makefile").is_file()
+    (model / "cortex-m4").mkdir()
+    (model / "cortex-m4" / "old.c").write_text("an export made before the marker existed")
+    assert main(["export", str(model), "--target", "cortex-m4"]) == 0  # the default place is ours
+    assert not (model / "cortex-m4" / "old.c").exists() and (model / "cortex-m4" / "Makefile").is_file()

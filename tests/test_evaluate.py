@@ -106,6 +106,23 @@ def test_load_model_predicts_int16_and_float_audio(trained):
         ev.load_model(bundle.path, engine="nope")
 
 
+@pytest.mark.parametrize("audio, message", [
+    (lambda x: np.stack([x, x], 1), r"audio of shape \(16000, 2\) looks like \(samples, channels\); pass mono"),
+    (lambda x: x.astype(np.float64), r"float audio must be in \[-1, 1\], got samples up to \d+ \(int16 values\?"),
+    (lambda x: np.full(16000, np.nan), "float audio holds NaN or infinite samples"),
+    (lambda x: np.zeros(0, np.int16), r"audio is empty \(shape \(1, 0\)\)"),
+])
+def test_audio_that_would_give_a_silent_wrong_answer_is_refused(trained, audio, message):
+    """Each of these once returned a confident label: stereo as 16000 two-sample clips, int16
+    values in a float array clipped to full scale, NaN as silence, nothing as silence."""
+    data, bundle = trained
+    km = ev.load_model(bundle.path)
+    x = read_wav(next((data / "no").glob("spk10*.wav")), dtype="int16")
+    with pytest.raises(EdgekwsError, match=message):
+        km.predict(audio(x))
+    km.predict(x.astype(np.float32) / 32768.0 * 1.5)  # a little over full scale still classifies
+
+
 def test_a_registered_engine_gets_its_own_eval_column(trained, monkeypatch):
     data, bundle = trained
 

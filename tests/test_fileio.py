@@ -4,6 +4,7 @@ and the written file gets ordinary permissions."""
 import os
 import stat
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -67,7 +68,8 @@ def test_outputs_inside_the_input_folder_are_refused(tmp_path):
 def test_commands_report_unwritable_outputs_without_a_traceback(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     out = tmp_path / "afile" / "c"
-    assert main(["export", "data/fixtures/base-ja", "--c", str(out)]) == 2
+    model = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "base-ja"
+    assert main(["export", str(model), "--c", str(out)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.startswith("edgekws export: error: ") and str(out) in err
     assert main(["train", str(tmp_path), "--out", str(tmp_path / "m")]) == 2

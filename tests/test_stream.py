@@ -471,3 +471,23 @@ def test_eval_stream_on_every_clip_of_ones_own_recordings(tmp_path, capsys):
     assert main(args + ["--tune-split", "test"]) == 0                 # tune on test, report test: 6 clips
     r = json.loads(capsys.readouterr().out)
     assert r["metrics"]["commands"] == 6 and r["tuning"]["validation"]["commands"] == 6
+
+
+def test_listen_hears_a_command_at_the_very_end_of_a_file(tmp_path, capsys):
+    """A 1 s clip that is one command: the stream once ended with the word still in the window and
+    the smoothed score never rose; listen --file now hears the file as if silence followed it."""
+    pytest.importorskip("pyopenjtalk")
+    from edgekws.audio import read_wav
+    from edgekws.synth import synthesize_dataset
+
+    out = tmp_path / "ja"
+    synthesize_dataset(out, "ja", words="stop", speakers=2, engines="espeak,openjtalk", seed=3, jobs=1,
+                       unknown_per_speaker=0, noise_seconds=0.0)
+    wav = out / "stop" / "ojt0000_nohash_0.wav"
+    from pathlib import Path
+
+    model = str(Path(__file__).resolve().parents[1] / "data" / "fixtures" / "base-ja")
+    setup = StreamSetup.from_bundle(Bundle.load(model))
+    assert read_wav(wav).size == 16000 and detect_audio(setup, read_wav(wav, dtype="int16")) == []
+    assert main(["listen", model, "--file", str(wav), "--json"]) == 0
+    assert [json.loads(line)["label"] for line in capsys.readouterr().out.splitlines()] == ["stop"]

@@ -82,11 +82,27 @@ def _copy(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst)
 
 
-def _prepare(out: Path) -> Path:
+MARKER = ".edgekws-export"  # names the target of the project a folder holds
+
+
+def _prepare(out: Path, kind: str, bundle_path: Path | None = None) -> Path:
+    """An empty folder `out` for a `kind` project. A previous project of the same kind is replaced
+    whole (no stale file of an older export survives); any other non-empty folder is refused, so an
+    export never mixes into a bundle, another target's project or the user's files. The default
+    place, MODEL/<kind>, counts as ours even without a marker (exports before the marker existed)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise EdgekwsError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        marker = out / MARKER
+        was = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+        default = bundle_path is not None and out.resolve() == (Path(bundle_path) / kind).resolve()
+        if was not in (kind, None) or (was is None and not default):
+            what = f"a {was} project" if was else "files that are not an edgekws export"
+            raise EdgekwsError(f"--out {out}: holds {what}; choose an empty or new folder for the {kind} project")
+        shutil.rmtree(out)
     make_dir(out)
+    (out / MARKER).write_text(kind + "\n", encoding="utf-8")
     return out
 
 
@@ -97,7 +113,7 @@ def write_cortex_m_project(setup, out, audio: np.ndarray | None = None) -> dict[
     from edgekws.firmware import firmware_dir
 
     fw = firmware_dir()
-    out = _prepare(out)
+    out = _prepare(out, "cortex-m4", getattr(setup.bundle, "path", None))
     if audio is None:
         audio = np.zeros(setup.feature_config.sample_rate, np.int16)
     if len(audio) > MAX_AUDIO_SECONDS * setup.feature_config.sample_rate:
@@ -163,7 +179,7 @@ def write_pi_folder(bundle, out) -> dict[str, int]:
     load_quantized(bundle)  # refuses an unquantized bundle with the fix
     if not bundle.has("model.int8.onnx"):
         export_onnx(bundle, log=lambda *a: None)
-    out = _prepare(out)
+    out = _prepare(out, "pi", bundle.path)
     model_dir = out / "model"
     if model_dir.resolve() == bundle.path.resolve():
         raise EdgekwsError(f"--out {out}: would overwrite the bundle itself")

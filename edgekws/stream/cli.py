@@ -18,7 +18,8 @@ def register(sub) -> None:
                                    "length or live microphone audio, and print each detection.")
     p.add_argument("model", help="quantized model bundle folder")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--file", metavar="WAV", help="a WAV file (any rate, channels, length)")
+    src.add_argument("--file", metavar="WAV", help="a WAV file (any rate, channels, length), heard as if 1 s of "
+                     "silence followed it, so that a command said at its very end is detected")
     src.add_argument("--mic", action="store_true", help="listen to the microphone until Ctrl-C")
     p.add_argument("--engine", default="numpy", choices=("numpy", "onnx", "c"), help=ENGINE_HELP)
     p.add_argument("--device", help="input device id or part of its name (with --mic; see edgekws devices)")
@@ -75,12 +76,17 @@ def run_listen(args) -> int:
     if args.file:
         from edgekws.audio import read_wav
 
-        audio = read_wav(args.file, sr=setup.feature_config.sample_rate, dtype="int16")
-        dets = detect_audio(setup, audio, args.engine)
+        import numpy as np
+
+        sr = setup.feature_config.sample_rate
+        audio = read_wav(args.file, sr=sr, dtype="int16")
+        # the file ends as if the speaker then fell silent: one more window of silence lets the
+        # smoothed score of a command said at its very end rise (a 1 s clip of one word gave nothing)
+        dets = detect_audio(setup, np.concatenate([audio, np.zeros(sr, np.int16)]), args.engine)
         for d in dets:
             _print_detection(d, args.json)
         if not args.json:
-            print(f"{args.file}: {len(audio) / setup.feature_config.sample_rate:.2f} s, "
+            print(f"{args.file}: {len(audio) / sr:.2f} s, "
                   f"{len(dets)} detection(s), engine {args.engine}", file=sys.stderr)
         return 0
     return _listen_mic(setup, args)
