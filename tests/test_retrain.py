@@ -226,6 +226,11 @@ def test_refusals(setup, tmp_path, capsys):
         retrain(base, data, base.path, words=WORDS, log=quiet)
     with pytest.raises(EdgekwsError, match="no folder for command word"):
         retrain(base, data, tmp_path / "x", words=["delta"], log=quiet)
+    with pytest.raises(EdgekwsError, match=r"no folder for command word\(s\) \['delta'\]"):
+        retrain(base, data, tmp_path / "x", words="alpha,delta", log=quiet)  # a string is "w1,w2", not letters
+    with pytest.raises(EdgekwsError, match=r"head: invalid hyper-parameters: lr must be > 0, got -1.0; "
+                                           r"momentum must be in \[0, 1\), got 1.0"):
+        HeadConfig(3, 6, lr=-1.0, momentum=1.0).check()
     with pytest.raises(BundleError, match="already holds"):
         retrain(base, data, new.path, words=WORDS, log=quiet)
     assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "y"), "--shots", "0"]) == 2

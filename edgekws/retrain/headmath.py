@@ -124,9 +124,12 @@ class HeadConfig:
             raise EdgekwsError(f"head: embedding size {self.embed_size}; must be in [1, {MAX_EMBED}]")
         if not 0 <= self.max_examples <= MAX_EXAMPLES:
             raise EdgekwsError(f"head: max_examples must be in [0, {MAX_EXAMPLES}]")
-        if self.batch < 1 or not self.lr > 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0 \
-                or not self.imprint_scale > 0:
-            raise EdgekwsError(f"head: invalid hyper-parameters {self}")
+        rules = {"batch": (self.batch >= 1, ">= 1"), "lr": (self.lr > 0, "> 0"),
+                 "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
+                 "weight_decay": (self.weight_decay >= 0, ">= 0"), "imprint_scale": (self.imprint_scale > 0, "> 0")}
+        bad = [f"{k} must be {want}, got {getattr(self, k)!r}" for k, (ok, want) in rules.items() if not ok]
+        if bad:
+            raise EdgekwsError(f"head: invalid hyper-parameters: {'; '.join(bad)}")
 
 
 def train_size(num_classes: int, embed_size: int) -> int:
