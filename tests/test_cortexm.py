@@ -134,3 +134,21 @@ def test_export_target_out_replaces_its_own_project_and_refuses_other_folders(tm
     (model / "cortex-m4" / "old.c").write_text("an export made before the marker existed")
     assert main(["export", str(model), "--target", "cortex-m4"]) == 0  # the default place is ours
     assert not (model / "cortex-m4" / "old.c").exists() and (model / "cortex-m4" / "Makefile").is_file()
+
+
+def test_export_host_target_writes_the_c_arrays_and_stray_options_are_refused(tmp_path, capsys):
+    import shutil
+
+    from edgekws.cli import main
+
+    model = tmp_path / "m"
+    shutil.copytree(ROOT / "data" / "fixtures" / "base-ja", model)
+    assert main(["export", str(model), "--target", "host", "--out", str(tmp_path / "c")]) == 0
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["ekws_model_data.c", "ekws_model_data.h",
+                                                                  "model.bin"]
+    capsys.readouterr()
+    for argv, message in ((["--onnx", "--out", str(tmp_path / "x")], "--out is the folder of a --target project"),
+                          (["--target", "pi", "--audio", "a.wav"], "--audio is the test audio of --target cortex-m4")):
+        assert main(["export", str(model), *argv]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (model / "pi").exists()

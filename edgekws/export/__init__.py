@@ -62,6 +62,13 @@ def _run(args) -> int:
     from edgekws.export.c import arena_layout
     from edgekws.quant import load_quantized
 
+    if args.target == "host" and args.c is None:  # the host target is the C arrays: --out is their folder
+        args.c, args.out = args.out or "", None
+    if args.out and args.target in (None, "host"):
+        raise EdgekwsError("--out is the folder of a --target project (cortex-m4, pi, host); "
+                           "for C arrays alone use --c DIR")
+    if args.audio and args.target != "cortex-m4":
+        raise EdgekwsError("--audio is the test audio of --target cortex-m4; the other targets embed none")
     if not args.onnx and args.c is None and args.target in (None, "host"):
         raise EdgekwsError("export: nothing to do; pass --onnx, --c [DIR] and/or --target cortex-m4|pi")
     bundle = Bundle.load(args.model)

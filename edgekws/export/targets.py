@@ -204,7 +204,8 @@ def write_pi_folder(bundle, out) -> dict[str, int]:
 
 def add_arguments(p) -> None:
     p.add_argument("--target", choices=TARGETS, default=None,
-                   help="cortex-m4: firmware project (.elf/.bin/.hex); pi: Raspberry Pi folder; host: --c")
+                   help="cortex-m4: firmware project (.elf/.bin/.hex); pi: Raspberry Pi folder; host: the C "
+                        "arrays for the host library (as --c, into --out)")
     p.add_argument("--out", metavar="DIR", help="folder for --target (default MODEL/cortex-m4 or MODEL/pi)")
     p.add_argument("--audio", metavar="WAV", help="test audio embedded in the cortex-m4 project (default 1 s of silence)")
 
