@@ -88,7 +88,7 @@ def check_fields(manifest: dict, mpath) -> None:
         raise BundleError(f"{mpath}: manifest 'architecture' needs a list of 'layers'")
     if "input_shape" in arch:
         _check_input_shape(manifest, mpath)
-    units = layers[-1].get("units") if isinstance(layers, list) and layers and isinstance(layers[-1], dict) else None
+    units = layers[-1].get("units") if layers else None
     for what, n in (("n_classes", arch.get("n_classes")), ("last layer's units", units)):
         if n is not None and n != len(labels):
             raise BundleError(f"{mpath}: manifest has {len(labels)} labels but the architecture's {what} is "
@@ -112,15 +112,13 @@ def _check_input_shape(manifest: dict, mpath) -> None:
                           f"config, which gives {want[0]} frames x {want[1]} bands per 1 s window")
 
 
-# export --target writes its projects into MODEL/<target> by default (edgekws.export.targets.TARGETS)
-TARGET_FOLDERS = ("host", "cortex-m4", "pi")
-
-
 def _remove_old_outputs(path: Path) -> None:
     """Before a bundle is written over another (--force): remove the files the old manifest lists
     and the export projects inside it, so that no output of the old model (c/ arrays, .onnx, a
     firmware project) survives beside the new one to be flashed by mistake."""
     import shutil
+
+    from edgekws.export.targets import TARGETS  # export --target writes into MODEL/<target> by default
 
     try:
         old = json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("files", {})
@@ -131,10 +129,10 @@ def _remove_old_outputs(path: Path) -> None:
         f = (path / str(name)).resolve()
         if root in f.parents and f.is_file():  # only inside the bundle
             f.unlink()
-    for sub in {*TARGET_FOLDERS, *(Path(str(n)).parts[0] for n in old if len(Path(str(n)).parts) > 1)}:
+    for sub in {*TARGETS, *(Path(str(n)).parts[0] for n in old if len(Path(str(n)).parts) > 1)}:
         d = path / sub
         if d.is_dir() and not d.is_symlink():
-            if sub in TARGET_FOLDERS:
+            if sub in TARGETS:
                 shutil.rmtree(d)
             elif not any(d.iterdir()):
                 d.rmdir()

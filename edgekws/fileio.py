@@ -40,6 +40,10 @@ def check_outside(out: str | os.PathLike, data: str | os.PathLike, what: str = "
         raise OutputError(f"--out {out}: is inside the input folder {what} {data}; choose a folder outside it")
 
 
+def _cannot_write(path: Path, exc: OSError) -> OutputError:
+    return OutputError(f"{path}: cannot write ({_reason(exc)})")
+
+
 def _reason(exc: OSError) -> str:
     if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
         for p in (Path(exc.filename), *Path(exc.filename).parents):
@@ -85,7 +89,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool = 
         try:
             f = open(path, mode, **text)
         except OSError as exc:
-            raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
+            raise _cannot_write(path, exc) from None
         with f:
             yield f
         return
@@ -95,7 +99,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool = 
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
+        raise _cannot_write(path, exc) from None
     try:
         with os.fdopen(fd, mode, **text) as f:
             yield f
@@ -103,13 +107,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool = 
                 f.flush()
                 os.fsync(f.fileno())
             except OSError as exc:  # a full disk shows here
-                raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
+                raise _cannot_write(path, exc) from None
         os.chmod(tmp, _file_mode(path))
         if overwrite:
             try:
                 os.replace(tmp, path)
             except OSError as exc:
-                raise OutputError(f"{path}: cannot write ({_reason(exc)})") from None
+                raise _cannot_write(path, exc) from None
         else:
             os.link(tmp, path)  # fails with FileExistsError if path appeared meanwhile
             os.unlink(tmp)

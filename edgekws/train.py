@@ -188,18 +188,6 @@ _CHECKPOINT_META = {"config": dict, "epoch": int, "history": list, "best": dict,
                     "opt_lr": (int, float), "opt_slots": dict}
 
 
-def _bundle_fingerprint(out: Path):
-    """The dataset fingerprint of the bundle in `out` (None: no bundle; "" : a bundle without one)."""
-    try:
-        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        return ""
-    return str(((manifest.get("training") if isinstance(manifest, dict) else None) or {}).get(
-        "dataset_fingerprint", ""))
-
-
 def _check_checkpoint_meta(meta: dict, best_state: dict) -> None:
     """Raise ValueError/KeyError/TypeError unless `meta` has what a resume reads, consistently."""
     for key, kind in _CHECKPOINT_META.items():
@@ -212,6 +200,18 @@ def _check_checkpoint_meta(meta: dict, best_state: dict) -> None:
     if meta["best"]["epoch"] >= 1 and not best_state:
         raise ValueError(f"no weights of the best epoch {meta['best']['epoch']} (resumed runs of "
                          "earlier edgekws wrote such checkpoints); start over with --force")
+
+
+def _bundle_fingerprint(out: Path):
+    """The dataset fingerprint of the bundle in `out` (None: no bundle; "" : a bundle without one)."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return ""
+    return str(((manifest.get("training") if isinstance(manifest, dict) else None) or {}).get(
+        "dataset_fingerprint", ""))
 
 
 # ---- batches ---------------------------------------------------------------------------------
@@ -594,7 +594,7 @@ LOCK = ".edgekws-train.lock"
 
 
 @contextlib.contextmanager
-def exclusive(out: Path, log=print):
+def exclusive(out: Path):
     """Hold OUT/.edgekws-train.lock while training writes into OUT: a second `edgekws train` on the same
     folder is refused instead of both writing checkpoint.npz and one bundle silently losing. POSIX
     only (fcntl); elsewhere no lock is taken."""
@@ -636,7 +636,8 @@ def train(data, out, *, resume: bool = False, **kwargs):
         if not (out / CHECKPOINT).exists() and (out / "manifest.json").is_file():
             raise BundleError(f"{out}: holds a finished model bundle; nothing to resume (to train it again "
                               "from the start, pass --force instead of --resume)")
-        load_checkpoint(out / CHECKPOINT)  # nothing to resume: say so without creating the folder
+        if not (out / CHECKPOINT).is_file():
+            load_checkpoint(out / CHECKPOINT)  # raises its "nothing to resume" error (no folder made)
     else:
         created = not out.exists()
         make_dir(out)
@@ -679,15 +680,14 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
 
     out = Path(out)
     ckpt_path = out / CHECKPOINT
+    given = {"arch": arch, "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
+             "words": list(words) if words else None, **options}
     if resume:
         meta, model_state, ckpt_best, opt_state = load_checkpoint(ckpt_path)
         config = TrainConfig.from_dict(meta["config"])
-        given = {"arch": arch, "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
-                 "words": list(words) if words else None, **options}
+        as_list = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
         differ = [(k, v, getattr(config, k)) for k, v in given.items()
-                  if v is not None and hasattr(config, k)
-                  and (list(v) if isinstance(v, (list, tuple)) else v) !=
-                  (list(getattr(config, k)) if isinstance(getattr(config, k), (list, tuple)) else getattr(config, k))]
+                  if v is not None and hasattr(config, k) and as_list(v) != as_list(getattr(config, k))]
         if differ:
             said = ", ".join(f"--{k.replace('_', '-')} {v!r} (the checkpoint's: {c!r})" for k, v, c in differ)
             raise EdgekwsError(f"{out}: --resume continues with the checkpoint's settings, and {said} "
@@ -705,8 +705,6 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
             raise BundleError(f"{out}: holds an unfinished training checkpoint; continue it with "
                               "--resume or start over with --force")
         base = {**(QUICK if quick else {})}
-        given = {"arch": arch, "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
-                 "words": list(words) if words else None, **options}
         base.update({k: v for k, v in given.items() if v is not None})
         unknown = set(base) - {f.name for f in dataclasses.fields(TrainConfig)}
         if unknown:
