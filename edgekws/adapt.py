@@ -18,7 +18,7 @@ import numpy as np
 
 from edgekws import cliargs
 from edgekws.errors import BundleError, EdgekwsError
-from edgekws.fileio import check_outside
+from edgekws.fileio import check_outside, not_a_folder
 
 MIN_CLIPS = 8
 CALIB_MAX = 1000
@@ -29,9 +29,8 @@ def clip_paths(folder) -> list[Path]:
     from edgekws.data import BACKGROUND_DIR
 
     folder = Path(folder)
-    if not folder.is_dir():
-        raise EdgekwsError(f"{folder}: " + ("is a file, not a folder of recordings" if folder.exists()
-                                            else "no such folder of recordings"))
+    if problem := not_a_folder(folder, "folder of recordings"):
+        raise EdgekwsError(f"{folder}: {problem}")
     return sorted(p for p in folder.rglob("*.wav") if BACKGROUND_DIR not in p.relative_to(folder).parts)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from edgekws import __version__
 from edgekws.errors import BundleError
-from edgekws.fileio import atomic_write_bytes, atomic_write_text, make_dir, sha256_file
+from edgekws.fileio import atomic_write_bytes, atomic_write_text, make_dir, not_a_folder, sha256_file
 
 FORMAT = "edgekws-model"
 FORMAT_VERSION = 1
@@ -179,9 +179,8 @@ class Bundle:
     def load(cls, path: str | Path, *, verify: bool = True) -> "Bundle":
         path = Path(path)
         mpath = path / MANIFEST
-        if not path.is_dir():
-            raise BundleError(f"{path}: " + ("is a file, not a model bundle folder" if path.exists()
-                                             else "no such model bundle folder"))
+        if problem := not_a_folder(path, "model bundle folder"):
+            raise BundleError(f"{path}: {problem}")
         if not mpath.is_file():
             raise BundleError(f"{path}: not a model bundle (no {MANIFEST})")
         try:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekws.errors import DatasetError
+from edgekws.fileio import not_a_folder
 
 SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
@@ -150,9 +151,8 @@ def load_dataset(root: str | Path, words: list[str] | tuple[str, ...] | None = N
     training), otherwise from the hash rule with the given percentages.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: " + ("is a file, not a dataset folder" if root.exists()
-                                          else "dataset folder does not exist"))
+    if problem := not_a_folder(root, "dataset folder"):
+        raise DatasetError(f"{root}: {problem}")
     words = tuple(DEFAULT_WORDS if words is None else words)
     if not words:
         raise DatasetError("--words: at least one command word is needed")
@@ -193,9 +193,13 @@ def parse_words(text: str | None) -> list[str] | None:
     """`--words yes,no,up` → ["yes", "no", "up"]; None stays None (the default words)."""
     if text is None:
         return None
-    words = [w.strip() for w in text.split(",") if w.strip()]
-    if not words:
+    words = [w.strip() for w in text.split(",")]
+    if not any(words):
         raise DatasetError(f"--words: no words in {text!r}")
+    if not all(words):
+        raise DatasetError(f"--words: {text!r} has an empty word (two commas in a row, or one at an end)")
+    if twice := sorted({w for w in words if words.count(w) > 1}):
+        raise DatasetError(f"--words: {', '.join(twice)} given more than once in {text!r}")
     return words
 
 

@@ -290,7 +290,7 @@ def run_predict(args) -> int:
         try:
             audio = read_wav(f, sr=rate, dtype="int16")
         except AudioError as exc:
-            print(f"{f}\terror: {exc}")
+            print(f"edgekws predict: error: {exc}", file=sys.stderr)  # the table on stdout stays parseable
             status = 2
             continue
         p = km.predict(audio)[0]

@@ -40,6 +40,15 @@ def check_outside(out: str | os.PathLike, data: str | os.PathLike, what: str = "
         raise OutputError(f"--out {out}: is inside the input folder {what} {data}; choose a folder outside it")
 
 
+def not_a_folder(path, what: str) -> str | None:
+    """None when `path` is a folder; else why not, for an error message: "is a file, not a WHAT" or
+    "no such WHAT" (WHAT e.g. "dataset folder")."""
+    path = Path(path)
+    if path.is_dir():
+        return None
+    return f"is a file, not a {what}" if path.exists() else f"no such {what}"
+
+
 def _cannot_write(path: Path, exc: OSError) -> OutputError:
     return OutputError(f"{path}: cannot write ({_reason(exc)})")
 

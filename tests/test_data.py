@@ -5,7 +5,7 @@ import pytest
 
 from edgekws.audio import write_wav
 from edgekws.cli import main
-from edgekws.data import SILENCE, UNKNOWN, load_dataset, speaker_of, which_split
+from edgekws.data import SILENCE, UNKNOWN, load_dataset, parse_words, speaker_of, which_split
 from edgekws.errors import DatasetError
 
 # Real Speech Commands v2 file names (speaker hash _nohash_ take number).
@@ -84,7 +84,7 @@ def test_fingerprint_changes_with_content(tmp_path):
 
 
 def test_bad_datasets_give_clear_errors(tmp_path):
-    with pytest.raises(DatasetError, match="does not exist"):
+    with pytest.raises(DatasetError, match="no such dataset folder"):
         load_dataset(tmp_path / "nope")
     _tree(tmp_path)
     with pytest.raises(DatasetError, match=r"no folder for command word\(s\) \['left'\]"):
@@ -104,7 +104,7 @@ def test_dataset_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "marvin" in out and "_unknown_" in out and "70 clips" in out
     assert main(["dataset", str(tmp_path / "missing")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "no such dataset folder" in capsys.readouterr().err
 
 
 def test_fingerprint_names_a_folder_or_dangling_link_posing_as_a_wav(tmp_path):
@@ -118,3 +118,18 @@ def test_fingerprint_names_a_folder_or_dangling_link_posing_as_a_wav(tmp_path):
         load_dataset(tmp_path, ["yes"]).fingerprint()
     with pytest.raises(DatasetError, match="is a file, not a dataset folder"):
         load_dataset(tmp_path / "LICENSE")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("yes,,no", r"--words: 'yes,,no' has an empty word \(two commas in a row, or one at an end\)"),
+    ("yes,no,", r"--words: 'yes,no,' has an empty word"),
+    (" , ", r"--words: no words in ' , '"),
+    ("yes,no,yes", r"--words: yes given more than once in 'yes,no,yes'"),
+])
+def test_words_option_refuses_empty_and_repeated_words(tmp_path, capsys, text, message):
+    with pytest.raises(DatasetError, match=message):
+        parse_words(text)
+    _tree(tmp_path)
+    assert main(["dataset", str(tmp_path), "--words", text]) == 2
+    assert "--words: " in capsys.readouterr().err
+    assert parse_words(" yes , no ") == ["yes", "no"] and parse_words(None) is None

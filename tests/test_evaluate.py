@@ -84,8 +84,10 @@ def test_predict_cli_prints_label_and_confidence(trained, capsys, tmp_path):
         (want, p), = km.classify(read_wav(w, dtype="int16"))
         assert name == str(w) and lab == want and float(conf) == pytest.approx(p, abs=6e-4)
     assert sum(lab == w.parent.name for (_, lab, _), w in zip(got, wavs)) >= 0.5 * len(wavs)
-    assert main(["predict", str(bundle.path), str(bad), "--top", "2"]) == 2
-    assert "error" in capsys.readouterr().out
+    assert main(["predict", str(bundle.path), str(bad), str(wavs[0]), "--top", "2"]) == 2
+    out = capsys.readouterr()  # the bad file's error on stderr, the good file's line in the table
+    assert len(out.out.splitlines()) == 1 and out.out.startswith(f"{wavs[0]}\t{got[0][1]}\t{got[0][2]}\t")
+    assert out.err.startswith(f"edgekws predict: error: {bad}")
 
 
 def test_load_model_predicts_int16_and_float_audio(trained):

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekws.errors import EdgekwsError
+from edgekws.fileio import not_a_folder
 from edgekws.nn.layer import Layer
 
 QAT_LR = 2e-4       # peak learning rate of the fine-tuning (cosine decay to 0)
@@ -135,9 +136,8 @@ def qat_data(bundle, data, seed: int):
             raise EdgekwsError(f"{bundle.path}: --qat-epochs needs labelled training data; no dataset is "
                                "recorded in the bundle, pass --calib DATA (a dataset folder)")
     path = Path(data)
-    if not path.is_dir():
-        raise EdgekwsError(f"--qat-epochs: {path}: " + ("is a file, not a dataset folder" if path.exists()
-                                                        else "no such dataset folder"))
+    if problem := not_a_folder(path, "dataset folder"):
+        raise EdgekwsError(f"--qat-epochs: {path}: {problem}")
     ds = load_dataset(path, bundle.labels[2:])
     cache = FeatureCache(default_cache_dir(path), FeatureConfig.from_dict(bundle.manifest["feature_config"]))
     arrays = split_arrays(ds, "train", cache, seed=seed)

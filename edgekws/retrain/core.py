@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekws.data import parse_words
 from edgekws.errors import BundleError, EdgekwsError
 from edgekws.retrain.headmath import HeadConfig, HeadTrainer, QHead, quantize_head
 
@@ -375,7 +376,7 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
         raise EdgekwsError(f"--out {out}: must differ from the base model folder")
     backbone = Backbone.from_quantized(load_quantized(base))
     if isinstance(words, str):  # one word, or "yes,no" as the command line takes it
-        words = [w.strip() for w in words.split(",") if w.strip()]
+        words = parse_words(words)
     words = list(words) if words else [w for w in base.labels if not w.startswith("_")]
     snr_lo, snr_hi = check_copies(noisy, noisy_snr)
     if init not in INITS:
