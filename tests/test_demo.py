@@ -24,6 +24,10 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
                  "c/ekws_model_data.c", "c/ekws_model_data.h"):
         assert (work / "models" / "ja" / name).is_file(), name
     assert "edgekws demo summary (quick)" in out and "int8 parity numpy=onnx=C         yes" in out
+    # few validation speakers: the demo tunes one threshold for every command (shrink 0)
+    stream = json.loads((work / "models" / "ja" / "manifest.json").read_text())["stream"]
+    assert stream["tuning"]["shrink"] == 0.0
+    assert set(stream["thresholds"].values()) == {stream["tuning"]["shared_threshold"]}
 
     assert main(["demo", "--quick", "--workdir", str(work)]) == 0
     again = capsys.readouterr().out
