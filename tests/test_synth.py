@@ -108,6 +108,20 @@ def test_same_seed_same_bytes_any_jobs(tiny_en, tmp_path):
     assert all(a[k] != b[k] for k in common)
 
 
+def test_confusable_words_are_said_by_every_speaker(tmp_path):
+    m = synthesize_dataset(tmp_path / "c", "en", seed=7, jobs=1, **{**TINY, "speakers": 4}, confusable="night,one")
+    said = {(c["speaker"], c["word"]) for c in m["clips"] if c["kind"] == "unknown"}
+    for s in m["speakers"]:
+        assert {(s["id"], "night"), (s["id"], "one")} <= said
+        assert sum(1 for sp, _ in said if sp == s["id"]) <= 3    # 1 random word, which may be one of them
+    assert m["confusable"] == ["night", "one"]
+    # the random choices are the same as without --confusable: only the listed words are added
+    plain = synthesize_dataset(tmp_path / "p", "en", seed=7, jobs=1, **{**TINY, "speakers": 4})
+    extra = {c["path"] for c in m["clips"]} - {c["path"] for c in plain["clips"]}
+    assert {p.split("/")[0] for p in extra} <= {"night", "one"}
+    assert plain["confusable"] == []
+
+
 def test_japanese_both_engines(tmp_path):
     pytest.importorskip("pyopenjtalk")
     m = synthesize_dataset(tmp_path / "ja", "ja", words="yes,stop", speakers=4,
@@ -192,6 +206,9 @@ def test_english_katakana_via_openjtalk(tmp_path):
     (dict(seed=-1), "--seed"),
     (dict(repeats=0), "--repeats"),
     (dict(unknown_per_speaker=-2), "--unknown"),
+    (dict(confusable="night,nite"), "--confusable: 'nite' not among the unknown words of this language"),
+    (dict(confusable="yes"), "--confusable: 'yes' not among"),
+    (dict(confusable="night", unknown_per_speaker=0), "--confusable: needs unknown words (--unknown is 0)"),
 ])
 def test_bad_arguments(tmp_path, kwargs, message):
     args = dict(lang="en", speakers=1, noise_seconds=0)

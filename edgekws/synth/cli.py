@@ -32,6 +32,9 @@ def register(subparsers) -> None:
                    help="times each speaker says each command (default 1)")
     p.add_argument("--unknown", type=cliargs.integer, metavar="N",
                    help="non-command words per speaker, for _unknown_ (default 6; 0 = none)")
+    p.add_argument("--confusable", metavar="W1,W2",
+                   help="unknown words that every speaker says besides its random ones: words that sound "
+                        "like a command, e.g. ja book (ほん ~ オン), en night (~ right); default none")
     p.add_argument("--noise-seconds", type=float, metavar="S",
                    help="length of each background noise file (default 30; 0 = none)")
     p.add_argument("--engines", metavar="E1,E2",
@@ -64,7 +67,8 @@ def run(args) -> int:
                            seed=args.seed, jobs=args.jobs, engines=args.engines,
                            unknown_per_speaker=args.unknown, repeats=args.repeats,
                            noise_seconds=args.noise_seconds, quick=args.quick,
-                           overwrite=args.force, progress=True, world=args.world)
+                           overwrite=args.force, progress=True, world=args.world,
+                           confusable=args.confusable or ())
     cmds = [c for c in m["clips"] if c["kind"] == "command"]
     per_engine = {e: sum(1 for s in m["speakers"] if s["engine"] == e) for e in m["engines"]}
     print(f"{args.out}: {len(cmds)} command clips ({len(m['commands'])} words), "

@@ -258,11 +258,27 @@ def _resolve_words(lang, words, engines) -> list[Word]:
     return cmds
 
 
+def _confusable_indices(confusable, unknown, unknown_per_speaker) -> set[int]:
+    """--confusable labels -> indices into `unknown` (every speaker says these words)."""
+    if isinstance(confusable, str):
+        confusable = [w.strip() for w in confusable.split(",")]
+    labels = [w.label for w in unknown]
+    wanted = list(confusable or ())
+    if wanted and not unknown_per_speaker:
+        raise EdgekwsError("--confusable: needs unknown words (--unknown is 0)")
+    bad = [w for w in wanted if w not in labels]
+    if bad:
+        raise EdgekwsError(f"--confusable: {', '.join(map(repr, bad))} not among the unknown words of this "
+                           f"language ({', '.join(labels)})")
+    return {labels.index(w) for w in wanted}
+
+
 def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None = None,
                        seed: int = 0, jobs: int | None = None, engines=None,
                        unknown_per_speaker: int | None = None, repeats: int = 1,
                        noise_seconds: float | None = None, quick: bool = False,
-                       overwrite: bool = False, progress: bool = False, world: int | None = None) -> dict:
+                       overwrite: bool = False, progress: bool = False, world: int | None = None,
+                       confusable=()) -> dict:
     """Synthesize a keyword dataset into folder `out` and return its manifest (also written there).
 
     lang                : "ja" or "en"
@@ -281,6 +297,9 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
     world               : WORLD-vocoder variants of every eSpeak NG speaker (new speakers `espkw<k>…`
                           saying all its clips in a new voice; world_speaker_id keeps each in its source's
                           split); default WORLD_DEFAULT (0); needs pyworld
+    confusable          : unknown words (labels, a list or comma-separated string) that every speaker
+                          says besides its random ones: words that sound like a command (ja "book" ほん
+                          ~ オン, en "night" ~ "right") need many voices before a model keeps them apart
     """
     base = QUICK if quick else DEFAULTS
     speakers = base["speakers"] if speakers is None else speakers
@@ -306,6 +325,7 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
         openjtalk.require()                     # MissingDependencyError says what to install
     cmds = _resolve_words(lang, words, engines)
     unknown = unknown_words(lang, exclude={w.label for w in cmds})
+    always = _confusable_indices(confusable, unknown, unknown_per_speaker)
     out = Path(out)
     _prepare_out(out, overwrite)
 
@@ -325,6 +345,7 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
         pick = np.random.default_rng([int(seed), 0x0C0DE, zlib.crc32(spk.id.encode())])
         chosen = sorted(pick.choice(len(unknown), min(unknown_per_speaker, len(unknown)),
                                     replace=False)) if unknown else []
+        chosen = sorted(set(chosen) | always)
         items = [(w, r) for w in cmds for r in range(repeats)] + [(unknown[i], 0) for i in chosen]
         job_list.append(_Job("speaker", str(out), lang, int(seed), speaker=spk, items=tuple(items)))
 
@@ -341,6 +362,7 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
         "sample_rate": SAMPLE_RATE, "clip_seconds": 1.0,
         "commands": {w.label: w.texts for w in cmds},
         "unknown": {w.label: w.texts for w in unknown},
+        "confusable": sorted(unknown[i].label for i in always),
         "speakers": speakers, "world_variants": world,
         "noise": noises, "clips": clips,
         "attribution": [MEI_ATTRIBUTION] if "openjtalk" in engines else [],
