@@ -122,6 +122,17 @@ def test_confusable_words_are_said_by_every_speaker(tmp_path):
     assert plain["confusable"] == []
 
 
+def test_japanese_speakers_all_say_the_default_confusable_word_unless_none(tmp_path):
+    args = dict(words="yes", speakers=3, unknown_per_speaker=1, noise_seconds=0, engines="espeak", seed=2, jobs=1)
+    m = synthesize_dataset(tmp_path / "d", "ja", **args)
+    assert m["confusable"] == ["book"]
+    assert {c["speaker"] for c in m["clips"] if c["word"] == "book"} == {s["id"] for s in m["speakers"]}
+    none = synthesize_dataset(tmp_path / "n", "ja", **args, confusable="none")
+    assert none["confusable"] == [] and len(none["clips"]) < len(m["clips"])
+    # no unknown words (as --vocab makes): no default confusable word either, and no error
+    assert synthesize_dataset(tmp_path / "v", "ja", **{**args, "unknown_per_speaker": 0})["confusable"] == []
+
+
 def test_japanese_both_engines(tmp_path):
     pytest.importorskip("pyopenjtalk")
     m = synthesize_dataset(tmp_path / "ja", "ja", words="yes,stop", speakers=4,

@@ -34,7 +34,7 @@ def register(subparsers) -> None:
                    help="non-command words per speaker, for _unknown_ (default 6; 0 = none)")
     p.add_argument("--confusable", metavar="W1,W2",
                    help="unknown words that every speaker says besides its random ones: words that sound "
-                        "like a command, e.g. ja book (ほん ~ オン), en night (~ right); default none")
+                        "like a command (default: ja book, ほん ~ オン; en none; 'none' for none)")
     p.add_argument("--noise-seconds", type=float, metavar="S",
                    help="length of each background noise file (default 30; 0 = none)")
     p.add_argument("--engines", metavar="E1,E2",
@@ -68,7 +68,7 @@ def run(args) -> int:
                            unknown_per_speaker=args.unknown, repeats=args.repeats,
                            noise_seconds=args.noise_seconds, quick=args.quick,
                            overwrite=args.force, progress=True, world=args.world,
-                           confusable=args.confusable or ())
+                           confusable=args.confusable)
     cmds = [c for c in m["clips"] if c["kind"] == "command"]
     per_engine = {e: sum(1 for s in m["speakers"] if s["engine"] == e) for e in m["engines"]}
     print(f"{args.out}: {len(cmds)} command clips ({len(m['commands'])} words), "
