@@ -120,6 +120,9 @@ def test_confusable_words_are_said_by_every_speaker(tmp_path):
     extra = {c["path"] for c in m["clips"]} - {c["path"] for c in plain["clips"]}
     assert {p.split("/")[0] for p in extra} <= {"night", "one"}
     assert plain["confusable"] == []
+    for c in plain["clips"]:   # the commands keep their bytes
+        if c["kind"] == "command":
+            assert (tmp_path / "c" / c["path"]).read_bytes() == (tmp_path / "p" / c["path"]).read_bytes()
 
 
 def test_japanese_speakers_all_say_the_default_confusable_word_unless_none(tmp_path):
