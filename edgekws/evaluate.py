@@ -57,7 +57,7 @@ class FloatNetwork:
             self.model.load_state_dict(bundle.read_npz("weights.npz"))
         except BundleError as exc:
             raise BundleError(f"{bundle.path / 'weights.npz'}: does not fit the manifest's architecture "
-                              f"({str(exc).removeprefix('load_state_dict: ')})") from None
+                              f"({exc})") from None
         from edgekws.features import FeatureConfig
 
         self.feature_config = FeatureConfig.from_dict(bundle.manifest["feature_config"])

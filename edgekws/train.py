@@ -775,7 +775,7 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
             rng.bit_generator.state = meta["rng_state"]
         except (BundleError, KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"{ckpt_path}: corrupt checkpoint or not one of this training "
-                              f"({str(exc).removeprefix('load_state_dict: ')})") from None
+                              f"({exc})") from None
         history, best, bad_epochs = meta["history"], meta["best"], meta["bad_epochs"]
         best_state = ckpt_best or None  # the best epoch's weights so far, not the latest
         start_epoch, elapsed_before = meta["epoch"], meta["elapsed_s"]

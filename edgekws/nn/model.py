@@ -258,11 +258,11 @@ class Sequential:
                for k, v in list(layer.params.items()) + list(layer.buffers.items())}
         missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing or extra:
-            raise BundleError(f"load_state_dict: missing arrays {missing}, unexpected arrays {extra}")
+            raise BundleError(f"missing arrays {missing}, unexpected arrays {extra}")
         for key, dst in own.items():
             src = np.asarray(state[key])
             if src.shape != dst.shape:
-                raise BundleError(f"load_state_dict: {key} has shape {src.shape}, model expects {dst.shape}")
+                raise BundleError(f"{key} has shape {src.shape}, model expects {dst.shape}")
             dst[...] = src
 
     def random_state(self) -> dict:
@@ -303,5 +303,8 @@ class Sequential:
             model = cls.from_config(config)
         except (TypeError, ValueError, KeyError) as exc:
             raise BundleError(f"{path}: architecture cannot be rebuilt ({exc})") from None
-        model.load_state_dict(arrays)
+        try:
+            model.load_state_dict(arrays)
+        except BundleError as exc:
+            raise BundleError(f"{path}: weights do not fit the architecture ({exc})") from None
         return model

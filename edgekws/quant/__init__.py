@@ -16,6 +16,7 @@ import numpy as np
 
 from edgekws import cliargs
 from edgekws.errors import BundleError, EdgekwsError
+from edgekws.fileio import not_a_folder
 from edgekws.quant.fixedpoint import quantize_multiplier, requantize, rounding_shift
 from edgekws.quant.graph import FloatOp, float_forward, fold_model
 from edgekws.quant.qmodel import QLayer, QuantModel, int8_forward, quantize_ops
@@ -89,9 +90,8 @@ def calibration_features(bundle, data=None, seed: int = 0, limit: int = CALIB_MA
             raise EdgekwsError(f"--calib {path}: expected features of shape (N, {want[0]}, {want[1]}) "
                                f"for this model, got {feats.shape}")
     else:
-        if not path.is_dir():
-            what = "is not a dataset folder" if path.exists() else "no such dataset folder"
-            raise EdgekwsError(f"--calib {path}: {what} (or .npy of int8 features)")
+        if problem := not_a_folder(path, "dataset folder"):
+            raise EdgekwsError(f"--calib {path}: {problem} (or .npy of int8 features)")
         from edgekws.data import load_dataset
         from edgekws.featcache import FeatureCache, default_cache_dir, split_arrays
         from edgekws.features import FeatureConfig

@@ -352,9 +352,8 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
                                  seconds=float(noise_seconds)))
     for spk in spk_list:
         pick = np.random.default_rng([int(seed), 0x0C0DE, zlib.crc32(spk.id.encode())])
-        chosen = sorted(pick.choice(len(unknown), min(unknown_per_speaker, len(unknown)),
-                                    replace=False)) if unknown else []
-        chosen = sorted(set(chosen) | always)
+        picked = pick.choice(len(unknown), min(unknown_per_speaker, len(unknown)), replace=False) if unknown else []
+        chosen = sorted({*picked, *always})
         items = [(w, r) for w in cmds for r in range(repeats)] + [(unknown[i], 0) for i in chosen]
         job_list.append(_Job("speaker", str(out), lang, int(seed), speaker=spk, items=tuple(items)))
 
