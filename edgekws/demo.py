@@ -23,6 +23,7 @@ import numpy as np
 from edgekws import cliargs
 from edgekws.errors import BundleError, DatasetError, EdgekwsError
 from edgekws.fileio import make_dir
+from edgekws.stream.cli import ms
 
 
 @dataclass
@@ -174,7 +175,7 @@ def stage_stream(bundle, data: Path, plan: DemoPlan) -> dict:
     streams = make_streams(bundle, data, "test", plan.seed + 1, plan.negative_minutes, snr_db=None)
     m = evaluate_streams(setup, *streams, engine="c")
     _log(f"stream: clean test streams ({m['stream_seconds'] / 60:.1f} min, C engine): hits {m['hit_rate']:.3f}, "
-         f"{m['false_accepts_per_hour']:.2f} false accepts/h, latency median {m['latency_ms_median']:.0f} ms")
+         f"{m['false_accepts_per_hour']:.2f} false accepts/h, latency median {ms(m['latency_ms_median'])}")
     return m
 
 
@@ -235,7 +236,7 @@ def format_summary(s: dict) -> str:
              f"  accuracy float / int8            {p['float_accuracy']:.3f} / {p['int8_accuracy']:.3f}",
              f"  int8 parity numpy=onnx=C         {'yes' if p['onnx_equal'] and p['c_equal'] else 'NO'}",
              f"  clean streams: hits / FA per h  {st['hit_rate']:.3f} / {st['false_accepts_per_hour']:.2f}"
-             f"  (latency median {st['latency_ms_median']:.0f} ms)",
+             f"  (latency median {ms(st['latency_ms_median'])})",
              "English head (C engine), accuracy on unseen speakers:"]
     lines += [f"  {k:>3} example(s) per word          {v:.3f}" for k, v in s["retrain_shots"].items()]
     lines += ["Sizes (bytes):"] + [f"  {k:<32} {v}" for k, v in s["sizes"].items()]

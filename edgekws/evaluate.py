@@ -239,7 +239,9 @@ def register(sub) -> None:
     p.add_argument("data", help="dataset folder (Speech Commands layout)")
     p.add_argument("--split", default="test", choices=["test", "val", "train", "all"], help="default: test")
     p.add_argument("--json", metavar="FILE", help="write the metrics as JSON ('-' = stdout)")
-    p.add_argument("--engine", action="append", help="engine(s) to evaluate (default: float + every available one)")
+    p.add_argument("--engine", action="append", help="engine to evaluate, repeatable: float, int8, c (the firmware's C library, built on "
+                        "first use), int8-f32head (a float32 retrained head); default: float, plus int8 once the "
+                        "model is quantized and int8-f32head when it has a float32 head")
     p.add_argument("--cache", metavar="DIR", help="feature cache folder (default DATA/.edgekws-cache)")
     p.set_defaults(func=run_eval)
 
@@ -255,8 +257,10 @@ def register(sub) -> None:
 
 def run_eval(args) -> int:
     from edgekws.bundle import Bundle
-    from edgekws.fileio import atomic_write_text
+    from edgekws.fileio import atomic_write_text, check_output_file
 
+    if args.json and args.json != "-":
+        check_output_file(args.json, "--json", ((args.data, "DATA"), (args.model, "MODEL")))
     bundle = Bundle.load(args.model)
     result = evaluate(bundle, args.data, split=args.split, engines=args.engine, cache_dir=args.cache)
     engines = [k for k in result if k not in ("split", "dataset")]
@@ -264,8 +268,17 @@ def run_eval(args) -> int:
         print(format_metrics(result[name], title=f"{args.model} [{name}] on {args.data} ({args.split}): "))
     from edgekws.fileio import OutputError
 
+    kept = {}
+    if bundle.has("metrics.json"):   # `eval --engine c` after `eval` adds its engine, keeps the others
+        try:
+            old = bundle.read_json("metrics.json")
+        except (EdgekwsError, ValueError):   # an unreadable old file is simply replaced
+            old = {}
+        same = lambda r: (r.get("split"), str(Path(str(r.get("dataset"))).resolve()))  # noqa: E731
+        if isinstance(old, dict) and same(old) == same(result):
+            kept = {k: v for k, v in old.items() if k not in result}
     try:
-        bundle.write_json("metrics.json", result)
+        bundle.write_json("metrics.json", {**result, **kept})
     except OutputError as exc:  # a read-only bundle (a shared or installed model) still evaluates
         print(f"edgekws eval: note: metrics not kept in the bundle: {exc}", file=sys.stderr)
     if args.json:

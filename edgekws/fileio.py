@@ -32,12 +32,30 @@ def make_dir(path: str | os.PathLike) -> Path:
     return path
 
 
-def check_outside(out: str | os.PathLike, data: str | os.PathLike, what: str = "DATA") -> None:
+def check_outside(out: str | os.PathLike, data: str | os.PathLike, what: str = "DATA", option: str = "--out") -> None:
     """Refuse an output folder that is the input folder `data` or lies inside it: a bundle written
     into a dataset would be read back as one more word folder."""
     out_r, data_r = Path(out).resolve(), Path(data).resolve()
     if out_r == data_r or data_r in out_r.parents:
-        raise OutputError(f"--out {out}: is inside the input folder {what} {data}; choose a folder outside it")
+        raise OutputError(f"{option} {out}: is inside the input folder {what} {data}; choose a folder outside it")
+
+
+def check_output_file(path: str | os.PathLike, option: str, inputs=()) -> None:
+    """Refuse, before any work is done, an output file `path` (given as `option`) that is a folder,
+    a WAV file (recordings are never overwritten), one of the input files, or inside an input folder.
+    `inputs`: (path, name) pairs, e.g. ((data, "DATA"),)."""
+    out = Path(path)
+    if out.is_dir():
+        raise OutputError(f"{option} {path}: is a folder; give a file name")
+    if out.suffix.lower() == ".wav" and out.exists():
+        raise OutputError(f"{option} {path}: is a WAV file; edgekws never overwrites a recording")
+    out_r = out.resolve()
+    for src, name in inputs:
+        src_r = Path(src).resolve()
+        if out_r == src_r:
+            raise OutputError(f"{option} {path}: is the input {name}; choose another file")
+        if src_r in out_r.parents:
+            raise OutputError(f"{option} {path}: is inside the input folder {name} {src}; choose a file outside it")
 
 
 def not_a_folder(path, what: str) -> str | None:

@@ -11,7 +11,10 @@ input, playback and terminal into it. sounddevice is imported only when a comman
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from edgekws import cliargs
+from edgekws.errors import EdgekwsError
 from edgekws.data import DEFAULT_WORDS, parse_words
 from edgekws.recording.console import Console
 from edgekws.recording.devices import (DeviceError, SoundDeviceSource, choose_input, choose_output,
@@ -21,8 +24,14 @@ from edgekws.recording.session import record_background, run_session
 
 
 def run_record(args) -> int:
-    sd = load_sounddevice()
+    from edgekws.fileio import not_a_folder
+
+    # the arguments first: a mistake in them is told before anything about the audio device
+    words = None if args.background else (parse_words(args.words) or list(DEFAULT_WORDS))
+    if Path(args.out).exists() and (problem := not_a_folder(args.out, "folder")):
+        raise EdgekwsError(f"--out {args.out}: {problem}")
     speaker = speaker_id(args.speaker)
+    sd = load_sounddevice()
     device, rate = choose_input(sd, args.device, args.rate)
     source = SoundDeviceSource(sd, device, rate)
     console = Console()
@@ -30,7 +39,6 @@ def run_record(args) -> int:
     if args.background:
         record_background(args.out, args.seconds, source=source, speaker=speaker, console=console)
         return 0
-    words = parse_words(args.words) or list(DEFAULT_WORDS)
     try:
         play = make_player(sd, choose_output(sd, args.output_device))
     except DeviceError as exc:  # no usable speaker: record anyway, without replay

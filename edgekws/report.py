@@ -15,6 +15,9 @@ import sys
 
 from edgekws.errors import MissingDependencyError
 
+# history.json columns: training writes all of them, retraining a head only epoch and train_loss
+HISTORY_COLUMNS = (("epoch", "epoch", "d"), ("train_loss", "train loss", ".4f"), ("train_accuracy", "train acc", ".4f"),
+                   ("val_loss", "val loss", ".4f"), ("val_accuracy", "val acc", ".4f"), ("seconds", "seconds", ".1f"))
 PLOT_HINT = 'pip install "edgekws[plot]"  (or: pip install matplotlib)'
 
 
@@ -34,16 +37,17 @@ def _png(fig) -> bytes:
 
 
 def plot_curves(history: list[dict]) -> bytes:
-    """PNG bytes: loss and accuracy per epoch, training and validation."""
+    """PNG bytes: loss and accuracy per epoch, training and validation; a history without accuracy
+    or validation (a retrained head records its training loss only) gets what it has."""
     plt = _pyplot()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    has_acc = any("train_accuracy" in h for h in history)
+    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5, 3.6), squeeze=False)
     ep = [h["epoch"] for h in history]
-    a1.plot(ep, [h["train_loss"] for h in history], label="train")
-    a1.plot(ep, [h["val_loss"] for h in history], label="validation")
-    a1.set_xlabel("epoch"), a1.set_ylabel("loss"), a1.legend(), a1.grid(alpha=0.3)
-    a2.plot(ep, [h["train_accuracy"] for h in history], label="train")
-    a2.plot(ep, [h["val_accuracy"] for h in history], label="validation")
-    a2.set_xlabel("epoch"), a2.set_ylabel("accuracy"), a2.legend(), a2.grid(alpha=0.3)
+    for ax, what in zip(axes[0], ("loss", "accuracy")):
+        for key, name in ((f"train_{what}", "train"), (f"val_{what}", "validation")):
+            if all(key in h for h in history):
+                ax.plot(ep, [h[key] for h in history], label=name)
+        ax.set_xlabel("epoch"), ax.set_ylabel(what), ax.legend(), ax.grid(alpha=0.3)
     fig.tight_layout()
     data = _png(fig)
     plt.close(fig)
@@ -99,10 +103,8 @@ def render_html(manifest: dict, history: list[dict], metrics: dict | None, budge
     if "curves" in images:
         parts.append(f"<img alt='learning curves' src='data:image/png;base64,{base64.b64encode(images['curves']).decode()}'>")
     if history:
-        parts.append(_table(["epoch", "train loss", "train acc", "val loss", "val acc", "seconds"],
-                            [[h["epoch"], f"{h['train_loss']:.4f}", f"{h['train_accuracy']:.4f}",
-                              f"{h['val_loss']:.4f}", f"{h['val_accuracy']:.4f}", f"{h['seconds']:.1f}"]
-                             for h in history]))
+        cols = [(k, name, fmt) for k, name, fmt in HISTORY_COLUMNS if all(k in h for h in history)]
+        parts.append(_table([name for _, name, _ in cols], [[format(h[k], fmt) for k, _, fmt in cols] for h in history]))
     parts.append("<h2>Evaluation</h2>")
     if metrics:
         engines = [k for k in metrics if isinstance(metrics[k], dict) and "accuracy" in metrics[k]]
@@ -182,12 +184,16 @@ def register(sub) -> None:
                                    "matplotlib; without it the HTML has tables only).")
     p.add_argument("model", help="model bundle folder")
     p.add_argument("--data", help="evaluate on this dataset first (else MODEL/metrics.json from `edgekws eval`)")
-    p.add_argument("--split", default="test", choices=["test", "val", "train", "all"], help="with --data (default test)")
+    p.add_argument("--split", choices=["test", "val", "train", "all"], help="with --data (default test)")
     p.add_argument("--no-plots", action="store_true", help="tables only")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    make_report(args.model, data=args.data, split=args.split, plots=not args.no_plots)
+    from edgekws.errors import EdgekwsError
+
+    if args.split and not args.data:
+        raise EdgekwsError("--split chooses the split of --data; give --data DATA too")
+    make_report(args.model, data=args.data, split=args.split or "test", plots=not args.no_plots)
     print(f"{args.model}/report.html written")
     return 0

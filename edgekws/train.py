@@ -631,6 +631,9 @@ def train(data, out, *, resume: bool = False, **kwargs):
     Arguments: see _train. The folder is created first (an impossible --out fails before any
     feature is computed) and locked against a second training for the whole run."""
     out = Path(out)
+    check_outside(out, data)
+    if kwargs.get("vocabulary"):
+        check_outside(out, kwargs["vocabulary"], "--vocab")
     created = False
     if resume:
         if not (out / CHECKPOINT).exists() and (out / "manifest.json").is_file():
@@ -972,10 +975,9 @@ def run(args) -> int:
             print(f"\n{name}: {spec.description}\n{arch_budget(name).table()}")
         return 0
     if not args.data or not args.out:
-        raise EdgekwsError("train: give the dataset folder DATA and --out MODEL")
-    check_outside(args.out, args.data)
-    if args.vocab:
-        check_outside(args.out, args.vocab, "--vocab")
+        raise EdgekwsError("give the dataset folder DATA and --out MODEL")
+    if args.cache and Path(args.cache).exists() and not Path(args.cache).is_dir():
+        raise EdgekwsError(f"--cache {args.cache}: is a file, not a folder")
     opts = {"augment": False, "specaugment": False, "time_warp": 0.0} if args.no_augment else {}
     if args.no_retrain_tap:
         opts["retrain_tap"] = False

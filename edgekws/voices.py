@@ -366,7 +366,15 @@ def register(sub) -> None:
 def run(args) -> int:
     datasets = {lang: d for lang, d in (("ja", args.ja), ("en", args.en)) if d}
     if not datasets:
-        raise EdgekwsError("eval-voices: give --ja DATA and/or --en DATA")
+        raise EdgekwsError("give --ja DATA and/or --en DATA")
+    if not -20 <= args.snr <= 80:   # as eval-stream's --snr; NaN fails too
+        raise EdgekwsError(f"--snr: expected a level in dB from -20 to 80, got {args.snr:g}")
+    from edgekws.fileio import check_outside, check_output_file
+
+    for lang, d in datasets.items():
+        check_outside(args.work, d, f"--{lang}", "--work")
+    if args.json:
+        check_output_file(args.json, "--json", tuple((d, f"--{lang}") for lang, d in datasets.items()))
     opts = {k: v for k, v in (("epochs", args.epochs), ("arch", args.arch), ("time_warp", args.time_warp))
             if v is not None}
     res = benchmark(datasets, args.work, seeds=args.seeds, snr_db=args.snr, enroll=args.enroll,

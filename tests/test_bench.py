@@ -30,3 +30,36 @@ def test_bench_without_tools_folder_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEKWS_TOOLS_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(EdgekwsError, match="benchmark scripts \\(tools/\\) are not there"):
         bench.run_bench(None)
+
+
+def test_bench_keeps_hand_written_notes_and_checks_out_first(tmp_path, monkeypatch, capsys):
+    from edgekws.cli import main
+    from edgekws.fileio import OutputError
+
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "bench_infer.py").write_text("import sys\nprint('run', len(sys.argv))\n")
+    monkeypatch.setenv("EDGEKWS_TOOLS_DIR", str(tools))
+    monkeypatch.setattr(bench, "BENCHMARKS", [("Inference", ["bench_infer.py"], ["bench_infer.py"]),
+                                              ("Other", ["bench_infer.py", "x"], ["bench_infer.py", "x"])])
+    out = tmp_path / "B.md"
+    out.write_text("# old\n\n## Inference\n\nCommand: x\n\n```\nold table\n```\n\n### A note (session 9)\n\n"
+                   "measured by hand\n\n```\nan extra run\n```\n\n## Other\n\n```\nold\n```\n\n## Gone\n\n```\nx\n```\norphan\n")
+    md = bench.run_bench(out, log=lambda m: None)
+    assert "old table" not in md and "old\n" not in md and "run 1" in md and "run 2" in md
+    assert md.index("run 1") < md.index("### A note (session 9)\n\nmeasured by hand\n\n```\nan extra run\n```") \
+        < md.index("## Other")
+    assert "orphan" not in md       # a section no benchmark writes any more goes with its notes
+    # a folder or a recording as --out is refused before anything runs
+    (tools / "bench_infer.py").write_text("raise SystemExit('must not run')\n")
+    with pytest.raises(OutputError, match="is a folder; give a file name"):
+        bench.run_bench(tmp_path, log=lambda m: None)
+    (tmp_path / "take.wav").write_bytes(b"RIFF")
+    assert main(["bench", "--out", str(tmp_path / "take.wav")]) == 2
+    assert "never overwrites a recording" in capsys.readouterr().err
+    assert (tmp_path / "take.wav").read_bytes() == b"RIFF"
+    # --quick prints the markdown and writes no file unless --out is given
+    (tools / "bench_infer.py").write_text("print('quick table')\n")
+    before = out.read_text()
+    assert main(["bench", "--quick"]) == 0
+    assert "quick table" in capsys.readouterr().out and out.read_text() == before

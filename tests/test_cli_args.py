@@ -5,11 +5,14 @@ inf on every numeric option of every subcommand).
 """
 
 import argparse
+from pathlib import Path
 
 import pytest
 
 from edgekws import cliargs
 from edgekws.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _subparsers():
@@ -72,6 +75,28 @@ def test_every_seed_option_refuses_a_negative_seed(capsys):
 ])
 def test_bad_values_are_argument_errors(capsys, argv, message):
     assert _error(capsys, argv) == f"edgekws {argv[0]}: error: {message}"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval-stream", "m", "d", "--negative-minutes", "1e9"], "--negative-minutes: must be in (0, 600], got 1e+09"),
+    (["eval-stream", str(ROOT / "data" / "fixtures" / "base-ja"), "d", "--hop-every", "50"],
+     "--hop-every 50: must be at most the model's window of 49 frames"),
+    (["eval-stream", "m", "d", "--target-fa", "2"], "--target-fa sets how --tune tunes; give --tune too"),
+    (["eval-stream", "m", "d", "--shrink", "0"], "--shrink sets how --tune tunes; give --tune too"),
+    (["report", "m", "--split", "val"], "--split chooses the split of --data; give --data DATA too"),
+    (["eval-voices", "--ja", "d", "--work", "w", "--snr", "nan"], "--snr: expected a level in dB from -20 to 80, got nan"),
+    (["eval-voices", "--ja", "d", "--work", "w", "--snr", "-500"], "--snr: expected a level in dB from -20 to 80, got -500"),
+    (["eval-voices", "--ja", ".", "--work", "w"], "--work w: is inside the input folder --ja .; choose a folder outside it"),
+    (["eval-voices", "--ja", "d", "--work", "w", "--json", "d/r.json"],
+     "--json d/r.json: is inside the input folder --ja d; choose a file outside it"),
+])
+def test_bad_values_found_before_any_work(capsys, argv, message, tmp_path, monkeypatch):
+    from edgekws.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"edgekws {argv[0]}: error: {message}"
+    assert not any(tmp_path.iterdir())            # refused before anything was written
 
 
 def test_good_values_parse():

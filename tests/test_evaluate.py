@@ -69,6 +69,27 @@ def test_eval_of_a_read_only_bundle_still_reports(trained, tmp_path, capsys, mon
     assert f"{tmp_path}: is a folder; give a file name" in capsys.readouterr().err
 
 
+def test_eval_json_is_never_written_into_the_data_and_engines_add_up(trained, tmp_path, capsys, monkeypatch):
+    data, bundle = trained
+    wav = sorted((data / "yes").glob("*.wav"))[0]
+    before = wav.read_bytes()
+    assert main(["eval", str(bundle.path), str(data), "--json", str(wav)]) == 2
+    assert "never overwrites a recording" in capsys.readouterr().err and wav.read_bytes() == before
+    assert main(["eval", str(bundle.path), str(data), "--json", str(data / "m.json")]) == 2
+    assert f"is inside the input folder DATA {data}" in capsys.readouterr().err
+    assert not (data / "m.json").exists()
+    # a second eval with another engine keeps the first one's results for the same split and data
+    monkeypatch.setitem(ev.ENGINES, "twin", ev.ENGINES["float"])
+    assert main(["eval", str(bundle.path), str(data), "--engine", "float"]) == 0
+    assert main(["eval", str(bundle.path), str(data), "--engine", "twin"]) == 0
+    stored = Bundle.load(bundle.path).read_json("metrics.json")
+    assert stored["twin"] == stored["float"] and stored["split"] == "test"
+    assert main(["eval", str(bundle.path), str(data), "--engine", "twin", "--split", "val"]) == 0
+    stored = Bundle.load(bundle.path).read_json("metrics.json")   # another split: a fresh record
+    assert stored["split"] == "val" and "float" not in stored
+    capsys.readouterr()
+
+
 def test_predict_cli_prints_label_and_confidence(trained, capsys, tmp_path):
     data, bundle = trained
     wavs = sorted((data / "yes").glob("spk1*.wav")) + sorted((data / "no").glob("spk1*.wav"))

@@ -219,3 +219,11 @@ def test_features_command(tmp_path, capsys):
     np.testing.assert_array_equal(np.load(tmp_path / "f.npy"), compute_features(signals.speech_like(np.random.default_rng(5), 1.0, -12.0)))
     assert main(["features", str(tmp_path / "missing.wav")]) == 2
     assert "missing.wav" in capsys.readouterr().err
+    other = tmp_path / "b.wav"                      # --save never writes over a recording
+    other.write_bytes(wav.read_bytes())
+    for target in (wav, other):
+        assert main(["features", str(wav), "--save", str(target)]) == 2
+        assert f"--save {target}: is a WAV file; edgekws never overwrites a recording" in capsys.readouterr().err
+        assert target.read_bytes() == other.read_bytes()
+    assert main(["features", str(wav), "--save", str(tmp_path)]) == 2
+    assert "is a folder; give a file name" in capsys.readouterr().err

@@ -65,6 +65,21 @@ def test_outputs_inside_the_input_folder_are_refused(tmp_path):
     check_outside(tmp_path / "data-model", tmp_path / "data")
 
 
+def test_the_python_api_refuses_outputs_inside_its_inputs_too(tmp_path):
+    from edgekws.retrain import retrain
+    from edgekws.train import train
+
+    model = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "base-ja"
+    (tmp_path / "data").mkdir()
+    with pytest.raises(OutputError, match="is inside the input folder DATA"):
+        train(tmp_path / "data", tmp_path / "data" / "m")
+    with pytest.raises(OutputError, match="is inside the input folder --vocab"):
+        train(tmp_path / "other", tmp_path / "data" / "m", vocabulary=str(tmp_path / "data"))
+    with pytest.raises(OutputError, match="is inside the input folder DATA"):
+        retrain(model, tmp_path / "data", tmp_path / "data" / "m")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]   # nothing was made
+
+
 def test_commands_report_unwritable_outputs_without_a_traceback(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     out = tmp_path / "afile" / "c"

@@ -166,6 +166,11 @@ def test_quantize_cli_errors(tmp_path, capsys):
     bundle, _ = make_bundle(tmp_path / "m")
     assert main(["quantize", str(bundle.path)]) == 2
     assert "no training dataset recorded; pass --calib DATA" in capsys.readouterr().err
+    b = Bundle.load(bundle.path)
+    b.update(training={**(b.manifest.get("training") or {}), "dataset": str(tmp_path / "gone")})
+    assert main(["quantize", str(bundle.path)]) == 2
+    assert (f"its training dataset {tmp_path / 'gone'} (recorded in the bundle) is not there any more; "
+            "pass --calib DATA") in capsys.readouterr().err
     assert main(["quantize", str(bundle.path), "--calib", str(tmp_path / "nope")]) == 2
     assert "no such dataset folder" in capsys.readouterr().err
     np.save(tmp_path / "wrong.npy", np.zeros((10, 5), np.int8))

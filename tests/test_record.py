@@ -492,6 +492,21 @@ def test_cli_device_failure_and_background(tmp_path, monkeypatch, capsys):
     assert "ALC3246" in listing and len(default_in) == 1 and "USB PnP" in default_in[0]
 
 
+def test_cli_checks_its_arguments_before_the_audio_device(tmp_path, monkeypatch, capsys):
+    def no_device():
+        raise AssertionError("the audio device was opened before the arguments were checked")
+
+    monkeypatch.setattr("edgekws.record.load_sounddevice", no_device)
+    (tmp_path / "afile").write_text("x")
+    for argv, message in ((["--words", "yes,,no"], "--words"), (["--words", "yes,yes"], "--words"),
+                          (["--out", str(tmp_path / "afile")], f"--out {tmp_path / 'afile'}: is a file, not a folder")):
+        argv = ["record", "--out", str(tmp_path / "d"), *argv]
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 @pytest.mark.parametrize("error, hint", [(OSError("PortAudio library not found"), "libportaudio2"),
                                          (ImportError("No module named 'sounddevice'"), "pip install sounddevice")])
 def test_missing_portaudio_is_explained(monkeypatch, capsys, error, hint):

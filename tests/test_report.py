@@ -52,3 +52,20 @@ def test_report_before_eval_points_to_eval(tmp_path):
     b = train(data, tmp_path / "m", **{**TINY, "epochs": 1})
     page = report.make_report(b, plots=False)
     assert "edgekws eval MODEL DATA" in page and "<img" not in page
+
+
+def test_report_of_a_retrained_head_shows_its_loss_curve(tmp_path):
+    """A retrained bundle's history holds epoch and train_loss only (no validation): the report
+    plots and tabulates what is there instead of failing on the missing columns."""
+    from pathlib import Path
+
+    from edgekws.retrain import retrain
+
+    fixtures = Path(__file__).resolve().parents[1] / "data" / "fixtures"
+    b = retrain(fixtures / "base-ja", fixtures / "en-shots", tmp_path / "en", epochs=3, log=lambda *a: None)
+    assert set(b.read_json("history.json")[0]) == {"epoch", "train_loss"}
+    page = report.make_report(b.path, plots=False)
+    assert "train loss" in page and "val acc" not in page
+    pytest.importorskip("matplotlib")
+    page = report.make_report(b.path, log=lambda *a: None)
+    assert "<img alt='learning curves'" in page and Bundle.load(b.path).has("curves.png")

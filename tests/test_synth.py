@@ -244,6 +244,13 @@ def test_refuses_non_empty_folder_and_force_replaces(tmp_path):
     wavs = sorted(str(p.relative_to(out)) for p in out.rglob("*.wav"))
     assert wavs == ["yes/espk0000_nohash_0.wav"]   # the old dataset's clips are gone
     assert (out / "my_notes.txt").read_text() == "keep me"
+    mine = tmp_path / "mine"                       # not a synthesized dataset: --force refuses it
+    (mine / "yes").mkdir(parents=True)
+    (mine / "yes" / "espk0000_nohash_0.wav").write_bytes(b"my recording")
+    with pytest.raises(DatasetError, match="no synth_manifest.json, so it is not a synthesized dataset"):
+        synthesize_dataset(mine, "en", words="yes", speakers=1, unknown_per_speaker=0,
+                           noise_seconds=0, jobs=1, overwrite=True, world=0)
+    assert (mine / "yes" / "espk0000_nohash_0.wav").read_bytes() == b"my recording"
 
 
 def test_cli(tmp_path, capsys):

@@ -70,7 +70,7 @@ def _run(args) -> int:
     if args.audio and args.target != "cortex-m4":
         raise EdgekwsError("--audio is the test audio of --target cortex-m4; the other targets embed none")
     if not args.onnx and args.c is None and args.target in (None, "host"):
-        raise EdgekwsError("export: nothing to do; pass --onnx, --c [DIR] and/or --target cortex-m4|pi")
+        raise EdgekwsError("nothing to do; pass --onnx, --c [DIR] and/or --target cortex-m4|pi")
     bundle = Bundle.load(args.model)
     if args.onnx:
         for name, size in export_onnx(bundle).items():

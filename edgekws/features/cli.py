@@ -26,11 +26,13 @@ def run(args) -> int:
     from edgekws.features.config import FeatureConfig
     from edgekws.features.integer import compute_features
     from edgekws.features.reference import db_from_int8
-    from edgekws.fileio import atomic_write_bytes
+    from edgekws.fileio import atomic_write_bytes, check_output_file
 
     cfg = FeatureConfig(preemphasis=args.preemphasis)
     if args.save and len(args.wav) != 1:
-        raise EdgekwsError("features: --save needs exactly one WAV file")
+        raise EdgekwsError("--save needs exactly one WAV file")
+    if args.save:
+        check_output_file(args.save, "--save", ((args.wav[0], "WAV"),))
     print(f"config {cfg.config_hash()}: {cfg.window_ms:g} ms window, {cfg.hop_ms:g} ms hop, "
           f"{cfg.num_bands} bands, int8 step {cfg.input_scale:.3f} dB from {cfg.db_min:g} dB")
     for path in args.wav:

@@ -77,6 +77,9 @@ def calibration_features(bundle, data=None, seed: int = 0, limit: int = CALIB_MA
         data = (bundle.manifest.get("training") or {}).get("dataset")
         if not data:
             raise EdgekwsError(f"{bundle.path}: no training dataset recorded; pass --calib DATA")
+        if not Path(data).is_dir():
+            raise EdgekwsError(f"{bundle.path}: its training dataset {data} (recorded in the bundle) is not "
+                               "there any more; pass --calib DATA")
     path = Path(data)
     if path.suffix == ".npy" and path.is_file():
         try:

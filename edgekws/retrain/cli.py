@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from edgekws import cliargs
 from edgekws.errors import EdgekwsError
-from edgekws.fileio import check_outside
 
 
 def register(sub) -> None:
@@ -56,7 +55,6 @@ def run(args) -> int:
     if args.lr is not None and not 0 < args.lr < 10:
         raise EdgekwsError(f"--lr: must be in (0, 10), got {args.lr}")
     snr = check_copies(args.noisy_copies, str(args.copy_snr).split(","))
-    check_outside(args.out, args.data)
     retrain(args.model, args.data, args.out, words=parse_words(args.words), shots=args.shots, epochs=args.epochs,
             engine=args.engine, loss=args.loss, seed=args.seed, split=args.split, float_head=args.float_head,
             overwrite=args.force, cache_dir=args.cache, noisy=args.noisy_copies, noisy_snr=snr, init=args.init,

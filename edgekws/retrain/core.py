@@ -24,6 +24,7 @@ import numpy as np
 
 from edgekws.data import parse_words
 from edgekws.errors import BundleError, EdgekwsError
+from edgekws.fileio import check_outside
 from edgekws.retrain.headmath import HeadConfig, HeadTrainer, QHead, quantize_head
 
 ENGINES = ("numpy", "c")
@@ -371,6 +372,7 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     from edgekws.quant import load_quantized
 
     check_engine(engine)
+    check_outside(out, data)
     base = model if isinstance(model, Bundle) else Bundle.load(model)
     if Path(out).resolve() == Path(base.path).resolve():
         raise EdgekwsError(f"--out {out}: must differ from the base model folder")

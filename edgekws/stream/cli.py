@@ -8,7 +8,8 @@ import sys
 from edgekws import cliargs
 from edgekws.errors import EdgekwsError
 
-ENGINE_HELP = "int8 engine: numpy (reference), onnx (onnxruntime) or c (firmware host library)"
+MAX_NEGATIVE_MINUTES = 600   # 10 h of 16 kHz audio: about 1.2 GB held in memory
+ENGINE_HELP = "int8 engine: numpy (reference), onnx (onnxruntime) or c (firmware host library); default %(default)s"
 
 
 def register(sub) -> None:
@@ -23,7 +24,8 @@ def register(sub) -> None:
     src.add_argument("--mic", action="store_true", help="listen to the microphone until Ctrl-C")
     p.add_argument("--engine", default="numpy", choices=("numpy", "onnx", "c"), help=ENGINE_HELP)
     p.add_argument("--device", help="input device id or part of its name (with --mic; see edgekws devices)")
-    p.add_argument("--seconds", type=float, default=None, help="stop --mic after this many seconds")
+    p.add_argument("--seconds", type=cliargs.positive_float, default=None,
+                   help="with --mic: stop after this many seconds")
     p.add_argument("--json", action="store_true", help="one JSON object per detection (JSON lines)")
     p.set_defaults(func=run_listen)
 
@@ -42,14 +44,15 @@ def register(sub) -> None:
     e.add_argument("--tune-split", default="val", choices=("train", "val", "test", "all"),
                    help="split the tuning streams are built from (default val; all: every clip of DATA, e.g. "
                         "your own recordings after edgekws retrain)")
-    e.add_argument("--target-fa", type=float, default=1.0, help="false accepts per hour allowed when tuning (default 1)")
+    e.add_argument("--target-fa", type=float, default=None,
+                   help="with --tune: false accepts per hour allowed (default 1)")
     e.add_argument("--shrink", type=float, default=None, metavar="S",
                    help="with --tune: each command's threshold moves this share of the way from the "
                         "shared one to its own validation limit (default 0.5; 0 = one threshold for all, "
                         "safer with few validation speakers)")
     e.add_argument("--negative-minutes", type=cliargs.positive_float, default=60.0,
                    help="length of the noise + unknown-word stream (default 60 minutes; tuning needs an "
-                        "hour or more to resolve 1 false accept per hour)")
+                        "hour or more to resolve 1 false accept per hour; at most 600)")
     e.add_argument("--hop-every", type=cliargs.positive_int, default=None, metavar="N",
                    help="run the model every N feature frames of 20 ms (default: the bundle's setting; "
                         "stored with --tune)")
@@ -133,8 +136,13 @@ def _describe(m: dict) -> str:
     return (f"hit rate {m['hit_rate']:.3f} ({m['hits']}/{m['commands']}), "
             f"{m['false_accepts_per_hour']:.2f} false accepts/h ({m['false_accepts']} in "
             f"{m['non_command_hours']:.2f} h{': ' + kinds if kinds else ''}; 95% upper bound "
-            f"{m['false_accepts_per_hour_upper95']:.2f}/h), latency median {m['latency_ms_median']:.0f} ms, "
-            f"p90 {m['latency_ms_p90']:.0f} ms")
+            f"{m['false_accepts_per_hour_upper95']:.2f}/h), latency median {ms(m['latency_ms_median'])}, "
+            f"p90 {ms(m['latency_ms_p90'])}")
+
+
+def ms(v) -> str:
+    """A latency in ms for print; "n/a" when there was no hit to time."""
+    return "n/a" if v is None else f"{v:.0f} ms"
 
 
 def run_eval_stream(args) -> int:
@@ -143,9 +151,14 @@ def run_eval_stream(args) -> int:
     from edgekws.stream.evalstream import evaluate_streams, make_streams, tune
     from edgekws.stream.pipeline import StreamSetup
 
-    if args.negative_minutes < 0:
-        raise EdgekwsError(f"--negative-minutes must be >= 0, got {args.negative_minutes}")
-    if args.target_fa < 0:
+    if not 0 <= args.negative_minutes <= MAX_NEGATIVE_MINUTES:   # the stream is held in memory
+        raise EdgekwsError(f"--negative-minutes: must be in (0, {MAX_NEGATIVE_MINUTES}], got {args.negative_minutes:g}")
+    for name in ("target_fa", "shrink"):
+        if getattr(args, name) is not None and not args.tune:
+            raise EdgekwsError(f"--{name.replace('_', '-')} sets how --tune tunes; give --tune too")
+    if args.target_fa is None:
+        args.target_fa = 1.0
+    if not args.target_fa >= 0:
         raise EdgekwsError(f"--target-fa must be >= 0, got {args.target_fa}")
     if args.shrink is not None and not 0 <= args.shrink <= 1:  # before the streams are built
         raise EdgekwsError(f"--shrink: must be a number in [0, 1], got {args.shrink!r}")

@@ -322,7 +322,7 @@ def score(dets, events, seconds: float, negative_dets=(), negative_events=(), ne
     kinds = {k: fa[k] + nfa[k] for k in FA_KINDS}
     total = sum(kinds.values())
     hits = [h for h, e in zip(hit, events) if not e.label.startswith("_")]
-    lat = np.array(lat) if lat else np.zeros(1)
+    lat = np.array(lat) if lat else None   # no hit, no latency (None in JSON, "n/a" in print)
     return {"commands": len(cmds), "hits": int(sum(hits)),
             "hit_rate": float(np.mean(hits)) if hits else 0.0,
             "false_accepts": int(total), "false_accepts_by_kind": kinds,
@@ -333,8 +333,8 @@ def score(dets, events, seconds: float, negative_dets=(), negative_events=(), ne
             "non_command_hours": round(hours, 4),
             "false_accepts_per_hour": float(total / hours) if hours > 0 else 0.0,
             "false_accepts_per_hour_upper95": round(poisson_upper(total) / hours, 3) if hours > 0 else 0.0,
-            "latency_ms_median": round(float(np.median(lat)), 1),
-            "latency_ms_p90": round(float(np.percentile(lat, 90)), 1),
+            "latency_ms_median": None if lat is None else round(float(np.median(lat)), 1),
+            "latency_ms_p90": None if lat is None else round(float(np.percentile(lat, 90)), 1),
             "unknown_words_per_hour": round(sum(e.label.startswith("_") for e in (*events, *negative_events))
                                             / hours, 1) if hours > 0 else 0.0,
             "top_confusions": dict((conf + nconf).most_common(8))}

@@ -59,7 +59,7 @@ def run(args) -> int:
     t0 = time.perf_counter()
     if args.vocab:
         if args.words:
-            raise EdgekwsError("synth: give --vocab or --words, not both")
+            raise EdgekwsError("give --vocab or --words, not both")
         args.words = vocabulary_words(args.lang)
         args.unknown = 0 if args.unknown is None else args.unknown
         args.noise_seconds = 0 if args.noise_seconds is None else args.noise_seconds

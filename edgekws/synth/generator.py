@@ -222,6 +222,10 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
             raise DatasetError(f"{out}: folder is not empty; choose a new folder or pass "
                                "--force to replace the synthesized dataset in it")
         old = out / MANIFEST
+        if not old.is_file():              # recordings or another tool's files: never written over
+            raise DatasetError(f"{out}: holds files but no {MANIFEST}, so it is not a synthesized dataset; "
+                               "--force only replaces one: choose a new folder (an interrupted synth writes no manifest: "
+                               "remove what it left and run again)")
         if old.is_file():                  # remove the previous dataset's files, nothing else
             try:
                 listed = json.loads(old.read_text(encoding="utf-8"))
