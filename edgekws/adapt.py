@@ -49,6 +49,7 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
     if Path(out).resolve() == base.path.resolve():
         raise EdgekwsError(f"--out {out}: must differ from the model folder")
     check_outside(out, clips, "CLIPS")
+    check_outside(out, base.path, "MODEL")
     if base.manifest.get("head"):
         raise BundleError(f"{base.path}: has a retrained head; adapt the base model, then retrain it")
     if limit is not None and (not isinstance(limit, int) or limit < MIN_CLIPS):

@@ -160,6 +160,12 @@ class Bundle:
                 raise BundleError(f"{path}: holds an unfinished training (checkpoint.npz; edgekws train … "
                                   "--resume continues it); choose another --out or pass --force")
             ckpt.unlink()
+        if not by_train and path.is_dir() and not (path / MANIFEST).exists():
+            others = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
+            if others:   # a dataset, a project, someone's files: a bundle never mixes into them
+                raise BundleError(f"{path}: holds other files ({', '.join(others[:3])}"
+                                  f"{', ...' if len(others) > 3 else ''}); a model bundle goes into an empty or "
+                                  "new folder")
         if (path / MANIFEST).exists() and not overwrite:
             raise BundleError(f"{path}: already holds a model bundle (choose another --out, remove it, "
                               "or pass --force)")

@@ -32,10 +32,13 @@ class FirmwareBuildError(EdgekwsError):
 
 
 def firmware_dir() -> Path:
-    """The firmware/ source tree: $EDGEKWS_FIRMWARE_DIR, else beside the package (editable install)."""
+    """The firmware/ source tree: $EDGEKWS_FIRMWARE_DIR, else beside the package (editable install),
+    else beside its folder (a Raspberry Pi folder of `edgekws export --target pi`: python/edgekws and
+    firmware/ side by side)."""
     env = os.environ.get("EDGEKWS_FIRMWARE_DIR")
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[1] / "firmware")
+    here = Path(__file__).resolve()
+    candidates += [here.parents[1] / "firmware", here.parents[2] / "firmware"]
     for c in candidates:
         if (c / "include" / "ekws").is_dir() and (c / "src").is_dir():
             return c

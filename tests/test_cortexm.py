@@ -152,3 +152,23 @@ def test_export_host_target_writes_the_c_arrays_and_stray_options_are_refused(tm
         assert main(["export", str(model), *argv]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (model / "pi").exists()
+    # the C arrays rewrite an earlier C export, never a folder of other files
+    assert main(["export", str(model), "--target", "host", "--out", str(tmp_path / "c")]) == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "ekws_model_data.c").write_text("my own")
+    (mine / "main.c").write_text("my own")
+    capsys.readouterr()
+    for argv, message in ((["--target", "host", "--out", str(mine)], f"--out {mine}: holds other files (main.c)"),
+                          (["--c", str(mine)], f"--c {mine}: holds other files (main.c)"),
+                          (["--c", str(mine / "main.c")], f"--c {mine / 'main.c'}: is a file, not a folder"),
+                          (["--target", "host", "--out", str(tmp_path / "c"), "--c", str(tmp_path / "c")],
+                           "--c and --out both name the folder of --target host; give one of them")):
+        assert main(["export", str(model), *argv]) == 2
+        assert message in capsys.readouterr().err
+    assert (mine / "ekws_model_data.c").read_text() == "my own"
+    # a refused --audio leaves no half-made project behind
+    long = tmp_path / "long.wav"
+    write_wav(long, np.zeros(61 * 16000, np.int16))
+    assert main(["export", str(model), "--target", "cortex-m4", "--out", str(tmp_path / "fw"), "--audio", str(long)]) == 2
+    assert "more than the 60 s" in capsys.readouterr().err and not (tmp_path / "fw").exists()

@@ -10,6 +10,7 @@ import pytest
 
 from edgekws.cli import main
 from edgekws.errors import EdgekwsError
+from edgekws.errors import BundleError
 from edgekws.fileio import OutputError, atomic_write_text, check_outside, make_dir
 
 
@@ -78,6 +79,14 @@ def test_the_python_api_refuses_outputs_inside_its_inputs_too(tmp_path):
     with pytest.raises(OutputError, match="is inside the input folder DATA"):
         retrain(model, tmp_path / "data", tmp_path / "data" / "m")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]   # nothing was made
+    shots = model.parent / "en-shots"
+    with pytest.raises(OutputError, match="is inside the input folder MODEL"):
+        retrain(model, shots, model / "sub")
+    assert not (model / "sub").exists()
+    (tmp_path / "data" / "yes").mkdir()                             # a folder of other files
+    with pytest.raises(BundleError, match=r"data: holds other files \(yes\); a model bundle goes into an empty"):
+        retrain(model, shots, tmp_path / "data", epochs=1, log=lambda *a: None)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["yes"]
 
 
 def test_commands_report_unwritable_outputs_without_a_traceback(tmp_path, capsys):

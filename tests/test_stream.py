@@ -393,14 +393,28 @@ def test_tuner_gives_each_command_its_own_threshold_halfway_to_its_own_limit():
 
 
 def test_export_pi_folder(bundle, tmp_path, capsys):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    copy = tmp_path / "b"                  # a bundle that also holds its C arrays (export --c), listed
+    shutil.copytree(bundle.path, copy)     # in its manifest: the Pi's copy of it must load all the same
+    assert main(["export", str(copy), "--c"]) == 0
+    assert any(name.startswith("c/") for name in Bundle.load(copy).files)
     out = tmp_path / "pi"
-    assert main(["export", str(bundle.path), "--target", "pi", "--out", str(out)]) == 0
+    assert main(["export", str(copy), "--target", "pi", "--out", str(out)]) == 0
     assert "Raspberry Pi folder" in capsys.readouterr().out
     for name in ("run.sh", "README.txt", "requirements.txt", "model/manifest.json", "model/model.int8.onnx",
                  "python/edgekws/stream/pipeline.py", "firmware/src/pipeline.c"):
         assert (out / name).is_file(), name
     assert "edgekws listen" in (out / "run.sh").read_text() and "libportaudio2" in (out / "README.txt").read_text()
     Bundle.load(out / "model")  # a verified bundle
+    # README.txt's step 5 with --engine c: the folder's python/ finds the folder's firmware/ by itself
+    env = {k: v for k, v in os.environ.items() if k != "EDGEKWS_FIRMWARE_DIR"}
+    found = subprocess.run([sys.executable, "-c", "from edgekws.firmware import firmware_dir; print(firmware_dir())"],
+                           cwd=out, env={**env, "PYTHONPATH": "python"}, capture_output=True, text=True)
+    assert found.returncode == 0 and Path(found.stdout.strip()) == (out / "firmware").resolve(), found.stderr
     assert main(["export", str(bundle.path)]) == 2
     assert "nothing to do; pass --onnx, --c [DIR] and/or --target cortex-m4|pi" in capsys.readouterr().err
 

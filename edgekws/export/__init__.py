@@ -45,6 +45,22 @@ def export_c_dir(bundle, out_dir=None) -> dict[str, int]:
                     Path(out_dir) if out_dir else bundle.path / "c", bundle)
 
 
+C_FILES = ("ekws_model_data.c", "ekws_model_data.h", "model.bin")
+
+
+def check_c_folder(out: Path, bundle, option: str = "--c") -> None:
+    """`--c DIR` writes the C arrays into DIR: refuse a file, and a folder holding anything but an
+    earlier C export (a dataset, another project, the user's sources: never written into)."""
+    if out.resolve() == (bundle.path / "c").resolve():
+        return
+    if out.exists() and not out.is_dir():
+        raise EdgekwsError(f"{option} {out}: is a file, not a folder")
+    others = sorted(p.name for p in out.iterdir() if p.name not in C_FILES) if out.is_dir() else []
+    if others:
+        raise EdgekwsError(f"{option} {out}: holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
+                           "choose an empty or new folder, or one holding only an earlier C export")
+
+
 def register(sub) -> None:
     p = sub.add_parser("export", help="ONNX models and C arrays for the firmware",
                        description="Export a (quantized) model bundle to ONNX and/or C data for firmware/.")
@@ -62,8 +78,11 @@ def _run(args) -> int:
     from edgekws.export.c import arena_layout
     from edgekws.quant import load_quantized
 
+    if args.target == "host" and args.c is not None and args.out:
+        raise EdgekwsError("--c and --out both name the folder of --target host; give one of them")
+    c_option = "--c"
     if args.target == "host" and args.c is None:  # the host target is the C arrays: --out is their folder
-        args.c, args.out = args.out or "", None
+        args.c, args.out, c_option = args.out or "", None, "--out"
     if args.out and args.target in (None, "host"):
         raise EdgekwsError("--out is the folder of a --target project (cortex-m4, pi, host); "
                            "for C arrays alone use --c DIR")
@@ -72,6 +91,8 @@ def _run(args) -> int:
     if not args.onnx and args.c is None and args.target in (None, "host"):
         raise EdgekwsError("nothing to do; pass --onnx, --c [DIR] and/or --target cortex-m4|pi")
     bundle = Bundle.load(args.model)
+    if args.c:
+        check_c_folder(Path(args.c), bundle, c_option)
     if args.onnx:
         for name, size in export_onnx(bundle).items():
             print(f"{bundle.path / name}: {size:,} bytes")

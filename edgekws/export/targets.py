@@ -113,12 +113,12 @@ def write_cortex_m_project(setup, out, audio: np.ndarray | None = None) -> dict[
     from edgekws.firmware import firmware_dir
 
     fw = firmware_dir()
-    out = _prepare(out, "cortex-m4", getattr(setup.bundle, "path", None))
     if audio is None:
         audio = np.zeros(setup.feature_config.sample_rate, np.int16)
-    if len(audio) > MAX_AUDIO_SECONDS * setup.feature_config.sample_rate:
+    if len(audio) > MAX_AUDIO_SECONDS * setup.feature_config.sample_rate:   # before the folder is made
         raise EdgekwsError(f"--audio: {len(audio) / 16000:.0f} s of test audio is more than the "
                            f"{MAX_AUDIO_SECONDS} s an example firmware embeds")
+    out = _prepare(out, "cortex-m4", getattr(setup.bundle, "path", None))
     for name in FIRMWARE_SRCS:
         _copy(fw / "src" / name, out / "firmware" / "src" / name)
     for h in sorted((fw / "include" / "ekws").glob("*.h")):
@@ -184,9 +184,8 @@ def write_pi_folder(bundle, out) -> dict[str, int]:
     if model_dir.resolve() == bundle.path.resolve():
         raise EdgekwsError(f"--out {out}: would overwrite the bundle itself")
     make_dir(model_dir)
-    for name in ["manifest.json", *bundle.files]:
-        if "/" not in name:
-            _copy(bundle.path / name, model_dir / name)
+    for name in ["manifest.json", *bundle.files]:   # every file the manifest lists (c/ too), or it fails to load
+        _copy(bundle.path / name, model_dir / name)
     pkg = Path(edgekws.__file__).resolve().parent
     shutil.copytree(pkg, out / "python" / "edgekws", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))

@@ -376,6 +376,7 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     base = model if isinstance(model, Bundle) else Bundle.load(model)
     if Path(out).resolve() == Path(base.path).resolve():
         raise EdgekwsError(f"--out {out}: must differ from the base model folder")
+    check_outside(out, base.path, "MODEL")
     backbone = Backbone.from_quantized(load_quantized(base))
     if isinstance(words, str):  # one word, or "yes,no" as the command line takes it
         words = parse_words(words)
