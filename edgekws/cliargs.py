@@ -51,3 +51,13 @@ def seed_list(text: str) -> tuple[int, ...]:
     if not parts:
         raise argparse.ArgumentTypeError(f"expected comma-separated seeds such as 0,1,2, got {text!r}")
     return tuple(seed(p) for p in parts)
+
+
+def folder(text: str) -> str:
+    """A folder, existing or to be made: an existing file is refused (a cache "in" a file would be
+    switched off without a word)."""
+    from pathlib import Path
+
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
+    return text

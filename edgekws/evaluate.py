@@ -215,7 +215,8 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
     cache = FeatureCache((default_cache_dir(data) if cache_dir is None else cache_dir) or None, fc)
     arrays = split_arrays(ds, split, cache, seed=seed)
     if not len(arrays.labels):
-        raise EdgekwsError(f"{data}: no clips in split {split!r}")
+        raise EdgekwsError(f"{data}: no clips in split {split!r} (recordings of one speaker all fall in one "
+                           "split: use --split all)")
     out = {"split": split, "dataset": str(data)}
     for name, km in models.items():
         pred = km.engine.logits_features(arrays.features).argmax(1)
@@ -242,7 +243,7 @@ def register(sub) -> None:
     p.add_argument("--engine", action="append", help="engine to evaluate, repeatable: float, int8, c (the firmware's C library, built on "
                         "first use), int8-f32head (a float32 retrained head); default: float, plus int8 once the "
                         "model is quantized and int8-f32head when it has a float32 head")
-    p.add_argument("--cache", metavar="DIR", help="feature cache folder (default DATA/.edgekws-cache)")
+    p.add_argument("--cache", metavar="DIR", type=cliargs.folder, help="feature cache folder (default DATA/.edgekws-cache)")
     p.set_defaults(func=run_eval)
 
     q = sub.add_parser("predict", help="label and confidence of each WAV file",

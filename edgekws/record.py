@@ -27,6 +27,13 @@ def run_record(args) -> int:
     from edgekws.fileio import not_a_folder
 
     # the arguments first: a mistake in them is told before anything about the audio device
+    if args.background and (args.words is not None or args.takes is not None):
+        raise EdgekwsError("--words and --takes are for word recording; --background records noise "
+                           "for --seconds")
+    if not args.background and args.seconds is not None:
+        raise EdgekwsError("--seconds is for --background; words are recorded in takes (--takes)")
+    args.takes = 5 if args.takes is None else args.takes
+    args.seconds = 60.0 if args.seconds is None else args.seconds
     words = None if args.background else (parse_words(args.words) or list(DEFAULT_WORDS))
     if Path(args.out).exists() and (problem := not_a_folder(args.out, "folder")):
         raise EdgekwsError(f"--out {args.out}: {problem}")
@@ -72,7 +79,7 @@ def register(sub) -> None:
     p.add_argument("--lang", choices=sorted(PROMPTS), default="en",
                    help="language to prompt the default command words in (folders keep the "
                         "English names, e.g. --lang ja shows はい for 'yes')")
-    p.add_argument("--takes", type=cliargs.positive_int, default=5, help="takes per word in total (default 5)")
+    p.add_argument("--takes", type=cliargs.positive_int, default=None, help="takes per word in total (default 5)")
     p.add_argument("--speaker", metavar="NAME",
                    help="your name; gives a stable speaker id (default: your login name)")
     p.add_argument("--device", metavar="ID", help="input device id or part of its name (see `edgekws devices`)")
@@ -81,7 +88,7 @@ def register(sub) -> None:
     p.add_argument("--output-device", metavar="ID", help="playback device for replay")
     p.add_argument("--background", action="store_true",
                    help="record background noise into DATA/_background_noise_/ instead of words")
-    p.add_argument("--seconds", type=cliargs.positive_float, default=60.0,
+    p.add_argument("--seconds", type=cliargs.positive_float, default=None,
                    help="with --background: how long to record (default 60)")
     p.set_defaults(func=run_record)
 

@@ -961,7 +961,7 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="small model and few epochs (a quick try)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in MODEL")
     p.add_argument("--force", action="store_true", help="replace an existing bundle or checkpoint in MODEL")
-    p.add_argument("--cache", metavar="DIR", help="feature cache folder (default DATA/.edgekws-cache)")
+    p.add_argument("--cache", metavar="DIR", type=cliargs.folder, help="feature cache folder (default DATA/.edgekws-cache)")
     p.add_argument("--budget", action="store_true", help="print the budget of every architecture and exit")
     p.set_defaults(func=run)
 
@@ -976,8 +976,6 @@ def run(args) -> int:
         return 0
     if not args.data or not args.out:
         raise EdgekwsError("give the dataset folder DATA and --out MODEL")
-    if args.cache and Path(args.cache).exists() and not Path(args.cache).is_dir():
-        raise EdgekwsError(f"--cache {args.cache}: is a file, not a folder")
     opts = {"augment": False, "specaugment": False, "time_warp": 0.0} if args.no_augment else {}
     if args.no_retrain_tap:
         opts["retrain_tap"] = False

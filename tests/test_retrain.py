@@ -359,3 +359,31 @@ def test_retrain_on_a_multi_layer_embedding_is_the_same_in_numpy_and_c(tmp_path)
     b = Bundle.load(new["c"].path)
     np.testing.assert_array_equal(CNetwork(b).logits_int8(feats), Int8Network(b).logits_int8(feats))
     assert np.mean(Int8Network(b).logits_int8(feats).argmax(1) == labels) >= 0.9
+
+
+def test_retrain_keeps_the_base_stream_timing_and_resets_its_thresholds(tmp_path):
+    """A base tuned to run every 4 frames (a slower MCU) once lost that on retraining, and the
+    exported firmware went back to the 2-frame default."""
+    import shutil
+
+    from edgekws.stream.detector import DEFAULT_THRESHOLD, ONE_Q15, StreamConfig
+
+    fixtures = Path(__file__).resolve().parents[1] / "data" / "fixtures"
+    base = tmp_path / "base"
+    shutil.copytree(fixtures / "base-ja", base)
+    b = Bundle.load(base)
+    stream = {**b.manifest["stream"], "hop_every": 4, "smooth": 3, "refractory": 13}
+    b.update(stream=stream)
+    new = retrain(base, fixtures / "en-shots", tmp_path / "en", epochs=2, log=lambda *a: None)
+    cfg = StreamConfig.from_bundle(Bundle.load(new.path))
+    assert (cfg.hop_every, cfg.smooth, cfg.refractory) == (4, 3, 13)
+    assert cfg.thresholds == {w: round(DEFAULT_THRESHOLD * ONE_Q15) for w in new.labels if not w.startswith("_")}
+    assert "not tuned for this head" in cfg.tuning["note"]
+
+
+def test_retrain_refuses_an_unknown_head_option_before_any_work(tmp_path):
+    fixtures = Path(__file__).resolve().parents[1] / "data" / "fixtures"
+    with pytest.raises(EdgekwsError, match=r"retrain: unknown option\(s\) \['bogus', 'seed_'\]; the head's are "
+                                           r"batch, lr, momentum, weight_decay, imprint_scale"):
+        retrain(fixtures / "base-ja", fixtures / "en-shots", tmp_path / "o", bogus=1, seed_=2)
+    assert not (tmp_path / "o").exists()

@@ -157,8 +157,15 @@ def test_stream_settings_roundtrip_and_errors(bundle, tmp_path):
     assert cfg.threshold_array(bundle.labels).tolist() == [-1, -1, 900, 2000, 2300]
     b2, _ = make_bundle(tmp_path / "m2")
     b2.update(stream={"hop_every": 4, "smooth": 99, "refractory": 1, "thresholds": {}})
-    with pytest.raises(EdgekwsError, match=r"smooth must be in \[1, 16\], got 99"):
+    with pytest.raises(EdgekwsError, match=r"m2: manifest 'stream' setting smooth must be in \[1, 16\], got 99"):
         StreamConfig.from_bundle(b2)
+    for value, message in ((0.5, "have a value of the wrong type"), (True, "have a value of the wrong type"),
+                           (40000, r"thresholds \{'w0': 40000\} are out of range: each is a posterior in Q15, "
+                                   r"1..32768 \(16384 = 0.5\); leave a command out to disable it"),
+                           (-5, r"thresholds \{'w0': -5\} are out of range")):
+        b2.update(stream={"hop_every": 4, "smooth": 2, "refractory": 1, "thresholds": {"w0": value}})
+        with pytest.raises(EdgekwsError, match=message):   # a hand edit is refused, never coerced
+            StreamConfig.from_bundle(b2)
     b2.update(stream={"hop_every": 4, "smooth": 2, "refractory": 1, "thresholds": {"nope": 1}})
     with pytest.raises(EdgekwsError, match=r"stream thresholds name unknown labels \['nope'\]"):
         StreamConfig.from_bundle(b2)

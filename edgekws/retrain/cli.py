@@ -39,7 +39,7 @@ def register(sub) -> None:
                    help=f"SNR range of the noisy copies in dB (default {COPY_SNR_DB[0]:g},{COPY_SNR_DB[1]:g})")
     p.add_argument("--seed", type=cliargs.seed, default=0, help="seed of example choice and shuffling (default 0)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle in MODEL2")
-    p.add_argument("--cache", metavar="DIR", help="feature cache folder (default DATA/.edgekws-cache)")
+    p.add_argument("--cache", metavar="DIR", type=cliargs.folder, help="feature cache folder (default DATA/.edgekws-cache)")
     p.set_defaults(func=run)
 
 

@@ -249,6 +249,7 @@ def fit_head(emb: np.ndarray, labels: np.ndarray, n_classes: int, emb_scale: flo
     if emb.dtype != np.int8 or emb.ndim != 2 or len(emb) != len(labels) or not len(emb):
         raise EdgekwsError(f"retrain: need N > 0 int8 embeddings (N, E) and N labels, got {emb.dtype} "
                            f"{emb.shape} and {len(labels)} labels")
+    check_hyper(hyper)
     cfg = HeadConfig(n_classes, emb.shape[1], max_examples=len(emb), seed=(seed & 0xFFFFFFFF) or 1, **hyper)
     if engine == "c":
         from edgekws.retrain.chead import CHeadTrainer
@@ -347,7 +348,31 @@ def write_retrained(base, out, labels: list[str], backbone: Backbone, head: Head
     bundle.write_json("history.json", [{"epoch": i + 1, "train_loss": float(v)} for i, v in enumerate(head.losses)])
     bundle.update(quantization=qm.meta(), head={"file": HEAD_FILE, "float32": bool(float_head),
                                                 "num_classes": n_classes, "embed_size": int(head.weight.shape[1])})
+    if base.manifest.get("stream"):
+        bundle.update(stream=kept_stream_settings(base, labels))
     return bundle
+
+
+def kept_stream_settings(base, labels) -> dict:
+    """The base bundle's detector settings for a retrained head: how often the model runs (chosen for
+    the device, e.g. a slower MCU) and its smoothing stay; the thresholds, tuned for the base head's
+    posteriors, go back to the default for every command (tune again: edgekws eval-stream --tune)."""
+    from edgekws.stream.detector import StreamConfig
+
+    cfg = StreamConfig.from_bundle(base)
+    cfg.thresholds = StreamConfig.default(labels).thresholds
+    cfg.tuning = {"note": f"hop_every, smooth and refractory kept from {base.path}; thresholds are the "
+                          "defaults, not tuned for this head"}
+    return cfg.to_dict()
+
+
+def check_hyper(hyper: dict) -> None:
+    """Head hyper-parameters are HeadConfig fields (lr, weight_decay, ...); anything else is a mistake."""
+    allowed = [f.name for f in dataclasses.fields(HeadConfig)
+               if f.name not in ("num_classes", "embed_size", "max_examples", "seed")]   # set from the data
+    unknown = sorted(set(hyper) - set(allowed))
+    if unknown:
+        raise EdgekwsError(f"retrain: unknown option(s) {unknown}; the head's are {', '.join(allowed)}")
 
 
 def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: int = DEFAULT_EPOCHS,
@@ -372,6 +397,7 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     from edgekws.quant import load_quantized
 
     check_engine(engine)
+    check_hyper(hyper)
     check_outside(out, data)
     base = model if isinstance(model, Bundle) else Bundle.load(model)
     if Path(out).resolve() == Path(base.path).resolve():

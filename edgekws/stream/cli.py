@@ -75,6 +75,10 @@ def run_listen(args) -> int:
     from edgekws.bundle import Bundle
     from edgekws.stream.pipeline import StreamSetup, StreamingDetector, detect_audio
 
+    if args.file:
+        for opt in ("device", "seconds"):
+            if getattr(args, opt) is not None:
+                raise EdgekwsError(f"--{opt} is for --mic; a --file is read whole")
     setup = StreamSetup.from_bundle(Bundle.load(args.model))
     if args.file:
         from edgekws.audio import read_wav
@@ -102,8 +106,6 @@ def _listen_mic(setup, args) -> int:
     from edgekws.recording import SoundDeviceSource, choose_input, load_sounddevice
     from edgekws.stream.pipeline import StreamingDetector
 
-    if args.seconds is not None and args.seconds <= 0:
-        raise EdgekwsError(f"--seconds must be positive, got {args.seconds}")
     sr = setup.feature_config.sample_rate
     sd = load_sounddevice()
     dev, rate = choose_input(sd, args.device)

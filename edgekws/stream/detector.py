@@ -152,9 +152,14 @@ class StreamConfig:
         d = bundle.manifest.get("stream")
         if not d:
             return cls.default(bundle.labels)
+        def whole(v):   # the manifest is edited by hand: 0.5 must not silently become 0
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(v)
+            return v
+
         try:
-            cfg = cls(hop_every=int(d["hop_every"]), smooth=int(d["smooth"]), refractory=int(d["refractory"]),
-                      thresholds={str(k): int(v) for k, v in d["thresholds"].items()}, tuning=dict(d.get("tuning", {})))
+            cfg = cls(hop_every=whole(d["hop_every"]), smooth=whole(d["smooth"]), refractory=whole(d["refractory"]),
+                      thresholds={str(k): whole(v) for k, v in d["thresholds"].items()}, tuning=dict(d.get("tuning", {})))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             what = f"lack {exc}" if isinstance(exc, KeyError) else "have a value of the wrong type"
             raise BundleError(f"{bundle.path}: manifest 'stream' settings {what}: they must be an object with "
@@ -163,16 +168,24 @@ class StreamConfig:
         unknown = sorted(set(cfg.thresholds) - set(bundle.labels))
         if unknown:
             raise BundleError(f"{bundle.path}: stream thresholds name unknown labels {unknown}")
-        cfg.check()
+        bad = {k: v for k, v in cfg.thresholds.items() if not 1 <= v <= ONE_Q15}
+        if bad:
+            raise BundleError(f"{bundle.path}: manifest 'stream' thresholds {bad} are out of range: each is a "
+                              f"posterior in Q15, 1..{ONE_Q15} ({ONE_Q15 // 2} = 0.5); leave a command out to "
+                              "disable it")
+        try:
+            cfg.check()
+        except EdgekwsError as exc:
+            raise BundleError(f"{bundle.path}: manifest {exc}") from None
         return cfg
 
     def check(self) -> None:
         if not 1 <= self.hop_every <= 1000:
-            raise EdgekwsError(f"stream settings: hop_every must be in [1, 1000], got {self.hop_every}")
+            raise EdgekwsError(f"'stream' setting hop_every must be in [1, 1000], got {self.hop_every}")
         if not 1 <= self.smooth <= MAX_SMOOTH:
-            raise EdgekwsError(f"stream settings: smooth must be in [1, {MAX_SMOOTH}], got {self.smooth}")
+            raise EdgekwsError(f"'stream' setting smooth must be in [1, {MAX_SMOOTH}], got {self.smooth}")
         if not 0 <= self.refractory <= 100000:
-            raise EdgekwsError(f"stream settings: refractory must be in [0, 100000], got {self.refractory}")
+            raise EdgekwsError(f"'stream' setting refractory must be in [0, 100000], got {self.refractory}")
 
     def to_dict(self) -> dict:
         return {"hop_every": self.hop_every, "smooth": self.smooth, "refractory": self.refractory,

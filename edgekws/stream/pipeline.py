@@ -76,8 +76,8 @@ class StreamSetup:
         if len(self.labels) != self.qm.num_classes:
             raise EdgekwsError(f"stream: {len(self.labels)} labels for {self.qm.num_classes} model outputs")
         if self.config.hop_every > self.window_frames:   # frames between two windows would never be heard
-            raise EdgekwsError(f"--hop-every {self.config.hop_every}: must be at most the model's window of "
-                               f"{self.window_frames} frames")
+            raise EdgekwsError(f"hop_every {self.config.hop_every} (--hop-every, or the bundle's 'stream' "
+                               f"setting): must be at most the model's window of {self.window_frames} frames")
 
     @property
     def window_frames(self) -> int:
