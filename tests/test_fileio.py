@@ -87,6 +87,9 @@ def test_the_python_api_refuses_outputs_inside_its_inputs_too(tmp_path):
     with pytest.raises(BundleError, match=r"data: holds other files \(yes\); a model bundle goes into an empty"):
         retrain(model, shots, tmp_path / "data", epochs=1, log=lambda *a: None)
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["yes"]
+    with pytest.raises(BundleError, match=r"data: holds other files \(yes\); a model bundle goes into an empty"):
+        train(model.parent / "en-shots", tmp_path / "data")
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["yes"]
 
 
 def test_commands_report_unwritable_outputs_without_a_traceback(tmp_path, capsys):
