@@ -249,6 +249,6 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="the whole story end to end on synthesized data",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", default="edgekws-demo", help="folder for every artefact (default: %(default)s)")
-    p.add_argument("--quick", action="store_true", help="a small version of every stage (about 2 minutes)")
+    p.add_argument("--quick", action="store_true", help="a small version of every stage (about a minute)")
     p.add_argument("--seed", type=cliargs.seed, default=0, help="random seed (default 0)")
     p.set_defaults(func=lambda a: (run_demo(a.workdir, a.quick, a.seed), 0)[1])
