@@ -126,9 +126,15 @@ def step_windows(frames: np.ndarray, window: int, hop_every: int) -> tuple[np.nd
 
 
 def step_logits(engine, windows: np.ndarray, shape) -> np.ndarray:
-    """Batched logits of (S, window, F) windows: (S, K) int8."""
-    out = [engine.logits(np.ascontiguousarray(windows[i:i + BATCH]).reshape(-1, *shape))
-           for i in range(0, len(windows), BATCH)]
+    """Batched logits of (S, window, F) windows: (S, K) int8. An hour of stream takes minutes: a
+    progress bar appears on a terminal after 2 s (never in a pipe, a log or a test)."""
+    import sys
+
+    from tqdm import tqdm
+
+    starts = tqdm(range(0, len(windows), BATCH), desc="model steps", unit="batch", leave=False,
+                  disable=None, delay=2, file=sys.stderr)
+    out = [engine.logits(np.ascontiguousarray(windows[i:i + BATCH]).reshape(-1, *shape)) for i in starts]
     return np.concatenate(out) if out else np.zeros((0, 0), np.int8)
 
 
