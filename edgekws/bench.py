@@ -81,7 +81,8 @@ def kept_notes(text: str) -> dict[str, str]:
             notes.setdefault(section, []).append(line)
         elif section is not None and line.startswith("```"):
             fences += 1
-    return {k: "\n".join(v).strip() for k, v in notes.items() if "\n".join(v).strip()}
+    joined = {k: "\n".join(v).strip() for k, v in notes.items()}
+    return {k: v for k, v in joined.items() if v}
 
 
 def run_bench(out: str | Path | None = "BENCHMARKS.md", quick: bool = False, log=print) -> str:

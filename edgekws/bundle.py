@@ -27,7 +27,7 @@ import numpy as np
 
 from edgekws import __version__
 from edgekws.errors import BundleError
-from edgekws.fileio import atomic_write_bytes, atomic_write_text, make_dir, not_a_folder, sha256_file
+from edgekws.fileio import atomic_write_bytes, atomic_write_text, make_dir, not_a_folder, other_files, sha256_file
 
 FORMAT = "edgekws-model"
 FORMAT_VERSION = 1
@@ -138,6 +138,13 @@ def _remove_old_outputs(path: Path) -> None:
                 d.rmdir()
 
 
+def refuse_other_files(path: Path) -> None:
+    """A new bundle goes into an empty or new folder: a dataset, a project or someone's files are
+    never mixed into (hidden files such as train's lock do not count)."""
+    if others := other_files(path):
+        raise BundleError(f"{path}: holds other files ({others}); a model bundle goes into an empty or new folder")
+
+
 class Bundle:
     """A verified model bundle on disk. Construct with `Bundle.create` or `Bundle.load`."""
 
@@ -160,12 +167,8 @@ class Bundle:
                 raise BundleError(f"{path}: holds an unfinished training (checkpoint.npz; edgekws train … "
                                   "--resume continues it); choose another --out or pass --force")
             ckpt.unlink()
-        if not by_train and path.is_dir() and not (path / MANIFEST).exists():
-            others = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
-            if others:   # a dataset, a project, someone's files: a bundle never mixes into them
-                raise BundleError(f"{path}: holds other files ({', '.join(others[:3])}"
-                                  f"{', ...' if len(others) > 3 else ''}); a model bundle goes into an empty or "
-                                  "new folder")
+        if not by_train and not (path / MANIFEST).exists():
+            refuse_other_files(path)
         if (path / MANIFEST).exists() and not overwrite:
             raise BundleError(f"{path}: already holds a model bundle (choose another --out, remove it, "
                               "or pass --force)")

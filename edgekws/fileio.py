@@ -58,6 +58,15 @@ def check_output_file(path: str | os.PathLike, option: str, inputs=()) -> None:
             raise OutputError(f"{option} {path}: is inside the input folder {name} {src}; choose a file outside it")
 
 
+def other_files(folder: str | os.PathLike, allowed=(), hidden: bool = False) -> str:
+    """The names in `folder` besides `allowed` (and hidden ones unless `hidden`), as "a, b, c, ..."
+    for an error message; "" when there are none (or no such folder)."""
+    folder = Path(folder)
+    names = sorted(p.name for p in folder.iterdir() if p.name not in allowed
+                   and (hidden or not p.name.startswith("."))) if folder.is_dir() else []
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
 def not_a_folder(path, what: str) -> str | None:
     """None when `path` is a folder; else why not, for an error message: "is a file, not a WHAT" or
     "no such WHAT" (WHAT e.g. "dataset folder")."""

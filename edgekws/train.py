@@ -643,12 +643,10 @@ def train(data, out, *, resume: bool = False, **kwargs):
             load_checkpoint(out / CHECKPOINT)  # raises its "nothing to resume" error (no folder made)
     else:
         created = not out.exists()
-        if out.is_dir() and not (out / "manifest.json").exists() and not (out / CHECKPOINT).exists():
-            others = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-            if others:   # a dataset, recordings, a project: training never writes into them
-                raise BundleError(f"{out}: holds other files ({', '.join(others[:3])}"
-                                  f"{', ...' if len(others) > 3 else ''}); a model bundle goes into an empty or "
-                                  "new folder")
+        if not (out / "manifest.json").exists() and not (out / CHECKPOINT).exists():
+            from edgekws.bundle import refuse_other_files
+
+            refuse_other_files(out)   # what Bundle.create checks at the end, before hours of training
         make_dir(out)
     try:
         with exclusive(out):

@@ -284,6 +284,10 @@ def benchmark(datasets: dict, work, *, directions=DIRECTIONS, seeds=(0,), snr_db
 
     returns {"snr_db", "train_options", "augment", "runs": [run_direction results + "lang"]}
     """
+    from edgekws.fileio import check_outside
+
+    for lang, data in datasets.items():   # its views, models and cache would read as word folders
+        check_outside(work, data, f"--{lang}", "--work")
     runs = []
     for lang, data in datasets.items():
         for train_engine, test_engine in directions:
@@ -369,10 +373,8 @@ def run(args) -> int:
         raise EdgekwsError("give --ja DATA and/or --en DATA")
     if not -20 <= args.snr <= 80:   # as eval-stream's --snr; NaN fails too
         raise EdgekwsError(f"--snr: expected a level in dB from -20 to 80, got {args.snr:g}")
-    from edgekws.fileio import check_outside, check_output_file
+    from edgekws.fileio import check_output_file
 
-    for lang, d in datasets.items():
-        check_outside(args.work, d, f"--{lang}", "--work")
     if args.json:
         check_output_file(args.json, "--json", tuple((d, f"--{lang}") for lang, d in datasets.items()))
     opts = {k: v for k, v in (("epochs", args.epochs), ("arch", args.arch), ("time_warp", args.time_warp))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgekws.errors import EdgekwsError
+from edgekws.fileio import other_files
 
 
 def export_onnx(bundle, log=print) -> dict[str, int]:
@@ -55,9 +56,8 @@ def check_c_folder(out: Path, bundle, option: str = "--c") -> None:
         return
     if out.exists() and not out.is_dir():
         raise EdgekwsError(f"{option} {out}: is a file, not a folder")
-    others = sorted(p.name for p in out.iterdir() if p.name not in C_FILES) if out.is_dir() else []
-    if others:
-        raise EdgekwsError(f"{option} {out}: holds other files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
+    if others := other_files(out, C_FILES, hidden=True):
+        raise EdgekwsError(f"{option} {out}: holds other files ({others}); "
                            "choose an empty or new folder, or one holding only an earlier C export")
 
 

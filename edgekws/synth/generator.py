@@ -226,17 +226,17 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
             raise DatasetError(f"{out}: holds files but no {MANIFEST}, so it is not a synthesized dataset; "
                                "--force only replaces one: choose a new folder (an interrupted synth writes no manifest: "
                                "remove what it left and run again)")
-        if old.is_file():                  # remove the previous dataset's files, nothing else
-            try:
-                listed = json.loads(old.read_text(encoding="utf-8"))
-                paths = [r["path"] for r in listed.get("clips", []) + listed.get("noise", [])]
-            except (ValueError, KeyError, TypeError, AttributeError):
-                raise DatasetError(f"{old}: unreadable manifest; remove the folder by hand") from None
-            for rel in paths:
-                p = (out / rel).resolve()
-                if out.resolve() in p.parents and p.suffix == ".wav":
-                    p.unlink(missing_ok=True)
-            old.unlink()
+        # remove the previous dataset's files, nothing else
+        try:
+            listed = json.loads(old.read_text(encoding="utf-8"))
+            paths = [r["path"] for r in listed.get("clips", []) + listed.get("noise", [])]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise DatasetError(f"{old}: unreadable manifest; remove the folder by hand") from None
+        for rel in paths:
+            p = (out / rel).resolve()
+            if out.resolve() in p.parents and p.suffix == ".wav":
+                p.unlink(missing_ok=True)
+        old.unlink()
     make_dir(out)
 
 
