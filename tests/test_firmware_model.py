@@ -257,3 +257,18 @@ def test_kernel_and_model_goldens_regenerate_identically():
     firmware = Path(__file__).resolve().parents[1] / "firmware"
     for rel, text in gen_kernel_golden().items():
         assert (firmware / rel).read_text(encoding="utf-8") == text, f"firmware/{rel} is stale (run tools/gen_golden.py)"
+
+
+def test_c_export_refuses_a_dense_layer_the_c_check_would_refuse(small):
+    """More than 32768 dense inputs: the C model check refuses the blob (its int32 sums would not be
+    exact), so the export says so first."""
+    from dataclasses import replace
+
+    from edgekws.quant import QuantModel
+
+    qm, _ = small
+    dense = [i for i, q in enumerate(qm.layers) if q.op == "dense"][-1]
+    layers = list(qm.layers)
+    layers[dense] = replace(layers[dense], in_shape=(1, 1, 40000))
+    with pytest.raises(EdgekwsError, match=r"C export: layer .*: 40000 dense inputs; the C runtime takes at most 32768"):
+        model_blob(QuantModel(layers, qm.input_shape))

@@ -228,9 +228,12 @@ def test_refusals(setup, tmp_path, capsys):
         retrain(base, data, tmp_path / "x", words=["delta"], log=quiet)
     with pytest.raises(EdgekwsError, match=r"no folder for command word\(s\) \['delta'\]"):
         retrain(base, data, tmp_path / "x", words="alpha,delta", log=quiet)  # a string is "w1,w2", not letters
-    with pytest.raises(EdgekwsError, match=r"head: invalid hyper-parameters: lr must be > 0, got -1.0; "
+    with pytest.raises(EdgekwsError, match=r"head: invalid hyper-parameters: lr must be > 0 and finite, got -1.0; "
                                            r"momentum must be in \[0, 1\), got 1.0"):
         HeadConfig(3, 6, lr=-1.0, momentum=1.0).check()
+    with pytest.raises(EdgekwsError, match=r"lr must be > 0 and finite, got inf; weight_decay must be >= 0 and "
+                                           r"finite, got inf; imprint_scale must be > 0 and finite, got inf"):
+        HeadConfig(3, 6, lr=np.inf, weight_decay=np.inf, imprint_scale=np.inf).check()  # as the C trainer
     with pytest.raises(BundleError, match="already holds"):
         retrain(base, data, new.path, words=WORDS, log=quiet)
     assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "y"), "--shots", "0"]) == 2
@@ -387,3 +390,15 @@ def test_retrain_refuses_an_unknown_head_option_before_any_work(tmp_path):
                                            r"batch, lr, momentum, weight_decay, imprint_scale"):
         retrain(fixtures / "base-ja", fixtures / "en-shots", tmp_path / "o", bogus=1, seed_=2)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("where", ["weight", "bias", "logits"])
+def test_a_diverged_head_is_not_quantized(where):
+    """As ekws_head_quantize: inf / NaN in the trained head (or its calibration logits) is refused,
+    never rounded into int8 values that differ between machines."""
+    from edgekws.retrain.headmath import quantize_head
+
+    w, b, z = np.ones((3, 4), np.float32), np.zeros(3, np.float32), np.ones((5, 3), np.float32)
+    {"weight": w, "bias": b, "logits": z}[where].flat[1] = np.nan
+    with pytest.raises(EdgekwsError, match=r"head: the trained head is not finite \(training diverged"):
+        quantize_head(w, b, 0.1, -128, z)

@@ -133,6 +133,9 @@ def model_blob(qm) -> bytes:
         oh, ow, oc = _hwc(q.out_shape)
         if q.kernel[0] * q.kernel[1] * ic > 32768 and q.op == "conv":
             raise EdgekwsError(f"C export: layer {q.name!r}: window of {q.kernel} x {ic} channels is too large")
+        if q.op == "dense" and ih * iw * ic > 32768:   # the C model check's limit (exact int32 sums)
+            raise EdgekwsError(f"C export: layer {q.name!r}: {ih * iw * ic} dense inputs; the C runtime takes "
+                               "at most 32768")
         w_off = b_off = 0
         if q.weight is not None:
             w_off = put(q.weight.astype(np.int8))

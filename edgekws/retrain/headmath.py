@@ -124,9 +124,11 @@ class HeadConfig:
             raise EdgekwsError(f"head: embedding size {self.embed_size}; must be in [1, {MAX_EMBED}]")
         if not 0 <= self.max_examples <= MAX_EXAMPLES:
             raise EdgekwsError(f"head: max_examples must be in [0, {MAX_EXAMPLES}]")
-        rules = {"batch": (self.batch >= 1, ">= 1"), "lr": (self.lr > 0, "> 0"),
+        fin = lambda v: bool(np.isfinite(v))  # noqa: E731 (as the C trainer: +inf is refused too)
+        rules = {"batch": (self.batch >= 1, ">= 1"), "lr": (self.lr > 0 and fin(self.lr), "> 0 and finite"),
                  "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
-                 "weight_decay": (self.weight_decay >= 0, ">= 0"), "imprint_scale": (self.imprint_scale > 0, "> 0")}
+                 "weight_decay": (self.weight_decay >= 0 and fin(self.weight_decay), ">= 0 and finite"),
+                 "imprint_scale": (self.imprint_scale > 0 and fin(self.imprint_scale), "> 0 and finite")}
         bad = [f"{k} must be {want}, got {getattr(self, k)!r}" for k, (ok, want) in rules.items() if not ok]
         if bad:
             raise EdgekwsError(f"head: invalid hyper-parameters: {'; '.join(bad)}")
@@ -438,6 +440,9 @@ def quantize_head(weight: np.ndarray, bias: np.ndarray, emb_scale: float, emb_zp
     """float32 head -> QHead. calib_logits (N, C) float32: the output range (0 included)."""
     w = np.asarray(weight, F)
     b = np.asarray(bias, F)
+    if not (np.isfinite(w).all() and np.isfinite(b).all() and np.isfinite(calib_logits).all()):
+        # as ekws_head_quantize: a diverged training (inf / NaN weights) has no int8 head
+        raise EdgekwsError("head: the trained head is not finite (training diverged: lower the learning rate)")
     lo = F(min(0.0, float(calib_logits.min()) if calib_logits.size else 0.0))
     hi = F(max(0.0, float(calib_logits.max()) if calib_logits.size else 0.0))
     if F(hi - lo) < F(1e-6):

@@ -34,6 +34,9 @@ static float u2f(uint32_t u) {
     return f;
 }
 
+/* Neither infinite nor NaN (from the bits: no libm, and no reliance on NaN compares). */
+static int is_finite(float f) { return (f2u(f) & 0x7F800000u) != 0x7F800000u; }
+
 static uint32_t s2u(int32_t s) {
     uint32_t u;
     memcpy(&u, &s, sizeof u);
@@ -50,6 +53,9 @@ static int32_t u2s(uint32_t u) {
 
 float ekws_head_expf(float x) {
     /* x = k ln2 + r, |r| <= ln2/2; exp(r) by Horner; times 2^k built from bits (k >= -126). */
+    if (x != x) {
+        return x; /* NaN in, NaN out (never converted to an integer) */
+    }
     if (x < -87.0f) {
         return 0.0f;
     }
@@ -100,8 +106,12 @@ static float head_sqrtf(float x) {
     return y;
 }
 
-/* Round half away from zero; |v| < 2^31. */
+/* Round half away from zero. A NaN, an infinity or |v| >= 2^31 (already an integer) is returned
+ * as it is, so no value is converted to int32 out of its range. */
 static float round_half_away(float v) {
+    if (!(v > -2147483648.0f && v < 2147483648.0f)) {
+        return v;
+    }
     float r = (float)(int32_t)v;
     if (v - r >= 0.5f) {
         r += 1.0f;
@@ -190,9 +200,11 @@ size_t ekws_head_trainer_struct_size(void) { return sizeof(ekws_head_trainer_t);
 size_t ekws_head_struct_size(void) { return sizeof(ekws_head_t); }
 
 static int config_ok(const ekws_head_config_t *cfg, float emb_scale, int32_t emb_zp) {
+    /* NaN fails every comparison; is_finite also refuses +inf */
     return sizes_ok(cfg->num_classes, cfg->embed_size, cfg->max_examples) && cfg->batch >= 1u && cfg->lr > 0.0f &&
-           cfg->momentum >= 0.0f && cfg->momentum < 1.0f && cfg->weight_decay >= 0.0f &&
-           cfg->imprint_scale > 0.0f && emb_scale > 0.0f && emb_scale < FLT_MAX && emb_zp >= -128 && emb_zp <= 127;
+           is_finite(cfg->lr) && cfg->momentum >= 0.0f && cfg->momentum < 1.0f && cfg->weight_decay >= 0.0f &&
+           is_finite(cfg->weight_decay) && cfg->imprint_scale > 0.0f && is_finite(cfg->imprint_scale) &&
+           emb_scale > 0.0f && emb_scale < FLT_MAX && emb_zp >= -128 && emb_zp <= 127;
 }
 
 /* Point the trainer into store (examples) and train (float32 memory); the arguments are checked. */
@@ -297,7 +309,7 @@ ekws_status_t ekws_head_set_weights(ekws_head_trainer_t *tr, const float *weight
     if (tr == NULL || weight == NULL || bias == NULL) {
         return EKWS_ERR_NULL;
     }
-    if (tr->weight == NULL) {
+    if (tr->weight == NULL || tr->standardized) { /* after standardize the rows live in another space */
         return EKWS_ERR_STATE;
     }
     train_begin(tr);
@@ -608,12 +620,26 @@ ekws_status_t ekws_head_quantize(ekws_head_trainer_t *tr, void *out, size_t cap,
     /* the head in the embedding's space, into the gradient buffers (scratch between steps) */
     float *fw = tr->grad_w, *fb = tr->grad_b;
     (void)ekws_head_folded(tr, fw, fb);
-    /* output range: float logits of the stored examples, 0 included */
+    /* a diverged training (inf / NaN weights) has no int8 head: refuse it, out untouched */
+    for (size_t i = 0; i < (size_t)c_n * e; i++) {
+        if (!is_finite(fw[i])) {
+            return EKWS_ERR_ARG;
+        }
+    }
+    for (uint32_t c = 0; c < c_n; c++) {
+        if (!is_finite(fb[c])) {
+            return EKWS_ERR_ARG;
+        }
+    }
+    /* output range: float logits of the stored examples, 0 included (finite, or no head) */
     float lo = 0.0f, hi = 0.0f;
     for (uint32_t i = 0; i < tr->num_examples; i++) {
         dequant_raw(tr, i, tr->x);
         head_logits(fw, fb, c_n, e, tr->x, tr->logits);
         for (uint32_t c = 0; c < c_n; c++) {
+            if (!is_finite(tr->logits[c])) {
+                return EKWS_ERR_ARG;
+            }
             lo = tr->logits[c] < lo ? tr->logits[c] : lo;
             hi = tr->logits[c] > hi ? tr->logits[c] : hi;
         }
@@ -622,6 +648,9 @@ ekws_status_t ekws_head_quantize(ekws_head_trainer_t *tr, void *out, size_t cap,
         hi = lo + 1e-6f;
     }
     const float out_scale = (hi - lo) / 255.0f;
+    if (!is_finite(out_scale)) {
+        return EKWS_ERR_ARG; /* hi - lo overflows float32 */
+    }
     const int32_t out_zp = (int32_t)clampf(round_half_away(-128.0f - lo / out_scale), -128.0f, 127.0f);
 
     uint8_t *b = (uint8_t *)out;
@@ -638,11 +667,13 @@ ekws_status_t ekws_head_quantize(ekws_head_trainer_t *tr, void *out, size_t cap,
         }
         const float sw = amax > 0.0f ? amax / 127.0f : 1.0f;
         for (uint32_t k = 0; k < e; k++) {
-            const float q = clampf(round_half_away(clampf(w[k] / sw, -200.0f, 200.0f)), -127.0f, 127.0f);
+            const float r = w[k] / sw; /* NaN only as 0 / 0, when amax / 127 underflows to 0 */
+            const float q = clampf(round_half_away(clampf(r == r ? r : 0.0f, -200.0f, 200.0f)), -127.0f, 127.0f);
             b[w_off + (size_t)c * e + k] = (uint8_t)(int8_t)q;
         }
         const float s_in_w = tr->emb_scale * sw;
-        const float bq = round_half_away(clampf(fb[c] / s_in_w, -BIAS_LIMIT, BIAS_LIMIT));
+        const float rb = fb[c] / s_in_w; /* NaN only as 0 / 0 (s_in_w underflowed to 0) */
+        const float bq = round_half_away(clampf(rb == rb ? rb : 0.0f, -BIAS_LIMIT, BIAS_LIMIT));
         int32_t mult = 0, shift = 0;
         if (ekws_head_quantize_multiplier(s_in_w / out_scale, &mult, &shift) != EKWS_OK) {
             return EKWS_ERR_ARG;

@@ -20,6 +20,9 @@ enum {
 
 #define MAX_DIM 65535u
 #define MAX_ELEMS (1u << 24)
+/* Most values one output sums (a conv window kh*kw*in_c, a dense layer's inputs): the int32
+ * accumulator is exact up to 65,793 (kernels.h). */
+#define MAX_WINDOW 32768u
 
 static int32_t rds32(const uint8_t *p) {
     const uint32_t u = ekws_rd32le(p);
@@ -71,9 +74,10 @@ static uint32_t scratch_bytes(const layer_t *l) {
     }
 }
 
-/* Is [off, off + size) inside the data section of a blob of `total` bytes and 4-byte aligned? */
-static int in_data(uint32_t off, uint32_t size, uint32_t data_start, uint32_t total) {
-    return off >= data_start && (off & 3u) == 0 && off <= total && size <= total - off;
+/* Is [off, off + size) inside the data section of a blob of `total` bytes and 4-byte aligned?
+ * size is 64-bit: the products that give it (out_c * in_elems, ...) can exceed 2^32. */
+static int in_data(uint32_t off, uint64_t size, uint32_t data_start, uint32_t total) {
+    return off >= data_start && (off & 3u) == 0 && off <= total && size <= (uint64_t)(total - off);
 }
 
 static int is_pool(uint32_t op) { return op == EKWS_OP_AVGPOOL || op == EKWS_OP_TAPPOOL; }
@@ -95,19 +99,27 @@ static const char *check_layer(const uint8_t *blob, const layer_t *l, uint32_t d
     }
     if ((uint64_t)w[L_IN_H] * w[L_IN_W] * w[L_IN_C] > MAX_ELEMS ||
         (uint64_t)w[L_OUT_H] * w[L_OUT_W] * w[L_OUT_C] > MAX_ELEMS ||
-        (uint64_t)w[L_KH] * w[L_KW] * w[L_IN_C] > 32768u) {
+        (uint64_t)w[L_KH] * w[L_KW] * w[L_IN_C] > MAX_WINDOW ||
+        (op == EKWS_OP_DENSE && (uint64_t)w[L_IN_H] * w[L_IN_W] * w[L_IN_C] > MAX_WINDOW)) {
         return "layer too large";
+    }
+    /* Every window starts inside the padded input: (out - 1) * stride < in + pad, as for any
+     * 'same' or 'valid' layer; it also keeps the kernels' oy * stride - pad within int32. */
+    if (op != EKWS_OP_DENSE && ((uint64_t)(w[L_OUT_H] - 1u) * w[L_SH] >= (uint64_t)w[L_IN_H] + w[L_PAD_T] ||
+                                (uint64_t)(w[L_OUT_W] - 1u) * w[L_SW] >= (uint64_t)w[L_IN_W] + w[L_PAD_L])) {
+        return "layer output windows start past the padded input";
     }
     const int32_t in_zp = as_s32(w[L_IN_ZP]), out_zp = as_s32(w[L_OUT_ZP]);
     const int32_t lo = as_s32(w[L_ACT_MIN]), hi = as_s32(w[L_ACT_MAX]);
     if (in_zp < -128 || in_zp > 127 || out_zp < -128 || out_zp > 127 || lo < -128 || hi > 127 || lo > hi) {
         return "layer zero point or clamp outside int8";
     }
-    uint32_t nweights = 0, nquant = w[L_OUT_C];
+    /* 64-bit byte counts: no product below can wrap */
+    uint64_t nweights = 0, nquant = w[L_OUT_C];
     switch (op) {
-    case EKWS_OP_CONV: nweights = w[L_OUT_C] * w[L_KH] * w[L_KW] * w[L_IN_C]; break;
-    case EKWS_OP_DEPTHWISE: nweights = w[L_KH] * w[L_KW] * w[L_IN_C]; break;
-    case EKWS_OP_DENSE: nweights = w[L_OUT_C] * in_elems(l); break;
+    case EKWS_OP_CONV: nweights = (uint64_t)w[L_OUT_C] * w[L_KH] * w[L_KW] * w[L_IN_C]; break;
+    case EKWS_OP_DEPTHWISE: nweights = (uint64_t)w[L_KH] * w[L_KW] * w[L_IN_C]; break;
+    case EKWS_OP_DENSE: nweights = (uint64_t)w[L_OUT_C] * w[L_IN_H] * w[L_IN_W] * w[L_IN_C]; break;
     default: nquant = 1; break;
     }
     if (op == EKWS_OP_DEPTHWISE || op == EKWS_OP_TAPPOOL || (op == EKWS_OP_AVGPOOL && w[L_TAP] == 0)) {
@@ -137,13 +149,13 @@ static const char *check_layer(const uint8_t *blob, const layer_t *l, uint32_t d
                     : !in_data(w[L_W_OFF], nweights, data_start, total)) {
         return "layer weights outside the blob";
     }
-    if (w[L_B_OFF] != 0 && !in_data(w[L_B_OFF], 4u * w[L_OUT_C], data_start, total)) {
+    if (w[L_B_OFF] != 0 && !in_data(w[L_B_OFF], 4u * (uint64_t)w[L_OUT_C], data_start, total)) {
         return "layer bias outside the blob";
     }
     if (!in_data(w[L_M_OFF], 4u * nquant, data_start, total) || !in_data(w[L_S_OFF], 4u * nquant, data_start, total)) {
         return "layer multipliers/shifts outside the blob";
     }
-    for (uint32_t c = 0; c < nquant; c++) {
+    for (uint32_t c = 0; c < (uint32_t)nquant; c++) {
         const int32_t m = rds32(blob + w[L_M_OFF] + 4u * c), s = rds32(blob + w[L_S_OFF] + 4u * c);
         if (m < 0 || s < EKWS_SHIFT_MIN || s > EKWS_SHIFT_MAX) {
             return "layer multiplier/shift out of range";

@@ -14,6 +14,7 @@ void ekws_pipeline_reset(ekws_pipeline_t *pipe) {
     ekws_detector_reset(&pipe->det);
     pipe->frames = 0;
     pipe->oldest = 0;
+    pipe->since_step = 0;
     memset(pipe->ring, -128, sizeof pipe->ring); /* digital silence */
     memset(pipe->logits, 0, sizeof pipe->logits);
 }
@@ -37,8 +38,8 @@ ekws_status_t ekws_pipeline_init(ekws_pipeline_t *pipe, const ekws_frontend_para
         return st;
     }
     const uint32_t bands = fe_params->num_bands;
-    if (hop_every < 1 || det_cfg->num_classes != model->num_classes || model->input_size % bands != 0 ||
-        model->input_size > EKWS_PIPELINE_MAX_INPUT) {
+    if (hop_every < 1 || det_cfg->num_classes != model->num_classes || bands > EKWS_PIPELINE_MAX_BANDS ||
+        model->input_size % bands != 0 || model->input_size > EKWS_PIPELINE_MAX_INPUT) {
         return EKWS_ERR_CONFIG;
     }
     pipe->model = model;
@@ -63,9 +64,12 @@ static ekws_status_t on_frame(ekws_pipeline_t *p, const int8_t *frame, ekws_pipe
     memcpy(p->ring + (size_t)p->oldest * bands, frame, bands);
     p->oldest = p->oldest + 1 == slots ? 0 : p->oldest + 1;
     p->frames++;
-    if (p->frames % p->hop_every != 0) {
+    /* a step every hop_every frames, counted apart from `frames` (whose 2^32 wrap is not a
+     * multiple of hop_every in general) */
+    if (++p->since_step < p->hop_every) {
         return EKWS_OK;
     }
+    p->since_step = 0;
     const size_t head = (size_t)(slots - p->oldest) * bands; /* oldest .. end of ring */
     memcpy(p->input, p->ring + (size_t)p->oldest * bands, head);
     memcpy(p->input + head, p->ring, (size_t)p->oldest * bands);
@@ -102,7 +106,7 @@ ekws_status_t ekws_pipeline_push(ekws_pipeline_t *pipe, const int16_t *samples, 
     }
     /* Feed at most one hop at a time: the frontend then completes at most one frame per call. */
     const size_t hop = pipe->fe.params->hop_len;
-    int8_t frame[128];
+    int8_t frame[EKWS_PIPELINE_MAX_BANDS];
     if (pipe->num_bands > sizeof frame) {
         return EKWS_ERR_CONFIG;
     }

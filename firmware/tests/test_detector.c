@@ -1,6 +1,8 @@
 /* test_detector.c: the detector (posteriors, smoothing, thresholds, refractory) and the whole
  * streaming pipeline (audio -> detections) against the Python reference's golden vectors
- * (tests/golden/detector_golden.h), chunking independence, and argument checks. */
+ * (tests/golden/detector_golden.h), chunking independence, and argument checks; with a crafted
+ * one-frame model (tests/ekws_blob.h): model steps stay hop_every frames apart across the wrap of
+ * the 32-bit frame counter, and the band limit EKWS_PIPELINE_MAX_BANDS. */
 #include <stdio.h>
 #include <string.h>
 
@@ -8,6 +10,7 @@
 #include "ekws_frontend_tables.h"
 #include "golden/detector_golden.h"
 
+#include "ekws_blob.h"
 #include "ekws_check.h"
 
 static void test_detector_steps(void) {
@@ -91,12 +94,117 @@ static void run_pipeline(size_t chunk) {
           "too few detection slots accepted");
 }
 
+/* A dense model over one frame of `bands` values, 2 classes: zero weights, class 0 wins by its
+ * bias at every step. */
+#define TINY_MAX_IN 260u
+static uint32_t tiny_blob[(TB_DATA + 2u * TINY_MAX_IN + 24u + 3u) / 4u];
+static uint32_t tiny_arena[(2u * TINY_MAX_IN + 3u) / 4u];
+
+static ekws_status_t tiny_model(ekws_model_t *m, uint32_t bands) {
+    tb_layer_t r = tb_layer(EKWS_OP_DENSE, 1, bands, 1, 1, 1, 2, 1, 1);
+    r.w[TL_IN_ZP] = 0xFFFFFF80u;
+    const uint32_t wbytes = (2u * bands + 3u) & ~3u;
+    r.w[TL_W_OFF] = TB_DATA;
+    r.w[TL_B_OFF] = TB_DATA + wbytes;
+    r.w[TL_M_OFF] = TB_DATA + wbytes + 8u;
+    r.w[TL_S_OFF] = TB_DATA + wbytes + 16u;
+    const uint32_t total = tb_blob(tiny_blob, sizeof tiny_blob, &r, NULL, wbytes + 24u, wbytes);
+    uint8_t *d = (uint8_t *)tiny_blob + TB_DATA + wbytes;
+    const uint32_t words[6] = {1000000u, (uint32_t)-1000000, 1u << 30, 1u << 30, 31u, 31u};
+    for (uint32_t i = 0; i < 6; i++) {
+        ekws_wr32le(d + 4u * i, words[i]);
+    }
+    tb_seal(tiny_blob, total);
+    return ekws_model_init(m, tiny_blob, total, tiny_arena, sizeof tiny_arena);
+}
+
+static uint16_t tiny_lut[256];
+static const int32_t tiny_thr[2] = {0, 0};
+static const int16_t silence[800];
+
+/* The step rule was frames % hop_every == 0 on the uint32_t frame counter: at its wrap (2^32 is
+ * not a multiple of 3) two steps came one frame apart, and with refractory 0 a push wrote more
+ * detections than ekws_pipeline_max_detections promised, past `capacity`. */
+static void test_pipeline_counter_wrap(void) {
+    for (int i = 0; i < 256; i++) {
+        tiny_lut[i] = (uint16_t)(65535 >> (i < 16 ? i : 16));
+    }
+    ekws_model_t model;
+    ekws_status_t st = tiny_model(&model, 40);
+    CHECK(st == EKWS_OK, "tiny model init: %s", ekws_status_str(st));
+    const ekws_detector_config_t cfg = {2, 1, 0, tiny_lut, tiny_thr}; /* fires at every step */
+    st = ekws_pipeline_init(&pipe, &ekws_frontend_default_params, &model, &cfg, 3);
+    CHECK(st == EKWS_OK, "pipeline init: %s", ekws_status_str(st));
+    if (st != EKWS_OK) {
+        return;
+    }
+    pipe.frames = 0xFFFFFFF0u; /* ~2.7 years of frames at 50 per second */
+    ekws_pipeline_detection_t dets[9];
+    uint32_t prev = 0, seen = 0;
+    for (int k = 0; k < 20; k++) {
+        const size_t cap = ekws_pipeline_max_detections(&pipe, 800);
+        CHECK(cap < 9, "capacity %zu", cap);
+        if (cap >= 9) {
+            return;
+        }
+        dets[cap].frame = 0xDEADBEEFu; /* the slot just past capacity */
+        size_t got = 0;
+        st = ekws_pipeline_push(&pipe, silence, 800, dets, cap, &got);
+        CHECK(st == EKWS_OK, "push %d: %s", k, ekws_status_str(st));
+        CHECK(got <= cap && dets[cap].frame == 0xDEADBEEFu, "push %d: %zu detections for capacity %zu", k, got, cap);
+        for (size_t j = 0; j < got && j < cap; j++, seen++) {
+            CHECK(seen == 0 || dets[j].frame - prev == 3u, "detection at frame %u, %u after the previous one",
+                  (unsigned)dets[j].frame, (unsigned)(dets[j].frame - prev));
+            prev = dets[j].frame;
+        }
+    }
+    CHECK(pipe.frames < 0xFFFFFFF0u && seen > 10, "the frame counter did not wrap (%u, %u steps)",
+          (unsigned)pipe.frames, (unsigned)seen);
+}
+
+/* More bands than push's frame buffer were accepted by init, then every push failed. */
+static void test_pipeline_band_limit(void) {
+    static uint16_t bs[TINY_MAX_IN], bl[TINY_MAX_IN], bo[TINY_MAX_IN];
+    static const uint16_t bw[1] = {32768};
+    for (uint32_t i = 0; i < TINY_MAX_IN; i++) {
+        bs[i] = (uint16_t)(i % 200u);
+        bl[i] = 1;
+        bo[i] = 0;
+    }
+    ekws_frontend_params_t p = ekws_frontend_default_params;
+    p.band_start = bs;
+    p.band_len = bl;
+    p.band_offset = bo;
+    p.band_weights = bw;
+    const ekws_detector_config_t cfg = {2, 1, 0, tiny_lut, tiny_thr};
+    ekws_pipeline_detection_t dets[8];
+    const uint32_t bands[2] = {EKWS_PIPELINE_MAX_BANDS, EKWS_PIPELINE_MAX_BANDS + 2u};
+    for (int k = 0; k < 2; k++) {
+        ekws_model_t model;
+        ekws_status_t st = tiny_model(&model, bands[k]);
+        CHECK(st == EKWS_OK, "tiny model of %u inputs: %s", (unsigned)bands[k], ekws_status_str(st));
+        p.num_bands = bands[k];
+        st = ekws_pipeline_init(&pipe, &p, &model, &cfg, 1);
+        if (k == 1) {
+            CHECK(st == EKWS_ERR_CONFIG, "%u bands accepted: %s", (unsigned)bands[k], ekws_status_str(st));
+            continue;
+        }
+        CHECK(st == EKWS_OK, "%u bands refused: %s", (unsigned)bands[k], ekws_status_str(st));
+        size_t got = 0;
+        st = ekws_pipeline_push(&pipe, silence, 800, dets, 8, &got);
+        CHECK(st == EKWS_OK && got > 0, "push with %u bands: %s, %zu detections", (unsigned)bands[k],
+              ekws_status_str(st), got);
+    }
+}
+
 int main(void) {
     test_detector_steps();
     test_detector_refusals();
     run_pipeline(GOLDEN_PIPE_SAMPLES);
     run_pipeline(1);
     run_pipeline(333);
+    test_pipeline_counter_wrap();
+    test_pipeline_band_limit();
     if (failures) {
         fprintf(stderr, "test_detector: %d failure(s)\n", failures);
         return 1;

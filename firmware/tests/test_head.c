@@ -1,6 +1,9 @@
 /* test_head.c: on-device head training against the numpy twin (tests/golden/head_golden.h):
  * gradient, imprinting, a K-epoch loss curve and final weights within 1e-5, the int8 head blob
- * byte for byte, its int8 logits; a damaged blob is rejected and the previous head kept. */
+ * byte for byte, its int8 logits; a damaged blob is rejected and the previous head kept. Non-finite
+ * values: hyper-parameters refused, a diverged training refused by ekws_head_quantize, no NaN
+ * converted to an integer (the sanitizer build checks float-cast-overflow); set_weights refused
+ * once the trainer is standardized. */
 #include <stdio.h>
 #include <string.h>
 
@@ -238,7 +241,142 @@ static void test_refusals(void) {
     CHECK(ekws_head_train_epoch(&tr, &loss) == EKWS_OK, "epoch on 2 examples");
 }
 
+static float from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static int finite_f(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (u & 0x7F800000u) != 0x7F800000u;
+}
+
+#define F_INF from_bits(0x7F800000u)
+#define F_NAN from_bits(0x7FC00000u)
+
+/* +inf passed the > 0 / >= 0 checks of lr, weight_decay and imprint_scale (NaN did not). */
+static void test_nonfinite_config(void) {
+    static uint32_t store[WS_BYTES / 4], train[WS_BYTES / 4];
+    ekws_head_trainer_t tr;
+    for (int k = 0; k < 6; k++) {
+        ekws_head_config_t cfg = golden_config();
+        float *field = k % 3 == 0 ? &cfg.lr : k % 3 == 1 ? &cfg.weight_decay : &cfg.imprint_scale;
+        *field = k < 3 ? F_INF : F_NAN;
+        CHECK(ekws_head_trainer_init(&tr, &cfg, workspace, sizeof workspace, GH_EMB_SCALE, GH_EMB_ZP) ==
+                  EKWS_ERR_ARG, "config %d (inf/nan hyper-parameter) accepted", k);
+        CHECK(ekws_head_trainer_init_split(&tr, &cfg, store, sizeof store, train, sizeof train, GH_EMB_SCALE,
+                                           GH_EMB_ZP) == EKWS_ERR_ARG, "split: config %d accepted", k);
+    }
+    const float y_nan = ekws_head_expf(F_NAN);
+    CHECK(y_nan != y_nan, "expf(nan) = %g", (double)y_nan);
+    CHECK(ekws_head_expf(F_INF) == 1.0f && ekws_head_expf(-F_INF) == 0.0f, "expf(+-inf)");
+}
+
+/* Training that diverges (finite but wild hyper-parameters) fills the weights with inf / NaN: the
+ * softmax then sees NaN logits (ekws_head_expf converted NaN to int32) and ekws_head_quantize
+ * returned EKWS_OK with a head of garbage. */
+static void test_diverged_training(void) {
+    const ekws_head_config_t cfg = {3, 8, 12, 4, 7, 100.0f, 0.9f, 1.0f, 4.0f};
+    ekws_head_trainer_t tr;
+    CHECK(ekws_head_trainer_init(&tr, &cfg, workspace, sizeof workspace, 0.05f, -10) == EKWS_OK, "init");
+    for (int i = 0; i < 12; i++) {
+        int8_t emb[8];
+        for (int k = 0; k < 8; k++) {
+            emb[k] = (int8_t)((i * 37 + k * 11) % 200 - 100);
+        }
+        CHECK(ekws_head_add_example(&tr, emb, 8, (uint32_t)(i % 3)) == EKWS_OK, "add %d", i);
+    }
+    CHECK(ekws_head_imprint(&tr) == EKWS_OK, "imprint");
+    float loss = 0.0f;
+    for (int ep = 0; ep < 40; ep++) {
+        CHECK(ekws_head_train_epoch(&tr, &loss) == EKWS_OK, "epoch %d", ep);
+    }
+    int finite = 1;
+    for (int i = 0; i < 3 * 8; i++) {
+        finite = finite && finite_f(tr.weight[i]);
+    }
+    CHECK(!finite, "the training did not diverge (test setup)");
+    memset(blob, 0xA5, sizeof blob);
+    size_t size = 0;
+    CHECK(ekws_head_quantize(&tr, blob, sizeof blob, 1, &size) == EKWS_ERR_ARG, "diverged head quantized");
+    CHECK(((const uint8_t *)blob)[0] == 0xA5u && size == 0, "a refused quantize wrote the blob");
+}
+
+/* Non-finite heads given directly, and finite ones whose logits overflow float32: refused. */
+static void test_quantize_nonfinite(void) {
+    ekws_head_trainer_t tr;
+    static float w[GH_C * GH_E], b[GH_C];
+    size_t size = 0;
+    for (int k = 0; k < 4; k++) {
+        if (!setup(&tr)) {
+            return;
+        }
+        memcpy(w, gh_w0, sizeof w);
+        memcpy(b, gh_b0, sizeof b);
+        if (k == 0) {
+            w[3] = F_INF;
+        } else if (k == 1) {
+            w[GH_E + 1] = F_NAN;
+        } else if (k == 2) {
+            b[1] = -F_INF;
+        } else {
+            for (int i = 0; i < GH_C * GH_E; i++) {
+                w[i] = 3e38f; /* finite; w . x is not */
+            }
+        }
+        CHECK(ekws_head_set_weights(&tr, w, b) == EKWS_OK, "set_weights %d", k);
+        memset(blob, 0xA5, sizeof blob);
+        CHECK(ekws_head_quantize(&tr, blob, sizeof blob, 1, &size) == EKWS_ERR_ARG, "non-finite head %d quantized",
+              k);
+        CHECK(((const uint8_t *)blob)[0] == 0xA5u, "case %d: a refused quantize wrote the blob", k);
+    }
+    /* weights so small that max|w| / 127 underflows to 0: w / s_w is 0 / 0 for the zero weights,
+     * which must not reach an int8 conversion as NaN */
+    if (!setup(&tr)) {
+        return;
+    }
+    memset(w, 0, sizeof w);
+    memset(b, 0, sizeof b);
+    for (int c = 0; c < GH_C; c++) {
+        w[c * GH_E] = 1e-44f;
+    }
+    CHECK(ekws_head_set_weights(&tr, w, b) == EKWS_OK, "set_weights (tiny)");
+    const ekws_status_t st = ekws_head_quantize(&tr, blob, sizeof blob, 1, &size);
+    CHECK(st == EKWS_OK, "tiny head: %s", ekws_status_str(st));
+    const char *why = ekws_head_check(blob, size);
+    CHECK(why == NULL, "tiny head blob: %s", why ? why : "");
+    const int8_t *q = (const int8_t *)blob + EKWS_HEAD_HEADER_SIZE;
+    CHECK(q[1] == 0 && q[GH_E + 2] == 0, "zero weights of the tiny head quantized to %d, %d", (int)q[1],
+          (int)q[GH_E + 2]);
+}
+
+/* Rows given after standardize / imprint were taken as standardized-space rows (the header says
+ * rows in the embedding's space, converted by standardization): now refused, the rows kept. */
+static void test_set_weights_after_standardize(void) {
+    for (int k = 0; k < 2; k++) {
+        ekws_head_trainer_t tr;
+        if (!setup(&tr)) {
+            return;
+        }
+        CHECK(ekws_head_set_weights(&tr, gh_w0, gh_b0) == EKWS_OK, "set_weights before");
+        CHECK((k == 0 ? ekws_head_standardize(&tr) : ekws_head_imprint(&tr)) == EKWS_OK, "standardize/imprint");
+        static float w_before[GH_C * GH_E], b_before[GH_C];
+        memcpy(w_before, tr.weight, sizeof w_before);
+        memcpy(b_before, tr.bias, sizeof b_before);
+        CHECK(ekws_head_set_weights(&tr, gh_w0, gh_b0) == EKWS_ERR_STATE, "set_weights after %s accepted",
+              k == 0 ? "standardize" : "imprint");
+        CHECK(memcmp(w_before, tr.weight, sizeof w_before) == 0 && memcmp(b_before, tr.bias, sizeof b_before) == 0,
+              "a refused set_weights changed the rows");
+    }
+}
+
 int main(void) {
+    test_nonfinite_config();
+    test_diverged_training();
+    test_quantize_nonfinite();
+    test_set_weights_after_standardize();
     test_training();
     test_standardize();
     test_load_and_invoke();

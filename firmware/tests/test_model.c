@@ -1,11 +1,15 @@
 /* test_model.c: the model runner on the golden whole-model blob (tests/golden/model_golden.h):
- * logits bit for bit, exact arena size, and refusal of corrupt, truncated or misaligned blobs. */
+ * logits bit for bit, exact arena size, and refusal of corrupt, truncated or misaligned blobs;
+ * crafted one-layer blobs with a valid CRC (tests/ekws_blob.h) that the layer checks must refuse
+ * (sizes that wrap 32 bits, a dense layer too large for the int32 accumulator, windows past the
+ * padded input) next to the largest ones they accept. */
 #include <stdio.h>
 #include <string.h>
 
 #include "ekws/model.h"
 #include "golden/model_golden.h"
 
+#include "ekws_blob.h"
 #include "ekws_check.h"
 
 static uint32_t arena[(GOLDEN_MODEL_ARENA + 3) / 4];
@@ -58,9 +62,107 @@ static void test_refusals(void) {
     CHECK(ekws_crc32(0, "123456789", 9) == 0xCBF43926u, "crc32 check value");
 }
 
+/* Room for the largest crafted blob below: header, record and 8 * 32768 bytes of data. */
+static uint32_t crafted[(TB_DATA + 8u * 32768u) / 4u];
+static uint32_t big_arena[65536u / 4u];
+static int8_t big_input[32768];
+
+static const char *why_or(const char *why) { return why ? why : "accepted"; }
+
+/* A dense layer 131072 -> 32768: out_c * in_elems = 2^32 wrapped to 0 in a 32-bit weight size, so
+ * the blob passed the check with no weight bytes at all (and invoke read 4 GiB past the blob). */
+static void test_dense_size_wrap(void) {
+    const uint32_t in = 131072u, out = 32768u;
+    tb_layer_t r = tb_layer(EKWS_OP_DENSE, 256, 512, 1, 1, 1, out, 1, 1);
+    r.w[TL_IN_ZP] = 0xFFFFFF80u;
+    r.w[TL_W_OFF] = TB_DATA;
+    r.w[TL_M_OFF] = TB_DATA;
+    r.w[TL_S_OFF] = TB_DATA + 4u * out;
+    const uint32_t total = tb_blob(crafted, sizeof crafted, &r, NULL, 8u * out, 2u * in);
+    CHECK(total != 0, "crafted buffer too small");
+    uint8_t *b = (uint8_t *)crafted;
+    for (uint32_t c = 0; c < out; c++) {
+        ekws_wr32le(b + TB_DATA + 4u * c, 1u << 30);
+        ekws_wr32le(b + TB_DATA + 4u * (out + c), 40u);
+    }
+    tb_seal(crafted, total);
+    const char *why = ekws_model_check(crafted, total);
+    CHECK(why != NULL, "dense layer whose weight size wraps 32 bits: %s", why_or(why));
+    CHECK(ekws_model_arena_size(crafted, total) == 0, "arena size of an invalid blob");
+}
+
+/* Dense layers sum in_h*in_w*in_c values into an int32 that is exact up to 65,793 of them: 131072
+ * is refused ("layer too large"); 32768, the limit, is accepted and exact at the extreme values. */
+static void test_dense_input_limit(void) {
+    for (int k = 0; k < 2; k++) {
+        const uint32_t in = k == 0 ? 131072u : 32768u;
+        tb_layer_t r = tb_layer(EKWS_OP_DENSE, k == 0 ? 256u : 1u, in / (k == 0 ? 256u : 1u), 1, 1, 1, 1, 1, 1);
+        r.w[TL_IN_ZP] = 0xFFFFFF80u; /* -128: x - zp = 255 for x = 127 */
+        r.w[TL_W_OFF] = TB_DATA;
+        r.w[TL_M_OFF] = TB_DATA + in;
+        r.w[TL_S_OFF] = TB_DATA + in + 4u;
+        const uint32_t total = tb_blob(crafted, sizeof crafted, &r, NULL, in + 8u, 2u * in);
+        uint8_t *b = (uint8_t *)crafted;
+        memset(b + TB_DATA, 127, in);
+        ekws_wr32le(b + TB_DATA + in, 1u << 30);
+        ekws_wr32le(b + TB_DATA + in + 4u, 55u);
+        tb_seal(crafted, total);
+        const char *why = ekws_model_check(crafted, total);
+        if (k == 0) {
+            CHECK(why && strstr(why, "too large"), "dense layer of %u inputs: %s", (unsigned)in, why_or(why));
+            continue;
+        }
+        CHECK(why == NULL, "dense layer of 32768 inputs refused: %s", why);
+        ekws_model_t m;
+        ekws_status_t st = ekws_model_init(&m, crafted, total, big_arena, sizeof big_arena);
+        CHECK(st == EKWS_OK, "init: %s", ekws_status_str(st));
+        if (st != EKWS_OK) {
+            return;
+        }
+        memset(big_input, 127, sizeof big_input);
+        int8_t logit = 0;
+        st = ekws_model_invoke(&m, big_input, in, &logit, 1);
+        /* exact: 32768 * 255 * 127 = 1,061,191,680; * 2^30 / 2^55 = 31.63 -> 32 */
+        CHECK(st == EKWS_OK && logit == 32, "invoke: %s, logit %d, want 32", ekws_status_str(st), (int)logit);
+    }
+}
+
+/* A one-channel depthwise layer, 1x1 kernel: in_h x 1 -> out_h x 1 at stride_h with pad_top. */
+static const char *check_strided(uint32_t in_h, uint32_t out_h, uint32_t stride_h, uint32_t pad_top) {
+    tb_layer_t r = tb_layer(EKWS_OP_DEPTHWISE, in_h, 1, 1, out_h, 1, 1, 1, 1);
+    r.w[TL_SH] = stride_h;
+    r.w[TL_PAD_T] = pad_top;
+    r.w[TL_W_OFF] = TB_DATA;
+    r.w[TL_M_OFF] = TB_DATA + 4u;
+    r.w[TL_S_OFF] = TB_DATA + 8u;
+    uint8_t data[12] = {1, 0, 0, 0};
+    ekws_wr32le(data + 4, 1u << 30);
+    ekws_wr32le(data + 8, 31u);
+    const uint32_t total = tb_blob(crafted, sizeof crafted, &r, data, sizeof data, 4u);
+    return ekws_model_check(crafted, total);
+}
+
+/* Every window must start inside the padded input: out_h = stride_h = 65535 over one row was
+ * accepted, and the kernels' oy * stride_h overflowed int32. */
+static void test_windows_inside(void) {
+    const char *why = check_strided(1, 65535, 65535, 0);
+    CHECK(why && strstr(why, "padded input"), "out_h 65535 at stride 65535 over 1 row: %s", why_or(why));
+    why = check_strided(1, 2, 1, 0);
+    CHECK(why && strstr(why, "padded input"), "2 rows out of 1 at stride 1: %s", why_or(why));
+    why = check_strided(4, 2, 2, 0); /* 'valid' / 'same', stride 2: windows at 0, 2 */
+    CHECK(why == NULL, "4 rows -> 2 at stride 2 refused: %s", why);
+    why = check_strided(4, 3, 2, 0); /* a window at 4, past the input */
+    CHECK(why && strstr(why, "padded input"), "4 rows -> 3 at stride 2: %s", why_or(why));
+    why = check_strided(4, 3, 2, 1); /* padded: windows at -1, 1, 3 */
+    CHECK(why == NULL, "4 rows -> 3 at stride 2, pad 1 refused: %s", why);
+}
+
 int main(void) {
     test_logits();
     test_refusals();
+    test_dense_size_wrap();
+    test_dense_input_limit();
+    test_windows_inside();
     if (failures) {
         fprintf(stderr, "test_model: %d failure(s)\n", failures);
         return 1;

@@ -12,6 +12,7 @@
  *   ekws_head_train_epoch(&tr, &loss)                   x epochs: float32 SGD, softmax cross-entropy
  *   ekws_head_quantize(&tr, blob, cap, 1, &size)        int8 (+ float32) head as a blob -> flash
  *   ekws_head_load(&head, blob, size)                   at boot; a damaged blob leaves `head` as it was
+ *                                                       (a view of its blob's bytes: see Flash below)
  *   ekws_head_invoke_s8 / ekws_head_invoke_f32          embedding -> logits
  *
  * Memory (caller-provided, 4-byte aligned, no allocation): for C classes, embedding size E and room
@@ -29,6 +30,12 @@
  * then run the model again. Retraining then needs only `store` beside the arena when the arena is
  * at least `train` bytes.
  * The head blob (ekws_head_blob_size) is 48 + align4(C*E) + 12*C [+ 4*C*E + 4*C with float32].
+ *
+ * Flash: a loaded ekws_head_t does not copy the blob, it points into it; the head stays usable only
+ * while those bytes are unchanged. So never erase or write the slot of the head in use: keep two
+ * blob slots (A/B), write the new blob to the idle one, ekws_head_load it (which checks its CRC),
+ * and switch only when that succeeds; a write cut short by a reset then leaves the other slot's
+ * head intact. At boot load the slot the application marked current, else the other one.
  *
  * Floating point: every float32 operation is done in a fixed order without fused multiply-add
  * (compile with -std=c99 or -ffp-contract=off; FLT_EVAL_METHOD must be 0), exp is ekws_head_expf
@@ -64,10 +71,10 @@ typedef struct {
     uint32_t max_examples; /* N, room in the workspace */
     uint32_t batch;        /* examples per SGD step, >= 1 */
     uint32_t seed;         /* xorshift32 seed of the epoch shuffles (0 is replaced by 1) */
-    float lr;              /* learning rate, > 0 */
+    float lr;              /* learning rate, > 0 and finite */
     float momentum;        /* in [0, 1) */
-    float weight_decay;    /* L2 on the weights (not the bias), >= 0 */
-    float imprint_scale;   /* imprinted logit of a typical example of its class, > 0 */
+    float weight_decay;    /* L2 on the weights (not the bias), >= 0 and finite */
+    float imprint_scale;   /* imprinted logit of a typical example of its class, > 0 and finite */
 } ekws_head_config_t;
 
 /* Trainer state: pointers into the caller's memory. Fill with ekws_head_trainer_init(_split). */
@@ -94,7 +101,8 @@ typedef struct {
     uint32_t *count;   /* [C] examples per class */
 } ekws_head_trainer_t;
 
-/* A loaded head: a read-only view of a validated blob (flash or RAM). */
+/* A loaded head: a read-only view of a validated blob (flash or RAM), not a copy: it is valid only
+ * while the blob's bytes are (see Flash above). */
 typedef struct {
     const uint8_t *blob;
     uint32_t num_classes, embed_size, flags;
@@ -116,7 +124,8 @@ size_t ekws_head_store_size(uint32_t num_classes, uint32_t embed_size, uint32_t 
 ekws_status_t ekws_head_trainer_init(ekws_head_trainer_t *tr, const ekws_head_config_t *cfg, void *workspace,
                                      size_t size, float emb_scale, int32_t emb_zp);
 
-/* The same with the training memory apart: store[0..store_size) is zeroed and keeps the examples;
+/* The same with the training memory apart: store[0..ekws_head_store_size(C, E, N)) is zeroed and
+ * keeps the examples (bytes past that, up to store_size, are left alone);
  * train[0..train_size) is left as it is until its first use (Memory, above), so it may be the
  * model's arena while examples are collected. EKWS_ERR_ARG also when the two regions overlap;
  * EKWS_ERR_STATE from ekws_head_folded / _logits_f32 / _quantize before the training memory is used. */
@@ -128,7 +137,9 @@ ekws_status_t ekws_head_trainer_init_split(ekws_head_trainer_t *tr, const ekws_h
  * EKWS_ERR_BUFFER_TOO_SMALL when max_examples are stored already. */
 ekws_status_t ekws_head_add_example(ekws_head_trainer_t *tr, const int8_t *embedding, size_t len, uint32_t label);
 
-/* Set the weights [C][E] and bias [C] (e.g. rows of the previous head for classes without examples). */
+/* Set the weights [C][E] and bias [C] in the embedding's own space (e.g. rows of the previous head
+ * for classes without examples), before ekws_head_imprint / _standardize: those convert the rows to
+ * the standardized space. EKWS_ERR_STATE once the trainer is standardized. */
 ekws_status_t ekws_head_set_weights(ekws_head_trainer_t *tr, const float *weight, const float *bias);
 
 /* Standardization + weight imprinting (once, after the examples are in). mu = mean of the examples,
@@ -171,14 +182,18 @@ size_t ekws_head_blob_size(uint32_t num_classes, uint32_t embed_size, int with_f
  * s_w[c] = max|w_c| / 127; q = clamp(round_half_away(w / s_w), -127, 127); output range = the float
  * logits of the stored examples (0 included) over 255 steps; bias = round(b / (emb_scale * s_w));
  * multiplier = (emb_scale * s_w) / out_scale as M / 2^n (kernels.h). with_float keeps the float32
- * weights too (targets with an FPU). EKWS_ERR_ARG: a multiplier >= 2^30 (inconsistent scales). */
+ * weights too (targets with an FPU). EKWS_ERR_ARG: a multiplier >= 2^30 (inconsistent scales), or
+ * a folded weight or bias, a logit of a stored example or the output range that is not finite
+ * (training diverged: lower lr); out is then left as it was. */
 ekws_status_t ekws_head_quantize(ekws_head_trainer_t *tr, void *out, size_t cap, int with_float, size_t *size);
 
 /* NULL if blob[0..size) is a valid head blob, else a static reason ("bad magic", "bad crc", ...). */
 const char *ekws_head_check(const void *blob, size_t size);
 
 /* Validate and bind a head blob (4-byte aligned). On any error *head is left unchanged, so the
- * previous head stays in use. EKWS_ERR_CONFIG: invalid blob. */
+ * previous head stays in use, provided its own blob's bytes are intact: *head points into them
+ * (write a new blob to a second slot, never over the loaded one; Flash above). EKWS_ERR_CONFIG:
+ * invalid blob. */
 ekws_status_t ekws_head_load(ekws_head_t *head, const void *blob, size_t size);
 
 /* int8 logits [C] of an int8 embedding [E]; scratch: ekws_fully_connected_s8_scratch_size(E) bytes. */
@@ -190,7 +205,7 @@ ekws_status_t ekws_head_invoke_f32(const ekws_head_t *head, const int8_t *embedd
                                    size_t logits_len);
 
 /* exp(x) for x <= 0 (softmax of max-subtracted logits): Cody-Waite reduction and a degree-6
- * polynomial in float32, 0 below -87. Relative error < 4e-7. */
+ * polynomial in float32, 0 below -87 (and for -inf), 1 for x > 0, NaN for NaN. Relative error < 4e-7. */
 float ekws_head_expf(float x);
 
 /* The real multiplier m (>= 0, float32) as M / 2^n, identical to edgekws.quant.quantize_multiplier

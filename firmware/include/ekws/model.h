@@ -13,6 +13,13 @@
  *   data    arrays at 4-byte aligned offsets from the blob start (0 = absent)
  * crc32 is zlib's CRC-32 of the whole blob with the crc32 field read as 0.
  *
+ * Layer limits (ekws_model_check refuses a blob outside them): dims, kernel and stride in
+ * 1..65535, padding <= 65535; in_h*in_w*in_c and out_h*out_w*out_c <= 2^24; the values one output
+ * sums, kh*kw*in_c of a conv and in_h*in_w*in_c of a dense layer, <= 32768 (the int32
+ * accumulator is exact up to 65,793, kernels.h); every window of a conv, depthwise or pool layer
+ * starts inside the padded input: (out_h - 1) * stride_h < in_h + pad_top, the same for w (true
+ * of every 'same' or 'valid' layer); every array inside the data section.
+ *
  * Ops: conv, depthwise, dense, avgpool, and tappool for a multi-layer embedding (a global pool
  * with taps). A tappool is a side op placed right after the main layer whose output it reads: it
  * global-average-pools that (in_h, in_w, in_c) map into in_c int8 values (out 1x1xin_c,

@@ -27,6 +27,12 @@ extern "C" {
 #define EKWS_PIPELINE_MAX_INPUT 2048
 #endif
 
+/* Most values per frame (frontend num_bands) the pipeline takes: ekws_pipeline_push keeps one
+ * frame on its stack. ekws_pipeline_init refuses more with EKWS_ERR_CONFIG. */
+#ifndef EKWS_PIPELINE_MAX_BANDS
+#define EKWS_PIPELINE_MAX_BANDS 128
+#endif
+
 typedef struct {
     int32_t label;     /* class index */
     int32_t score_q15; /* smoothed posterior */
@@ -42,8 +48,10 @@ typedef struct {
     uint32_t hop_every;          /* frames between model steps */
     uint32_t frames_per_window;  /* model input frames (49) */
     uint32_t num_bands;          /* values per frame (40) */
-    uint32_t frames;             /* frames produced since init/reset */
+    uint32_t frames;             /* frames produced since init/reset (wraps at 2^32; only reported) */
     uint32_t oldest;             /* ring slot of the oldest frame */
+    uint32_t since_step;         /* frames since the last model step, 0..hop_every-1 (steps do not
+                                  * depend on `frames`, so its wrap cannot bring two steps closer) */
     int8_t ring[EKWS_PIPELINE_MAX_INPUT];
     int8_t input[EKWS_PIPELINE_MAX_INPUT];     /* the window in time order, for the model */
     int8_t logits[EKWS_DETECTOR_MAX_CLASSES];  /* of the last model step */
@@ -51,7 +59,9 @@ typedef struct {
 
 /* Bind frontend params, a model initialized with ekws_model_init and a detector config
  * (num_classes must equal the model's). All must outlive pipe. The model input must be
- * frames x num_bands with frames * num_bands <= EKWS_PIPELINE_MAX_INPUT. */
+ * frames x num_bands with frames * num_bands <= EKWS_PIPELINE_MAX_INPUT and
+ * num_bands <= EKWS_PIPELINE_MAX_BANDS (else EKWS_ERR_CONFIG). A model step runs every
+ * hop_every-th frame since init/reset. */
 ekws_status_t ekws_pipeline_init(ekws_pipeline_t *pipe, const ekws_frontend_params_t *fe_params,
                                  const ekws_model_t *model, const ekws_detector_config_t *det_cfg,
                                  uint32_t hop_every);
