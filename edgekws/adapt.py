@@ -73,7 +73,8 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
     training = {k: v for k, v in base.manifest.get("training", {}).items() if k != "environment"}
     training["adapted"] = {"base_model": str(base.path), "clips": str(clips), "n_clips": len(paths), "seed": seed}
     new = Bundle.create(out, labels=base.labels, feature_config=base.manifest["feature_config"],
-                        architecture=base.manifest["architecture"], training=training, overwrite=overwrite)
+                        architecture=base.manifest["architecture"], training=training, overwrite=overwrite,
+                        staged=True)
     new.write_npz("weights.npz", net.model.state_dict())
     if base.has("history.json"):
         new.write_json("history.json", base.read_json("history.json"))
@@ -81,6 +82,7 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
         new.update(stream=base.manifest["stream"])
     sub = np.random.default_rng([seed, 0xCA1]).permutation(len(feats))[:CALIB_MAX]   # calibration
     quantize_bundle(new, feats[np.sort(sub)], seed=seed, log=lambda *a: None)
+    new.finish()
     log(f"{new.path}: BatchNorm statistics of {len(paths)} clip(s) of {clips}, re-quantized on them "
         f"(stream thresholds copied from {base.path}: re-tune with edgekws eval-stream --tune)")
     return new

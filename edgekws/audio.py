@@ -118,6 +118,65 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return signal.resample_poly(x, up, down).astype(np.float32)
 
 
+class StreamResampler:
+    """resample() for a stream that arrives in blocks: push() blocks of any size, flush() at the end.
+    The concatenated output equals resample() of the whole stream (block edges leave no clicks, as
+    resampling each block alone would), a few ms behind the input: each output waits for the
+    polyphase filter's reach (about 10 input periods of the slower rate) past it.
+
+        rs = StreamResampler(48000, 16000); y = rs.push(block) ...; y_end = rs.flush()
+    """
+
+    def __init__(self, sr_in: int, sr_out: int):
+        g = gcd(int(sr_in), int(sr_out))
+        self.up, self.down = int(sr_out) // g, int(sr_in) // g
+        if max(self.up, self.down) > 1000:
+            raise AudioError(f"{sr_in} Hz -> {sr_out} Hz: no streaming resampler for this odd rate ratio; "
+                             "open the device at a common rate (16000, 32000, 44100 or 48000 Hz)")
+        # resample_poly's filter reaches 10 * max(up, down) upsampled samples each side of an output
+        reach = -(-10 * max(self.up, self.down) // self.up) + 2
+        self.pad = -(-reach // self.down) * self.down          # in input samples, a multiple of down
+        self.reset()
+
+    def reset(self) -> None:
+        self._hist = np.zeros(self.pad, np.float32)   # the input from absolute index next - pad on
+        self._next = 0                                # first input index whose output is not out yet
+        self._n = 0                                   # input samples pushed
+
+    def _out(self, seg: np.ndarray, count: int) -> np.ndarray:
+        from scipy import signal
+
+        skip = self.pad * self.up // self.down
+        return signal.resample_poly(seg, self.up, self.down).astype(np.float32)[skip:skip + count]
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        """(n,) float samples -> the (m,) float32 output they complete."""
+        x = np.asarray(x, np.float32).reshape(-1)
+        if self.up == self.down:
+            return x.copy()
+        self._hist = np.concatenate([self._hist, x])
+        self._n += len(x)
+        end = (self._n - self.pad) // self.down * self.down   # its outputs have all their input
+        if end <= self._next:
+            return np.zeros(0, np.float32)
+        seg = self._hist[:end - self._next + 2 * self.pad]
+        y = self._out(seg, (end - self._next) * self.up // self.down)
+        self._hist = self._hist[end - self._next:]
+        self._next = end
+        return y
+
+    def flush(self) -> np.ndarray:
+        """The rest of the output, as if the stream ended in silence (as resample() pads); resets."""
+        if self.up == self.down:
+            return np.zeros(0, np.float32)
+        left = self._n - self._next
+        count = -(-left * self.up // self.down)
+        seg = np.concatenate([self._hist, np.zeros(self.pad + self.down, np.float32)])
+        y = self._out(seg, count) if count > 0 else np.zeros(0, np.float32)
+        self.reset()
+        return y
+
+
 def to_int16(x: np.ndarray) -> np.ndarray:
     """float samples in [-1, 1] → int16: scale by 32767, round to nearest, saturate."""
     return np.clip(np.rint(np.asarray(x, dtype=np.float64) * 32767.0), -32768, 32767).astype(np.int16)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import platform
 import time
 import zipfile
@@ -38,6 +39,7 @@ MANIFEST = "manifest.json"
 # "stream" settings and the metadata stay editable.
 MODEL_FIELDS = ("labels", "feature_config", "architecture", "quantization")
 MODEL_DIGEST = "model_sha256"
+INCOMPLETE = "incomplete"  # set while a staged bundle is written (Bundle.create(staged=True) ... finish())
 
 
 def environment() -> dict[str, str]:
@@ -155,9 +157,13 @@ class Bundle:
     # ---- creation and loading ------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, *, labels: list[str], feature_config: dict, architecture: dict,
-               training: dict | None = None, overwrite: bool = False, by_train: bool = False) -> "Bundle":
+               training: dict | None = None, overwrite: bool = False, by_train: bool = False,
+               staged: bool = False) -> "Bundle":
         """by_train: the caller is `edgekws train` finishing the run of the checkpoint.npz in `path`;
-        any other writer refuses a folder holding an unfinished training (or with overwrite, drops it)."""
+        any other writer refuses a folder holding an unfinished training (or with overwrite, drops it).
+        staged: the bundle is marked incomplete until the writer calls finish() after its last file,
+        so a write interrupted half-way is refused by load() instead of loading without its int8
+        model or head (and `--force` writes it again)."""
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise BundleError(f"{path}: exists and is not a folder")
@@ -165,13 +171,13 @@ class Bundle:
         if not by_train and ckpt.exists():
             if not overwrite:
                 raise BundleError(f"{path}: holds an unfinished training (checkpoint.npz; edgekws train … "
-                                  "--resume continues it); choose another --out or pass --force")
+                                  "--resume continues it); choose another --out or pass --force (overwrite=True in Python)")
             ckpt.unlink()
         if not by_train and not (path / MANIFEST).exists():
             refuse_other_files(path)
         if (path / MANIFEST).exists() and not overwrite:
             raise BundleError(f"{path}: already holds a model bundle (choose another --out, remove it, "
-                              "or pass --force)")
+                              "or pass --force; overwrite=True in Python)")
         if (path / MANIFEST).exists():
             _remove_old_outputs(path)
         make_dir(path)
@@ -180,12 +186,21 @@ class Bundle:
                     "labels": list(labels), "feature_config": feature_config,
                     "architecture": architecture, "quantization": None,
                     "training": {**(training or {}), "environment": environment()}, "files": {}}
+        if staged:
+            manifest[INCOMPLETE] = True
         bundle = cls(path, manifest)
         bundle._write_manifest()
         return bundle
 
+    def finish(self) -> None:
+        """The last file of a staged bundle is written: it loads from now on."""
+        if self.manifest.pop(INCOMPLETE, None) is not None:
+            self._write_manifest()
+
     @classmethod
     def load(cls, path: str | Path, *, verify: bool = True) -> "Bundle":
+        if not isinstance(path, (str, os.PathLike)):
+            raise BundleError(f"a model bundle is a folder path, got {path!r}")
         path = Path(path)
         mpath = path / MANIFEST
         if problem := not_a_folder(path, "model bundle folder"):
@@ -207,6 +222,9 @@ class Bundle:
         for key in ("labels", "feature_config", "architecture", "files"):
             if key not in manifest:
                 raise BundleError(f"{mpath}: manifest lacks {key!r}")
+        if manifest.get(INCOMPLETE):
+            raise BundleError(f"{path}: an incomplete model bundle: writing it was interrupted; write it again "
+                              "(the same command with --force, or overwrite=True in Python)")
         check_fields(manifest, mpath)
         # bundles written before the digest existed have none; every manifest written now has one
         if MODEL_DIGEST in manifest and manifest[MODEL_DIGEST] != model_digest(manifest):
@@ -288,3 +306,8 @@ class Bundle:
     def _write_manifest(self) -> None:
         self.manifest[MODEL_DIGEST] = model_digest(self.manifest)
         atomic_write_text(self.path / MANIFEST, json.dumps(self.manifest, indent=1, sort_keys=True) + "\n")
+
+
+def as_bundle(model) -> "Bundle":
+    """A Bundle, or the bundle at a path: what every API function that takes a model accepts."""
+    return model if isinstance(model, Bundle) else Bundle.load(model)

@@ -33,12 +33,14 @@ def register_engine(name: str, loader) -> None:
 
 
 def _discover_engines() -> None:
-    """Import the optional modules that register engines (int8 quantization), if present."""
-    try:
-        importlib.import_module("edgekws.quant")
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not "edgekws.quant".startswith(exc.name):
-            raise
+    """Import the modules that register engines (int8 quantization; the float32 head of a
+    retrained bundle, int8-f32head), if present."""
+    for name in ("edgekws.quant", "edgekws.retrain"):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not name.startswith(exc.name):
+                raise
 
 
 class FloatNetwork:
@@ -64,8 +66,13 @@ class FloatNetwork:
         self.embedding_layer = arch.get("embedding")
 
     def _input(self, features: np.ndarray) -> np.ndarray:
+        from edgekws.quant.qmodel import same_example_shape
         from edgekws.train import dequantize
 
+        features = np.asarray(features)
+        if features.ndim < 2 or not same_example_shape(features.shape[1:], self.model.input_shape):
+            raise EdgekwsError(f"features of shape {features.shape[1:]} per example, model expects "
+                               f"{tuple(self.model.input_shape)} (frames x bands)")
         return dequantize(features, self.feature_config).reshape(-1, *self.model.input_shape)
 
     def logits_features(self, features: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -103,7 +110,7 @@ class KeywordModel:
 
         _discover_engines()
         if engine not in ENGINES:
-            raise EdgekwsError(f"--engine: unknown engine {engine!r} (available: {', '.join(ENGINES)})")
+            raise EdgekwsError(f"engine (--engine): unknown engine {engine!r} (available: {', '.join(ENGINES)})")
         self.bundle = bundle
         self.labels = bundle.labels
         self.feature_config = FeatureConfig.from_dict(bundle.manifest["feature_config"])
@@ -209,6 +216,8 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
     if tuple(ds.labels) != tuple(labels):
         raise EdgekwsError(f"{data}: dataset labels {list(ds.labels)} differ from the model's {labels}")
     _discover_engines()
+    if isinstance(engines, str):   # "int8" or "float,int8", as --engine takes them
+        engines = [e.strip() for e in engines.split(",") if e.strip()]
     names = list(engines) if engines else [e for e in ENGINES if e == "float" or _engine_ready(e, bundle)]
     models = {name: KeywordModel(bundle, name) for name in names}
     fc = models[names[0]].feature_config

@@ -919,9 +919,10 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
                                      "augment_config": augment_config, "prior_correction": correction,
                                      **({"vocabulary": {"folder": str(config.vocabulary), "words": list(vocab.words),
                                                         "fingerprint": vocab_fingerprint}} if vocab else {})},
-                           overwrite=True, by_train=True)
+                           overwrite=True, by_train=True, staged=True)
     bundle.write_npz("weights.npz", final)
     bundle.write_json("history.json", history)
+    bundle.finish()
     ckpt_path.unlink(missing_ok=True)
     log(f"{out}: best validation accuracy {best['val_accuracy']:.4f} at epoch {best['epoch']}, "
         f"{epoch} epochs in {elapsed:.0f} s")

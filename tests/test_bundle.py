@@ -208,3 +208,9 @@ def test_force_removes_the_old_models_outputs_and_checkpoints_are_respected(tmp_
     Bundle.create(tmp_path / "t", labels=["a", "b"], feature_config={}, architecture={"layers": []},
                   overwrite=True)
     assert not (tmp_path / "t" / "checkpoint.npz").exists()  # --force: that training is given up
+
+
+def test_load_needs_a_folder_path(tmp_path):
+    for bad in (None, 3):
+        with pytest.raises(BundleError, match=f"a model bundle is a folder path, got {bad}"):
+            Bundle.load(bad)

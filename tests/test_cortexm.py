@@ -15,6 +15,7 @@ import pytest
 
 from edgekws.audio import write_wav
 from edgekws.cli import main
+from edgekws.errors import EdgekwsError
 from edgekws.features.signals import speech_like
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,6 +168,12 @@ def test_export_host_target_writes_the_c_arrays_and_stray_options_are_refused(tm
         assert main(["export", str(model), *argv]) == 2
         assert message in capsys.readouterr().err
     assert (mine / "ekws_model_data.c").read_text() == "my own"
+    from edgekws.export import export_c_dir, export_onnx  # the Python API refuses it too, given a path
+    with pytest.raises(EdgekwsError, match=f"out_dir {mine}: holds other files \\(main.c\\)"):
+        export_c_dir(str(model), mine)
+    assert (mine / "ekws_model_data.c").read_text() == "my own"
+    assert set(export_c_dir(str(model), tmp_path / "c")) == {"ekws_model_data.c", "ekws_model_data.h", "model.bin"}
+    assert "model.int8.onnx" in export_onnx(model)
     # a refused --audio leaves no half-made project behind
     long = tmp_path / "long.wav"
     write_wav(long, np.zeros(61 * 16000, np.int16))

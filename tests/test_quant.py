@@ -241,3 +241,20 @@ def test_pool_tap_on_an_unmaterialized_output_is_refused():
     with pytest.raises(EdgekwsError, match=r"layer 'g' \(GlobalAvgPool\): tap 'c' is folded into 'c' \(whose "
                                            r"output is 'bn'\); int8 export can only tap an op's output"):
         fold_model(model)
+
+
+def test_features_of_the_wrong_shape_are_refused_not_reshaped(tmp_path):
+    """(40, 49) features hold as many values as (49, 40): they were once reshaped and answered."""
+    from edgekws.evaluate import load_model
+    from edgekws.quant import quantize_bundle
+
+    b, _ = make_bundle(tmp_path / "m", seed=2)
+    quantize_bundle(b, features(16, seed=3), log=lambda *a: None)
+    good = features(2, seed=4)
+    for engine in ("float", "int8"):
+        km = load_model(b.path, engine)
+        assert km.predict_features(good).shape[0] == 2
+        assert km.predict_features(good[..., None]).shape[0] == 2      # (T, F, 1) is the same input
+        with pytest.raises(EdgekwsError, match=r"features of shape \(40, 49\) per example, model expects "
+                                               r"\(49, 40(, 1)?\) \(frames x bands\)"):
+            km.predict_features(np.ascontiguousarray(good.transpose(0, 2, 1)))

@@ -288,12 +288,12 @@ def test_retrain_learns_from_noisy_copies_and_checks_them(setup, tmp_path, capsy
     source = f"{n_files} noise file(s) of DATA" if n_files else "white/pink/brown noise"
     assert f"+ 20 noisy copies (1 per clip, {source}, 10-30 dB SNR)" in capsys.readouterr().out
     assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "d"), "--noisy-copies", "-1"]) == 2
-    assert "--noisy-copies: must be an integer in 0..32, got -1" in capsys.readouterr().err
+    assert "noisy (--noisy-copies): must be an integer in 0..32, got -1" in capsys.readouterr().err
     assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "d"), "--noisy-copies", "2",
                  "--copy-snr", "30,10"]) == 2
-    assert "--copy-snr: must be LOW,HIGH with -20 <= LOW <= HIGH <= 80 dB, got 30,10" in capsys.readouterr().err
+    assert "noisy_snr (--copy-snr): must be LOW,HIGH with -20 <= LOW <= HIGH <= 80 dB, got 30,10" in capsys.readouterr().err
     assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "d"), "--copy-snr", "loud"]) == 2
-    assert "--copy-snr: must be LOW,HIGH in dB, got ['loud']" in capsys.readouterr().err
+    assert "noisy_snr (--copy-snr): must be LOW,HIGH in dB, got ['loud']" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
 
 
@@ -321,7 +321,7 @@ def test_enrolling_the_base_models_own_words_starts_from_its_head(tmp_path):
         retrain(base, tone_dataset(tmp_path / "new"), tmp_path / "x", words=WORDS, init="base", log=quiet)
     with pytest.raises(EdgekwsError, match="--init base keeps the base head; --loss triplet"):
         retrain(base, data, tmp_path / "x", init="base", loss="triplet", log=quiet)
-    with pytest.raises(EdgekwsError, match="--init: 'mean' is not one of auto, imprint, base"):
+    with pytest.raises(EdgekwsError, match=r"init \(--init\): 'mean' is not one of auto, imprint, base"):
         retrain(base, data, tmp_path / "x", init="mean", log=quiet)
 
 
@@ -402,3 +402,53 @@ def test_a_diverged_head_is_not_quantized(where):
     {"weight": w, "bias": b, "logits": z}[where].flat[1] = np.nan
     with pytest.raises(EdgekwsError, match=r"head: the trained head is not finite \(training diverged"):
         quantize_head(w, b, 0.1, -128, z)
+
+
+def test_an_interrupted_write_leaves_no_bundle_that_loads(setup, tmp_path, monkeypatch):
+    """Ctrl-C after weights.npz but before int8.npz: the half-written bundle is refused by name (it
+    once loaded without its int8 model), and the same call with overwrite=True writes it again."""
+    _, base, data, _ = setup
+    real = Bundle.write_npz
+
+    def interrupted(self, name, arrays):
+        if name == "int8.npz":
+            raise KeyboardInterrupt
+        real(self, name, arrays)
+
+    monkeypatch.setattr(Bundle, "write_npz", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        retrain(base, data, tmp_path / "out", words=WORDS, epochs=2, log=quiet)
+    monkeypatch.setattr(Bundle, "write_npz", real)
+    with pytest.raises(BundleError, match=r"out: an incomplete model bundle: writing it was interrupted; write it "
+                                          r"again \(the same command with --force, or overwrite=True in Python\)"):
+        Bundle.load(tmp_path / "out")
+    with pytest.raises(BundleError, match=r"already holds a model bundle .*or pass --force; overwrite=True in Python"):
+        retrain(base, data, tmp_path / "out", words=WORDS, epochs=2, log=quiet)
+    b = retrain(base, data, tmp_path / "out", words=WORDS, epochs=2, overwrite=True, log=quiet)
+    assert "incomplete" not in Bundle.load(b.path).manifest and b.has("int8.npz")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"shots": True}, r"shots \(--shots\): must be a positive integer, got True"),
+    ({"shots": 0}, r"shots \(--shots\): must be a positive integer, got 0"),
+    ({"seed": -1}, r"seed \(--seed\): must be an integer >= 0, got -1"),
+    ({"seed": 1.5}, r"seed \(--seed\): must be an integer >= 0, got 1.5"),
+    ({"lr": "0.1"}, r"retrain: head option\(s\) \{'lr': '0.1'\} must be numbers"),
+    ({"words": [1, 2]}, r"words \(--words\): a list of command words \(strings\) is needed, got \[1, 2\]"),
+    ({"words": []}, r"words \(--words\): a list of command words \(strings\) is needed, got \[\]"),
+    ({"epochs": True}, r"epochs \(--epochs\): must be an integer >= 0, got True"),
+])
+def test_python_arguments_of_the_wrong_type_are_refused_by_name(setup, tmp_path, kwargs, message):
+    _, base, data, _ = setup
+    with pytest.raises(EdgekwsError, match=message):
+        retrain(base, data, tmp_path / "out", **{"words": WORDS, "log": quiet, **kwargs})
+    assert not (tmp_path / "out").exists()
+
+
+def test_log_none_is_quiet_and_paths_work_for_the_lower_level_api(setup, tmp_path, capsys):
+    from edgekws.retrain import Backbone
+
+    _, base, data, _ = setup
+    retrain(str(base.path), data, tmp_path / "out", words=WORDS, epochs=1, log=None)
+    assert capsys.readouterr().out == ""
+    assert Backbone.from_bundle(str(base.path)).embed_size == Backbone.from_bundle(base).embed_size

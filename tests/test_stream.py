@@ -111,7 +111,7 @@ def test_engines_give_identical_detections(setup, audio):
 
 @pytest.mark.parametrize("engine", ["numpy", "c"])
 def test_live_chunks_equal_batch(setup, audio, engine):
-    want = keys(detect_audio(setup, audio, "numpy"))
+    want = keys(detect_audio(setup, audio, "numpy", end_silence=0))
     live = StreamingDetector(setup, engine)
     rng = np.random.default_rng(1)
     got, i = [], 0
@@ -122,6 +122,27 @@ def test_live_chunks_equal_batch(setup, audio, engine):
     assert keys(got) == want
     live.reset()
     assert keys(live.push(audio)) == want
+    live.reset()  # the end of a stream: flush() hears what detect_audio hears after a recording
+    assert keys(live.push(audio) + live.flush()) == keys(detect_audio(setup, audio, "numpy"))
+
+
+def test_a_command_at_the_very_end_of_a_recording_is_heard(setup, audio):
+    """detect_audio hears a recording end in 1 s of silence (as `listen --file`): a word cut right
+    after it is spoken still fires. Some cut of the test audio has a detection only that way."""
+    fc = setup.feature_config
+    tail = np.zeros(fc.sample_rate, np.int16)
+    gained = 0
+    for cut in range(8000, len(audio), 4000):
+        x = audio[:cut]
+        with_end = keys(detect_audio(setup, x, "numpy"))
+        assert with_end == keys(detect_audio(setup, np.concatenate([x, tail]), "numpy", end_silence=0))
+        assert with_end == keys(detect_audio(setup, x, "c"))
+        exact = keys(detect_audio(setup, x, "numpy", end_silence=0))
+        assert with_end[:len(exact)] == exact   # the silence only adds what the recording's end completes
+        gained += len(with_end) > len(exact)
+    assert gained >= 1
+    with pytest.raises(EdgekwsError, match=r"end_silence: must be a number of seconds in \[0, 60\], got -1"):
+        detect_audio(setup, audio, end_silence=-1)
 
 
 @pytest.mark.parametrize("name, make", [
@@ -136,12 +157,14 @@ def test_live_chunks_equal_batch(setup, audio, engine):
 ])
 def test_robust_inputs_all_engines_agree(setup, name, make):
     x = make(np.random.default_rng(2))
-    want = keys(detect_audio(setup, x, "numpy"))
-    assert keys(detect_audio(setup, x, "onnx")) == want
-    assert keys(detect_audio(setup, x, "c")) == want
+    want = keys(detect_audio(setup, x, "numpy", end_silence=0))
+    assert keys(detect_audio(setup, x, "onnx", end_silence=0)) == want
+    assert keys(detect_audio(setup, x, "c", end_silence=0)) == want
     fc = setup.feature_config
     used = 0 if len(x) < fc.window_len else (fc.num_frames(len(x)) - 1) * fc.hop_len + fc.window_len
-    assert keys(detect_audio(setup, x[:used], "numpy")) == want  # unused tail samples change nothing
+    assert keys(detect_audio(setup, x[:used], "numpy", end_silence=0)) == want  # unused tail samples change nothing
+    ended = keys(detect_audio(setup, x, "numpy"))   # and with the silence after the recording
+    assert keys(detect_audio(setup, x, "onnx")) == ended and keys(detect_audio(setup, x, "c")) == ended
 
 
 def test_bad_audio_is_refused(setup):
@@ -160,14 +183,14 @@ def test_stream_settings_roundtrip_and_errors(bundle, tmp_path):
     with pytest.raises(EdgekwsError, match=r"m2: manifest 'stream' setting smooth must be in \[1, 16\], got 99"):
         StreamConfig.from_bundle(b2)
     for value, message in ((0.5, "have a value of the wrong type"), (True, "have a value of the wrong type"),
-                           (40000, r"thresholds \{'w0': 40000\} are out of range: each is a posterior in Q15, "
-                                   r"1..32768 \(16384 = 0.5\); leave a command out to disable it"),
-                           (-5, r"thresholds \{'w0': -5\} are out of range")):
+                           (40000, r"m2: manifest 'stream' thresholds \{'w0': 40000\} are not Q15 posteriors: "
+                                   r"each is an integer in 1..32768 \(16384 = 0.5\); leave a command out to disable it"),
+                           (-5, r"thresholds \{'w0': -5\} are not Q15 posteriors")):
         b2.update(stream={"hop_every": 4, "smooth": 2, "refractory": 1, "thresholds": {"w0": value}})
         with pytest.raises(EdgekwsError, match=message):   # a hand edit is refused, never coerced
             StreamConfig.from_bundle(b2)
     b2.update(stream={"hop_every": 4, "smooth": 2, "refractory": 1, "thresholds": {"nope": 1}})
-    with pytest.raises(EdgekwsError, match=r"stream thresholds name unknown labels \['nope'\]"):
+    with pytest.raises(EdgekwsError, match=r"m2: manifest 'stream' thresholds name unknown labels \['nope'\]"):
         StreamConfig.from_bundle(b2)
     b2.update(stream={"hop_every": 4, "smooth": 2, "thresholds": {}})
     with pytest.raises(EdgekwsError, match=r"manifest 'stream' settings lack 'refractory': they must be an object"):
@@ -179,6 +202,26 @@ def test_stream_settings_roundtrip_and_errors(bundle, tmp_path):
     default = StreamConfig.from_bundle(b2)  # a bundle without settings: the defaults
     assert default.thresholds == {"w0": 26214, "w1": 26214, "w2": 26214}
     assert (default.hop_every, default.smooth, default.refractory) == (2, 8, 25)
+
+
+def test_stream_setup_takes_a_bundle_or_its_path(bundle, audio):
+    by_path = StreamSetup.from_bundle(str(bundle.path))
+    assert keys(detect_audio(by_path, audio)) == keys(detect_audio(StreamSetup.from_bundle(bundle), audio))
+
+
+@pytest.mark.parametrize("config, message", [
+    (StreamConfig(thresholds={"w0": 0.8}), r"thresholds \{'w0': 0.8\} are not Q15 posteriors: each is an integer"),
+    (StreamConfig(thresholds={"w0": 50000}), r"thresholds \{'w0': 50000\} are not Q15 posteriors"),
+    (StreamConfig(thresholds={"W0": 20000}), r"thresholds name unknown labels \['W0'\] \(labels: _silence_, "),
+    (StreamConfig(hop_every=2.5), r"'stream' setting hop_every must be an integer, got 2.5"),
+    (StreamConfig(smooth=8.0), r"'stream' setting smooth must be an integer, got 8.0"),
+    (StreamConfig(refractory=True), r"'stream' setting refractory must be an integer, got True"),
+])
+def test_stream_settings_made_in_python_are_checked_as_the_manifest_is(bundle, config, message):
+    """A StreamConfig built in Python is refused where the same values in a manifest are (a float
+    threshold of 0.8 once became 0 and fired on silence)."""
+    with pytest.raises(EdgekwsError, match=message):
+        StreamSetup.from_bundle(bundle, config)
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -349,7 +392,7 @@ def test_known_words_give_exactly_their_detections_on_every_engine_path():
     got = []
     for i in range(0, len(streams.command_audio), 1234):
         got += live.push(streams.command_audio[i:i + 1234])
-    assert keys(got) == keys(dets)
+    assert keys(got + live.flush()) == keys(dets)
     m = evaluate_streams(setup, *streams, engine=oracle)
     assert (m["hits"], m["commands"], m["false_accepts"]) == (24, 24, 0)
     assert 0 < m["latency_ms_median"] < 300
@@ -509,6 +552,10 @@ def test_listen_hears_a_command_at_the_very_end_of_a_file(tmp_path, capsys):
 
     model = str(Path(__file__).resolve().parents[1] / "data" / "fixtures" / "base-ja")
     setup = StreamSetup.from_bundle(Bundle.load(model))
-    assert read_wav(wav).size == 16000 and detect_audio(setup, read_wav(wav, dtype="int16")) == []
+    audio = read_wav(wav, dtype="int16")
+    assert audio.size == 16000 and detect_audio(setup, audio, end_silence=0) == []
+    assert [d.label for d in detect_audio(setup, audio)] == ["stop"]   # the API hears it as listen does
+    live = StreamingDetector(setup)
+    assert live.push(audio) == [] and [d.label for d in live.flush()] == ["stop"]
     assert main(["listen", model, "--file", str(wav), "--json"]) == 0
     assert [json.loads(line)["label"] for line in capsys.readouterr().out.splitlines()] == ["stop"]

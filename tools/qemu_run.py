@@ -453,8 +453,8 @@ def main(argv=None) -> int:
     from edgekws.stream.pipeline import detect_audio
 
     setup, audio = setup_and_audio(args.model, args.audio, args.seconds)
-    py = [(d.frame, d.label, d.score_q15) for d in detect_audio(setup, audio, "numpy")]
-    host = [(d.frame, d.label, d.score_q15) for d in detect_audio(setup, audio, "c")]
+    py = [(d.frame, d.label, d.score_q15) for d in detect_audio(setup, audio, "numpy", end_silence=0)]
+    host = [(d.frame, d.label, d.score_q15) for d in detect_audio(setup, audio, "c", end_silence=0)]
     project = args.build / "project"
     if project.exists():
         shutil.rmtree(project)

@@ -17,10 +17,12 @@ from edgekws.fileio import other_files
 
 def export_onnx(bundle, log=print) -> dict[str, int]:
     """Write model.onnx (and model.int8.onnx if quantized) into the bundle; returns {name: bytes}."""
+    from edgekws.bundle import as_bundle
     from edgekws.export.onnx import float_onnx, int8_onnx
     from edgekws.features import FeatureConfig
     from edgekws.quant import fold_model, load_float_model, load_quantized
 
+    bundle = as_bundle(bundle)
     fc = FeatureConfig.from_dict(bundle.manifest["feature_config"])
     out = {}
     model = float_onnx(fold_model(load_float_model(bundle)), fc.input_scale, fc.input_zero_point,
@@ -37,10 +39,15 @@ def export_onnx(bundle, log=print) -> dict[str, int]:
 
 
 def export_c_dir(bundle, out_dir=None) -> dict[str, int]:
-    """Write the C data of the quantized bundle into out_dir (default MODEL/c)."""
+    """Write the C data of the quantized bundle into out_dir (default MODEL/c): an empty or new
+    folder, or one holding an earlier C export (never a folder of other files)."""
+    from edgekws.bundle import as_bundle
     from edgekws.export.c import export_c
     from edgekws.quant import load_quantized
 
+    bundle = as_bundle(bundle)
+    if out_dir:
+        check_c_folder(Path(out_dir), bundle, "out_dir")
     qm = load_quantized(bundle)
     return export_c(qm, bundle.labels, bundle.manifest["feature_config"],
                     Path(out_dir) if out_dir else bundle.path / "c", bundle)

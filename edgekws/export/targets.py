@@ -56,7 +56,7 @@ def example_data_sources(setup, audio: np.ndarray) -> dict[str, str]:
     from edgekws.stream.pipeline import detect_audio
 
     audio = np.asarray(audio, np.int16)
-    dets = detect_audio(setup, audio, "numpy")
+    dets = detect_audio(setup, audio, "numpy", end_silence=0)
     c = setup.config
     flat = [v for d in dets for v in (d.frame, d.index, d.score_q15)]
     h = (f"{BANNER}/* Detector settings of the bundle and test audio for firmware/examples/cortex-m/main.c.\n"

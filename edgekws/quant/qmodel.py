@@ -289,6 +289,13 @@ def run_layers(layers, x: np.ndarray, outs: list | None = None) -> np.ndarray:
     return x
 
 
+def same_example_shape(got, want) -> bool:
+    """Is one example of shape `got` the model input `want`, up to trailing 1s ((49, 40) is
+    (49, 40, 1))? Transposed (40, 49) features, which hold as many values, are not."""
+    strip = lambda s: tuple(int(v) for v in s)[:max([i + 1 for i, v in enumerate(s) if v != 1] or [0])]  # noqa: E731
+    return strip(got) == strip(want)
+
+
 def int8_forward(qm: QuantModel, features: np.ndarray, collect: bool = False, batch: int = 256):
     """features (N, T, F) or (N, *input_shape) int8 -> logits (N, K) int8 (and every layer's output
     when collect=True). No floating point anywhere."""
@@ -296,9 +303,9 @@ def int8_forward(qm: QuantModel, features: np.ndarray, collect: bool = False, ba
     if x.dtype != np.int8:
         raise EdgekwsError(f"int8 forward: features must be int8, got {x.dtype}")
     n = x.shape[0]
-    if int(np.prod(x.shape[1:])) != int(np.prod(qm.input_shape)):
+    if not same_example_shape(x.shape[1:], qm.input_shape):
         raise EdgekwsError(f"int8 forward: features of shape {x.shape[1:]} per example, model expects "
-                           f"{tuple(qm.input_shape)}")
+                           f"{tuple(qm.input_shape)} (frames x bands)")
     x = x.reshape(n, *qm.input_shape)
     if n == 0:  # no windows: empty logits (and empty layer outputs) of the right shapes
         empty = [np.zeros((0, *q.out_shape), np.int8) for q in qm.layers]

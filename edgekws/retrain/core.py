@@ -9,7 +9,7 @@ Lower level, for an application that keeps its examples in memory (a Pi):
     rb = Backbone.from_bundle(base)                 # int8 layers up to the pooled embedding
     emb = rb.embed(features_int8)                   # (N, E) int8, what the device computes
     head = fit_head(emb, labels, n_classes, rb.scale, rb.zero_point, epochs=30)
-    write_retrained(base, out, labels_names, head, ...)
+    write_retrained(base, out, labels_names, rb, head, ...)
 """
 
 from __future__ import annotations
@@ -71,9 +71,11 @@ class Backbone:
 
     @classmethod
     def from_bundle(cls, bundle) -> "Backbone":
+        """The int8 backbone of a quantized bundle (a Bundle or its path)."""
+        from edgekws.bundle import as_bundle
         from edgekws.quant import load_quantized
 
-        return cls.from_quantized(load_quantized(bundle))
+        return cls.from_quantized(load_quantized(as_bundle(bundle)))
 
     @property
     def embed_size(self) -> int:
@@ -104,7 +106,7 @@ class Backbone:
 
 def check_engine(engine: str) -> None:
     if engine not in ENGINES:
-        raise EdgekwsError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
+        raise EdgekwsError(f"engine (--engine): {engine!r} is not one of {', '.join(ENGINES)}")
 
 
 # ---- choosing examples -----------------------------------------------------------------------
@@ -115,8 +117,8 @@ def pick_shots(labels: np.ndarray, shots: int | None, seed: int = 0) -> np.ndarr
     labels = np.asarray(labels)
     if shots is None:
         return np.arange(len(labels))
-    if not isinstance(shots, (int, np.integer)) or shots < 1:
-        raise EdgekwsError(f"--shots: must be a positive integer, got {shots!r}")
+    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1:
+        raise EdgekwsError(f"shots (--shots): must be a positive integer, got {shots!r}")
     rng = np.random.default_rng([seed, 31])
     keep = []
     for c in np.unique(labels):
@@ -151,13 +153,13 @@ def _examples(data, words, split: str, seed: int, cache_dir, unknown_ratio: floa
 def check_copies(copies, snr_db) -> tuple[float, float]:
     """Checked --noisy-copies / --copy-snr values -> (low, high) dB."""
     if not isinstance(copies, int) or isinstance(copies, bool) or not 0 <= copies <= 32:
-        raise EdgekwsError(f"--noisy-copies: must be an integer in 0..32, got {copies!r}")
+        raise EdgekwsError(f"noisy (--noisy-copies): must be an integer in 0..32, got {copies!r}")
     try:
         lo, hi = (float(v) for v in snr_db)
     except (TypeError, ValueError):
-        raise EdgekwsError(f"--copy-snr: must be LOW,HIGH in dB, got {snr_db!r}") from None
+        raise EdgekwsError(f"noisy_snr (--copy-snr): must be LOW,HIGH in dB, got {snr_db!r}") from None
     if not (np.isfinite(lo) and np.isfinite(hi) and -20 <= lo <= hi <= 80):
-        raise EdgekwsError(f"--copy-snr: must be LOW,HIGH with -20 <= LOW <= HIGH <= 80 dB, got {lo:g},{hi:g}")
+        raise EdgekwsError(f"noisy_snr (--copy-snr): must be LOW,HIGH with -20 <= LOW <= HIGH <= 80 dB, got {lo:g},{hi:g}")
     return lo, hi
 
 
@@ -239,11 +241,11 @@ def fit_head(emb: np.ndarray, labels: np.ndarray, n_classes: int, emb_scale: flo
     """
     check_engine(engine)
     if loss not in LOSSES:
-        raise EdgekwsError(f"--loss: {loss!r} is not one of {', '.join(LOSSES)}")
+        raise EdgekwsError(f"loss (--loss): {loss!r} is not one of {', '.join(LOSSES)}")
     if loss == "triplet" and engine == "c":
         raise EdgekwsError("--loss triplet runs in the numpy engine only (use --engine numpy)")
-    if not isinstance(epochs, int) or epochs < 0:
-        raise EdgekwsError(f"--epochs: must be an integer >= 0, got {epochs!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise EdgekwsError(f"epochs (--epochs): must be an integer >= 0, got {epochs!r}")
     emb = np.ascontiguousarray(emb)
     labels = np.asarray(labels, np.int64)
     if emb.dtype != np.int8 or emb.ndim != 2 or len(emb) != len(labels) or not len(emb):
@@ -306,9 +308,10 @@ def write_retrained(base, out, labels: list[str], backbone: Backbone, head: Head
                     info: dict | None = None, overwrite: bool = False):
     """Write bundle `out`: the base backbone with the new head (weights.npz, int8.npz, head.bin,
     manifest with the new labels). eval, predict, export and listen read it like any bundle."""
-    from edgekws.bundle import Bundle
+    from edgekws.bundle import Bundle, as_bundle
     from edgekws.quant import QuantModel
 
+    base = as_bundle(base)
     n_classes = len(labels)
     arch = copy.deepcopy(base.manifest["architecture"])
     last = arch["layers"][-1]
@@ -341,7 +344,8 @@ def write_retrained(base, out, labels: list[str], backbone: Backbone, head: Head
                     "head_config": dataclasses.asdict(head.config), "float_head": bool(float_head),
                     "seconds": round(head.seconds, 3), **(info or {})}
     bundle = Bundle.create(out, labels=list(labels), feature_config=base.manifest["feature_config"],
-                           architecture=arch, training={**training, "retrain": retrain_info}, overwrite=overwrite)
+                           architecture=arch, training={**training, "retrain": retrain_info}, overwrite=overwrite,
+                           staged=True)
     bundle.write_npz("weights.npz", weights)
     bundle.write_npz("int8.npz", qm.arrays())
     bundle.write_bytes(HEAD_FILE, head.qhead.blob(with_float=float_head))
@@ -350,6 +354,7 @@ def write_retrained(base, out, labels: list[str], backbone: Backbone, head: Head
                                                 "num_classes": n_classes, "embed_size": int(head.weight.shape[1])})
     if base.manifest.get("stream"):
         bundle.update(stream=kept_stream_settings(base, labels))
+    bundle.finish()
     return bundle
 
 
@@ -373,6 +378,9 @@ def check_hyper(hyper: dict) -> None:
     unknown = sorted(set(hyper) - set(allowed))
     if unknown:
         raise EdgekwsError(f"retrain: unknown option(s) {unknown}; the head's are {', '.join(allowed)}")
+    bad = {k: v for k, v in hyper.items() if isinstance(v, bool) or not isinstance(v, (int, float, np.number))}
+    if bad:
+        raise EdgekwsError(f"retrain: head option(s) {bad} must be numbers")
 
 
 def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: int = DEFAULT_EPOCHS,
@@ -398,18 +406,25 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
 
     check_engine(engine)
     check_hyper(hyper)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise EdgekwsError(f"seed (--seed): must be an integer >= 0, got {seed!r}")
+    if shots is not None:
+        pick_shots(np.zeros(0), shots)   # checks the value before any work
+    log = log or (lambda *a, **k: None)
     check_outside(out, data)
     base = model if isinstance(model, Bundle) else Bundle.load(model)
     if Path(out).resolve() == Path(base.path).resolve():
-        raise EdgekwsError(f"--out {out}: must differ from the base model folder")
+        raise EdgekwsError(f"out (--out) {out}: must differ from the base model folder")
     check_outside(out, base.path, "MODEL")
     backbone = Backbone.from_quantized(load_quantized(base))
     if isinstance(words, str):  # one word, or "yes,no" as the command line takes it
         words = parse_words(words)
-    words = list(words) if words else [w for w in base.labels if not w.startswith("_")]
+    words = list(words) if words is not None else [w for w in base.labels if not w.startswith("_")]
+    if not words or not all(isinstance(w, str) for w in words):
+        raise EdgekwsError(f"words (--words): a list of command words (strings) is needed, got {words!r}")
     snr_lo, snr_hi = check_copies(noisy, noisy_snr)
     if init not in INITS:
-        raise EdgekwsError(f"--init: {init!r} is not one of {', '.join(INITS)}")
+        raise EdgekwsError(f"init (--init): {init!r} is not one of {', '.join(INITS)}")
     new_labels = [w for w in words if w not in base.labels]
     if init == "base" and new_labels:
         raise EdgekwsError(f"--init base: {', '.join(new_labels)} not among the base model's labels "

@@ -87,9 +87,9 @@ def run_listen(args) -> int:
 
         sr = setup.feature_config.sample_rate
         audio = read_wav(args.file, sr=sr, dtype="int16")
-        # the file ends as if the speaker then fell silent: one more window of silence lets the
-        # smoothed score of a command said at its very end rise (a 1 s clip of one word gave nothing)
-        dets = detect_audio(setup, np.concatenate([audio, np.zeros(sr, np.int16)]), args.engine)
+        # the file ends as if the speaker then fell silent (detect_audio's end_silence): a 1 s clip
+        # of one word gave nothing without it
+        dets = detect_audio(setup, audio, args.engine)
         for d in dets:
             _print_detection(d, args.json)
         if not args.json:
@@ -102,7 +102,7 @@ def run_listen(args) -> int:
 def _listen_mic(setup, args) -> int:
     import numpy as np
 
-    from edgekws.audio import resample, to_int16
+    from edgekws.audio import StreamResampler, to_int16
     from edgekws.recording import SoundDeviceSource, choose_input, load_sounddevice
     from edgekws.stream.pipeline import StreamingDetector
 
@@ -111,10 +111,17 @@ def _listen_mic(setup, args) -> int:
     dev, rate = choose_input(sd, args.device)
     live = StreamingDetector(setup, args.engine)
     print(f"listening on input device {dev.index} '{dev.name}' at {rate} Hz (Ctrl-C stops)", file=sys.stderr)
+    # one resampler for the whole stream: resampling each block alone clicked at every block edge
+    rs = StreamResampler(rate, sr) if rate != sr else None
     for block in SoundDeviceSource(sd, dev, rate).blocks(args.seconds):
-        x = resample(block, rate, sr) if rate != sr else block
+        x = rs.push(block) if rs is not None else block
         for d in live.push(to_int16(np.asarray(x))):
             _print_detection(d, args.json)
+    # --seconds is over: the stream ends as a file does (a word said at the very end still counts)
+    for d in live.push(to_int16(rs.flush())) if rs is not None else []:
+        _print_detection(d, args.json)
+    for d in live.flush():
+        _print_detection(d, args.json)
     return 0
 
 

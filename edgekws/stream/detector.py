@@ -131,9 +131,12 @@ class StreamConfig:
     hop_every  : feature frames (20 ms each) between model steps
     smooth     : model steps averaged
     refractory : model steps after a detection in which nothing fires
-    thresholds : {label: Q15 threshold}; labels not listed (and _silence_/_unknown_) never fire
-    The defaults (a step every 40 ms, a mean over 320 ms, 1 s refractory) are a good start on
-    synthesized streams; `edgekws eval-stream --tune` chooses smooth and the threshold.
+    thresholds : {label: Q15 threshold, an int in 1..32768}; labels not listed (and
+                 _silence_/_unknown_) never fire, so StreamConfig() alone detects nothing
+    The timing defaults (a step every 40 ms, a mean over 320 ms, 1 s refractory) with
+    StreamConfig.default(labels)'s thresholds are a good start on synthesized streams; `edgekws
+    eval-stream --tune` chooses smooth and the thresholds. check() refuses what the C detector
+    could not take (floats, bools, out-of-range values).
     """
 
     hop_every: int = 2
@@ -165,21 +168,29 @@ class StreamConfig:
             raise BundleError(f"{bundle.path}: manifest 'stream' settings {what}: they must be an object with "
                               "integers hop_every, smooth, refractory and thresholds mapping labels to "
                               "integers (edgekws eval-stream --tune writes them)") from None
-        unknown = sorted(set(cfg.thresholds) - set(bundle.labels))
-        if unknown:
-            raise BundleError(f"{bundle.path}: stream thresholds name unknown labels {unknown}")
-        bad = {k: v for k, v in cfg.thresholds.items() if not 1 <= v <= ONE_Q15}
-        if bad:
-            raise BundleError(f"{bundle.path}: manifest 'stream' thresholds {bad} are out of range: each is a "
-                              f"posterior in Q15, 1..{ONE_Q15} ({ONE_Q15 // 2} = 0.5); leave a command out to "
-                              "disable it")
         try:
-            cfg.check()
+            cfg.check(bundle.labels)
         except EdgekwsError as exc:
             raise BundleError(f"{bundle.path}: manifest {exc}") from None
         return cfg
 
-    def check(self) -> None:
+    def check(self, labels=None) -> None:
+        """Refuse settings the detector cannot take; with `labels`, thresholds must name labels."""
+        for k in ("hop_every", "smooth", "refractory"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise EdgekwsError(f"'stream' setting {k} must be an integer, got {v!r}")
+        if not isinstance(self.thresholds, dict):
+            raise EdgekwsError(f"'stream' thresholds must map labels to Q15 integers, got {self.thresholds!r}")
+        if labels is not None:
+            unknown = sorted(str(k) for k in set(self.thresholds) - set(labels))
+            if unknown:
+                raise EdgekwsError(f"'stream' thresholds name unknown labels {unknown} (labels: {', '.join(labels)})")
+        bad = {k: v for k, v in self.thresholds.items()
+               if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= ONE_Q15}
+        if bad:
+            raise EdgekwsError(f"'stream' thresholds {bad} are not Q15 posteriors: each is an integer in "
+                               f"1..{ONE_Q15} ({ONE_Q15 // 2} = 0.5); leave a command out to disable it")
         if not 1 <= self.hop_every <= 1000:
             raise EdgekwsError(f"'stream' setting hop_every must be in [1, 1000], got {self.hop_every}")
         if not 1 <= self.smooth <= MAX_SMOOTH:

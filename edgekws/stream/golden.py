@@ -54,7 +54,7 @@ def pipeline_case(seconds: float = 1.5, hop_every: int = 2, smooth: int = 2, ref
     logits, _ = run_logits(setup, audio, NumpyEngine(qm))
     s = step_scores(setup, logits)
     setup.config.thresholds = {lab: int(np.percentile(s[:, k], 90)) for k, lab in enumerate(labels) if k >= 2}
-    return setup, audio, detect_audio(setup, audio, "numpy")
+    return setup, audio, detect_audio(setup, audio, "numpy", end_silence=0)
 
 
 def gen_detector_golden() -> dict[str, str]:

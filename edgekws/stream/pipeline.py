@@ -58,9 +58,13 @@ class StreamSetup:
 
     @classmethod
     def from_bundle(cls, bundle, config: StreamConfig | None = None) -> "StreamSetup":
+        """The chain of a quantized bundle (a Bundle or its path), with its own stream settings
+        unless `config` is given (checked as the manifest's are)."""
+        from edgekws.bundle import as_bundle
         from edgekws.features import FeatureConfig
         from edgekws.quant import load_quantized
 
+        bundle = as_bundle(bundle)
         qm = load_quantized(bundle)
         fc = FeatureConfig.from_dict(bundle.manifest["feature_config"])
         setup = cls(qm, bundle.labels, fc, config or StreamConfig.from_bundle(bundle), bundle)
@@ -68,7 +72,7 @@ class StreamSetup:
         return setup
 
     def check(self) -> None:
-        self.config.check()
+        self.config.check(self.labels)
         shape = tuple(self.qm.input_shape)
         if int(np.prod(shape)) % self.feature_config.num_bands:
             raise EdgekwsError(f"stream: model input {shape} is not a whole number of "
@@ -152,12 +156,27 @@ def step_scores(setup: StreamSetup, logits: np.ndarray, smooth: int | None = Non
     return smooth_q15(posteriors_q15(logits, setup.lut), smooth or setup.config.smooth)
 
 
-def detect_audio(setup: StreamSetup, audio: np.ndarray, engine: str = "numpy") -> list[Detection]:
-    """Detections in a whole recording (n,) int16 with the numpy, onnx or c engine."""
+END_SILENCE = 1.0  # seconds of silence a whole recording is heard to end with (detect_audio)
+
+
+def detect_audio(setup: StreamSetup, audio: np.ndarray, engine: str = "numpy",
+                 end_silence: float = END_SILENCE) -> list[Detection]:
+    """Detections in a whole recording (n,) int16 with the numpy, onnx or c engine.
+
+    end_silence: seconds of digital silence heard after the recording (default 1 s, as `edgekws
+    listen --file`): the recording ends as if the speaker then fell silent, so that the smoothed
+    score of a command said at its very end can still rise. 0 = exactly the samples given, which is
+    what a device that was pushed this audio has detected (the golden vectors use 0)."""
+    audio = as_int16(audio)
+    if isinstance(end_silence, bool) or not isinstance(end_silence, (int, float)) or not 0 <= end_silence <= 60:
+        raise EdgekwsError(f"end_silence: must be a number of seconds in [0, 60], got {end_silence!r}")
+    tail = int(round(end_silence * setup.feature_config.sample_rate))
+    if tail:
+        audio = np.concatenate([audio, np.zeros(tail, np.int16)])
     if engine == "c":
         from edgekws.stream.cpipeline import CPipeline
 
-        return CPipeline(setup).push(as_int16(audio))
+        return CPipeline(setup).push(audio)
     from edgekws.stream.engines import make_engine
 
     eng = make_engine(engine, setup.qm, setup.bundle)
@@ -216,3 +235,9 @@ class StreamingDetector:
             if hit is not None:
                 out.append(self.setup.detection(hit[0], hit[1], self.frames - 1))
         return out
+
+    def flush(self, seconds: float = END_SILENCE) -> list[Detection]:
+        """The stream has ended: push `seconds` of digital silence (what detect_audio hears after a
+        recording) and return what it completes, e.g. a command said at the very end of a file.
+        The detector then carries on as after any silence."""
+        return self.push(np.zeros(int(round(seconds * self.setup.feature_config.sample_rate)), np.int16))
