@@ -957,7 +957,8 @@ def register(sub) -> None:
                    help="a vocabulary dataset (edgekws synth --vocab): its words train as extra classes, "
                         "dropped from the bundle; better features for retraining to a new language")
     p.add_argument("--no-retrain-tap", action="store_true",
-                   help="write the plain 64-value embedding (default: the pool also averages block 3 for "
+                   help="write the plain embedding, block 4's average alone (96 values for dscnn-l; default: the pool "
+                        "also averages block 3 for "
                         "last-layer retraining; the model's answers are the same)")
     p.add_argument("--no-augment", action="store_true", help="no audio augmentation, time warp or SpecAugment")
     p.add_argument("--workers", type=int, metavar="N",
