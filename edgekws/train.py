@@ -828,7 +828,8 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
             loss_sum = 0.0
             bar = tqdm(pipeline.batches(perm, config.batch, epoch), total=steps_per_epoch,
                        desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
-                       disable=not progress, leave=False, file=sys.stderr)
+                       # on a terminal only: in a log file the per-epoch lines say it all (None = tty)
+                       disable=None if progress else True, leave=False, file=sys.stderr)
             for s, (idx, x) in enumerate(bar):
                 x = x.reshape(-1, *model.input_shape)
                 y = tr.labels[idx]

@@ -469,7 +469,7 @@ def _run_all(job_list: list, jobs: int | None, progress: bool, fn=_run, desc: st
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=len(job_list), unit=unit, desc=desc)
+        bar = tqdm(total=len(job_list), unit=unit, desc=desc, disable=None)  # a terminal only, not a log
     results = []
     if jobs == 1:
         it = map(fn, job_list)
