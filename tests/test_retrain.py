@@ -434,6 +434,7 @@ def test_an_interrupted_write_leaves_no_bundle_that_loads(setup, tmp_path, monke
     ({"seed": -1}, r"seed \(--seed\): must be an integer >= 0, got -1"),
     ({"seed": 1.5}, r"seed \(--seed\): must be an integer >= 0, got 1.5"),
     ({"lr": "0.1"}, r"retrain: head option\(s\) \{'lr': '0.1'\} must be numbers"),
+    ({"batch": 2.5}, r"retrain: head option\(s\) \{'batch': 2.5\} must be numbers \(batch a whole one\)"),
     ({"words": [1, 2]}, r"words \(--words\): a list of command words \(strings\) is needed, got \[1, 2\]"),
     ({"words": []}, r"words \(--words\): a list of command words \(strings\) is needed, got \[\]"),
     ({"epochs": True}, r"epochs \(--epochs\): must be an integer >= 0, got True"),

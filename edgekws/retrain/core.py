@@ -378,9 +378,10 @@ def check_hyper(hyper: dict) -> None:
     unknown = sorted(set(hyper) - set(allowed))
     if unknown:
         raise EdgekwsError(f"retrain: unknown option(s) {unknown}; the head's are {', '.join(allowed)}")
-    bad = {k: v for k, v in hyper.items() if isinstance(v, bool) or not isinstance(v, (int, float, np.number))}
+    bad = {k: v for k, v in hyper.items() if isinstance(v, bool) or not isinstance(v, (int, float, np.number))
+           or (k == "batch" and not isinstance(v, (int, np.integer)))}
     if bad:
-        raise EdgekwsError(f"retrain: head option(s) {bad} must be numbers")
+        raise EdgekwsError(f"retrain: head option(s) {bad} must be numbers (batch a whole one)")
 
 
 def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: int = DEFAULT_EPOCHS,
