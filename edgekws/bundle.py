@@ -223,6 +223,9 @@ class Bundle:
             if key not in manifest:
                 raise BundleError(f"{mpath}: manifest lacks {key!r}")
         if manifest.get(INCOMPLETE):
+            if (path / "checkpoint.npz").is_file():   # train stopped while writing its bundle
+                raise BundleError(f"{path}: an incomplete model bundle: training was interrupted while writing "
+                                  "it; finish it with: edgekws train … --resume (it takes seconds)")
             raise BundleError(f"{path}: an incomplete model bundle: writing it was interrupted; write it again "
                               "(the same command with --force, or overwrite=True in Python)")
         check_fields(manifest, mpath)

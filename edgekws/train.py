@@ -706,11 +706,11 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
         log(f"resuming {ckpt_path} after epoch {meta['epoch']} of {config.epochs} "
             "(the checkpoint's settings are used)")
     else:
-        if (out / "manifest.json").exists() and not overwrite:
-            raise BundleError(f"{out}: already holds a model bundle (choose another --out or pass --force)")
-        if ckpt_path.exists() and not overwrite:
+        if ckpt_path.exists() and not overwrite:   # also beside a bundle it was writing when stopped
             raise BundleError(f"{out}: holds an unfinished training checkpoint; continue it with "
                               "--resume or start over with --force")
+        if (out / "manifest.json").exists() and not overwrite:
+            raise BundleError(f"{out}: already holds a model bundle (choose another --out or pass --force)")
         base = {**(QUICK if quick else {})}
         base.update({k: v for k, v in given.items() if v is not None})
         unknown = set(base) - {f.name for f in dataclasses.fields(TrainConfig)}

@@ -251,7 +251,7 @@ def test_features_of_the_wrong_shape_are_refused_not_reshaped(tmp_path):
     b, _ = make_bundle(tmp_path / "m", seed=2)
     quantize_bundle(b, features(16, seed=3), log=lambda *a: None)
     good = features(2, seed=4)
-    for engine in ("float", "int8"):
+    for engine in ("float", "int8", "c"):
         km = load_model(b.path, engine)
         assert km.predict_features(good).shape[0] == 2
         assert km.predict_features(good[..., None]).shape[0] == 2      # (T, F, 1) is the same input

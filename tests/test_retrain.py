@@ -234,6 +234,9 @@ def test_refusals(setup, tmp_path, capsys):
     with pytest.raises(EdgekwsError, match=r"lr must be > 0 and finite, got inf; weight_decay must be >= 0 and "
                                            r"finite, got inf; imprint_scale must be > 0 and finite, got inf"):
         HeadConfig(3, 6, lr=np.inf, weight_decay=np.inf, imprint_scale=np.inf).check()  # as the C trainer
+    with pytest.raises(EdgekwsError, match=r"lr must be > 0 and finite, got 1e\+39; momentum must be in \[0, 1\), "
+                                           r"got 0.99999999"):
+        HeadConfig(3, 6, lr=1e39, momentum=0.99999999).check()   # inf and 1.0 in the trainers' float32
     with pytest.raises(BundleError, match="already holds"):
         retrain(base, data, new.path, words=WORDS, log=quiet)
     assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "y"), "--shots", "0"]) == 2
@@ -402,6 +405,14 @@ def test_a_diverged_head_is_not_quantized(where):
     {"weight": w, "bias": b, "logits": z}[where].flat[1] = np.nan
     with pytest.raises(EdgekwsError, match=r"head: the trained head is not finite \(training diverged"):
         quantize_head(w, b, 0.1, -128, z)
+
+
+def test_a_head_whose_logits_overflow_float32_is_not_quantized():
+    from edgekws.retrain.headmath import quantize_head
+
+    z = np.array([[3e38, -3e38]], np.float32)   # finite logits whose range (hi - lo) is not
+    with pytest.raises(EdgekwsError, match=r"head: the trained head is not finite \(its logits overflow float32"):
+        quantize_head(np.ones((2, 4), np.float32), np.zeros(2, np.float32), 0.1, -128, z)
 
 
 def test_an_interrupted_write_leaves_no_bundle_that_loads(setup, tmp_path, monkeypatch):

@@ -204,6 +204,18 @@ def test_stream_settings_roundtrip_and_errors(bundle, tmp_path):
     assert (default.hop_every, default.smooth, default.refractory) == (2, 8, 25)
 
 
+def test_settings_assigned_after_from_bundle_are_checked_where_they_are_used(bundle, audio):
+    from dataclasses import replace
+
+    setup = StreamSetup.from_bundle(bundle)
+    setup = replace(setup, config=StreamConfig(thresholds={"w0": 0.8}))   # 0.8 once became 0: fired on silence
+    for use in (lambda: detect_audio(setup, np.zeros(32000, np.int16)), lambda: StreamingDetector(setup)):
+        with pytest.raises(EdgekwsError, match=r"thresholds \{'w0': 0.8\} are not Q15 posteriors"):
+            use()
+    with pytest.raises(EdgekwsError, match=r"flush: seconds must be a number in \[0, 60\], got -1"):
+        StreamingDetector(StreamSetup.from_bundle(bundle)).flush(-1)
+
+
 def test_stream_setup_takes_a_bundle_or_its_path(bundle, audio):
     by_path = StreamSetup.from_bundle(str(bundle.path))
     assert keys(detect_audio(by_path, audio)) == keys(detect_audio(StreamSetup.from_bundle(bundle), audio))

@@ -661,3 +661,28 @@ def test_cli_vocab_reaches_train_as_an_absolute_path(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     assert main(["train", str(tmp_path), "--out", str(tmp_path) + "-m", "--vocab", "v"]) == 0
     assert seen["vocabulary"] == str(tmp_path / "v")
+
+
+def test_stopped_while_writing_its_bundle_resume_finishes_it(reference, tiny, tmp_path, monkeypatch):
+    """Ctrl-C after Bundle.create but before history.json: the half-written bundle is refused and
+    both messages point to --resume (not --force, which would throw the training away); --resume
+    writes the same bundle as the uninterrupted run."""
+    out = tmp_path / "model"
+    real = Bundle.write_json
+
+    def stop(self, name, obj):
+        if name == "history.json":
+            raise KeyboardInterrupt
+        real(self, name, obj)
+
+    monkeypatch.setattr(Bundle, "write_json", stop)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny, out, **TINY)
+    monkeypatch.setattr(Bundle, "write_json", real)
+    assert (out / CHECKPOINT).exists() and (out / "manifest.json").exists()
+    with pytest.raises(BundleError, match=r"an incomplete model bundle: training was interrupted while writing "
+                                          r"it; finish it with: edgekws train … --resume"):
+        Bundle.load(out)
+    with pytest.raises(BundleError, match="holds an unfinished training checkpoint; continue it with --resume"):
+        train(tiny, out, **TINY)
+    _same_weights(_weights(train(tiny, out, resume=True, **TINY)), _weights(reference))

@@ -19,7 +19,7 @@ from edgekws.errors import BundleError, EdgekwsError
 from edgekws.fileio import not_a_folder
 from edgekws.quant.fixedpoint import quantize_multiplier, requantize, rounding_shift
 from edgekws.quant.graph import FloatOp, float_forward, fold_model
-from edgekws.quant.qmodel import QLayer, QuantModel, int8_forward, quantize_ops
+from edgekws.quant.qmodel import QLayer, QuantModel, check_example_shape, int8_forward, quantize_ops
 
 __all__ = ["quantize_model", "quantize_bundle", "load_quantized", "load_float_model", "int8_forward",
            "float_forward", "fold_model", "QuantModel", "QLayer", "FloatOp", "quantize_multiplier",
@@ -170,6 +170,7 @@ class CNetwork(Int8Network):
         return False  # needs a C compiler: used only when asked for
 
     def logits_int8(self, features: np.ndarray) -> np.ndarray:
+        check_example_shape(features, self.qm.input_shape, "C model")
         return self.cmodel.logits_int8(features)
 
 

@@ -296,6 +296,14 @@ def same_example_shape(got, want) -> bool:
     return strip(got) == strip(want)
 
 
+def check_example_shape(features, input_shape, what: str) -> None:
+    """Refuse features whose per-example shape is not the model input (same_example_shape)."""
+    shape = np.shape(features)
+    if len(shape) < 2 or not same_example_shape(shape[1:], input_shape):
+        raise EdgekwsError(f"{what}: features of shape {tuple(shape[1:])} per example, model expects "
+                           f"{tuple(input_shape)} (frames x bands)")
+
+
 def int8_forward(qm: QuantModel, features: np.ndarray, collect: bool = False, batch: int = 256):
     """features (N, T, F) or (N, *input_shape) int8 -> logits (N, K) int8 (and every layer's output
     when collect=True). No floating point anywhere."""
@@ -303,9 +311,7 @@ def int8_forward(qm: QuantModel, features: np.ndarray, collect: bool = False, ba
     if x.dtype != np.int8:
         raise EdgekwsError(f"int8 forward: features must be int8, got {x.dtype}")
     n = x.shape[0]
-    if not same_example_shape(x.shape[1:], qm.input_shape):
-        raise EdgekwsError(f"int8 forward: features of shape {x.shape[1:]} per example, model expects "
-                           f"{tuple(qm.input_shape)} (frames x bands)")
+    check_example_shape(x, qm.input_shape, "int8 forward")
     x = x.reshape(n, *qm.input_shape)
     if n == 0:  # no windows: empty logits (and empty layer outputs) of the right shapes
         empty = [np.zeros((0, *q.out_shape), np.int8) for q in qm.layers]

@@ -101,6 +101,9 @@ class Backbone:
             from edgekws.export.cruntime import CModel
 
             self._cmodel = CModel(model_blob(self.quant_model()))
+        from edgekws.quant.qmodel import check_example_shape
+
+        check_example_shape(features, self.qm.input_shape, "C backbone")
         return self._cmodel.logits_int8(features).reshape(len(features), -1)
 
 

@@ -124,11 +124,14 @@ class HeadConfig:
             raise EdgekwsError(f"head: embedding size {self.embed_size}; must be in [1, {MAX_EMBED}]")
         if not 0 <= self.max_examples <= MAX_EXAMPLES:
             raise EdgekwsError(f"head: max_examples must be in [0, {MAX_EXAMPLES}]")
-        fin = lambda v: bool(np.isfinite(v))  # noqa: E731 (as the C trainer: +inf is refused too)
-        rules = {"batch": (self.batch >= 1, ">= 1"), "lr": (self.lr > 0 and fin(self.lr), "> 0 and finite"),
-                 "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
-                 "weight_decay": (self.weight_decay >= 0 and fin(self.weight_decay), ">= 0 and finite"),
-                 "imprint_scale": (self.imprint_scale > 0 and fin(self.imprint_scale), "> 0 and finite")}
+        # judged as float32, the trainers' type (as the C trainer: 1e39 is +inf there, 1e-50 is 0)
+        with np.errstate(over="ignore"):   # 1e39 becomes inf, which the rules refuse
+            f32 = {k: np.float32(getattr(self, k)) for k in ("lr", "momentum", "weight_decay", "imprint_scale")}
+        fin = lambda v: bool(np.isfinite(v))  # noqa: E731
+        rules = {"batch": (self.batch >= 1, ">= 1"), "lr": (f32["lr"] > 0 and fin(f32["lr"]), "> 0 and finite"),
+                 "momentum": (0 <= f32["momentum"] < 1, "in [0, 1)"),
+                 "weight_decay": (f32["weight_decay"] >= 0 and fin(f32["weight_decay"]), ">= 0 and finite"),
+                 "imprint_scale": (f32["imprint_scale"] > 0 and fin(f32["imprint_scale"]), "> 0 and finite")}
         bad = [f"{k} must be {want}, got {getattr(self, k)!r}" for k, (ok, want) in rules.items() if not ok]
         if bad:
             raise EdgekwsError(f"head: invalid hyper-parameters: {'; '.join(bad)}")
@@ -445,9 +448,12 @@ def quantize_head(weight: np.ndarray, bias: np.ndarray, emb_scale: float, emb_zp
         raise EdgekwsError("head: the trained head is not finite (training diverged: lower the learning rate)")
     lo = F(min(0.0, float(calib_logits.min()) if calib_logits.size else 0.0))
     hi = F(max(0.0, float(calib_logits.max()) if calib_logits.size else 0.0))
-    if F(hi - lo) < F(1e-6):
-        hi = F(lo + F(1e-6))
-    out_scale = F(F(hi - lo) / F(255.0))
+    with np.errstate(over="ignore"):   # an overflowing range is refused just below
+        if F(hi - lo) < F(1e-6):
+            hi = F(lo + F(1e-6))
+        out_scale = F(F(hi - lo) / F(255.0))
+    if not np.isfinite(out_scale):   # as ekws_head_quantize: the logits' range overflows float32
+        raise EdgekwsError("head: the trained head is not finite (its logits overflow float32: training diverged)")
     out_zp = int(np.clip(round_half_away(F(F(-128.0) - F(lo / out_scale))), -128, 127))
     amax = np.abs(w).max(axis=1)
     sw = np.where(amax > 0, amax / F(127.0), F(1)).astype(F)

@@ -167,6 +167,7 @@ def detect_audio(setup: StreamSetup, audio: np.ndarray, engine: str = "numpy",
     listen --file`): the recording ends as if the speaker then fell silent, so that the smoothed
     score of a command said at its very end can still rise. 0 = exactly the samples given, which is
     what a device that was pushed this audio has detected (the golden vectors use 0)."""
+    setup.check()   # settings assigned after from_bundle are checked too
     audio = as_int16(audio)
     if isinstance(end_silence, bool) or not isinstance(end_silence, (int, float)) or not 0 <= end_silence <= 60:
         raise EdgekwsError(f"end_silence: must be a number of seconds in [0, 60], got {end_silence!r}")
@@ -192,6 +193,7 @@ class StreamingDetector:
     """Push int16 blocks of any size as they arrive; get the detections they complete."""
 
     def __init__(self, setup: StreamSetup, engine: str = "numpy"):
+        setup.check()
         self.setup = setup
         if engine == "c":
             from edgekws.stream.cpipeline import CPipeline
@@ -240,4 +242,6 @@ class StreamingDetector:
         """The stream has ended: push `seconds` of digital silence (what detect_audio hears after a
         recording) and return what it completes, e.g. a command said at the very end of a file.
         The detector then carries on as after any silence."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= 60:
+            raise EdgekwsError(f"flush: seconds must be a number in [0, 60], got {seconds!r}")
         return self.push(np.zeros(int(round(seconds * self.setup.feature_config.sample_rate)), np.int16))

@@ -106,6 +106,16 @@ static float head_sqrtf(float x) {
     return y;
 }
 
+/* A head row's int8 weight scale: its largest magnitude / 127 (1 for an all-zero row). */
+static float row_scale(const float *w, uint32_t e) {
+    float amax = 0.0f;
+    for (uint32_t k = 0; k < e; k++) {
+        const float a = w[k] < 0.0f ? -w[k] : w[k];
+        amax = a > amax ? a : amax;
+    }
+    return amax > 0.0f ? amax / 127.0f : 1.0f;
+}
+
 /* Round half away from zero. A NaN, an infinity or |v| >= 2^31 (already an integer) is returned
  * as it is, so no value is converted to int32 out of its range. */
 static float round_half_away(float v) {
@@ -653,6 +663,14 @@ ekws_status_t ekws_head_quantize(ekws_head_trainer_t *tr, void *out, size_t cap,
     }
     const int32_t out_zp = (int32_t)clampf(round_half_away(-128.0f - lo / out_scale), -128.0f, 127.0f);
 
+    /* every class's requantization multiplier first: a refusal leaves out untouched */
+    for (uint32_t c = 0; c < c_n; c++) {
+        int32_t mult = 0, shift = 0;
+        if (ekws_head_quantize_multiplier(tr->emb_scale * row_scale(fw + (size_t)c * e, e) / out_scale, &mult,
+                                          &shift) != EKWS_OK) {
+            return EKWS_ERR_ARG;
+        }
+    }
     uint8_t *b = (uint8_t *)out;
     memset(b, 0, total);
     const size_t w_off = EKWS_HEAD_HEADER_SIZE, bias_off = w_off + align4((size_t)c_n * e);
@@ -660,12 +678,7 @@ ekws_status_t ekws_head_quantize(ekws_head_trainer_t *tr, void *out, size_t cap,
     const size_t fb_off = fw_off + 4u * (size_t)c_n * e;
     for (uint32_t c = 0; c < c_n; c++) {
         const float *w = fw + (size_t)c * e;
-        float amax = 0.0f;
-        for (uint32_t k = 0; k < e; k++) {
-            const float a = w[k] < 0.0f ? -w[k] : w[k];
-            amax = a > amax ? a : amax;
-        }
-        const float sw = amax > 0.0f ? amax / 127.0f : 1.0f;
+        const float sw = row_scale(w, e);
         for (uint32_t k = 0; k < e; k++) {
             const float r = w[k] / sw; /* NaN only as 0 / 0, when amax / 127 underflows to 0 */
             const float q = clampf(round_half_away(clampf(r == r ? r : 0.0f, -200.0f, 200.0f)), -127.0f, 127.0f);

@@ -305,6 +305,25 @@ static void test_diverged_training(void) {
 }
 
 /* Non-finite heads given directly, and finite ones whose logits overflow float32: refused. */
+/* A requantization multiplier out of range (the embedding's scale 1, zero examples, weights 1000:
+ * s_in_w / s_out >= 2^30): refused before the blob is touched, as the header promises. */
+static void test_quantize_multiplier_refused_before_writing(void) {
+    static uint32_t ws[4096];
+    const ekws_head_config_t cfg = {2, 4, 4, 1, 1, 0.05f, 0.9f, 0.0f, 8.0f};
+    ekws_head_trainer_t tr;
+    CHECK(ekws_head_trainer_init(&tr, &cfg, ws, sizeof ws, 1.0f, 0) == EKWS_OK, "init");
+    const int8_t z[4] = {0, 0, 0, 0};
+    CHECK(ekws_head_add_example(&tr, z, 4, 0) == EKWS_OK && ekws_head_add_example(&tr, z, 4, 1) == EKWS_OK,
+          "examples");
+    const float w[8] = {1000, 0, 0, 0, 0, 1000, 0, 0}, b[2] = {0, 0};
+    CHECK(ekws_head_set_weights(&tr, w, b) == EKWS_OK, "set_weights");
+    memset(blob, 0xA5, sizeof blob);
+    size_t size = 0;
+    CHECK(ekws_head_quantize(&tr, blob, sizeof blob, 0, &size) == EKWS_ERR_ARG, "multiplier >= 2^30 accepted");
+    CHECK(((const uint8_t *)blob)[0] == 0xA5u && ((const uint8_t *)blob)[40] == 0xA5u,
+          "a refused quantize wrote the blob");
+}
+
 static void test_quantize_nonfinite(void) {
     ekws_head_trainer_t tr;
     static float w[GH_C * GH_E], b[GH_C];
@@ -376,6 +395,7 @@ int main(void) {
     test_nonfinite_config();
     test_diverged_training();
     test_quantize_nonfinite();
+    test_quantize_multiplier_refused_before_writing();
     test_set_weights_after_standardize();
     test_training();
     test_standardize();
