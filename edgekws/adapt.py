@@ -37,7 +37,7 @@ def clip_paths(folder) -> list[Path]:
 def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwrite: bool = False, log=print):
     """Write bundle `out`: bundle `model` with its BatchNorm statistics re-estimated on the WAVs under
     folder `clips` (at most `limit`, a seeded choice) and re-quantized on them. Returns the new Bundle."""
-    from edgekws.bundle import Bundle
+    from edgekws.bundle import Bundle, as_bundle
     from edgekws.data import BACKGROUND_DIR
     from edgekws.evaluate import FloatNetwork
     from edgekws.featcache import cut_silence, float_to_int16, load_clips, room_noises
@@ -45,7 +45,7 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
     from edgekws.nn import adapt_batchnorm
     from edgekws.quant import quantize_bundle
 
-    base = model if isinstance(model, Bundle) else Bundle.load(model)
+    base = as_bundle(model)
     if Path(out).resolve() == base.path.resolve():
         raise EdgekwsError(f"--out {out}: must differ from the model folder")
     check_outside(out, clips, "CLIPS")

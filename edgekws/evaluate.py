@@ -66,13 +66,10 @@ class FloatNetwork:
         self.embedding_layer = arch.get("embedding")
 
     def _input(self, features: np.ndarray) -> np.ndarray:
-        from edgekws.quant.qmodel import same_example_shape
+        from edgekws.quant.qmodel import check_example_shape
         from edgekws.train import dequantize
 
-        features = np.asarray(features)
-        if features.ndim < 2 or not same_example_shape(features.shape[1:], self.model.input_shape):
-            raise EdgekwsError(f"features of shape {features.shape[1:]} per example, model expects "
-                               f"{tuple(self.model.input_shape)} (frames x bands)")
+        check_example_shape(features, self.model.input_shape, "float model")
         return dequantize(features, self.feature_config).reshape(-1, *self.model.input_shape)
 
     def logits_features(self, features: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -162,10 +159,9 @@ class KeywordModel:
 
 def load_model(bundle, engine: str = "float") -> KeywordModel:
     """A KeywordModel from a Bundle or a bundle folder path (verified on load)."""
-    from edgekws.bundle import Bundle
+    from edgekws.bundle import as_bundle
 
-    if not isinstance(bundle, Bundle):
-        bundle = Bundle.load(bundle)
+    bundle = as_bundle(bundle)
     return KeywordModel(bundle, engine)
 
 
@@ -205,12 +201,11 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
 
     Returns {"split", "dataset", "float": metrics, "int8": metrics (if that engine exists), ...}.
     """
-    from edgekws.bundle import Bundle
+    from edgekws.bundle import as_bundle
     from edgekws.data import load_dataset
     from edgekws.featcache import FeatureCache, default_cache_dir, split_arrays
 
-    if not isinstance(bundle, Bundle):
-        bundle = Bundle.load(bundle)
+    bundle = as_bundle(bundle)
     labels = bundle.labels
     ds = load_dataset(data, labels[2:])
     if tuple(ds.labels) != tuple(labels):

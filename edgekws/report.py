@@ -146,11 +146,10 @@ def render_html(manifest: dict, history: list[dict], metrics: dict | None, budge
 def make_report(bundle, data=None, split: str = "test", plots: bool = True, log=print) -> str:
     """Write the report into the bundle (report.html, and curves.png / confusion*.png with
     matplotlib); returns the HTML. `data` evaluates first when given."""
-    from edgekws.bundle import Bundle
+    from edgekws.bundle import as_bundle
     from edgekws.models import arch_budget
 
-    if not isinstance(bundle, Bundle):
-        bundle = Bundle.load(bundle)
+    bundle = as_bundle(bundle)
     if data is not None:
         from edgekws.evaluate import evaluate
 

@@ -1,6 +1,8 @@
 """Shared by the quantization/export tests: small seeded nn models with non-trivial BatchNorm
 statistics and random int8 features."""
 
+import contextlib
+
 import numpy as np
 
 from edgekws.bundle import Bundle
@@ -39,3 +41,21 @@ def make_bundle(path, arch="dscnn-s", n_classes=5, seed=0):
                       architecture=architecture_dict(arch, n_classes), training={"seed": seed})
     b.write_npz("weights.npz", model.state_dict())
     return b, model
+
+
+@contextlib.contextmanager
+def interrupted_when_writing(name):
+    """Inside: a Ctrl-C (KeyboardInterrupt) just as a bundle is about to write file `name` (every
+    Bundle.write_* goes through write_bytes)."""
+    real = Bundle.write_bytes
+
+    def write(self, n, data):
+        if n == name:
+            raise KeyboardInterrupt
+        real(self, n, data)
+
+    Bundle.write_bytes = write
+    try:
+        yield
+    finally:
+        Bundle.write_bytes = real

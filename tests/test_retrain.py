@@ -18,7 +18,7 @@ from edgekws.quant import Int8Network, load_quantized  # noqa: E402
 from edgekws.retrain import Backbone, HeadConfig, HeadTrainer, QHead, fit_head, pick_shots, retrain  # noqa: E402
 from edgekws.retrain import headmath as hm  # noqa: E402
 from edgekws.retrain.core import int8_logits  # noqa: E402
-from quant_helpers import make_bundle  # noqa: E402
+from quant_helpers import interrupted_when_writing, make_bundle  # noqa: E402
 from retrain_helpers import quantized_bundle, tone_dataset  # noqa: E402
 
 WORDS = ["alpha", "beta", "gamma"]
@@ -415,21 +415,12 @@ def test_a_head_whose_logits_overflow_float32_is_not_quantized():
         quantize_head(np.ones((2, 4), np.float32), np.zeros(2, np.float32), 0.1, -128, z)
 
 
-def test_an_interrupted_write_leaves_no_bundle_that_loads(setup, tmp_path, monkeypatch):
+def test_an_interrupted_write_leaves_no_bundle_that_loads(setup, tmp_path):
     """Ctrl-C after weights.npz but before int8.npz: the half-written bundle is refused by name (it
     once loaded without its int8 model), and the same call with overwrite=True writes it again."""
     _, base, data, _ = setup
-    real = Bundle.write_npz
-
-    def interrupted(self, name, arrays):
-        if name == "int8.npz":
-            raise KeyboardInterrupt
-        real(self, name, arrays)
-
-    monkeypatch.setattr(Bundle, "write_npz", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_when_writing("int8.npz"), pytest.raises(KeyboardInterrupt):
         retrain(base, data, tmp_path / "out", words=WORDS, epochs=2, log=quiet)
-    monkeypatch.setattr(Bundle, "write_npz", real)
     with pytest.raises(BundleError, match=r"out: an incomplete model bundle: writing it was interrupted; write it "
                                           r"again \(the same command with --force, or overwrite=True in Python\)"):
         Bundle.load(tmp_path / "out")

@@ -14,6 +14,7 @@ from edgekws.bundle import Bundle
 from edgekws.errors import BundleError
 from edgekws.featcache import FeatureCache, cut_silence, fit_length, split_arrays
 from edgekws.train import CHECKPOINT, dequantize, load_checkpoint, spec_augment, train
+from quant_helpers import interrupted_when_writing
 
 TONES = {"yes": 500.0, "no": 1500.0, "cat": 3200.0}  # word folder -> tone frequency (Hz)
 
@@ -663,22 +664,13 @@ def test_cli_vocab_reaches_train_as_an_absolute_path(monkeypatch, tmp_path):
     assert seen["vocabulary"] == str(tmp_path / "v")
 
 
-def test_stopped_while_writing_its_bundle_resume_finishes_it(reference, tiny, tmp_path, monkeypatch):
+def test_stopped_while_writing_its_bundle_resume_finishes_it(reference, tiny, tmp_path):
     """Ctrl-C after Bundle.create but before history.json: the half-written bundle is refused and
     both messages point to --resume (not --force, which would throw the training away); --resume
     writes the same bundle as the uninterrupted run."""
     out = tmp_path / "model"
-    real = Bundle.write_json
-
-    def stop(self, name, obj):
-        if name == "history.json":
-            raise KeyboardInterrupt
-        real(self, name, obj)
-
-    monkeypatch.setattr(Bundle, "write_json", stop)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_when_writing("history.json"), pytest.raises(KeyboardInterrupt):
         train(tiny, out, **TINY)
-    monkeypatch.setattr(Bundle, "write_json", real)
     assert (out / CHECKPOINT).exists() and (out / "manifest.json").exists()
     with pytest.raises(BundleError, match=r"an incomplete model bundle: training was interrupted while writing "
                                           r"it; finish it with: edgekws train … --resume"):

@@ -110,11 +110,10 @@ def calibration_features(bundle, data=None, seed: int = 0, limit: int = CALIB_MA
 def quantize_bundle(bundle, calib=None, *, seed: int = 0, percentile: float | None = None,
                     log=print) -> QuantModel:
     """Quantize a bundle in place: writes int8.npz and manifest["quantization"]. Returns the model."""
-    from edgekws.bundle import Bundle
+    from edgekws.bundle import as_bundle
     from edgekws.features import FeatureConfig
 
-    if not isinstance(bundle, Bundle):
-        bundle = Bundle.load(bundle)
+    bundle = as_bundle(bundle)
     fc = FeatureConfig.from_dict(bundle.manifest["feature_config"])
     model = load_float_model(bundle)
     feats = calib if isinstance(calib, np.ndarray) else calibration_features(bundle, calib, seed)

@@ -190,7 +190,7 @@ def qat_bundle(bundle, calib=None, *, epochs: int, lr: float = QAT_LR, batch: in
                percentile: float | None = None, log=print):
     """Quantization-aware fine-tuning of a bundle, then PTQ of the result (writes weights.npz,
     int8.npz and manifest["quantization"] with a "qat" entry). Returns the QuantModel."""
-    from edgekws.bundle import Bundle
+    from edgekws.bundle import as_bundle
     from edgekws.features import FeatureConfig
     from edgekws.quant import calibration_features, load_float_model, quantize_bundle, quantize_model
 
@@ -198,8 +198,7 @@ def qat_bundle(bundle, calib=None, *, epochs: int, lr: float = QAT_LR, batch: in
         raise EdgekwsError(f"--qat-epochs: must be a positive integer, got {epochs!r}")
     if not 0 < lr < 1:
         raise EdgekwsError(f"QAT learning rate must be in (0, 1), got {lr!r}")
-    if not isinstance(bundle, Bundle):
-        bundle = Bundle.load(bundle)
+    bundle = as_bundle(bundle)
     fc = FeatureConfig.from_dict(bundle.manifest["feature_config"])
     feats, labels, data = qat_data(bundle, calib if not isinstance(calib, np.ndarray) else None, seed)
     calib_feats = calib if isinstance(calib, np.ndarray) else calibration_features(bundle, calib, seed)

@@ -114,14 +114,19 @@ def check_engine(engine: str) -> None:
 
 # ---- choosing examples -----------------------------------------------------------------------
 
+def check_shots(shots) -> None:
+    """--shots K: a positive integer (None, every clip, is the caller's)."""
+    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1:
+        raise EdgekwsError(f"shots (--shots): must be a positive integer, got {shots!r}")
+
+
 def pick_shots(labels: np.ndarray, shots: int | None, seed: int = 0) -> np.ndarray:
     """Indices of at most `shots` examples per class (all when None), drawn with `seed`, in the
     original order. labels (N,) int."""
     labels = np.asarray(labels)
     if shots is None:
         return np.arange(len(labels))
-    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1:
-        raise EdgekwsError(f"shots (--shots): must be a positive integer, got {shots!r}")
+    check_shots(shots)
     rng = np.random.default_rng([seed, 31])
     keep = []
     for c in np.unique(labels):
@@ -405,7 +410,7 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     of DATA's other words (one command's count otherwise).
     Returns the new Bundle.
     """
-    from edgekws.bundle import Bundle
+    from edgekws.bundle import as_bundle
     from edgekws.quant import load_quantized
 
     check_engine(engine)
@@ -413,10 +418,10 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise EdgekwsError(f"seed (--seed): must be an integer >= 0, got {seed!r}")
     if shots is not None:
-        pick_shots(np.zeros(0), shots)   # checks the value before any work
+        check_shots(shots)   # before any work
     log = log or (lambda *a, **k: None)
     check_outside(out, data)
-    base = model if isinstance(model, Bundle) else Bundle.load(model)
+    base = as_bundle(model)
     if Path(out).resolve() == Path(base.path).resolve():
         raise EdgekwsError(f"out (--out) {out}: must differ from the base model folder")
     check_outside(out, base.path, "MODEL")

@@ -118,9 +118,8 @@ def _listen_mic(setup, args) -> int:
         for d in live.push(to_int16(np.asarray(x))):
             _print_detection(d, args.json)
     # --seconds is over: the stream ends as a file does (a word said at the very end still counts)
-    for d in live.push(to_int16(rs.flush())) if rs is not None else []:
-        _print_detection(d, args.json)
-    for d in live.flush():
+    rest = live.push(to_int16(rs.flush())) if rs is not None else []
+    for d in rest + live.flush():
         _print_detection(d, args.json)
     return 0
 

@@ -159,6 +159,14 @@ def step_scores(setup: StreamSetup, logits: np.ndarray, smooth: int | None = Non
 END_SILENCE = 1.0  # seconds of silence a whole recording is heard to end with (detect_audio)
 
 
+def silence(setup: StreamSetup, seconds: float, what: str) -> np.ndarray:
+    """`seconds` (a number in [0, 60]) of digital silence at the setup's rate; `what` is the error
+    for any other value."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= 60:
+        raise EdgekwsError(f"{what}, got {seconds!r}")
+    return np.zeros(int(round(seconds * setup.feature_config.sample_rate)), np.int16)
+
+
 def detect_audio(setup: StreamSetup, audio: np.ndarray, engine: str = "numpy",
                  end_silence: float = END_SILENCE) -> list[Detection]:
     """Detections in a whole recording (n,) int16 with the numpy, onnx or c engine.
@@ -169,11 +177,9 @@ def detect_audio(setup: StreamSetup, audio: np.ndarray, engine: str = "numpy",
     what a device that was pushed this audio has detected (the golden vectors use 0)."""
     setup.check()   # settings assigned after from_bundle are checked too
     audio = as_int16(audio)
-    if isinstance(end_silence, bool) or not isinstance(end_silence, (int, float)) or not 0 <= end_silence <= 60:
-        raise EdgekwsError(f"end_silence: must be a number of seconds in [0, 60], got {end_silence!r}")
-    tail = int(round(end_silence * setup.feature_config.sample_rate))
-    if tail:
-        audio = np.concatenate([audio, np.zeros(tail, np.int16)])
+    tail = silence(setup, end_silence, "end_silence: must be a number of seconds in [0, 60]")
+    if len(tail):
+        audio = np.concatenate([audio, tail])
     if engine == "c":
         from edgekws.stream.cpipeline import CPipeline
 
@@ -242,6 +248,4 @@ class StreamingDetector:
         """The stream has ended: push `seconds` of digital silence (what detect_audio hears after a
         recording) and return what it completes, e.g. a command said at the very end of a file.
         The detector then carries on as after any silence."""
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= 60:
-            raise EdgekwsError(f"flush: seconds must be a number in [0, 60], got {seconds!r}")
-        return self.push(np.zeros(int(round(seconds * self.setup.feature_config.sample_rate)), np.int16))
+        return self.push(silence(self.setup, seconds, "flush: seconds must be a number in [0, 60]"))
