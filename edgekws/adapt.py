@@ -83,8 +83,9 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
     sub = np.random.default_rng([seed, 0xCA1]).permutation(len(feats))[:CALIB_MAX]   # calibration
     quantize_bundle(new, feats[np.sort(sub)], seed=seed, log=lambda *a: None)
     new.finish()
-    log(f"{new.path}: BatchNorm statistics of {len(paths)} clip(s) of {clips}, re-quantized on them "
-        f"(stream thresholds copied from {base.path}: re-tune with edgekws eval-stream --tune)")
+    copied = (f" (stream thresholds copied from {base.path}: re-tune with edgekws eval-stream --tune)"
+              if base.manifest.get("stream") else "")
+    log(f"{new.path}: BatchNorm statistics of {len(paths)} clip(s) of {clips}, re-quantized on them{copied}")
     return new
 
 

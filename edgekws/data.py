@@ -155,12 +155,12 @@ def load_dataset(root: str | Path, words: list[str] | tuple[str, ...] | None = N
         raise DatasetError(f"{root}: {problem}")
     words = tuple(DEFAULT_WORDS if words is None else words)
     if not words:
-        raise DatasetError("--words: at least one command word is needed")
+        raise DatasetError("words (--words): at least one command word is needed")
     bad = [w for w in words if not w or w.startswith("_") or "/" in w]
     if bad:
-        raise DatasetError(f"--words: invalid command word(s) {bad}")
+        raise DatasetError(f"words (--words): invalid command word(s) {bad}")
     if len(set(words)) != len(words):
-        raise DatasetError(f"--words: repeated command word in {list(words)}")
+        raise DatasetError(f"words (--words): repeated command word in {list(words)}")
     folders = word_folders(root)
     missing = [w for w in words if not (root / w).is_dir()]
     if missing:

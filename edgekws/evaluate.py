@@ -220,7 +220,7 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
     arrays = split_arrays(ds, split, cache, seed=seed)
     if not len(arrays.labels):
         raise EdgekwsError(f"{data}: no clips in split {split!r} (recordings of one speaker all fall in one "
-                           "split: use --split all)")
+                           "split: use --split all, split='all' in Python)")
     out = {"split": split, "dataset": str(data)}
     for name, km in models.items():
         pred = km.engine.logits_features(arrays.features).argmax(1)

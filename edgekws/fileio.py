@@ -76,6 +76,18 @@ def not_a_folder(path, what: str) -> str | None:
     return f"is a file, not a {what}" if path.exists() else f"no such {what}"
 
 
+def cannot_make_folder(path) -> str | None:
+    """None when `path` is a folder this process can write in, or can be created as one; else why not,
+    for an error message ("X is a file, not a folder", "X: permission denied"). Creates nothing."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                return f"{p} is a file, not a folder"
+            return None if os.access(p, os.W_OK | os.X_OK) else f"{p}: permission denied"
+    return None
+
+
 def _cannot_write(path: Path, exc: OSError) -> OutputError:
     return OutputError(f"{path}: cannot write ({_reason(exc)})")
 

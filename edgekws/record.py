@@ -15,16 +15,16 @@ from pathlib import Path
 
 from edgekws import cliargs
 from edgekws.errors import EdgekwsError
-from edgekws.data import DEFAULT_WORDS, parse_words
+from edgekws.data import BACKGROUND_DIR, DEFAULT_WORDS, parse_words
 from edgekws.recording.console import Console
 from edgekws.recording.devices import (DeviceError, SoundDeviceSource, choose_input, choose_output,
                                        format_devices, list_devices, load_sounddevice, make_player)
-from edgekws.recording.layout import PROMPTS, speaker_id
+from edgekws.recording.layout import PROMPTS, check_words, speaker_id
 from edgekws.recording.session import record_background, run_session
 
 
 def run_record(args) -> int:
-    from edgekws.fileio import not_a_folder
+    from edgekws.fileio import cannot_make_folder, not_a_folder
 
     # the arguments first: a mistake in them is told before anything about the audio device
     if args.background and (args.words is not None or args.takes is not None):
@@ -34,9 +34,13 @@ def run_record(args) -> int:
         raise EdgekwsError("--seconds is for --background; words are recorded in takes (--takes)")
     args.takes = 5 if args.takes is None else args.takes
     args.seconds = 60.0 if args.seconds is None else args.seconds
-    words = None if args.background else (parse_words(args.words) or list(DEFAULT_WORDS))
+    words = None if args.background else check_words(parse_words(args.words) or list(DEFAULT_WORDS))
     if Path(args.out).exists() and (problem := not_a_folder(args.out, "folder")):
         raise EdgekwsError(f"--out {args.out}: {problem}")
+    # every folder a take or a noise file will go to, before the first take is spoken
+    for folder in [BACKGROUND_DIR] if args.background else words:
+        if problem := cannot_make_folder(Path(args.out) / folder):
+            raise EdgekwsError(f"--out {args.out}: cannot record into it ({problem})")
     speaker = speaker_id(args.speaker)
     sd = load_sounddevice()
     device, rate = choose_input(sd, args.device, args.rate)

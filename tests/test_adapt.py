@@ -61,6 +61,20 @@ def test_only_the_batchnorm_statistics_change_and_int8_follows(base_and_voice, t
     assert part.read_bytes("weights.npz") != new.read_bytes("weights.npz")
 
 
+def test_stream_thresholds_are_copied_and_said_only_when_the_base_has_them(base_and_voice, tmp_path):
+    _, base, voice = base_and_voice
+    lines = []
+    new = adapt(base, voice, tmp_path / "a", log=lines.append)
+    assert "stream" not in new.manifest and "stream thresholds" not in lines[-1]
+    tuned, _ = make_bundle(tmp_path / "tuned")
+    stream = {"hop_every": 2, "smooth": 2, "refractory": 5, "thresholds": {}}
+    tuned.update(stream=stream)
+    lines.clear()
+    new = adapt(tuned, voice, tmp_path / "b", log=lines.append)
+    assert new.manifest["stream"] == stream
+    assert lines[-1].endswith(f"(stream thresholds copied from {tuned.path}: re-tune with edgekws eval-stream --tune)")
+
+
 def test_refusals_name_the_problem(base_and_voice, tmp_path, capsys):
     root, base, voice = base_and_voice
     few = tmp_path / "few"

@@ -89,10 +89,12 @@ def test_bad_datasets_give_clear_errors(tmp_path):
     _tree(tmp_path)
     with pytest.raises(DatasetError, match=r"no folder for command word\(s\) \['left'\]"):
         load_dataset(tmp_path, ["yes", "left"])
-    with pytest.raises(DatasetError, match="repeated"):
+    with pytest.raises(DatasetError, match=r"^words \(--words\): repeated command word in \['yes', 'yes'\]$"):
         load_dataset(tmp_path, ["yes", "yes"])
-    with pytest.raises(DatasetError, match="invalid"):
+    with pytest.raises(DatasetError, match=r"^words \(--words\): invalid command word\(s\) \['_silence_'\]$"):
         load_dataset(tmp_path, ["_silence_"])
+    with pytest.raises(DatasetError, match=r"^words \(--words\): at least one command word is needed$"):
+        load_dataset(tmp_path, [])
     (tmp_path / "down").mkdir()
     with pytest.raises(DatasetError, match="hold no .wav"):
         load_dataset(tmp_path, ["down"])

@@ -3,6 +3,7 @@ signals and silence, scripted key presses, and a fake sounddevice module for dev
 
 import importlib
 import io
+import re
 import threading
 import wave
 
@@ -118,6 +119,15 @@ def test_speaker_id_is_stable_and_safe_for_the_hash_split():
     assert sid == "bob-nohash-1" and "_" not in sid
     ja = speaker_id("たろう")
     assert ja.startswith("spk-") and ja == speaker_id("たろう") and ja != speaker_id("はなこ")
+    # names that lose characters on the way to ASCII, or are cut, keep a hash of the whole name:
+    # two people never share an id (the second one's session would find the first one's takes)
+    for a, b in [("たろう2", "はなこ2"), ("山田A", "田中A"),
+                 ("Maria Fernanda Gonzalez Rodriguez", "Maria Fernanda Gonzalez Rodrigues")]:
+        ia, ib = speaker_id(a), speaker_id(b)
+        assert ia != ib and ia == speaker_id(a) and len(ia) <= 32 and re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", ia)
+    assert speaker_id("たろう2").startswith("2-") and speaker_id("Maria Fernanda Gonzalez Rodriguez").startswith(
+        "maria-fernanda-gonzalez-")
+    assert speaker_id("x" * 32) == "x" * 32
     with pytest.raises(EdgekwsError, match="--speaker"):
         speaker_id("   ")
     # all of one speaker's files land in one split, and the data loader reads the id back
@@ -289,6 +299,31 @@ def test_device_loss_or_ctrl_c_mid_take_loses_nothing(tmp_path, exc, expected):
     assert temp_files(out) == [] and source.open_streams == 0
     log = text.getvalue()
     assert "Stopped early" in log and "1 new take(s) saved" in log
+
+
+def test_a_take_that_cannot_be_written_stops_with_the_summary(tmp_path, monkeypatch):
+    from edgekws.fileio import OutputError
+    from edgekws.recording import session
+
+    out = tmp_path / "DATA"
+    writes = []
+
+    def write_wav(path, *a, **k):   # the disk fills up at the second take
+        writes.append(path)
+        if len(writes) == 2:
+            raise OutputError(f"{path}: cannot write (No space left on device)")
+        return real(path, *a, **k)
+
+    real = session.write_wav
+    monkeypatch.setattr(session, "write_wav", write_wav)
+    source = ScriptedSource([word(48000, seed=1), word(48000, seed=2)], samplerate=48000)
+    text = io.StringIO()
+    with pytest.raises(EdgekwsError, match="No space left"):
+        run_session(out, ["yes", "no"], source=source, speaker="alice", takes=1,
+                    console=console(Keys(["", "", "", ""]), text))
+    assert read_wav(out / "yes/alice_nohash_0.wav").shape == (16000,)
+    log = text.getvalue()
+    assert "Stopped early (error); every kept take is on disk." in log and "1 new take(s) saved" in log
 
 
 def test_ctrl_c_or_eof_at_a_prompt(tmp_path):
@@ -498,13 +533,24 @@ def test_cli_checks_its_arguments_before_the_audio_device(tmp_path, monkeypatch,
 
     monkeypatch.setattr("edgekws.record.load_sounddevice", no_device)
     (tmp_path / "afile").write_text("x")
+    (tmp_path / "words").mkdir()
+    (tmp_path / "words" / "no").write_text("x")
+    af, wd = tmp_path / "afile", tmp_path / "words"
     for argv, message in ((["--words", "yes,,no"], "--words"), (["--words", "yes,yes"], "--words"),
-                          (["--out", str(tmp_path / "afile")], f"--out {tmp_path / 'afile'}: is a file, not a folder")):
+                          (["--words", "yes,_silence_"], "--words: ['_silence_'] cannot be word folder names"),
+                          (["--words", "a/b"], "--words: ['a/b'] cannot be word folder names"),
+                          (["--out", str(af)], f"--out {af}: is a file, not a folder"),
+                          (["--out", str(af / "data")], f"--out {af / 'data'}: cannot record into it ({af} is a "
+                                                         "file, not a folder)"),
+                          (["--out", str(wd), "--words", "yes,no"], f"--out {wd}: cannot record into it "
+                                                                    f"({wd / 'no'} is a file, not a folder)"),
+                          (["--out", str(af / "n"), "--background"], f"--out {af / 'n'}: cannot record into it")):
         argv = ["record", "--out", str(tmp_path / "d"), *argv]
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "words"]
+    assert [p.name for p in wd.iterdir()] == ["no"]
 
 
 @pytest.mark.parametrize("error, hint", [(OSError("PortAudio library not found"), "libportaudio2"),

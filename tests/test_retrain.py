@@ -104,6 +104,25 @@ def test_gradient_matches_finite_differences():
     np.testing.assert_allclose(tr.grad_w, num, rtol=1e-3, atol=1e-4)
 
 
+def test_set_weights_after_standardize_is_a_state_error_as_in_c():
+    """ekws_head_set_weights after standardize/imprint is EKWS_ERR_STATE: rows in the embedding's space
+    would be read in the standardized one. numpy refuses the same; the triplet step sets its rows
+    (already in the standardized space) through set_standardized_rows."""
+    q, y = clustered(c=3)
+    w0, b0 = np.full((3, 24), 0.1, np.float32), np.zeros(3, np.float32)
+    for step in ("imprint", "standardize"):
+        tr = HeadTrainer(HeadConfig(3, 24, max_examples=len(y)), 0.05, 0)
+        tr.add(q, y)
+        with pytest.raises(EdgekwsError, match="set_standardized_rows needs standardize/imprint first"):
+            tr.set_standardized_rows(w0, b0)
+        tr.set_weights(w0, b0)
+        getattr(tr, step)()
+        with pytest.raises(EdgekwsError, match=r"^head: set_weights must come before standardize/imprint"):
+            tr.set_weights(w0, b0)
+        tr.set_standardized_rows(w0 * 2, b0 + 1)
+        np.testing.assert_array_equal(tr.weight, w0 * 2)
+
+
 def test_classes_without_examples_keep_their_initial_rows():
     q, y = clustered(c=3)
     init = (np.full((4, 24), 0.25, np.float32), np.array([1, 2, 3, -7], np.float32))

@@ -33,17 +33,22 @@ _BAD_WORD_CHARS = re.compile(r"[/\\\x00-\x1f]")
 def speaker_id(name: str | None) -> str:
     """A stable, file-name-safe speaker id: lower-case ASCII letters, digits and '-'.
 
-    None → the login name. A name with no ASCII letters or digits (e.g. 'たろう') becomes
-    'spk-' + 8 hex digits of its SHA-1, so the same name always gives the same id.
+    None → the login name. 'Alice Smith' → 'alice-smith', 'José' → 'jose'. A name that loses
+    characters on the way (non-Latin letters, or more than 32 characters) gets 8 hex digits of the
+    SHA-1 of the whole name, so two such names never share an id ('たろう2' → '2-…', 'はなこ2' →
+    '2-…', different), and one with no ASCII letter or digit at all (e.g. 'たろう') becomes 'spk-…'.
+    The same name always gives the same id.
     """
-    raw = name if name is not None else _login_name()
-    text = unicodedata.normalize("NFKD", raw.strip()).encode("ascii", "ignore").decode().lower()
-    slug = re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:32].strip("-")
-    if slug:
-        return slug
-    if not raw.strip():
+    raw = (name if name is not None else _login_name()).strip()
+    if not raw:
         raise EdgekwsError("--speaker: empty name; give a name such as --speaker alice")
-    return "spk-" + hashlib.sha1(raw.strip().encode("utf-8")).hexdigest()[:8]
+    text = unicodedata.normalize("NFKD", raw)
+    slug = re.sub(r"[^a-z0-9]+", "-", text.encode("ascii", "ignore").decode().lower()).strip("-")
+    lost = any(ord(ch) > 127 and not unicodedata.combining(ch) for ch in text)   # accents are kept as letters
+    if slug and not lost and len(slug) <= 32:
+        return slug
+    digest = hashlib.sha1(raw.encode("utf-8")).hexdigest()[:8]
+    return f"{slug[:23].strip('-')}-{digest}" if slug else f"spk-{digest}"
 
 
 def _login_name() -> str:

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from edgekws.audio import SAMPLE_RATE, resample, write_wav
-from edgekws.errors import AudioError
+from edgekws.errors import AudioError, EdgekwsError
 from edgekws.recording.console import Console
 from edgekws.recording.devices import AudioSource, DeviceError
 from edgekws.recording.layout import (background_path, check_words, next_free, prompt_for,
@@ -49,7 +49,7 @@ class SessionSummary:
     out: Path
     speaker: str
     words: list[WordTally]
-    stopped: str | None = None  # None: finished; else "quit", "interrupted" or "device failed"
+    stopped: str | None = None  # None: finished; else "quit", "interrupted", "device failed" or "error"
 
     @property
     def saved(self) -> list[Path]:
@@ -206,6 +206,10 @@ def run_session(out: str | Path, words: list[str], *, source: AudioSource, speak
         raise
     except DeviceError:
         summary.stopped = "device failed"
+        console.say("\n" + summary.format())
+        raise
+    except EdgekwsError:  # e.g. a take that cannot be written: say what is on disk, then the error
+        summary.stopped = "error"
         console.say("\n" + summary.format())
         raise
     console.say("\n" + summary.format())

@@ -281,7 +281,7 @@ def fit_head(emb: np.ndarray, labels: np.ndarray, n_classes: int, emb_scale: flo
         from edgekws.retrain.triplet import triplet_head
 
         w, b = triplet_head(tr.x(), labels, n_classes, cfg, tr.weight, tr.bias, seed=seed)
-        tr.set_weights(w, b)
+        tr.set_standardized_rows(w, b)
     losses = []
     for ep in range(epochs):
         losses.append(tr.train_epoch())

@@ -278,6 +278,19 @@ class HeadTrainer:
         self.labels = np.concatenate([self.labels, y])
 
     def set_weights(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        """Initial rows in the embedding's space, before standardize/imprint (ekws_head_set_weights)."""
+        if self.standardized:
+            raise EdgekwsError("head: set_weights must come before standardize/imprint (the rows given "
+                               "would be read in the wrong space)")
+        self._set_rows(weight, bias)
+
+    def set_standardized_rows(self, weight: np.ndarray, bias: np.ndarray) -> None:
+        """Rows already in the standardized space, after imprint (numpy only: the triplet step)."""
+        if not self.standardized:
+            raise EdgekwsError("head: set_standardized_rows needs standardize/imprint first")
+        self._set_rows(weight, bias)
+
+    def _set_rows(self, weight, bias) -> None:
         self.weight = np.array(weight, F).reshape(self.weight.shape)
         self.bias = np.array(bias, F).reshape(self.bias.shape)
         self.vel_w[...] = 0
