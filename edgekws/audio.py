@@ -1,8 +1,9 @@
 """Audio I/O: read any PCM/float WAV as 16 kHz mono, write 16 kHz mono int16 WAV atomically.
 
-Everything that can go wrong with a file (missing, empty, truncated, not a WAV, an unsupported
-encoding, absurd header fields, NaN/inf samples) raises `AudioError` naming the file and the
-problem. The parser is small and written here on purpose: it reads exactly the RIFF/WAVE chunks we
+Everything that can go wrong with a file (missing, empty, cut before its samples, not a WAV, an
+unsupported encoding, absurd header fields, NaN/inf samples) raises `AudioError` naming the file and
+the problem. A data chunk shorter than its header says (a recorder stopped before fixing the size)
+is read up to the end of the file, as other WAV readers do. The parser is small and written here on purpose: it reads exactly the RIFF/WAVE chunks we
 need, validates every size before trusting it, and never hands a bad header to a library.
 """
 

@@ -118,20 +118,26 @@ def _remove_old_outputs(path: Path) -> None:
     """Before a bundle is written over another (--force): remove the files the old manifest lists
     and the export projects inside it, so that no output of the old model (c/ arrays, .onnx, a
     firmware project) survives beside the new one to be flashed by mistake."""
-    import shutil
-
-    from edgekws.export.targets import TARGETS  # export --target writes into MODEL/<target> by default
-
     try:
         old = json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("files", {})
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         old = {}
+    _remove_files(path, [str(n) for n in old] if isinstance(old, dict) else [])
+
+
+def _remove_files(path: Path, names: list[str]) -> None:
+    """Delete the bundle files `names` (only inside the bundle), the folders they leave empty, and
+    the export projects (MODEL/<target>) inside the bundle."""
+    import shutil
+
+    from edgekws.export.targets import TARGETS  # export --target writes into MODEL/<target> by default
+
     root = path.resolve()
-    for name in old if isinstance(old, dict) else ():
-        f = (path / str(name)).resolve()
+    for name in names:
+        f = (path / name).resolve()
         if root in f.parents and f.is_file():  # only inside the bundle
             f.unlink()
-    for sub in {*TARGETS, *(Path(str(n)).parts[0] for n in old if len(Path(str(n)).parts) > 1)}:
+    for sub in {*TARGETS, *(Path(n).parts[0] for n in names if len(Path(n).parts) > 1)}:
         d = path / sub
         if d.is_dir() and not d.is_symlink():
             if sub in TARGETS:
@@ -249,15 +255,32 @@ class Bundle:
                 raise BundleError(f"{self.path}: file {name} is corrupt or truncated (checksum mismatch)")
 
     # ---- files ---------------------------------------------------------------------------
-    def write_bytes(self, name: str, data: bytes) -> None:
-        """Write (or replace) a file of the bundle atomically and record its checksum."""
+    def write_bytes(self, name: str, data: bytes, **fields: Any) -> None:
+        """Write (or replace) a file of the bundle atomically and record its checksum, and any manifest
+        `fields` that describe it (e.g. quantization=... with int8.npz) in the same manifest write."""
+        self._check_fields(fields)
         target = self.path / name
         atomic_write_bytes(target, data)
         self.manifest["files"][name] = sha256_file(target)
+        self.manifest.update(fields)
         self._write_manifest()
 
-    def write_npz(self, name: str, arrays: dict[str, np.ndarray]) -> None:
-        self.write_bytes(name, npz_bytes(arrays))
+    def write_npz(self, name: str, arrays: dict[str, np.ndarray], **fields: Any) -> None:
+        self.write_bytes(name, npz_bytes(arrays), **fields)
+
+    def drop_outputs(self, keep=("weights.npz", "history.json")) -> list[str]:
+        """Before the model's numbers change (quantize, QAT): forget every file made from them (int8.npz,
+        ONNX, C arrays, metrics, report) and the quantization in one manifest write, then delete those
+        files and the export projects inside the bundle. An interruption leaves either the old bundle
+        or a float-only one that loads; no output of the old model stays listed beside the new one
+        to be flashed or compared by mistake. Returns the names dropped."""
+        gone = sorted(n for n in self.manifest["files"] if n not in keep)
+        for name in gone:
+            del self.manifest["files"][name]
+        self.manifest["quantization"] = None
+        self._write_manifest()
+        _remove_files(self.path, gone)
+        return gone
 
     def write_json(self, name: str, obj: Any) -> None:
         self.write_bytes(name, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
@@ -300,11 +323,15 @@ class Bundle:
 
     def update(self, **fields: Any) -> None:
         """Set top-level manifest fields (e.g. quantization=..., stream=...) and save the manifest."""
+        self._check_fields(fields)
+        self.manifest.update(fields)
+        self._write_manifest()
+
+    @staticmethod
+    def _check_fields(fields: dict) -> None:
         reserved = {"format", "format_version", "files", MODEL_DIGEST} & fields.keys()
         if reserved:
             raise ValueError(f"manifest fields {sorted(reserved)} are managed by Bundle")
-        self.manifest.update(fields)
-        self._write_manifest()
 
     def _write_manifest(self) -> None:
         self.manifest[MODEL_DIGEST] = model_digest(self.manifest)

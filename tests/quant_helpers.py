@@ -49,10 +49,10 @@ def interrupted_when_writing(name):
     Bundle.write_* goes through write_bytes)."""
     real = Bundle.write_bytes
 
-    def write(self, n, data):
+    def write(self, n, data, **fields):
         if n == name:
             raise KeyboardInterrupt
-        real(self, n, data)
+        real(self, n, data, **fields)
 
     Bundle.write_bytes = write
     try:

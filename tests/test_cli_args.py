@@ -5,6 +5,7 @@ inf on every numeric option of every subcommand).
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,24 @@ def test_good_values_parse():
     args = build_parser().parse_args(["eval-stream", "m", "d", "--negative-minutes", "0.5", "--hop-every", "3"])
     assert args.negative_minutes == 0.5 and args.hop_every == 3
     assert cliargs.seed("0") == 0 and cliargs.seed(str(2**40)) == 2**40
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file names are bytes")
+def test_a_file_name_that_is_not_utf8_is_printed_escaped_not_a_crash(tmp_path):
+    """Under a strict UTF-8 locale (en_US.UTF-8), printing a name decoded with surrogates raised
+    UnicodeEncodeError after the work was done."""
+    import os
+    import subprocess
+
+    import numpy as np
+
+    from edgekws.audio import write_wav
+
+    name = os.fsdecode(b"bad\xffname.wav")
+    write_wav(tmp_path / name, np.zeros(16000, np.float32))
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict", "PYTHONPATH": str(root)}
+    r = subprocess.run([sys.executable, "-m", "edgekws", "predict", str(root / "data/fixtures/base-ja"),
+                        str(tmp_path / name)], capture_output=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    assert b"bad\\udcffname.wav" in r.stdout and b"Traceback" not in r.stderr

@@ -129,8 +129,23 @@ def test_export_target_out_replaces_its_own_project_and_refuses_other_folders(tm
     assert f"--out {out}: holds a cortex-m4 project; choose an empty or new folder for the pi project" \
         in capsys.readouterr().err
     assert main(["export", str(model), "--target", "cortex-m4", "--out", str(model)]) == 2
+    assert f"--out {model}: holds the model bundle {model}, which the export would delete" in capsys.readouterr().err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's")
+    assert main(["export", str(model), "--target", "cortex-m4", "--out", str(tmp_path / "mine")]) == 2
     assert "holds files that are not an edgekws export" in capsys.readouterr().err
     assert (model / "manifest.json").is_file() and (out / "Makefile").is_file()
+    # a bundle or a recording inside an earlier project of the same kind: the export would delete them
+    pi = tmp_path / "pi"
+    assert main(["export", str(model), "--target", "pi", "--out", str(pi)]) == 0
+    assert main(["export", str(pi / "model"), "--target", "pi", "--out", str(pi)]) == 2
+    assert f"--out {pi}: holds the model bundle {pi / 'model'}, which the export would delete" in capsys.readouterr().err
+    assert (pi / "model" / "manifest.json").is_file()
+    rec = out / "my_recording.wav"
+    write_wav(rec, np.zeros(16000, np.float32))
+    assert main(["export", str(model), "--target", "cortex-m4", "--out", str(out), "--audio", str(rec)]) == 2
+    assert f"--out {out}: holds the --audio recording {rec}, which the export would delete" in capsys.readouterr().err
+    assert rec.is_file()
     (model / "cortex-m4").mkdir()
     (model / "cortex-m4" / "old.c").write_text("an export made before the marker existed")
     assert main(["export", str(model), "--target", "cortex-m4"]) == 0  # the default place is ours

@@ -13,7 +13,7 @@ from edgekws.nn import GRU, BatchNorm, Conv2D, Dense, GlobalAvgPool, MaxPool2D, 
 from edgekws.quant import (dequantize_input, float_forward, fold_model, int8_forward, load_quantized,
                            quantize_bundle, quantize_model, quantize_multiplier, requantize)
 from edgekws.quant.fixedpoint import INT32_MAX, INT32_MIN, requantize_scalar
-from quant_helpers import FC, features, make_bundle, make_model
+from quant_helpers import FC, features, interrupted_when_writing, make_bundle, make_model
 
 EDGE_ACC = [0, 1, -1, 2, -2, 3, -3, 127, -128, INT32_MAX, INT32_MIN, INT32_MAX - 1, INT32_MIN + 1,
             1 << 30, -(1 << 30), 12345, -12345]
@@ -184,6 +184,54 @@ def test_quantize_cli_errors(tmp_path, capsys):
         assert f"--calib {tmp_path / name}: not a readable .npy array" in err and "Traceback" not in err
     with pytest.raises(EdgekwsError, match="not quantized yet"):
         load_quantized(Bundle.load(bundle.path))
+
+
+def test_requantizing_removes_the_outputs_of_the_earlier_int8_model(tmp_path, capsys):
+    """ONNX, C arrays and metrics made from the first int8 model must not stay listed beside the
+    second one (a stale model.bin flashed, a stale .onnx in a Pi export)."""
+    from edgekws.export import export_c_dir, export_onnx
+
+    bundle, _ = make_bundle(tmp_path / "m")
+    feats = features(40, seed=5)
+    quantize_bundle(bundle, feats, log=lambda *a: None)
+    export_onnx(bundle)
+    export_c_dir(bundle)
+    bundle.write_json("metrics.json", {"accuracy": 1.0})
+    bundle.update(stream={"hop_every": 2, "smooth": 2, "refractory": 5, "thresholds": {}})
+    old = set(bundle.files)
+    assert {"model.onnx", "model.int8.onnx", "metrics.json", "c/model.bin"} <= old
+    lines = []
+    quantize_bundle(bundle, feats, percentile=99.0, log=lines.append)
+    b = Bundle.load(bundle.path)
+    assert set(b.files) == {"weights.npz", "int8.npz"} and b.manifest["quantization"]["calibration"][
+        "method"] == "percentile 99.0"
+    assert not (bundle.path / "c").exists() and not (bundle.path / "model.int8.onnx").exists()
+    assert "removed the earlier model's c/, metrics.json, model.int8.onnx, model.onnx (export again)" in lines[0]
+    assert lines[0].endswith("re-tune with edgekws eval-stream --tune")
+
+
+def test_a_requantize_interrupted_leaves_a_float_bundle_not_a_mixed_one(tmp_path):
+    """Ctrl-C just before int8.npz is written: the bundle loads as an unquantized model (never the new
+    int8 arrays with the old scales), and quantizing again works."""
+    bundle, _ = make_bundle(tmp_path / "m")
+    feats = features(40, seed=5)
+    quantize_bundle(bundle, feats, log=lambda *a: None)
+    with interrupted_when_writing("int8.npz"), pytest.raises(KeyboardInterrupt):
+        quantize_bundle(Bundle.load(bundle.path), feats, percentile=99.0, log=lambda *a: None)
+    b = Bundle.load(bundle.path)
+    assert b.manifest["quantization"] is None and not b.has("int8.npz")
+    with pytest.raises(EdgekwsError, match="not quantized yet"):
+        load_quantized(b)
+    qm = quantize_bundle(b, feats, percentile=99.0, log=lambda *a: None)
+    np.testing.assert_array_equal(int8_forward(load_quantized(Bundle.load(bundle.path)), feats),
+                                  int8_forward(qm, feats))
+
+
+def test_empty_calibration_data_is_named(tmp_path, capsys):
+    bundle, _ = make_bundle(tmp_path / "m")
+    np.save(tmp_path / "empty.npy", np.zeros((0, 49, 40), np.int8))
+    assert main(["quantize", str(bundle.path), "--calib", str(tmp_path / "empty.npy")]) == 2
+    assert f"--calib {tmp_path / 'empty.npy'}: holds 0 examples" in capsys.readouterr().err
 
 
 def test_int8_forward_of_no_windows_is_empty():

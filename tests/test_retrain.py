@@ -212,6 +212,18 @@ def test_eval_predict_and_c_export_read_the_retrained_bundle(setup, capsys):
     assert (root / "c" / "model.bin").is_file()
 
 
+def test_quantize_and_qat_refuse_a_retrained_bundle(setup, capsys):
+    """Its head learned from the base's int8 embeddings; a new calibration would change them under it."""
+    root, base, data, new = setup
+    before = Bundle.load(new.path).files
+    for extra in ([], ["--qat-epochs", "1"]):
+        assert main(["quantize", str(new.path), "--calib", str(data), *extra]) == 2
+        err = capsys.readouterr().err
+        assert (f"{new.path}: has a retrained head, which learned from the base model's int8 backbone; "
+                f"{'fine-tune' if extra else 'quantize'} the base model, then retrain it") in err
+    assert Bundle.load(new.path).files == before
+
+
 def test_personal_recordings_of_one_speaker_train_even_if_the_hash_says_test(tmp_path, setup):
     _, base, _, _ = setup
     speaker = next(s for s in (f"me{i}" for i in range(200)) if which_split(f"{s}_nohash_0.wav") == "test")

@@ -223,6 +223,9 @@ def test_english_katakana_via_openjtalk(tmp_path):
     (dict(confusable="night,nite"), "--confusable: 'nite' not among the unknown words of this language"),
     (dict(confusable="yes"), "--confusable: 'yes' not among"),
     (dict(confusable="night", unknown_per_speaker=0), "--confusable: needs unknown words (--unknown is 0)"),
+    (dict(noise_seconds=0.00001), "--noise-seconds must be 0 (no noise files) or between 0.1 and 600"),
+    (dict(words="yes,dot=.", engines="espeak"), "--words: espeak cannot say the custom word 'dot' ('.'): "
+                                                "espeak produced silence"),
 ])
 def test_bad_arguments(tmp_path, kwargs, message):
     args = dict(lang="en", speakers=1, noise_seconds=0)
@@ -247,6 +250,9 @@ def test_refuses_non_empty_folder_and_force_replaces(tmp_path):
     mine = tmp_path / "mine"                       # not a synthesized dataset: --force refuses it
     (mine / "yes").mkdir(parents=True)
     (mine / "yes" / "espk0000_nohash_0.wav").write_bytes(b"my recording")
+    with pytest.raises(DatasetError, match=r"no synth_manifest.json, so it is not a synthesized dataset "
+                                           r"\(--force only replaces one\)"):   # and no hint to use --force
+        synthesize_dataset(mine, "en", words="yes", speakers=1, unknown_per_speaker=0, noise_seconds=0)
     with pytest.raises(DatasetError, match="no synth_manifest.json, so it is not a synthesized dataset"):
         synthesize_dataset(mine, "en", words="yes", speakers=1, unknown_per_speaker=0,
                            noise_seconds=0, jobs=1, overwrite=True, world=0)

@@ -85,6 +85,14 @@ def _copy(src: Path, dst: Path) -> None:
 MARKER = ".edgekws-export"  # names the target of the project a folder holds
 
 
+def refuse_inside(out: Path, src, what: str) -> None:
+    """An export replaces its folder whole: refuse one that holds an input (`src`, e.g. the bundle
+    exported or the --audio recording), which the replacement would delete."""
+    out_r, src_r = Path(out).resolve(), Path(src).resolve()
+    if src_r == out_r or out_r in src_r.parents:
+        raise EdgekwsError(f"--out {out}: holds {what} {src}, which the export would delete; choose another folder")
+
+
 def _prepare(out: Path, kind: str, bundle_path: Path | None = None) -> Path:
     """An empty folder `out` for a `kind` project. A previous project of the same kind is replaced
     whole (no stale file of an older export survives); any other non-empty folder is refused, so an
@@ -93,6 +101,8 @@ def _prepare(out: Path, kind: str, bundle_path: Path | None = None) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise EdgekwsError(f"--out {out}: exists and is not a folder")
+    if bundle_path is not None:
+        refuse_inside(out, bundle_path, "the model bundle")
     if out.is_dir() and any(out.iterdir()):
         marker = out / MARKER
         was = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
@@ -231,6 +241,7 @@ def run_target(args, bundle) -> None:
         if args.audio:
             from edgekws.audio import read_wav
 
+            refuse_inside(out, args.audio, "the --audio recording")
             audio = read_wav(args.audio, dtype="int16")
         setup = StreamSetup.from_bundle(bundle)
         files = write_cortex_m_project(setup, out, audio)

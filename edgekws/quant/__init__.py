@@ -92,6 +92,8 @@ def calibration_features(bundle, data=None, seed: int = 0, limit: int = CALIB_MA
         if feats.ndim != 3 or feats.shape[1:] != want:
             raise EdgekwsError(f"--calib {path}: expected features of shape (N, {want[0]}, {want[1]}) "
                                f"for this model, got {feats.shape}")
+        if not len(feats):
+            raise EdgekwsError(f"--calib {path}: holds 0 examples")
     else:
         if problem := not_a_folder(path, "dataset folder"):
             raise EdgekwsError(f"--calib {path}: {problem} (or .npy of int8 features)")
@@ -102,27 +104,45 @@ def calibration_features(bundle, data=None, seed: int = 0, limit: int = CALIB_MA
         ds = load_dataset(path, bundle.labels[2:])
         cache = FeatureCache(default_cache_dir(path), FeatureConfig.from_dict(bundle.manifest["feature_config"]))
         feats = split_arrays(ds, "train", cache, seed=seed).features
+        if not len(feats):
+            raise EdgekwsError(f"--calib {path}: its training split has no clips (the hash rule or "
+                               "validation_list.txt / testing_list.txt put every clip elsewhere)")
     if len(feats) > limit:
         feats = feats[np.sort(np.random.default_rng(seed).choice(len(feats), limit, replace=False))]
     return feats
 
 
+def refuse_retrained(bundle, what: str = "quantize") -> None:
+    """A retrained head learned from the base's int8 embeddings: re-quantizing its backbone would
+    change them under it."""
+    if bundle.manifest.get("head"):
+        raise BundleError(f"{bundle.path}: has a retrained head, which learned from the base model's int8 "
+                          f"backbone; {what} the base model, then retrain it")
+
+
 def quantize_bundle(bundle, calib=None, *, seed: int = 0, percentile: float | None = None,
-                    log=print) -> QuantModel:
-    """Quantize a bundle in place: writes int8.npz and manifest["quantization"]. Returns the model."""
+                    log=print, qat: dict | None = None) -> QuantModel:
+    """Quantize a bundle in place: writes int8.npz and manifest["quantization"] (with `qat`, the
+    fine-tuning's record, when given) in one manifest write. Outputs of an earlier int8 model (ONNX,
+    C arrays, metrics, report, export projects inside the bundle) are removed first. Returns the model."""
     from edgekws.bundle import as_bundle
     from edgekws.features import FeatureConfig
 
     bundle = as_bundle(bundle)
+    refuse_retrained(bundle)
     fc = FeatureConfig.from_dict(bundle.manifest["feature_config"])
     model = load_float_model(bundle)
     feats = calib if isinstance(calib, np.ndarray) else calibration_features(bundle, calib, seed)
     qm = quantize_model(model, feats, fc.input_scale, fc.input_zero_point, percentile)
     qm.calibration["seed"] = seed
-    bundle.write_npz("int8.npz", qm.arrays())
-    bundle.update(quantization=qm.meta())
+    meta = qm.meta() if qat is None else {**qm.meta(), "qat": qat}
+    dropped = sorted({n.split("/")[0] + "/" if "/" in n else n for n in bundle.drop_outputs()} - {"int8.npz"})
+    bundle.write_npz("int8.npz", qm.arrays(), quantization=meta)
     log(f"{bundle.path}: int8 model with {len(qm.layers)} layers, calibrated on {len(feats)} examples "
-        f"({qm.calibration['method']}); wrote int8.npz")
+        f"({qm.calibration['method']}); wrote int8.npz"
+        + (f"; removed the earlier model's {', '.join(dropped)} (export again)" if dropped else "")
+        + ("; the stream thresholds were tuned on the earlier model: re-tune with edgekws eval-stream --tune"
+           if bundle.manifest.get("stream") else ""))
     return qm
 
 

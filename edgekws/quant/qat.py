@@ -192,13 +192,14 @@ def qat_bundle(bundle, calib=None, *, epochs: int, lr: float = QAT_LR, batch: in
     int8.npz and manifest["quantization"] with a "qat" entry). Returns the QuantModel."""
     from edgekws.bundle import as_bundle
     from edgekws.features import FeatureConfig
-    from edgekws.quant import calibration_features, load_float_model, quantize_bundle, quantize_model
+    from edgekws.quant import calibration_features, load_float_model, quantize_bundle, quantize_model, refuse_retrained
 
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise EdgekwsError(f"--qat-epochs: must be a positive integer, got {epochs!r}")
     if not 0 < lr < 1:
         raise EdgekwsError(f"QAT learning rate must be in (0, 1), got {lr!r}")
     bundle = as_bundle(bundle)
+    refuse_retrained(bundle, "fine-tune")
     fc = FeatureConfig.from_dict(bundle.manifest["feature_config"])
     feats, labels, data = qat_data(bundle, calib if not isinstance(calib, np.ndarray) else None, seed)
     calib_feats = calib if isinstance(calib, np.ndarray) else calibration_features(bundle, calib, seed)
@@ -207,12 +208,10 @@ def qat_bundle(bundle, calib=None, *, epochs: int, lr: float = QAT_LR, batch: in
     log(f"{bundle.path}: quantization-aware fine-tuning on {len(labels)} clips of {data}, "
         f"{epochs} epoch(s), lr {lr:g}")
     losses = finetune(model, feats, labels, fc, qm_ptq, epochs=epochs, lr=lr, batch=batch, seed=seed, log=log)
+    bundle.drop_outputs()   # the int8 model and everything made from it go before the float weights change
     bundle.write_npz("weights.npz", model.state_dict())
-    qm = quantize_bundle(bundle, calib_feats, seed=seed, percentile=percentile, log=log)
-    meta = dict(bundle.manifest["quantization"])
-    meta["qat"] = {"epochs": epochs, "lr": lr, "batch": batch, "seed": seed, "examples": int(len(labels)),
-                   "dataset": data, "loss": [round(float(v), 6) for v in losses],
-                   "method": "BatchNorm folded; per-channel int8 weights and calibrated per-tensor int8 "
-                             "activations fake-quantized with a straight-through estimator"}
-    bundle.update(quantization=meta)
-    return qm
+    qat = {"epochs": epochs, "lr": lr, "batch": batch, "seed": seed, "examples": int(len(labels)),
+           "dataset": data, "loss": [round(float(v), 6) for v in losses],
+           "method": "BatchNorm folded; per-channel int8 weights and calibrated per-tensor int8 "
+                     "activations fake-quantized with a straight-through estimator"}
+    return quantize_bundle(bundle, calib_feats, seed=seed, percentile=percentile, log=log, qat=qat)

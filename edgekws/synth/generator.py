@@ -206,8 +206,8 @@ def _check_args(speakers, unknown_per_speaker, noise_seconds, repeats, jobs, see
         seconds = float(noise_seconds)
     except (TypeError, ValueError):
         seconds = float("nan")
-    if not 0 <= seconds <= 600:
-        bad("--noise-seconds", noise_seconds, "between 0 and 600")
+    if not (seconds == 0 or 0.1 <= seconds <= 600):
+        bad("--noise-seconds", noise_seconds, "0 (no noise files) or between 0.1 and 600")
     if jobs is not None and (not isinstance(jobs, (int, np.integer)) or jobs < 1):
         bad("--jobs", jobs, "an integer >= 1")
     if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
@@ -218,14 +218,14 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
+        old = out / MANIFEST
+        if not old.is_file():              # recordings or another tool's files: never written over
+            raise DatasetError(f"{out}: holds files but no {MANIFEST}, so it is not a synthesized dataset "
+                               "(--force only replaces one): choose a new folder (an interrupted synth writes "
+                               "no manifest: remove what it left and run again)")
         if not overwrite:
             raise DatasetError(f"{out}: folder is not empty; choose a new folder or pass "
                                "--force to replace the synthesized dataset in it")
-        old = out / MANIFEST
-        if not old.is_file():              # recordings or another tool's files: never written over
-            raise DatasetError(f"{out}: holds files but no {MANIFEST}, so it is not a synthesized dataset; "
-                               "--force only replaces one: choose a new folder (an interrupted synth writes no manifest: "
-                               "remove what it left and run again)")
         # remove the previous dataset's files, nothing else
         try:
             listed = json.loads(old.read_text(encoding="utf-8"))
@@ -265,6 +265,22 @@ def _resolve_words(lang, words, engines) -> list[Word]:
                                f"{w.label}=text:カタカナ)")
         cmds[i] = Word(w.label, w.kind, texts)
     return cmds
+
+
+def _check_custom_words(lang, words, cmds, engines, seed, variants) -> None:
+    """Say every custom word (`label=text`) once per engine before any file is written: a text an
+    engine cannot speak (punctuation only, say) is an argument error, not a failure half-way."""
+    entries = words.split(",") if isinstance(words, str) else list(words or ())
+    custom = {str(e).split("=", 1)[0].strip() for e in entries if isinstance(e, str) and "=" in e}
+    for engine in engines:
+        spk = make_speakers(lang, 1, (engine,), seed, variants)[0]
+        for w in cmds:
+            if w.label in custom:
+                try:
+                    speak_16k(spk, w.text(engine), spk.params)
+                except EdgekwsError as exc:
+                    raise EdgekwsError(f"--words: {engine} cannot say the custom word {w.label!r} "
+                                       f"({w.text(engine)!r}): {exc}") from None
 
 
 def _confusable_indices(lang: str, confusable, unknown, unknown_per_speaker) -> set[int]:
@@ -340,6 +356,7 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
     unknown = unknown_words(lang, exclude={w.label for w in cmds})
     always = _confusable_indices(lang, confusable, unknown, unknown_per_speaker)
     out = Path(out)
+    _check_custom_words(lang, words, cmds, engines, int(seed), espeak_variants if "espeak" in engines else ())
     _prepare_out(out, overwrite)
 
     spk_list = make_speakers(lang, int(speakers), engines, int(seed),
