@@ -37,7 +37,7 @@ def clip_paths(folder) -> list[Path]:
 def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwrite: bool = False, log=print):
     """Write bundle `out`: bundle `model` with its BatchNorm statistics re-estimated on the WAVs under
     folder `clips` (at most `limit`, a seeded choice) and re-quantized on them. Returns the new Bundle."""
-    from edgekws.bundle import Bundle, as_bundle
+    from edgekws.bundle import Bundle, as_bundle, check_bundle_folder
     from edgekws.data import BACKGROUND_DIR
     from edgekws.evaluate import FloatNetwork
     from edgekws.featcache import cut_silence, float_to_int16, load_clips, room_noises
@@ -50,6 +50,7 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
         raise EdgekwsError(f"--out {out}: must differ from the model folder")
     check_outside(out, clips, "CLIPS")
     check_outside(out, base.path, "MODEL")
+    check_bundle_folder(out, overwrite=overwrite)
     if base.manifest.get("head"):
         raise BundleError(f"{base.path}: has a retrained head; adapt the base model, then retrain it")
     if limit is not None and (not isinstance(limit, int) or limit < MIN_CLIPS):

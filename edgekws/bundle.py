@@ -40,6 +40,27 @@ MANIFEST = "manifest.json"
 MODEL_FIELDS = ("labels", "feature_config", "architecture", "quantization")
 MODEL_DIGEST = "model_sha256"
 INCOMPLETE = "incomplete"  # set while a staged bundle is written (Bundle.create(staged=True) ... finish())
+TRAIN_LOCK = ".edgekws-train.lock"  # held by `edgekws train` for its whole run (edgekws.train.exclusive)
+
+
+def train_lock_holder(path: Path) -> str | None:
+    """The pid (as text, "?" if unknown) of a running `edgekws train` that holds `path`'s lock, else None.
+    POSIX only (fcntl); elsewhere None."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        f = open(Path(path) / TRAIN_LOCK)
+    except OSError:            # no lock file: no training there
+        return None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return f.read().strip() or "?"
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
 
 
 def environment() -> dict[str, str]:
@@ -114,7 +135,7 @@ def _check_input_shape(manifest: dict, mpath) -> None:
                           f"config, which gives {want[0]} frames x {want[1]} bands per 1 s window")
 
 
-def _remove_old_outputs(path: Path) -> None:
+def remove_old_outputs(path: Path) -> None:
     """Before a bundle is written over another (--force): remove the files the old manifest lists
     and the export projects inside it, so that no output of the old model (c/ arrays, .onnx, a
     firmware project) survives beside the new one to be flashed by mistake."""
@@ -153,6 +174,32 @@ def refuse_other_files(path: Path) -> None:
         raise BundleError(f"{path}: holds other files ({others}); a model bundle goes into an empty or new folder")
 
 
+def check_bundle_folder(path, *, overwrite: bool = False, by_train: bool = False) -> None:
+    """Everything Bundle.create refuses about the folder `path`, without writing anything: commands
+    call it before their work (minutes of embedding or training), not only when they write."""
+    from edgekws.fileio import cannot_make_folder
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BundleError(f"{path}: exists and is not a folder")
+    if problem := cannot_make_folder(path):
+        raise BundleError(f"{path}: cannot create this folder ({problem})")
+    if by_train:
+        return
+    if who := train_lock_holder(path):
+        raise BundleError(f"{path}: an edgekws train (pid {who}) is writing here; wait for it to finish "
+                          "or choose another --out")
+    if (path / "checkpoint.npz").exists() and not overwrite:
+        raise BundleError(f"{path}: holds an unfinished training (checkpoint.npz; edgekws train … "
+                          "--resume continues it); choose another --out or pass --force (overwrite=True in Python)")
+    if not (path / MANIFEST).exists():
+        if others := other_files(path, allowed=("checkpoint.npz",)):
+            raise BundleError(f"{path}: holds other files ({others}); a model bundle goes into an empty or new folder")
+    elif not overwrite:
+        raise BundleError(f"{path}: already holds a model bundle (choose another --out, remove it, "
+                          "or pass --force; overwrite=True in Python)")
+
+
 class Bundle:
     """A verified model bundle on disk. Construct with `Bundle.create` or `Bundle.load`."""
 
@@ -171,21 +218,12 @@ class Bundle:
         so a write interrupted half-way is refused by load() instead of loading without its int8
         model or head (and `--force` writes it again)."""
         path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise BundleError(f"{path}: exists and is not a folder")
+        check_bundle_folder(path, overwrite=overwrite, by_train=by_train)
         ckpt = path / "checkpoint.npz"
-        if not by_train and ckpt.exists():
-            if not overwrite:
-                raise BundleError(f"{path}: holds an unfinished training (checkpoint.npz; edgekws train … "
-                                  "--resume continues it); choose another --out or pass --force (overwrite=True in Python)")
+        if not by_train and ckpt.exists():   # overwrite=True (check_bundle_folder refuses it otherwise)
             ckpt.unlink()
-        if not by_train and not (path / MANIFEST).exists():
-            refuse_other_files(path)
-        if (path / MANIFEST).exists() and not overwrite:
-            raise BundleError(f"{path}: already holds a model bundle (choose another --out, remove it, "
-                              "or pass --force; overwrite=True in Python)")
         if (path / MANIFEST).exists():
-            _remove_old_outputs(path)
+            remove_old_outputs(path)
         make_dir(path)
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

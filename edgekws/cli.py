@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from edgekws import __version__
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except EdgekwsError as exc:
         print(f"edgekws {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:   # `edgekws listen ... --json | head -1`: the reader has all it wanted
+        _stdout_to_devnull()
+        return 0
     except OSError as exc:
         if exc.filename is None:  # not about a file the user named: a bug, keep the traceback
             raise
@@ -81,8 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nedgekws {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
+
+
+def _stdout_to_devnull() -> None:
+    """After a closed pipe, Python's final flush of stdout would fail again (and print a traceback):
+    point the descriptor at /dev/null, as the Python documentation advises for SIGPIPE."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):   # no real descriptor (a test's captured stdout)
+        pass
 
 
 if __name__ == "__main__":

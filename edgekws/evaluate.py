@@ -269,8 +269,10 @@ def run_eval(args) -> int:
     bundle = Bundle.load(args.model)
     result = evaluate(bundle, args.data, split=args.split, engines=args.engine, cache_dir=args.cache)
     engines = [k for k in result if k not in ("split", "dataset")]
+    tables = sys.stderr if args.json == "-" else sys.stdout   # `--json -`: stdout holds the JSON alone
     for name in engines:
-        print(format_metrics(result[name], title=f"{args.model} [{name}] on {args.data} ({args.split}): "))
+        print(format_metrics(result[name], title=f"{args.model} [{name}] on {args.data} ({args.split}): "),
+              file=tables)
     from edgekws.fileio import OutputError
 
     kept = {}

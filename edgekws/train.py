@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekws import cliargs
+from edgekws.bundle import TRAIN_LOCK
 from edgekws.errors import BundleError, EdgekwsError
 from edgekws.fileio import OutputError, check_outside, make_dir
 from edgekws.models import DEFAULT_ARCH
@@ -124,6 +125,34 @@ class TrainConfig:
 
 # Small and quick: for `edgekws demo` and tests.
 QUICK = {"arch": "dscnn-s", "epochs": 8, "batch": 32, "lr": 5e-3, "patience": 4}
+
+
+# The option of `edgekws train` behind each TrainConfig field whose name is not its flag.
+FLAG_OF = {"vocabulary": "--vocab", "augment": "--no-augment", "specaugment": "--no-augment",
+           "retrain_tap": "--no-retrain-tap"}
+
+
+def _resume_differences(given: dict, config: "TrainConfig", quick: bool) -> str:
+    """The options given to a --resume that differ from the checkpoint's, named by their flags ("" when
+    none): --quick's settings count as given, the default words equal no --words."""
+    from edgekws.data import DEFAULT_WORDS
+
+    source = {}
+    if quick:
+        for k, v in QUICK.items():
+            if given.get(k) is None:
+                given, source[k] = {**given, k: v}, "--quick"
+    norm = lambda k, v: (list(v) if v else list(DEFAULT_WORDS)) if k == "words" else (  # noqa: E731
+        list(v) if isinstance(v, (list, tuple)) else v)
+    by_flag: dict[str, list[str]] = {}
+    for k, v in given.items():
+        if v is None or not hasattr(config, k):
+            continue
+        mine, theirs = norm(k, v), norm(k, getattr(config, k))
+        if mine != theirs:
+            flag = source.get(k) or FLAG_OF.get(k) or "--" + k.replace("_", "-")
+            by_flag.setdefault(flag, []).append(f"{k} {mine!r}, the checkpoint's {theirs!r}")
+    return ", ".join(f"{flag} ({'; '.join(parts)})" for flag, parts in by_flag.items())
 
 
 # ---- checkpoints -----------------------------------------------------------------------------
@@ -590,7 +619,7 @@ def without_vocabulary(config: TrainConfig, state: dict, n_labels: int) -> tuple
     return arch, {**state, **cut}
 
 
-LOCK = ".edgekws-train.lock"
+LOCK = TRAIN_LOCK
 
 
 @contextlib.contextmanager
@@ -634,6 +663,10 @@ def train(data, out, *, resume: bool = False, **kwargs):
     check_outside(out, data)
     if kwargs.get("vocabulary"):
         check_outside(out, kwargs["vocabulary"], "--vocab")
+        v, d = Path(kwargs["vocabulary"]).resolve(), Path(data).resolve()
+        if v == d or d in v.parents or v in d.parents:   # its clips would train under two labels
+            raise EdgekwsError(f"--vocab {kwargs['vocabulary']}: is the dataset {data} or inside it (or holds it); "
+                               "a vocabulary is a dataset of other words (edgekws synth --vocab)")
     created = False
     if resume:
         if not (out / CHECKPOINT).exists() and (out / "manifest.json").is_file():
@@ -692,11 +725,7 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
     if resume:
         meta, model_state, ckpt_best, opt_state = load_checkpoint(ckpt_path)
         config = TrainConfig.from_dict(meta["config"])
-        as_list = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
-        differ = [(k, v, getattr(config, k)) for k, v in given.items()
-                  if v is not None and hasattr(config, k) and as_list(v) != as_list(getattr(config, k))]
-        if differ:
-            said = ", ".join(f"--{k.replace('_', '-')} {v!r} (the checkpoint's: {c!r})" for k, v, c in differ)
+        if said := _resume_differences(given, config, quick):
             raise EdgekwsError(f"{out}: --resume continues with the checkpoint's settings, and {said} "
                                "differ; leave them out, or start over with --force")
         other = _bundle_fingerprint(out)
@@ -806,7 +835,15 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
     warm = int(round(config.warmup_epochs * steps_per_epoch))
     t_start = time.perf_counter()
     make_dir(out)
-    epoch = start_epoch
+    if meta is None and (out / "manifest.json").exists():
+        # --force over a bundle: the data is good, so the old model goes now, not at the end; a stop
+        # in between leaves a checkpoint that resumes (beside no bundle of other data)
+        from edgekws.bundle import remove_old_outputs
+
+        remove_old_outputs(out)
+        (out / "manifest.json").unlink()
+        log(f"{out}: removed the earlier model bundle (--force)")
+    epoch = saved_epoch = start_epoch
     pipeline = BatchPipeline(maker, config.seed, workers)
     # the batch workers wait while this process validates and scores hard negatives: use their cores
     idle_threads = min(os.cpu_count() or 1, 4) if workers else 1
@@ -871,21 +908,26 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
                 f" | val loss {val_loss:.4f} acc {val_acc:.3f}{' *' if improved else ''}"
                 f" | {record['seconds']:.1f} s")
             elapsed = elapsed_before + time.perf_counter() - t_start
+            saved_epoch = -1     # while the checkpoint is written: neither the old nor the new epoch for sure
             save_checkpoint(ckpt_path, model, opt, {
                 "config": config.to_dict(), "epoch": epoch, "history": history, "best": best,
                 "bad_epochs": bad_epochs, "stopped_early": stopped_early, "fingerprint": fingerprint,
                 "labels": list(ds.labels), "rng_state": rng.bit_generator.state, "elapsed_s": elapsed,
                 "augment_config": augment_config},
                 best_state)
+            saved_epoch = epoch
             ctrl_c.check()
             if on_epoch_end is not None:
                 on_epoch_end(epoch, record)
         if stopped_early and epoch < config.epochs:
             log(f"early stop: no better validation accuracy for {config.patience} epochs")
     except KeyboardInterrupt:
-        done = epoch if ckpt_path.exists() else 0
-        log(f"\ninterrupted: the checkpoint after epoch {done} is in {ckpt_path}; "
-            f"continue with: edgekws train {data} --out {out} --resume")
+        if saved_epoch > 0 or (saved_epoch < 0 and ckpt_path.exists()):
+            after = f" after epoch {saved_epoch}" if saved_epoch > 0 else ""
+            log(f"\ninterrupted: the checkpoint{after} is in {ckpt_path}; "
+                f"continue with: edgekws train {data} --out {out} --resume")
+        else:
+            log("\ninterrupted before the first epoch ended: nothing was saved; run the same command again")
         raise
     finally:
         ctrl_c.restore()

@@ -137,3 +137,19 @@ def test_a_file_name_that_is_not_utf8_is_printed_escaped_not_a_crash(tmp_path):
                         str(tmp_path / name)], capture_output=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr.decode(errors="replace")
     assert b"bad\\udcffname.wav" in r.stdout and b"Traceback" not in r.stderr
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
+    """`edgekws dataset DATA | head -1`: BrokenPipeError is an OSError without a file name, which the
+    generic OSError branch re-raised as a traceback before the pipe branch could see it."""
+    import io
+
+    from edgekws.cli import main
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["dataset", str(ROOT / "data" / "fixtures" / "en-shots")]) == 0
+    assert "Traceback" not in capsys.readouterr().err

@@ -46,6 +46,10 @@ def test_eval_cli_json_has_exactly_the_documented_keys(trained, tmp_path, capsys
     assert np.array(m["confusion"]).sum() == m["n"]
     assert m["accuracy"] >= 0.5  # a 7-epoch model on 4 classes: well above chance (0.25)
     assert "accuracy" in capsys.readouterr().out
+    # `--json -`: stdout is the JSON alone (the tables go to stderr), so it pipes into a JSON reader
+    assert main(["eval", str(bundle.path), str(data), "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == m and "accuracy" in captured.err
     stored = Bundle.load(bundle.path).read_json("metrics.json")  # eval records into the bundle
     assert stored["float"] == {k: v for k, v in m.items() if k != "int8"} and stored["split"] == "test"
 

@@ -2,6 +2,7 @@
 embeddings, the retrained bundle (labels, int8 head bit-exact with the int8 reference, head.bin,
 eval/predict/C export), personal recordings whose speaker hashes to val/test, and refusals."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -268,8 +269,17 @@ def test_refusals(setup, tmp_path, capsys):
     with pytest.raises(EdgekwsError, match=r"lr must be > 0 and finite, got 1e\+39; momentum must be in \[0, 1\), "
                                            r"got 0.99999999"):
         HeadConfig(3, 6, lr=1e39, momentum=0.99999999).check()   # inf and 1.0 in the trainers' float32
-    with pytest.raises(BundleError, match="already holds"):
-        retrain(base, data, new.path, words=WORDS, log=quiet)
+    # the output folder is judged before any embedding or epoch (a log line would show work done)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's")
+    for out, message in ((new.path, "already holds a model bundle"),
+                         (tmp_path / "mine", "holds other files (notes.txt)"),
+                         (tmp_path / "afile" / "sub", f"cannot create this folder ({tmp_path / 'afile'} is a file")):
+        lines = []
+        with pytest.raises(BundleError, match=re.escape(message)):
+            retrain(base, data, out, words=WORDS, log=lines.append)
+        assert lines == []
     assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "y"), "--shots", "0"]) == 2
     assert "--shots" in capsys.readouterr().err
 

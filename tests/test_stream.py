@@ -525,6 +525,16 @@ def test_eval_stream_tunes_and_stores_settings(tmp_path, capsys):
     assert Bundle.load(b.path).manifest["stream"]["tuning"]["shrink"] == 0.0
     assert main(args + ["--shrink", "1.5"]) == 2
     assert "--shrink: must be a number in [0, 1], got 1.5" in capsys.readouterr().err
+    assert main(args + ["--target-fa", "inf"]) == 2
+    assert "--target-fa must be a finite number >= 0, got inf" in capsys.readouterr().err
+    assert main(args[:-3] + ["--hop-every", "100000"]) == 2
+    assert "--hop-every: must be in [1, 1000], got 100000" in capsys.readouterr().err
+    # a split that cannot be evaluated is found before the tuning is saved: the stored settings stay
+    before = Bundle.load(b.path).manifest["stream"]
+    (data / "testing_list.txt").write_text("")
+    assert main(args[:-1] + ["--hop-every", "2", "--target-fa", "50"]) == 2
+    assert "no command clips in the test split" in capsys.readouterr().err
+    assert Bundle.load(b.path).manifest["stream"] == before
 
 
 def test_eval_stream_on_every_clip_of_ones_own_recordings(tmp_path, capsys):

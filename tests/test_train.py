@@ -1,6 +1,7 @@
 """Training pipeline: learning on a tiny tone dataset, the feature cache, checkpoints, bit-exact
 resume after an interruption (in process and by a real SIGINT / SIGKILL), bundle contents."""
 
+import re
 import signal
 import subprocess
 import sys
@@ -173,6 +174,25 @@ def _interrupted(tiny, out, after=1, **cfg):
         train(tiny, out, on_epoch_end=stop, **{**TINY, **cfg})
 
 
+def test_interrupt_messages_say_what_was_saved(tiny, tmp_path, monkeypatch):
+    import edgekws.train as tr
+
+    lines = []
+    _interrupted(tiny, tmp_path / "m", after=2, log=lines.append)
+    assert lines[-1].strip() == (f"interrupted: the checkpoint after epoch 2 is in {tmp_path / 'm' / CHECKPOINT}; "
+                                 f"continue with: edgekws train {tiny} --out {tmp_path / 'm'} --resume")
+
+    def ctrl_c(*a, **k):   # Ctrl-C during the first epoch's validation: no checkpoint yet
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tr, "_loss_acc", ctrl_c)
+    lines.clear()
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny, tmp_path / "first", **{**TINY, "log": lines.append})
+    assert lines[-1].strip() == "interrupted before the first epoch ended: nothing was saved; run the same command again"
+    assert not (tmp_path / "first" / CHECKPOINT).exists()
+
+
 def test_corrupt_checkpoint_is_refused(tiny, tmp_path):
     out = tmp_path / "model"
     _interrupted(tiny, out)
@@ -246,15 +266,34 @@ def test_resume_refuses_a_bundle_of_other_data_beside_its_checkpoint(tiny, tmp_p
     _interrupted(tiny, out)
     from edgekws.errors import EdgekwsError
 
-    with pytest.raises(EdgekwsError, match=r"--resume continues with the checkpoint's settings, and --epochs 9 "
-                                           r"\(the checkpoint's: 7\), --words \['yes'\] \(the checkpoint's: "
-                                           r"\['yes', 'no'\]\) differ; leave them out, or start over with --force"):
+    with pytest.raises(EdgekwsError, match=r"--resume continues with the checkpoint's settings, and --epochs "
+                                           r"\(epochs 9, the checkpoint's 7\), --words \(words \['yes'\], the "
+                                           r"checkpoint's \['yes', 'no'\]\) differ; leave them out, or start over "
+                                           r"with --force"):
         train(tiny, out, resume=True, epochs=9, words=["yes"], seed=3, progress=False)
     b = Bundle.create(tmp_path / "other", labels=["_silence_", "_unknown_", "go"], feature_config={},
                       architecture={"layers": []}, training={"dataset_fingerprint": "f" * 64})
     (out / "manifest.json").write_text(json.dumps(b.manifest))   # as another command once wrote there
     with pytest.raises(BundleError, match="model: holds a model bundle of other data beside the checkpoint"):
         train(tiny, out, resume=True, progress=False, log=lambda *a, **k: None)
+
+
+def test_resume_compares_options_as_the_user_gave_them():
+    """The default words given explicitly are the checkpoint's None; --quick's settings count; every
+    difference is named by the flag the user typed."""
+    from edgekws.data import DEFAULT_WORDS
+    from edgekws.train import TrainConfig, _resume_differences
+
+    cfg = TrainConfig()
+    assert _resume_differences({"words": list(DEFAULT_WORDS)}, cfg, quick=False) == ""
+    assert _resume_differences({"words": None, "epochs": None}, cfg, quick=False) == ""
+    said = _resume_differences({"arch": None}, cfg, quick=True)
+    assert said.startswith("--quick (arch 'dscnn-s', the checkpoint's 'dscnn-l'; epochs 8, the checkpoint's 60")
+    said = _resume_differences({"augment": False, "specaugment": False, "time_warp": 0.0,
+                                "vocabulary": "/v", "retrain_tap": False}, cfg, quick=False)
+    assert said == ("--no-augment (augment False, the checkpoint's True; specaugment False, the checkpoint's True), "
+                    "--time-warp (time_warp 0.0, the checkpoint's 0.8), --vocab (vocabulary '/v', the checkpoint's "
+                    "None), --no-retrain-tap (retrain_tap False, the checkpoint's True)")
 
 
 def test_a_second_training_into_the_same_folder_is_refused(tiny, tmp_path):
@@ -268,6 +307,10 @@ def test_a_second_training_into_the_same_folder_is_refused(tiny, tmp_path):
         with pytest.raises(BundleError, match=f"model: another edgekws train \\(pid {os.getpid()}\\) is "
                                               "writing here"):
             train(tiny, out, **TINY)
+        # any other writer (retrain, adapt) is refused too: the training would replace its bundle
+        with pytest.raises(BundleError, match=f"model: an edgekws train \\(pid {os.getpid()}\\) is writing "
+                                              "here; wait for it to finish or choose another --out"):
+            Bundle.create(out, labels=["_silence_", "_unknown_", "yes"], feature_config={}, architecture={})
         assert (out / LOCK).exists()
     assert list(out.iterdir()) == []  # the lock is gone with its holder
     done = train(tiny, out, **{**TINY, "epochs": 1})
@@ -279,6 +322,23 @@ def test_existing_bundle_is_not_overwritten_without_force(reference, tiny):
         train(tiny, reference.path, **TINY)
     with pytest.raises(BundleError, match="holds a finished model bundle; nothing to resume"):
         train(tiny, reference.path, resume=True)
+
+
+def test_force_over_a_bundle_removes_it_before_training_so_a_stop_resumes(reference, tiny, tmp_path):
+    """--force over a bundle of other data, stopped after epoch 1: --resume (what the message says)
+    once refused, "a model bundle of other data beside the checkpoint", with the old model and its
+    exports still in place."""
+    import shutil
+
+    out = tmp_path / "old"
+    shutil.copytree(reference.path, out)
+    (out / "cortex-m4").mkdir()
+    (out / "cortex-m4" / "main.c").write_text("an export of the old model")
+    _interrupted(tiny, out, after=1, overwrite=True, seed=4)
+    assert sorted(p.name for p in out.iterdir()) == [CHECKPOINT]   # the old bundle and its export are gone
+    resumed = train(tiny, out, resume=True, progress=False, log=lambda *a, **k: None)
+    whole = train(tiny, tmp_path / "whole", **{**TINY, "seed": 4})
+    _same_weights(_weights(resumed), _weights(whole))
 
 
 def test_feature_cache_is_content_addressed(tiny, tmp_path):
@@ -641,6 +701,11 @@ def test_bad_vocabulary_folders_are_refused(tiny, tmp_path):
     one = make_tiny_dataset(tmp_path / "one", speakers=2, repeats=1, tones={"low": 300.0})
     with pytest.raises(EdgekwsError, match="needs at least 2 word folders of .wav clips, found 1"):
         train(tiny, tmp_path / "m", **TINY, vocabulary=str(one))
+    for same in (str(tiny), f"{tiny}/yes"):   # the commands would train under two labels
+        with pytest.raises(EdgekwsError, match=f"--vocab {re.escape(str(same))}: is the dataset .* or inside it "
+                                               r"\(or holds it\)"):
+            train(tiny, tmp_path / "m", **TINY, vocabulary=str(same))
+    assert not (tmp_path / "m").exists()
 
 
 def test_epoch_order_counts_only_the_models_own_commands():

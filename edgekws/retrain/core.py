@@ -410,7 +410,7 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     of DATA's other words (one command's count otherwise).
     Returns the new Bundle.
     """
-    from edgekws.bundle import as_bundle
+    from edgekws.bundle import as_bundle, check_bundle_folder
     from edgekws.quant import load_quantized
 
     check_engine(engine)
@@ -425,6 +425,7 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     if Path(out).resolve() == Path(base.path).resolve():
         raise EdgekwsError(f"out (--out) {out}: must differ from the base model folder")
     check_outside(out, base.path, "MODEL")
+    check_bundle_folder(out, overwrite=overwrite)   # before the embeddings and the head's epochs
     backbone = Backbone.from_quantized(load_quantized(base))
     if isinstance(words, str):  # one word, or "yes,no" as the command line takes it
         words = parse_words(words)

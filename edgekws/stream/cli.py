@@ -166,14 +166,16 @@ def run_eval_stream(args) -> int:
             raise EdgekwsError(f"--{name.replace('_', '-')} sets how --tune tunes; give --tune too")
     if args.target_fa is None:
         args.target_fa = 1.0
-    if not args.target_fa >= 0:
-        raise EdgekwsError(f"--target-fa must be >= 0, got {args.target_fa}")
+    if not 0 <= args.target_fa < float("inf"):
+        raise EdgekwsError(f"--target-fa must be a finite number >= 0, got {args.target_fa}")
     if args.shrink is not None and not 0 <= args.shrink <= 1:  # before the streams are built
         raise EdgekwsError(f"--shrink: must be a number in [0, 1], got {args.shrink!r}")
     snr = parse_snr(args.snr)
     bundle = Bundle.load(args.model)
     setup = StreamSetup.from_bundle(bundle)
     if args.hop_every is not None:
+        if not 1 <= args.hop_every <= 1000:     # StreamConfig's range, named by the flag
+            raise EdgekwsError(f"--hop-every: must be in [1, 1000], got {args.hop_every}")
         setup.config.hop_every = args.hop_every
         setup.config.refractory = refractory_steps(args.hop_every)
         setup.check()
@@ -187,9 +189,11 @@ def run_eval_stream(args) -> int:
         result["tuning"] = tune(setup, *val, target_fa_per_hour=args.target_fa, engine=args.engine, **shrink)
         result["tuning"]["snr_db"] = result["snr_db"]
         result["tuning"]["split"] = args.tune_split
-        bundle.update(stream=setup.config.to_dict())
     log(f"evaluating on {args.split} streams")
+    # built before the tuning is saved: a split that cannot be evaluated leaves the stored thresholds
     streams = make_streams(bundle, args.data, args.split, args.seed + 1, args.negative_minutes, snr)
+    if args.tune:
+        bundle.update(stream=setup.config.to_dict())
     result["split"] = args.split
     result["config"] = {k: v for k, v in setup.config.to_dict().items() if k != "tuning"}
     result["metrics"] = evaluate_streams(setup, *streams, engine=args.engine)
