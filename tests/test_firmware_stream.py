@@ -58,7 +58,7 @@ def test_c_golden_test_passes_and_golden_regenerates_identically(tmp_path):
         "regenerate with: python -m edgekws.stream.golden"
     srcs = [str(p) for p in sorted((root / "src").glob("*.c")) + sorted((root / "generated").glob("*.c"))]
     exe = tmp_path / "test_detector"
-    cmd = [find_compiler(), "-std=c99", "-O1", "-Wall", "-Wextra", "-Wpedantic", "-Werror", f"-I{root / 'include'}",
+    cmd = [*find_compiler(), "-std=c99", "-O1", "-Wall", "-Wextra", "-Wpedantic", "-Werror", f"-I{root / 'include'}",
            f"-I{root / 'generated'}", f"-I{root / 'tests'}", str(root / "tests" / "test_detector.c"), *srcs,
            "-o", str(exe), "-lm"]
     subprocess.run(cmd, check=True, capture_output=True)

@@ -58,7 +58,10 @@ class CModel:
         if why is not None:
             raise EdgekwsError(f"model blob rejected by the C runtime: {why.decode()}")
         self.arena_size = int(lib.ekws_model_arena_size(self._blob, len(blob)))
-        size = self.arena_size if arena_size is None else int(arena_size)
+        if arena_size is not None and (isinstance(arena_size, bool) or not isinstance(arena_size, int)
+                                       or not 0 <= arena_size < 2 ** 31):
+            raise EdgekwsError(f"C model: arena_size must be an integer in [0, 2^31), got {arena_size!r}")
+        size = self.arena_size if arena_size is None else arena_size
         self._arena = (ctypes.c_uint32 * max((size + 3) // 4, 1))()
         self._model = ctypes.create_string_buffer(int(lib.ekws_model_struct_size()))
         st = lib.ekws_model_init(self._model, self._blob, len(blob), self._arena, size)

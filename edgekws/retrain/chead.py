@@ -11,7 +11,7 @@ import ctypes
 import numpy as np
 
 from edgekws.errors import EdgekwsError
-from edgekws.retrain.headmath import HeadConfig, QHead, blob_size
+from edgekws.retrain.headmath import HeadConfig, QHead, blob_size, check_examples, check_rows
 
 _f32p = ctypes.POINTER(ctypes.c_float)
 _i8p = ctypes.POINTER(ctypes.c_int8)
@@ -124,16 +124,13 @@ class CHeadTrainer:
         return w, b
 
     def add(self, embeddings: np.ndarray, labels) -> None:
-        q = np.ascontiguousarray(embeddings)
-        if q.dtype != np.int8 or q.ndim != 2:
-            raise EdgekwsError(f"head: embeddings must be int8 (N, E), got {q.dtype} {q.shape}")
-        for row, y in zip(q, np.asarray(labels).reshape(-1)):
+        q, labels = check_examples(self.cfg, self.num_examples, embeddings, labels)   # all or nothing, as numpy
+        for row, y in zip(q, labels):
             _check(self.lib, self.lib.ekws_head_add_example(self._tr, row.ctypes.data_as(_i8p), row.size, int(y)),
                    "ekws_head_add_example")
 
     def set_weights(self, weight: np.ndarray, bias: np.ndarray) -> None:
-        w = np.ascontiguousarray(weight, np.float32)
-        b = np.ascontiguousarray(bias, np.float32)
+        w, b = check_rows(self.cfg, weight, bias)   # C copies C x E and C floats: never read past them
         _check(self.lib, self.lib.ekws_head_set_weights(self._tr, w.ctypes.data_as(_f32p), b.ctypes.data_as(_f32p)),
                "ekws_head_set_weights")
 

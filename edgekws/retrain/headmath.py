@@ -234,6 +234,30 @@ class QHead:
                    in_scale, s32(h[7]), out_scale, s32(h[9]))
 
 
+def check_examples(cfg: HeadConfig, have: int, embeddings, labels) -> tuple[np.ndarray, np.ndarray]:
+    """What a head trainer (numpy or C) accepts in add(): all of it, or nothing is stored.
+    -> (int8 (N, E) contiguous, int64 (N,))."""
+    q = np.ascontiguousarray(embeddings)
+    y = np.asarray(labels).reshape(-1)
+    if q.dtype != np.int8 or q.ndim != 2 or q.shape[1] != cfg.embed_size or len(y) != len(q):
+        raise EdgekwsError(f"head: embeddings must be int8 (N, {cfg.embed_size}) with N labels, "
+                           f"got {q.dtype} {q.shape} and {len(y)} labels")
+    if len(y) and (not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= cfg.num_classes):
+        raise EdgekwsError(f"head: labels must be integers in [0, {cfg.num_classes})")
+    if have + len(y) > cfg.max_examples:
+        raise EdgekwsError(f"head: room for {cfg.max_examples} examples only")
+    return q, y.astype(np.int64)
+
+
+def check_rows(cfg: HeadConfig, weight, bias) -> tuple[np.ndarray, np.ndarray]:
+    """Head rows (C, E) and bias (C,) as float32, or an error naming the shapes (C would read past them)."""
+    w, b = np.asarray(weight, F), np.asarray(bias, F)
+    c, e = cfg.num_classes, cfg.embed_size
+    if w.shape != (c, e) or b.shape != (c,):
+        raise EdgekwsError(f"head: weights must be ({c}, {e}) and bias ({c},), got {w.shape} and {b.shape}")
+    return w.copy(), b.copy()
+
+
 class HeadTrainer:
     """numpy version of ekws_head_trainer_t (same state, same results)."""
 
@@ -265,15 +289,7 @@ class HeadTrainer:
 
     def add(self, embeddings: np.ndarray, labels) -> None:
         """embeddings (N, E) int8 (the backbone output), labels (N,) in [0, C)."""
-        q = np.asarray(embeddings)
-        y = np.asarray(labels, np.int64).reshape(-1)
-        if q.dtype != np.int8 or q.ndim != 2 or q.shape[1] != self.cfg.embed_size or len(y) != len(q):
-            raise EdgekwsError(f"head: embeddings must be int8 (N, {self.cfg.embed_size}) with N labels, "
-                               f"got {q.dtype} {q.shape} and {len(y)} labels")
-        if len(y) and (y.min() < 0 or y.max() >= self.cfg.num_classes):
-            raise EdgekwsError(f"head: labels must be in [0, {self.cfg.num_classes})")
-        if self.num_examples + len(y) > self.cfg.max_examples:
-            raise EdgekwsError(f"head: room for {self.cfg.max_examples} examples only")
+        q, y = check_examples(self.cfg, self.num_examples, embeddings, labels)
         self.emb = np.concatenate([self.emb, q])
         self.labels = np.concatenate([self.labels, y])
 
@@ -291,8 +307,7 @@ class HeadTrainer:
         self._set_rows(weight, bias)
 
     def _set_rows(self, weight, bias) -> None:
-        self.weight = np.array(weight, F).reshape(self.weight.shape)
-        self.bias = np.array(bias, F).reshape(self.bias.shape)
+        self.weight, self.bias = check_rows(self.cfg, weight, bias)
         self.vel_w[...] = 0
         self.vel_b[...] = 0
 
