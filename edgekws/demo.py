@@ -8,7 +8,8 @@
 
 Each stage writes its outputs into WORKDIR and is skipped on a rerun when they are present and
 valid (a bundle that loads and verifies, a dataset manifest), so an interrupted demo continues
-where it stopped. `--quick` runs a small version of every stage (a CI test runs it).
+where it stopped. WORKDIR/demo.json records the options: a rerun with others is refused, and a
+folder of other files is never used. `--quick` runs a small version of every stage (a CI test runs it).
 """
 
 from __future__ import annotations
@@ -49,6 +50,36 @@ class DemoPlan:
         return cls(seed=seed)
 
 
+C_FILES = ("model.bin", "ekws_model_data.c", "ekws_model_data.h")
+MARKER = "demo.json"   # the demo's own workdir: its options, so a rerun continues the same run
+
+
+def claim_workdir(work: Path, quick: bool, seed: int) -> None:
+    """Make `work` the demo's: a new or empty folder gets the marker; one with the marker must have
+    been started with the same options (its stages are reused); anything else is the user's."""
+    from edgekws.fileio import atomic_write_text, other_files
+
+    mine = {"format": "edgekws-demo", "quick": bool(quick), "seed": int(seed)}
+    marker = work / MARKER
+    if marker.is_file():
+        try:
+            was = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            was = None
+        if not isinstance(was, dict) or was.get("format") != "edgekws-demo":
+            raise EdgekwsError(f"--workdir {work}: {MARKER} is not an edgekws demo record; choose another --workdir")
+        if (was.get("quick"), was.get("seed")) != (mine["quick"], mine["seed"]):
+            said = ("--quick" if was.get("quick") else "no --quick") + f", --seed {was.get('seed')}"
+            raise EdgekwsError(f"--workdir {work}: holds a demo run with {said}; rerun it with the same options "
+                               "to continue it, or choose another --workdir")
+        return
+    if others := other_files(work):
+        raise EdgekwsError(f"--workdir {work}: holds files that are not an edgekws demo ({others}); choose an "
+                           "empty or new folder")
+    make_dir(work)
+    atomic_write_text(marker, json.dumps(mine) + "\n")
+
+
 def _log(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
@@ -74,12 +105,17 @@ def _bundle_ready(path: Path, *need: str) -> bool:
 
 
 def stage_synth(work: Path, lang: str, plan: DemoPlan) -> Path:
+    import shutil
+
     from edgekws.synth import synthesize_dataset
 
     out = work / "data" / lang
     if _dataset_ready(out):
         _log(f"synth {lang}: {out} already there, skipped")
         return out
+    if out.is_dir() and not out.is_symlink():   # an interrupted synthesis of this demo (the workdir is ours)
+        _log(f"synth {lang}: removing the unfinished {out}")
+        shutil.rmtree(out)
     _log(f"synth {lang}: synthesizing commands, unknown words and noise into {out}")
     t = time.perf_counter()
     synthesize_dataset(out, lang, seed=plan.seed + (0 if lang == "ja" else 1), quick=plan.synth_quick,
@@ -94,8 +130,11 @@ def stage_train(work: Path, data: Path, plan: DemoPlan):
 
     out = work / "models" / "ja"
     if _bundle_ready(out, "weights.npz", "history.json"):
-        _log(f"train: {out} already trained, skipped")
-        return Bundle.load(out)
+        trained_on = (Bundle.load(out).manifest.get("training") or {}).get("dataset")
+        if trained_on and Path(trained_on).resolve() == data.resolve():
+            _log(f"train: {out} already trained, skipped")
+            return Bundle.load(out)
+        _log(f"train: {out} was trained on {trained_on}, not {data}: training again")
     resume = (out / CHECKPOINT).exists()
     _log(f"train: five-layer model on {data} with the numpy engine" + (" (resuming)" if resume else ""))
     t = time.perf_counter()
@@ -116,7 +155,7 @@ def stage_quantize_export(bundle):
     if not (bundle.has("model.onnx") and bundle.has("model.int8.onnx")):
         sizes = export_onnx(bundle, log=lambda m: _log(f"export: {m}"))
         _log("export: " + ", ".join(f"{k} {v} B" for k, v in sizes.items()))
-    if not (bundle.path / "c").is_dir():
+    if not all(bundle.has(f"c/{n}") for n in C_FILES):   # all three: an export stopped half-way is redone
         sizes = export_c_dir(bundle)
         _log("export: C arrays " + ", ".join(f"{k} {v} B" for k, v in sizes.items()))
     return bundle
@@ -203,7 +242,11 @@ def run_demo(workdir: str | Path = "edgekws-demo", quick: bool = False, seed: in
     from edgekws.fileio import atomic_write_text
 
     work = Path(workdir)
-    make_dir(work)
+    if not 0 <= seed < 2 ** 63 - 1:   # the English data takes seed + 1
+        raise EdgekwsError(f"--seed must be an integer in [0, 2^63 - 1), got {seed}")
+    if work.exists() and not work.is_dir():
+        raise EdgekwsError(f"--workdir {work}: is a file, not a folder")
+    claim_workdir(work, quick, seed)
     plan = DemoPlan.make(quick, seed)
     t0 = time.perf_counter()
     data_ja = stage_synth(work, "ja", plan)
@@ -217,7 +260,7 @@ def run_demo(workdir: str | Path = "edgekws-demo", quick: bool = False, seed: in
     sizes = {n: (bundle.path / n).stat().st_size for n in ("weights.npz", "int8.npz", "model.onnx", "model.int8.onnx")}
     cdir = bundle.path / "c"
     sizes["c/"] = sum(p.stat().st_size for p in cdir.rglob("*") if p.is_file())
-    summary = {"workdir": str(work), "quick": quick, "seconds": round(time.perf_counter() - t0, 1),
+    summary = {"workdir": str(work), "quick": quick, "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
                "parity": parity, "stream": {k: stream[k] for k in ("hit_rate", "false_accepts_per_hour",
                                                                     "latency_ms_median", "stream_seconds")},
                "retrain_shots": {str(k): v for k, v in shots.items()}, "sizes": sizes,

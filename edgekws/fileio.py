@@ -47,6 +47,8 @@ def check_output_file(path: str | os.PathLike, option: str, inputs=()) -> None:
     out = Path(path)
     if out.is_dir():
         raise OutputError(f"{option} {path}: is a folder; give a file name")
+    if problem := cannot_make_folder(out.parent):   # found now, not after the work
+        raise OutputError(f"{option} {path}: cannot be written ({problem})")
     if out.suffix.lower() == ".wav" and out.exists():
         raise OutputError(f"{option} {path}: is a WAV file; edgekws never overwrites a recording")
     out_r = out.resolve()

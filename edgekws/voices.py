@@ -286,8 +286,15 @@ def benchmark(datasets: dict, work, *, directions=DIRECTIONS, seeds=(0,), snr_db
     """
     from edgekws.fileio import check_outside
 
+    from edgekws.data import load_dataset
+
     for lang, data in datasets.items():   # its views, models and cache would read as word folders
         check_outside(work, data, f"--{lang}", "--work")
+    for lang, data in datasets.items():   # every dataset readable before the first of hours of training
+        try:
+            load_dataset(data, _command_folders(Path(data)))
+        except (EdgekwsError, OSError, ValueError, KeyError) as exc:
+            raise EdgekwsError(f"--{lang} {data}: {exc}") from None
     runs = []
     for lang, data in datasets.items():
         for train_engine, test_engine in directions:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -81,3 +82,35 @@ def test_missing_programs_are_named(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "flite, text2wave not found; apt-get install --no-install-recommends flite festival" in err
     assert not (tmp_path / "j").exists()
+
+
+def test_mistakes_are_one_line_errors_and_a_failing_voice_leaves_nothing(monkeypatch, tmp_path, capsys):
+    import subprocess
+
+    tool = _tool()
+    for argv, message in ((["--out", "x", "--variants", "-3"], "--variants must be at least 1, got -3"),
+                          (["--out", "x", "--unknown", "1000"], "--unknown must be in [1, "),
+                          (["--out", "x", "--seed", "-1"], "--seed must be >= 0")):
+        with pytest.raises(SystemExit) as e:
+            tool.main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err
+    assert tool.main(["--judge", str(tmp_path / "nope"), str(tmp_path / "m")]) == 2
+    assert f"judge_voices: error: {tmp_path / 'nope'}: no such dataset folder" in capsys.readouterr().err
+    data = _judge_set(tmp_path / "judge")
+    a = _bundle(tmp_path / "a", list(range(12)))
+    assert tool.main(["--judge", str(data), str(a.path), "--json", str(tmp_path)]) == 2
+    assert f"--json {tmp_path}: is a folder" in capsys.readouterr().err
+    # a voice that fails half-way: an error naming the command, and no half-made set to refuse next time
+    monkeypatch.setattr(tool.shutil, "which", lambda name: "/usr/bin/" + name)
+    calls = []
+
+    def speak(engine, *a, **k):
+        calls.append(engine)
+        if len(calls) > 3:
+            raise subprocess.CalledProcessError(1, ["text2wave", "-eval", "(voice_ked_diphone)"])
+        return np.zeros(4000, np.float32) + 0.1
+
+    monkeypatch.setattr(tool, "speak", speak)
+    assert tool.main(["--out", str(tmp_path / "set"), "--variants", "1"]) == 2
+    assert "judge_voices: error: `text2wave -eval (voice_ked_diphone)` failed (exit 1)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir() if "set" in p.name) == []

@@ -137,3 +137,19 @@ def test_command_line_passes_training_levers(monkeypatch, tmp_path):
     assert args.func(args) == 0
     assert (seen["time_warp"], seen["arch"], seen["seeds"]) == (0.8, "dscnn-w", (0,)) and "epochs" not in seen
     assert (seen["enroll"], seen["enroll_noisy"]) == (3, 2)
+
+
+def test_every_dataset_and_the_json_are_checked_before_any_training(both, tmp_path, monkeypatch, capsys):
+    """A missing --en was found only after both Japanese trainings (hours), and a --json under a file
+    after the whole benchmark."""
+    import edgekws.voices as voices
+    from edgekws.cli import main
+
+    monkeypatch.setattr(voices, "run_direction", lambda *a, **k: pytest.fail("trained before the checks"))
+    with pytest.raises(EdgekwsError, match=f"--en {tmp_path / 'nope'}: .*no such dataset folder"):
+        voices.benchmark({"ja": both, "en": tmp_path / "nope"}, tmp_path / "w", log=lambda *a: None)
+    (tmp_path / "afile").write_text("x")
+    assert main(["eval-voices", "--ja", str(both), "--work", str(tmp_path / "w2"),
+                 "--json", str(tmp_path / "afile" / "r.json")]) == 2
+    assert (f"--json {tmp_path / 'afile' / 'r.json'}: cannot be written ({tmp_path / 'afile'} is a file, not a "
+            "folder)") in capsys.readouterr().err

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgekws.audio import SAMPLE_RATE, read_wav, resample, write_wav  # noqa: E402
 from edgekws.errors import EdgekwsError  # noqa: E402
-from edgekws.fileio import atomic_write_text  # noqa: E402
+from edgekws.fileio import atomic_write_text, cannot_make_folder, check_output_file  # noqa: E402
 from edgekws.synth import noise  # noqa: E402
 from edgekws.synth.generator import MAX_SPEECH, NOISE_DIR, place_in_second, trim_silence  # noqa: E402
 from edgekws.synth.words import COMMANDS, unknown_words  # noqa: E402
@@ -127,52 +127,91 @@ def main(argv=None) -> int:
     ap.add_argument("--unknown", type=int, default=6, help="unknown words per pseudo-speaker (default 6)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    if args.judge:
-        if not args.models:
-            ap.error("--judge needs at least one MODEL")
-        judge(args.judge, args.models, args.json)
-        return 0
-    if not args.out:
-        ap.error("--out (make a judging set) or --judge (score models) is required")
+    n_unknown = len(unknown_words("en"))
+    if args.variants < 1:
+        ap.error(f"--variants must be at least 1, got {args.variants}")
+    if not 1 <= args.unknown <= n_unknown:   # the unknown words also make the babble noise
+        ap.error(f"--unknown must be in [1, {n_unknown}] (the English unknown words), got {args.unknown}")
+    if args.seed < 0:
+        ap.error(f"--seed must be >= 0, got {args.seed}")
+    try:
+        if args.judge:
+            if not args.models:
+                ap.error("--judge needs at least one MODEL")
+            if args.json:
+                check_output_file(args.json, "--json", ((args.judge, "JUDGE"),))
+            judge(args.judge, args.models, args.json)
+            return 0
+        if not args.out:
+            ap.error("--out (make a judging set) or --judge (score models) is required")
+        return make_set(args)
+    except EdgekwsError as exc:
+        print(f"judge_voices: error: {exc}", file=sys.stderr)
+        return 2
+    except subprocess.CalledProcessError as exc:
+        cmd = " ".join(map(str, exc.cmd)) if isinstance(exc.cmd, (list, tuple)) else str(exc.cmd)
+        print(f"judge_voices: error: `{cmd}` failed (exit {exc.returncode}); is that voice's package installed? "
+              "(apt-get install --no-install-recommends flite festival festvox-kallpc16k festvox-kdlpc16k "
+              "festvox-us-slt-hts)", file=sys.stderr)
+        return 2
+
+
+def make_set(args) -> int:
+    """Synthesize the judging set into a hidden folder beside --out, renamed to --out when complete:
+    a failing voice leaves nothing behind, and the same command runs again."""
     missing = [t for t in ("flite", "text2wave") if shutil.which(t) is None]
     if missing:
         print(f"judge_voices: {', '.join(missing)} not found; apt-get install --no-install-recommends flite "
               "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        print(f"judge_voices: --out {out} exists and is not empty", file=sys.stderr)
+    final = Path(args.out)
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        what = "is a file" if not final.is_dir() else "exists and is not empty"
+        print(f"judge_voices: --out {final} {what}; choose a new folder", file=sys.stderr)
         return 2
+    if problem := cannot_make_folder(final.parent):
+        print(f"judge_voices: --out {final}: cannot be made ({problem})", file=sys.stderr)
+        return 2
+    out = final.parent / f".{final.name}.partial"
+    if out.exists():
+        shutil.rmtree(out)
     unknown = [w.label for w in unknown_words("en")]
     rows, babble_words = [], []
-    with tempfile.TemporaryDirectory() as td:
-        for vi, (engine, voice, f0) in enumerate(VOICES):
-            for k in range(args.variants):
-                rng = np.random.default_rng([args.seed, vi, k])
-                stretch = float(rng.uniform(0.8, 1.3))
-                pitch = None if f0 is None else float(f0 * rng.uniform(0.85, 1.2))
-                spk = f"{engine}-{voice.replace('_', '-')}-{k}"
-                words = list(COMMANDS) + [unknown[i] for i in rng.choice(len(unknown), args.unknown, replace=False)]
-                for word in words:
-                    speech = speak(engine, voice, word, stretch, pitch, Path(td))
-                    if word not in COMMANDS:
-                        babble_words.append(speech)
-                    clip, offset, peak = place_in_second(speech.astype(np.float32), rng)
-                    rel = f"{word}/{spk}_nohash_0.wav"
-                    write_wav(out / rel, clip)
-                    rows.append({"path": rel, "word": word, "engine": engine, "voice": voice, "speaker": spk,
-                                 "duration_stretch": round(stretch, 3),
-                                 "f0_mean": None if pitch is None else round(pitch, 1),
-                                 "offset_s": round(offset / SAMPLE_RATE, 4), "peak": round(peak, 4)})
-            print(f"{engine} {voice}: {args.variants} pseudo-speakers", file=sys.stderr)
-    rng = np.random.default_rng([args.seed, 0x0015E])
-    write_wav(out / NOISE_DIR / "white.wav", noise.white(30 * SAMPLE_RATE, rng))
-    write_wav(out / NOISE_DIR / "pink.wav", noise.pink(30 * SAMPLE_RATE, rng))
-    write_wav(out / NOISE_DIR / "babble.wav", noise.babble(babble_words, 30 * SAMPLE_RATE, rng))
-    atomic_write_text(out / "judge_manifest.json", json.dumps(
-        {"format": "edgekws-judge-voices", "seed": args.seed, "variants": args.variants,
-         "voices": [list(v) for v in VOICES], "clips": rows}, indent=1))
-    print(f"{out}: {len(rows)} clips of {len(VOICES) * args.variants} pseudo-speakers "
+    try:
+        with tempfile.TemporaryDirectory() as td:
+            for vi, (engine, voice, f0) in enumerate(VOICES):
+                for k in range(args.variants):
+                    rng = np.random.default_rng([args.seed, vi, k])
+                    stretch = float(rng.uniform(0.8, 1.3))
+                    pitch = None if f0 is None else float(f0 * rng.uniform(0.85, 1.2))
+                    spk = f"{engine}-{voice.replace('_', '-')}-{k}"
+                    words = list(COMMANDS) + [unknown[i] for i in rng.choice(len(unknown), args.unknown, replace=False)]
+                    for word in words:
+                        speech = speak(engine, voice, word, stretch, pitch, Path(td))
+                        if word not in COMMANDS:
+                            babble_words.append(speech)
+                        clip, offset, peak = place_in_second(speech.astype(np.float32), rng)
+                        rel = f"{word}/{spk}_nohash_0.wav"
+                        write_wav(out / rel, clip)
+                        rows.append({"path": rel, "word": word, "engine": engine, "voice": voice, "speaker": spk,
+                                     "duration_stretch": round(stretch, 3),
+                                     "f0_mean": None if pitch is None else round(pitch, 1),
+                                     "offset_s": round(offset / SAMPLE_RATE, 4), "peak": round(peak, 4)})
+                print(f"{engine} {voice}: {args.variants} pseudo-speakers", file=sys.stderr)
+        rng = np.random.default_rng([args.seed, 0x0015E])
+        write_wav(out / NOISE_DIR / "white.wav", noise.white(30 * SAMPLE_RATE, rng))
+        write_wav(out / NOISE_DIR / "pink.wav", noise.pink(30 * SAMPLE_RATE, rng))
+        write_wav(out / NOISE_DIR / "babble.wav", noise.babble(babble_words, 30 * SAMPLE_RATE, rng))
+        atomic_write_text(out / "judge_manifest.json", json.dumps(
+            {"format": "edgekws-judge-voices", "seed": args.seed, "variants": args.variants,
+             "voices": [list(v) for v in VOICES], "clips": rows}, indent=1))
+        if final.is_dir():
+            final.rmdir()          # empty (checked above)
+        os.replace(out, final)
+    finally:
+        if out.exists():
+            shutil.rmtree(out)
+    print(f"{final}: {len(rows)} clips of {len(VOICES) * args.variants} pseudo-speakers "
           f"({len(VOICES)} voices x {args.variants})", file=sys.stderr)
     return 0
 
