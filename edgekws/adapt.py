@@ -26,19 +26,20 @@ CALIB_MAX = 1000
 
 def clip_paths(folder) -> list[Path]:
     """Every WAV under `folder` except background noise recordings, sorted."""
-    from edgekws.data import BACKGROUND_DIR
+    from edgekws.data import BACKGROUND_DIR, wav_files
 
     folder = Path(folder)
     if problem := not_a_folder(folder, "folder of recordings"):
         raise EdgekwsError(f"{folder}: {problem}")
-    return sorted(p for p in folder.rglob("*.wav") if BACKGROUND_DIR not in p.relative_to(folder).parts)
+    return [p for p in wav_files(folder, recursive=True) if BACKGROUND_DIR not in p.relative_to(folder).parts
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
 
 
 def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwrite: bool = False, log=print):
     """Write bundle `out`: bundle `model` with its BatchNorm statistics re-estimated on the WAVs under
     folder `clips` (at most `limit`, a seeded choice) and re-quantized on them. Returns the new Bundle."""
     from edgekws.bundle import Bundle, as_bundle, check_bundle_folder
-    from edgekws.data import BACKGROUND_DIR
+    from edgekws.data import BACKGROUND_DIR, wav_files
     from edgekws.evaluate import FloatNetwork
     from edgekws.featcache import cut_silence, float_to_int16, load_clips, room_noises
     from edgekws.features import compute_features
@@ -67,7 +68,7 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
     audio = load_clips(paths, fc.sample_rate, fc.sample_rate)                       # 1 s each
     # as in training, about one example in twelve is background: cuts of FOLDER's _background_noise_
     # recordings (the room), or of white/pink/brown noise without them
-    noises = room_noises(sorted((Path(clips) / BACKGROUND_DIR).glob("*.wav")), fc.sample_rate)
+    noises = room_noises(wav_files(Path(clips) / BACKGROUND_DIR), fc.sample_rate)
     quiet = cut_silence(noises, max(1, len(paths) // 11), audio.shape[1], np.random.default_rng([seed, 0x51]))
     feats = compute_features(np.concatenate([audio, float_to_int16(quiet)]), fc)
     adapt_batchnorm(net.model, net._input(feats))

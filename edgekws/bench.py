@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgekws.errors import EdgekwsError
@@ -38,7 +40,8 @@ BENCHMARKS = [
 
 
 def tools_dir() -> Path:
-    d = Path(os.environ.get("EDGEKWS_TOOLS_DIR", Path(__file__).resolve().parents[1] / "tools"))
+    # resolved: the scripts run from the folder's parent, where a relative path means something else
+    d = Path(os.environ.get("EDGEKWS_TOOLS_DIR", Path(__file__).resolve().parents[1] / "tools")).resolve()
     if not (d / "bench_infer.py").is_file():
         raise EdgekwsError(f"{d}: the benchmark scripts (tools/) are not there; run edgekws bench from a "
                            "clone of the repository (pip install -e .) or set EDGEKWS_TOOLS_DIR")
@@ -68,21 +71,42 @@ def run_one(script: list[str], folder: Path) -> tuple[str, float, int]:
     return text, time.perf_counter() - t, proc.returncode
 
 
-def kept_notes(text: str) -> dict[str, str]:
-    """What was written by hand into an earlier BENCHMARKS.md: in each `## ` section, everything after
-    the script's own output (its first ``` block), by section title. A regeneration replaces each
-    script's output and keeps the notes and extra runs written under it."""
-    notes: dict[str, list[str]] = {}
+_OWN_SECONDS = re.compile(r"^ \(\d+ s\)")
+
+
+@dataclass
+class Notes:
+    """What was written by hand into one `## ` section of an earlier BENCHMARKS.md."""
+
+    command: str | None = None   # the Command line's text after the command (less the tool's own "(N s)")
+    head: list[str] = field(default_factory=list)   # the lines between the Command line and the output
+    after: str = ""          # everything after the script's output (its first ``` block)
+
+
+def kept_notes(text: str) -> dict[str, Notes]:
+    """The hand-written parts of an earlier BENCHMARKS.md, by section title: a regeneration replaces
+    each script's output (and its "(N s)") and keeps every word written around it."""
+    notes: dict[str, Notes] = {}
     section, fences = None, 0
     for line in text.splitlines():
         if line.startswith("## "):
             section, fences = line[3:].strip(), 0
-        elif section is not None and fences >= 2:
-            notes.setdefault(section, []).append(line)
-        elif section is not None and line.startswith("```"):
+            notes[section] = Notes()
+        elif section is None:
+            continue
+        elif fences >= 2:
+            notes[section].after = (notes[section].after + "\n" + line) if notes[section].after else line
+        elif line.startswith("```"):
             fences += 1
-    joined = {k: "\n".join(v).strip() for k, v in notes.items()}
-    return {k: v for k, v in joined.items() if v}
+        elif fences == 0 and line.startswith("Command: `") and "`" in line[10:] and notes[section].command is None:
+            rest = line[10:].split("`", 1)[1]
+            notes[section].command = _OWN_SECONDS.sub("", rest) if _OWN_SECONDS.match(rest) else " " + rest.strip()
+        elif fences == 0 and notes[section].command is not None:
+            notes[section].head.append(line)
+    for n in notes.values():
+        n.command = (n.command or "").rstrip()
+        n.after = n.after.strip()
+    return notes
 
 
 def run_bench(out: str | Path | None = "BENCHMARKS.md", quick: bool = False, log=print) -> str:
@@ -107,10 +131,12 @@ def run_bench(out: str | Path | None = "BENCHMARKS.md", quick: bool = False, log
         text, seconds, rc = run_one(script, folder)
         if rc != 0:
             failed.append(script[0])
-        parts += [f"## {title}", "", f"Command: `python tools/{' '.join(script)}` ({seconds:.0f} s)", "",
-                  "```", text, "```", ""]
-        if title in notes:
-            parts += [notes[title], ""]
+        kept = notes.get(title, Notes())
+        head = kept.head if any(line.strip() for line in kept.head) else [""]
+        parts += [f"## {title}", "", f"Command: `python tools/{' '.join(script)}` ({seconds:.0f} s){kept.command}",
+                  *head, "```", text, "```", ""]
+        if kept.after:
+            parts += [kept.after, ""]
     md = "\n".join(parts)
     if out:
         from edgekws.fileio import atomic_write_text
@@ -118,8 +144,17 @@ def run_bench(out: str | Path | None = "BENCHMARKS.md", quick: bool = False, log
         atomic_write_text(out, md)
         log(f"bench: wrote {out}")
     if failed:
-        raise EdgekwsError(f"benchmark script(s) failed: {', '.join(failed)} (their output is in {out or 'the report'})")
+        raise BenchFailed(f"benchmark script(s) failed: {', '.join(failed)} (their output is in "
+                          f"{out or 'the markdown above'})", md)
     return md
+
+
+class BenchFailed(EdgekwsError):
+    """Some benchmark scripts failed; `markdown` holds every table, theirs with their errors."""
+
+    def __init__(self, message: str, markdown: str):
+        super().__init__(message)
+        self.markdown = markdown
 
 
 def register(sub) -> None:
@@ -128,13 +163,18 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true",
                    help="short runs of every benchmark (a smoke test; prints the markdown unless --out is given)")
     p.add_argument("--out", help="markdown file to write (default: BENCHMARKS.md; with --quick: none); "
-                                 "notes written under a table in it are kept")
+                                 "notes written by hand around its tables are kept")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     out = args.out or (None if args.quick else "BENCHMARKS.md")
-    md = run_bench(out, args.quick, log=lambda msg: print(msg, file=sys.stderr))
+    try:
+        md = run_bench(out, args.quick, log=lambda msg: print(msg, file=sys.stderr))
+    except BenchFailed as exc:   # the tables that ran, and the failures' output, are not lost
+        if out is None:
+            print(exc.markdown)
+        raise
     if out is None:
         print(md)
     return 0

@@ -306,6 +306,15 @@ class Bundle:
     def write_npz(self, name: str, arrays: dict[str, np.ndarray], **fields: Any) -> None:
         self.write_bytes(name, npz_bytes(arrays), **fields)
 
+    def remove(self, names) -> None:
+        """Forget the files `names` in one manifest write, then delete them."""
+        names = [n for n in names if n in self.manifest["files"]]
+        if names:
+            for name in names:
+                del self.manifest["files"][name]
+            self._write_manifest()
+            _remove_files(self.path, names)
+
     def drop_outputs(self, keep=("weights.npz", "history.json")) -> list[str]:
         """Before the model's numbers change (quantize, QAT): forget every file made from them (int8.npz,
         ONNX, C arrays, metrics, report) and the quantization in one manifest write, then delete those

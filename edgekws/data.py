@@ -46,7 +46,8 @@ def which_split(filename: str, val_percent: float = 10.0, test_percent: float = 
     as in the dataset's reference code, so the same speaker always lands in the same split.
     """
     key = _NOHASH.sub("", Path(filename).name)
-    h = int(hashlib.sha1(key.encode("utf-8")).hexdigest(), 16)
+    # surrogateescape: a file name that is not valid UTF-8 hashes its own bytes (valid names: unchanged)
+    h = int(hashlib.sha1(key.encode("utf-8", "surrogateescape")).hexdigest(), 16)
     pct = (h % (_MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / _MAX_NUM_WAVS_PER_CLASS)
     if pct < val_percent:
         return "val"
@@ -116,9 +117,10 @@ class Dataset:
         and which of it validated (an edited validation_list.txt changes it)."""
         h = hashlib.sha256()
         h.update("".join(f"{c.path.relative_to(self.root)}={c.split}\n" for c in
-                         sorted((c for c in self.clips if c.path), key=lambda c: str(c.path))).encode())
+                         sorted((c for c in self.clips if c.path), key=lambda c: str(c.path))).encode(
+            "utf-8", "surrogateescape"))   # a name that is not UTF-8 hashes its bytes
         for p in sorted([c.path for c in self.clips if c.path] + self.noise_files):
-            h.update(str(p.relative_to(self.root)).encode())
+            h.update(str(p.relative_to(self.root)).encode("utf-8", "surrogateescape"))
             try:
                 h.update(p.read_bytes())
             except IsADirectoryError:
@@ -134,6 +136,16 @@ def _read_list(path: Path) -> set[str]:
     except UnicodeDecodeError:
         raise DatasetError(f"{path}: not a UTF-8 text file of relative clip paths") from None
     return {line.strip().replace("\\", "/") for line in text.splitlines() if line.strip()}
+
+
+def wav_files(folder: Path, recursive: bool = False) -> list[Path]:
+    """The .wav clips of a folder, sorted. Hidden files (.DS_Store.wav, macOS's ._name.wav copies) are
+    not clips; a folder named *.wav is refused by name (as a clip it could only fail later)."""
+    found = Path(folder).rglob("*.wav") if recursive else Path(folder).glob("*.wav")
+    clips = sorted(p for p in found if not p.name.startswith("."))
+    if folders := [p for p in clips if p.is_dir()]:
+        raise DatasetError(f"{folders[0]}: is a folder, not a WAV file")
+    return clips
 
 
 def word_folders(root: Path) -> list[Path]:
@@ -174,7 +186,7 @@ def load_dataset(root: str | Path, words: list[str] | tuple[str, ...] | None = N
     clips: list[Clip] = []
     for folder in folders:
         label = folder.name if folder.name in words else UNKNOWN
-        for wav in sorted(folder.glob("*.wav")):
+        for wav in wav_files(folder):
             rel = f"{folder.name}/{wav.name}"
             if use_lists:
                 split = "val" if rel in (val_list or ()) else "test" if rel in (test_list or ()) else "train"
@@ -185,7 +197,7 @@ def load_dataset(root: str | Path, words: list[str] | tuple[str, ...] | None = N
     if empty:
         raise DatasetError(f"{root}: command word folder(s) {empty} hold no .wav files")
     noise_dir = root / BACKGROUND_DIR
-    noise = sorted(noise_dir.glob("*.wav")) if noise_dir.is_dir() else []
+    noise = wav_files(noise_dir) if noise_dir.is_dir() else []
     return Dataset(root=root, words=words, clips=clips, noise_files=noise)
 
 

@@ -49,9 +49,10 @@ def check_output_file(path: str | os.PathLike, option: str, inputs=()) -> None:
         raise OutputError(f"{option} {path}: is a folder; give a file name")
     if problem := cannot_make_folder(out.parent):   # found now, not after the work
         raise OutputError(f"{option} {path}: cannot be written ({problem})")
-    if out.suffix.lower() == ".wav" and out.exists():
-        raise OutputError(f"{option} {path}: is a WAV file; edgekws never overwrites a recording")
-    out_r = out.resolve()
+    out_r = out.resolve()   # a symlink is written through: judge what it points to as well
+    if (out.suffix.lower() == ".wav" or out_r.suffix.lower() == ".wav") and out_r.exists():
+        to = f" (through the link to {out_r})" if out_r != out.absolute() else ""
+        raise OutputError(f"{option} {path}: is a WAV file{to}; edgekws never overwrites a recording")
     for src, name in inputs:
         src_r = Path(src).resolve()
         if out_r == src_r:

@@ -170,8 +170,13 @@ def make_report(bundle, data=None, split: str = "test", plots: bool = True, log=
             note = f"No plots: {exc}"
             log(f"edgekws report: {note}", file=sys.stderr) if log is print else log(note)
             images = {}
+    written = []
     for name, png in images.items():
-        bundle.write_bytes("curves.png" if name == "curves" else f"{name.replace('_', '-')}.png", png)
+        written.append("curves.png" if name == "curves" else f"{name.replace('_', '-')}.png")
+        bundle.write_bytes(written[-1], png)
+    # plots of an earlier report (another split, or plots this time off) would contradict the page
+    bundle.remove([n for n in bundle.files if n not in written and (n == "curves.png" or
+                                                                    (n.startswith("confusion-") and n.endswith(".png")))])
     page = render_html(bundle.manifest, history, metrics, budget["rows"], budget, images, note)
     bundle.write_bytes("report.html", page.encode("utf-8"))
     return page

@@ -122,6 +122,29 @@ def test_fingerprint_names_a_folder_or_dangling_link_posing_as_a_wav(tmp_path):
         load_dataset(tmp_path / "LICENSE")
 
 
+def test_hidden_junk_is_not_a_clip_and_odd_names_hash(tmp_path, capsys):
+    """dataset counted .DS_Store.wav and macOS's ._copies, which train then refused; a file name that
+    is not UTF-8 crashed the summary and the fingerprint."""
+    import os
+
+    from edgekws.cli import main
+
+    _tree(tmp_path)
+    before = load_dataset(tmp_path, ["yes"])
+    (tmp_path / "yes" / ".DS_Store.wav").write_bytes(b"junk")
+    (tmp_path / "yes" / f"._{SPEAKERS[0]}_nohash_0.wav").write_bytes(b"AppleDouble")
+    after = load_dataset(tmp_path, ["yes"])
+    assert [c.path for c in after.clips] == [c.path for c in before.clips]
+    assert after.fingerprint() == before.fingerprint()
+    odd = tmp_path / "yes" / os.fsdecode(b"\xffspk_nohash_0.wav")
+    odd.write_bytes((tmp_path / "yes" / f"{SPEAKERS[0]}_nohash_0.wav").read_bytes())
+    ds = load_dataset(tmp_path, ["yes"])
+    assert odd in [c.path for c in ds.clips] and len(ds.fingerprint()) == 64
+    assert main(["dataset", str(tmp_path), "--words", "yes"]) == 0
+    assert which_split(odd.name) in ("train", "val", "test")      # the hash rule, without list files
+    assert which_split("spk_nohash_0.wav") == which_split("spk_nohash_9.wav")
+
+
 @pytest.mark.parametrize("text, message", [
     ("yes,,no", r"--words: 'yes,,no' has an empty word \(two commas in a row, or one at an end\)"),
     ("yes,no,", r"--words: 'yes,no,' has an empty word"),

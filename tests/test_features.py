@@ -84,6 +84,14 @@ def test_input_validation():
         compute_features(np.zeros((2, 2, 16000), np.int16))
     with pytest.raises(AudioError, match="int16"):
         StreamingFrontend().push(np.zeros(10, np.int32))
+    # stereo samples (S, 2) read as S clips of 2 samples each gave (16000, 0, 40) without a word
+    with pytest.raises(AudioError, match=r"audio: shape \(16000, 2\) reads as 16000 clips of 2 samples, shorter "
+                                         r"than one window \(480\); give mono \(S,\) or clips \(N, S\)"):
+        compute_features(np.zeros((16000, 2), np.int16))
+    with pytest.raises(EdgekwsError, match=r"cfg: expected a FeatureConfig .*got dict"):
+        compute_features(np.zeros(16000, np.int16), FeatureConfig().to_dict())
+    assert compute_features(np.zeros(100, np.int16)).shape == (0, 40)          # one short clip: no frames
+    assert compute_features(np.zeros((0, 16000), np.int16)).shape == (0, 49, 40)
 
 
 def test_dynamic_range_silence_fullscale_and_quiet_speech():
@@ -227,3 +235,17 @@ def test_features_command(tmp_path, capsys):
         assert target.read_bytes() == other.read_bytes()
     assert main(["features", str(wav), "--save", str(tmp_path)]) == 2
     assert "is a folder; give a file name" in capsys.readouterr().err
+    # a link named .npy that points at a recording: written through, it replaced the WAV
+    link = tmp_path / "feat.npy"
+    link.symlink_to(other)
+    assert main(["features", str(wav), "--save", str(link)]) == 2
+    assert (f"--save {link}: is a WAV file (through the link to {other}); edgekws never overwrites a recording"
+            in capsys.readouterr().err)
+    assert other.read_bytes() == wav.read_bytes()
+    # any existing file needs --force
+    notes = tmp_path / "notes.txt"
+    notes.write_text("precious")
+    assert main(["features", str(wav), "--save", str(notes)]) == 2
+    assert f"--save {notes}: exists; pass --force to replace it" in capsys.readouterr().err
+    assert notes.read_text() == "precious"
+    assert main(["features", str(wav), "--save", str(tmp_path / "f.npy"), "--force"]) == 0

@@ -13,6 +13,7 @@ def register(subparsers) -> None:
     p.add_argument("wav", nargs="+", help="WAV file(s)")
     p.add_argument("--preemphasis", type=float, default=0.0, help="pre-emphasis coefficient (default 0 = off)")
     p.add_argument("--save", metavar="NPY", help="save the features of a single WAV as .npy (T, F) int8")
+    p.add_argument("--force", action="store_true", help="replace an existing --save file")
     p.set_defaults(func=run)
 
 
@@ -33,6 +34,10 @@ def run(args) -> int:
         raise EdgekwsError("--save needs exactly one WAV file")
     if args.save:
         check_output_file(args.save, "--save", ((args.wav[0], "WAV"),))
+        from pathlib import Path
+
+        if Path(args.save).exists() and not args.force:
+            raise EdgekwsError(f"--save {args.save}: exists; pass --force to replace it")
     print(f"config {cfg.config_hash()}: {cfg.window_ms:g} ms window, {cfg.hop_ms:g} ms hop, "
           f"{cfg.num_bands} bands, int8 step {cfg.input_scale:.3f} dB from {cfg.db_min:g} dB")
     for path in args.wav:

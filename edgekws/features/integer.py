@@ -49,7 +49,7 @@ import threading
 
 import numpy as np
 
-from edgekws.errors import AudioError
+from edgekws.errors import AudioError, EdgekwsError
 from edgekws.features.config import LOG_INDEX_BITS, LOG_Q, FeatureConfig, FrontendTables, fft_stage_radices
 
 _BLOCK_VALUES = 512 * 512  # frames x fft_size per vectorized block: 512 frames at N = 512 measured
@@ -367,10 +367,16 @@ def compute_features(audio: np.ndarray, cfg: FeatureConfig | None = None) -> np.
     audio : (N, S) or (S,) int16 PCM at cfg.sample_rate
     returns (N, T, F) or (T, F) int8 with T = cfg.num_frames(S), F = cfg.num_bands
     """
-    cfg = cfg or FeatureConfig()
+    cfg = FeatureConfig() if cfg is None else cfg
+    if not isinstance(cfg, FeatureConfig):
+        raise EdgekwsError(f"cfg: expected a FeatureConfig (a bundle's is FeatureConfig.from_dict(manifest"
+                           f"['feature_config'])), got {type(cfg).__name__}")
     a = _as_int16(audio)
     if a.ndim not in (1, 2):
         raise AudioError(f"audio: expected shape (S,) or (N, S), got {a.shape}")
+    if a.ndim == 2 and len(a) and 0 < a.shape[1] < cfg.window_len:   # e.g. stereo (S, 2) read as S clips
+        raise AudioError(f"audio: shape {a.shape} reads as {a.shape[0]} clips of {a.shape[1]} samples, shorter "
+                         f"than one window ({cfg.window_len}); give mono (S,) or clips (N, S)")
     single = a.ndim == 1
     a2 = a[None] if single else a
     n_clips, n_samples = a2.shape
