@@ -133,7 +133,8 @@ class StreamResampler:
         self.up, self.down = int(sr_out) // g, int(sr_in) // g
         if max(self.up, self.down) > 1000:
             raise AudioError(f"{sr_in} Hz -> {sr_out} Hz: no streaming resampler for this odd rate ratio; "
-                             "open the device at a common rate (16000, 32000, 44100 or 48000 Hz)")
+                             "open the device at a common rate (16000, 32000, 44100 or 48000 Hz; "
+                             "listen --rate, record --rate)")
         # resample_poly's filter reaches 10 * max(up, down) upsampled samples each side of an output
         reach = -(-10 * max(self.up, self.down) // self.up) + 2
         self.pad = -(-reach // self.down) * self.down          # in input samples, a multiple of down

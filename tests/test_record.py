@@ -6,6 +6,7 @@ import io
 import re
 import threading
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -386,7 +387,7 @@ class FakeStream:
 
     def __init__(self, sd, device, channels, dtype, samplerate, blocksize, callback):
         assert channels == 1 and dtype == "float32"
-        self.sd, self.blocksize, self.callback = sd, blocksize, callback
+        self.sd, self.blocksize, self.callback, self.samplerate = sd, blocksize, callback, samplerate
         self.signal = sd.signals.pop(0) if sd.signals else silence(samplerate, seconds=5)
         self.stopped = threading.Event()
         sd.streams.append(self)
@@ -570,3 +571,45 @@ def test_missing_portaudio_is_explained(monkeypatch, capsys, error, hint):
     err = capsys.readouterr().err
     assert "sudo apt-get install libportaudio2" in err and "Traceback" not in err
     assert devmod.PORTAUDIO_HINT in err
+
+
+def test_listen_mic_hears_the_samples_listen_file_reads(tmp_path, monkeypatch):
+    """The mic path scaled by 32767 where --file's decoding scales by 32768: every loud sample came
+    out one step smaller, and scores (sometimes times) differed from --file on the same audio."""
+    import struct
+
+    import edgekws.stream.pipeline as pl
+    from edgekws.audio import read_wav
+
+    rng = np.random.default_rng(0)
+    pcm = np.clip(rng.standard_normal(2 * 48000) * 12000, -32768, 32767).astype(np.int16)   # loud, 48 kHz
+    wav = tmp_path / "a.wav"
+    data = pcm.tobytes()
+    wav.write_bytes(b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " +
+                    struct.pack("<IHHIIHH", 16, 1, 1, 48000, 96000, 2, 16) + b"data" + struct.pack("<I", len(data)) + data)
+    got = []
+
+    class Recorder:   # what the detector is given
+        def __init__(self, setup, engine):
+            pass
+
+        def push(self, samples):
+            got.append(np.array(samples))
+            return []
+
+        def flush(self):
+            return []
+
+    sd = laptop()                                              # default input: 48 kHz
+    sd.signals = [np.concatenate([pcm / 32768.0, np.zeros(48000)]).astype(np.float32)]
+    monkeypatch.setattr("edgekws.recording.load_sounddevice", lambda: sd)
+    monkeypatch.setattr(pl, "StreamingDetector", Recorder)
+    model = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "base-ja"
+    assert cli.main(["listen", str(model), "--mic", "--seconds", "2"]) == 0
+    heard = np.concatenate(got)
+    assert heard.dtype == np.int16 and np.array_equal(heard, read_wav(wav, dtype="int16"))
+    # the device opened at another of its rates (--rate), as record --rate does
+    got.clear()
+    sd.signals = [np.concatenate([pcm[::48][:1000] / 32768.0, np.zeros(44100)]).astype(np.float32)]
+    assert cli.main(["listen", str(model), "--mic", "--rate", "44100", "--seconds", "0.5"]) == 0
+    assert sd.streams[-1].samplerate == 44100 and len(np.concatenate(got)) == 8000

@@ -126,6 +126,19 @@ def test_live_chunks_equal_batch(setup, audio, engine):
     assert keys(live.push(audio) + live.flush()) == keys(detect_audio(setup, audio, "numpy"))
 
 
+def test_settings_changed_after_a_detector_is_built_do_not_reach_it(setup, audio):
+    """numpy read hop_every on every push (0 crashed it) while C had copied it: two engines gave
+    different detections for one setup. Both keep the settings they were built with."""
+    import copy
+
+    mine = copy.deepcopy(setup)
+    want = keys(detect_audio(mine, audio, "numpy", end_silence=0))
+    live = {e: StreamingDetector(mine, e) for e in ("numpy", "c")}
+    mine.config.hop_every = 0
+    for engine, det in live.items():
+        assert keys(det.push(audio)) == want, engine
+
+
 def test_a_command_at_the_very_end_of_a_recording_is_heard(setup, audio):
     """detect_audio hears a recording end in 1 s of silence (as `listen --file`): a word cut right
     after it is spoken still fires. Some cut of the test audio has a detection only that way."""

@@ -24,6 +24,8 @@ def register(sub) -> None:
     src.add_argument("--mic", action="store_true", help="listen to the microphone until Ctrl-C")
     p.add_argument("--engine", default="numpy", choices=("numpy", "onnx", "c"), help=ENGINE_HELP)
     p.add_argument("--device", help="input device id or part of its name (with --mic; see edgekws devices)")
+    p.add_argument("--rate", type=cliargs.positive_int, metavar="HZ",
+                   help="open the --mic device at this rate (default: its own; 16000, 44100 or 48000 suit)")
     p.add_argument("--seconds", type=cliargs.positive_float, default=None,
                    help="with --mic: stop after this many seconds")
     p.add_argument("--json", action="store_true", help="one JSON object per detection (JSON lines)")
@@ -76,7 +78,7 @@ def run_listen(args) -> int:
     from edgekws.stream.pipeline import StreamSetup, StreamingDetector, detect_audio
 
     if args.file:
-        for opt in ("device", "seconds"):
+        for opt in ("device", "seconds", "rate"):
             if getattr(args, opt) is not None:
                 raise EdgekwsError(f"--{opt} is for --mic; a --file is read whole")
     setup = StreamSetup.from_bundle(Bundle.load(args.model))
@@ -102,23 +104,24 @@ def run_listen(args) -> int:
 def _listen_mic(setup, args) -> int:
     import numpy as np
 
-    from edgekws.audio import StreamResampler, to_int16
+    from edgekws.audio import StreamResampler
+    from edgekws.featcache import float_to_int16   # x 32768, as --file's decoding: the same samples
     from edgekws.recording import SoundDeviceSource, choose_input, load_sounddevice
     from edgekws.stream.pipeline import StreamingDetector
 
     sr = setup.feature_config.sample_rate
     sd = load_sounddevice()
-    dev, rate = choose_input(sd, args.device)
+    dev, rate = choose_input(sd, args.device, args.rate)
     live = StreamingDetector(setup, args.engine)
     print(f"listening on input device {dev.index} '{dev.name}' at {rate} Hz (Ctrl-C stops)", file=sys.stderr)
     # one resampler for the whole stream: resampling each block alone clicked at every block edge
     rs = StreamResampler(rate, sr) if rate != sr else None
     for block in SoundDeviceSource(sd, dev, rate).blocks(args.seconds):
         x = rs.push(block) if rs is not None else block
-        for d in live.push(to_int16(np.asarray(x))):
+        for d in live.push(float_to_int16(np.asarray(x))):
             _print_detection(d, args.json)
     # --seconds is over: the stream ends as a file does (a word said at the very end still counts)
-    rest = live.push(to_int16(rs.flush())) if rs is not None else []
+    rest = live.push(float_to_int16(rs.flush())) if rs is not None else []
     for d in rest + live.flush():
         _print_detection(d, args.json)
     return 0

@@ -196,11 +196,14 @@ def detect_audio(setup: StreamSetup, audio: np.ndarray, engine: str = "numpy",
 
 
 class StreamingDetector:
-    """Push int16 blocks of any size as they arrive; get the detections they complete."""
+    """Push int16 blocks of any size as they arrive; get the detections they complete. The settings
+    (hop, smoothing, refractory, thresholds) are those of `setup` when it is built, in every engine
+    (the C pipeline copies them): settings changed later need a new detector."""
 
     def __init__(self, setup: StreamSetup, engine: str = "numpy"):
         setup.check()
         self.setup = setup
+        self.hop_every = setup.config.hop_every
         if engine == "c":
             from edgekws.stream.cpipeline import CPipeline
 
@@ -235,7 +238,7 @@ class StreamingDetector:
             self.ring[self.oldest] = frame
             self.oldest = (self.oldest + 1) % len(self.ring)
             self.frames += 1
-            if self.frames % self.setup.config.hop_every:
+            if self.frames % self.hop_every:
                 continue
             window = np.concatenate([self.ring[self.oldest:], self.ring[:self.oldest]])
             logits = self.engine.logits(window.reshape(1, *self.setup.qm.input_shape))[0]
