@@ -337,6 +337,19 @@ class BatchMaker:
         return x
 
 
+def n_steps(n: int, batch: int) -> int:
+    """Steps of an epoch of n examples: batches of `batch`, the rest in a last one, but a rest of one
+    example joins the batch before it (a BatchNorm after a Dense layer cannot train on one value)."""
+    steps = -(-n // batch)
+    return steps - 1 if n % batch == 1 and steps > 1 else steps
+
+
+def epoch_steps(perm: np.ndarray, batch: int) -> list[np.ndarray]:
+    """The index arrays of an epoch's steps (n_steps of them), in order."""
+    k = n_steps(len(perm), batch)
+    return [perm[s * batch:(s + 1) * batch if s < k - 1 else len(perm)] for s in range(k)]
+
+
 def batch_key(seed: int, epoch: int, step: int) -> list[int]:
     """Seed of the generator that makes batch `step` of epoch `epoch` (0-based): a batch's random
     choices depend only on this, not on which process makes it or when."""
@@ -433,7 +446,7 @@ class BatchPipeline:
 
     def batches(self, perm: np.ndarray, batch: int, epoch: int):
         """Yields (idx, x) for the steps of one epoch: idx (B,) indices, x (B, T, F) float32."""
-        steps = [perm[s * batch:(s + 1) * batch] for s in range(-(-len(perm) // batch))]
+        steps = epoch_steps(perm, batch)
         if self.pool is None:
             for s, idx in enumerate(steps):
                 yield idx, self.maker.make(idx, np.random.default_rng(batch_key(self.seed, epoch, s)))
@@ -830,7 +843,7 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
     unknown_words = None
     if config.hard_negatives > 0 and len(order.unknown):
         unknown_words = np.array([tr.clips[i].word for i in order.unknown])
-    steps_per_epoch = -(-n // config.batch)
+    steps_per_epoch = n_steps(n, config.batch)
     total_steps = steps_per_epoch * config.epochs
     warm = int(round(config.warmup_epochs * steps_per_epoch))
     t_start = time.perf_counter()

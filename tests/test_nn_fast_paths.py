@@ -63,16 +63,20 @@ def test_depthwise_layers_sharing_work_buffers_stay_exact():
     """Layers of one input shape but different stride, padding or kernel, interleaved, each
     checked against the reference: grid buffers are shared only by identical geometries."""
     rng = np.random.default_rng(7)
-    layers = [nn.DepthwiseConv2D(k, s, p).build((6, 6, 2), rng, np.float64)
-              for k, s, p in ((3, 1, "same"), (3, 2, "same"), (3, 1, "valid"), (2, 2, "valid"), (3, 1, "same"))]
+    layers = [nn.DepthwiseConv2D(k, s, p).build(shape, rng, np.float64)
+              for shape, k, s, p in (((6, 6, 2), 3, 1, "same"), ((6, 6, 2), 3, 2, "same"), ((6, 6, 2), 3, 1, "valid"),
+                                     ((6, 6, 2), 2, 2, "valid"), ((6, 6, 2), 3, 1, "same"),
+                                     # the same output and top/left pads, other bottom/right pads: once
+                                     # one buffer for both, laid out for one of them (dx off by 1.95)
+                                     ((7, 9, 4), 3, 2, ((0, 0), (0, 1))), ((7, 9, 4), 3, 2, ((0, 1), (0, 0))))]
     for layer in layers * 2:
         layer.need_input_grad = True
         layer.zero_grad()
-        x = rng.standard_normal((2, 6, 6, 2))
+        x = rng.standard_normal((2, *layer.input_shape))
         y = layer.forward(x, training=True)
         dy = rng.standard_normal(y.shape)
         dx = layer.backward(dy)
-        pads, _ = padding.resolve(layer.padding, (6, 6), layer.kernel_size, layer.stride)
+        pads, _ = padding.resolve(layer.padding, layer.input_shape[:2], layer.kernel_size, layer.stride)
         ref = depthwise_reference(x, layer.params["weight"], layer.params["bias"], layer.stride, pads, dy)
         for got, want in zip((y, dx, layer.grads["weight"], layer.grads["bias"]), ref):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

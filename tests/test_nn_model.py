@@ -60,6 +60,17 @@ def test_float32_everywhere():
         assert v.dtype == np.float32
 
 
+def test_batchnorm_refuses_to_train_on_one_value_per_channel():
+    """Batch 1 after a Dense layer: the output was beta whatever the input, every gradient 0, and
+    the running variance pulled toward 0 (PyTorch refuses it too)."""
+    bn = nn.BatchNorm().build((4,), np.random.default_rng(0), np.float32)
+    with pytest.raises(ValueError, match=r"training needs more than one value per channel, got input \(1, 4\)"):
+        bn.forward(np.ones((1, 4), np.float32), training=True)
+    assert bn.forward(np.ones((1, 4), np.float32)).shape == (1, 4)            # inference is fine
+    spatial = nn.BatchNorm().build((3, 4), np.random.default_rng(0), np.float32)
+    assert spatial.forward(np.ones((1, 3, 4), np.float32), training=True).shape == (1, 3, 4)   # 3 values each
+
+
 def test_batchnorm_train_and_eval_modes():
     rng = np.random.default_rng(1)
     bn = nn.BatchNorm(momentum=0.25).build((3, 4), rng, np.float32)
@@ -330,3 +341,11 @@ def test_adapt_batchnorm_sets_each_layers_statistics_to_its_new_input_in_order()
     assert not np.allclose(fresh.forward(x), model.forward(x))    # the adapted model computes otherwise
     with pytest.raises(ValueError, match="at least 2 examples"):
         nn.adapt_batchnorm(model, x[:1])
+    # a frozen BatchNorm ignores training=True; it was counted as adapted but kept its statistics
+    frozen = small_dscnn(rng=1, dropout=0.3)
+    bn_names = [layer.name for layer in frozen if isinstance(layer, nn.BatchNorm)]
+    frozen.freeze(bn_names)
+    assert nn.adapt_batchnorm(frozen, x) == 3
+    for name in bn_names:
+        np.testing.assert_array_equal(frozen[name].buffers["running_mean"], model[name].buffers["running_mean"])
+        assert frozen[name].trainable is False

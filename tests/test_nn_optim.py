@@ -56,6 +56,10 @@ def test_clip_grad_norm():
     total = math.sqrt(sum(float((g ** 2).sum()) for _, _, g in params))
     assert total == pytest.approx(1.0, rel=1e-5)
     assert nn.clip_grad_norm(params, 10.0) == pytest.approx(1.0, rel=1e-5)  # below: untouched
+    # a diverging step: float32 squares overflowed, the norm came out inf and every gradient 0
+    big = [(k, np.zeros(1, np.float32), np.array([3e19], np.float32)) for k in "abcd"]
+    assert nn.clip_grad_norm(big, 1.0) == pytest.approx(6e19, rel=1e-6)
+    np.testing.assert_allclose([g[0] for _, _, g in big], 0.5, rtol=1e-5)
 
 
 def test_schedules():

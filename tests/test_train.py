@@ -708,6 +708,18 @@ def test_bad_vocabulary_folders_are_refused(tiny, tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+def test_an_epoch_never_ends_in_a_batch_of_one():
+    """A last batch of one example reached the dnn's Dense -> BatchNorm as one value per channel."""
+    from edgekws.train import epoch_steps, n_steps
+
+    for n, batch in [(10, 3), (9, 3), (65, 64), (66, 64), (64, 64), (5, 4), (1, 4)]:
+        steps = epoch_steps(np.arange(n), batch)
+        assert len(steps) == n_steps(n, batch) and np.array_equal(np.concatenate(steps), np.arange(n))
+        assert all(len(s) <= batch + 1 for s in steps)
+        assert n == 1 or min(len(s) for s in steps) >= 2
+    assert [len(s) for s in epoch_steps(np.arange(65), 64)] == [65]
+
+
 def test_epoch_order_counts_only_the_models_own_commands():
     """Vocabulary classes (labels after the commands) do not change how many unknown words an epoch draws."""
     from edgekws.train import EpochOrder

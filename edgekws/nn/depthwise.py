@@ -47,6 +47,7 @@ class _Grid:
         self.wg = max(w + max(pl, pr), wz + max(kw - 1 - pl, 0))
         self.in_hw, self.out_hw, self.stride, self.kernel, self.c = in_hw, out_hw, stride, kernel, channels
         self.anchor = (pt, pl)
+        self.pads = ((pt, pb), (pl, pr))
         # the largest tap offset, either way, of the kernel and of the flipped kernel
         self.margin = (max(pt, kh - 1 - pt) * self.wg + max(pl, kw - 1 - pl)) * channels
         self.example = self.hg * self.wg * channels  # values per example
@@ -59,7 +60,9 @@ class _Grid:
         """This thread's flat buffer `role` for n examples plus margins, zeroed when first made
         and reused by every layer with this geometry: callers only ever write data cells, so the
         gaps and margins stay zero."""
-        geometry = (role, self.in_hw, self.out_hw, self.stride, self.kernel, self.anchor, self.c)
+        # every padding side: the bottom/right pads set the grid (hg, wg) and the margins too, and two
+        # layers differing only there once shared a buffer laid out for one of them (wrong dx and dw)
+        geometry = (role, self.in_hw, self.out_hw, self.stride, self.kernel, self.pads, self.c)
         return thread_scratch(_SCRATCH, geometry, (2 * self.margin + n * self.example,), dtype)
 
     def cells(self, buf: np.ndarray, n: int) -> np.ndarray:

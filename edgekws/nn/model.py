@@ -108,7 +108,9 @@ class Sequential:
         self._first_trainable = first
 
     def freeze(self, names) -> None:
-        """Freeze layers by name (a str or a list): no gradients, inference behaviour, no updates."""
+        """Freeze layers by name (a str or a list): no gradients, inference behaviour, and no updates
+        from an optimizer made afterwards (model.parameters() leaves them out). An optimizer made
+        before still holds them, and its weight decay and momentum would move them: make it after."""
         for name in [names] if isinstance(names, str) else list(names):
             self[name].trainable = False
         self._update_input_grad()

@@ -112,6 +112,9 @@ class BatchNorm(Layer):
         self._training = training and self.trainable
         if self._training:
             mean, var, m = self._stats(x, rows)
+            if m < 2:   # the output would be beta whatever the input, its gradients 0 (as PyTorch refuses)
+                raise ValueError(f"BatchNorm {self.name}: training needs more than one value per channel, got "
+                                 f"input {x.shape}")
             mom = self.momentum
             unbiased = var * m / max(m - 1, 1)
             self.buffers["running_mean"][...] = (1 - mom) * self.buffers["running_mean"] + mom * mean
@@ -235,13 +238,14 @@ def adapt_batchnorm(model, x: np.ndarray) -> int:
     if len(x) < 2:
         raise ValueError("adapt_batchnorm: needs at least 2 examples")
     momentum = [layer.momentum for layer in bns]
+    trainable = [layer.trainable for layer in bns]   # a frozen BatchNorm ignores training=True: adapt it too
     state = model.random_state()
     try:
         for layer in bns:
-            layer.momentum = 1.0
+            layer.momentum, layer.trainable = 1.0, True
         model.forward(x, training=True)
     finally:
-        for layer, m in zip(bns, momentum):
-            layer.momentum = m
+        for layer, m, t in zip(bns, momentum, trainable):
+            layer.momentum, layer.trainable = m, t
         model.set_random_state(state)
     return len(bns)

@@ -20,7 +20,11 @@ def clip_grad_norm(parameters, max_norm: float) -> float:
     if not float(max_norm) > 0:
         raise ValueError(f"clip_grad_norm: max_norm must be > 0, got {max_norm!r}")
     grads = [g for _, _, g in parameters]
-    total = float(np.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads)))
+    with np.errstate(over="ignore"):
+        total = float(np.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads)))
+    if not np.isfinite(total):   # float32 squares overflow past ~1.8e19: the norm again in float64
+        total = float(np.sqrt(sum(float(np.dot(g.ravel().astype(np.float64), g.ravel().astype(np.float64)))
+                                  for g in grads)))
     if total > max_norm:
         factor = max_norm / (total + 1e-6)
         for g in grads:
