@@ -11,7 +11,6 @@ never fight over one file. A shard that fails to load is ignored (and recomputed
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,11 +55,14 @@ def room_noises(paths, sample_rate: int = 16000) -> list[np.ndarray]:
 
 
 def cut_silence(noises: list[np.ndarray], n: int, n_samples: int, rng: np.random.Generator) -> np.ndarray:
-    """n `_silence_` examples (n, n_samples) float32: a random stretch of a random noise file
-    times a random gain in [0, SILENCE_MAX_GAIN), or quiet Gaussian noise without noise files."""
+    """n `_silence_` examples (n, n_samples) float32: a random stretch of a random noise file (one
+    shorter than n_samples repeated) times a random gain in [0, SILENCE_MAX_GAIN), or quiet Gaussian
+    noise without noise files."""
     out = np.zeros((n, n_samples), np.float32)
+    # a file shorter than the clip repeats (as the augmenter's noise does): a room recorded for 0.9 s
+    # is still the room, not Gaussian noise
+    usable = [x if len(x) >= n_samples else np.resize(x, n_samples) for x in noises if len(x)]
     for i in range(n):
-        usable = [x for x in noises if len(x) >= n_samples]
         if usable:
             src = usable[int(rng.integers(len(usable)))]
             start = int(rng.integers(len(src) - n_samples + 1))
@@ -96,14 +98,18 @@ class FeatureCache:
             if self.folder is not None and self.folder.is_dir():
                 for shard in sorted(self.folder.glob("*.npz")):
                     try:
-                        with np.load(shard, allow_pickle=False) as z:
+                        z = np.load(shard, allow_pickle=False)
+                        if not isinstance(z, np.lib.npyio.NpzFile):   # a .npy, not a shard
+                            continue
+                        with z:
                             keys, feats = z["keys"], z["features"]
-                    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-                        continue  # a damaged shard is recomputed, never trusted
+                    except Exception:   # noqa: BLE001 - empty, damaged, foreign: recomputed, never trusted
+                        continue
                     if len(keys) != len(feats):
                         continue
                     for k, f in zip(keys, feats):
-                        self._mem[bytes(k)] = f
+                        # "S32" drops trailing zero bytes (1 key in 256): restore them, or it never hits
+                        self._mem[bytes(k).ljust(32, b"\0")] = f
         return self._mem
 
     @staticmethod

@@ -474,12 +474,13 @@ class BatchPipeline:
 
 def make_augmenter(noises, config: dict | None = None):
     """The audio-level augmenter of edgekws.augment (default config, or `config` from a checkpoint),
-    or None if that module is absent."""
+    or None if that module is absent. A dataset without noise files (your own recordings) mixes in
+    the augmenter's white, pink and brown noise: an empty list switched the noise step off."""
     try:
         from edgekws.augment import AugmentConfig, Augmenter
     except ImportError:
         return None
-    return Augmenter(AugmentConfig.from_dict(config) if config else AugmentConfig(), noises)
+    return Augmenter(AugmentConfig.from_dict(config) if config else AugmentConfig(), list(noises) or None)
 
 
 class EpochOrder:

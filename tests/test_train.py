@@ -362,6 +362,47 @@ def test_feature_cache_is_content_addressed(tiny, tmp_path):
     assert np.array_equal(fresh.features(a.audio), a.features) and fresh.misses == len(a.labels)
 
 
+def test_the_cache_hits_keys_ending_in_zero_and_skips_foreign_shards(tmp_path):
+    """'S32' keys lose trailing zero bytes (1 clip in 256 never hit the cache), and an empty or
+    non-npz shard raised (EOFError, TypeError) instead of being recomputed."""
+    from edgekws.features import FeatureConfig
+
+    rng = np.random.default_rng(0)
+    clips, zero_end = [], 0
+    while zero_end < 2:        # clips whose sha256 ends in a zero byte, and some that do not
+        x = rng.integers(-3000, 3000, 16000).astype(np.int16)
+        if FeatureCache.key(x)[-1] == 0:
+            zero_end += 1
+            clips.append(x)
+        elif len(clips) < 4:
+            clips.append(x)
+    audio = np.stack(clips)
+    first = FeatureCache(tmp_path / "c", FeatureConfig())
+    want = first.features(audio)
+    again = FeatureCache(tmp_path / "c", FeatureConfig())
+    assert np.array_equal(again.features(audio), want) and (again.hits, again.misses) == (len(audio), 0)
+    shard_dir = tmp_path / "c" / FeatureConfig().config_hash()
+    (shard_dir / "empty.npz").write_bytes(b"")
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(3))
+    (shard_dir / "array.npz").write_bytes(buf.getvalue())   # a .npy under a shard's name
+    third = FeatureCache(tmp_path / "c", FeatureConfig())
+    assert np.array_equal(third.features(audio), want) and third.misses == 0
+
+
+def test_a_dataset_without_noise_files_still_gets_noise_augmentation():
+    """Your own recordings without _background_noise_: an empty noise list switched the augmenter's
+    noise step off; it mixes in its own white, pink and brown noise, as retrain and adapt do."""
+    from edgekws.train import make_augmenter
+
+    aug = make_augmenter([])
+    assert aug is not None and len(aug.noises) >= 3
+    given = [np.ones(16000, np.float32) * 0.1]
+    assert make_augmenter(given).noises is not None and len(make_augmenter(given).noises) == 1
+
+
 def test_silence_cuts_and_length_fitting_are_seeded():
     noise = [np.linspace(-0.5, 0.5, 40000, dtype=np.float32)]
     a = cut_silence(noise, 3, 16000, np.random.default_rng(5))
@@ -369,6 +410,10 @@ def test_silence_cuts_and_length_fitting_are_seeded():
     assert a.shape == (3, 16000) and np.array_equal(a, b) and np.abs(a).max() <= 0.5
     quiet = cut_silence([], 2, 16000, np.random.default_rng(0))
     assert np.abs(quiet).max() < 0.01
+    # a room recorded for less than a clip is repeated, not replaced by quiet Gaussian noise
+    room = np.full(9000, 0.3, np.float32)
+    cuts = cut_silence([room], 20, 16000, np.random.default_rng(1))
+    assert np.abs(cuts).max() > 0.1 and np.allclose(cuts / cuts[:, :1].clip(1e-9), 1.0)
     x = np.arange(10, dtype=np.int16)
     assert fit_length(x, 4).tolist() == [3, 4, 5, 6] and fit_length(x, 12).tolist()[-2:] == [0, 0]
 
