@@ -132,6 +132,29 @@ def test_gru_is_refused_by_name():
     model = Sequential([GRU(4, name="gru"), Dense(2, name="classifier")], (49, 40), rng=0)
     with pytest.raises(EdgekwsError, match=r"layer 'gru' \(GRU\): not supported"):
         fold_model(model)
+    # the package's own gru architecture starts with a BatchNorm, which was named instead
+    with pytest.raises(EdgekwsError, match=r"\(GRU\): not supported by int8 quantization"):
+        fold_model(make_model("gru", 5))
+
+
+def test_degenerate_and_broken_calibration_is_named_or_handled():
+    """A dead layer (output 0 on every example) got a 4e-11 scale and the next layer's biases were
+    clipped to INT32_MAX without a word; NaN outputs were dropped by min/max and then reported as
+    an inconsistent multiplier."""
+    model = make_model("dscnn-s", 5)
+    model["bn1"].params["beta"][...] = -1e5          # conv1 + bn1 + relu: 0 for every input
+    feats = features(16, seed=3)
+    qm = quantize_model(model, feats, FC.input_scale, FC.input_zero_point)
+    first = qm.layers[0]
+    assert first.out_scale == pytest.approx(1.0 / 255) and int(np.abs(qm.layers[1].bias).max()) < 2 ** 31 - 1
+    x = dequantize_input(feats, FC.input_scale, FC.input_zero_point).reshape(16, *fold_model(model)[0].in_shape)
+    ref = float_forward(fold_model(model), x)
+    got = (int8_forward(qm, feats).astype(np.float64) - qm.layers[-1].out_zp) * qm.layers[-1].out_scale
+    np.testing.assert_allclose(got, ref, atol=8 * qm.layers[-1].out_scale)   # the int8 model follows the float one
+    broken = make_model("dscnn-s", 5)
+    broken["bn1"].buffers["running_var"][0] = np.nan
+    with pytest.raises(EdgekwsError, match=r"layer 'conv1': NaN or infinite float outputs on the calibration data"):
+        quantize_model(broken, feats, FC.input_scale, FC.input_zero_point)
 
 
 def test_calibration_input_is_checked():
@@ -306,3 +329,16 @@ def test_features_of_the_wrong_shape_are_refused_not_reshaped(tmp_path):
         with pytest.raises(EdgekwsError, match=r"features of shape \(40, 49\) per example, model expects "
                                                r"\(49, 40(, 1)?\) \(frames x bands\)"):
             km.predict_features(np.ascontiguousarray(good.transpose(0, 2, 1)))
+
+
+def test_c_export_refuses_a_pool_window_the_c_check_refuses():
+    """The exporter limited only convolutions to 32768 window values; the C check limits every op, so a
+    GlobalAvgPool over 49 x 40 x 24 was exported and then rejected on the device ("layer too large")."""
+    from edgekws.export.c import model_blob
+
+    model = Sequential([Conv2D(24, 1, name="c"), ReLU(name="r"), GlobalAvgPool(name="pool"), Dense(3, name="fc")],
+                       (49, 40, 1), rng=0)
+    qm = quantize_model(model, features(8), FC.input_scale, FC.input_zero_point)
+    with pytest.raises(EdgekwsError, match=r"C export: layer 'pool': window of \(49, 40\) x 24 channels is too "
+                                           r"large for the C runtime"):
+        model_blob(qm)

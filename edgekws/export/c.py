@@ -131,8 +131,9 @@ def model_blob(qm) -> bytes:
             raise EdgekwsError(f"C export: layer {q.name!r}: op {q.op!r} is not supported by the C runtime")
         ih, iw, ic = _hwc(q.in_shape)
         oh, ow, oc = _hwc(q.out_shape)
-        if q.kernel[0] * q.kernel[1] * ic > 32768 and q.op == "conv":
-            raise EdgekwsError(f"C export: layer {q.name!r}: window of {q.kernel} x {ic} channels is too large")
+        if q.op != "dense" and q.kernel[0] * q.kernel[1] * ic > 32768:   # the C check's window limit (every op)
+            raise EdgekwsError(f"C export: layer {q.name!r}: window of {q.kernel} x {ic} channels is too large "
+                               "for the C runtime (at most 32768 values)")
         if q.op == "dense" and ih * iw * ic > 32768:   # the C model check's limit (exact int32 sums)
             raise EdgekwsError(f"C export: layer {q.name!r}: {ih * iw * ic} dense inputs; the C runtime takes "
                                "at most 32768")

@@ -52,6 +52,9 @@ def quantize_model(model, calib_features: np.ndarray, input_scale: float, input_
     for i in range(0, x.shape[0], 256):
         _, outs = float_forward(ops, x[i:i + 256], collect=True)
         for k, y in enumerate(outs):
+            if not np.isfinite(y).all():   # min/max would drop NaN and quantize a collapsed range
+                raise EdgekwsError(f"layer {ops[k].name!r}: NaN or infinite float outputs on the calibration "
+                                   "data (NaN/inf weights or BatchNorm statistics?); the model cannot be quantized")
             if percentile is None:
                 lo[k], hi[k] = min(lo[k], float(y.min())), max(hi[k], float(y.max()))
             else:

@@ -57,6 +57,11 @@ def fold_model(model) -> list[FloatOp]:
                             GlobalAvgPool, ReLU, ReLU6, fold_batchnorm)
 
     ops: list[FloatOp] = []
+    known = (AvgPool2D, BatchNorm, Conv2D, Dense, DepthwiseConv2D, Dropout, Flatten, GlobalAvgPool, ReLU, ReLU6)
+    for layer in model.layers:   # an unsupported layer first: its name says more than a structural error
+        if not isinstance(layer, known):
+            raise EdgekwsError(f"layer {layer.name!r} ({type(layer).__name__}): not supported by int8 "
+                               f"quantization and export (supported: {SUPPORTED})")
     shape = tuple(model.input_shape)
     last_compute = None  # the op a BatchNorm / activation may still fold into
     made_by: dict[str, FloatOp] = {}  # layer name -> the op whose output is that layer's output

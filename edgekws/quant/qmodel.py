@@ -184,7 +184,9 @@ def activation_range(lo: float, hi: float, act: str | None) -> tuple[float, int]
     if act == "relu6":
         hi = min(hi, 6.0)
     if hi - lo < 1e-8:
-        hi = lo + 1e-8
+        # an output that is (all but) constant zero on the calibration data, e.g. a dead layer: any
+        # grid represents it, and [0, 1] keeps the next layer's bias / (s_in * s_w) inside int32
+        hi = lo + 1.0
     scale = (hi - lo) / 255.0
     zp = int(np.clip(np.round(-128 - lo / scale), -128, 127))
     return scale, zp
@@ -227,7 +229,15 @@ def quantize_ops(ops: list[FloatOp], ranges: list[tuple[float, float]], input_sc
         axis = {"conv": 0, "depthwise": 2, "dense": 0}[fop.op]
         wq, ws = quantize_weights(fop.weight, axis)
         s_out, zp_out = activation_range(lo, hi, fop.act)
-        bias = np.clip(np.round(fop.bias / (s_in * ws)), INT32_MIN, INT32_MAX).astype(np.int32)
+        if not (np.isfinite(s_out) and s_out < np.finfo(np.float32).max):
+            raise EdgekwsError(f"{where}: output scale {s_out:g} is not a float32 number (calibrated range "
+                               f"{lo:g} .. {hi:g}); the float model's values are out of range")
+        b = np.round(fop.bias / (s_in * ws))
+        if np.any(b < INT32_MIN) | np.any(b > INT32_MAX):
+            raise EdgekwsError(f"{where}: a bias is {np.abs(b).max():.3g} steps of the int32 accumulator, beyond "
+                               "int32 (its input's range is tiny against the bias): the int8 model would not "
+                               "follow the float one")
+        bias = b.astype(np.int32)
         mults, shifts = zip(*(quantize_multiplier(s_in * w / s_out, where) for w in ws))
         act_min, act_max = -128, 127
         if fop.act in ("relu", "relu6"):
