@@ -94,3 +94,13 @@ def test_export_cli_writes_checked_files(tmp_path, capsys):
     onnx.checker.check_model(onnx.load(str(b.path / "model.int8.onnx")), full_check=True)
     assert main(["export", str(bundle.path)]) == 2
     assert "nothing to do" in capsys.readouterr().err
+
+
+def test_an_onnxruntime_that_cannot_run_the_model_is_a_clear_error():
+    """onnxruntime 1.19-1.23 lack ConvInteger for int8 inputs: a raw NOT_IMPLEMENTED traceback came out
+    of listen --engine onnx (the Pi folder's default engine)."""
+    from edgekws.errors import EdgekwsError
+    from edgekws.export.onnx import ORT_MIN
+
+    with pytest.raises(EdgekwsError, match=rf"cannot run this model .*needs onnxruntime >= {ORT_MIN}"):
+        session(b"not an onnx model")

@@ -492,6 +492,29 @@ def test_export_pi_folder(bundle, tmp_path, capsys):
     assert found.returncode == 0 and Path(found.stdout.strip()) == (out / "firmware").resolve(), found.stderr
     assert main(["export", str(bundle.path)]) == 2
     assert "nothing to do; pass --onnx, --c [DIR] and/or --target cortex-m4|pi" in capsys.readouterr().err
+    # requirements with the floors that run the int8 graph (onnxruntime 1.19-1.23 cannot: ConvInteger);
+    # run.sh takes the folder's venv by itself (a new shell, or a moved folder, has none activated)
+    reqs = (out / "requirements.txt").read_text().split()
+    assert "onnxruntime>=1.24" in reqs and all(">=" in r for r in reqs)
+    run_sh = (out / "run.sh").read_text()
+    assert '[ -x "$HERE/venv/bin/python3" ] && PY="$HERE/venv/bin/python3"' in run_sh and 'exec "$PY" -m edgekws' in run_sh
+    fake_venv = out / "venv" / "bin"
+    fake_venv.mkdir(parents=True)
+    (fake_venv / "python3").write_text("#!/bin/sh\necho venv-python \"$@\"\n")
+    (fake_venv / "python3").chmod(0o755)
+    ran = subprocess.run(["sh", str(out / "run.sh"), "--json"], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert ran.stdout.startswith("venv-python -m edgekws listen ") and ran.stdout.strip().endswith("--json")
+    # `--out .`: README.txt names the folder, not an empty string
+    here = tmp_path / "kws-here"
+    here.mkdir()
+    monkey_cwd = os.getcwd()
+    try:
+        os.chdir(here)
+        assert main(["export", str(copy), "--target", "pi", "--out", "."]) == 0
+    finally:
+        os.chdir(monkey_cwd)
+    assert "scp -r kws-here pi@" in (here / "README.txt").read_text()
 
 
 def _tone_dataset(root):

@@ -25,7 +25,7 @@ import json
 
 import numpy as np
 
-from edgekws.errors import require
+from edgekws.errors import EdgekwsError, require
 from edgekws.quant.fixedpoint import INT32_MAX, INT32_MIN
 
 OPSET = 17
@@ -36,7 +36,7 @@ class _Graph:
     """A small builder: unique names, initializers, nodes."""
 
     def __init__(self):
-        self.onnx = require("onnx", 'pip install "edgekws[onnx]"', "ONNX export")
+        self.onnx = require("onnx", "pip install onnx", "ONNX export")
         self.h = self.onnx.helper
         self.nh = self.onnx.numpy_helper
         self.nodes, self.inits, self._n = [], [], 0
@@ -234,15 +234,23 @@ def int8_onnx(qm, labels, feature_config: dict):
                    _metadata(labels, feature_config, qm.meta(), "int8"))
 
 
+ORT_MIN = "1.24"   # 1.19-1.23 have no ConvInteger for int8 inputs (NOT_IMPLEMENTED); 1.24-1.32 run it
+
+
 def session(model_or_bytes, threads: int = 1):
     """An onnxruntime InferenceSession (CPU, `threads` intra-op threads) for a ModelProto, bytes or path."""
-    ort = require("onnxruntime", 'pip install "edgekws[onnx]"', "running ONNX models")
+    ort = require("onnxruntime", f"pip install 'onnxruntime>={ORT_MIN}'", "running ONNX models")
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
     data = model_or_bytes.SerializeToString() if hasattr(model_or_bytes, "SerializeToString") else model_or_bytes
-    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    except Exception as exc:   # noqa: BLE001 - onnxruntime's own error types
+        raise EdgekwsError(f"onnxruntime {ort.__version__} cannot run this model ({str(exc).splitlines()[0][:300]}); "
+                           f"the int8 graph's ConvInteger on int8 inputs needs onnxruntime >= {ORT_MIN} "
+                           f"(pip install 'onnxruntime>={ORT_MIN}'), or use --engine numpy / c") from None
 
 
 def run(sess, features: np.ndarray) -> np.ndarray:

@@ -159,7 +159,10 @@ set -e
 HERE="$(cd "$(dirname "$0")" && pwd)"
 export PYTHONPATH="$HERE/python${PYTHONPATH:+:$PYTHONPATH}"
 export EDGEKWS_FIRMWARE_DIR="$HERE/firmware"
-exec python3 -m edgekws listen "$HERE/model" --mic --engine onnx "$@"
+# the venv of README.txt's step 2 when there is one (activated or not, and wherever the folder moved)
+PY=python3
+[ -x "$HERE/venv/bin/python3" ] && PY="$HERE/venv/bin/python3"
+exec "$PY" -m edgekws listen "$HERE/model" --mic --engine onnx "$@"
 """
 
 PI_README = """edgekws on a Raspberry Pi (64-bit Raspberry Pi OS, aarch64)
@@ -168,7 +171,8 @@ PI_README = """edgekws on a Raspberry Pi (64-bit Raspberry Pi OS, aarch64)
 2. On the Pi, once:           sudo apt-get install -y libportaudio2 python3-venv gcc
                               cd ~/{name} && python3 -m venv venv && . venv/bin/activate
                               pip install -r requirements.txt
-   (numpy, scipy and onnxruntime have aarch64 wheels; sounddevice needs libportaudio2.)
+   (Python 3.11 or newer, as on Raspberry Pi OS Bookworm: onnxruntime 1.24+ has aarch64 wheels for it;
+   numpy and scipy too; sounddevice needs libportaudio2. run.sh uses venv/ by itself.)
 3. Check the microphone:      PYTHONPATH=python python3 -m edgekws devices
 4. Listen:                    ./run.sh            (or ./run.sh --engine c / --json / --device N)
 5. Test on a file:            PYTHONPATH=python python3 -m edgekws listen model --file some.wav
@@ -176,6 +180,15 @@ PI_README = """edgekws on a Raspberry Pi (64-bit Raspberry Pi OS, aarch64)
 model/ is the bundle (manifest with the detector settings in "stream", int8 model, ONNX);
 python/ the edgekws package; firmware/ the C sources for --engine c.
 """
+
+
+def pi_requirements() -> str:
+    """requirements.txt of the Pi folder: what listen needs at run time, with the floors of
+    pyproject.toml (onnxruntime's is the first that runs the int8 graph)."""
+    from edgekws.export.onnx import ORT_MIN
+
+    return "\n".join(["numpy>=1.24", "scipy>=1.10", f"onnxruntime>={ORT_MIN}", "onnx>=1.15",
+                      "sounddevice>=0.4.6", "tqdm>=4.60"]) + "\n"
 
 
 def write_pi_folder(bundle, out) -> dict[str, int]:
@@ -202,10 +215,10 @@ def write_pi_folder(bundle, out) -> dict[str, int]:
     fw = firmware_dir()
     for sub in ("src", "include", "generated"):
         shutil.copytree(fw / sub, out / "firmware" / sub, dirs_exist_ok=True)
-    atomic_write_text(out / "requirements.txt", "numpy\nscipy\nonnxruntime\nonnx\nsounddevice\ntqdm\n")
+    atomic_write_text(out / "requirements.txt", pi_requirements())
     atomic_write_text(out / "run.sh", RUN_SH)
     (out / "run.sh").chmod(0o755)
-    atomic_write_text(out / "README.txt", PI_README.format(name=out.name))
+    atomic_write_text(out / "README.txt", PI_README.format(name=out.resolve().name))   # "." has no name
     return {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
 
 
