@@ -64,6 +64,10 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=200)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    if args.json:
+        from edgekws.fileio import check_output_file
+
+        check_output_file(args.json, "--json")   # before the benchmark, and never over a recording
 
     from edgekws.export.c import arena_layout, model_blob, tap_bytes
     from edgekws.export.cruntime import CModel
@@ -114,8 +118,10 @@ def main(argv=None) -> int:
     print(f"flash: model blob {len(blob):,} B + runtime code {code if code is not None else '?'} B; "
           f"arena {arena:,} B ({act:,} activations + {taps:,} taps + {arena - act - taps:,} scratch)")
     if args.json:
-        args.json.write_text(json.dumps({"model": name, "seconds": times, "blob_bytes": len(blob),
-                                         "code_bytes": code, "arena_bytes": arena}, indent=1) + "\n")
+        from edgekws.fileio import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps({"model": name, "seconds": times, "blob_bytes": len(blob),
+                                                 "code_bytes": code, "arena_bytes": arena}, indent=1) + "\n")
     return 0
 
 

@@ -189,6 +189,10 @@ def main(argv=None) -> int:
     ap.add_argument("--build", type=Path, default=ROOT / "firmware" / "build" / "qemu-retrain")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    if args.json:
+        from edgekws.fileio import check_output_file
+
+        check_output_file(args.json, "--json")   # before the benchmark, and never over a recording
     shots = args.shots or (3 if args.example else 10)
     words = [w for w in args.words.split(",") if w]
     args.build.mkdir(parents=True, exist_ok=True)
@@ -273,7 +277,9 @@ def main(argv=None) -> int:
             else:
                 print(f"| QEMU {board}: run failed | status {r['status']} |")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1, default=str) + "\n")
+        from edgekws.fileio import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(results, indent=1, default=str) + "\n")
     return 0 if ok else 1
 
 

@@ -199,10 +199,16 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the results to this JSON file")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.worker:
+    try:
+        counts = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        ap.error(f"--threads: comma-separated thread counts, got {args.threads!r}")
+    if min(counts) < 1 or args.rounds < 1:
+        ap.error("--threads and --rounds must be at least 1")
+    if args.worker is not None:   # worker 0 is a worker too (a thread count of 0 was refused above)
         print(json.dumps(worker(args.worker, args.rounds, not args.no_torch)))
         return 0
-    threads = [1] if args.quick else [int(t) for t in args.threads.split(",")]
+    threads = [1] if args.quick else counts
     rounds = 3 if args.quick else args.rounds
     malloc = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     print(f"reference DS-CNN, batch {BATCH}, step = forward + backward + Adam; {rounds} alternating rounds; "

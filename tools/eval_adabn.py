@@ -50,6 +50,15 @@ def main() -> int:
     ap.add_argument("--clips", default="36,1500", help="numbers of unlabeled adaptation clips")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    engines = args.direction.split("-to-")
+    if len(engines) != 2 or not all(engines):
+        ap.error(f"--direction: TRAIN-to-TEST, e.g. espeak-to-openjtalk, got {args.direction!r}")
+    try:
+        clip_counts = [int(v) for v in args.clips.split(",")]
+    except ValueError:
+        clip_counts = []
+    if not clip_counts or min(clip_counts) < 2:   # adapt needs at least 2 clips
+        ap.error(f"--clips: comma-separated counts of at least 2, got {args.clips!r}")
     work = Path(args.work)
     test_engine = args.direction.split("-to-")[1]
     bundle = Bundle.load(work / f"model-{args.direction}")
@@ -68,7 +77,7 @@ def main() -> int:
         print(f"  int8 before: {accuracy(Int8Network(bundle))}")
     else:
         print("  int8 before: (the bundle is not quantized: edgekws quantize MODEL)")
-    for n in (int(v) for v in args.clips.split(",")):
+    for n in clip_counts:
         net = FloatNetwork(bundle)
         pick = np.random.default_rng([args.seed, n]).permutation(len(pool))[:n]
         adapt_batchnorm(net.model, net._input(pool[pick]))
@@ -83,7 +92,8 @@ def main() -> int:
             for i in np.random.default_rng([args.seed, n, 1]).permutation(len(words))[:n]:
                 (folder / words[i].replace("/", "__")).symlink_to((view / words[i]).resolve())
             new = adapt(bundle, folder, Path(tmp) / "adapted", seed=args.seed, log=lambda *a: None)
-            print(f"  edgekws adapt on {n} word recordings of half A, int8: {accuracy(Int8Network(new))}")
+            print(f"  edgekws adapt on {min(n, len(words))} word recordings of half A, int8: "
+                  f"{accuracy(Int8Network(new))}")
     return 0
 
 

@@ -8,8 +8,8 @@ reaches at K examples when the frozen features already know these very words, th
     python tools/eval_retrain.py --data-ja D_JA --data-en D_EN --base-ja M_JA --base-en M_EN [--prepare]
 
 --prepare synthesizes the two datasets (edgekws synth, 200 speakers each) and trains + quantizes
-the two base models (edgekws train, default DS-CNN, 20 epochs) where they are missing. Both
-directions are measured: Japanese base -> English head and English base -> Japanese head. Heads
+the two base models (edgekws train, default DS-CNN, 20 epochs) where they are missing. Japanese
+base -> English head is measured, and with --reverse also English base -> Japanese head. Heads
 learn from K clips per class of the new language's TRAIN split (speakers of the hash rule) and are
 tested on its TEST split (other speakers), int8 head, mean (min-max) over --seeds draws.
 """
@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgekws.bundle import Bundle  # noqa: E402
+from edgekws.errors import EdgekwsError  # noqa: E402
 from edgekws.quant import int8_forward, load_quantized, quantize_model  # noqa: E402
 from edgekws.retrain import Backbone, dataset_examples, fit_head, int8_logits, pick_shots  # noqa: E402
 from edgekws.retrain.core import head_float_logits  # noqa: E402
@@ -125,6 +126,18 @@ def main(argv=None) -> int:
     ap.add_argument("--reverse", action="store_true", help="also English base -> Japanese head")
     args = ap.parse_args(argv)
     args.shots = [s.strip() for s in args.shots.split(",") if s.strip()]
+    if not args.shots or any(s != "all" and not (s.isdigit() and int(s) >= 1) for s in args.shots):
+        ap.error(f"--shots: comma-separated counts >= 1 or 'all', got {','.join(args.shots)!r}")
+    if args.seeds < 1 or args.epochs < 0:
+        ap.error("--seeds must be at least 1 and --epochs at least 0")
+    try:
+        return _measure(args)
+    except EdgekwsError as exc:   # a missing dataset or bundle: one line, not a traceback
+        print(f"eval_retrain: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _measure(args) -> int:
     if args.prepare:
         prepare(args)
     log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731

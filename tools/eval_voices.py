@@ -26,6 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edgekws.fileio import atomic_write_text, check_output_file  # noqa: E402
 from edgekws.voices import benchmark, format_table, summarize  # noqa: E402
 
 SYNTH_SEED = 11
@@ -108,8 +109,13 @@ def main() -> int:
     work = Path(args.work)
     langs = [s for s in args.langs.split(",") if s]
     seeds = tuple(int(s) for s in args.seeds.split(","))
-    wanted = list(LEVERS) if args.levers == "all" else \
-        [n for n in LEVERS if n[0] in (args.levers or "A").split(",")]
+    asked = (args.levers or "A").split(",")
+    letters = {n[0] for n in LEVERS}
+    if args.levers != "all" and (unknown := [x for x in asked if x not in letters]):
+        ap.error(f"--levers: unknown lever(s) {', '.join(unknown)} (choose from {', '.join(sorted(letters))} or all)")
+    wanted = list(LEVERS) if args.levers == "all" else [n for n in LEVERS if n[0] in asked]
+    out = Path(args.json) if args.json else work / "voices.json"
+    check_output_file(out, "--json")   # before hours of training, and never over a recording
     results = {}
     for name in wanted:
         key, opts, aug, test_key = LEVERS[name]
@@ -129,8 +135,7 @@ def main() -> int:
         print(format_table(res), flush=True)
     print("\nlever table (mean over seeds; accuracy %, 12 classes)")
     print(lever_table(results))
-    out = Path(args.json) if args.json else work / "voices.json"
-    out.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    atomic_write_text(out, json.dumps(results, indent=1))
     print(f"wrote {out}")
     return 0
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,11 @@ def make(argv=None) -> int:
     ap.add_argument("--noise-seconds", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.shots < 1 or args.test_per_class < 1 or not args.noise_seconds > 0:
+        ap.error("--shots and --test-per-class must be at least 1, --noise-seconds above 0")
+    from edgekws.fileio import check_outside
+
+    check_outside(args.out, args.data, "--data")
     if args.out.exists():
         print(f"make_retrain_fixture: {args.out} exists; remove it first", file=sys.stderr)
         return 2
@@ -83,16 +89,18 @@ def make(argv=None) -> int:
             raise EdgekwsError(f"{args.data}: {len(words_u)} other word(s) in the {split} split, {n} needed")
         dest += [per_word[words_u[i]] for i in sorted(rng.choice(len(words_u), n, replace=False))]
 
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for c in train + test:
-        (tmp / c.word).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(c.path, tmp / c.word / c.path.name)
-    (tmp / "testing_list.txt").write_text("".join(f"{c.word}/{c.path.name}\n" for c in test))
     from edgekws.audio import read_wav, write_wav
 
     noise = read_wav(args.data / BACKGROUND_DIR / args.noise)
     n = int(args.noise_seconds * 16000)
+    if n > len(noise):   # before anything is written
+        raise EdgekwsError(f"--noise-seconds {args.noise_seconds:g}: {args.noise} is only {len(noise) / 16000:.1f} s")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.", dir=args.out.parent))   # ours alone, renamed at the end
+    for c in train + test:
+        (tmp / c.word).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(c.path, tmp / c.word / c.path.name)
+    (tmp / "testing_list.txt").write_text("".join(f"{c.word}/{c.path.name}\n" for c in test))
     start = int(rng.integers(0, len(noise) - n + 1))
     (tmp / BACKGROUND_DIR).mkdir()
     write_wav(tmp / BACKGROUND_DIR / args.noise, noise[start:start + n])

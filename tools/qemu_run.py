@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgekws.errors import EdgekwsError  # noqa: E402
+from edgekws.fileio import atomic_write_text, check_output_file  # noqa: E402
 
 BOARDS = {"an386": ("mps2-an386", "Cortex-M4F"), "an385": ("mps2-an385", "Cortex-M3")}
 QEMU = ["-display", "none", "-monitor", "none", "-serial", "none", "-chardev", "stdio,id=sh0",
@@ -444,6 +445,10 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="write the results as JSON")
     ap.add_argument("--no-layers", action="store_true", help="skip the per-layer kernel runs")
     args = ap.parse_args(argv)
+    if bad := [b for b in args.boards.split(",") if b.strip() not in BOARDS]:
+        ap.error(f"--boards: unknown board(s) {', '.join(bad)} (choose from {', '.join(BOARDS)})")
+    if args.json:
+        check_output_file(args.json, "--json")
     miss = missing_tools()
     if miss:
         print(f"qemu_run: missing {', '.join(miss)} (apt-get install -y --no-install-recommends "
@@ -456,9 +461,7 @@ def main(argv=None) -> int:
     py = [(d.frame, d.label, d.score_q15) for d in detect_audio(setup, audio, "numpy", end_silence=0)]
     host = [(d.frame, d.label, d.score_q15) for d in detect_audio(setup, audio, "c", end_silence=0)]
     project = args.build / "project"
-    if project.exists():
-        shutil.rmtree(project)
-    write_cortex_m_project(setup, project, audio)
+    write_cortex_m_project(setup, project, audio)   # replaces its own earlier project; refuses a folder of other files
     if args.extra_cflags:
         mk = project / "Makefile"
         mk.write_text(mk.read_text().replace("$(EXTRA_CFLAGS)", args.extra_cflags + " $(EXTRA_CFLAGS)"))
@@ -493,7 +496,7 @@ def main(argv=None) -> int:
                           args.extra_cflags, results, "reference shapes (dscnn 48/64 channels, dnn; random "
                           "weights)", "reference_layers")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        atomic_write_text(args.json, json.dumps(results, indent=1) + "\n")
     return 0 if ok else 1
 
 
