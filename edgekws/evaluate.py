@@ -260,12 +260,28 @@ def register(sub) -> None:
     q.set_defaults(func=run_predict)
 
 
+def refuse_foreign_json(path, key: str) -> None:
+    """An existing --json file is replaced only when it is an earlier result of the same kind (a JSON
+    object with `key`): a rerun refreshes it, and nobody's notes.txt becomes metrics."""
+    p = Path(path)
+    if not p.is_file() or p.stat().st_size == 0:
+        return
+    try:
+        old = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        old = None
+    if not (isinstance(old, dict) and key in old):
+        raise EdgekwsError(f"--json {path}: exists and is not an earlier result of this command; choose "
+                           "another file or remove it")
+
+
 def run_eval(args) -> int:
     from edgekws.bundle import Bundle
     from edgekws.fileio import atomic_write_text, check_output_file
 
     if args.json and args.json != "-":
         check_output_file(args.json, "--json", ((args.data, "DATA"), (args.model, "MODEL")))
+        refuse_foreign_json(args.json, "accuracy")
     bundle = Bundle.load(args.model)
     result = evaluate(bundle, args.data, split=args.split, engines=args.engine, cache_dir=args.cache)
     engines = [k for k in result if k not in ("split", "dataset")]

@@ -121,9 +121,16 @@ def test_export_target_out_replaces_its_own_project_and_refuses_other_folders(tm
     out = tmp_path / "fw"
     assert main(["export", str(model), "--target", "cortex-m4", "--out", str(out)]) == 0
     files = sorted(p.relative_to(out) for p in out.rglob("*"))
-    (out / "stale.c").write_text("from an older export")
+    (out / "data" / "stale.c").write_text("from an older export")       # a file the older export wrote
+    with open(out / ".edgekws-export", "a") as marker:
+        marker.write("data/stale.c\n")
+    (out / "notes.txt").write_text("the user's")                         # and one the user added
+    (out / "build").mkdir()
+    (out / "build" / "kws.elf").write_bytes(b"a build")
     assert main(["export", str(model), "--target", "cortex-m4", "--out", str(out)]) == 0
-    assert sorted(p.relative_to(out) for p in out.rglob("*")) == files  # replaced whole
+    now = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert [p for p in now if str(p) not in ("notes.txt", "build", "build/kws.elf")] == files   # no stale file
+    assert (out / "notes.txt").read_text() == "the user's" and (out / "build" / "kws.elf").is_file()
     capsys.readouterr()
     assert main(["export", str(model), "--target", "pi", "--out", str(out)]) == 2
     assert f"--out {out}: holds a cortex-m4 project; choose an empty or new folder for the pi project" \

@@ -46,6 +46,14 @@ def test_eval_cli_json_has_exactly_the_documented_keys(trained, tmp_path, capsys
     assert np.array(m["confusion"]).sum() == m["n"]
     assert m["accuracy"] >= 0.5  # a 7-epoch model on 4 classes: well above chance (0.25)
     assert "accuracy" in capsys.readouterr().out
+    # a rerun refreshes the earlier result; a file that is not one is left alone
+    assert main(["eval", str(bundle.path), str(data), "--json", str(out)]) == 0
+    notes = tmp_path / "notes.txt"
+    notes.write_text("important")
+    assert main(["eval", str(bundle.path), str(data), "--json", str(notes)]) == 2
+    assert (f"--json {notes}: exists and is not an earlier result of this command; choose another file or "
+            "remove it") in capsys.readouterr().err
+    assert notes.read_text() == "important"
     # `--json -`: stdout is the JSON alone (the tables go to stderr), so it pipes into a JSON reader
     assert main(["eval", str(bundle.path), str(data), "--json", "-"]) == 0
     captured = capsys.readouterr()

@@ -238,6 +238,14 @@ def test_personal_recordings_of_one_speaker_train_even_if_the_hash_says_test(tmp
         retrain(base, data, tmp_path / "out2", words=WORDS, split="train", log=quiet)
 
 
+def test_more_shots_than_takes_is_said(setup, tmp_path):
+    _, base, data, _ = setup
+    lines = []
+    retrain(base, data, tmp_path / "many", words=WORDS, shots=500, epochs=1, log=lines.append)
+    note = [line for line in lines if line.startswith("note: --shots 500")]
+    assert note and all(w in note[0] for w in WORDS) and note[0].endswith("all of them are used")
+
+
 def test_triplet_loss_variant(setup, tmp_path):
     _, base, data, _ = setup
     b = retrain(base, data, tmp_path / "t", words=WORDS, loss="triplet", epochs=5, shots=6, log=quiet)

@@ -505,6 +505,9 @@ def test_export_pi_folder(bundle, tmp_path, capsys):
     ran = subprocess.run(["sh", str(out / "run.sh"), "--json"], capture_output=True, text=True,
                          env={"PATH": "/usr/bin:/bin"})
     assert ran.stdout.startswith("venv-python -m edgekws listen ") and ran.stdout.strip().endswith("--json")
+    # exporting again keeps the venv README.txt had the user make there (it was deleted with the folder)
+    assert main(["export", str(copy), "--target", "pi", "--out", str(out)]) == 0
+    assert (fake_venv / "python3").is_file() and (out / "model" / "manifest.json").is_file()
     # `--out .`: README.txt names the folder, not an empty string
     here = tmp_path / "kws-here"
     here.mkdir()

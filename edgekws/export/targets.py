@@ -94,10 +94,12 @@ def refuse_inside(out: Path, src, what: str) -> None:
 
 
 def _prepare(out: Path, kind: str, bundle_path: Path | None = None) -> Path:
-    """An empty folder `out` for a `kind` project. A previous project of the same kind is replaced
-    whole (no stale file of an older export survives); any other non-empty folder is refused, so an
+    """A folder `out` ready for a `kind` project. A previous project of the same kind loses every file
+    it wrote (its marker lists them), so no stale file of an older export survives, while what the
+    user added there (a venv/, notes, a build/) stays; any other non-empty folder is refused, so an
     export never mixes into a bundle, another target's project or the user's files. The default
-    place, MODEL/<kind>, counts as ours even without a marker (exports before the marker existed)."""
+    place, MODEL/<kind>, counts as ours even without a marker (exports before the marker existed),
+    and an export whose marker lists no files (before the list existed) is replaced whole."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise EdgekwsError(f"--out {out}: exists and is not a folder")
@@ -105,15 +107,42 @@ def _prepare(out: Path, kind: str, bundle_path: Path | None = None) -> Path:
         refuse_inside(out, bundle_path, "the model bundle")
     if out.is_dir() and any(out.iterdir()):
         marker = out / MARKER
-        was = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+        lines = marker.read_text(encoding="utf-8").splitlines() if marker.is_file() else []
+        was, listed = (lines[0].strip(), [ln for ln in lines[1:] if ln.strip()]) if lines else (None, [])
         default = bundle_path is not None and out.resolve() == (Path(bundle_path) / kind).resolve()
         if was not in (kind, None) or (was is None and not default):
             what = f"a {was} project" if was else "files that are not an edgekws export"
             raise EdgekwsError(f"--out {out}: holds {what}; choose an empty or new folder for the {kind} project")
-        shutil.rmtree(out)
+        if listed:
+            _remove_listed(out, listed)
+        else:
+            shutil.rmtree(out)
     make_dir(out)
     (out / MARKER).write_text(kind + "\n", encoding="utf-8")
     return out
+
+
+def _remove_listed(out: Path, listed: list[str]) -> None:
+    """Delete the files an earlier export listed (only inside `out`) and the folders they leave empty."""
+    root = out.resolve()
+    dirs = set()
+    for rel in listed:
+        f = (out / rel).resolve()
+        if root in f.parents and (f.is_file() or f.is_symlink()):
+            f.unlink()
+        dirs.update(p for p in (out / rel).parents if p != out and out in p.parents)
+    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
+
+
+def _record(out: Path, kind: str, before: set[Path] | None = None) -> dict[str, int]:
+    """List in the marker every file this export wrote (all files now, less those the user kept from
+    before); returns {file: bytes} of those."""
+    keep = before or set()
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != MARKER and p not in keep)
+    (out / MARKER).write_text(kind + "\n" + "".join(f"{p.relative_to(out)}\n" for p in files), encoding="utf-8")
+    return {str(p.relative_to(out)): p.stat().st_size for p in files}
 
 
 def write_cortex_m_project(setup, out, audio: np.ndarray | None = None) -> dict[str, int]:
@@ -129,6 +158,7 @@ def write_cortex_m_project(setup, out, audio: np.ndarray | None = None) -> dict[
         raise EdgekwsError(f"--audio: {len(audio) / 16000:.0f} s of test audio is more than the "
                            f"{MAX_AUDIO_SECONDS} s an example firmware embeds")
     out = _prepare(out, "cortex-m4", getattr(setup.bundle, "path", None))
+    kept = {p for p in out.rglob("*") if p.is_file()} - {out / MARKER}   # the user's, from before
     for name in FIRMWARE_SRCS:
         _copy(fw / "src" / name, out / "firmware" / "src" / name)
     for h in sorted((fw / "include" / "ekws").glob("*.h")):
@@ -147,7 +177,7 @@ def write_cortex_m_project(setup, out, audio: np.ndarray | None = None) -> dict[
     files.update(example_data_sources(setup, audio))
     for name, text in files.items():
         atomic_write_text(out / "data" / name, text)
-    return {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
+    return _record(out, "cortex-m4", kept)
 
 
 RUN_SH = """#!/bin/sh
@@ -203,6 +233,7 @@ def write_pi_folder(bundle, out) -> dict[str, int]:
     if not bundle.has("model.int8.onnx"):
         export_onnx(bundle, log=lambda *a: None)
     out = _prepare(out, "pi", bundle.path)
+    kept = {p for p in out.rglob("*") if p.is_file()} - {out / MARKER}   # the user's (venv/, notes)
     model_dir = out / "model"
     if model_dir.resolve() == bundle.path.resolve():
         raise EdgekwsError(f"--out {out}: would overwrite the bundle itself")
@@ -219,7 +250,7 @@ def write_pi_folder(bundle, out) -> dict[str, int]:
     atomic_write_text(out / "run.sh", RUN_SH)
     (out / "run.sh").chmod(0o755)
     atomic_write_text(out / "README.txt", PI_README.format(name=out.resolve().name))   # "." has no name
-    return {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
+    return _record(out, "pi", kept)
 
 
 # ---- the `edgekws export` hook --------------------------------------------------------------

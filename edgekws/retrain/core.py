@@ -452,6 +452,10 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     feats, labels = arrays.features[keep], arrays.labels[keep]
     counts = np.bincount(labels, minlength=len(names))
     log(f"{data}: {len(labels)} examples ({', '.join(f'{n} {c}' for n, c in zip(names, counts))})")
+    short = [n for n, c in zip(names, counts) if shots is not None and c < shots and not n.startswith("_")]
+    if short:   # asked for more than there are: say so, rather than train on fewer without a word
+        log(f"note: --shots {shots}: fewer takes of {', '.join(short)} ({min(counts[names.index(n)] for n in short)} "
+            "at least); all of them are used")
     if noisy:
         from edgekws.featcache import room_noises
         from edgekws.features import FeatureConfig
