@@ -95,8 +95,8 @@ def refuse_inside(out: Path, src, what: str) -> None:
 
 def _prepare(out: Path, kind: str, bundle_path: Path | None = None) -> Path:
     """A folder `out` ready for a `kind` project. A previous project of the same kind loses every file
-    it wrote (its marker lists them), so no stale file of an older export survives, while what the
-    user added there (a venv/, notes, a build/) stays; any other non-empty folder is refused, so an
+    it wrote (its marker lists them) and its build/ (make's objects), so no stale file of an older
+    export survives, while what the user added there (a venv/, notes) stays; any other non-empty folder is refused, so an
     export never mixes into a bundle, another target's project or the user's files. The default
     place, MODEL/<kind>, counts as ours even without a marker (exports before the marker existed),
     and an export whose marker lists no files (before the list existed) is replaced whole."""
@@ -115,6 +115,8 @@ def _prepare(out: Path, kind: str, bundle_path: Path | None = None) -> Path:
             raise EdgekwsError(f"--out {out}: holds {what}; choose an empty or new folder for the {kind} project")
         if listed:
             _remove_listed(out, listed)
+            if (out / "build").is_dir() and not (out / "build").is_symlink():
+                shutil.rmtree(out / "build")   # make's objects of the old sources: never linked with the new
         else:
             shutil.rmtree(out)
     make_dir(out)
