@@ -167,10 +167,10 @@ def _remove_files(path: Path, names: list[str]) -> None:
                 d.rmdir()
 
 
-def refuse_other_files(path: Path) -> None:
+def refuse_other_files(path: Path, allowed=()) -> None:
     """A new bundle goes into an empty or new folder: a dataset, a project or someone's files are
-    never mixed into (hidden files such as train's lock do not count)."""
-    if others := other_files(path):
+    never mixed into (hidden files such as train's lock do not count, nor the names `allowed`)."""
+    if others := other_files(path, allowed=allowed):
         raise BundleError(f"{path}: holds other files ({others}); a model bundle goes into an empty or new folder")
 
 
@@ -193,8 +193,7 @@ def check_bundle_folder(path, *, overwrite: bool = False, by_train: bool = False
         raise BundleError(f"{path}: holds an unfinished training (checkpoint.npz; edgekws train … "
                           "--resume continues it); choose another --out or pass --force (overwrite=True in Python)")
     if not (path / MANIFEST).exists():
-        if others := other_files(path, allowed=("checkpoint.npz",)):
-            raise BundleError(f"{path}: holds other files ({others}); a model bundle goes into an empty or new folder")
+        refuse_other_files(path, allowed=("checkpoint.npz",))
     elif not overwrite:
         raise BundleError(f"{path}: already holds a model bundle (choose another --out, remove it, "
                           "or pass --force; overwrite=True in Python)")
@@ -306,12 +305,14 @@ class Bundle:
     def write_npz(self, name: str, arrays: dict[str, np.ndarray], **fields: Any) -> None:
         self.write_bytes(name, npz_bytes(arrays), **fields)
 
-    def remove(self, names) -> None:
-        """Forget the files `names` in one manifest write, then delete them."""
+    def remove(self, names, **fields: Any) -> None:
+        """Forget the files `names` and set manifest `fields` in one manifest write, then delete the files."""
+        self._check_fields(fields)
         names = [n for n in names if n in self.manifest["files"]]
-        if names:
+        if names or fields:
             for name in names:
                 del self.manifest["files"][name]
+            self.manifest.update(fields)
             self._write_manifest()
             _remove_files(self.path, names)
 
@@ -322,11 +323,7 @@ class Bundle:
         or a float-only one that loads; no output of the old model stays listed beside the new one
         to be flashed or compared by mistake. Returns the names dropped."""
         gone = sorted(n for n in self.manifest["files"] if n not in keep)
-        for name in gone:
-            del self.manifest["files"][name]
-        self.manifest["quantization"] = None
-        self._write_manifest()
-        _remove_files(self.path, gone)
+        self.remove(gone, quantization=None)
         return gone
 
     def write_json(self, name: str, obj: Any) -> None:

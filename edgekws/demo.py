@@ -94,14 +94,15 @@ def _dataset_ready(root: Path) -> bool:
         return False
 
 
-def _bundle_ready(path: Path, *need: str) -> bool:
+def _bundle_ready(path: Path, *need: str):
+    """The bundle at `path` if it loads and holds the files `need`, else None."""
     from edgekws.bundle import Bundle
 
     try:
         b = Bundle.load(path)
     except BundleError:
-        return False
-    return all(b.has(n) for n in need)
+        return None
+    return b if all(b.has(n) for n in need) else None
 
 
 def stage_synth(work: Path, lang: str, plan: DemoPlan) -> Path:
@@ -125,15 +126,14 @@ def stage_synth(work: Path, lang: str, plan: DemoPlan) -> Path:
 
 
 def stage_train(work: Path, data: Path, plan: DemoPlan):
-    from edgekws.bundle import Bundle
     from edgekws.train import CHECKPOINT, train
 
     out = work / "models" / "ja"
-    if _bundle_ready(out, "weights.npz", "history.json"):
-        trained_on = (Bundle.load(out).manifest.get("training") or {}).get("dataset")
+    if done := _bundle_ready(out, "weights.npz", "history.json"):
+        trained_on = (done.manifest.get("training") or {}).get("dataset")
         if trained_on and Path(trained_on).resolve() == data.resolve():
             _log(f"train: {out} already trained, skipped")
-            return Bundle.load(out)
+            return done
         _log(f"train: {out} was trained on {trained_on}, not {data}: training again")
     resume = (out / CHECKPOINT).exists()
     _log(f"train: five-layer model on {data} with the numpy engine" + (" (resuming)" if resume else ""))

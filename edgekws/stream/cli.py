@@ -158,7 +158,7 @@ def ms(v) -> str:
 
 def run_eval_stream(args) -> int:
     from edgekws.bundle import Bundle
-    from edgekws.stream.detector import refractory_steps
+    from edgekws.stream.detector import MAX_HOP_EVERY, refractory_steps
     from edgekws.stream.evalstream import evaluate_streams, make_streams, tune
     from edgekws.stream.pipeline import StreamSetup
 
@@ -177,8 +177,8 @@ def run_eval_stream(args) -> int:
     bundle = Bundle.load(args.model)
     setup = StreamSetup.from_bundle(bundle)
     if args.hop_every is not None:
-        if not 1 <= args.hop_every <= 1000:     # StreamConfig's range, named by the flag
-            raise EdgekwsError(f"--hop-every: must be in [1, 1000], got {args.hop_every}")
+        if not 1 <= args.hop_every <= MAX_HOP_EVERY:     # StreamConfig.check's range, named by the flag
+            raise EdgekwsError(f"--hop-every: must be in [1, {MAX_HOP_EVERY}], got {args.hop_every}")
         setup.config.hop_every = args.hop_every
         setup.config.refractory = refractory_steps(args.hop_every)
         setup.check()

@@ -23,6 +23,7 @@ ONE_Q15 = 32768
 LUT_SIZE = 256
 MAX_CLASSES = 32   # EKWS_DETECTOR_MAX_CLASSES
 MAX_SMOOTH = 16    # EKWS_DETECTOR_MAX_SMOOTH
+MAX_HOP_EVERY = 1000   # frames between model steps (20 s): StreamConfig.check's limit
 DISABLED = -1      # threshold of a class that never fires
 NON_COMMANDS = ("_silence_", "_unknown_")
 DEFAULT_THRESHOLD = 0.8
@@ -191,8 +192,8 @@ class StreamConfig:
         if bad:
             raise EdgekwsError(f"'stream' thresholds {bad} are not Q15 posteriors: each is an integer in "
                                f"1..{ONE_Q15} ({ONE_Q15 // 2} = 0.5); leave a command out to disable it")
-        if not 1 <= self.hop_every <= 1000:
-            raise EdgekwsError(f"'stream' setting hop_every must be in [1, 1000], got {self.hop_every}")
+        if not 1 <= self.hop_every <= MAX_HOP_EVERY:
+            raise EdgekwsError(f"'stream' setting hop_every must be in [1, {MAX_HOP_EVERY}], got {self.hop_every}")
         if not 1 <= self.smooth <= MAX_SMOOTH:
             raise EdgekwsError(f"'stream' setting smooth must be in [1, {MAX_SMOOTH}], got {self.smooth}")
         if not 0 <= self.refractory <= 100000:
