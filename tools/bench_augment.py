@@ -25,6 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's edgekws, installed or not
 
+from edgekws.cliargs import positive_int, seed  # noqa: E402
+
 
 def operations(x: np.ndarray, rng: np.random.Generator):
     """(name, share of the rows, function of the batch) for each operation of the chain, then the
@@ -66,9 +68,9 @@ def operations(x: np.ndarray, rng: np.random.Generator):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clips", type=int, default=51, help="augmented clips per batch (default 51: 80%% of 64)")
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--clips", type=positive_int, default=51, help="augmented clips per batch (default 51: 80%% of 64)")
+    ap.add_argument("--rounds", type=positive_int, default=15)
+    ap.add_argument("--seed", type=seed, default=0)
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:

@@ -28,6 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's edgekws, installed or not
 
+from edgekws.cliargs import non_negative_int, positive_int  # noqa: E402
+
 
 def get_data(data: str | None, build: Path, speakers: int) -> Path | None:
     if data:
@@ -46,10 +48,10 @@ def get_data(data: str | None, build: Path, speakers: int) -> Path | None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="dataset folder (default: synthesize English, --speakers)")
-    ap.add_argument("--speakers", type=int, default=80)
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2],
+    ap.add_argument("--speakers", type=positive_int, default=80)
+    ap.add_argument("--epochs", type=positive_int, default=3)
+    ap.add_argument("--rounds", type=positive_int, default=2)
+    ap.add_argument("--workers", type=non_negative_int, nargs="+", default=[0, 1, 2],
                     help="worker counts to compare (default: 0 1 2; the first is the ratios' reference)")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)

@@ -24,6 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edgekws.cliargs import positive_int  # noqa: E402
+
 from edgekws.features import FeatureConfig, StreamingFrontend, compute_features  # noqa: E402
 from edgekws.features import signals  # noqa: E402
 from edgekws.features.config import hann_float, mel_weights_float  # noqa: E402
@@ -64,8 +66,8 @@ def scipy_mel(x: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clips", type=int, default=200, help="1-second clips per batch (default %(default)s)")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--clips", type=positive_int, default=200, help="1-second clips per batch (default %(default)s)")
+    ap.add_argument("--repeats", type=positive_int, default=5)
     ap.add_argument("--no-qemu", action="store_true", help="skip the Cortex-M4 instruction count (tools/qemu_count.py)")
     args = ap.parse_args(argv)
     cfg = FeatureConfig()

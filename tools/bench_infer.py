@@ -24,6 +24,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edgekws.cliargs import positive_int  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 
@@ -61,7 +63,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", nargs="?", help="model bundle (quantized); default: random --arch model")
     ap.add_argument("--arch", default=None, help="architecture of the random model (default: the train default)")
-    ap.add_argument("--repeats", type=int, default=200)
+    ap.add_argument("--repeats", type=positive_int, default=200)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if args.json:

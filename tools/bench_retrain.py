@@ -32,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edgekws.cliargs import positive_int  # noqa: E402
 from edgekws.retrain import (Backbone, HeadConfig, blob_size, fit_head, pick_shots, store_size, train_size,  # noqa: E402
                              workspace_size)
 
@@ -177,12 +178,12 @@ def main(argv=None) -> int:
     ap.add_argument("--model", help="base model bundle (quantized); default: the default architecture, random weights")
     ap.add_argument("--data", help="dataset folder of the new words; default: synthesized quick English")
     ap.add_argument("--words", default="yes,no,up,down,left,right,on,off,stop,go")
-    ap.add_argument("--shots", type=int, help="examples per word (default 10; 3 with --example)")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--shots", type=positive_int, help="examples per word (default 10; 3 with --example)")
+    ap.add_argument("--epochs", type=positive_int, default=30)
     ap.add_argument("--qemu", action="store_true", help="also build and run the Cortex-M example under QEMU")
     ap.add_argument("--example", action="store_true", help="the MCU computes embeddings from embedded audio")
     ap.add_argument("--boards", default="an386", help="comma-separated: an386 (M4F), an385 (M3)")
-    ap.add_argument("--test-per-class", type=int, default=1, help="test clips per class embedded (default 1)")
+    ap.add_argument("--test-per-class", type=positive_int, default=1, help="test clips per class embedded (default 1)")
     ap.add_argument("--negatives", action="store_true",
                     help="also `shots` examples of _silence_ and _unknown_ (as edgekws retrain takes them); "
                          "default: the command words only, the other rows start from the base head")

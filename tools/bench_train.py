@@ -29,6 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's edgekws, installed or not
 
+from edgekws.cliargs import positive_int  # noqa: E402
+
 BATCH, SHAPE, CLASSES = 100, (49, 40, 1), 12
 
 
@@ -193,7 +195,7 @@ def _env(threads: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
-    ap.add_argument("--rounds", type=int, default=20, help="alternating A B rounds per thread count")
+    ap.add_argument("--rounds", type=positive_int, default=20, help="alternating A B rounds per thread count")
     ap.add_argument("--quick", action="store_true", help="3 rounds, 1 thread, no memory runs (smoke test)")
     ap.add_argument("--no-torch", action="store_true", help="numpy only")
     ap.add_argument("--json", help="also write the results to this JSON file")

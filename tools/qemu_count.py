@@ -25,6 +25,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "firmware"
+sys.path.insert(0, str(ROOT))
+
+from edgekws.cliargs import positive_int  # noqa: E402
+
 PORT = FIRMWARE / "ports" / "cortex-m"
 CPU = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 # Firmware sources keep the project's warning set; the port's startup code uses GCC extensions.
@@ -110,10 +114,12 @@ def sizes(elf: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hops", type=int, default=50, help="hops to count (default %(default)s)")
+    ap.add_argument("--hops", type=positive_int, default=50, help="hops to count (default %(default)s)")
     ap.add_argument("--build", type=Path, default=FIRMWARE / "build" / "cortex-m4", help="build folder")
     ap.add_argument("--firmware", type=Path, default=FIRMWARE, help="firmware tree to measure (default: this one)")
     args = ap.parse_args(argv)
+    if not (args.firmware / "src" / "frontend.c").is_file():
+        ap.error(f"--firmware {args.firmware}: not a firmware tree (no src/frontend.c)")
     try:
         host_cc = require_tools()
     except ToolMissing as exc:

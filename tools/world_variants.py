@@ -37,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edgekws.cliargs import positive_int, seed  # noqa: E402
 from edgekws.data import speaker_of  # noqa: E402
 from edgekws.errors import EdgekwsError  # noqa: E402
 from edgekws.fileio import atomic_write_bytes, atomic_write_text  # noqa: E402
@@ -87,6 +88,8 @@ def make_variants(data, out, variants: int, engine: str = "espeak", seed: int = 
         raise EdgekwsError(f"{data}: dataset folder does not exist")
     if out.resolve() == data or data in out.resolve().parents:
         raise EdgekwsError(f"{out}: must not be DATA or inside it")
+    if out.exists() and not out.is_dir():
+        raise EdgekwsError(f"{out}: is a file, not a folder")
     world._pyworld()                                   # fail early if pyworld is missing
     prefix = ENGINE_PREFIX[engine]
     files = sorted(p for p in data.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -138,11 +141,11 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("data", help="dataset folder: DATA/<word>/<speaker>_nohash_<n>.wav")
     ap.add_argument("out", help="new dataset folder (symlinks to DATA + the variants)")
-    ap.add_argument("--variants", type=int, required=True, help="new voices per original speaker")
+    ap.add_argument("--variants", type=positive_int, required=True, help="new voices per original speaker")
     ap.add_argument("--engine", default="espeak", choices=sorted(ENGINE_PREFIX),
                     help="whose speakers get variants (default espeak)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    ap.add_argument("--seed", type=seed, default=0)
+    ap.add_argument("--jobs", type=positive_int, default=1, help="worker processes (default 1)")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     try:

@@ -1,0 +1,39 @@
+"""The benchmark and evaluation scripts in tools/ refuse absurd values with argparse's one-line error
+(exit status 2), where a zero count used to end in a traceback or a table of nan."""
+
+import pytest
+
+from tool_helpers import load_tool
+
+CASES = [
+    ("bench_augment", ["--rounds", "0"], "argument --rounds: must be 1 or more, got 0"),
+    ("bench_augment", ["--clips", "-3"], "argument --clips: must be 1 or more, got -3"),
+    ("bench_epoch", ["--rounds", "0"], "argument --rounds: must be 1 or more, got 0"),
+    ("bench_epoch", ["--workers", "0", "-1"], "argument --workers: must be 0 or more, got -1"),
+    ("bench_frontend", ["--clips", "0"], "argument --clips: must be 1 or more, got 0"),
+    ("bench_infer", ["--repeats", "0"], "argument --repeats: must be 1 or more, got 0"),
+    ("bench_retrain", ["--shots", "0"], "argument --shots: must be 1 or more, got 0"),
+    ("bench_train", ["--rounds", "0"], "argument --rounds: must be 1 or more, got 0"),
+    ("qemu_count", ["--hops", "0"], "argument --hops: must be 1 or more, got 0"),
+    ("qemu_count", ["--firmware", "nowhere"], "--firmware nowhere: not a firmware tree (no src/frontend.c)"),
+    ("world_variants", ["d", "o", "--variants", "0"], "argument --variants: must be 1 or more, got 0"),
+]
+
+
+@pytest.mark.parametrize("tool,argv,message", CASES, ids=[f"{c[0]}:{c[1][-2]}" for c in CASES])
+def test_tool_refuses_absurd_values(tool, argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        load_tool(tool).main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_world_variants_refuses_a_file_as_out(tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "yes").mkdir(parents=True)
+    out = tmp_path / "out"
+    out.write_text("mine")
+    assert load_tool("world_variants").main([str(data), str(out), "--variants", "1"]) == 1
+    assert f"{out}: is a file, not a folder" in capsys.readouterr().err
+    assert out.read_text() == "mine"
