@@ -28,11 +28,13 @@ _FMT_FLOAT = 3
 _FMT_EXTENSIBLE = 0xFFFE
 _MAX_CHANNELS = 64
 _MAX_RATE = 768_000
-_MAX_BYTES = 1 << 31  # 2 GiB: a WAV's data chunk size is 32-bit anyway
+_MAX_BYTES = 1 << 31  # 2 GiB: the most edgekws reads (a RIFF file can be up to 4 GiB)
 
 
 def _parse_wav(data: bytes, name: str) -> tuple[np.ndarray, int]:
-    """Decode WAV bytes into float64 samples (n, channels) in [-1, 1] and the sample rate."""
+    """Decode WAV bytes into samples (n, channels) in [-1, 1] and the sample rate: float32, exact for
+    8/16/24-bit PCM and float32 data (half the memory of a long file); float64 for 32-bit PCM and
+    float64 data."""
     if len(data) == 0:
         raise AudioError(f"{name}: file is empty")
     if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
@@ -83,19 +85,19 @@ def _parse_wav(data: bytes, name: str) -> tuple[np.ndarray, int]:
     raw = payload[:n * block_align]
 
     if tag == _FMT_FLOAT:
-        x = np.frombuffer(raw, "<f4" if bits == 32 else "<f8").astype(np.float64)
+        x = np.frombuffer(raw, "<f4" if bits == 32 else "<f8").astype(np.float32 if bits == 32 else np.float64)
         if not np.all(np.isfinite(x)):
             raise AudioError(f"{name}: contains NaN or infinite samples")
         x = np.clip(x, -1.0, 1.0)
     elif bits == 8:
-        x = (np.frombuffer(raw, np.uint8).astype(np.float64) - 128.0) / 128.0
+        x = (np.frombuffer(raw, np.uint8).astype(np.float32) - np.float32(128.0)) / np.float32(128.0)
     elif bits == 16:
-        x = np.frombuffer(raw, "<i2").astype(np.float64) / 32768.0
+        x = np.frombuffer(raw, "<i2").astype(np.float32) / np.float32(32768.0)
     elif bits == 24:
         b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
         v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
         v = np.where(v >= 1 << 23, v - (1 << 24), v)
-        x = v.astype(np.float64) / float(1 << 23)
+        x = v.astype(np.float32) / np.float32(1 << 23)
     else:
         x = np.frombuffer(raw, "<i4").astype(np.float64) / float(1 << 31)
     return x.reshape(n, channels), rate
@@ -115,6 +117,8 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     up, down = sr_out // g, sr_in // g
     if max(up, down) > 1000:  # an odd rate (e.g. 44099 Hz): the polyphase filter would be huge
         n = int(round(x.size * sr_out / sr_in))
+        if n == 0:   # a sample or two at a high odd rate: nothing at sr_out (scipy divides by zero)
+            return np.zeros(0, np.float32)
         return signal.resample(x, n).astype(np.float32)
     return signal.resample_poly(x, up, down).astype(np.float32)
 
@@ -191,12 +195,14 @@ def decode_wav(data: bytes, *, sr: int = SAMPLE_RATE, dtype: str = "int16", name
     x, rate = _parse_wav(data, name)
     mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
     if rate != sr:
-        mono = resample(mono, rate, sr)
+        n_in, mono = len(mono), resample(mono, rate, sr)
+        if not mono.size:
+            raise AudioError(f"{name}: {n_in} sample(s) at {rate} Hz, less than one sample at {sr} Hz")
         np.clip(mono, -1.0, 1.0, out=mono)
     if dtype == "float32":
         return mono.astype(np.float32)
     # ×32768 inverts the 16-bit decoding exactly, so 16-bit mono input at `sr` round-trips bit for bit
-    return np.clip(np.rint(np.asarray(mono, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+    return np.clip(np.rint(mono * mono.dtype.type(32768.0)), -32768, 32767).astype(np.int16)
 
 
 def read_wav(path: str | os.PathLike, *, sr: int = SAMPLE_RATE, dtype: str = "int16") -> np.ndarray:
@@ -211,11 +217,11 @@ def read_wav(path: str | os.PathLike, *, sr: int = SAMPLE_RATE, dtype: str = "in
         if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):  # /dev/zero would never end
             raise AudioError(f"{name}: is a device, not a WAV file")
         if st.st_size > _MAX_BYTES:
-            raise AudioError(f"{name}: file is {st.st_size} bytes, larger than any WAV can be")
+            raise AudioError(f"{name}: file is {st.st_size} bytes, more than the 2 GiB edgekws reads")
         with open(path, "rb") as f:
             data = f.read(_MAX_BYTES + 1)  # bounded: a pipe has no size to check first
         if len(data) > _MAX_BYTES:
-            raise AudioError(f"{name}: more than {_MAX_BYTES} bytes, larger than any WAV can be")
+            raise AudioError(f"{name}: more than the {_MAX_BYTES} bytes (2 GiB) edgekws reads")
     except FileNotFoundError:
         raise AudioError(f"{name}: no such file") from None
     except IsADirectoryError:

@@ -31,6 +31,7 @@ from edgekws.errors import EdgekwsError
 SAMPLE_RATE = 16000
 _EPS = 1e-12
 _SPEED_STEPS = 40          # speed factors are multiples of 1/40
+MAX_DB = 120.0             # dB settings beyond this overflowed into NaN clips (then silence)
 _EQ_GRID = 8               # equalize evaluates its response every 8th FFT bin (~7 Hz) and interpolates
 
 
@@ -87,6 +88,8 @@ class AugmentConfig:
              "clip_level_range must lie in (0, 1]"),
             (isinstance(self.resonances, int) and 0 <= self.resonances <= 8,
              "resonances must be an integer in 0..8"),
+            (all(abs(d) <= MAX_DB for f in dataclasses.fields(self) if f.name.endswith("_db_range")
+                 for d in getattr(self, f.name)), f"the *_db_range settings must lie within ±{MAX_DB:g} dB"),
             (isinstance(self.sample_rate, int) and self.sample_rate > 0, "sample_rate must be > 0"),
             (0 < self.highpass_hz_range[0] and self.lowpass_hz_range[1] <= self.sample_rate / 2,
              "EQ corners must lie between 0 and the Nyquist frequency"),

@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    empty = _empty_value(sys.argv[1:] if argv is None else argv)
+    if empty:   # an unset $WAV in `--file "$WAV"` read as no --file: listen took the microphone
+        print(f"edgekws {args.command}: error: {empty}: empty value", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args) or 0)
     except EdgekwsError as exc:
@@ -85,6 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nedgekws {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _empty_value(argv: list[str]) -> str:
+    """The option (or 'a positional argument') given an empty string in argv, '' if none."""
+    for i, tok in enumerate(argv):
+        if tok.startswith("--") and tok.endswith("=") and len(tok) > 3:
+            return f"argument {tok[:-1]}"
+        if tok == "":
+            prev = argv[i - 1] if i else ""
+            return f"argument {prev}" if prev.startswith("-") and "=" not in prev else "a positional argument"
+    return ""
 
 
 def _stdout_to_devnull() -> None:

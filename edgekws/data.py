@@ -13,6 +13,7 @@ follows the Speech Commands hash rule on its speaker id, so one speaker never sp
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from edgekws.fileio import not_a_folder
 SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
 BACKGROUND_DIR = "_background_noise_"
+SPLIT_LISTS = ("validation_list.txt", "testing_list.txt")   # optional; paths relative to the dataset
 DEFAULT_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 SPLITS = ("train", "val", "test")
 
@@ -131,11 +133,13 @@ class Dataset:
 
 
 def _read_list(path: Path) -> set[str]:
+    """The clip paths of a split list, as 'word/file.wav' (a byte-order mark, './' and backslashes
+    are accepted: what Notepad, `find .` and Windows write)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise DatasetError(f"{path}: not a UTF-8 text file of relative clip paths") from None
-    return {line.strip().replace("\\", "/") for line in text.splitlines() if line.strip()}
+    return {posixpath.normpath(line.strip().replace("\\", "/")) for line in text.splitlines() if line.strip()}
 
 
 def wav_files(folder: Path, recursive: bool = False) -> list[Path]:
@@ -179,8 +183,7 @@ def load_dataset(root: str | Path, words: list[str] | tuple[str, ...] | None = N
         have = ", ".join(p.name for p in folders) or "none"
         raise DatasetError(f"{root}: no folder for command word(s) {missing} (word folders found: {have})")
 
-    val_list = _read_list(root / "validation_list.txt") if (root / "validation_list.txt").exists() else None
-    test_list = _read_list(root / "testing_list.txt") if (root / "testing_list.txt").exists() else None
+    val_list, test_list = (_read_list(root / n) if (root / n).is_file() else None for n in SPLIT_LISTS)
     use_lists = val_list is not None or test_list is not None
 
     clips: list[Clip] = []
@@ -193,6 +196,10 @@ def load_dataset(root: str | Path, words: list[str] | tuple[str, ...] | None = N
             else:
                 split = which_split(wav.name, val_percent, test_percent)
             clips.append(Clip(wav, folder.name, label, speaker_of(wav.name), split))
+    for name, listed in zip(SPLIT_LISTS, (val_list, test_list)):
+        if listed and not listed & {f"{c.path.parent.name}/{c.path.name}" for c in clips}:
+            raise DatasetError(f"{root / name}: none of its {len(listed)} entries is a clip of the dataset (e.g. "
+                               f"{min(listed)!r}; entries are paths relative to {root}, such as 'yes/x_nohash_0.wav')")
     empty = [w for w in words if not any(c.word == w for c in clips)]
     if empty:
         raise DatasetError(f"{root}: command word folder(s) {empty} hold no .wav files")

@@ -219,9 +219,10 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
     cache = FeatureCache((default_cache_dir(data) if cache_dir is None else cache_dir) or None, fc)
     arrays = split_arrays(ds, split, cache, seed=seed)
     if not len(arrays.labels):
-        raise EdgekwsError(f"{data}: no clips in split {split!r} (recordings of one speaker all fall in one "
-                           "split: use --split all, split='all' in Python)")
-    out = {"split": split, "dataset": str(data)}
+        raise EdgekwsError(f"{data}: no clips in split {split!r} (each speaker's clips fall in one split, so a "
+                           "set of few speakers, such as one person's recordings or `synth --quick`, may have "
+                           "none: use --split all, split='all' in Python)")
+    out = {"split": split, "dataset": str(Path(data).resolve())}   # as typed, another folder's results merged
     for name, km in models.items():
         pred = km.engine.logits_features(arrays.features).argmax(1)
         out[name] = metrics(arrays.labels, pred, labels)

@@ -166,12 +166,42 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool = 
             except OSError as exc:
                 raise _cannot_write(path, exc) from None
         else:
-            os.link(tmp, path)  # fails with FileExistsError if path appeared meanwhile
-            os.unlink(tmp)
+            _publish_new(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+# os.link's errors on file systems without hard links (FAT32/exFAT sticks, many SMB shares)
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
+
+
+def _publish_new(tmp: str, path: Path) -> None:
+    """Give the finished temporary file `tmp` the name `path`, which must not exist: FileExistsError
+    if it does (also if it appeared meanwhile). A hard link does that in one step; where the file
+    system has none, the name is reserved by an exclusive create and the file renamed onto it."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise _cannot_write(path, exc) from None
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            raise
+        except OSError as exc2:
+            raise _cannot_write(path, exc2) from None
+        try:
+            os.replace(tmp, path)
+        except OSError as exc2:
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # our empty reservation
+            raise _cannot_write(path, exc2) from None
+        return
+    os.unlink(tmp)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = True) -> None:

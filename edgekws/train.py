@@ -111,16 +111,23 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise EdgekwsError(f"--{name}: must be a positive integer, got {v!r}")
+        if self.batch < 2:   # BatchNorm after a Dense layer (dnn) has one value per channel in a batch of one
+            raise EdgekwsError(f"--batch: must be 2 or more (BatchNorm needs more than one example), got {self.batch}")
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
             raise EdgekwsError(f"--lr: must be a number in (0, 10), got {self.lr!r}")
-        if not (math.isfinite(self.unknown_ratio) and self.unknown_ratio > 0):
-            raise EdgekwsError(f"--unknown-ratio: must be a positive number, got {self.unknown_ratio!r}")
-        if not (math.isfinite(self.hard_negatives) and self.hard_negatives >= 0):
-            raise EdgekwsError(f"--hard-negatives: must be a number >= 0, got {self.hard_negatives!r}")
+        if not (math.isfinite(self.unknown_ratio) and 0 < self.unknown_ratio <= MAX_SAMPLING):
+            raise EdgekwsError(f"--unknown-ratio: must be a number in (0, {MAX_SAMPLING}], got {self.unknown_ratio!r}")
+        if not (math.isfinite(self.hard_negatives) and 0 <= self.hard_negatives <= MAX_SAMPLING):
+            raise EdgekwsError(f"--hard-negatives: must be a number in [0, {MAX_SAMPLING}], got {self.hard_negatives!r}")
         if not 0 <= self.augment_prob <= 1:
             raise EdgekwsError(f"augment_prob: must be in [0, 1], got {self.augment_prob!r}")
         if not (isinstance(self.time_warp, (int, float)) and 0 <= self.time_warp <= 1):
             raise EdgekwsError(f"--time-warp: must be a fraction in [0, 1], got {self.time_warp!r}")
+
+
+# The largest --unknown-ratio and --hard-negatives (far above any useful value; larger ones overflowed
+# the draw's arithmetic after the first epoch, and in every --resume)
+MAX_SAMPLING = 1000
 
 
 # Small and quick: for `edgekws demo` and tests.
@@ -902,15 +909,15 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
             if len(va.labels):
                 with more_threads(idle_threads):
                     val_loss, val_acc = _loss_acc(model, loss_fn, x_val, va.labels, n_labels)
-            else:  # no validation split: the latest epoch counts as the best, no early stopping
-                val_loss, val_acc = loss_sum / seen, correct / seen
-                best = {"epoch": -1, "val_accuracy": -1.0, "val_loss": float("inf")}
+            else:  # no validation split: no validation figures, the latest epoch is kept, no early stopping
+                val_loss = val_acc = None
             epoch += 1
             record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                      "val_loss": val_loss, "val_accuracy": val_acc, "lr": opt.lr,
-                      "seconds": time.perf_counter() - t_epoch}
+                      **({"val_loss": val_loss, "val_accuracy": val_acc} if val_acc is not None else {}),
+                      "lr": opt.lr, "seconds": time.perf_counter() - t_epoch}
             history.append(record)
-            improved = val_acc > best["val_accuracy"] or (val_acc == best["val_accuracy"] and val_loss < best["val_loss"])
+            improved = val_acc is None or val_acc > best["val_accuracy"] or (
+                val_acc == best["val_accuracy"] and val_loss < best["val_loss"])
             if improved:
                 best = {"epoch": epoch, "val_accuracy": val_acc, "val_loss": val_loss}
                 best_state = model.state_dict()
@@ -919,8 +926,9 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
                 bad_epochs += 1
             stopped_early = bad_epochs >= config.patience
             log(f"epoch {epoch}/{config.epochs}: loss {record['train_loss']:.4f} acc {record['train_accuracy']:.3f}"
-                f" | val loss {val_loss:.4f} acc {val_acc:.3f}{' *' if improved else ''}"
-                f" | {record['seconds']:.1f} s")
+                + (f" | val loss {val_loss:.4f} acc {val_acc:.3f}{' *' if improved else ''}" if val_acc is not None
+                   else " | no validation clips")
+                + f" | {record['seconds']:.1f} s")
             elapsed = elapsed_before + time.perf_counter() - t_start
             saved_epoch = -1     # while the checkpoint is written: neither the old nor the new epoch for sure
             save_checkpoint(ckpt_path, model, opt, {
@@ -981,8 +989,9 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
     bundle.write_json("history.json", history)
     bundle.finish()
     ckpt_path.unlink(missing_ok=True)
-    log(f"{out}: best validation accuracy {best['val_accuracy']:.4f} at epoch {best['epoch']}, "
-        f"{epoch} epochs in {elapsed:.0f} s")
+    kept = (f"best validation accuracy {best['val_accuracy']:.4f} at epoch {best['epoch']}"
+            if best["val_accuracy"] is not None else f"no validation clips: kept the last epoch ({best['epoch']})")
+    log(f"{out}: {kept}, {epoch} epochs in {elapsed:.0f} s")
     return bundle
 
 

@@ -232,7 +232,7 @@ def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int 
     sets = held_out_sets(te_view, fc, seed=seed, snr_db=snr_db, cache_dir=cache)
     res["float"] = _accuracy(FloatNetwork(bundle), sets)
     log(f"  {tag}: " + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in res["float"].items())
-        + f" (in-engine val {res['val_accuracy']:.3f}, {seconds:.0f} s)")
+        + f" (in-engine val {_fraction(res['val_accuracy'], '.3f')}, {seconds:.0f} s)")
     if enroll:
         res["enroll"] = enroll_direction(bundle, test_data, work, train_view=tr_view, test_engine=test_engine,
                                          train_noises=train_noises, test_noises=test_noises, shots=enroll,
@@ -316,7 +316,7 @@ def summarize(results: dict) -> list[dict]:
     rows = []
     for (lang, tr, te), rs in groups.items():
         row = {"lang": lang, "train": tr, "test": te, "seeds": [r["seed"] for r in rs],
-               "val": float(np.mean([r["val_accuracy"] for r in rs])), "sets": {}}
+               "val": _mean([r["val_accuracy"] for r in rs]), "sets": {}}
         for name in rs[0]["float"]:
             acc = [r["float"][name]["accuracy"] for r in rs]
             row["sets"][name] = {"mean": float(np.mean(acc)), "min": float(min(acc)), "max": float(max(acc))}
@@ -327,6 +327,16 @@ def summarize(results: dict) -> list[dict]:
                                     for name in rs[0]["enroll"]["before_int8"]}
         rows.append(row)
     return rows
+
+
+def _mean(values) -> float | None:
+    """Mean of the values that exist (a training set with no validation speaker has none), else None."""
+    have = [v for v in values if v is not None]
+    return float(np.mean(have)) if have else None
+
+
+def _fraction(value, fmt: str) -> str:
+    return "n/a" if value is None else format(value, fmt)
 
 
 def format_table(results: dict) -> str:
@@ -342,7 +352,8 @@ def format_table(results: dict) -> str:
         head += [f"int8 {s}: before → after enroll" for s in sets]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["lang"], f"{ENGINE_NAMES[r['train']]} → {ENGINE_NAMES[r['test']]}", f"{100 * r['val']:.1f}"]
+        cells = [r["lang"], f"{ENGINE_NAMES[r['train']]} → {ENGINE_NAMES[r['test']]}",
+                 _fraction(r["val"] and 100 * r["val"], ".1f")]
         for s in sets:
             v = r["sets"][s]
             cells.append(f"{100 * v['mean']:.1f}" + (f" ({100 * v['min']:.1f}–{100 * v['max']:.1f})"

@@ -192,3 +192,31 @@ def test_stream_resampler_in_blocks_equals_resampling_the_whole_stream(rate):
     np.testing.assert_array_equal(y, resample(x[:500], rate, 16000))
     with pytest.raises(AudioError, match=r"44099 Hz -> 16000 Hz: no streaming resampler for this odd rate"):
         StreamResampler(44099, 16000)
+
+
+def test_a_sample_or_two_at_an_odd_rate_is_a_clear_error():
+    """At 44099 Hz one sample is less than one sample at 16 kHz (scipy's FFT resampler divided by zero)."""
+    one = _wav_bytes(np.array([[1000]]), 44099, 16)
+    with pytest.raises(AudioError, match=r"x\.wav: 1 sample\(s\) at 44099 Hz, less than one sample at 16000 Hz"):
+        decode_wav(one, name="x.wav")
+    assert resample(np.ones(2, np.float32), 96001, 16000).shape == (0,)
+
+
+@pytest.mark.parametrize("bits,tag,channels", [(8, 1, 2), (16, 1, 2), (16, 1, 1), (24, 1, 2), (32, 1, 2),
+                                               (32, 3, 2), (64, 3, 1)])
+def test_decoding_in_float32_gives_the_float64_answer(bits, tag, channels):
+    """Samples are decoded in float32 where that is exact (half the memory of a long file): the int16
+    result equals a float64 decoding of the same data, for every width, mono and stereo."""
+    rng = np.random.default_rng(bits + tag + channels)
+    n = 4000
+    if tag == 3:
+        raw = rng.uniform(-1, 1, (n, channels))
+        ref = raw.astype(np.float32 if bits == 32 else np.float64).astype(np.float64)
+    elif bits == 8:
+        raw = rng.integers(0, 256, (n, channels))
+        ref = (raw - 128.0) / 128.0
+    else:
+        raw = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (n, channels))
+        ref = raw / float(1 << (bits - 1))
+    expect = np.clip(np.rint(ref.mean(axis=1) * 32768.0), -32768, 32767).astype(np.int16)
+    np.testing.assert_array_equal(decode_wav(_wav_bytes(raw, 16000, bits, tag)), expect)

@@ -275,6 +275,11 @@ def test_config_round_trip_and_validation():
             AugmentConfig(**bad)
     with pytest.raises(EdgekwsError, match="unknown setting"):
         AugmentConfig.from_dict({"noise_probability": 0.5})
+    # dB settings so extreme that the arithmetic gave NaN clips (written as silence)
+    for bad in ({"resonance_db_range": (-8.0, 800.0)}, {"tilt_db_range": (-240.0, 0.0)},
+                {"snr_db_range": (-800.0, 0.0)}, {"drr_db_range": (0.0, 900.0)}):
+        with pytest.raises(EdgekwsError, match=r"the \*_db_range settings must lie within ±120 dB"):
+            AugmentConfig(**bad)
 
 
 def test_bad_inputs_rejected():

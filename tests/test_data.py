@@ -40,6 +40,22 @@ def test_speech_commands_v2_tree_with_lists(tmp_path):
     assert by_path["bed/c4e00ee9_nohash_1.wav"].speaker == "c4e00ee9"
 
 
+
+def test_split_lists_written_by_other_tools(tmp_path):
+    """A list saved with a byte-order mark (Notepad), entries with './' (`find .`) or backslashes are
+    the same clips; a list none of whose entries is a clip is an error, not a silent all-train split."""
+    root = _tree(tmp_path)
+    (root / "validation_list.txt").write_text("\ufeffyes/0a7c2a8d_nohash_0.wav\r\n./yes/0a7c2a8d_nohash_1.wav\r\n"
+                                              "marvin\\0b40aa8e_nohash_0.wav\r\n", encoding="utf-8")
+    ds = load_dataset(root, ["yes", "no", "up"])
+    by_path = {c.path.relative_to(root).as_posix(): c.split for c in ds.clips}
+    assert [k for k, v in by_path.items() if v == "val"] == ["marvin/0b40aa8e_nohash_0.wav",
+                                                             "yes/0a7c2a8d_nohash_0.wav", "yes/0a7c2a8d_nohash_1.wav"]
+    (root / "testing_list.txt").write_text("data/no/ffd2ba2f_nohash_1.wav\n")
+    with pytest.raises(DatasetError, match=r"testing_list\.txt: none of its 1 entries is a clip of the dataset "
+                                           r"\(e\.g\. 'data/no/ffd2ba2f_nohash_1\.wav'; entries are paths relative to"):
+        load_dataset(root, ["yes", "no", "up"])
+
 def test_hash_rule_keeps_a_speaker_in_one_split(tmp_path):
     ds = load_dataset(_tree(tmp_path, lists=False), ["yes", "no"])
     for s in SPEAKERS:

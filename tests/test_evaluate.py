@@ -2,6 +2,7 @@
 and refusal of corrupt bundles."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -99,6 +100,15 @@ def test_eval_json_is_never_written_into_the_data_and_engines_add_up(trained, tm
     assert main(["eval", str(bundle.path), str(data), "--engine", "twin", "--split", "val"]) == 0
     stored = Bundle.load(bundle.path).read_json("metrics.json")   # another split: a fresh record
     assert stored["split"] == "val" and "float" not in stored
+    # the same relative name from another folder is other data: a fresh record, with the full path
+    for sub in ("a", "b"):
+        shutil.copytree(data, tmp_path / sub / "data")
+    monkeypatch.chdir(tmp_path / "a")
+    assert main(["eval", str(bundle.path), "data", "--engine", "float"]) == 0
+    monkeypatch.chdir(tmp_path / "b")
+    assert main(["eval", str(bundle.path), "data", "--engine", "twin"]) == 0
+    stored = Bundle.load(bundle.path).read_json("metrics.json")
+    assert stored["dataset"] == str(tmp_path / "b" / "data") and "float" not in stored
     capsys.readouterr()
 
 

@@ -101,3 +101,38 @@ def test_commands_report_unwritable_outputs_without_a_traceback(tmp_path, capsys
     assert "Traceback" not in err and err.startswith("edgekws export: error: ") and str(out) in err
     assert main(["train", str(tmp_path), "--out", str(tmp_path / "m")]) == 2
     assert "is inside the input folder DATA" in capsys.readouterr().err
+
+
+def test_no_overwrite_write_works_without_hard_links(tmp_path, monkeypatch):
+    """FAT32/exFAT sticks and many SMB shares refuse link(2) (EPERM): a recording must still be saved,
+    once, and a second write to the same name must still be refused with the first file kept."""
+    import errno
+
+    from edgekws.fileio import atomic_write_bytes
+
+    def vfat_link(src, dst, *a, **k):
+        raise PermissionError(errno.EPERM, "Operation not permitted", src, None, dst)
+
+    monkeypatch.setattr(os, "link", vfat_link)
+    p = tmp_path / "yes" / "alice_nohash_0.wav"
+    atomic_write_bytes(p, b"first", overwrite=False)
+    assert p.read_bytes() == b"first"
+    with pytest.raises(FileExistsError):
+        atomic_write_bytes(p, b"second", overwrite=False)
+    assert p.read_bytes() == b"first"
+    assert sorted(f.name for f in p.parent.iterdir()) == ["alice_nohash_0.wav"]   # no temp file left
+
+
+def test_no_overwrite_write_names_the_file_on_other_link_errors(tmp_path, monkeypatch):
+    import errno
+
+    from edgekws.fileio import atomic_write_bytes
+
+    def full_disk(src, dst, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "link", full_disk)
+    p = tmp_path / "take.wav"
+    with pytest.raises(OutputError, match=r"take\.wav: cannot write \(No space left on device\)"):
+        atomic_write_bytes(p, b"x", overwrite=False)
+    assert list(tmp_path.iterdir()) == []

@@ -110,3 +110,17 @@ def test_retrain_taps_lengthen_the_embedding_and_keep_the_logits():
     assert as_written(model, architecture_dict("dscnn-s", 12)) is model  # no retrain taps: itself
     small = architecture_dict("dscnn-s", 5)
     assert with_retrain_taps(small, {})[0] is small
+
+
+def test_relu6_folds_into_its_op_in_the_budget_as_in_the_int8_pipeline():
+    """quant.graph attaches ReLU6 to the op before it (act='relu6'), as ReLU: the budget must not count
+    it as a layer of its own (it was marked 'int8/C no', with its own activation buffer)."""
+    from edgekws import nn
+    from edgekws.models import budget_of
+
+    def layers(act):
+        return [nn.Conv2D(8, 3, stride=2, padding="same", use_bias=False, name="conv"), nn.BatchNorm(name="bn"),
+                act(name="act"), nn.GlobalAvgPool(name="pool"), nn.Dense(3, name="fc")]
+
+    relu, relu6 = budget_of(layers(nn.ReLU), (49, 40, 1)), budget_of(layers(nn.ReLU6), (49, 40, 1))
+    assert relu6.int8_ready and relu6.to_dict() == relu.to_dict()

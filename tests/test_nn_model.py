@@ -288,6 +288,12 @@ def test_bad_arguments_name_the_problem():
         nn.Sequential([nn.Dense(2)], (3, 4))
     with pytest.raises(ValueError, match="does not fit"):
         nn.Sequential([nn.Conv2D(2, 5)], (3, 3, 1))
+    # a pooling window made of padding alone: MaxPool2D gave -inf (and then inf logits)
+    with pytest.raises(ValueError, match=r"MaxPool2D: padding 2 must be smaller than pool_size \(2, 2\)"):
+        nn.MaxPool2D(2, stride=2, padding=2)
+    with pytest.raises(ValueError, match="AvgPool2D: padding"):
+        nn.AvgPool2D((3, 2), padding=((0, 0), (0, 2)))
+    assert nn.MaxPool2D(3, padding=((2, 2), (1, 0))).padding == ((2, 2), (1, 0))
     model = small_dscnn()
     with pytest.raises(ValueError, match=r"x must be \(N, 12, 10, 1\)"):
         model(np.zeros((2, 10, 12, 1)))

@@ -5,6 +5,7 @@ import importlib
 import io
 import re
 import threading
+import unicodedata
 import wave
 from pathlib import Path
 
@@ -129,6 +130,11 @@ def test_speaker_id_is_stable_and_safe_for_the_hash_split():
     assert speaker_id("たろう2").startswith("2-") and speaker_id("Maria Fernanda Gonzalez Rodriguez").startswith(
         "maria-fernanda-gonzalez-")
     assert speaker_id("x" * 32) == "x" * 32
+    # one person, one id: a name pasted in NFD form (macOS file names), in other case or full-width
+    name = "José たろう"
+    assert speaker_id(unicodedata.normalize("NFD", name)) == speaker_id(name)
+    assert speaker_id("Søren") == speaker_id("SØREN") == speaker_id("søren")
+    assert speaker_id("たろう２") == speaker_id("たろう2")
     with pytest.raises(EdgekwsError, match="--speaker"):
         speaker_id("   ")
     # all of one speaker's files land in one split, and the data loader reads the id back
@@ -142,6 +148,12 @@ def test_words_are_checked_and_prompted_per_language():
     for bad in (["_silence_"], ["a/b"], ["yes", "yes"], []):
         with pytest.raises(EdgekwsError, match="--words"):
             check_words(bad)
+    # folders that would break the dataset or could not be written, refused before the microphone opens
+    with pytest.raises(EdgekwsError, match=r"--words: \['testing_list.txt'\] is the name of a dataset's split list"):
+        check_words(["yes", "testing_list.txt"])
+    with pytest.raises(EdgekwsError, match="a folder name is at most 255 bytes, this one is 258"):
+        check_words(["あ" * 86])
+    assert check_words(["あ" * 85]) == ["あ" * 85]
     assert prompt_for("yes", "ja") == "はい" and prompt_for("yes", "en") == "yes"
     assert prompt_for("banana", "ja") == "banana"
 

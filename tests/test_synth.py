@@ -259,6 +259,20 @@ def test_refuses_non_empty_folder_and_force_replaces(tmp_path):
     assert (mine / "yes" / "espk0000_nohash_0.wav").read_bytes() == b"my recording"
 
 
+
+@pytest.mark.parametrize("bad", [5, None, "yes/a\u0000.wav"])
+def test_force_over_a_damaged_manifest_removes_nothing(tmp_path, bad):
+    """A listed path that is not a string (or holds a NUL byte) is a one-line error before the first
+    file is removed (it used to delete the entries before it, then end in a traceback)."""
+    out = tmp_path / "ds"
+    (out / "yes").mkdir(parents=True)
+    (out / "yes" / "x.wav").write_bytes(b"clip")
+    (out / MANIFEST).write_text(json.dumps({"clips": [{"path": "yes/x.wav"}, {"path": bad}]}))
+    with pytest.raises(DatasetError, match=r"synth_manifest\.json: unreadable manifest; remove the folder by hand"):
+        synthesize_dataset(out, "en", words="yes", speakers=1, unknown_per_speaker=0,
+                           noise_seconds=0, jobs=1, overwrite=True, world=0)
+    assert (out / "yes" / "x.wav").read_bytes() == b"clip"
+
 def test_cli(tmp_path, capsys):
     from edgekws.cli import main
     out = tmp_path / "c"
@@ -361,3 +375,17 @@ def test_noise_colours():
         assert x.dtype == np.float32 and x.shape == (n,) and np.isclose(np.abs(x).max(), 0.5)
     assert noise.babble([], 100, rng).shape == (100,)
     assert noise.white(0, rng).shape == (0,)
+
+
+def _sigint_ignored(_job):
+    import signal
+
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_synth_workers_leave_ctrl_c_to_the_parent():
+    """Ctrl-C reaches the whole process group: workers ignore it (each printed a KeyboardInterrupt
+    traceback), and the parent stops them."""
+    from edgekws.synth.generator import _run_all
+
+    assert _run_all([0, 1, 2], jobs=2, progress=False, fn=_sigint_ignored) == [True, True, True]

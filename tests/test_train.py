@@ -528,14 +528,14 @@ def test_cli_unknown_ratio_and_hard_negatives_reach_train_and_are_checked(monkey
     assert seen["hard_negatives"] == 0.0
     monkeypatch.undo()   # bad values: the real train refuses them (TrainConfig.check) before reading DATA
     assert main(["train", str(tmp_path), "--out", "m", "--unknown-ratio", "-1"]) == 2
-    assert "--unknown-ratio: must be a positive number, got -1.0" in capsys.readouterr().err
+    assert "--unknown-ratio: must be a number in (0, 1000], got -1.0" in capsys.readouterr().err
     assert main(["train", str(tmp_path), "--out", "m", "--hard-negatives", "nan"]) == 2
-    assert "--hard-negatives: must be a number >= 0, got nan" in capsys.readouterr().err
+    assert "--hard-negatives: must be a number in [0, 1000], got nan" in capsys.readouterr().err
     assert main(["train", str(tmp_path), "--out", "m", "--unknown-ratio", "inf"]) == 2
-    assert "--unknown-ratio: must be a positive number, got inf" in capsys.readouterr().err
+    assert "--unknown-ratio: must be a number in (0, 1000], got inf" in capsys.readouterr().err
     from edgekws.train import TrainConfig
 
-    with pytest.raises(tr.EdgekwsError, match=r"^--hard-negatives: must be a number >= 0, got -1"):
+    with pytest.raises(tr.EdgekwsError, match=r"^--hard-negatives: must be a number in \[0, 1000\], got -1"):
         TrainConfig(hard_negatives=-1).check()
 
 
@@ -800,3 +800,21 @@ def test_stopped_while_writing_its_bundle_resume_finishes_it(reference, tiny, tm
     with pytest.raises(BundleError, match="holds an unfinished training checkpoint; continue it with --resume"):
         train(tiny, out, **TINY)
     _same_weights(_weights(train(tiny, out, resume=True, **TINY)), _weights(reference))
+
+
+def test_without_validation_clips_no_validation_figures_are_made_up(tiny, tmp_path):
+    """No validation split: the history and the manifest hold no validation figures (the training
+    accuracy was written in their place), and the last epoch is kept."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny, data)
+    (data / "validation_list.txt").write_text("")
+    lines = []
+    b = train(data, tmp_path / "m", **{**TINY, "epochs": 2, "log": lines.append})
+    history = b.read_json("history.json")
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all("val_accuracy" not in h and "val_loss" not in h and "train_accuracy" in h for h in history)
+    tr = b.manifest["training"]
+    assert tr["n_val"] == 0 and tr["val_accuracy"] is None and tr["best_epoch"] == 2
+    assert any("no validation clips: kept the last epoch (2)" in line for line in lines)

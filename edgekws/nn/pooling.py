@@ -17,6 +17,10 @@ class _Pool2D(Layer):
         self.pool_size = pad._pair(pool_size, f"{kind}: pool_size")
         self.stride = pad._pair(stride if stride is not None else pool_size, f"{kind}: stride")
         self.padding = pad.normalize_padding(padding)
+        if not isinstance(self.padding, str) and any(max(p) >= k for p, k in zip(self.padding, self.pool_size)):
+            # a window of padding only: -inf from MaxPool2D (and then inf logits), zeros from AvgPool2D
+            raise ValueError(f"{kind}: padding {padding!r} must be smaller than pool_size {self.pool_size} "
+                             "on every side")
 
     def _hyper(self):
         p = self.padding if isinstance(self.padding, str) else [list(q) for q in self.padding]

@@ -13,7 +13,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from edgekws.data import BACKGROUND_DIR, DEFAULT_WORDS
+from edgekws.data import BACKGROUND_DIR, DEFAULT_WORDS, SPLIT_LISTS
 from edgekws.errors import EdgekwsError
 
 # What the user reads for each command folder. Folders carry the English meaning in every
@@ -37,7 +37,7 @@ def speaker_id(name: str | None) -> str:
     characters on the way (non-Latin letters, or more than 32 characters) gets 8 hex digits of the
     SHA-1 of the whole name, so two such names never share an id ('たろう2' → '2-…', 'はなこ2' →
     '2-…', different), and one with no ASCII letter or digit at all (e.g. 'たろう') becomes 'spk-…'.
-    The same name always gives the same id.
+    The same name always gives the same id, whatever its Unicode form or case.
     """
     raw = (name if name is not None else _login_name()).strip()
     if not raw:
@@ -47,7 +47,9 @@ def speaker_id(name: str | None) -> str:
     lost = any(ord(ch) > 127 and not unicodedata.combining(ch) for ch in text)   # accents are kept as letters
     if slug and not lost and len(slug) <= 32:
         return slug
-    digest = hashlib.sha1(raw.encode("utf-8")).hexdigest()[:8]
+    # the hash sees the name as the slug does: one Unicode form (NFKC: a name pasted from a macOS file
+    # name is NFD) and no case, as 'Alice' and 'alice' are one id
+    digest = hashlib.sha1(unicodedata.normalize("NFKC", raw).casefold().encode("utf-8")).hexdigest()[:8]
     return f"{slug[:23].strip('-')}-{digest}" if slug else f"spk-{digest}"
 
 
@@ -69,6 +71,13 @@ def check_words(words: list[str] | tuple[str, ...]) -> list[str]:
                            "(no leading '.' or '_', no slashes or control characters)")
     if len(set(words)) != len(words):
         raise EdgekwsError(f"--words: a word is repeated in {words}")
+    lists = [w for w in words if w in SPLIT_LISTS]
+    if lists:
+        raise EdgekwsError(f"--words: {lists} is the name of a dataset's split list, not a word folder")
+    long = [w for w in words if len(w.encode("utf-8")) > 255]
+    if long:
+        raise EdgekwsError(f"--words: {long[0][:20]}…: a folder name is at most 255 bytes, this one is "
+                           f"{len(long[0].encode('utf-8'))}")
     return words
 
 

@@ -47,7 +47,8 @@ def register(subparsers) -> None:
                         "source's split (default 0; needs pyworld: pip install \"edgekws[world]\")")
     p.add_argument("--seed", type=cliargs.seed, default=0, help="random seed (default 0)")
     p.add_argument("--jobs", type=cliargs.integer, metavar="N", help="worker processes (default: all cores)")
-    p.add_argument("--quick", action="store_true", help="small dataset for a quick try (12 speakers)")
+    p.add_argument("--quick", action="store_true", help="small dataset for a quick try (12 speakers: too few for a test "
+                   "split, so evaluate it with --split all)")
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty DIR, replacing a previous synthesized dataset")
     p.set_defaults(func=run)

@@ -17,6 +17,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import signal
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,12 @@ def speak_16k(speaker: Speaker, text: str, params: dict, tts=None) -> tuple[np.n
     p = dict(params)
     for _ in range(4):
         x, sr = _speak(speaker, text, p, tts)
-        y = resample(trim_silence(x, sr), sr, SAMPLE_RATE)
+        t = trim_silence(x, sr)
+        if not np.all(np.isfinite(x)) or (len(t) < 0.1 * sr and len(x) > 0.5 * sr):
+            # the vocoder blew up (Open JTalk on long vowel runs): a click would pass for the word
+            raise EdgekwsError(f"{speaker.engine} could not say {text!r} ({speaker.id}, {p}): its output "
+                               "collapsed into a click; use a shorter text")
+        y = resample(t, sr, SAMPLE_RATE)
         if len(y) <= MAX_SPEECH:
             break
         factor = len(y) / MAX_SPEECH * 1.05
@@ -227,13 +233,15 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
             raise DatasetError(f"{out}: folder is not empty; choose a new folder or pass "
                                "--force to replace the synthesized dataset in it")
         # remove the previous dataset's files, nothing else
-        try:
+        try:   # every listed path is checked before the first file is removed
             listed = json.loads(old.read_text(encoding="utf-8"))
-            paths = [r["path"] for r in listed.get("clips", []) + listed.get("noise", [])]
-        except (ValueError, KeyError, TypeError, AttributeError):
+            rels = [r["path"] for r in listed.get("clips", []) + listed.get("noise", [])]
+            if not all(isinstance(rel, str) for rel in rels):
+                raise TypeError("a listed path is not a string")
+            paths = [(out / rel).resolve() for rel in rels]   # a NUL byte raises ValueError here
+        except (ValueError, KeyError, TypeError, AttributeError, OSError):
             raise DatasetError(f"{old}: unreadable manifest; remove the folder by hand") from None
-        for rel in paths:
-            p = (out / rel).resolve()
+        for p in paths:
             if out.resolve() in p.parents and p.suffix == ".wav":
                 p.unlink(missing_ok=True)
         old.unlink()
@@ -479,6 +487,13 @@ def load_noises(root, exclude_engines=()) -> dict[str, np.ndarray]:
             for n in m["noise"] if n.get("engine") not in set(exclude_engines)}
 
 
+def _worker_signals() -> None:
+    """Ctrl-C is the parent's: it stops the workers (each printed its own KeyboardInterrupt traceback).
+    SIGTERM keeps its default: a worker killed while it writes a clip leaves at most a hidden .tmp
+    file, which no loader reads (a Python handler could run while the worker holds a queue lock)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _run_all(job_list: list, jobs: int | None, progress: bool, fn=_run, desc: str = "synth",
              unit: str = "job", chunksize: int = 1) -> list:
     """[fn(job) for job in job_list], in order, on up to `jobs` processes, with a progress bar."""
@@ -494,7 +509,7 @@ def _run_all(job_list: list, jobs: int | None, progress: bool, fn=_run, desc: st
     else:
         methods = mp.get_all_start_methods()
         ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-        pool = ctx.Pool(jobs)
+        pool = ctx.Pool(jobs, initializer=_worker_signals)
         it = pool.imap(fn, job_list, chunksize=chunksize)
     try:
         for res in it:

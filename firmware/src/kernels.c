@@ -230,12 +230,19 @@ static ekws_status_t check_quant(const ekws_conv_params_t *params, const ekws_qu
     return EKWS_OK;
 }
 
-/* Window geometry: positive sizes and strides, non-negative padding. Reads stay inside the input
- * for any output size: taps outside it are skipped (a window entirely in the padding gives 0). */
+/* Window geometry: positive sizes and strides, non-negative padding, and every window starting
+ * inside the padded input ((out - 1) * stride < in + pad, as for any 'same' or 'valid' layer; the
+ * model check asks the same). Then oy * stride - pad and the window ends stay within int32, and
+ * reads stay inside the input: taps outside it are skipped (a window in the padding gives 0). */
 static ekws_status_t check_window(const ekws_conv_params_t *p, const ekws_dims_t *in, int32_t kh,
                                   int32_t kw, const ekws_dims_t *out) {
     if (in->n < 1 || in->h < 1 || in->w < 1 || in->c < 1 || out->h < 1 || out->w < 1 || kh < 1 ||
         kw < 1 || p->stride_h < 1 || p->stride_w < 1 || p->pad_top < 0 || p->pad_left < 0) {
+        return EKWS_ERR_ARG;
+    }
+    if ((int64_t)(out->h - 1) * p->stride_h >= (int64_t)in->h + p->pad_top ||
+        (int64_t)(out->w - 1) * p->stride_w >= (int64_t)in->w + p->pad_left ||
+        (int64_t)in->h + p->pad_top + kh > INT32_MAX || (int64_t)in->w + p->pad_left + kw > INT32_MAX) {
         return EKWS_ERR_ARG;
     }
     return EKWS_OK;

@@ -54,7 +54,11 @@ size_t ekws_pipeline_max_detections(const ekws_pipeline_t *pipe, size_t n_sample
     if (!pipe || pipe->hop_every == 0) {
         return 0;
     }
-    return ekws_frontend_frames_for(&pipe->fe, n_samples) / pipe->hop_every + 1u;
+    const size_t frames = ekws_frontend_frames_for(&pipe->fe, n_samples);
+    if (frames == (size_t)-1) { /* the frontend's overflow mark: saturate (+ 1 would wrap to 0) */
+        return frames;
+    }
+    return frames / pipe->hop_every + 1u;
 }
 
 /* A completed frame: into the ring; on a step, the model and the detector. */

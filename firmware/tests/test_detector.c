@@ -160,6 +160,12 @@ static void test_pipeline_counter_wrap(void) {
     }
     CHECK(pipe.frames < 0xFFFFFFF0u && seen > 10, "the frame counter did not wrap (%u, %u steps)",
           (unsigned)pipe.frames, (unsigned)seen);
+    /* more samples than size_t counts (buffered + n overflows): saturates; with hop_every 1 the
+     * frontend's (size_t)-1 + 1 wrapped to 0, and a push with capacity 0 passed the check */
+    pipe.hop_every = 1;
+    pipe.fe.fill = 100; /* samples buffered towards the next frame */
+    CHECK(ekws_pipeline_max_detections(&pipe, (size_t)-1) == (size_t)-1, "max detections %zu",
+          ekws_pipeline_max_detections(&pipe, (size_t)-1));
 }
 
 /* More bands than push's frame buffer were accepted by init, then every push failed. */

@@ -61,6 +61,33 @@ static void test_requantize(void) {
     CHECK(ekws_requantize_s8(3, 0, 1, 1, 0, -128, 127) == 2, "tie 1.5");
 }
 
+/* Windows must start inside the padded input: a huge stride or padding made oy * stride - pad
+ * overflow int32, and the kernels read (depthwise) or wrote (conv's patch) far outside their buffers. */
+static void test_window_geometry(void) {
+    int8_t in[1] = {5}, w[2] = {1, 1}, o[3] = {7, 7, 7};
+    int32_t mult[1] = {1 << 30}, shift[1] = {31}, s32[4];
+    int16_t s16[4];
+    const ekws_quant_params_t q = {mult, shift};
+    const ekws_dims_t id = {1, 1, 1, 1}, one = {1, 1, 1, 1}, tall = {1, 2, 1, 1};
+    ekws_conv_params_t p = {.stride_h = 1 << 30, .stride_w = 1, .pad_top = 0, .pad_left = 0,
+                            .input_zp = 0, .output_zp = 0, .act_min = -128, .act_max = 127};
+    ekws_dims_t od = {1, 3, 1, 1};
+    CHECK(ekws_depthwise_conv_s8(&p, &q, &id, in, &one, w, NULL, &od, o, s32) == EKWS_ERR_ARG, "dw stride 2^30");
+    CHECK(ekws_conv_s8(&p, &q, &id, in, &tall, w, NULL, &od, o, s16) == EKWS_ERR_ARG, "conv stride 2^30");
+    CHECK(ekws_avgpool_s8(&p, &q, 1, 1, &id, in, &od, o, s32) == EKWS_ERR_ARG, "pool stride 2^30");
+    p.stride_h = 2; /* 3 rows at stride 2 start at 0, 2, 4: past a 1-row input padded by 2 */
+    p.pad_top = 2;
+    CHECK(ekws_avgpool_s8(&p, &q, 1, 1, &id, in, &od, o, s32) == EKWS_ERR_ARG, "window past the padding");
+    p.stride_h = 1;
+    p.pad_top = INT32_MAX;
+    od.h = 1;
+    CHECK(ekws_conv_s8(&p, &q, &id, in, &tall, w, NULL, &od, o, s16) == EKWS_ERR_ARG, "pad INT32_MAX");
+    CHECK(o[0] == 7 && o[1] == 7 && o[2] == 7, "a refused call wrote its output");
+    p.pad_top = 1; /* the last window starts in the padding: allowed, 0 + the one input tap */
+    od.h = 2;
+    CHECK(ekws_conv_s8(&p, &q, &id, in, &tall, w, NULL, &od, o, s16) == EKWS_OK, "one-row top padding refused");
+}
+
 static void test_argument_checks(void) {
     const ekws_golden_kernel_case_t *c = &golden_kernel_cases[0];
     int32_t bad_shift[64];
@@ -82,6 +109,7 @@ static void test_argument_checks(void) {
     f.c += 1;
     CHECK(ekws_conv_s8(&c->params, &ok, &c->input_dims, c->input, &f, c->weights, c->bias, &c->output_dims, out,
                        (int16_t *)(void *)scratch) == EKWS_ERR_ARG, "channel mismatch accepted");
+    test_window_geometry();
     CHECK(ekws_conv_s8_scratch_size(&c->filter_dims) ==
               (size_t)(c->filter_dims.h * c->filter_dims.w * c->filter_dims.c) * sizeof(int16_t), "scratch size");
 }

@@ -14,9 +14,10 @@
  * crc32 is zlib's CRC-32 of the whole blob with the crc32 field read as 0.
  *
  * Layer limits (ekws_model_check refuses a blob outside them): dims, kernel and stride in
- * 1..65535, padding <= 65535; in_h*in_w*in_c and out_h*out_w*out_c <= 2^24; the values one output
- * sums, kh*kw*in_c of a conv and in_h*in_w*in_c of a dense layer, <= 32768 (the int32
- * accumulator is exact up to 65,793, kernels.h); every window of a conv, depthwise or pool layer
+ * 1..65535, padding <= 65535; in_h*in_w*in_c and out_h*out_w*out_c <= 2^24; kh*kw*in_c of every
+ * conv, depthwise and pool layer, and in_h*in_w*in_c of a dense layer, <= 32768 (the values a conv
+ * output sums; the int32 accumulator is exact up to 65,793, kernels.h; a depthwise or pool output
+ * sums only kh*kw of them, but the check is the same for every op); every window of a conv, depthwise or pool layer
  * starts inside the padded input: (out_h - 1) * stride_h < in_h + pad_top, the same for w (true
  * of every 'same' or 'valid' layer); every array inside the data section.
  *

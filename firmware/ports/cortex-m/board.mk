@@ -45,11 +45,19 @@ all: $(BUILD)/$(PROG).elf
 
 vpath %.c $(FW)/src $(FW)/generated $(DATA) $(PORT) .
 
-$(BUILD)/fw/%.o: %.c $(DATA_HDRS)
+# Every object is rebuilt when a header changes (the firmware's, the port's, DATA's: main.c compiles
+# in the arena size, the hop, the expected detections) or when DATA names another folder (its objects
+# have the same names as the last one's): the stamp file holds the DATA folder of the last build.
+DATA_STAMP := $(BUILD)/data-folder
+$(shell mkdir -p $(BUILD) && { [ "$$(cat $(DATA_STAMP) 2>/dev/null)" = "$(abspath $(DATA))" ] || \
+        echo "$(abspath $(DATA))" > $(DATA_STAMP); })
+DEPS := $(DATA_HDRS) $(DATA_STAMP) $(wildcard $(FW)/include/ekws/*.h $(FW)/generated/*.h $(PORT)/*.h $(PORT)/include/*.h)
+
+$(BUILD)/fw/%.o: %.c $(DEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(STRICT) $(COMMON) -c $< -o $@
 
-$(BUILD)/port/%.o: %.c $(DATA_HDRS)
+$(BUILD)/port/%.o: %.c $(DEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LENIENT) $(COMMON) -c $< -o $@
 
