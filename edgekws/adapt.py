@@ -21,6 +21,10 @@ from edgekws.errors import BundleError, EdgekwsError
 from edgekws.fileio import check_outside, not_a_folder
 
 MIN_CLIPS = 8
+# adapt_batchnorm runs every clip in one training-mode batch: about 2 MB of memory a clip (1.2 GB for
+# 480 on the default model). Without --clips at most this many (a seeded choice), which fits a Pi;
+# 36 recordings already gave the measured gains (README)
+DEFAULT_CLIPS = 200
 CALIB_MAX = 1000
 
 
@@ -37,7 +41,7 @@ def clip_paths(folder) -> list[Path]:
 
 def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwrite: bool = False, log=print):
     """Write bundle `out`: bundle `model` with its BatchNorm statistics re-estimated on the WAVs under
-    folder `clips` (at most `limit`, a seeded choice) and re-quantized on them. Returns the new Bundle."""
+    folder `clips` (at most `limit`, DEFAULT_CLIPS if None: a seeded choice) and re-quantized on them. Returns the new Bundle."""
     from edgekws.bundle import Bundle, as_bundle, check_bundle_folder
     from edgekws.data import BACKGROUND_DIR, wav_files
     from edgekws.evaluate import FloatNetwork
@@ -54,14 +58,23 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
     check_bundle_folder(out, overwrite=overwrite)
     if base.manifest.get("head"):
         raise BundleError(f"{base.path}: has a retrained head; adapt the base model, then retrain it")
+    from edgekws.models import arch_budget
+
+    if not arch_budget(base.manifest["architecture"]).int8_ready:   # found after the work, with a half bundle
+        raise EdgekwsError(f"{base.path}: its architecture has layers the int8 pipeline does not support, and "
+                           "adapt re-quantizes the model")
     if limit is not None and (not isinstance(limit, int) or limit < MIN_CLIPS):
         raise EdgekwsError(f"--clips: must be an integer >= {MIN_CLIPS}, got {limit!r}")
     paths = clip_paths(clips)
     if len(paths) < MIN_CLIPS:
         raise EdgekwsError(f"{clips}: {len(paths)} WAV file(s); adapting needs at least {MIN_CLIPS} recordings "
                            "of the new voice")
-    if limit is not None and len(paths) > limit:
-        pick = np.sort(np.random.default_rng([seed, 0xADA]).choice(len(paths), limit, replace=False))
+    if limit is None and len(paths) > DEFAULT_CLIPS:
+        log(f"note: {clips}: {len(paths)} recordings; adapting on {DEFAULT_CLIPS} of them (about 2 MB of memory "
+            "each: --clips N for another number)")
+    n = limit if limit is not None else DEFAULT_CLIPS
+    if len(paths) > n:
+        pick = np.sort(np.random.default_rng([seed, 0xADA]).choice(len(paths), n, replace=False))
         paths = [paths[i] for i in pick]
     net = FloatNetwork(base)
     fc = net.feature_config
@@ -99,7 +112,8 @@ def register(sub) -> None:
     p.add_argument("model", help="model bundle (trained; not a retrained one)")
     p.add_argument("clips", help="folder of WAV recordings of the new voice (searched recursively)")
     p.add_argument("--out", metavar="MODEL2", required=True, help="new model bundle folder")
-    p.add_argument("--clips", dest="limit", type=int, metavar="N", help="use at most N recordings (seeded choice)")
+    p.add_argument("--clips", dest="limit", type=int, metavar="N",
+                   help=f"use at most N recordings (seeded choice; default {DEFAULT_CLIPS}, about 2 MB of memory each)")
     p.add_argument("--seed", type=cliargs.seed, default=0, help="seed of the choice (default 0)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle in MODEL2")
     p.set_defaults(func=_run)

@@ -14,6 +14,7 @@ half-written content.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -41,6 +42,32 @@ MODEL_FIELDS = ("labels", "feature_config", "architecture", "quantization")
 MODEL_DIGEST = "model_sha256"
 INCOMPLETE = "incomplete"  # set while a staged bundle is written (Bundle.create(staged=True) ... finish())
 TRAIN_LOCK = ".edgekws-train.lock"  # held by `edgekws train` for its whole run (edgekws.train.exclusive)
+# What commands write into a bundle from its model: removed with the model they were made from, listed
+# or not (a write stopped between its file and the manifest leaves the file unlisted)
+OUTPUT_FILES = ("int8.npz", "model.onnx", "model.int8.onnx", "metrics.json", "report.html", "curves.png",
+                "c/ekws_model_data.c", "c/ekws_model_data.h", "c/model.bin")
+
+
+@contextlib.contextmanager
+def write_lock(path: Path):
+    """An exclusive lock on the bundle folder `path` for one change (a file and its manifest entry):
+    two commands writing one bundle take turns. The lock is on the folder itself (no lock file to
+    leave behind). POSIX only (fcntl); elsewhere no lock is taken."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:      # no folder: the write that follows says why
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def train_lock_holder(path: Path) -> str | None:
@@ -103,6 +130,9 @@ def check_fields(manifest: dict, mpath) -> None:
     for key in ("feature_config", "architecture", "files"):
         if not isinstance(manifest[key], dict):
             raise BundleError(f"{mpath}: manifest {key!r} must be an object, got {type(manifest[key]).__name__}")
+    for key in ("training", "head", "stream", "quantization"):   # optional (quantization None before quantize)
+        if manifest.get(key) is not None and not isinstance(manifest[key], dict):
+            raise BundleError(f"{mpath}: manifest {key!r} must be an object, got {type(manifest[key]).__name__}")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in manifest["files"].items()):
         raise BundleError(f"{mpath}: manifest 'files' must map file names to sha256 digests")
     arch = manifest["architecture"]
@@ -141,14 +171,27 @@ def remove_old_outputs(path: Path) -> None:
     firmware project) survives beside the new one to be flashed by mistake."""
     try:
         old = json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("files", {})
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, RecursionError):
         old = {}
-    _remove_files(path, [str(n) for n in old] if isinstance(old, dict) else [])
+    listed = [str(n) for n in old] if isinstance(old, dict) else []
+    _remove_files(path, sorted({*listed, *OUTPUT_FILES, *_stale_temp_files(path)}), projects=True)
 
 
-def _remove_files(path: Path, names: list[str]) -> None:
-    """Delete the bundle files `names` (only inside the bundle), the folders they leave empty, and
-    the export projects (MODEL/<target>) inside the bundle."""
+def _stale_temp_files(path: Path) -> list[str]:
+    """Temporary files of writes killed before their rename (`.NAME.XXXX.tmp`, fileio.atomic_open), in
+    the bundle folder and its c/: called under the write lock, when no write of this bundle runs."""
+    found = []
+    for sub in ("", "c"):
+        d = path / sub
+        if d.is_dir():
+            found += [str(Path(sub) / f.name) for f in d.glob(".*.tmp") if f.is_file()]
+    return found
+
+
+def _remove_files(path: Path, names: list[str], projects: bool = False) -> None:
+    """Delete the bundle files `names` (only inside the bundle), the folders they leave empty, and with
+    `projects` the export projects (MODEL/<target>) inside the bundle: when the model changes, not when
+    a report drops a stale plot."""
     import shutil
 
     from edgekws.export.targets import TARGETS  # export --target writes into MODEL/<target> by default
@@ -158,7 +201,7 @@ def _remove_files(path: Path, names: list[str]) -> None:
         f = (path / name).resolve()
         if root in f.parents and f.is_file():  # only inside the bundle
             f.unlink()
-    for sub in {*TARGETS, *(Path(n).parts[0] for n in names if len(Path(n).parts) > 1)}:
+    for sub in {*(TARGETS if projects else ()), *(Path(n).parts[0] for n in names if len(Path(n).parts) > 1)}:
         d = path / sub
         if d.is_dir() and not d.is_symlink():
             if sub in TARGETS:
@@ -205,6 +248,7 @@ class Bundle:
     def __init__(self, path: Path, manifest: dict[str, Any]):
         self.path = Path(path)
         self.manifest = manifest
+        self._seen = _identity(manifest)   # the model this object read or wrote last
 
     # ---- creation and loading ------------------------------------------------------------
     @classmethod
@@ -218,11 +262,6 @@ class Bundle:
         model or head (and `--force` writes it again)."""
         path = Path(path)
         check_bundle_folder(path, overwrite=overwrite, by_train=by_train)
-        ckpt = path / "checkpoint.npz"
-        if not by_train and ckpt.exists():   # overwrite=True (check_bundle_folder refuses it otherwise)
-            ckpt.unlink()
-        if (path / MANIFEST).exists():
-            remove_old_outputs(path)
         make_dir(path)
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -232,13 +271,21 @@ class Bundle:
         if staged:
             manifest[INCOMPLETE] = True
         bundle = cls(path, manifest)
-        bundle._write_manifest()
+        with write_lock(path):
+            ckpt = path / "checkpoint.npz"
+            if not by_train and ckpt.exists():   # overwrite=True (check_bundle_folder refuses it otherwise)
+                ckpt.unlink()
+            if (path / MANIFEST).exists():
+                remove_old_outputs(path)
+            bundle._store(manifest)
         return bundle
 
     def finish(self) -> None:
         """The last file of a staged bundle is written: it loads from now on."""
-        if self.manifest.pop(INCOMPLETE, None) is not None:
-            self._write_manifest()
+        if INCOMPLETE in self.manifest:
+            with self._locked() as m:
+                m.pop(INCOMPLETE, None)
+                self._store(m)
 
     @classmethod
     def load(cls, path: str | Path, *, verify: bool = True) -> "Bundle":
@@ -254,6 +301,8 @@ class Bundle:
             manifest = json.loads(mpath.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BundleError(f"{mpath}: corrupt manifest ({exc})") from None
+        except RecursionError:
+            raise BundleError(f"{mpath}: corrupt manifest (nested too deeply)") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise BundleError(f"{mpath}: not an {FORMAT} manifest")
         if "format_version" not in manifest:
@@ -273,7 +322,11 @@ class Bundle:
                               "(the same command with --force, or overwrite=True in Python)")
         check_fields(manifest, mpath)
         # bundles written before the digest existed have none; every manifest written now has one
-        if MODEL_DIGEST in manifest and manifest[MODEL_DIGEST] != model_digest(manifest):
+        try:
+            digest = model_digest(manifest)
+        except ValueError:   # NaN or infinity in a model field: never written by edgekws
+            digest = None
+        if (MODEL_DIGEST in manifest or digest is None) and manifest.get(MODEL_DIGEST) != digest:
             raise BundleError(f"{mpath}: the model fields ({', '.join(MODEL_FIELDS)}) do not match their "
                               "checksum: the manifest is damaged or was edited by hand (only the 'stream' "
                               "settings may be edited)")
@@ -296,11 +349,15 @@ class Bundle:
         """Write (or replace) a file of the bundle atomically and record its checksum, and any manifest
         `fields` that describe it (e.g. quantization=... with int8.npz) in the same manifest write."""
         self._check_fields(fields)
-        target = self.path / name
-        atomic_write_bytes(target, data)
-        self.manifest["files"][name] = sha256_file(target)
-        self.manifest.update(fields)
-        self._write_manifest()
+        digest = hashlib.sha256(data).hexdigest()   # of what this call writes, not of what is on disk then
+        with self._locked() as m:
+            if name in m["files"]:   # unlisted first: a stop before the second manifest write leaves the new
+                del m["files"][name]  # file unlisted (the bundle loads), never listed with the old checksum
+                self._store(m)
+            atomic_write_bytes(self.path / name, data)
+            m["files"][name] = digest
+            m.update(fields)
+            self._store(m)
 
     def write_npz(self, name: str, arrays: dict[str, np.ndarray], **fields: Any) -> None:
         self.write_bytes(name, npz_bytes(arrays), **fields)
@@ -308,13 +365,9 @@ class Bundle:
     def remove(self, names, **fields: Any) -> None:
         """Forget the files `names` and set manifest `fields` in one manifest write, then delete the files."""
         self._check_fields(fields)
-        names = [n for n in names if n in self.manifest["files"]]
-        if names or fields:
-            for name in names:
-                del self.manifest["files"][name]
-            self.manifest.update(fields)
-            self._write_manifest()
-            _remove_files(self.path, names)
+        names = list(names)
+        with self._locked() as m:
+            self._forget(m, [n for n in names if n in m["files"]], fields)
 
     def drop_outputs(self, keep=("weights.npz", "history.json")) -> list[str]:
         """Before the model's numbers change (quantize, QAT): forget every file made from them (int8.npz,
@@ -322,9 +375,22 @@ class Bundle:
         files and the export projects inside the bundle. An interruption leaves either the old bundle
         or a float-only one that loads; no output of the old model stays listed beside the new one
         to be flashed or compared by mistake. Returns the names dropped."""
-        gone = sorted(n for n in self.manifest["files"] if n not in keep)
-        self.remove(gone, quantization=None)
+        with self._locked() as m:   # the files listed now, also those another command added meanwhile
+            gone = sorted(n for n in m["files"] if n not in keep)
+            self._forget(m, gone, {"quantization": None}, unlisted=[n for n in OUTPUT_FILES if n not in keep],
+                         projects=True)
         return gone
+
+    def _forget(self, m: dict, names: list[str], fields: dict, unlisted=(), projects: bool = False) -> None:
+        """Under the lock: drop `names` from the manifest `m`, set `fields`, write it, then delete those
+        files and any of `unlisted` (outputs a stopped write left without an entry)."""
+        if not (names or fields):
+            return
+        for name in names:
+            del m["files"][name]
+        m.update(fields)
+        self._store(m)
+        _remove_files(self.path, [*names, *(n for n in unlisted if n not in m["files"])], projects=projects)
 
     def write_json(self, name: str, obj: Any) -> None:
         self.write_bytes(name, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
@@ -368,8 +434,9 @@ class Bundle:
     def update(self, **fields: Any) -> None:
         """Set top-level manifest fields (e.g. quantization=..., stream=...) and save the manifest."""
         self._check_fields(fields)
-        self.manifest.update(fields)
-        self._write_manifest()
+        with self._locked() as m:
+            m.update(fields)
+            self._store(m)
 
     @staticmethod
     def _check_fields(fields: dict) -> None:
@@ -377,9 +444,37 @@ class Bundle:
         if reserved:
             raise ValueError(f"manifest fields {sorted(reserved)} are managed by Bundle")
 
-    def _write_manifest(self) -> None:
-        self.manifest[MODEL_DIGEST] = model_digest(self.manifest)
-        atomic_write_text(self.path / MANIFEST, json.dumps(self.manifest, indent=1, sort_keys=True) + "\n")
+    @contextlib.contextmanager
+    def _locked(self):
+        """Hold the bundle's write lock and give the manifest as it is on disk now: entries another
+        command wrote since this one loaded the bundle (an eval's metrics beside an export's files)
+        are kept. If another command changed the model meanwhile (quantize, train, adapt), whatever this
+        one made came from the old model: refused rather than listed beside the new one."""
+        with write_lock(self.path):
+            try:
+                disk = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                disk = None
+            except (OSError, ValueError, RecursionError) as exc:
+                raise BundleError(f"{self.path / MANIFEST}: cannot read the manifest again before writing ({exc})") from None
+            if disk is None or not isinstance(disk, dict) or not isinstance(disk.get("files"), dict):
+                raise BundleError(f"{self.path}: the model bundle was removed or damaged while this command ran")
+            if _identity(disk) != self._seen:
+                raise BundleError(f"{self.path}: another edgekws command changed this model while this one ran "
+                                  "(quantize, train, adapt, retrain --force); run this command again")
+            yield disk
+
+    def _store(self, manifest: dict) -> None:
+        """Write `manifest` (under the lock) and make it this object's."""
+        manifest[MODEL_DIGEST] = model_digest(manifest)
+        atomic_write_text(self.path / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        self.manifest, self._seen = manifest, _identity(manifest)
+
+
+def _identity(manifest: dict) -> tuple:
+    """What a model bundle's manifest says about the model: a command that read one identity writes
+    only over the same one. created changes with every new bundle (train --force, adapt, retrain)."""
+    return manifest.get(MODEL_DIGEST), manifest.get("created"), manifest.get(INCOMPLETE, False)
 
 
 def as_bundle(model) -> "Bundle":

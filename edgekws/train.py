@@ -654,18 +654,30 @@ def exclusive(out: Path):
         yield
         return
     lock = out / LOCK
-    try:
-        f = open(lock, "a+")
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot write here ({exc.strerror or exc})") from None
-    with f:
+    while True:
+        try:
+            f = open(lock, "a+")
+        except OSError as exc:
+            raise OutputError(f"{out}: cannot write here ({exc.strerror or exc})") from None
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
             who = f.read().strip() or "?"
+            f.close()
             raise BundleError(f"{out}: another edgekws train (pid {who}) is writing here; wait for it "
                               "to finish or choose another --out") from None
+        # the file locked must still be the one at `lock`: a training that ended meanwhile removed it, and
+        # a lock on a removed file locks nothing (the next training would create and lock a new one)
+        try:
+            if os.stat(lock).st_ino == os.fstat(f.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        f.close()
+    with f:
+        for tmp in out.glob(f".{CHECKPOINT}.*.tmp"):   # checkpoints of killed trainings, never renamed
+            tmp.unlink(missing_ok=True)
         f.seek(0)
         f.truncate()
         f.write(str(os.getpid()))

@@ -385,6 +385,21 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def check_enroll_options(enroll, noisy: int, arch) -> None:
+    """What enrollment needs, checked before the first training (it found them after hours of it)."""
+    if noisy and not enroll:
+        raise EdgekwsError("--enroll-noisy adds noisy copies to enrollment; give --enroll K too")
+    if not enroll:
+        return
+    if not 0 <= noisy <= 32:
+        raise EdgekwsError(f"--enroll-noisy: must be an integer in 0..32, got {noisy}")
+    from edgekws.models import DEFAULT_ARCH, arch_budget
+
+    if not arch_budget(arch or DEFAULT_ARCH).int8_ready:
+        raise EdgekwsError(f"--enroll retrains an int8 head, and --arch {arch} has layers the int8 pipeline does "
+                           "not support; choose a DS-CNN, cnn or dnn architecture")
+
+
 def run(args) -> int:
     datasets = {lang: d for lang, d in (("ja", args.ja), ("en", args.en)) if d}
     if not datasets:
@@ -397,6 +412,7 @@ def run(args) -> int:
         check_output_file(args.json, "--json", tuple((d, f"--{lang}") for lang, d in datasets.items()))
     opts = {k: v for k, v in (("epochs", args.epochs), ("arch", args.arch), ("time_warp", args.time_warp))
             if v is not None}
+    check_enroll_options(args.enroll, args.enroll_noisy, args.arch)
     res = benchmark(datasets, args.work, seeds=args.seeds, snr_db=args.snr, enroll=args.enroll,
                     enroll_noisy=args.enroll_noisy, **opts)
     print(format_table(res))

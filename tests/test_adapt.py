@@ -75,7 +75,7 @@ def test_stream_thresholds_are_copied_and_said_only_when_the_base_has_them(base_
     assert lines[-1].endswith(f"(stream thresholds copied from {tuned.path}: re-tune with edgekws eval-stream --tune)")
 
 
-def test_refusals_name_the_problem(base_and_voice, tmp_path, capsys):
+def test_refusals_name_the_problem(base_and_voice, tmp_path, capsys, monkeypatch):
     root, base, voice = base_and_voice
     few = tmp_path / "few"
     few.mkdir()
@@ -93,10 +93,21 @@ def test_refusals_name_the_problem(base_and_voice, tmp_path, capsys):
     headed.update(head={"file": "head.bin"})
     with pytest.raises(BundleError, match="has a retrained head; adapt the base model, then retrain it"):
         adapt(headed, voice, tmp_path / "x", log=quiet)
+    gru, _ = make_bundle(tmp_path / "gru", arch="gru")   # refused before the work (it left a half-written bundle)
+    with pytest.raises(EdgekwsError, match="gru: its architecture has layers the int8 pipeline does not support"):
+        adapt(gru, voice, tmp_path / "x", log=quiet)
     assert not (tmp_path / "x").exists()
     assert main(["adapt", str(base.path), str(few), "--out", str(tmp_path / "y")]) == 2
     assert "adapting needs at least 8 recordings" in capsys.readouterr().err
     assert main(["adapt", str(base.path), str(voice), "--out", str(tmp_path / "z"), "--clips", "10"]) == 0
     assert "BatchNorm statistics of 10 clip(s)" in capsys.readouterr().out
+    # without --clips at most DEFAULT_CLIPS (every clip is in one batch: ~2 MB of memory each), said
+    import edgekws.adapt as ad
+
+    lines = []
+    monkeypatch.setattr(ad, "DEFAULT_CLIPS", 9)
+    adapt(base, voice, tmp_path / "few9", log=lines.append)
+    assert lines[0].startswith(f"note: {voice}: 16 recordings; adapting on 9 of them")
+    assert "BatchNorm statistics of 9 clip(s)" in lines[-1]
     assert main(["adapt", str(base.path), str(voice), "--out", str(tmp_path / "z")]) == 2   # exists: --force
     assert "already holds a model bundle" in capsys.readouterr().err

@@ -214,3 +214,101 @@ def test_load_needs_a_folder_path(tmp_path):
     for bad in (None, 3):
         with pytest.raises(BundleError, match=f"a model bundle is a folder path, got {bad}"):
             Bundle.load(bad)
+
+
+def test_a_stop_between_a_rewritten_file_and_its_manifest_entry_leaves_a_bundle_that_loads(tmp_path, monkeypatch):
+    """The manifest forgets a listed file before it is replaced: a stop after the rename leaves it unlisted
+    (the bundle loads; the command can run again), not listed with the old checksum (refused by every
+    command, and none could repair it)."""
+    import edgekws.bundle as bm
+
+    b, _ = _make(tmp_path)
+    b.write_json("metrics.json", {"accuracy": 0.5})
+    real = bm.atomic_write_bytes
+
+    def write_then_stop(path, data, **kw):
+        real(path, data, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bm, "atomic_write_bytes", write_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        b.write_json("metrics.json", {"accuracy": 0.9})
+    monkeypatch.undo()
+    again = Bundle.load(tmp_path / "m")
+    assert not again.has("metrics.json") and again.has("weights.npz")
+    again.write_json("metrics.json", {"accuracy": 0.9})
+    assert Bundle.load(tmp_path / "m").read_json("metrics.json") == {"accuracy": 0.9}
+
+
+def test_the_checksum_is_of_the_bytes_written_not_of_the_file_found_later(tmp_path, monkeypatch):
+    """Another writer replacing the file between this write and its checksum must not get its file
+    listed under this write's metadata: the bundle is refused instead."""
+    import edgekws.bundle as bm
+
+    b, _ = _make(tmp_path)
+    real = bm.atomic_write_bytes
+
+    def raced(path, data, **kw):
+        real(path, data, **kw)
+        (tmp_path / "m" / "int8.npz").write_bytes(b"the other command's int8 model")
+
+    monkeypatch.setattr(bm, "atomic_write_bytes", raced)
+    b.write_npz("int8.npz", {"w": np.zeros(3, np.int8)}, quantization={"scheme": "mine"})
+    monkeypatch.undo()
+    with pytest.raises(BundleError, match="int8.npz is corrupt or truncated"):
+        Bundle.load(tmp_path / "m")
+
+
+def test_two_commands_on_one_bundle_keep_each_others_files_or_refuse_a_changed_model(tmp_path):
+    _make(tmp_path)
+    a, b = Bundle.load(tmp_path / "m"), Bundle.load(tmp_path / "m")
+    a.write_json("metrics.json", {"accuracy": 0.5})        # eval ...
+    b.write_bytes("model.onnx", b"onnx")                   # ... while export runs: both stay listed
+    assert {"metrics.json", "model.onnx"} <= set(Bundle.load(tmp_path / "m").files)
+    b.write_npz("int8.npz", {"w": np.zeros(3, np.int8)}, quantization={"scheme": "new"})   # quantize ...
+    with pytest.raises(BundleError, match="another edgekws command changed this model while this one ran"):
+        a.write_json("metrics.json", {"accuracy": 0.7})   # ... so a's metrics are of the old model
+    assert Bundle.load(tmp_path / "m").read_json("metrics.json") == {"accuracy": 0.5}
+    assert not (tmp_path / "m" / ".edgekws-write.lock").exists()   # the lock is on the folder: no file
+
+
+def test_outputs_of_the_old_model_go_listed_or_not_and_stale_temp_files_too(tmp_path):
+    b, _ = _make(tmp_path)
+    m = tmp_path / "m"
+    (m / "c").mkdir()
+    (m / "c" / "model.bin").write_bytes(b"an export stopped before its manifest entry")
+    (m / "cortex-m4").mkdir()
+    (m / "cortex-m4" / "main.c").write_text("a firmware project of the old model")
+    b.write_bytes("curves.png", b"png")
+    b.remove(["curves.png"])                              # a report dropping a stale plot keeps the projects
+    assert (m / "cortex-m4" / "main.c").exists() and not (m / "curves.png").exists()
+    assert b.drop_outputs() == []                          # nothing but weights and history is listed ...
+    assert not (m / "c").exists() and not (m / "cortex-m4").exists()   # quantize again: every old output goes
+    (m / ".weights.npz.x1y2.tmp").write_bytes(b"a write killed before its rename")
+    (m / "model.onnx").write_bytes(b"unlisted")
+    Bundle.create(m, labels=["_silence_", "_unknown_", "yes"], feature_config={}, architecture={"layers": []},
+                  overwrite=True)
+    assert sorted(p.name for p in m.iterdir()) == ["manifest.json"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.update(training="x"), "manifest 'training' must be an object, got str"),
+    (lambda m: m.update(head=[1]), "manifest 'head' must be an object, got list"),
+    (lambda m: m.update(quantization={"calibration": {"seed": float("nan")}}),
+     "the model fields .* do not match their checksum"),
+])
+def test_metadata_of_the_wrong_type_or_nan_is_a_one_line_error(tmp_path, edit, message):
+    _make(tmp_path)
+    path = tmp_path / "m" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=message):
+        Bundle.load(tmp_path / "m")
+
+
+def test_a_manifest_nested_too_deeply_is_refused(tmp_path):
+    _make(tmp_path)
+    (tmp_path / "m" / "manifest.json").write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(BundleError, match="corrupt manifest"):
+        Bundle.load(tmp_path / "m")

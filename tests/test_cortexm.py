@@ -181,10 +181,15 @@ def test_export_host_target_writes_the_c_arrays_and_stray_options_are_refused(tm
     mine.mkdir()
     (mine / "ekws_model_data.c").write_text("my own")
     (mine / "main.c").write_text("my own")
+    other = tmp_path / "other-model"        # another bundle's C export: never written over (it broke that bundle)
+    (other / "c").mkdir(parents=True)
+    (other / "manifest.json").write_text("{}")
     capsys.readouterr()
     for argv, message in ((["--target", "host", "--out", str(mine)], f"--out {mine}: holds other files (main.c)"),
                           (["--c", str(mine)], f"--c {mine}: holds other files (main.c)"),
                           (["--c", str(mine / "main.c")], f"--c {mine / 'main.c'}: is a file, not a folder"),
+                          (["--c", str(other / "c")], f"--c {other / 'c'}: is inside the model bundle {other}; "
+                                                      "choose a folder outside other bundles"),
                           (["--target", "host", "--out", str(tmp_path / "c"), "--c", str(tmp_path / "c")],
                            "--c and --out both name the folder of --target host; give one of them")):
         assert main(["export", str(model), *argv]) == 2

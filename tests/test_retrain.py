@@ -253,6 +253,20 @@ def test_triplet_loss_variant(setup, tmp_path):
     assert b.manifest["training"]["retrain"]["train_accuracy_int8_head"] >= 0.8
 
 
+def test_more_examples_than_the_head_trainer_takes_are_refused_before_the_embedding(setup, tmp_path, monkeypatch):
+    """The head trainer takes at most MAX_EXAMPLES (65535); more was found after embedding every clip,
+    with a message about max_examples that named no option."""
+    import edgekws.retrain.core as core
+
+    _, base, data, _ = setup
+    monkeypatch.setattr(core, "MAX_EXAMPLES", 20)
+    monkeypatch.setattr(core.Backbone, "embed", lambda *a, **k: pytest.fail("embedded before the check"))
+    with pytest.raises(EdgekwsError, match=r"examples with 1 noisy copies each; a head learns from at most 20: take "
+                                           r"fewer with --shots K or fewer --noisy-copies"):
+        retrain(base, data, tmp_path / "x", words=WORDS, noisy=1, log=quiet)
+    assert not (tmp_path / "x").exists()
+
+
 def test_refusals(setup, tmp_path, capsys):
     _, base, data, new = setup
     plain, _ = make_bundle(tmp_path / "plain")

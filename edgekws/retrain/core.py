@@ -25,7 +25,7 @@ import numpy as np
 from edgekws.data import parse_words
 from edgekws.errors import BundleError, EdgekwsError
 from edgekws.fileio import check_outside
-from edgekws.retrain.headmath import HeadConfig, HeadTrainer, QHead, quantize_head
+from edgekws.retrain.headmath import MAX_EXAMPLES, HeadConfig, HeadTrainer, QHead, quantize_head
 
 ENGINES = ("numpy", "c")
 LOSSES = ("ce", "triplet")
@@ -449,6 +449,10 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
                            unknown_ratio=RETRAIN_UNKNOWN_RATIO if shots is None and init == "base" else 1.0)
     names = list(ds.labels)
     keep = pick_shots(arrays.labels, shots, seed)
+    if len(keep) * (1 + noisy) > MAX_EXAMPLES:   # the head trainer's limit: say so before the embedding
+        raise EdgekwsError(f"{data}: {len(keep) * (1 + noisy)} examples" + (f" with {noisy} noisy copies each" if noisy
+                           else "") + f"; a head learns from at most {MAX_EXAMPLES}: take fewer with --shots K"
+                           + (" or fewer --noisy-copies" if noisy else ""))
     feats, labels = arrays.features[keep], arrays.labels[keep]
     counts = np.bincount(labels, minlength=len(names))
     log(f"{data}: {len(labels)} examples ({', '.join(f'{n} {c}' for n, c in zip(names, counts))})")
