@@ -41,6 +41,7 @@ MANIFEST = "manifest.json"
 MODEL_FIELDS = ("labels", "feature_config", "architecture", "quantization")
 MODEL_DIGEST = "model_sha256"
 INCOMPLETE = "incomplete"  # set while a staged bundle is written (Bundle.create(staged=True) ... finish())
+PENDING = "pending"  # {name: [old sha256, new sha256]} while a listed file is replaced (Bundle.write_bytes)
 TRAIN_LOCK = ".edgekws-train.lock"  # held by `edgekws train` for its whole run (edgekws.train.exclusive)
 # What commands write into a bundle from its model: removed with the model they were made from, listed
 # or not (a write stopped between its file and the manifest leaves the file unlisted)
@@ -330,6 +331,7 @@ class Bundle:
             raise BundleError(f"{mpath}: the model fields ({', '.join(MODEL_FIELDS)}) do not match their "
                               "checksum: the manifest is damaged or was edited by hand (only the 'stream' "
                               "settings may be edited)")
+        _settle_pending(path, manifest)
         bundle = cls(path, manifest)
         if verify:
             bundle.verify()
@@ -351,11 +353,13 @@ class Bundle:
         self._check_fields(fields)
         digest = hashlib.sha256(data).hexdigest()   # of what this call writes, not of what is on disk then
         with self._locked() as m:
-            if name in m["files"]:   # unlisted first: a stop before the second manifest write leaves the new
-                del m["files"][name]  # file unlisted (the bundle loads), never listed with the old checksum
+            if name in m["files"]:   # a listed file: pending first, so that a stop between the rename and the
+                old = m["files"].pop(name)   # manifest write leaves a bundle that loads with either the old
+                m.setdefault(PENDING, {})[name] = [old, digest]   # or the new file (_settle_pending)
                 self._store(m)
             atomic_write_bytes(self.path / name, data)
             m["files"][name] = digest
+            m.get(PENDING, {}).pop(name, None)
             m.update(fields)
             self._store(m)
 
@@ -462,13 +466,33 @@ class Bundle:
             if _identity(disk) != self._seen:
                 raise BundleError(f"{self.path}: another edgekws command changed this model while this one ran "
                                   "(quantize, train, adapt, retrain --force); run this command again")
+            _settle_pending(self.path, disk)   # a stopped replacement: its file is listed from now on
             yield disk
 
     def _store(self, manifest: dict) -> None:
         """Write `manifest` (under the lock) and make it this object's."""
+        pending = {k: v for k, v in manifest.get(PENDING, {}).items() if k not in manifest["files"]}
+        manifest.pop(PENDING, None)
+        if pending:
+            manifest[PENDING] = pending
         manifest[MODEL_DIGEST] = model_digest(manifest)
         atomic_write_text(self.path / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         self.manifest, self._seen = manifest, _identity(manifest)
+
+
+def _settle_pending(path: Path, manifest: dict) -> None:
+    """A write stopped while it replaced a listed file left it in PENDING with its old and new checksum:
+    list it with the one the file on disk has (the write happened or it did not). A file matching
+    neither stays unlisted."""
+    pending = manifest.get(PENDING)
+    if not isinstance(pending, dict):
+        manifest.pop(PENDING, None)
+        return
+    for name, digests in pending.items():
+        f = path / str(name)
+        if name not in manifest["files"] and isinstance(digests, list) and f.is_file() \
+                and (found := sha256_file(f)) in digests:
+            manifest["files"][name] = found
 
 
 def _identity(manifest: dict) -> tuple:

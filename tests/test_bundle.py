@@ -216,28 +216,35 @@ def test_load_needs_a_folder_path(tmp_path):
             Bundle.load(bad)
 
 
-def test_a_stop_between_a_rewritten_file_and_its_manifest_entry_leaves_a_bundle_that_loads(tmp_path, monkeypatch):
-    """The manifest forgets a listed file before it is replaced: a stop after the rename leaves it unlisted
-    (the bundle loads; the command can run again), not listed with the old checksum (refused by every
-    command, and none could repair it)."""
+@pytest.mark.parametrize("renamed", [True, False])
+def test_a_stop_while_a_listed_file_is_replaced_leaves_a_bundle_that_loads(tmp_path, monkeypatch, renamed):
+    """Replacing a listed file (eval's metrics.json, QAT's weights.npz) keeps its old and new checksum
+    pending: a stop just after the rename (or just before it) loads with whichever file is on disk. It
+    left a checksum mismatch that every command refused and none could repair."""
     import edgekws.bundle as bm
 
     b, _ = _make(tmp_path)
     b.write_json("metrics.json", {"accuracy": 0.5})
     real = bm.atomic_write_bytes
 
-    def write_then_stop(path, data, **kw):
-        real(path, data, **kw)
+    def stop(path, data, **kw):
+        if renamed:
+            real(path, data, **kw)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bm, "atomic_write_bytes", write_then_stop)
+    monkeypatch.setattr(bm, "atomic_write_bytes", stop)
     with pytest.raises(KeyboardInterrupt):
         b.write_json("metrics.json", {"accuracy": 0.9})
     monkeypatch.undo()
+    assert "pending" in json.loads((tmp_path / "m" / "manifest.json").read_text())
     again = Bundle.load(tmp_path / "m")
-    assert not again.has("metrics.json") and again.has("weights.npz")
-    again.write_json("metrics.json", {"accuracy": 0.9})
-    assert Bundle.load(tmp_path / "m").read_json("metrics.json") == {"accuracy": 0.9}
+    assert again.read_json("metrics.json") == {"accuracy": 0.9 if renamed else 0.5}
+    again.write_json("history.json", {"loss": [0.1]})     # the next write lists it for good
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert "pending" not in manifest and "metrics.json" in manifest["files"]
+    (tmp_path / "m" / "metrics.json").write_text("{}")      # other damage is still refused
+    with pytest.raises(BundleError, match="metrics.json is corrupt or truncated"):
+        Bundle.load(tmp_path / "m")
 
 
 def test_the_checksum_is_of_the_bytes_written_not_of_the_file_found_later(tmp_path, monkeypatch):
