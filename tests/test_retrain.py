@@ -161,6 +161,23 @@ def test_head_blob_round_trips_and_rejects_damage():
         QHead.from_blob(bytes(bad), "flash")
     with pytest.raises(EdgekwsError, match="truncated"):
         QHead.from_blob(blob[:100])
+    # damage with a valid CRC: refused as ekws_head_check refuses it (Python accepted these three)
+    import struct
+    import zlib
+
+    def recrc(b):
+        struct.pack_into("<I", b, 12, 0)
+        struct.pack_into("<I", b, 12, zlib.crc32(bytes(b)) & 0xFFFFFFFF)
+        return bytes(b)
+
+    shift_at = hm.HEADER_SIZE + ((4 * 24 + 3) & ~3) + 8 * 4
+    for at, fmt, value, message in ((shift_at, "<i", 0, "bad multiplier or shift"),
+                                    (28, "<i", 300, "bad quantization parameters"),
+                                    (40, "<f", 0.0, "bad quantization parameters")):
+        bad = bytearray(blob)
+        struct.pack_into(fmt, bad, at, value)
+        with pytest.raises(EdgekwsError, match=f"flash: {message}"):
+            QHead.from_blob(recrc(bad), "flash")
 
 
 def test_pick_shots_is_seeded_and_per_class():

@@ -27,6 +27,7 @@ VERSION = 1
 HEADER_SIZE = 48
 FLAG_FLOAT = 1
 MAX_CLASSES, MAX_EMBED, MAX_EXAMPLES = 255, 4096, 65535
+SHIFT_MIN, SHIFT_MAX = 1, 62   # EKWS_SHIFT_MIN / _MAX of kernels.h: the requantization's right shifts
 BIAS_LIMIT = F(2147483520.0)
 
 
@@ -229,6 +230,12 @@ class QHead:
         s32 = lambda u: u - (1 << 32) if u >= 1 << 31 else u  # noqa: E731
         in_scale = float(np.uint32(h[8]).view(F))
         out_scale = float(np.uint32(h[10]).view(F))
+        fmax = float(np.finfo(F).max)
+        if not (-128 <= s32(h[7]) <= 127 and -128 <= s32(h[9]) <= 127 and 0 < in_scale < fmax
+                and 0 < out_scale < fmax):
+            raise EdgekwsError(f"{where}: bad quantization parameters")
+        if np.any(mult < 0) or np.any(shift < SHIFT_MIN) or np.any(shift > SHIFT_MAX):
+            raise EdgekwsError(f"{where}: bad multiplier or shift")
         amax = np.abs(fw).max(axis=1) if flags & 1 else np.ones(c, F) * F(127)
         return cls(w.copy(), bias, mult, shift, np.where(amax > 0, amax / F(127), F(1)).astype(F), fw, fb,
                    in_scale, s32(h[7]), out_scale, s32(h[9]))
