@@ -71,7 +71,8 @@ def run_one(script: list[str], folder: Path) -> tuple[str, float, int]:
     return text, time.perf_counter() - t, proc.returncode
 
 
-_OWN_SECONDS = re.compile(r"^ \(\d+ s\)")
+# the script's own time after its command, " (12 s)" or " (12 s; a note)": replaced on regeneration
+_OWN_SECONDS = re.compile(r"^ \(\d+ s(\)|; )")
 
 
 @dataclass
@@ -100,7 +101,8 @@ def kept_notes(text: str) -> dict[str, Notes]:
             fences += 1
         elif fences == 0 and line.startswith("Command: `") and "`" in line[10:] and notes[section].command is None:
             rest = line[10:].split("`", 1)[1]
-            notes[section].command = _OWN_SECONDS.sub("", rest) if _OWN_SECONDS.match(rest) else " " + rest.strip()
+            notes[section].command = (_OWN_SECONDS.sub(lambda m: "" if m[1] == ")" else " (", rest)
+                                      if _OWN_SECONDS.match(rest) else " " + rest.strip())
         elif fences == 0 and notes[section].command is not None:
             notes[section].head.append(line)
     for n in notes.values():

@@ -3,7 +3,7 @@
 The page shows the training metadata, the evaluation metrics of MODEL/metrics.json (written by
 `edgekws eval`; or pass `--data DATA` to evaluate now), the per-layer device budget, and the plots
 embedded as base64 PNG. matplotlib is optional: without it the command says how to install it and
-writes the HTML without plots. Outputs go into the bundle: curves.png, confusion.png, report.html.
+writes the HTML without plots. Outputs go into the bundle: curves.png, confusion-<engine>.png, report.html.
 """
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ class TrainConfig:
 MAX_SAMPLING = 1000
 
 
-# Small and quick: for `edgekws demo` and tests.
+# Small and quick: `edgekws train --quick` (a smoke run) and tests; the demo has its own plan (edgekws.demo).
 QUICK = {"arch": "dscnn-s", "epochs": 8, "batch": 32, "lr": 5e-3, "patience": 4}
 
 

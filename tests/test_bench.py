@@ -97,8 +97,10 @@ def test_regenerating_the_real_benchmarks_md_keeps_every_hand_written_line(tmp_p
     for line in old.splitlines():
         if line.startswith("Command: `"):
             note = line.split("`", 2)[2]
-            note = note.split(" s)", 1)[1] if note.startswith(" (") and note.split(" s)")[0][2:].isdigit() else note
-            assert note.strip() in md, note
+            seconds = note[2:].split(" s", 1)[0]
+            if note.startswith(" (") and seconds.isdigit():   # the old run's own time goes, a note after it stays
+                note = note[len(seconds) + 4:].lstrip(")").replace("; ", "(", 1)
+            assert note.strip() in md and f"({seconds} s;" not in md, note
     # a second regeneration changes nothing but the timings and the machine's load
     import re
 
@@ -123,3 +125,13 @@ def test_a_relative_tools_dir_and_a_failing_quick_run_keep_their_output(tmp_path
     captured = capsys.readouterr()
     assert "table ok" in captured.out and "half a table" in captured.out and "(exit status 1)" in captured.out
     assert "benchmark script(s) failed: broken.py (their output is in the markdown above)" in captured.err
+
+
+def test_the_scripts_own_time_is_replaced_also_with_a_note_after_it():
+    """ "(29 s; added in session 4)" after a command: the seconds are the old run's and go, the note stays
+    (it was kept whole, so a regeneration printed "(NN s) (29 s; added …)")."""
+    text = ("## A\n\nCommand: `python tools/a.py` (29 s; added in session 4)\n\n```\nx\n```\n\n"
+            "## B\n\nCommand: `python tools/b.py` (4 s)\n\n```\ny\n```\n\n"
+            "## C\n\nCommand: `python tools/c.py` (rerun in session 8)\n\n```\nz\n```\n")
+    notes = bench.kept_notes(text)
+    assert [notes[k].command for k in "ABC"] == [" (added in session 4)", "", " (rerun in session 8)"]

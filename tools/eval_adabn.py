@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekws.adapt import adapt  # noqa: E402
+from edgekws.adapt import MIN_CLIPS, adapt  # noqa: E402
 from edgekws.bundle import Bundle  # noqa: E402
 from edgekws.data import load_dataset  # noqa: E402
 from edgekws.evaluate import FloatNetwork  # noqa: E402
@@ -57,8 +57,8 @@ def main() -> int:
         clip_counts = [int(v) for v in args.clips.split(",")]
     except ValueError:
         clip_counts = []
-    if not clip_counts or min(clip_counts) < 2:   # adapt needs at least 2 clips
-        ap.error(f"--clips: comma-separated counts of at least 2, got {args.clips!r}")
+    if not clip_counts or min(clip_counts) < MIN_CLIPS:   # what edgekws adapt needs
+        ap.error(f"--clips: comma-separated counts of at least {MIN_CLIPS}, got {args.clips!r}")
     work = Path(args.work)
     test_engine = args.direction.split("-to-")[1]
     bundle = Bundle.load(work / f"model-{args.direction}")
@@ -91,7 +91,7 @@ def main() -> int:
             words = [rel for rel in a if not rel.startswith("_")]
             for i in np.random.default_rng([args.seed, n, 1]).permutation(len(words))[:n]:
                 (folder / words[i].replace("/", "__")).symlink_to((view / words[i]).resolve())
-            new = adapt(bundle, folder, Path(tmp) / "adapted", seed=args.seed, log=lambda *a: None)
+            new = adapt(bundle, folder, Path(tmp) / "adapted", limit=n, seed=args.seed, log=lambda *a: None)
             print(f"  edgekws adapt on {min(n, len(words))} word recordings of half A, int8: "
                   f"{accuracy(Int8Network(new))}")
     return 0
