@@ -193,7 +193,8 @@ def decode_wav(data: bytes, *, sr: int = SAMPLE_RATE, dtype: str = "int16", name
     if dtype not in ("int16", "float32"):
         raise ValueError(f"dtype must be 'int16' or 'float32', got {dtype!r}")
     x, rate = _parse_wav(data, name)
-    mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
+    # the channel mean in float64: a float32 sum of 3 channels (or 2 of float data) rounds (1 LSB)
+    mono = x.mean(axis=1, dtype=np.float64) if x.shape[1] > 1 else x[:, 0]
     if rate != sr:
         n_in, mono = len(mono), resample(mono, rate, sr)
         if not mono.size:

@@ -59,6 +59,10 @@ def write_lock(path: Path):
     except ImportError:
         yield
         return
+    key = os.path.realpath(path)
+    if key in _HELD:     # this process holds it already (flock twice in one process would wait forever)
+        yield
+        return
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:      # no folder: the write that follows says why
@@ -66,9 +70,14 @@ def write_lock(path: Path):
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        _HELD.add(key)
         yield
     finally:
+        _HELD.discard(key)
         os.close(fd)
+
+
+_HELD: set[str] = set()   # the bundle folders whose write lock this process holds
 
 
 def train_lock_holder(path: Path) -> str | None:
@@ -449,6 +458,14 @@ class Bundle:
             raise ValueError(f"manifest fields {sorted(reserved)} are managed by Bundle")
 
     @contextlib.contextmanager
+    def unchanged(self):
+        """Hold the bundle's write lock while the caller reads this model and writes what it makes from
+        it outside the manifest (an export project inside MODEL/): refused, like every write, if another
+        command changed the model since this object read it."""
+        with self._locked():
+            yield
+
+    @contextlib.contextmanager
     def _locked(self):
         """Hold the bundle's write lock and give the manifest as it is on disk now: entries another
         command wrote since this one loaded the bundle (an eval's metrics beside an export's files)
@@ -497,8 +514,14 @@ def _settle_pending(path: Path, manifest: dict) -> None:
 
 def _identity(manifest: dict) -> tuple:
     """What a model bundle's manifest says about the model: a command that read one identity writes
-    only over the same one. created changes with every new bundle (train --force, adapt, retrain)."""
-    return manifest.get(MODEL_DIGEST), manifest.get("created"), manifest.get(INCOMPLETE, False)
+    only over the same one. The digest is computed from the model fields (a bundle written before
+    model_sha256 existed gets one at its first write; the model is the same). created changes with
+    every new bundle (train --force, adapt, retrain)."""
+    try:
+        digest = model_digest(manifest)
+    except (ValueError, TypeError):
+        digest = None
+    return digest, manifest.get("created"), manifest.get(INCOMPLETE, False)
 
 
 def as_bundle(model) -> "Bundle":

@@ -91,13 +91,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+# Options whose empty value means something: --cache "" keeps features in memory only, --device ""
+# and --output-device "" the default device, --c "" the bundle's c/
+EMPTY_OK = ("--cache", "--device", "--output-device", "--c")
+
+
 def _empty_value(argv: list[str]) -> str:
     """The option (or 'a positional argument') given an empty string in argv, '' if none."""
     for i, tok in enumerate(argv):
-        if tok.startswith("--") and tok.endswith("=") and len(tok) > 3:
+        if tok.startswith("--") and tok.endswith("=") and len(tok) > 3 and tok[:-1] not in EMPTY_OK:
             return f"argument {tok[:-1]}"
         if tok == "":
             prev = argv[i - 1] if i else ""
+            if prev in EMPTY_OK:
+                continue
             return f"argument {prev}" if prev.startswith("-") and "=" not in prev else "a positional argument"
     return ""
 

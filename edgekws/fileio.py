@@ -174,7 +174,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool = 
 
 
 # os.link's errors on file systems without hard links (FAT32/exFAT sticks, many SMB shares)
-_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS,
+             errno.EINVAL}   # EINVAL: Windows on FAT
 
 
 def _publish_new(tmp: str, path: Path) -> None:

@@ -19,7 +19,7 @@ from edgekws.data import BACKGROUND_DIR, DEFAULT_WORDS, parse_words
 from edgekws.recording.console import Console
 from edgekws.recording.devices import (DeviceError, SoundDeviceSource, choose_input, choose_output,
                                        format_devices, list_devices, load_sounddevice, make_player)
-from edgekws.recording.layout import PROMPTS, check_words, speaker_id
+from edgekws.recording.layout import PROMPTS, check_words, speaker_for
 from edgekws.recording.session import record_background, run_session
 
 
@@ -41,11 +41,13 @@ def run_record(args) -> int:
     for folder in [BACKGROUND_DIR] if args.background else words:
         if problem := cannot_make_folder(Path(args.out) / folder):
             raise EdgekwsError(f"--out {args.out}: cannot record into it ({problem})")
-    speaker = speaker_id(args.speaker)
+    speaker, note = speaker_for(args.out, args.speaker)
     sd = load_sounddevice()
     device, rate = choose_input(sd, args.device, args.rate)
     source = SoundDeviceSource(sd, device, rate)
     console = Console()
+    if note:
+        console.say(note)
     console.say(f"Microphone: {device.index} '{device.name}' at {rate} Hz")
     if args.background:
         record_background(args.out, args.seconds, source=source, speaker=speaker, console=console)

@@ -202,8 +202,8 @@ def test_a_sample_or_two_at_an_odd_rate_is_a_clear_error():
     assert resample(np.ones(2, np.float32), 96001, 16000).shape == (0,)
 
 
-@pytest.mark.parametrize("bits,tag,channels", [(8, 1, 2), (16, 1, 2), (16, 1, 1), (24, 1, 2), (32, 1, 2),
-                                               (32, 3, 2), (64, 3, 1)])
+@pytest.mark.parametrize("bits,tag,channels", [(8, 1, 2), (16, 1, 2), (16, 1, 1), (24, 1, 2), (24, 1, 3),
+                                               (32, 1, 2), (32, 3, 2), (32, 3, 3), (64, 3, 1)])
 def test_decoding_in_float32_gives_the_float64_answer(bits, tag, channels):
     """Samples are decoded in float32 where that is exact (half the memory of a long file): the int16
     result equals a float64 decoding of the same data, for every width, mono and stereo."""

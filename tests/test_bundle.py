@@ -319,3 +319,31 @@ def test_a_manifest_nested_too_deeply_is_refused(tmp_path):
     (tmp_path / "m" / "manifest.json").write_text("[" * 100000 + "]" * 100000)
     with pytest.raises(BundleError, match="corrupt manifest"):
         Bundle.load(tmp_path / "m")
+
+
+def test_a_bundle_written_before_the_model_digest_is_not_taken_for_a_changed_model(tmp_path):
+    """The first write adds model_sha256 to an old manifest: the model did not change, so another
+    command that loaded the bundle before it still writes."""
+    _make(tmp_path)
+    path = tmp_path / "m" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest[MODEL_DIGEST]
+    path.write_text(json.dumps(manifest))
+    a, b = Bundle.load(tmp_path / "m"), Bundle.load(tmp_path / "m")
+    b.write_bytes("model.onnx", b"onnx")
+    a.write_json("metrics.json", {"accuracy": 0.5})
+    assert {"metrics.json", "model.onnx"} <= set(Bundle.load(tmp_path / "m").files)
+
+
+def test_the_write_lock_is_reentrant_in_one_process(tmp_path):
+    """unchanged() holds the lock while an export writes into the bundle (flock twice in one process
+    would wait forever)."""
+    b, _ = _make(tmp_path)
+    with b.unchanged():
+        b.write_bytes("model.onnx", b"onnx")
+    assert Bundle.load(tmp_path / "m").has("model.onnx")
+    other = Bundle.load(tmp_path / "m")
+    b.write_npz("int8.npz", {"w": np.zeros(2, np.int8)}, quantization={"scheme": "new"})
+    with pytest.raises(BundleError, match="another edgekws command changed this model"):
+        with other.unchanged():
+            pass

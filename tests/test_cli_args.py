@@ -167,3 +167,14 @@ def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert main(["dataset", str(ROOT / "data" / "fixtures" / "en-shots")]) == 0
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_empty_values_that_mean_something_are_kept():
+    """--cache "" keeps features in memory only, --device "" is the default device, --c "" the bundle's c/."""
+    from edgekws.cli import _empty_value
+
+    assert _empty_value(["eval", "m", "d", "--cache", ""]) == ""
+    assert _empty_value(["listen", "m", "--mic", "--device", ""]) == ""
+    assert _empty_value(["eval", "m", "d", "--cache="]) == ""
+    assert _empty_value(["eval", "m", "d", "--json", ""]) == "argument --json"
+    assert _empty_value(["eval", "", "d"]) == "a positional argument"

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from edgekws.audio import write_wav
+from edgekws.bundle import Bundle
 from edgekws.cli import main
 from edgekws.errors import EdgekwsError
 from edgekws.features.signals import speech_like
@@ -195,6 +196,8 @@ def test_export_host_target_writes_the_c_arrays_and_stray_options_are_refused(tm
         assert main(["export", str(model), *argv]) == 2
         assert message in capsys.readouterr().err
     assert (mine / "ekws_model_data.c").read_text() == "my own"
+    assert main(["export", str(model), "--c", str(model / "c-m4")]) == 0   # a folder of its own bundle: fine
+    assert {"c-m4/model.bin", "c-m4/ekws_model_data.c"} <= set(Bundle.load(model).files)
     from edgekws.export import export_c_dir, export_onnx  # the Python API refuses it too, given a path
     with pytest.raises(EdgekwsError, match=f"out_dir {mine}: holds other files \\(main.c\\)"):
         export_c_dir(str(model), mine)

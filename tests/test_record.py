@@ -135,6 +135,21 @@ def test_speaker_id_is_stable_and_safe_for_the_hash_split():
     assert speaker_id(unicodedata.normalize("NFD", name)) == speaker_id(name)
     assert speaker_id("Søren") == speaker_id("SØREN") == speaker_id("søren")
     assert speaker_id("たろう２") == speaker_id("たろう2")
+
+
+
+def test_a_speaker_whose_takes_have_the_id_of_earlier_sessions_keeps_it(tmp_path):
+    """Hashed ids took the name as typed until session 25: 'Straße' was 'strae-880c6886'. Their takes
+    are found and added to, rather than a second speaker starting over (and maybe in another split)."""
+    from edgekws.recording.layout import speaker_for
+
+    assert speaker_for(tmp_path, "Straße") == (speaker_id("Straße"), None)      # nothing recorded yet
+    (tmp_path / "yes").mkdir()
+    (tmp_path / "yes" / "strae-880c6886_nohash_0.wav").write_bytes(b"RIFF")
+    sid, note = speaker_for(tmp_path, "Straße")
+    assert sid == "strae-880c6886" != speaker_id("Straße")
+    assert note == "speaker 'Straße': recording as 'strae-880c6886', the id of this name's earlier takes"
+    assert speaker_for(tmp_path, "alice") == ("alice", None)                      # unhashed ids never changed
     with pytest.raises(EdgekwsError, match="--speaker"):
         speaker_id("   ")
     # all of one speaker's files land in one split, and the data loader reads the id back

@@ -63,7 +63,8 @@ def check_c_folder(out: Path, bundle, option: str = "--c") -> None:
         return
     if out.exists() and not out.is_dir():
         raise EdgekwsError(f"{option} {out}: is a file, not a folder")
-    if (out.parent / "manifest.json").is_file():   # another bundle's c/: its listed files would change under it
+    if (out.parent / "manifest.json").is_file() and out.parent.resolve() != bundle.path.resolve():
+        # another bundle's c/: its listed files would change under it
         raise EdgekwsError(f"{option} {out}: is inside the model bundle {out.parent}; choose a folder outside "
                            "other bundles")
     if others := other_files(out, C_FILES, hidden=True):

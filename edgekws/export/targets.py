@@ -225,15 +225,21 @@ def pi_requirements() -> str:
 
 def write_pi_folder(bundle, out) -> dict[str, int]:
     """The Raspberry Pi folder for a quantized bundle; {file: bytes}."""
-    import edgekws
     from edgekws.export import export_onnx
-    from edgekws.fileio import atomic_write_text
-    from edgekws.firmware import firmware_dir
     from edgekws.quant import load_quantized
 
     load_quantized(bundle)  # refuses an unquantized bundle with the fix
     if not bundle.has("model.int8.onnx"):
         export_onnx(bundle, log=lambda *a: None)
+    with bundle.unchanged():   # a quantize meanwhile: refused, not a copy of a half-changed bundle
+        return _write_pi_folder(bundle, out)
+
+
+def _write_pi_folder(bundle, out) -> dict[str, int]:
+    import edgekws
+    from edgekws.fileio import atomic_write_text
+    from edgekws.firmware import firmware_dir
+
     out = _prepare(out, "pi", bundle.path)
     kept = {p for p in out.rglob("*") if p.is_file()} - {out / MARKER}   # the user's (venv/, notes)
     model_dir = out / "model"
@@ -289,8 +295,9 @@ def run_target(args, bundle) -> None:
 
             refuse_inside(out, args.audio, "the --audio recording")
             audio = read_wav(args.audio, dtype="int16")
-        setup = StreamSetup.from_bundle(bundle)
-        files = write_cortex_m_project(setup, out, audio)
+        with bundle.unchanged():   # a quantize meanwhile: refused, not a project of the old model inside the new
+            setup = StreamSetup.from_bundle(bundle)
+            files = write_cortex_m_project(setup, out, audio)
         print(f"{out}: Cortex-M4 firmware project, {len(files)} files; build with: make -C {out} bin hex "
               f"(run under QEMU: make -C {out} run)")
         rt = realtime_estimate(setup)

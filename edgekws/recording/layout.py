@@ -39,6 +39,13 @@ def speaker_id(name: str | None) -> str:
     '2-…', different), and one with no ASCII letter or digit at all (e.g. 'たろう') becomes 'spk-…'.
     The same name always gives the same id, whatever its Unicode form or case.
     """
+    return _speaker_ids(name)[0]
+
+
+def _speaker_ids(name: str | None) -> tuple[str, str]:
+    """(the id, the id sessions before 25 gave the name): they differ only for a hashed id, whose hash
+    then took the name as typed, not in one Unicode form (NFKC: a name pasted from a macOS file name
+    is NFD) and without case ('Alice' and 'alice' are one id)."""
     raw = (name if name is not None else _login_name()).strip()
     if not raw:
         raise EdgekwsError("--speaker: empty name; give a name such as --speaker alice")
@@ -46,11 +53,27 @@ def speaker_id(name: str | None) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", text.encode("ascii", "ignore").decode().lower()).strip("-")
     lost = any(ord(ch) > 127 and not unicodedata.combining(ch) for ch in text)   # accents are kept as letters
     if slug and not lost and len(slug) <= 32:
-        return slug
-    # the hash sees the name as the slug does: one Unicode form (NFKC: a name pasted from a macOS file
-    # name is NFD) and no case, as 'Alice' and 'alice' are one id
-    digest = hashlib.sha1(unicodedata.normalize("NFKC", raw).casefold().encode("utf-8")).hexdigest()[:8]
-    return f"{slug[:23].strip('-')}-{digest}" if slug else f"spk-{digest}"
+        return slug, slug
+
+    def hashed(key: str) -> str:
+        digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
+        return f"{slug[:23].strip('-')}-{digest}" if slug else f"spk-{digest}"
+
+    return hashed(unicodedata.normalize("NFKC", raw).casefold()), hashed(raw)
+
+
+def speaker_for(out, name: str | None) -> tuple[str, str | None]:
+    """(the speaker id to record under in folder `out`, a note or None): someone whose earlier takes
+    are under the id sessions before 25 gave their name keeps it, so a new session adds to their takes
+    instead of starting over as another speaker (who could land in another split)."""
+    new, old = _speaker_ids(name)
+    if old != new and not _has_takes(Path(out), new) and _has_takes(Path(out), old):
+        return old, f"speaker '{name}': recording as '{old}', the id of this name's earlier takes"
+    return new, None
+
+
+def _has_takes(out: Path, speaker: str) -> bool:
+    return any(out.glob(f"*/{speaker}_nohash_*.wav")) or any(out.glob(f"{BACKGROUND_DIR}/{speaker}_background_*.wav"))
 
 
 def _login_name() -> str:
