@@ -31,34 +31,38 @@ _MAX_RATE = 768_000
 _MAX_BYTES = 1 << 31  # 2 GiB: the most edgekws reads (a RIFF file can be up to 4 GiB)
 
 
-def _parse_wav(data: bytes, name: str) -> tuple[np.ndarray, int]:
-    """Decode WAV bytes into samples (n, channels) in [-1, 1] and the sample rate: float32, exact for
-    8/16/24-bit PCM and float32 data (half the memory of a long file); float64 for 32-bit PCM and
-    float64 data."""
-    if len(data) == 0:
+def _scan_chunks(read, size: int, name: str) -> tuple[bytes, int, int]:
+    """Find the 'fmt ' and 'data' chunks of a RIFF/WAVE stream of `size` bytes, where read(pos, n)
+    gives up to n bytes at pos. Returns (fmt body, data offset, data bytes present): a truncated
+    data chunk counts up to the end of the file."""
+    if size == 0:
         raise AudioError(f"{name}: file is empty")
-    if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
+    head = read(0, 12)
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
         raise AudioError(f"{name}: not a WAV file (no RIFF/WAVE header)")
-    if data[:4] == b"RIFX":
+    if head[:4] == b"RIFX":
         raise AudioError(f"{name}: big-endian WAV (RIFX) is not supported")
     pos, fmt, payload = 12, None, None
-    while pos + 8 <= len(data):
-        cid, size = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
-        body = data[pos + 8:pos + 8 + size]
+    while pos + 8 <= size:
+        cid, csize = read(pos, 4), struct.unpack("<I", read(pos + 4, 4))[0]
         if cid == b"fmt ":
-            if len(body) < 16:
-                raise AudioError(f"{name}: 'fmt ' chunk is {len(body)} bytes, need at least 16")
-            fmt = body
+            fmt = read(pos + 8, min(csize, 1024))
+            if len(fmt) < 16:
+                raise AudioError(f"{name}: 'fmt ' chunk is {len(fmt)} bytes, need at least 16")
         elif cid == b"data":
-            payload = body  # a truncated data chunk is read up to the end of the file
+            payload = (pos + 8, max(0, min(csize, size - pos - 8)))  # a truncated chunk: up to the end of the file
             if fmt is not None:
                 break
-        pos += 8 + size + (size & 1)  # chunks are padded to even sizes
+        pos += 8 + csize + (csize & 1)  # chunks are padded to even sizes
     if fmt is None:
         raise AudioError(f"{name}: no 'fmt ' chunk (truncated or not a WAV file)")
     if payload is None:
         raise AudioError(f"{name}: no 'data' chunk (truncated file?)")
+    return fmt, *payload
 
+
+def _check_fmt(fmt: bytes, name: str) -> tuple[int, int, int, int, int]:
+    """(format tag, channels, rate, bits, block align) of a 'fmt ' chunk, or AudioError."""
     tag, channels, rate, _byte_rate, block_align, bits = struct.unpack_from("<HHIIHH", fmt)
     if tag == _FMT_EXTENSIBLE:
         if len(fmt) < 40:
@@ -68,22 +72,18 @@ def _parse_wav(data: bytes, name: str) -> tuple[np.ndarray, int]:
         raise AudioError(f"{name}: absurd channel count {channels}")
     if not 1000 <= rate <= _MAX_RATE:
         raise AudioError(f"{name}: absurd sample rate {rate} Hz")
-    if tag == _FMT_PCM and bits in (8, 16, 24, 32):
-        pass
-    elif tag == _FMT_FLOAT and bits in (32, 64):
-        pass
-    else:
+    if not ((tag == _FMT_PCM and bits in (8, 16, 24, 32)) or (tag == _FMT_FLOAT and bits in (32, 64))):
         raise AudioError(f"{name}: unsupported encoding (format tag {tag}, {bits} bits); "
                          "need PCM 8/16/24/32-bit or IEEE float 32/64-bit")
-    width = bits // 8
-    if block_align != width * channels:
+    if block_align != bits // 8 * channels:
         raise AudioError(f"{name}: inconsistent header (block align {block_align}, "
-                         f"expected {width * channels} for {channels} ch × {bits} bits)")
-    n = len(payload) // block_align
-    if n == 0:
-        raise AudioError(f"{name}: no audio samples in the data chunk")
-    raw = payload[:n * block_align]
+                         f"expected {bits // 8 * channels} for {channels} ch × {bits} bits)")
+    return tag, channels, rate, bits, block_align
 
+
+def _decode_frames(raw: bytes, tag: int, bits: int, channels: int, name: str) -> np.ndarray:
+    """Whole frames of sample data -> (n, channels) in [-1, 1]: float32, exact for 8/16/24-bit PCM and
+    float32 data (half the memory of float64); float64 for 32-bit PCM and float64 data."""
     if tag == _FMT_FLOAT:
         x = np.frombuffer(raw, "<f4" if bits == 32 else "<f8").astype(np.float32 if bits == 32 else np.float64)
         if not np.all(np.isfinite(x)):
@@ -100,7 +100,17 @@ def _parse_wav(data: bytes, name: str) -> tuple[np.ndarray, int]:
         x = v.astype(np.float32) / np.float32(1 << 23)
     else:
         x = np.frombuffer(raw, "<i4").astype(np.float64) / float(1 << 31)
-    return x.reshape(n, channels), rate
+    return x.reshape(-1, channels)
+
+
+def _parse_wav(data: bytes, name: str) -> tuple[np.ndarray, int]:
+    """Decode WAV bytes into samples (n, channels) in [-1, 1] (_decode_frames) and the sample rate."""
+    fmt, at, length = _scan_chunks(lambda pos, n: data[pos:pos + n], len(data), name)
+    tag, channels, rate, bits, block_align = _check_fmt(fmt, name)
+    n = length // block_align
+    if n == 0:
+        raise AudioError(f"{name}: no audio samples in the data chunk")
+    return _decode_frames(data[at:at + n * block_align], tag, bits, channels, name), rate
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -193,17 +203,63 @@ def decode_wav(data: bytes, *, sr: int = SAMPLE_RATE, dtype: str = "int16", name
     if dtype not in ("int16", "float32"):
         raise ValueError(f"dtype must be 'int16' or 'float32', got {dtype!r}")
     x, rate = _parse_wav(data, name)
-    # the channel mean in float64: a float32 sum of 3 channels (or 2 of float data) rounds (1 LSB)
-    mono = x.mean(axis=1, dtype=np.float64) if x.shape[1] > 1 else x[:, 0]
+    mono = _mono(x)
     if rate != sr:
         n_in, mono = len(mono), resample(mono, rate, sr)
         if not mono.size:
             raise AudioError(f"{name}: {n_in} sample(s) at {rate} Hz, less than one sample at {sr} Hz")
+    return _finish(mono, rate != sr, dtype)
+
+
+def _mono(x: np.ndarray) -> np.ndarray:
+    # the channel mean in float64: a float32 sum of 3 channels (or 2 of float data) rounds (1 LSB)
+    return x.mean(axis=1, dtype=np.float64) if x.shape[1] > 1 else x[:, 0]
+
+
+def _finish(mono: np.ndarray, resampled: bool, dtype: str) -> np.ndarray:
+    """Mono samples -> the decoded result: float32, or int16 by x 32768 (which inverts the 16-bit
+    decoding exactly, so 16-bit mono input at the wanted rate round-trips bit for bit)."""
+    if resampled:
         np.clip(mono, -1.0, 1.0, out=mono)
     if dtype == "float32":
         return mono.astype(np.float32)
-    # ×32768 inverts the 16-bit decoding exactly, so 16-bit mono input at `sr` round-trips bit for bit
     return np.clip(np.rint(mono * mono.dtype.type(32768.0)), -32768, 32767).astype(np.int16)
+
+
+_BLOCK_FRAMES = 1 << 18   # frames a file is decoded by (seconds, not the whole file, in memory at once)
+
+
+def _read_wav_blocks(f, size: int, name: str, sr: int, dtype: str) -> np.ndarray | None:
+    """read_wav of a regular file block by block: the same samples as decode_wav of its bytes, with
+    memory for the result only (an hour of 48 kHz stereo took GBs). None where the rate needs the
+    one-shot resampler (an odd rate such as 44099 Hz): then the caller decodes it whole."""
+    def read(pos, n):
+        f.seek(pos)
+        return f.read(n)
+
+    fmt, at, length = _scan_chunks(read, size, name)
+    tag, channels, rate, bits, block_align = _check_fmt(fmt, name)
+    n = length // block_align
+    if n == 0:
+        raise AudioError(f"{name}: no audio samples in the data chunk")
+    rs = None
+    if rate != sr:
+        try:
+            rs = StreamResampler(rate, sr)
+        except AudioError:
+            return None
+    parts = []
+    f.seek(at)
+    for start in range(0, n, _BLOCK_FRAMES):
+        raw = f.read(min(_BLOCK_FRAMES, n - start) * block_align)
+        mono = _mono(_decode_frames(raw, tag, bits, channels, name))
+        parts.append(_finish(rs.push(mono), True, dtype) if rs is not None else _finish(mono, False, dtype))
+    if rs is not None:
+        parts.append(_finish(rs.flush(), True, dtype))
+    out = np.concatenate(parts)
+    if not out.size:
+        raise AudioError(f"{name}: {n} sample(s) at {rate} Hz, less than one sample at {sr} Hz")
+    return out
 
 
 def read_wav(path: str | os.PathLike, *, sr: int = SAMPLE_RATE, dtype: str = "int16") -> np.ndarray:
@@ -220,6 +276,11 @@ def read_wav(path: str | os.PathLike, *, sr: int = SAMPLE_RATE, dtype: str = "in
         if st.st_size > _MAX_BYTES:
             raise AudioError(f"{name}: file is {st.st_size} bytes, more than the 2 GiB edgekws reads")
         with open(path, "rb") as f:
+            if dtype in ("int16", "float32") and stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                out = _read_wav_blocks(f, os.fstat(f.fileno()).st_size, name, sr, dtype)
+                if out is not None:
+                    return out
+                f.seek(0)
             data = f.read(_MAX_BYTES + 1)  # bounded: a pipe has no size to check first
         if len(data) > _MAX_BYTES:
             raise AudioError(f"{name}: more than the {_MAX_BYTES} bytes (2 GiB) edgekws reads")

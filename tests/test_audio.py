@@ -220,3 +220,30 @@ def test_decoding_in_float32_gives_the_float64_answer(bits, tag, channels):
         ref = raw / float(1 << (bits - 1))
     expect = np.clip(np.rint(ref.mean(axis=1) * 32768.0), -32768, 32767).astype(np.int16)
     np.testing.assert_array_equal(decode_wav(_wav_bytes(raw, 16000, bits, tag)), expect)
+
+
+@pytest.mark.parametrize("rate,bits,tag,channels", [(16000, 16, 1, 1), (48000, 16, 1, 2), (44100, 24, 1, 3),
+                                                    (8000, 8, 1, 1), (22050, 32, 3, 2), (44099, 16, 1, 1),
+                                                    (16000, 32, 1, 2)])
+def test_reading_a_file_block_by_block_gives_the_samples_of_decoding_it_whole(tmp_path, monkeypatch, rate, bits,
+                                                                               tag, channels):
+    """read_wav decodes a file in blocks (an hour of 48 kHz stereo took GBs), resampling as a stream:
+    the same int16 and float32 samples as decode_wav of the whole file, bit for bit."""
+    import edgekws.audio as au
+
+    rng = np.random.default_rng(rate + bits + channels)
+    n = 3 * rate // 2 + 7
+    if tag == 3:
+        raw = rng.uniform(-1, 1, (n, channels))
+    elif bits == 8:
+        raw = rng.integers(0, 256, (n, channels))
+    else:
+        raw = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), (n, channels))
+    data = _wav_bytes(raw, rate, bits, tag)
+    path = tmp_path / "x.wav"
+    path.write_bytes(data)
+    monkeypatch.setattr(au, "_BLOCK_FRAMES", 4096)     # many blocks, the last one short
+    for dtype in ("int16", "float32"):
+        np.testing.assert_array_equal(read_wav(path, dtype=dtype), decode_wav(data, dtype=dtype))
+    path.write_bytes(data[:-101])                       # a truncated data chunk: up to the end of the file
+    np.testing.assert_array_equal(read_wav(path), decode_wav(data[:-101]))
