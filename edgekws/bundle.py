@@ -299,6 +299,18 @@ class Bundle:
 
     @classmethod
     def load(cls, path: str | Path, *, verify: bool = True) -> "Bundle":
+        try:
+            return cls._load(path, verify)
+        except BundleError:
+            # another command may be changing the bundle right now (a file replaced after the manifest
+            # was read): read it again while writers wait, and only then call it damaged
+            if not isinstance(path, (str, os.PathLike)) or not Path(path).is_dir():
+                raise
+            with write_lock(Path(path)):
+                return cls._load(path, verify)
+
+    @classmethod
+    def _load(cls, path, verify: bool) -> "Bundle":
         if not isinstance(path, (str, os.PathLike)):
             raise BundleError(f"a model bundle is a folder path, got {path!r}")
         path = Path(path)
@@ -390,8 +402,8 @@ class Bundle:
         to be flashed or compared by mistake. Returns the names dropped."""
         with self._locked() as m:   # the files listed now, also those another command added meanwhile
             gone = sorted(n for n in m["files"] if n not in keep)
-            self._forget(m, gone, {"quantization": None}, unlisted=[n for n in OUTPUT_FILES if n not in keep],
-                         projects=True)
+            self._forget(m, gone, {"quantization": None}, projects=True,
+                         unlisted=[*(n for n in OUTPUT_FILES if n not in keep), *_stale_temp_files(self.path)])
         return gone
 
     def _forget(self, m: dict, names: list[str], fields: dict, unlisted=(), projects: bool = False) -> None:
@@ -401,6 +413,8 @@ class Bundle:
             return
         for name in names:
             del m["files"][name]
+        for name in [*names, *unlisted]:   # a stopped replacement of a file that goes now: forgotten too
+            m.get(PENDING, {}).pop(name, None)
         m.update(fields)
         self._store(m)
         _remove_files(self.path, [*names, *(n for n in unlisted if n not in m["files"])], projects=projects)
@@ -412,11 +426,25 @@ class Bundle:
         if name not in self.manifest["files"]:
             raise BundleError(f"{self.path}: has no {name} (have: {', '.join(sorted(self.files)) or 'none'})")
         data = (self.path / name).read_bytes() if (self.path / name).is_file() else None
-        if data is None:
-            raise BundleError(f"{self.path}: file {name} listed in the manifest is missing")
-        if hashlib.sha256(data).hexdigest() != self.manifest["files"][name]:
+        if data is None or hashlib.sha256(data).hexdigest() != self.manifest["files"][name]:
+            self._changed_meanwhile(name)
+            if data is None:
+                raise BundleError(f"{self.path}: file {name} listed in the manifest is missing")
             raise BundleError(f"{self.path}: file {name} is corrupt or truncated (checksum mismatch)")
         return data
+
+    def _changed_meanwhile(self, name: str) -> None:
+        """A listed file is missing or does not match: if another command replaced it since this one
+        read the manifest, say that (the bundle is fine), not that the file is damaged."""
+        with write_lock(self.path):
+            try:
+                disk = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+                moved = _identity(disk) != self._seen or disk["files"].get(name) != self.manifest["files"][name]
+            except (OSError, ValueError, RecursionError, AttributeError, KeyError, TypeError):
+                return
+        if moved:
+            raise BundleError(f"{self.path}: another edgekws command changed this model while this one ran "
+                              f"({name} was replaced); run this command again")
 
     def read_npz(self, name: str) -> dict[str, np.ndarray]:
         data = self.read_bytes(name)
@@ -462,8 +490,8 @@ class Bundle:
         """Hold the bundle's write lock while the caller reads this model and writes what it makes from
         it outside the manifest (an export project inside MODEL/): refused, like every write, if another
         command changed the model since this object read it."""
-        with self._locked():
-            yield
+        with self._locked() as manifest:
+            yield manifest   # the manifest on disk now: what to copy (another command may have added files)
 
     @contextlib.contextmanager
     def _locked(self):
@@ -521,7 +549,10 @@ def _identity(manifest: dict) -> tuple:
         digest = model_digest(manifest)
     except (ValueError, TypeError):
         digest = None
-    return digest, manifest.get("created"), manifest.get(INCOMPLETE, False)
+    files = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    # the float weights too: quantize --qat-epochs rewrites them, and an int8 model quantized from the
+    # old ones must not be listed beside them
+    return digest, manifest.get("created"), manifest.get(INCOMPLETE, False), files.get("weights.npz")
 
 
 def as_bundle(model) -> "Bundle":

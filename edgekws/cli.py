@@ -62,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         # printed after the work is done: print it escaped instead
         if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    parser = build_parser()
+    try:
+        parser = build_parser()   # imports every command: a Ctrl-C here is as quiet as one later
+    except KeyboardInterrupt:
+        print("\nedgekws: interrupted", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

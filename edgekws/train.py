@@ -871,10 +871,11 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
     if meta is None and (out / "manifest.json").exists():
         # --force over a bundle: the data is good, so the old model goes now, not at the end; a stop
         # in between leaves a checkpoint that resumes (beside no bundle of other data)
-        from edgekws.bundle import remove_old_outputs
+        from edgekws.bundle import remove_old_outputs, write_lock
 
-        remove_old_outputs(out)
-        (out / "manifest.json").unlink()
+        with write_lock(out):   # an export writing its project now finishes first, and is then removed
+            remove_old_outputs(out)
+            (out / "manifest.json").unlink()
         log(f"{out}: removed the earlier model bundle (--force)")
     epoch = saved_epoch = start_epoch
     pipeline = BatchPipeline(maker, config.seed, workers)

@@ -347,3 +347,56 @@ def test_the_write_lock_is_reentrant_in_one_process(tmp_path):
     with pytest.raises(BundleError, match="another edgekws command changed this model"):
         with other.unchanged():
             pass
+
+
+def test_a_file_replaced_by_another_command_is_said_so_not_called_damaged(tmp_path):
+    """eval loaded the bundle, a quantize replaced int8.npz meanwhile: 'changed while this one ran', not
+    'corrupt or truncated' (the bundle is sound)."""
+    b, _ = _make(tmp_path)
+    b.write_npz("int8.npz", {"w": np.zeros(2, np.int8)}, quantization={"scheme": "a"})
+    reader = Bundle.load(tmp_path / "m")
+    b.write_npz("int8.npz", {"w": np.ones(2, np.int8)}, quantization={"scheme": "b"})
+    with pytest.raises(BundleError, match=r"another edgekws command changed this model while this one ran "
+                                          r"\(int8.npz was replaced\)"):
+        reader.read_npz("int8.npz")
+    (tmp_path / "m" / "int8.npz").write_bytes(b"damaged")       # real damage is still called damage
+    with pytest.raises(BundleError, match="int8.npz is corrupt or truncated"):
+        Bundle.load(tmp_path / "m", verify=False).read_npz("int8.npz")
+
+
+def test_new_float_weights_are_a_changed_model(tmp_path):
+    """quantize --qat-epochs rewrites weights.npz: a quantize that read the old weights must not list its
+    int8 model beside the new ones."""
+    _make(tmp_path)
+    stale, qat = Bundle.load(tmp_path / "m"), Bundle.load(tmp_path / "m")
+    qat.write_npz("weights.npz", {"conv.w": np.zeros((3, 4), np.float32), "dense.b": np.zeros(3, np.float32)})
+    with pytest.raises(BundleError, match="another edgekws command changed this model"):
+        stale.write_npz("int8.npz", {"w": np.zeros(2, np.int8)}, quantization={"scheme": "old weights"})
+
+
+def test_quantize_again_forgets_a_stopped_replacement_and_removes_stale_temporaries(tmp_path, monkeypatch):
+    import edgekws.bundle as bm
+
+    b, _ = _make(tmp_path)
+    b.write_bytes("model.int8.onnx", b"old")
+    monkeypatch.setattr(bm, "atomic_write_bytes", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        b.write_bytes("model.int8.onnx", b"new")            # stopped: model.int8.onnx pending
+    monkeypatch.undo()
+    (tmp_path / "m" / ".int8.npz.k1l2.tmp").write_bytes(b"a write killed before its rename")
+    again = Bundle.load(tmp_path / "m")
+    assert again.has("model.int8.onnx")
+    again.drop_outputs()                                     # quantize again
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert "pending" not in manifest and "model.int8.onnx" not in Bundle.load(tmp_path / "m").files
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["history.json", "manifest.json", "weights.npz"]
+
+
+def test_unchanged_gives_the_manifest_on_disk_with_files_other_commands_added(tmp_path):
+    """export --target pi copies what this manifest lists: its own loaded list missed an eval's
+    metrics.json added meanwhile, and the Pi folder's model then failed to load."""
+    _make(tmp_path)
+    export, ev = Bundle.load(tmp_path / "m"), Bundle.load(tmp_path / "m")
+    ev.write_json("metrics.json", {"accuracy": 0.5})
+    with export.unchanged() as manifest:
+        assert "metrics.json" in manifest["files"] and "metrics.json" not in export.files

@@ -178,3 +178,14 @@ def test_empty_values_that_mean_something_are_kept():
     assert _empty_value(["eval", "m", "d", "--cache="]) == ""
     assert _empty_value(["eval", "m", "d", "--json", ""]) == "argument --json"
     assert _empty_value(["eval", "", "d"]) == "a positional argument"
+
+
+def test_ctrl_c_while_the_commands_are_imported_is_quiet(monkeypatch, capsys):
+    import edgekws.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["eval", "m", "d"]) == 130
+    assert capsys.readouterr().err == "\nedgekws: interrupted\n"
