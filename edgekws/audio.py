@@ -103,13 +103,22 @@ def _decode_frames(raw: bytes, tag: int, bits: int, channels: int, name: str) ->
     return x.reshape(-1, channels)
 
 
+def _frame_count(length: int, block_align: int, name: str) -> int:
+    """Whole frames in `length` bytes of sample data, at least one."""
+    if length // block_align == 0:
+        raise AudioError(f"{name}: no audio samples in the data chunk")
+    return length // block_align
+
+
+def _too_short(name: str, n: int, rate: int, sr: int) -> AudioError:
+    return AudioError(f"{name}: {n} sample(s) at {rate} Hz, less than one sample at {sr} Hz")
+
+
 def _parse_wav(data: bytes, name: str) -> tuple[np.ndarray, int]:
     """Decode WAV bytes into samples (n, channels) in [-1, 1] (_decode_frames) and the sample rate."""
     fmt, at, length = _scan_chunks(lambda pos, n: data[pos:pos + n], len(data), name)
     tag, channels, rate, bits, block_align = _check_fmt(fmt, name)
-    n = length // block_align
-    if n == 0:
-        raise AudioError(f"{name}: no audio samples in the data chunk")
+    n = _frame_count(length, block_align, name)
     return _decode_frames(data[at:at + n * block_align], tag, bits, channels, name), rate
 
 
@@ -207,7 +216,7 @@ def decode_wav(data: bytes, *, sr: int = SAMPLE_RATE, dtype: str = "int16", name
     if rate != sr:
         n_in, mono = len(mono), resample(mono, rate, sr)
         if not mono.size:
-            raise AudioError(f"{name}: {n_in} sample(s) at {rate} Hz, less than one sample at {sr} Hz")
+            raise _too_short(name, n_in, rate, sr)
     return _finish(mono, rate != sr, dtype)
 
 
@@ -239,9 +248,7 @@ def _read_wav_blocks(f, size: int, name: str, sr: int, dtype: str) -> np.ndarray
 
     fmt, at, length = _scan_chunks(read, size, name)
     tag, channels, rate, bits, block_align = _check_fmt(fmt, name)
-    n = length // block_align
-    if n == 0:
-        raise AudioError(f"{name}: no audio samples in the data chunk")
+    n = _frame_count(length, block_align, name)
     rs = None
     if rate != sr:
         try:
@@ -258,7 +265,7 @@ def _read_wav_blocks(f, size: int, name: str, sr: int, dtype: str) -> np.ndarray
         parts.append(_finish(rs.flush(), True, dtype))
     out = np.concatenate(parts)
     if not out.size:
-        raise AudioError(f"{name}: {n} sample(s) at {rate} Hz, less than one sample at {sr} Hz")
+        raise _too_short(name, n, rate, sr)
     return out
 
 
@@ -276,8 +283,9 @@ def read_wav(path: str | os.PathLike, *, sr: int = SAMPLE_RATE, dtype: str = "in
         if st.st_size > _MAX_BYTES:
             raise AudioError(f"{name}: file is {st.st_size} bytes, more than the 2 GiB edgekws reads")
         with open(path, "rb") as f:
-            if dtype in ("int16", "float32") and stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                out = _read_wav_blocks(f, os.fstat(f.fileno()).st_size, name, sr, dtype)
+            fst = os.fstat(f.fileno())
+            if dtype in ("int16", "float32") and stat.S_ISREG(fst.st_mode):
+                out = _read_wav_blocks(f, fst.st_size, name, sr, dtype)
                 if out is not None:
                     return out
                 f.seek(0)

@@ -49,6 +49,9 @@ OUTPUT_FILES = ("int8.npz", "model.onnx", "model.int8.onnx", "metrics.json", "re
                 "c/ekws_model_data.c", "c/ekws_model_data.h", "c/model.bin")
 
 
+_HELD: set[str] = set()   # the bundle folders whose write lock this process holds
+
+
 @contextlib.contextmanager
 def write_lock(path: Path):
     """An exclusive lock on the bundle folder `path` for one change (a file and its manifest entry):
@@ -75,9 +78,6 @@ def write_lock(path: Path):
     finally:
         _HELD.discard(key)
         os.close(fd)
-
-
-_HELD: set[str] = set()   # the bundle folders whose write lock this process holds
 
 
 def train_lock_holder(path: Path) -> str | None:
@@ -344,10 +344,7 @@ class Bundle:
                               "(the same command with --force, or overwrite=True in Python)")
         check_fields(manifest, mpath)
         # bundles written before the digest existed have none; every manifest written now has one
-        try:
-            digest = model_digest(manifest)
-        except ValueError:   # NaN or infinity in a model field: never written by edgekws
-            digest = None
+        digest = _digest_or_none(manifest)
         if (MODEL_DIGEST in manifest or digest is None) and manifest.get(MODEL_DIGEST) != digest:
             raise BundleError(f"{mpath}: the model fields ({', '.join(MODEL_FIELDS)}) do not match their "
                               "checksum: the manifest is damaged or was edited by hand (only the 'stream' "
@@ -379,8 +376,7 @@ class Bundle:
                 m.setdefault(PENDING, {})[name] = [old, digest]   # or the new file (_settle_pending)
                 self._store(m)
             atomic_write_bytes(self.path / name, data)
-            m["files"][name] = digest
-            m.get(PENDING, {}).pop(name, None)
+            m["files"][name] = digest   # listed again: _store drops its pending entry
             m.update(fields)
             self._store(m)
 
@@ -545,14 +541,19 @@ def _identity(manifest: dict) -> tuple:
     only over the same one. The digest is computed from the model fields (a bundle written before
     model_sha256 existed gets one at its first write; the model is the same). created changes with
     every new bundle (train --force, adapt, retrain)."""
-    try:
-        digest = model_digest(manifest)
-    except (ValueError, TypeError):
-        digest = None
     files = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
     # the float weights too: quantize --qat-epochs rewrites them, and an int8 model quantized from the
     # old ones must not be listed beside them
-    return digest, manifest.get("created"), manifest.get(INCOMPLETE, False), files.get("weights.npz")
+    return (_digest_or_none(manifest), manifest.get("created"), manifest.get(INCOMPLETE, False),
+            files.get("weights.npz"))
+
+
+def _digest_or_none(manifest: dict) -> str | None:
+    """model_digest, or None for model fields JSON cannot hold (NaN, infinity: never written by edgekws)."""
+    try:
+        return model_digest(manifest)
+    except (ValueError, TypeError):
+        return None
 
 
 def as_bundle(model) -> "Bundle":

@@ -187,17 +187,19 @@ def load_dataset(root: str | Path, words: list[str] | tuple[str, ...] | None = N
     use_lists = val_list is not None or test_list is not None
 
     clips: list[Clip] = []
+    rels: set[str] = set()
     for folder in folders:
         label = folder.name if folder.name in words else UNKNOWN
         for wav in wav_files(folder):
             rel = f"{folder.name}/{wav.name}"
+            rels.add(rel)
             if use_lists:
                 split = "val" if rel in (val_list or ()) else "test" if rel in (test_list or ()) else "train"
             else:
                 split = which_split(wav.name, val_percent, test_percent)
             clips.append(Clip(wav, folder.name, label, speaker_of(wav.name), split))
     for name, listed in zip(SPLIT_LISTS, (val_list, test_list)):
-        if listed and not listed & {f"{c.path.parent.name}/{c.path.name}" for c in clips}:
+        if listed and not listed & rels:
             raise DatasetError(f"{root / name}: none of its {len(listed)} entries is a clip of the dataset (e.g. "
                                f"{min(listed)!r}; entries are paths relative to {root}, such as 'yes/x_nohash_0.wav')")
     empty = [w for w in words if not any(c.word == w for c in clips)]

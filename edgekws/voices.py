@@ -391,9 +391,11 @@ def check_enroll_options(enroll, noisy: int, arch) -> None:
         raise EdgekwsError("--enroll-noisy adds noisy copies to enrollment; give --enroll K too")
     if not enroll:
         return
-    if not 0 <= noisy <= 32:
-        raise EdgekwsError(f"--enroll-noisy: must be an integer in 0..32, got {noisy}")
     from edgekws.models import DEFAULT_ARCH, arch_budget
+    from edgekws.retrain.core import MAX_COPIES
+
+    if not 0 <= noisy <= MAX_COPIES:
+        raise EdgekwsError(f"--enroll-noisy: must be an integer in 0..{MAX_COPIES}, got {noisy}")
 
     if not arch_budget(arch or DEFAULT_ARCH).int8_ready:
         raise EdgekwsError(f"--enroll retrains an int8 head, and --arch {arch} has layers the int8 pipeline does "

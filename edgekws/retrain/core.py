@@ -28,6 +28,7 @@ from edgekws.fileio import check_outside
 from edgekws.retrain.headmath import MAX_EXAMPLES, HeadConfig, HeadTrainer, QHead, quantize_head
 
 ENGINES = ("numpy", "c")
+MAX_COPIES = 32   # noisy copies of each example (--noisy-copies, eval-voices --enroll-noisy)
 LOSSES = ("ce", "triplet")
 HEAD_FILE = "head.bin"
 DEFAULT_EPOCHS = 30
@@ -160,8 +161,8 @@ def _examples(data, words, split: str, seed: int, cache_dir, unknown_ratio: floa
 
 def check_copies(copies, snr_db) -> tuple[float, float]:
     """Checked --noisy-copies / --copy-snr values -> (low, high) dB."""
-    if not isinstance(copies, int) or isinstance(copies, bool) or not 0 <= copies <= 32:
-        raise EdgekwsError(f"noisy (--noisy-copies): must be an integer in 0..32, got {copies!r}")
+    if not isinstance(copies, int) or isinstance(copies, bool) or not 0 <= copies <= MAX_COPIES:
+        raise EdgekwsError(f"noisy (--noisy-copies): must be an integer in 0..{MAX_COPIES}, got {copies!r}")
     try:
         lo, hi = (float(v) for v in snr_db)
     except (TypeError, ValueError):
@@ -449,10 +450,11 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
                            unknown_ratio=RETRAIN_UNKNOWN_RATIO if shots is None and init == "base" else 1.0)
     names = list(ds.labels)
     keep = pick_shots(arrays.labels, shots, seed)
-    if len(keep) * (1 + noisy) > MAX_EXAMPLES:   # the head trainer's limit: say so before the embedding
-        raise EdgekwsError(f"{data}: {len(keep) * (1 + noisy)} examples" + (f" with {noisy} noisy copies each" if noisy
-                           else "") + f"; a head learns from at most {MAX_EXAMPLES}: take fewer with --shots K"
-                           + (" or fewer --noisy-copies" if noisy else ""))
+    total = len(keep) * (1 + noisy)
+    if total > MAX_EXAMPLES:   # the head trainer's limit: say so before the embedding
+        copies, fewer = (f" with {noisy} noisy copies each", " or fewer --noisy-copies") if noisy else ("", "")
+        raise EdgekwsError(f"{data}: {total} examples{copies}; a head learns from at most {MAX_EXAMPLES}: "
+                           f"take fewer with --shots K{fewer}")
     feats, labels = arrays.features[keep], arrays.labels[keep]
     counts = np.bincount(labels, minlength=len(names))
     log(f"{data}: {len(labels)} examples ({', '.join(f'{n} {c}' for n, c in zip(names, counts))})")
