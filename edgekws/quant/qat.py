@@ -29,6 +29,7 @@ import numpy as np
 from edgekws.errors import EdgekwsError
 from edgekws.fileio import not_a_folder
 from edgekws.nn.layer import Layer
+from edgekws.nn.parallel import one_blas_thread
 
 QAT_LR = 2e-4       # peak learning rate of the fine-tuning (cosine decay to 0)
 QAT_BATCH = 32
@@ -146,6 +147,7 @@ def qat_data(bundle, data, seed: int):
     return arrays.features, arrays.labels, str(path)
 
 
+@one_blas_thread  # a multi-threaded BLAS sums the weight gradients in another order: other bits
 def finetune(model, feats, labels, fc, qm_ptq, *, epochs: int, lr: float = QAT_LR, batch: int = QAT_BATCH,
              seed: int = 0, log=print) -> list[float]:
     """Fine-tune `model` (in place) with fake quantization on int8 features (N, T, F) and labels (N,).
