@@ -200,11 +200,9 @@ def _stale_temp_files(path: Path) -> list[str]:
 
 def _remove_files(path: Path, names: list[str], projects: bool = False) -> None:
     """Delete the bundle files `names` (only inside the bundle), the folders they leave empty, and with
-    `projects` the export projects (MODEL/<target>) inside the bundle: when the model changes, not when
-    a report drops a stale plot."""
-    import shutil
-
-    from edgekws.export.targets import TARGETS  # export --target writes into MODEL/<target> by default
+    `projects` the export projects (MODEL/<target>) inside the bundle, as a new export would (their
+    own files; the user's stay): when the model changes, not when a report drops a stale plot."""
+    from edgekws.export.targets import TARGETS, remove_project  # export --target writes into MODEL/<target>
 
     root = path.resolve()
     for name in names:
@@ -215,7 +213,7 @@ def _remove_files(path: Path, names: list[str], projects: bool = False) -> None:
         d = path / sub
         if d.is_dir() and not d.is_symlink():
             if sub in TARGETS:
-                shutil.rmtree(d)
+                remove_project(d)
             elif not any(d.iterdir()):
                 d.rmdir()
 
@@ -395,12 +393,15 @@ class Bundle:
         ONNX, C arrays, metrics, report) and the quantization in one manifest write, then delete those
         files and the export projects inside the bundle. An interruption leaves either the old bundle
         or a float-only one that loads; no output of the old model stays listed beside the new one
-        to be flashed or compared by mistake. Returns the names dropped."""
+        to be flashed or compared by mistake. Returns the names dropped (projects as "<target>/")."""
+        from edgekws.export.targets import TARGETS
+
         with self._locked() as m:   # the files listed now, also those another command added meanwhile
             gone = sorted(n for n in m["files"] if n not in keep)
+            projects = [f"{t}/" for t in TARGETS if (self.path / t).is_dir() and not (self.path / t).is_symlink()]
             self._forget(m, gone, {"quantization": None}, projects=True,
                          unlisted=[*(n for n in OUTPUT_FILES if n not in keep), *_stale_temp_files(self.path)])
-        return gone
+        return gone + projects
 
     def _forget(self, m: dict, names: list[str], fields: dict, unlisted=(), projects: bool = False) -> None:
         """Under the lock: drop `names` from the manifest `m`, set `fields`, write it, then delete those

@@ -989,7 +989,8 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
             f"({budget.rows[-1].input_shape[0]} values; zero classifier weights, the logits are unchanged)")
     bundle = Bundle.create(out, labels=list(ds.labels), feature_config=fc.to_dict(),
                            architecture={**arch_out, "budget": {k: v for k, v in budget.to_dict().items() if k != "rows"}},
-                           training={"seed": config.seed, "config": config.to_dict(), "dataset": str(data),
+                           training={"seed": config.seed, "config": config.to_dict(),
+                                     "dataset": str(Path(data).resolve()),   # quantize reads it from anywhere
                                      "dataset_fingerprint": fingerprint, "epochs_run": epoch,
                                      "best_epoch": best["epoch"], "val_accuracy": best["val_accuracy"],
                                      "stopped_early": stopped_early, "train_seconds": round(elapsed, 1),

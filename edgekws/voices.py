@@ -276,6 +276,19 @@ def enroll_direction(bundle, data, work, *, train_view, test_engine, train_noise
 
 # ---- the benchmark -----------------------------------------------------------------------------
 
+def _check_enroll_leaves_tests(ds, engines, enroll: int, name: str) -> None:
+    """--enroll K takes K clips of each class of the held-out engine: each needs one more to test."""
+    from collections import Counter
+
+    from edgekws.data import UNKNOWN
+
+    counts = Counter((engine_of(c.speaker), c.label) for c in ds.clips if c.label in (UNKNOWN, *ds.words))
+    for engine in sorted(engines):
+        fewest, label = min((counts[(engine, lab)], lab) for lab in (UNKNOWN, *ds.words))
+        if fewest <= enroll:
+            raise EdgekwsError(f"--enroll {enroll}: {name} has {fewest} {ENGINE_NAMES[engine]} clip(s) of "
+                               f"{label!r}, which leaves none to test; give --enroll {max(fewest - 1, 0)} or less")
+
 def benchmark(datasets: dict, work, *, directions=DIRECTIONS, seeds=(0,), snr_db: float = SNR_DB,
               enroll: int | None = None, enroll_noisy: int = 0, augment_config: dict | None = None,
               test_datasets: dict | None = None, log=print, **train_options) -> dict:
@@ -292,9 +305,11 @@ def benchmark(datasets: dict, work, *, directions=DIRECTIONS, seeds=(0,), snr_db
         check_outside(work, data, f"--{lang}", "--work")
     for lang, data in datasets.items():   # every dataset readable before the first of hours of training
         try:
-            load_dataset(data, _command_folders(Path(data)))
+            ds = load_dataset(data, _command_folders(Path(data)))
         except (EdgekwsError, OSError, ValueError, KeyError) as exc:
             raise EdgekwsError(f"--{lang} {data}: {exc}") from None
+        if enroll and not test_datasets:
+            _check_enroll_leaves_tests(ds, {test for _, test in directions}, enroll, f"--{lang} {data}")
     runs = []
     for lang, data in datasets.items():
         for train_engine, test_engine in directions:
@@ -411,7 +426,10 @@ def run(args) -> int:
     from edgekws.fileio import check_output_file
 
     if args.json:
+        from edgekws.evaluate import refuse_foreign_json
+
         check_output_file(args.json, "--json", tuple((d, f"--{lang}") for lang, d in datasets.items()))
+        refuse_foreign_json(args.json, "runs")   # before the trainings, not after
     opts = {k: v for k, v in (("epochs", args.epochs), ("arch", args.arch), ("time_warp", args.time_warp))
             if v is not None}
     check_enroll_options(args.enroll, args.enroll_noisy, args.arch)

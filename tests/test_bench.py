@@ -43,7 +43,7 @@ def test_bench_keeps_hand_written_notes_and_checks_out_first(tmp_path, monkeypat
     monkeypatch.setattr(bench, "BENCHMARKS", [("Inference", ["bench_infer.py"], ["bench_infer.py"]),
                                               ("Other", ["bench_infer.py", "x"], ["bench_infer.py", "x"])])
     out = tmp_path / "B.md"
-    out.write_text("# old\n\n## Inference\n\nCommand: x\n\n```\nold table\n```\n\n### A note (session 9)\n\n"
+    out.write_text("# edgekws benchmarks\n\n## Inference\n\nCommand: x\n\n```\nold table\n```\n\n### A note (session 9)\n\n"
                    "measured by hand\n\n```\nan extra run\n```\n\n## Other\n\n```\nold\n```\n\n## Gone\n\n```\nx\n```\norphan\n")
     md = bench.run_bench(out, log=lambda m: None)
     assert "old table" not in md and "old\n" not in md and "run 1" in md and "run 2" in md
@@ -54,6 +54,11 @@ def test_bench_keeps_hand_written_notes_and_checks_out_first(tmp_path, monkeypat
     (tools / "bench_infer.py").write_text("raise SystemExit('must not run')\n")
     with pytest.raises(OutputError, match="is a folder; give a file name"):
         bench.run_bench(tmp_path, log=lambda m: None)
+    notes = tmp_path / "README.md"    # an existing file that is not a benchmarks page stays as it is
+    notes.write_text("# my project\n\nhand-written\n")
+    with pytest.raises(EdgekwsError, match="README.md: exists and is not a benchmarks page"):
+        bench.run_bench(notes, log=lambda m: None)
+    assert notes.read_text() == "# my project\n\nhand-written\n"
     (tmp_path / "take.wav").write_bytes(b"RIFF")
     assert main(["bench", "--out", str(tmp_path / "take.wav")]) == 2
     assert "never overwrites a recording" in capsys.readouterr().err

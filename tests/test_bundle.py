@@ -289,7 +289,7 @@ def test_outputs_of_the_old_model_go_listed_or_not_and_stale_temp_files_too(tmp_
     b.write_bytes("curves.png", b"png")
     b.remove(["curves.png"])                              # a report dropping a stale plot keeps the projects
     assert (m / "cortex-m4" / "main.c").exists() and not (m / "curves.png").exists()
-    assert b.drop_outputs() == []                          # nothing but weights and history is listed ...
+    assert b.drop_outputs() == ["cortex-m4/"]              # nothing but weights and history is listed ...
     assert not (m / "c").exists() and not (m / "cortex-m4").exists()   # quantize again: every old output goes
     (m / ".weights.npz.x1y2.tmp").write_bytes(b"a write killed before its rename")
     (m / "model.onnx").write_bytes(b"unlisted")
@@ -400,3 +400,24 @@ def test_unchanged_gives_the_manifest_on_disk_with_files_other_commands_added(tm
     ev.write_json("metrics.json", {"accuracy": 0.5})
     with export.unchanged() as manifest:
         assert "metrics.json" in manifest["files"] and "metrics.json" not in export.files
+
+
+def test_a_new_model_removes_an_export_projects_own_files_and_keeps_the_users(tmp_path):
+    """Quantizing again (or --force) deleted MODEL/pi whole, the user's venv/ and notes with it."""
+    from edgekws.export.targets import MARKER
+
+    b, _ = _make(tmp_path)
+    pi = tmp_path / "m" / "pi"
+    (pi / "model").mkdir(parents=True)
+    (pi / "model" / "int8.npz").write_bytes(b"the old model")
+    (pi / "run.py").write_text("export's")
+    (pi / MARKER).write_text("pi\nmodel/int8.npz\nrun.py\n")
+    (pi / "venv" / "bin").mkdir(parents=True)
+    (pi / "venv" / "bin" / "python").write_text("the user's")
+    (pi / "NOTES.txt").write_text("the user's")
+    assert b.drop_outputs() == ["pi/"]
+    assert sorted(str(p.relative_to(pi)) for p in pi.rglob("*")) == [MARKER, "NOTES.txt", "venv", "venv/bin",
+                                                                    "venv/bin/python"]
+    Bundle.create(tmp_path / "m", labels=["_silence_", "_unknown_", "go"], feature_config={},
+                  architecture={"layers": []}, overwrite=True)               # --force: the same
+    assert (pi / "NOTES.txt").read_text() == "the user's" and (pi / MARKER).read_text().startswith("pi\n")

@@ -818,3 +818,16 @@ def test_without_validation_clips_no_validation_figures_are_made_up(tiny, tmp_pa
     tr = b.manifest["training"]
     assert tr["n_val"] == 0 and tr["val_accuracy"] is None and tr["best_epoch"] == 2
     assert any("no validation clips: kept the last epoch (2)" in line for line in lines)
+
+
+def test_the_dataset_is_recorded_as_an_absolute_path(tiny, tmp_path, monkeypatch):
+    """Trained as `train data` in one folder, the bundle was calibrated by `quantize` on whatever
+    `data` meant in the folder quantize ran in (or refused it there as gone)."""
+    from edgekws.quant import calibration_features
+
+    monkeypatch.chdir(tiny.parent)
+    bundle = train(tiny.name, tmp_path / "model", **{**TINY, "epochs": 1})
+    assert bundle.manifest["training"]["dataset"] == str(tiny.resolve())
+    monkeypatch.chdir(tmp_path)
+    recorded = calibration_features(Bundle.load(tmp_path / "model"))
+    np.testing.assert_array_equal(recorded, calibration_features(Bundle.load(tmp_path / "model"), tiny))

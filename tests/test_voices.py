@@ -159,3 +159,13 @@ def test_every_dataset_and_the_json_are_checked_before_any_training(both, tmp_pa
                  "--json", str(tmp_path / "afile" / "r.json")]) == 2
     assert (f"--json {tmp_path / 'afile' / 'r.json'}: cannot be written ({tmp_path / 'afile'} is a file, not a "
             "folder)") in capsys.readouterr().err
+    # an existing file that is not an earlier result is not overwritten (it was, after the trainings)
+    (tmp_path / "notes.json").write_text('{"my": "notes"}')
+    assert main(["eval-voices", "--ja", str(both), "--work", str(tmp_path / "w3"),
+                 "--json", str(tmp_path / "notes.json")]) == 2
+    assert "notes.json: exists and is not an earlier result" in capsys.readouterr().err
+    assert (tmp_path / "notes.json").read_text() == '{"my": "notes"}'
+    # --enroll K must leave test clips of every class (it reported NaN accuracies after training)
+    with pytest.raises(EdgekwsError, match=r"--enroll 3: --en .* has 3 Open JTalk clip\(s\) of .*, which leaves "
+                                           r"none to test; give --enroll 2 or less"):
+        voices.benchmark({"en": both}, tmp_path / "w4", enroll=3, log=lambda *a: None)

@@ -108,20 +108,31 @@ def _prepare(out: Path, kind: str, bundle_path: Path | None = None) -> Path:
     if out.is_dir() and any(out.iterdir()):
         marker = out / MARKER
         lines = marker.read_text(encoding="utf-8").splitlines() if marker.is_file() else []
-        was, listed = (lines[0].strip(), [ln for ln in lines[1:] if ln.strip()]) if lines else (None, [])
+        was = lines[0].strip() if lines else None
         default = bundle_path is not None and out.resolve() == (Path(bundle_path) / kind).resolve()
         if was not in (kind, None) or (was is None and not default):
             what = f"a {was} project" if was else "files that are not an edgekws export"
             raise EdgekwsError(f"--out {out}: holds {what}; choose an empty or new folder for the {kind} project")
-        if listed:
-            _remove_listed(out, listed)
-            if (out / "build").is_dir() and not (out / "build").is_symlink():
-                shutil.rmtree(out / "build")   # make's objects of the old sources: never linked with the new
-        else:
-            shutil.rmtree(out)
+        remove_project(out)
     make_dir(out)
     atomic_write_text(out / MARKER, kind + "\n")   # a kill mid-write must not leave an empty marker
     return out
+
+
+def remove_project(out: Path) -> None:
+    """Remove an earlier export project from `out`: the files its marker lists and its build/ (make's
+    objects of the old sources, never linked with new ones); what the user added (a venv/, notes)
+    stays, and so does the marker, so the folder is still this target's project. A project whose
+    marker lists no files (exports before the list existed, or none at MODEL/<target>) goes whole."""
+    marker = out / MARKER
+    lines = marker.read_text(encoding="utf-8", errors="replace").splitlines() if marker.is_file() else []
+    listed = [ln for ln in lines[1:] if ln.strip()]
+    if not listed:
+        shutil.rmtree(out)
+        return
+    _remove_listed(out, listed)
+    if (out / "build").is_dir() and not (out / "build").is_symlink():
+        shutil.rmtree(out / "build")
 
 
 def _remove_listed(out: Path, listed: list[str]) -> None:
