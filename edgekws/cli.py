@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 
 from edgekws import __version__
@@ -67,11 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nedgekws: interrupted", file=sys.stderr)
         return 130
+    argv = _negative_lists(sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    empty = _empty_value(sys.argv[1:] if argv is None else argv)
+    empty = _empty_value(argv)
     if empty:   # an unset $WAV in `--file "$WAV"` read as no --file: listen took the microphone
         print(f"edgekws {args.command}: error: {empty}: empty value", file=sys.stderr)
         return 2
@@ -93,6 +95,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nedgekws {args.command}: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as exc:   # Python 3.11's Path.resolve() on a symlink loop the user gave
+        if not str(exc).startswith("Symlink loop from"):
+            raise
+        print(f"edgekws {args.command}: error: {str(exc)[len('Symlink loop from '):].strip(chr(39))}: a "
+              "symbolic link that points to itself (a loop)", file=sys.stderr)
+        return 2
+
+
+# Options whose value may start with a minus (-5,10 dB), which argparse takes for an option
+NEGATIVE_LISTS = ("--snr", "--copy-snr")
+
+
+def _negative_lists(argv: list[str]) -> list[str]:
+    """`--copy-snr -5,10` as `--copy-snr=-5,10`."""
+    out = []
+    for tok in argv:
+        if out and out[-1] in NEGATIVE_LISTS and re.match(r"-\.?\d", tok):
+            out[-1] = f"{out[-1]}={tok}"
+        else:
+            out.append(tok)
+    return out
 
 
 # Options whose empty value means something: --cache "" keeps features in memory only, --device ""

@@ -141,8 +141,20 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool = 
             f = open(path, mode, **text)
         except OSError as exc:
             raise _cannot_write(path, exc) from None
-        with f:
+        flushed = False
+        try:
             yield f
+            try:
+                f.flush()   # a device's refusal (/dev/full) shows here, without a file name
+            except OSError as exc:
+                raise _cannot_write(path, exc) from None
+            flushed = True
+        finally:
+            try:
+                f.close()
+            except OSError as exc:
+                if flushed:
+                    raise _cannot_write(path, exc) from None
         return
     if path.is_symlink():
         path = path.resolve()

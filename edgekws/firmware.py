@@ -61,7 +61,10 @@ def find_compiler() -> list[str]:
     on PATH."""
     names = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]
     for name in names:
-        words = shlex.split(name)
+        try:
+            words = shlex.split(name)
+        except ValueError as exc:   # CC='"gcc'
+            raise FirmwareBuildError(f"CC={name}: cannot be split into words ({exc})") from None
         path = shutil.which(words[0]) if words else None
         if path:
             return [path, *words[1:]]

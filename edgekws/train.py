@@ -366,6 +366,9 @@ def batch_key(seed: int, epoch: int, step: int) -> list[int]:
 PIPELINE_DEPTH = 3  # batches requested ahead of the training loop (more workers than this would idle)
 
 
+MAX_WORKERS = 64   # batch-making processes; each holds a copy of the training audio
+
+
 def default_workers() -> int:
     """One batch worker per core, at most PIPELINE_DEPTH, where a second core and fork()
     exist (Linux, a Raspberry Pi), else 0. One more process than cores on purpose: while the
@@ -783,8 +786,8 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
     config.check()
     if workers is None:
         workers = default_workers()
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
-        raise EdgekwsError(f"--workers: must be an integer >= 0, got {workers!r}")
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 0 <= workers <= MAX_WORKERS:
+        raise EdgekwsError(f"--workers: must be an integer in 0..{MAX_WORKERS}, got {workers!r}")
 
     fc = FeatureConfig()
     ds = load_dataset(data, config.words)

@@ -189,3 +189,48 @@ def test_ctrl_c_while_the_commands_are_imported_is_quiet(monkeypatch, capsys):
     monkeypatch.setattr(cli, "build_parser", interrupted)
     assert cli.main(["eval", "m", "d"]) == 130
     assert capsys.readouterr().err == "\nedgekws: interrupted\n"
+
+
+def test_negative_snr_ranges_reach_their_options(tmp_path):
+    """`--copy-snr -5,10` (accepted by the checks) ended in argparse's 'expected one argument'."""
+    from edgekws.cli import _negative_lists
+
+    argv = _negative_lists(["retrain", "m", "d", "--out", "o", "--copy-snr", "-5,10"])
+    assert argv[-1] == "--copy-snr=-5,10"
+    assert build_parser().parse_args(argv).copy_snr == "-5,10"
+    argv = _negative_lists(["eval-stream", "m", "d", "--snr", "-.5,10"])
+    assert build_parser().parse_args(argv).snr == "-.5,10"
+    assert _negative_lists(["eval-stream", "m", "d", "--seed", "-3"])[-2:] == ["--seed", "-3"]   # others stay
+
+
+def test_user_mistakes_in_the_environment_and_odd_paths_are_clean_errors(tmp_path, monkeypatch, capsys):
+    """Each was a traceback: a symlink loop as a path (Python 3.11's resolve() raises RuntimeError),
+    EDGEKWS_NUM_THREADS=abc, a device that refuses the write (/dev/full), CC with an open quote."""
+    from edgekws.cli import main
+    from edgekws.errors import EdgekwsError
+    from edgekws.fileio import OutputError, atomic_write_text
+    from edgekws.firmware import FirmwareBuildError, find_compiler
+    from edgekws.nn import parallel
+
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    model = ROOT / "data" / "fixtures" / "base-ja"
+    assert main(["train", str(ROOT / "data" / "fixtures" / "en-shots"), "--out", str(loop)]) == 2
+    assert f"edgekws train: error: {loop}: a symbolic link that points to itself (a loop)" in capsys.readouterr().err
+    assert main(["eval", str(model), str(tmp_path), "--json", str(loop)]) == 2
+    assert f"{loop}: a symbolic link that points to itself" in capsys.readouterr().err
+
+    monkeypatch.setenv("EDGEKWS_NUM_THREADS", "abc")
+    monkeypatch.setitem(parallel._state, "threads", None)
+    with pytest.raises(EdgekwsError, match="EDGEKWS_NUM_THREADS=abc: expected a whole number from 1 to 256"):
+        parallel.get_num_threads()
+    monkeypatch.setenv("EDGEKWS_NUM_THREADS", "2")
+    assert parallel.get_num_threads() == 2
+
+    if Path("/dev/full").exists():
+        with pytest.raises(OutputError, match="/dev/full: cannot write"):
+            atomic_write_text("/dev/full", "{}")
+
+    monkeypatch.setenv("CC", '"gcc')
+    with pytest.raises(FirmwareBuildError, match="CC=\"gcc: cannot be split into words"):
+        find_compiler()

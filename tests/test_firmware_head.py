@@ -69,6 +69,33 @@ def test_c_and_numpy_heads_are_bit_identical(c, e, n, batch, seed, lr, momentum,
     assert a.quantize().blob(with_float=True) == b.quantize_blob(True)
 
 
+def test_both_engines_refuse_what_one_of_them_cannot_take():
+    """A seed or batch beyond uint32 was masked by ctypes (C) and not by numpy: two different heads,
+    silently; an empty step made numpy's weights NaN; index -1 was numpy's last example, and 65536
+    wrapped to example 0 in C."""
+    from edgekws.errors import EdgekwsError
+
+    for bad, message in (({"seed": 2 ** 32 + 1}, "seed must be an integer in \\[0, 2\\^32\\)"),
+                         ({"seed": -1}, "seed must be"), ({"batch": 2 ** 32 + 4}, "batch must be an integer in"),
+                         ({"batch": 2.0}, "batch must be")):
+        for engine in (HeadTrainer, CHeadTrainer):
+            with pytest.raises(EdgekwsError, match=message):
+                engine(HeadConfig(3, 4, max_examples=6, **bad), 0.02, 0)
+    emb = np.arange(24, dtype=np.int8).reshape(6, 4)
+    a, b = _pair(HeadConfig(3, 4, max_examples=6), 0.02, 0, emb, np.array([0, 1, 2, 0, 1, 2]))
+    a.imprint()
+    b.imprint()
+    for t in (a, b):
+        with pytest.raises(EdgekwsError, match="head step: the example order must be a non-empty list"):
+            t.step([])
+        for order in ([-1], [6], [65536], [[0, 1]], [0.5]):
+            with pytest.raises(EdgekwsError, match=r"example indices in \[0, 6\)"):
+                t.step(order)
+        assert t.gradient([]) == 0.0
+    np.testing.assert_array_equal(a.weight, b.weight)
+    assert np.isfinite(a.weight).all()
+
+
 def test_expf_and_multiplier_equal_in_c_and_numpy():
     lib = library()
     x = np.concatenate([-np.geomspace(1e-8, 90, 3000), [0.0, -87.0, -86.99999]]).astype(np.float32)

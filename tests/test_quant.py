@@ -342,3 +342,14 @@ def test_c_export_refuses_a_pool_window_the_c_check_refuses():
     with pytest.raises(EdgekwsError, match=r"C export: layer 'pool': window of \(49, 40\) x 24 channels is too "
                                            r"large for the C runtime"):
         model_blob(qm)
+
+
+def test_zero_points_outside_int8_are_refused_as_the_c_check_does():
+    """An out-of-range zero point passed the check: numpy used it, the ONNX exporter wrapped it (or
+    raised numpy's OverflowError) and the C blob check refused it."""
+    import copy
+
+    qm = copy.deepcopy(quantize_model(make_model("dscnn-s"), features(8), FC.input_scale, FC.input_zero_point))
+    qm.layers[1].out_zp = 200
+    with pytest.raises(EdgekwsError, match=r"int8 layer .*: zero points \(-?\d+, 200\) must be int8 values"):
+        qm.check()

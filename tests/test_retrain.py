@@ -369,7 +369,7 @@ def test_retrain_learns_from_noisy_copies_and_checks_them(setup, tmp_path, capsy
                  "--shots", "4", "--epochs", "2", "--noisy-copies", "1", "--copy-snr", "10,30"]) == 0
     n_files = len(list((data / "_background_noise_").glob("*.wav")))
     source = f"{n_files} noise file(s) of DATA" if n_files else "white/pink/brown noise"
-    assert f"+ 20 noisy copies (1 per clip, {source}, 10-30 dB SNR)" in capsys.readouterr().out
+    assert f"+ 20 noisy copies (1 per clip, {source}, 10 to 30 dB SNR)" in capsys.readouterr().out
     assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "d"), "--noisy-copies", "-1"]) == 2
     assert "noisy (--noisy-copies): must be an integer in 0..32, got -1" in capsys.readouterr().err
     assert main(["retrain", str(base.path), str(data), "--out", str(tmp_path / "d"), "--noisy-copies", "2",

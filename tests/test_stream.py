@@ -109,6 +109,22 @@ def test_engines_give_identical_detections(setup, audio):
     assert d.time == (d.frame * fc.hop_len + fc.window_len) / fc.sample_rate
 
 
+def test_every_engine_refuses_features_numpy_refuses(setup):
+    """The onnx and c engines cast int16 features to int8 (200 -> -56) and took transposed
+    (N, bands, frames) windows by their size alone: logits of other features, without a word."""
+    from edgekws.stream.engines import make_engine
+
+    x = features(3)
+    t, f = x.shape[1:]
+    for name in ("numpy", "onnx", "c"):
+        engine = make_engine(name, setup.qm)
+        np.testing.assert_array_equal(engine.logits(x), make_engine("numpy", setup.qm).logits(x))
+        with pytest.raises(EdgekwsError, match="features must be int8, got int16"):
+            engine.logits(x.astype(np.int16))
+        with pytest.raises(EdgekwsError, match=f"features of shape \\({f}, {t}\\) per example, model expects"):
+            engine.logits(np.ascontiguousarray(x.transpose(0, 2, 1)))
+
+
 @pytest.mark.parametrize("engine", ["numpy", "c"])
 def test_live_chunks_equal_batch(setup, audio, engine):
     want = keys(detect_audio(setup, audio, "numpy", end_silence=0))

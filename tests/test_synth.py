@@ -211,6 +211,9 @@ def test_english_katakana_via_openjtalk(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(lang="fr"), "--lang"),
     (dict(speakers=0), "--speakers"),
+    (dict(speakers=10 ** 23), "--speakers must be an integer in 1..100000"),   # grew memory silently
+    (dict(jobs=10 ** 23), "--jobs must be an integer in 1..256"),
+    (dict(unknown_per_speaker=10 ** 9), "--unknown must be an integer in 0..1000"),
     (dict(words="yes,maybe"), "unknown word 'maybe'"),
     (dict(words="yes,,no"), "empty entry"),
     (dict(words="yes,yes"), "given twice"),

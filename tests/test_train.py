@@ -600,7 +600,9 @@ def test_cli_workers_reach_train_and_are_checked(tiny, tmp_path, capsys):
     from edgekws.cli import main
 
     assert main(["train", str(tiny), "--out", str(tmp_path / "m"), "--workers", "-1"]) == 2
-    assert "--workers: must be an integer >= 0, got -1" in capsys.readouterr().err
+    assert "--workers: must be an integer in 0..64, got -1" in capsys.readouterr().err
+    assert main(["train", str(tiny), "--out", str(tmp_path / "m"), "--workers", str(10 ** 23)]) == 2  # a traceback
+    assert f"--workers: must be an integer in 0..64, got {10 ** 23}" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
 
 

@@ -73,7 +73,10 @@ class CModel:
 
     def logits_int8(self, features: np.ndarray) -> np.ndarray:
         """features (N, ...) int8 with input_size values per example -> logits (N, K) int8."""
-        x = np.ascontiguousarray(features, dtype=np.int8).reshape(len(features), -1)
+        x = np.asarray(features)
+        if x.dtype != np.int8:   # a cast would wrap int16 200 to -56: logits of other features
+            raise EdgekwsError(f"C model: features must be int8, got {x.dtype}")
+        x = np.ascontiguousarray(x).reshape(len(x), -1)
         if x.shape[1] != self.input_size:
             raise EdgekwsError(f"C model: {x.shape[1]} feature values per example, expected {self.input_size}")
         out = np.zeros((len(x), self.num_classes), np.int8)

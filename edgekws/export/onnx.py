@@ -256,5 +256,8 @@ def session(model_or_bytes, threads: int = 1):
 def run(sess, features: np.ndarray) -> np.ndarray:
     """features (N, T, F) int8 (any per-example shape with the right size) -> logits (N, K)."""
     shape = [d if isinstance(d, int) else -1 for d in sess.get_inputs()[0].shape]
-    x = np.ascontiguousarray(np.asarray(features, np.int8).reshape(-1, *shape[1:]))
+    x = np.asarray(features)
+    if x.dtype != np.int8:   # a cast would wrap int16 200 to -56: logits of other features
+        raise EdgekwsError(f"ONNX model: features must be int8, got {x.dtype}")
+    x = np.ascontiguousarray(x.reshape(-1, *shape[1:]))
     return sess.run(["logits"], {"features": x})[0]

@@ -23,7 +23,15 @@ _state = {"threads": None, "pool": None}
 def _default_threads() -> int:
     env = os.environ.get("EDGEKWS_NUM_THREADS")
     if env:
-        return max(1, int(env))
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if not 1 <= n <= 256:
+            from edgekws.errors import EdgekwsError
+
+            raise EdgekwsError(f"EDGEKWS_NUM_THREADS={env}: expected a whole number from 1 to 256")
+        return n
     return 1  # safe next to a multi-threaded BLAS; see set_num_threads
 
 

@@ -169,6 +169,8 @@ class QuantModel:
                 raise EdgekwsError(f"{where}: shift must be in [1, 62] and multiplier >= 0")
             if not -128 <= q.act_min <= q.act_max <= 127:
                 raise EdgekwsError(f"{where}: activation clamp [{q.act_min}, {q.act_max}] outside int8")
+            if not (-128 <= q.in_zp <= 127 and -128 <= q.out_zp <= 127):   # as the C blob check
+                raise EdgekwsError(f"{where}: zero points ({q.in_zp}, {q.out_zp}) must be int8 values")
             expect = {"conv": (co, *q.kernel, q.in_shape[-1]), "depthwise": (*q.kernel, co),
                       "dense": (co, int(np.prod(q.in_shape)))}.get(q.op)
             if expect is not None and (q.weight is None or q.weight.shape != expect or q.bias.shape != (co,)):

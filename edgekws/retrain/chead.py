@@ -11,7 +11,7 @@ import ctypes
 import numpy as np
 
 from edgekws.errors import EdgekwsError
-from edgekws.retrain.headmath import HeadConfig, QHead, blob_size, check_examples, check_rows
+from edgekws.retrain.headmath import HeadConfig, QHead, blob_size, check_examples, check_order, check_rows
 
 _f32p = ctypes.POINTER(ctypes.c_float)
 _i8p = ctypes.POINTER(ctypes.c_int8)
@@ -141,7 +141,8 @@ class CHeadTrainer:
         _check(self.lib, self.lib.ekws_head_standardize(self._tr), "ekws_head_standardize")
 
     def _run(self, fn, order, what: str) -> float:
-        o = np.ascontiguousarray(order, np.uint16)
+        order = check_order(order, self.num_examples, what.split("_")[-1], empty=what == "ekws_head_gradient")
+        o = np.ascontiguousarray(order, np.uint16)   # < 65536: the store holds no more
         loss = ctypes.c_float()
         _check(self.lib, fn(self._tr, o.ctypes.data_as(_u16p), len(o), ctypes.byref(loss)), what)
         return float(loss.value)

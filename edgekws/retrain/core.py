@@ -472,7 +472,7 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
         feats, labels = np.concatenate([feats, more]), np.concatenate([labels, more_labels])
         source = f"{len(ds.noise_files)} noise file(s) of DATA" if ds.noise_files else "white/pink/brown noise"
         log(f"  + {len(more_labels)} noisy copies ({noisy} per clip, {source}, "
-            f"{snr_lo:g}-{snr_hi:g} dB SNR)")
+            f"{snr_lo:g} to {snr_hi:g} dB SNR)")
     t0 = time.perf_counter()
     emb = backbone.embed(feats, engine)
     t_emb = time.perf_counter() - t0

@@ -129,13 +129,26 @@ class HeadConfig:
         with np.errstate(over="ignore"):   # 1e39 becomes inf, which the rules refuse
             f32 = {k: np.float32(getattr(self, k)) for k in ("lr", "momentum", "weight_decay", "imprint_scale")}
         fin = lambda v: bool(np.isfinite(v))  # noqa: E731
-        rules = {"batch": (self.batch >= 1, ">= 1"), "lr": (f32["lr"] > 0 and fin(f32["lr"]), "> 0 and finite"),
+        whole = lambda v, lo: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and lo <= v < 2 ** 32  # noqa: E731
+        rules = {"batch": (whole(self.batch, 1), "an integer in [1, 2^32)"),   # uint32 in C
+                 "seed": (whole(self.seed, 0), "an integer in [0, 2^32)"), "lr": (f32["lr"] > 0 and fin(f32["lr"]), "> 0 and finite"),
                  "momentum": (0 <= f32["momentum"] < 1, "in [0, 1)"),
                  "weight_decay": (f32["weight_decay"] >= 0 and fin(f32["weight_decay"]), ">= 0 and finite"),
                  "imprint_scale": (f32["imprint_scale"] > 0 and fin(f32["imprint_scale"]), "> 0 and finite")}
         bad = [f"{k} must be {want}, got {getattr(self, k)!r}" for k, (ok, want) in rules.items() if not ok]
         if bad:
             raise EdgekwsError(f"head: invalid hyper-parameters: {'; '.join(bad)}")
+
+
+def check_order(order, n: int, what: str, empty: bool = True) -> np.ndarray:
+    """Example indices for a gradient or a step, as the C trainer accepts them: 0 <= i < n (a step needs
+    at least one). -> int64 array."""
+    o = np.asarray(order)
+    ok = o.ndim == 1 and (o.size == 0 or (o.dtype.kind in "iu" and 0 <= o.min() and o.max() < n))
+    if not ok or (o.size == 0 and not empty):
+        raise EdgekwsError(f"head {what}: the example order must be {'' if empty else 'a non-empty '}list of "
+                           f"example indices in [0, {n}), got {o.tolist() if o.size <= 8 else o.shape}")
+    return o.astype(np.int64)
 
 
 def train_size(num_classes: int, embed_size: int) -> int:
@@ -404,7 +417,7 @@ class HeadTrainer:
 
     def gradient(self, order) -> float:
         """Fill grad_w/grad_b with the summed CE gradient of examples `order`; -> summed loss (float32)."""
-        order = np.asarray(order, np.int64)
+        order = check_order(order, len(self.labels), "gradient")
         x = self.x(order)
         y = self.labels[order]
         z = head_logits(self.weight, self.bias, x)
@@ -430,6 +443,7 @@ class HeadTrainer:
 
     def step(self, order) -> float:
         """One SGD step with momentum on examples `order` (ekws_head_step); -> summed loss."""
+        check_order(order, len(self.labels), "step", empty=False)
         loss = self.gradient(order)
         nf = F(len(order))
         c = self.cfg

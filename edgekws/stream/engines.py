@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgekws.errors import EdgekwsError
+from edgekws.quant.qmodel import check_example_shape
 
 ENGINES = ("numpy", "onnx", "c")
 
@@ -51,6 +52,7 @@ class OnnxEngine(ModelEngine):
     def logits(self, windows):
         from edgekws.export.onnx import run
 
+        check_example_shape(windows, self.qm.input_shape, "onnx engine")   # numpy's check: not only the size
         return np.asarray(run(self.sess, windows), np.int8).reshape(len(windows), -1)
 
 
@@ -66,6 +68,7 @@ class CEngine(ModelEngine):
         self.cmodel = CModel(self.blob)
 
     def logits(self, windows):
+        check_example_shape(windows, self.qm.input_shape, "c engine")
         return self.cmodel.logits_int8(windows)
 
 
