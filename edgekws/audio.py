@@ -142,6 +142,13 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return signal.resample_poly(x, up, down).astype(np.float32)
 
 
+def check_rate(sr, what: str) -> int:
+    """A sample rate argument: an integer in [1000, 768000] Hz (the rates a WAV header may hold here)."""
+    if not isinstance(sr, (int, np.integer)) or isinstance(sr, bool) or not 1000 <= sr <= _MAX_RATE:
+        raise AudioError(f"{what}: sample rate must be an integer from 1000 to {_MAX_RATE} Hz, got {sr!r}")
+    return int(sr)
+
+
 class StreamResampler:
     """resample() for a stream that arrives in blocks: push() blocks of any size, flush() at the end.
     The concatenated output equals resample() of the whole stream (block edges leave no clicks, as
@@ -152,7 +159,8 @@ class StreamResampler:
     """
 
     def __init__(self, sr_in: int, sr_out: int):
-        g = gcd(int(sr_in), int(sr_out))
+        sr_in, sr_out = check_rate(sr_in, "resampler input"), check_rate(sr_out, "resampler output")
+        g = gcd(sr_in, sr_out)
         self.up, self.down = int(sr_out) // g, int(sr_in) // g
         if max(self.up, self.down) > 1000:
             raise AudioError(f"{sr_in} Hz -> {sr_out} Hz: no streaming resampler for this odd rate ratio; "
@@ -176,7 +184,12 @@ class StreamResampler:
 
     def push(self, x: np.ndarray) -> np.ndarray:
         """(n,) float samples -> the (m,) float32 output they complete."""
-        x = np.asarray(x, np.float32).reshape(-1)
+        x = np.asarray(x)
+        if x.dtype.kind != "f" or x.ndim != 1 and not (x.ndim == 2 and x.shape[1] == 1):
+            raise AudioError(f"resampler: expected mono float samples (n,), got {x.dtype} {x.shape}")
+        x = x.astype(np.float32).reshape(-1)
+        if not np.isfinite(x).all():
+            raise AudioError("resampler: NaN or infinite samples")
         if self.up == self.down:
             return x.copy()
         self._hist = np.concatenate([self._hist, x])
@@ -275,7 +288,13 @@ def read_wav(path: str | os.PathLike, *, sr: int = SAMPLE_RATE, dtype: str = "in
     Returns (n,) int16 (16-bit input at `sr` comes back bit for bit) or float32 in [-1, 1].
     Raises AudioError naming the file on any problem.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise AudioError(f"read_wav: a file path is a str or os.PathLike, got {type(path).__name__}")
     name = str(path)
+    sr = check_rate(sr, f"{name}: reading")
+    if dtype not in ("int16", "float32", np.int16, np.float32):
+        raise AudioError(f"{name}: read as dtype 'int16' or 'float32', not {dtype!r}")
+    dtype = np.dtype(dtype).name
     try:
         st = os.stat(path)
         if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):  # /dev/zero would never end
@@ -303,9 +322,15 @@ def read_wav(path: str | os.PathLike, *, sr: int = SAMPLE_RATE, dtype: str = "in
 
 def encode_wav(samples: np.ndarray, sr: int = SAMPLE_RATE) -> bytes:
     """Mono int16 WAV bytes. samples: (n,) int16, or float in [-1, 1] (scaled by 32767, saturated)."""
+    sr = check_rate(sr, "audio to write")
     x = np.asarray(samples)
     if x.ndim != 1:
         raise AudioError(f"audio to write must be mono (n,), got shape {x.shape}")
+    if not len(x):
+        raise AudioError("audio to write holds no samples")
+    if np.issubdtype(x.dtype, np.integer) and x.dtype != np.int16 and (x.min() < -32768 or x.max() > 32767):
+        raise AudioError(f"audio to write: {x.dtype} samples outside the int16 range; give int16, or float "
+                         "in [-1, 1]")
     if x.dtype != np.int16:
         if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
             raise AudioError(f"audio to write has unsupported dtype {x.dtype}")

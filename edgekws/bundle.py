@@ -121,6 +121,21 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
+def plain(obj):
+    """`obj` with numpy scalars and arrays turned into Python values (in place for dicts and lists):
+    a seed given as np.int64 through the Python API must not stop a manifest write half-way."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            obj[k] = plain(v)
+    elif isinstance(obj, list):
+        obj[:] = [plain(v) for v in obj]
+    elif isinstance(obj, tuple):
+        return [plain(v) for v in obj]
+    elif isinstance(obj, (np.generic, np.ndarray)):
+        return obj.tolist()
+    return obj
+
+
 def model_digest(manifest: dict) -> str:
     """sha256 of the MODEL_FIELDS of a manifest (canonical JSON)."""
     fields = {k: manifest.get(k) for k in MODEL_FIELDS}
@@ -278,6 +293,10 @@ class Bundle:
                     "training": {**(training or {}), "environment": environment()}, "files": {}}
         if staged:
             manifest[INCOMPLETE] = True
+        try:   # before the old model's files go: a field JSON cannot hold fails with nothing removed
+            json.dumps(plain(manifest), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise BundleError(f"{path}: a manifest field cannot be written as JSON ({exc})") from None
         bundle = cls(path, manifest)
         with write_lock(path):
             ckpt = path / "checkpoint.npz"
@@ -366,6 +385,7 @@ class Bundle:
     def write_bytes(self, name: str, data: bytes, **fields: Any) -> None:
         """Write (or replace) a file of the bundle atomically and record its checksum, and any manifest
         `fields` that describe it (e.g. quantization=... with int8.npz) in the same manifest write."""
+        _check_name(name)
         self._check_fields(fields)
         digest = hashlib.sha256(data).hexdigest()   # of what this call writes, not of what is on disk then
         with self._locked() as m:
@@ -417,7 +437,7 @@ class Bundle:
         _remove_files(self.path, [*names, *(n for n in unlisted if n not in m["files"])], projects=projects)
 
     def write_json(self, name: str, obj: Any) -> None:
-        self.write_bytes(name, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+        self.write_bytes(name, (json.dumps(plain(obj), indent=1, sort_keys=True) + "\n").encode())
 
     def read_bytes(self, name: str) -> bytes:
         if name not in self.manifest["files"]:
@@ -474,6 +494,7 @@ class Bundle:
         self._check_fields(fields)
         with self._locked() as m:
             m.update(fields)
+            check_fields(m, self.path / MANIFEST)   # e.g. labels=... that no longer fit the model: not stored
             self._store(m)
 
     @staticmethod
@@ -517,9 +538,19 @@ class Bundle:
         manifest.pop(PENDING, None)
         if pending:
             manifest[PENDING] = pending
+        plain(manifest)
         manifest[MODEL_DIGEST] = model_digest(manifest)
         atomic_write_text(self.path / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         self.manifest, self._seen = manifest, _identity(manifest)
+
+
+def _check_name(name) -> None:
+    """A bundle file is a plain relative name inside the folder, not the manifest or a hidden file."""
+    parts = Path(name).parts if isinstance(name, str) and name else ()
+    if not parts or Path(name).is_absolute() or ".." in parts or name == MANIFEST or \
+            any(p.startswith(".") for p in parts) or "\\" in name:
+        raise BundleError(f"bundle file name {name!r}: must be a relative name inside the bundle folder "
+                          f"(not {MANIFEST}, no '..', no hidden file)")
 
 
 def _settle_pending(path: Path, manifest: dict) -> None:

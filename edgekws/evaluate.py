@@ -69,6 +69,9 @@ class FloatNetwork:
         from edgekws.quant.qmodel import check_example_shape
         from edgekws.train import dequantize
 
+        features = np.asarray(features)
+        if features.dtype != np.int8:   # as the int8 engines: uint8 or dB values would be taken as int8 codes
+            raise EdgekwsError(f"float model: features must be int8, got {features.dtype}")
         check_example_shape(features, self.model.input_shape, "float model")
         return dequantize(features, self.feature_config).reshape(-1, *self.model.input_shape)
 
@@ -108,7 +111,9 @@ class KeywordModel:
         _discover_engines()
         if engine not in ENGINES:
             raise EdgekwsError(f"engine (--engine): unknown engine {engine!r} (available: {', '.join(ENGINES)})")
-        self.bundle = bundle
+        from edgekws.bundle import as_bundle
+
+        bundle = self.bundle = as_bundle(bundle)   # a folder path works as load_model's does
         self.labels = bundle.labels
         self.feature_config = FeatureConfig.from_dict(bundle.manifest["feature_config"])
         self.engine_name = engine

@@ -123,6 +123,17 @@ class TrainConfig:
             raise EdgekwsError(f"augment_prob: must be in [0, 1], got {self.augment_prob!r}")
         if not (isinstance(self.time_warp, (int, float)) and 0 <= self.time_warp <= 1):
             raise EdgekwsError(f"--time-warp: must be a fraction in [0, 1], got {self.time_warp!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2 ** 63:
+            raise EdgekwsError(f"--seed: must be an integer in [0, 2^63), got {self.seed!r}")
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+        for name, ok, want in (("label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+                               ("weight_decay", lambda v: v >= 0, ">= 0"), ("grad_clip", lambda v: v > 0, "> 0"),
+                               ("warmup_epochs", lambda v: v >= 0, ">= 0"),
+                               ("min_lr_ratio", lambda v: 0 <= v <= 1, "in [0, 1]"),
+                               ("silence_ratio", lambda v: 0 <= v <= MAX_SAMPLING, f"in [0, {MAX_SAMPLING}]")):
+            v = getattr(self, name)
+            if not (number(v) and ok(v)):   # before the data loads, not as a ValueError of the engine
+                raise EdgekwsError(f"{name}: must be a finite number {want}, got {v!r}")
 
 
 # The largest --unknown-ratio and --hard-negatives (far above any useful value; larger ones overflowed
@@ -756,8 +767,11 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
 
     out = Path(out)
     ckpt_path = out / CHECKPOINT
+    if isinstance(words, str):   # "yes,no" as on the command line, not the letters y, e, s
+        words = [w.strip() for w in words.split(",")]
     given = {"arch": arch, "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
              "words": list(words) if words else None, **options}
+    given = {k: v.item() if isinstance(v, np.generic) else v for k, v in given.items()}   # np.int64 seeds too
     if resume:
         meta, model_state, ckpt_best, opt_state = load_checkpoint(ckpt_path)
         config = TrainConfig.from_dict(meta["config"])

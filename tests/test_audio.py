@@ -247,3 +247,38 @@ def test_reading_a_file_block_by_block_gives_the_samples_of_decoding_it_whole(tm
         np.testing.assert_array_equal(read_wav(path, dtype=dtype), decode_wav(data, dtype=dtype))
     path.write_bytes(data[:-101])                       # a truncated data chunk: up to the end of the file
     np.testing.assert_array_equal(read_wav(path), decode_wav(data[:-101]))
+
+
+def test_the_python_api_refuses_rates_dtypes_and_samples_it_cannot_honour(tmp_path):
+    """write_wav(sr=500) wrote a WAV read_wav refuses, sr=-1 a struct.error, int32 PCM was clipped;
+    read_wav(sr=0) a ZeroDivisionError; StreamResampler took stereo as one interleaved stream and
+    None as a NaN sample."""
+    from edgekws.audio import StreamResampler, read_wav, write_wav
+
+    f = tmp_path / "a.wav"
+    x = (np.sin(np.arange(1600) / 5) * 0.5).astype(np.float32)
+    for sr in (500, -1, 44100.5, "16000", 2 ** 32, True):
+        with pytest.raises(AudioError, match="sample rate must be an integer from 1000 to 768000 Hz"):
+            write_wav(f, x, sr)
+    assert not f.exists()
+    with pytest.raises(AudioError, match="int32 samples outside the int16 range"):
+        write_wav(f, np.array([0, 70000], np.int32))
+    with pytest.raises(AudioError, match="audio to write holds no samples"):
+        write_wav(f, np.zeros(0, np.int16))
+    write_wav(f, np.array([0, 1000, -1000], np.int32))   # integers in range are int16 values
+    assert read_wav(f).tolist() == [0, 1000, -1000]
+    for sr in (0, -16000, 8000.5, 10 ** 7):
+        with pytest.raises(AudioError, match="sample rate must be an integer"):
+            read_wav(f, sr=sr)
+    with pytest.raises(AudioError, match="read as dtype 'int16' or 'float32'"):
+        read_wav(f, dtype="float64")
+    assert read_wav(f, dtype=np.int16).tolist() == [0, 1000, -1000]
+    with pytest.raises(AudioError, match="a file path is a str or os.PathLike"):
+        read_wav(None)
+    with pytest.raises(AudioError, match="resampler input: sample rate"):
+        StreamResampler(0, 16000)
+    rs = StreamResampler(48000, 16000)
+    for bad in (np.zeros((100, 2), np.float32), None, np.zeros(10, np.int16), np.array([np.nan], np.float32)):
+        with pytest.raises(AudioError, match="resampler: "):
+            rs.push(bad)
+    assert len(rs.push(np.zeros((4800, 1), np.float32))) + len(rs.flush()) == 1600

@@ -421,3 +421,38 @@ def test_a_new_model_removes_an_export_projects_own_files_and_keeps_the_users(tm
     Bundle.create(tmp_path / "m", labels=["_silence_", "_unknown_", "go"], feature_config={},
                   architecture={"layers": []}, overwrite=True)               # --force: the same
     assert (pi / "NOTES.txt").read_text() == "the user's" and (pi / MARKER).read_text().startswith("pi\n")
+
+
+def test_numpy_values_in_fields_are_written_as_json_and_nothing_is_lost(tmp_path):
+    """A seed given as np.int64 through the Python API passed the checks and then stopped the manifest
+    write with a TypeError after the old model's files were deleted: a bundle no command could load."""
+    b, _ = _make(tmp_path)
+    b.write_json("metrics.json", {"accuracy": np.float32(0.5), "n": np.int64(3), "c": np.eye(2, dtype=np.int64)})
+    b.update(quantization={"seed": np.int64(3), "scales": (np.float64(0.5),)})
+    again = Bundle.load(tmp_path / "m")
+    assert again.manifest["quantization"] == {"seed": 3, "scales": [0.5]}
+    assert again.read_json("metrics.json") == {"accuracy": 0.5, "n": 3, "c": [[1, 0], [0, 1]]}
+    new = Bundle.create(tmp_path / "m", labels=["_silence_", "_unknown_", "go"], feature_config={},
+                        architecture={"layers": []}, training={"seed": np.int64(7)}, overwrite=True)
+    assert Bundle.load(new.path).manifest["training"]["seed"] == 7
+    before = sorted(p.name for p in new.path.iterdir())
+    with pytest.raises(BundleError, match="a manifest field cannot be written as JSON"):
+        Bundle.create(tmp_path / "m", labels=["a", "b"], feature_config={}, architecture={"layers": []},
+                      training={"dataset": object()}, overwrite=True)
+    assert sorted(p.name for p in new.path.iterdir()) == before and Bundle.load(new.path)
+
+
+def test_file_names_stay_inside_the_bundle_and_fields_are_checked_before_they_are_stored(tmp_path):
+    """write_bytes("../notes.txt") wrote outside the bundle, write_bytes("manifest.json") broke it for
+    good, and update(labels=...) stored labels that no longer fit the model."""
+    b, _ = _make(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    for name in ("../notes.txt", str(tmp_path / "notes.txt"), "manifest.json", ".edgekws-write.lock", "c/../x",
+                 "", None):
+        with pytest.raises(BundleError, match="must be a relative name inside the bundle folder"):
+            b.write_bytes(name, b"x")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    with pytest.raises(BundleError, match="manifest 'labels' must be a list of at least 2 distinct label names"):
+        b.update(labels=["a"])
+    assert Bundle.load(tmp_path / "m").labels == ["_silence_", "_unknown_", "yes"]
+    b.write_bytes("c/model.bin", b"ok")   # a plain name in a subfolder is fine

@@ -211,3 +211,35 @@ def test_eval_refuses_a_dataset_with_other_words(trained, tmp_path):
     data, bundle = trained
     with pytest.raises(EdgekwsError):
         ev.evaluate(bundle, data / "yes")
+
+
+def test_the_python_api_takes_folder_paths_and_refuses_features_of_another_dtype():
+    """KeywordModel("folder") raised AttributeError; the float engine took uint8 features (q + 128) as
+    int8 codes and changed answers, where the int8 engines refuse them; detect_audio and
+    StreamingDetector wanted a StreamSetup only; Detector(smooth=0) raised IndexError."""
+    from pathlib import Path
+
+    from edgekws.stream.detector import Detector, exp_lut
+    from edgekws.stream.pipeline import StreamingDetector, detect_audio
+
+    fixture = str(Path(__file__).resolve().parents[1] / "data" / "fixtures" / "base-ja")
+    model = ev.KeywordModel(fixture, "float")
+    feats = np.random.default_rng(0).integers(-128, 128, (2, 49, 40)).astype(np.int8)
+    want = ev.KeywordModel(Bundle.load(fixture), "float").predict_features(feats)
+    np.testing.assert_array_equal(model.predict_features(feats), want)
+    for bad in (feats.astype(np.uint8), feats.astype(np.float32)):
+        with pytest.raises(EdgekwsError, match="float model: features must be int8"):
+            model.predict_features(bad)
+    audio = np.zeros(8000, np.int16)
+    from edgekws.stream.pipeline import StreamSetup
+
+    audio = (np.sin(np.arange(16000) / 3) * 8000).astype(np.int16)
+    assert detect_audio(fixture, audio) == detect_audio(StreamSetup.from_bundle(fixture), audio)
+    assert StreamingDetector(fixture).setup.labels == Bundle.load(fixture).labels
+    with pytest.raises(EdgekwsError, match="stream: a StreamSetup or a model bundle folder, got int"):
+        detect_audio(5, audio)
+    for kw, message in (({"smooth": 0}, "smooth must be an integer in \\[1, 16\\]"),
+                        ({"smooth": 1.7}, "smooth must be"), ({"refractory": -5}, "refractory must be")):
+        args = {"smooth": 2, "refractory": 0, **kw}
+        with pytest.raises(EdgekwsError, match=message):
+            Detector(exp_lut(0.1), np.array([1, 2]), **args)

@@ -353,3 +353,17 @@ def test_zero_points_outside_int8_are_refused_as_the_c_check_does():
     qm.layers[1].out_zp = 200
     with pytest.raises(EdgekwsError, match=r"int8 layer .*: zero points \(-?\d+, 200\) must be int8 values"):
         qm.check()
+
+
+def test_the_python_api_checks_percentile_and_calibration_shape(tmp_path):
+    """percentile=10 gave an int8 model with inside-out ranges (0% agreement with float), and a
+    transposed (N, 40, 49) calibration array was reshaped silently; both only checked by the CLI."""
+    model = make_model("dscnn-s")
+    x = features(8)
+    for bad in (10, 50, 150, float("nan"), "99"):
+        with pytest.raises(EdgekwsError, match=r"--percentile must be in \(50, 100\]"):
+            quantize_model(model, x, FC.input_scale, FC.input_zero_point, bad)
+    with pytest.raises(EdgekwsError, match=r"calibration data: features of shape \(40, 49\) per example"):
+        quantize_model(model, np.ascontiguousarray(x.transpose(0, 2, 1)), FC.input_scale, FC.input_zero_point)
+    qm = quantize_model(model, x, FC.input_scale, FC.input_zero_point, np.float64(99.9))
+    assert qm.calibration["method"] == "percentile 99.9"

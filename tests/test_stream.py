@@ -119,10 +119,25 @@ def test_every_engine_refuses_features_numpy_refuses(setup):
     for name in ("numpy", "onnx", "c"):
         engine = make_engine(name, setup.qm)
         np.testing.assert_array_equal(engine.logits(x), make_engine("numpy", setup.qm).logits(x))
+        assert engine.logits(x[:0]).shape == (0, setup.qm.num_classes)   # the C model raised ValueError
         with pytest.raises(EdgekwsError, match="features must be int8, got int16"):
             engine.logits(x.astype(np.int16))
         with pytest.raises(EdgekwsError, match=f"features of shape \\({f}, {t}\\) per example, model expects"):
             engine.logits(np.ascontiguousarray(x.transpose(0, 2, 1)))
+
+
+def test_the_c_engine_names_its_class_limit():
+    """A model of more classes than the C detector holds failed with "invalid configuration"."""
+    from edgekws.quant import quantize_model
+    from quant_helpers import FC, make_model
+
+    qm = quantize_model(make_model("dscnn-s", n_classes=40), features(8), FC.input_scale, FC.input_zero_point)
+    labels = ["_silence_", "_unknown_"] + [f"w{i}" for i in range(38)]
+    setup = StreamSetup(qm, labels, FC, StreamConfig(thresholds={w: 1 for w in labels[2:]}))
+    audio = np.zeros(16000, np.int16)
+    assert isinstance(detect_audio(setup, audio, "numpy"), list)   # numpy has no such limit
+    with pytest.raises(EdgekwsError, match="the C stream detector handles at most 32 classes .* this model has 40"):
+        detect_audio(setup, audio, "c")
 
 
 @pytest.mark.parametrize("engine", ["numpy", "c"])
@@ -224,7 +239,9 @@ def test_stream_settings_roundtrip_and_errors(bundle, tmp_path):
     b2.update(stream={"hop_every": 4, "smooth": 2, "thresholds": {}})
     with pytest.raises(EdgekwsError, match=r"manifest 'stream' settings lack 'refractory': they must be an object"):
         StreamConfig.from_bundle(b2)
-    b2.update(stream="fast")
+    with pytest.raises(EdgekwsError, match=r"manifest 'stream' must be an object, got str"):
+        b2.update(stream="fast")   # refused before it is stored (a hand edit is refused by from_bundle)
+    b2.manifest["stream"] = "fast"
     with pytest.raises(EdgekwsError, match=r"manifest 'stream' settings have a value of the wrong type"):
         StreamConfig.from_bundle(b2)
     b2.update(stream=None)

@@ -12,7 +12,7 @@ import pytest
 
 from edgekws.audio import write_wav
 from edgekws.bundle import Bundle
-from edgekws.errors import BundleError
+from edgekws.errors import BundleError, EdgekwsError
 from edgekws.featcache import FeatureCache, cut_silence, fit_length, split_arrays
 from edgekws.train import CHECKPOINT, dequantize, load_checkpoint, spec_augment, train
 from quant_helpers import interrupted_when_writing
@@ -833,3 +833,21 @@ def test_the_dataset_is_recorded_as_an_absolute_path(tiny, tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     recorded = calibration_features(Bundle.load(tmp_path / "model"))
     np.testing.assert_array_equal(recorded, calibration_features(Bundle.load(tmp_path / "model"), tiny))
+
+
+def test_the_python_api_takes_words_as_on_the_command_line_and_checks_every_number(tiny, tmp_path):
+    """train(words="yes,no") trained on the letters y, e, s; seed=-1 or "abc", label_smoothing=5 and
+    grad_clip=-1 failed in numpy or the engine after the data had loaded; np.int64 seeds are plain seeds."""
+    from edgekws.train import TrainConfig
+
+    for bad, message in (({"seed": -1}, "--seed: must be an integer"), ({"seed": "abc"}, "--seed: must be"),
+                         ({"seed": 1.5}, "--seed: must be"), ({"label_smoothing": 5}, "label_smoothing: must be"),
+                         ({"weight_decay": float("nan")}, "weight_decay: must be"),
+                         ({"grad_clip": -1}, "grad_clip: must be a finite number > 0")):
+        with pytest.raises(EdgekwsError, match=message):
+            TrainConfig(**bad).check()
+    with pytest.raises(EdgekwsError, match="--seed: must be"):
+        train(tiny, tmp_path / "m0", **{**TINY, "seed": -1})
+    assert not (tmp_path / "m0").exists()
+    b = train(tiny, tmp_path / "m", **{**TINY, "epochs": 1, "words": "yes, no", "seed": np.int64(3)})
+    assert b.labels == ["_silence_", "_unknown_", "yes", "no"] and b.manifest["training"]["seed"] == 3

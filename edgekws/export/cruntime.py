@@ -76,6 +76,8 @@ class CModel:
         x = np.asarray(features)
         if x.dtype != np.int8:   # a cast would wrap int16 200 to -56: logits of other features
             raise EdgekwsError(f"C model: features must be int8, got {x.dtype}")
+        if x.ndim and not len(x):   # no windows: no logits, as the numpy engine
+            return np.zeros((0, self.num_classes), np.int8)
         x = np.ascontiguousarray(x).reshape(len(x), -1)
         if x.shape[1] != self.input_size:
             raise EdgekwsError(f"C model: {x.shape[1]} feature values per example, expected {self.input_size}")

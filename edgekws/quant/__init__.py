@@ -33,6 +33,15 @@ def dequantize_input(features: np.ndarray, scale: float, zp: int) -> np.ndarray:
     return (features.astype(np.float32) - np.float32(zp)) * np.float32(scale)
 
 
+def check_percentile(percentile) -> None:
+    """None (min/max) or a number in (50, 100]: at 50 or less the clipped range turns inside out."""
+    if percentile is None:
+        return
+    ok = isinstance(percentile, (int, float, np.integer, np.floating)) and not isinstance(percentile, bool)
+    if not ok or not 50.0 < float(percentile) <= 100.0:   # NaN fails too
+        raise EdgekwsError(f"--percentile must be in (50, 100], got {percentile!r}")
+
+
 def quantize_model(model, calib_features: np.ndarray, input_scale: float, input_zp: int,
                    percentile: float | None = None) -> QuantModel:
     """Post-training quantization of a numpy-engine Sequential.
@@ -42,10 +51,12 @@ def quantize_model(model, calib_features: np.ndarray, input_scale: float, input_
     input_scale, input_zp : the features' quantization (FeatureConfig.input_scale / input_zero_point)
     percentile     : None = min/max ranges; else clip each range at this percentile (e.g. 99.99)
     """
+    check_percentile(percentile)
     ops = fold_model(model)
     x = np.asarray(calib_features)
-    if x.dtype != np.int8 or x.shape[0] == 0:
+    if x.dtype != np.int8 or x.ndim < 2 or x.shape[0] == 0:
         raise EdgekwsError(f"calibration data must be a non-empty int8 feature array, got {x.dtype} {x.shape}")
+    check_example_shape(x, ops[0].in_shape, "calibration data")   # a transposed array reshaped silently
     x = dequantize_input(x, input_scale, input_zp).reshape(x.shape[0], *ops[0].in_shape)
     lo = [np.inf] * len(ops)
     hi = [-np.inf] * len(ops)
@@ -225,8 +236,7 @@ def register(sub) -> None:
 def _run(args) -> int:
     from edgekws.bundle import Bundle
 
-    if args.percentile is not None and not 50.0 < args.percentile <= 100.0:
-        raise EdgekwsError(f"--percentile must be in (50, 100], got {args.percentile}")
+    check_percentile(args.percentile)   # before any work
     if args.qat_epochs:
         from edgekws.quant.qat import qat_bundle
 

@@ -196,10 +196,15 @@ def qat_bundle(bundle, calib=None, *, epochs: int, lr: float = QAT_LR, batch: in
     from edgekws.features import FeatureConfig
     from edgekws.quant import calibration_features, load_float_model, quantize_bundle, quantize_model, refuse_retrained
 
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+    if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 1:
         raise EdgekwsError(f"--qat-epochs: must be a positive integer, got {epochs!r}")
-    if not 0 < lr < 1:
+    if not isinstance(lr, (int, float, np.integer, np.floating)) or isinstance(lr, bool) or not 0 < lr < 1:
         raise EdgekwsError(f"QAT learning rate must be in (0, 1), got {lr!r}")
+    if not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or batch < 1:
+        raise EdgekwsError(f"QAT batch must be an integer >= 1, got {batch!r}")
+    from edgekws.quant import check_percentile
+
+    check_percentile(percentile)
     bundle = as_bundle(bundle)
     refuse_retrained(bundle, "fine-tune")
     fc = FeatureConfig.from_dict(bundle.manifest["feature_config"])

@@ -23,6 +23,7 @@ ONE_Q15 = 32768
 LUT_SIZE = 256
 MAX_CLASSES = 32   # EKWS_DETECTOR_MAX_CLASSES
 MAX_SMOOTH = 16    # EKWS_DETECTOR_MAX_SMOOTH
+MAX_CLASSES = 32   # EKWS_DETECTOR_MAX_CLASSES: the C detector's state is sized by it
 MAX_HOP_EVERY = 1000   # frames between model steps (20 s): StreamConfig.check's limit
 DISABLED = -1      # threshold of a class that never fires
 NON_COMMANDS = ("_silence_", "_unknown_")
@@ -99,6 +100,9 @@ class Detector:
     def __init__(self, lut: np.ndarray, threshold: np.ndarray, smooth: int, refractory: int):
         self.lut = np.asarray(lut, np.uint16)
         self.threshold = np.asarray(threshold, np.int64)
+        for name, v, lo, hi in (("smooth", smooth, 1, MAX_SMOOTH), ("refractory", refractory, 0, 100000)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not lo <= v <= hi:
+                raise EdgekwsError(f"detector {name} must be an integer in [{lo}, {hi}], got {v!r}")
         self.smooth, self.refractory = int(smooth), int(refractory)
         self.reset()
 

@@ -53,7 +53,7 @@ class OnnxEngine(ModelEngine):
         from edgekws.export.onnx import run
 
         check_example_shape(windows, self.qm.input_shape, "onnx engine")   # numpy's check: not only the size
-        return np.asarray(run(self.sess, windows), np.int8).reshape(len(windows), -1)
+        return np.asarray(run(self.sess, windows), np.int8).reshape(len(windows), self.qm.num_classes)
 
 
 class CEngine(ModelEngine):

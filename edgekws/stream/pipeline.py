@@ -15,6 +15,7 @@ it gives exactly the detections of the step-by-step path and of the C pipeline.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -65,6 +66,9 @@ class StreamSetup:
         from edgekws.quant import load_quantized
 
         bundle = as_bundle(bundle)
+        if config is not None and not isinstance(config, StreamConfig):
+            raise EdgekwsError(f"stream config: a StreamConfig, got {type(config).__name__} (StreamConfig(**dict) "
+                               "makes one)")
         qm = load_quantized(bundle)
         fc = FeatureConfig.from_dict(bundle.manifest["feature_config"])
         setup = cls(qm, bundle.labels, fc, config or StreamConfig.from_bundle(bundle), bundle)
@@ -167,6 +171,17 @@ def silence(setup: StreamSetup, seconds: float, what: str) -> np.ndarray:
     return np.zeros(int(round(seconds * setup.feature_config.sample_rate)), np.int16)
 
 
+def as_setup(setup) -> StreamSetup:
+    """A StreamSetup, or one made from a model bundle (a Bundle or its folder) with its own settings."""
+    if isinstance(setup, StreamSetup):
+        return setup
+    from edgekws.bundle import Bundle
+
+    if isinstance(setup, (str, os.PathLike, Bundle)):
+        return StreamSetup.from_bundle(setup)
+    raise EdgekwsError(f"stream: a StreamSetup or a model bundle folder, got {type(setup).__name__}")
+
+
 def detect_audio(setup: StreamSetup, audio: np.ndarray, engine: str = "numpy",
                  end_silence: float = END_SILENCE) -> list[Detection]:
     """Detections in a whole recording (n,) int16 with the numpy, onnx or c engine.
@@ -175,6 +190,7 @@ def detect_audio(setup: StreamSetup, audio: np.ndarray, engine: str = "numpy",
     listen --file`): the recording ends as if the speaker then fell silent, so that the smoothed
     score of a command said at its very end can still rise. 0 = exactly the samples given, which is
     what a device that was pushed this audio has detected (the golden vectors use 0)."""
+    setup = as_setup(setup)
     setup.check()   # settings assigned after from_bundle are checked too
     audio = as_int16(audio)
     tail = silence(setup, end_silence, "end_silence: must be a number of seconds in [0, 60]")
@@ -201,6 +217,7 @@ class StreamingDetector:
     (the C pipeline copies them): settings changed later need a new detector."""
 
     def __init__(self, setup: StreamSetup, engine: str = "numpy"):
+        setup = as_setup(setup)
         setup.check()
         self.setup = setup
         self.hop_every = setup.config.hop_every
