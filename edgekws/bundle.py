@@ -389,6 +389,8 @@ class Bundle:
         self._check_fields(fields)
         digest = hashlib.sha256(data).hexdigest()   # of what this call writes, not of what is on disk then
         with self._locked() as m:
+            if fields:
+                check_fields({**m, **fields}, self.path / MANIFEST)   # nothing stored that would not load
             if name in m["files"]:   # a listed file: pending first, so that a stop between the rename and the
                 old = m["files"].pop(name)   # manifest write leaves a bundle that loads with either the old
                 m.setdefault(PENDING, {})[name] = [old, digest]   # or the new file (_settle_pending)
@@ -414,11 +416,12 @@ class Bundle:
         files and the export projects inside the bundle. An interruption leaves either the old bundle
         or a float-only one that loads; no output of the old model stays listed beside the new one
         to be flashed or compared by mistake. Returns the names dropped (projects as "<target>/")."""
-        from edgekws.export.targets import TARGETS
+        from edgekws.export.targets import TARGETS, has_project_files
 
         with self._locked() as m:   # the files listed now, also those another command added meanwhile
             gone = sorted(n for n in m["files"] if n not in keep)
-            projects = [f"{t}/" for t in TARGETS if (self.path / t).is_dir() and not (self.path / t).is_symlink()]
+            projects = [f"{t}/" for t in TARGETS if (self.path / t).is_dir() and not (self.path / t).is_symlink()
+                        and has_project_files(self.path / t)]
             self._forget(m, gone, {"quantization": None}, projects=True,
                          unlisted=[*(n for n in OUTPUT_FILES if n not in keep), *_stale_temp_files(self.path)])
         return gone + projects
@@ -546,9 +549,11 @@ class Bundle:
 
 def _check_name(name) -> None:
     """A bundle file is a plain relative name inside the folder, not the manifest or a hidden file."""
-    parts = Path(name).parts if isinstance(name, str) and name else ()
-    if not parts or Path(name).is_absolute() or ".." in parts or name == MANIFEST or \
-            any(p.startswith(".") for p in parts) or "\\" in name:
+    from pathlib import PurePosixPath
+
+    parts = PurePosixPath(name).parts if isinstance(name, str) and name else ()
+    if not parts or "/".join(parts) != name or parts[0] == "/" or ".." in parts or parts == (MANIFEST,) or \
+            any(p.startswith(".") for p in parts) or "\\" in name:   # only names in their one plain spelling
         raise BundleError(f"bundle file name {name!r}: must be a relative name inside the bundle folder "
                           f"(not {MANIFEST}, no '..', no hidden file)")
 

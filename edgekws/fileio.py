@@ -143,7 +143,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool = 
             raise _cannot_write(path, exc) from None
         flushed = False
         try:
-            yield f
+            with _write_errors(path):   # a write larger than the buffer fails in the caller's f.write()
+                yield f
             try:
                 f.flush()   # a device's refusal (/dev/full) shows here, without a file name
             except OSError as exc:
@@ -165,7 +166,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool = 
         raise _cannot_write(path, exc) from None
     try:
         with os.fdopen(fd, mode, **text) as f:
-            yield f
+            with _write_errors(path):
+                yield f
             try:
                 f.flush()
                 os.fsync(f.fileno())
@@ -182,6 +184,20 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, overwrite: bool = 
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+
+
+# A full disk or a device that refuses: errors of the caller's f.write(), which carry no file name
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+@contextlib.contextmanager
+def _write_errors(path: Path):
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno in _WRITE_ERRNOS:
+            raise _cannot_write(path, exc) from None
         raise
 
 

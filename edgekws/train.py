@@ -127,7 +127,7 @@ class TrainConfig:
             raise EdgekwsError(f"--seed: must be an integer in [0, 2^63), got {self.seed!r}")
         number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
         for name, ok, want in (("label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
-                               ("weight_decay", lambda v: v >= 0, ">= 0"), ("grad_clip", lambda v: v > 0, "> 0"),
+                               ("weight_decay", lambda v: v >= 0, ">= 0"), ("grad_clip", lambda v: v >= 0, ">= 0 (0: no clipping)"),
                                ("warmup_epochs", lambda v: v >= 0, ">= 0"),
                                ("min_lr_ratio", lambda v: 0 <= v <= 1, "in [0, 1]"),
                                ("silence_ratio", lambda v: 0 <= v <= MAX_SAMPLING, f"in [0, {MAX_SAMPLING}]")):

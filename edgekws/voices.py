@@ -308,8 +308,10 @@ def benchmark(datasets: dict, work, *, directions=DIRECTIONS, seeds=(0,), snr_db
             ds = load_dataset(data, _command_folders(Path(data)))
         except (EdgekwsError, OSError, ValueError, KeyError) as exc:
             raise EdgekwsError(f"--{lang} {data}: {exc}") from None
-        if enroll and not test_datasets:
-            _check_enroll_leaves_tests(ds, {test for _, test in directions}, enroll, f"--{lang} {data}")
+        if enroll:   # the enrollment and test clips come from the held-out engine of the test data
+            test_data = (test_datasets or {}).get(lang, data)
+            tds = ds if test_data == data else load_dataset(test_data, _command_folders(Path(test_data)))
+            _check_enroll_leaves_tests(tds, {test for _, test in directions}, enroll, f"--{lang} {test_data}")
     runs = []
     for lang, data in datasets.items():
         for train_engine, test_engine in directions:

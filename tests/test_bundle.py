@@ -418,9 +418,18 @@ def test_a_new_model_removes_an_export_projects_own_files_and_keeps_the_users(tm
     assert b.drop_outputs() == ["pi/"]
     assert sorted(str(p.relative_to(pi)) for p in pi.rglob("*")) == [MARKER, "NOTES.txt", "venv", "venv/bin",
                                                                     "venv/bin/python"]
-    Bundle.create(tmp_path / "m", labels=["_silence_", "_unknown_", "go"], feature_config={},
-                  architecture={"layers": []}, overwrite=True)               # --force: the same
-    assert (pi / "NOTES.txt").read_text() == "the user's" and (pi / MARKER).read_text().startswith("pi\n")
+    marker = (pi / MARKER).read_text().splitlines()
+    assert marker[0] == "pi" and all(line.startswith("#") for line in marker[1:])   # lists no file any more
+    (pi / "run.py").write_text("the user's own run.py now")
+    b2 = Bundle.create(tmp_path / "m", labels=["_silence_", "_unknown_", "go"], feature_config={},
+                       architecture={"layers": []}, overwrite=True)          # --force: the same
+    assert (pi / "NOTES.txt").read_text() == "the user's" and (pi / "run.py").read_text() == "the user's own run.py now"
+    assert b2.drop_outputs() == []   # nothing of an export left to remove, so none is reported
+    cm4 = tmp_path / "m" / "cortex-m4"   # a project of export's files only goes whole
+    (cm4 / "src").mkdir(parents=True)
+    (cm4 / "src" / "main.c").write_text("export's")
+    (cm4 / MARKER).write_text("cortex-m4\nsrc/main.c\n")
+    assert b2.drop_outputs() == ["cortex-m4/"] and not cm4.exists()
 
 
 def test_numpy_values_in_fields_are_written_as_json_and_nothing_is_lost(tmp_path):
@@ -448,11 +457,14 @@ def test_file_names_stay_inside_the_bundle_and_fields_are_checked_before_they_ar
     b, _ = _make(tmp_path)
     (tmp_path / "notes.txt").write_text("mine")
     for name in ("../notes.txt", str(tmp_path / "notes.txt"), "manifest.json", ".edgekws-write.lock", "c/../x",
-                 "", None):
+                 "", None, "./manifest.json", "manifest.json/", "c//model.bin"):
         with pytest.raises(BundleError, match="must be a relative name inside the bundle folder"):
             b.write_bytes(name, b"x")
     assert (tmp_path / "notes.txt").read_text() == "mine"
     with pytest.raises(BundleError, match="manifest 'labels' must be a list of at least 2 distinct label names"):
         b.update(labels=["a"])
+    with pytest.raises(BundleError, match="manifest 'stream' must be an object"):
+        b.write_bytes("x.bin", b"x", stream="fast")
     assert Bundle.load(tmp_path / "m").labels == ["_silence_", "_unknown_", "yes"]
+    assert "x.bin" not in Bundle.load(tmp_path / "m").files and not (tmp_path / "m" / "x.bin").exists()
     b.write_bytes("c/model.bin", b"ok")   # a plain name in a subfolder is fine

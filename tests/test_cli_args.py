@@ -222,14 +222,19 @@ def test_user_mistakes_in_the_environment_and_odd_paths_are_clean_errors(tmp_pat
 
     monkeypatch.setenv("EDGEKWS_NUM_THREADS", "abc")
     monkeypatch.setitem(parallel._state, "threads", None)
-    with pytest.raises(EdgekwsError, match="EDGEKWS_NUM_THREADS=abc: expected a whole number from 1 to 256"):
+    with pytest.raises(EdgekwsError, match="EDGEKWS_NUM_THREADS=abc: expected a whole number from 0 to 256"):
         parallel.get_num_threads()
     monkeypatch.setenv("EDGEKWS_NUM_THREADS", "2")
     assert parallel.get_num_threads() == 2
+    monkeypatch.setenv("EDGEKWS_NUM_THREADS", "0")   # one thread, as before
+    monkeypatch.setitem(parallel._state, "threads", None)
+    assert parallel.get_num_threads() == 1
 
     if Path("/dev/full").exists():
         with pytest.raises(OutputError, match="/dev/full: cannot write"):
             atomic_write_text("/dev/full", "{}")
+        with pytest.raises(OutputError, match="/dev/full: cannot write"):
+            atomic_write_text("/dev/full", "x" * 100_000)   # fails in write(), not at the flush
 
     monkeypatch.setenv("CC", '"gcc')
     with pytest.raises(FirmwareBuildError, match="CC=\"gcc: cannot be split into words"):

@@ -230,7 +230,6 @@ def test_the_python_api_takes_folder_paths_and_refuses_features_of_another_dtype
     for bad in (feats.astype(np.uint8), feats.astype(np.float32)):
         with pytest.raises(EdgekwsError, match="float model: features must be int8"):
             model.predict_features(bad)
-    audio = np.zeros(8000, np.int16)
     from edgekws.stream.pipeline import StreamSetup
 
     audio = (np.sin(np.arange(16000) / 3) * 8000).astype(np.int16)

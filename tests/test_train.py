@@ -843,9 +843,10 @@ def test_the_python_api_takes_words_as_on_the_command_line_and_checks_every_numb
     for bad, message in (({"seed": -1}, "--seed: must be an integer"), ({"seed": "abc"}, "--seed: must be"),
                          ({"seed": 1.5}, "--seed: must be"), ({"label_smoothing": 5}, "label_smoothing: must be"),
                          ({"weight_decay": float("nan")}, "weight_decay: must be"),
-                         ({"grad_clip": -1}, "grad_clip: must be a finite number > 0")):
+                         ({"grad_clip": -1}, r"grad_clip: must be a finite number >= 0 \(0: no clipping\)")):
         with pytest.raises(EdgekwsError, match=message):
             TrainConfig(**bad).check()
+    TrainConfig(grad_clip=0).check()   # 0 turns clipping off, as the training loop reads it
     with pytest.raises(EdgekwsError, match="--seed: must be"):
         train(tiny, tmp_path / "m0", **{**TINY, "seed": -1})
     assert not (tmp_path / "m0").exists()

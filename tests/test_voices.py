@@ -169,3 +169,11 @@ def test_every_dataset_and_the_json_are_checked_before_any_training(both, tmp_pa
     with pytest.raises(EdgekwsError, match=r"--enroll 3: --en .* has 3 Open JTalk clip\(s\) of .*, which leaves "
                                            r"none to test; give --enroll 2 or less"):
         voices.benchmark({"en": both}, tmp_path / "w4", enroll=3, log=lambda *a: None)
+    import shutil   # with test_datasets, the enrollment and test clips are the test data's: they count
+
+    fewer = tmp_path / "fewer"
+    shutil.copytree(both, fewer)
+    for wav in sorted((fewer / "yes").glob("ojt*.wav"))[2:]:
+        wav.unlink()
+    with pytest.raises(EdgekwsError, match=r"--enroll 2: --en .*fewer has 2 Open JTalk clip\(s\) of 'yes'"):
+        voices.benchmark({"en": both}, tmp_path / "w5", enroll=2, test_datasets={"en": fewer}, log=lambda *a: None)

@@ -116,6 +116,13 @@ def main() -> int:
     wanted = list(LEVERS) if args.levers == "all" else [n for n in LEVERS if n[0] in asked]
     out = Path(args.json) if args.json else work / "voices.json"
     check_output_file(out, "--json")   # before hours of training, and never over a recording
+    if out.is_file() and out.stat().st_size:   # replaced only when it is an earlier result of this tool
+        try:
+            old = json.loads(out.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            old = None
+        if not (isinstance(old, dict) and all(isinstance(v, dict) and "runs" in v for v in old.values())):
+            ap.error(f"--json {out}: exists and is not an earlier result of this tool; choose another file or remove it")
     results = {}
     for name in wanted:
         key, opts, aug, test_key = LEVERS[name]

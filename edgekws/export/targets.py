@@ -106,33 +106,55 @@ def _prepare(out: Path, kind: str, bundle_path: Path | None = None) -> Path:
     if bundle_path is not None:
         refuse_inside(out, bundle_path, "the model bundle")
     if out.is_dir() and any(out.iterdir()):
-        marker = out / MARKER
-        lines = marker.read_text(encoding="utf-8").splitlines() if marker.is_file() else []
-        was = lines[0].strip() if lines else None
+        was = _read_marker(out)[0]
         default = bundle_path is not None and out.resolve() == (Path(bundle_path) / kind).resolve()
         if was not in (kind, None) or (was is None and not default):
             what = f"a {was} project" if was else "files that are not an edgekws export"
             raise EdgekwsError(f"--out {out}: holds {what}; choose an empty or new folder for the {kind} project")
         remove_project(out)
     make_dir(out)
-    atomic_write_text(out / MARKER, kind + "\n")   # a kill mid-write must not leave an empty marker
+    # a kill mid-write must not leave an empty marker; with the user's files beside it, it must not read
+    # as an export of before the file list either (that one is removed whole)
+    atomic_write_text(out / MARKER, kind + "\n" + (NOTE + "\n" if any(out.iterdir()) else ""))
     return out
+
+
+NOTE = "# the files of an earlier export were removed; what is left here is yours"
+
+
+def _read_marker(out: Path) -> tuple[str | None, list[str], bool]:
+    """(target, the files the export wrote, whether they were removed already) of a project folder."""
+    marker = out / MARKER
+    lines = marker.read_text(encoding="utf-8", errors="replace").splitlines() if marker.is_file() else []
+    listed = [ln for ln in lines[1:] if ln.strip() and not ln.startswith("#")]
+    return (lines[0].strip() if lines else None), listed, any(ln.startswith("#") for ln in lines[1:])
+
+
+def has_project_files(out: Path) -> bool:
+    """Whether remove_project(out) would remove anything."""
+    _, listed, removed = _read_marker(out)
+    if not listed and not removed:
+        return any(out.iterdir())
+    return (out / "build").is_dir() or any((out / rel).is_file() or (out / rel).is_symlink() for rel in listed)
 
 
 def remove_project(out: Path) -> None:
     """Remove an earlier export project from `out`: the files its marker lists and its build/ (make's
-    objects of the old sources, never linked with new ones); what the user added (a venv/, notes)
-    stays, and so does the marker, so the folder is still this target's project. A project whose
-    marker lists no files (exports before the list existed, or none at MODEL/<target>) goes whole."""
-    marker = out / MARKER
-    lines = marker.read_text(encoding="utf-8", errors="replace").splitlines() if marker.is_file() else []
-    listed = [ln for ln in lines[1:] if ln.strip()]
-    if not listed:
+    objects of the old sources, never linked with new ones). What the user added (a venv/, notes) stays,
+    with a marker that lists no file any more, so the folder is still this target's project; a folder
+    left with the marker alone goes. A project whose marker lists nothing at all (exports before the
+    list existed, or none at MODEL/<target>) goes whole."""
+    kind, listed, removed = _read_marker(out)
+    if not listed and not removed:
         shutil.rmtree(out)
         return
     _remove_listed(out, listed)
     if (out / "build").is_dir() and not (out / "build").is_symlink():
         shutil.rmtree(out / "build")
+    if all(p.name == MARKER for p in out.iterdir()):
+        shutil.rmtree(out)
+    else:
+        atomic_write_text(out / MARKER, f"{kind}\n{NOTE}\n")   # the user's files are not ours to remove later
 
 
 def _remove_listed(out: Path, listed: list[str]) -> None:

@@ -26,12 +26,13 @@ def _default_threads() -> int:
         try:
             n = int(env)
         except ValueError:
-            n = 0
-        if not 1 <= n <= 256:
+            n = -1
+        if not 0 <= n <= 256:
             from edgekws.errors import EdgekwsError
 
-            raise EdgekwsError(f"EDGEKWS_NUM_THREADS={env}: expected a whole number from 1 to 256")
-        return n
+            raise EdgekwsError(f"EDGEKWS_NUM_THREADS={env}: expected a whole number from 0 to 256 (0 and 1: "
+                               "one thread)")
+        return max(1, n)
     return 1  # safe next to a multi-threaded BLAS; see set_num_threads
 
 

@@ -23,7 +23,6 @@ ONE_Q15 = 32768
 LUT_SIZE = 256
 MAX_CLASSES = 32   # EKWS_DETECTOR_MAX_CLASSES
 MAX_SMOOTH = 16    # EKWS_DETECTOR_MAX_SMOOTH
-MAX_CLASSES = 32   # EKWS_DETECTOR_MAX_CLASSES: the C detector's state is sized by it
 MAX_HOP_EVERY = 1000   # frames between model steps (20 s): StreamConfig.check's limit
 DISABLED = -1      # threshold of a class that never fires
 NON_COMMANDS = ("_silence_", "_unknown_")
