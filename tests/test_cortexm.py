@@ -202,6 +202,10 @@ def test_export_host_target_writes_the_c_arrays_and_stray_options_are_refused(tm
     with pytest.raises(EdgekwsError, match=f"out_dir {mine}: holds other files \\(main.c\\)"):
         export_c_dir(str(model), mine)
     assert (mine / "ekws_model_data.c").read_text() == "my own"
+    (mine / "main.c").unlink()   # only files with the C export's names, but not written by it: kept too
+    with pytest.raises(EdgekwsError, match=f"out_dir {mine}: ekws_model_data.c not written by edgekws export"):
+        export_c_dir(str(model), mine)
+    assert (mine / "ekws_model_data.c").read_text() == "my own"
     assert set(export_c_dir(str(model), tmp_path / "c")) == {"ekws_model_data.c", "ekws_model_data.h", "model.bin"}
     assert "model.int8.onnx" in export_onnx(model)
     # a refused --audio leaves no half-made project behind

@@ -70,6 +70,21 @@ def check_c_folder(out: Path, bundle, option: str = "--c") -> None:
     if others := other_files(out, C_FILES, hidden=True):
         raise EdgekwsError(f"{option} {out}: holds other files ({others}); "
                            "choose an empty or new folder, or one holding only an earlier C export")
+    if foreign := [n for n in C_FILES if (out / n).is_file() and not _written_by_export(out / n)]:
+        raise EdgekwsError(f"{option} {out}: {', '.join(foreign)} not written by edgekws export (the names of "
+                           "its C files, other contents); choose an empty or new folder")
+
+
+def _written_by_export(path: Path) -> bool:
+    """An earlier C export's file: model.bin starts with the blob's magic, the sources with the banner."""
+    from edgekws.export.c import BANNER, MAGIC
+
+    want = MAGIC.to_bytes(4, "little") if path.suffix == ".bin" else BANNER.encode()
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(want)) == want
+    except OSError:
+        return False
 
 
 def register(sub) -> None:
