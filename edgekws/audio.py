@@ -161,7 +161,7 @@ class StreamResampler:
     def __init__(self, sr_in: int, sr_out: int):
         sr_in, sr_out = check_rate(sr_in, "resampler input"), check_rate(sr_out, "resampler output")
         g = gcd(sr_in, sr_out)
-        self.up, self.down = int(sr_out) // g, int(sr_in) // g
+        self.up, self.down = sr_out // g, sr_in // g
         if max(self.up, self.down) > 1000:
             raise AudioError(f"{sr_in} Hz -> {sr_out} Hz: no streaming resampler for this odd rate ratio; "
                              "open the device at a common rate (16000, 32000, 44100 or 48000 Hz; "

@@ -417,7 +417,9 @@ class HeadTrainer:
 
     def gradient(self, order) -> float:
         """Fill grad_w/grad_b with the summed CE gradient of examples `order`; -> summed loss (float32)."""
-        order = check_order(order, len(self.labels), "gradient")
+        return self._gradient(check_order(order, len(self.labels), "gradient"))
+
+    def _gradient(self, order: np.ndarray) -> float:
         x = self.x(order)
         y = self.labels[order]
         z = head_logits(self.weight, self.bias, x)
@@ -443,8 +445,8 @@ class HeadTrainer:
 
     def step(self, order) -> float:
         """One SGD step with momentum on examples `order` (ekws_head_step); -> summed loss."""
-        check_order(order, len(self.labels), "step", empty=False)
-        loss = self.gradient(order)
+        order = check_order(order, len(self.labels), "step", empty=False)
+        loss = self._gradient(order)
         nf = F(len(order))
         c = self.cfg
         d = self.grad_w / nf + F(c.weight_decay) * self.weight

@@ -23,6 +23,7 @@ ONE_Q15 = 32768
 LUT_SIZE = 256
 MAX_CLASSES = 32   # EKWS_DETECTOR_MAX_CLASSES
 MAX_SMOOTH = 16    # EKWS_DETECTOR_MAX_SMOOTH
+MAX_REFRACTORY = 100000   # steps: StreamConfig.check's and Detector's limit
 MAX_HOP_EVERY = 1000   # frames between model steps (20 s): StreamConfig.check's limit
 DISABLED = -1      # threshold of a class that never fires
 NON_COMMANDS = ("_silence_", "_unknown_")
@@ -99,7 +100,7 @@ class Detector:
     def __init__(self, lut: np.ndarray, threshold: np.ndarray, smooth: int, refractory: int):
         self.lut = np.asarray(lut, np.uint16)
         self.threshold = np.asarray(threshold, np.int64)
-        for name, v, lo, hi in (("smooth", smooth, 1, MAX_SMOOTH), ("refractory", refractory, 0, 100000)):
+        for name, v, lo, hi in (("smooth", smooth, 1, MAX_SMOOTH), ("refractory", refractory, 0, MAX_REFRACTORY)):
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not lo <= v <= hi:
                 raise EdgekwsError(f"detector {name} must be an integer in [{lo}, {hi}], got {v!r}")
         self.smooth, self.refractory = int(smooth), int(refractory)
@@ -199,8 +200,8 @@ class StreamConfig:
             raise EdgekwsError(f"'stream' setting hop_every must be in [1, {MAX_HOP_EVERY}], got {self.hop_every}")
         if not 1 <= self.smooth <= MAX_SMOOTH:
             raise EdgekwsError(f"'stream' setting smooth must be in [1, {MAX_SMOOTH}], got {self.smooth}")
-        if not 0 <= self.refractory <= 100000:
-            raise EdgekwsError(f"'stream' setting refractory must be in [0, 100000], got {self.refractory}")
+        if not 0 <= self.refractory <= MAX_REFRACTORY:
+            raise EdgekwsError(f"'stream' setting refractory must be in [0, {MAX_REFRACTORY}], got {self.refractory}")
 
     def to_dict(self) -> dict:
         return {"hop_every": self.hop_every, "smooth": self.smooth, "refractory": self.refractory,
