@@ -457,6 +457,62 @@ def test_time_warp_is_a_seeded_monotone_piecewise_linear_tempo_map():
     assert 0 < changed.sum() < 5
 
 
+def test_freq_shift_moves_every_band_of_a_picked_example_by_one_seeded_amount():
+    from edgekws.train import FREQ_SHIFT_BANDS, freq_shift_bands
+
+    n, t, f = 64, 5, 40
+    ramp = np.tile(np.arange(f, dtype=np.float32)[None, None, :], (n, t, 1))   # x[b] = b: out = source band
+    out = freq_shift_bands(ramp.copy(), np.random.default_rng(7), 1.0)
+    assert np.array_equal(out, freq_shift_bands(ramp.copy(), np.random.default_rng(7), 1.0))
+    assert not np.array_equal(out, freq_shift_bands(ramp.copy(), np.random.default_rng(8), 1.0))
+    assert (out == out[:, :1]).all()                                  # the same shift in every frame
+    s = out[:, 0, f // 2] - f // 2                                     # each example's shift, read mid-axis
+    assert np.abs(s).max() <= FREQ_SHIFT_BANDS + 1e-5 and (s > 1).any() and (s < -1).any()
+    inside = (np.arange(f)[None] + s[:, None] >= 0) & (np.arange(f)[None] + s[:, None] <= f - 1)
+    expect = np.clip(np.arange(f)[None] + s[:, None], 0, f - 1)        # linear: a ramp stays a ramp,
+    assert np.allclose(out[:, 0], expect, atol=1e-4) and inside.mean() > 0.8   # clamped to the edge bands
+    x = np.random.default_rng(0).normal(size=(6, t, f)).astype(np.float32)
+    assert np.array_equal(freq_shift_bands(x.copy(), np.random.default_rng(1), 0.0), x)             # nobody picked
+    assert np.allclose(freq_shift_bands(x.copy(), np.random.default_rng(1), 1.0, 0.0), x, atol=1e-6)  # no shift
+    up = freq_shift_bands(x.copy(), _FixedShift(2.0), 1.0, 3.0)      # an integer shift: band b reads b + 2
+    assert np.allclose(up[..., :-2], x[..., 2:], atol=1e-6) and np.allclose(up[..., -2:], x[..., -1:].repeat(2, -1), atol=1e-6)
+    down = freq_shift_bands(x.copy(), _FixedShift(-0.5), 1.0, 3.0)   # half a band: the mean of two neighbours
+    assert np.allclose(down[..., 1:], (x[..., :-1] + x[..., 1:]) / 2, atol=1e-6) and np.array_equal(down[..., 0], x[..., 0])
+    half = freq_shift_bands(x.copy(), np.random.default_rng(3), 0.5)
+    changed = ~np.all(np.isclose(half, x), axis=(1, 2))
+    assert 0 < changed.sum() < 6
+
+
+class _FixedShift:
+    """A generator stand-in: every example picked, every shift `s` bands."""
+
+    def __init__(self, s):
+        self.s = s
+
+    def random(self, n):
+        return np.zeros(n)
+
+    def uniform(self, lo, hi, n):
+        return np.full(n, self.s)
+
+
+def test_freq_shift_setting_is_checked_and_reaches_train(monkeypatch, tmp_path):
+    import edgekws.train as tr
+    from edgekws.cli import main
+    from edgekws.train import TrainConfig
+
+    for bad in (1.5, -0.1, True, "0.5"):
+        with pytest.raises(tr.EdgekwsError, match=r"^--freq-shift: must be a fraction in \[0, 1\], got "):
+            TrainConfig(freq_shift=bad).check()
+    assert TrainConfig().freq_shift == 0.5 and TrainConfig.from_dict({"epochs": 3}).freq_shift == 0.0   # older configs
+    seen = {}
+    monkeypatch.setattr(tr, "train", lambda data, out, **kw: seen.update(kw))
+    assert main(["train", str(tmp_path), "--out", str(tmp_path) + "-m", "--freq-shift", "0.3"]) == 0
+    assert seen["freq_shift"] == 0.3
+    assert main(["train", str(tmp_path), "--out", str(tmp_path) + "-m", "--no-augment"]) == 0
+    assert seen["freq_shift"] == 0.0
+
+
 def test_time_warp_setting_is_checked_and_reaches_train(monkeypatch, tmp_path, capsys):
     import edgekws.train as tr
     from edgekws.cli import main
@@ -511,6 +567,10 @@ def test_augment_config_is_used_and_recorded(tiny, tmp_path):
     assert warped.manifest["training"]["config"]["time_warp"] == 1.0
     w, d = warped.read_npz("weights.npz"), default.read_npz("weights.npz")
     assert any(not np.array_equal(w[k], d[k]) for k in d)   # the warp reaches the batches
+    shifted = train(tiny, tmp_path / "s", **{**TINY, "epochs": 1}, freq_shift=1.0)
+    assert shifted.manifest["training"]["config"]["freq_shift"] == 1.0
+    s = shifted.read_npz("weights.npz")
+    assert any(not np.array_equal(s[k], d[k]) for k in d)   # the band shift reaches the batches
 
 
 def test_cli_unknown_ratio_and_hard_negatives_reach_train_and_are_checked(monkeypatch, tmp_path, capsys):

@@ -139,9 +139,10 @@ def test_command_line_passes_training_levers(monkeypatch, tmp_path):
     sub = argparse.ArgumentParser().add_subparsers()
     voices.register(sub)
     args = sub.choices["eval-voices"].parse_args(["--ja", "d", "--work", str(tmp_path), "--time-warp", "0.8",
-                                                  "--arch", "dscnn-w", "--enroll", "3", "--enroll-noisy", "2"])
+                                                  "--freq-shift", "0.25", "--arch", "dscnn-w", "--enroll", "3", "--enroll-noisy", "2"])
     assert args.func(args) == 0
     assert (seen["time_warp"], seen["arch"], seen["seeds"]) == (0.8, "dscnn-w", (0,)) and "epochs" not in seen
+    assert seen["freq_shift"] == 0.25
     assert (seen["enroll"], seen["enroll_noisy"]) == (3, 2)
 
 

@@ -46,6 +46,7 @@ LEVERS = {
     "I 50 epochs (patience 50) instead of 25": ("160", {"epochs": 50, "patience": 50}, None, None),
     "J 400 speakers + 2 WORLD-vocoder voices per eSpeak speaker": ("400world", {}, None, "160"),
     "K time warp of 80% of examples (parts x0.5-2)": ("160", {"time_warp": 0.8}, None, None),
+    "L band shift of 50% of examples (up to 4 bands)": ("160", {"freq_shift": 0.5}, None, None),
 }
 
 
