@@ -9,7 +9,7 @@ same weights, bit for bit, as an uninterrupted one.
 Per epoch: a tqdm bar (loss, accuracy, ETA), validation, the best weights kept (by validation
 accuracy), early stopping, and an atomic checkpoint MODEL/checkpoint.npz (model, optimizer, RNG
 states, history, epoch). Ctrl-C leaves the last epoch's checkpoint; `--resume` reruns from there.
-Batches (augmented audio -> integer features -> SpecAugment) are made ahead of the training loop in
+Batches (augmented audio -> integer features -> time warp, SpecAugment, band shift) are made ahead of the training loop in
 a forked worker process (BatchPipeline), each from its own seeded generator.
 At the end, MODEL becomes a bundle: manifest, weights.npz (best weights), history.json.
 """
