@@ -2,15 +2,15 @@
 
 Pipeline: dataset (balanced `_silence_` / `_unknown_`) -> int16 1 s clips -> cached int8 features ->
 model input (q - zero_point) * scale -> the network of `--arch` (models.py). Training draws every
-random choice (shuffling, audio augmentation, silence cuts, time warp, SpecAugment, band shift, dropout) from generators
-whose state is saved in the checkpoint, so an interrupted run resumed with `--resume` ends with the
-same weights, bit for bit, as an uninterrupted one.
+random choice (shuffling, audio augmentation, silence cuts, time warp, SpecAugment, band shift,
+dropout) from generators whose state is saved in the checkpoint, so an interrupted run resumed with
+`--resume` ends with the same weights, bit for bit, as an uninterrupted one.
 
 Per epoch: a tqdm bar (loss, accuracy, ETA), validation, the best weights kept (by validation
 accuracy), early stopping, and an atomic checkpoint MODEL/checkpoint.npz (model, optimizer, RNG
 states, history, epoch). Ctrl-C leaves the last epoch's checkpoint; `--resume` reruns from there.
-Batches (augmented audio -> integer features -> time warp, SpecAugment, band shift) are made ahead of the training loop in
-a forked worker process (BatchPipeline), each from its own seeded generator.
+Batches (augmented audio -> integer features -> time warp, SpecAugment, band shift) are made ahead
+of the training loop in a forked worker process (BatchPipeline), each from its own seeded generator.
 At the end, MODEL becomes a bundle: manifest, weights.npz (best weights), history.json.
 """
 
@@ -319,13 +319,18 @@ def time_warp(x: np.ndarray, rng: np.random.Generator, prob: float, max_stretch:
     pos = np.arange(t) * (segments / (t - 1))                      # output frame -> part + fraction
     part = np.minimum(pos.astype(int), segments - 1)
     src = np.clip(start[:, part] + (pos - part) * d[:, part], 0, t - 1)      # (rows, t) input positions
-    i0 = np.minimum(src.astype(int), t - 2)
-    w = (src - i0)[:, :, None].astype(np.float32)
-    xr = x[rows]
-    lo = np.take_along_axis(xr, i0[:, :, None], 1)
-    hi = np.take_along_axis(xr, i0[:, :, None] + 1, 1)
-    x[rows] = lo + w * (hi - lo)
+    x[rows] = _read_at(x[rows], src[:, :, None], 1)
     return x
+
+
+def _read_at(x: np.ndarray, src: np.ndarray, axis: int) -> np.ndarray:
+    """x read at fractional positions `src` along `axis`, linear between neighbours (time warp, band
+    shift). src: positions in [0, x.shape[axis] - 1], broadcastable to x with x's size along `axis`."""
+    i0 = np.minimum(src.astype(int), x.shape[axis] - 2)
+    w = (src - i0).astype(np.float32)
+    lo = np.take_along_axis(x, i0, axis)
+    hi = np.take_along_axis(x, i0 + 1, axis)
+    return lo + w * (hi - lo)
 
 
 FREQ_SHIFT_BANDS = 4.0
@@ -345,12 +350,7 @@ def freq_shift_bands(x: np.ndarray, rng: np.random.Generator, prob: float,
         return x
     s = rng.uniform(-max_bands, max_bands, len(rows))
     src = np.clip(np.arange(f)[None, :] + s[:, None], 0, f - 1)          # (rows, F) input positions
-    i0 = np.minimum(src.astype(int), f - 2)
-    w = (src - i0)[:, None, :].astype(np.float32)
-    xr = x[rows]
-    lo = np.take_along_axis(xr, np.broadcast_to(i0[:, None, :], xr.shape), 2)
-    hi = np.take_along_axis(xr, np.broadcast_to(i0[:, None, :] + 1, xr.shape), 2)
-    x[rows] = lo + w * (hi - lo)
+    x[rows] = _read_at(x[rows], src[:, None, :], 2)
     return x
 
 
