@@ -45,7 +45,7 @@ class DemoPlan:
             # which learns fastest on so little data
             return cls(speakers=40, synth_quick=True,
                        train_options=dict(epochs=10, batch=16, patience=10, augment=False, specaugment=False,
-                                          time_warp=0.0, freq_shift=0.0, label_smoothing=0.0),
+                                          time_warp=0.0, freq_shift=0.0, tilt=0.0, label_smoothing=0.0),
                        negative_minutes=1.0, shots=(1, 3, 5), seed=seed)
         return cls(seed=seed)
 

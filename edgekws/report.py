@@ -1,8 +1,8 @@
 """`edgekws report MODEL`: learning curves and confusion matrix (PNG) and one self-contained HTML page.
 
-The page shows the training metadata, the evaluation metrics of MODEL/metrics.json (written by
-`edgekws eval`; or pass `--data DATA` to evaluate now), the per-layer device budget, and the plots
-embedded as base64 PNG. matplotlib is optional: without it the command says how to install it and
+The page shows the training metadata and settings, the evaluation metrics of MODEL/metrics.json
+(written by `edgekws eval`; or pass `--data DATA` to evaluate now), the per-layer device budget, and
+the plots embedded as base64 PNG. matplotlib is optional: without it the command says how to install it and
 writes the HTML without plots. Outputs go into the bundle: curves.png, confusion-<engine>.png, report.html.
 """
 
@@ -97,6 +97,8 @@ def render_html(manifest: dict, history: list[dict], metrics: dict | None, budge
         parts.append(f"<p class='note'>{esc(note)}</p>")
     meta = [[k, tr[k]] for k in ("dataset", "dataset_fingerprint", "seed", "epochs_run", "best_epoch",
                                  "val_accuracy", "train_seconds", "n_train", "n_val") if k in tr]
+    # the settings that decided the weights (TrainConfig; None: the default, e.g. --words)
+    meta += [[f"config {k}", "default" if v is None else v] for k, v in tr.get("config", {}).items()]
     env = tr.get("environment", {})
     meta += [[f"version {k}", v] for k, v in env.items()]
     parts.append("<h2>Training</h2>" + _table(["field", "value"], meta))

@@ -396,6 +396,7 @@ def register(sub) -> None:
     p.add_argument("--arch", help="architecture (default: train's)")
     p.add_argument("--time-warp", type=float, metavar="P", help="training time warp fraction (default: train's)")
     p.add_argument("--freq-shift", type=float, metavar="P", help="training band shift fraction (default: train's)")
+    p.add_argument("--tilt", type=float, metavar="P", help="training spectral tilt fraction (default: train's)")
     p.add_argument("--snr", type=float, default=SNR_DB, help=f"SNR of the noisy tests in dB (default {SNR_DB:g})")
     p.add_argument("--enroll", type=cliargs.positive_int, metavar="K", help="also enroll K clips per class of the held-out engine")
     p.add_argument("--enroll-noisy", type=cliargs.non_negative_int, default=0, metavar="N",
@@ -434,7 +435,10 @@ def run(args) -> int:
         check_output_file(args.json, "--json", tuple((d, f"--{lang}") for lang, d in datasets.items()))
         refuse_foreign_json(args.json, "runs")   # before the trainings, not after
     opts = {k: v for k, v in (("epochs", args.epochs), ("arch", args.arch), ("time_warp", args.time_warp),
-                              ("freq_shift", args.freq_shift)) if v is not None}
+                              ("freq_shift", args.freq_shift), ("tilt", args.tilt)) if v is not None}
+    from edgekws.train import TrainConfig
+
+    TrainConfig(**opts).check()   # before the views and the first training, not 0.4 s into it
     check_enroll_options(args.enroll, args.enroll_noisy, args.arch)
     res = benchmark(datasets, args.work, seeds=args.seeds, snr_db=args.snr, enroll=args.enroll,
                     enroll_noisy=args.enroll_noisy, **opts)

@@ -13,14 +13,14 @@ from edgekws.bundle import Bundle
 from edgekws.cli import main
 from edgekws.errors import BundleError, EdgekwsError
 from edgekws.train import train
-from test_train import TINY, make_tiny_dataset
+from test_train import NO_AUGMENT, TINY, make_tiny_dataset
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("ev")
     data = make_tiny_dataset(root / "data")
-    bundle = train(data, root / "model", **TINY)
+    bundle = train(data, root / "model", **TINY, **NO_AUGMENT)   # a model that learned: eval is the subject
     return data, bundle
 
 
@@ -45,7 +45,7 @@ def test_eval_cli_json_has_exactly_the_documented_keys(trained, tmp_path, capsys
     assert isinstance(m["accuracy"], float) and isinstance(m["n"], int) and m["n"] == 4 * 4
     assert all(set(v) == {"precision", "recall", "n"} for v in m["per_class"].values())
     assert np.array(m["confusion"]).sum() == m["n"]
-    assert m["accuracy"] >= 0.5  # a 7-epoch model on 4 classes: well above chance (0.25)
+    assert m["accuracy"] >= 0.75  # a 7-epoch model on 4 classes: well above chance (0.25)
     assert "accuracy" in capsys.readouterr().out
     # a rerun refreshes the earlier result; a file that is not one is left alone
     assert main(["eval", str(bundle.path), str(data), "--json", str(out)]) == 0

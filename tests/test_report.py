@@ -29,6 +29,9 @@ def test_report_with_plots_is_self_contained(trained, capsys):
     assert "src='http" not in page and 'src="http' not in page  # nothing fetched from outside
     assert "Device budget" in page and "conv1" in page and "65,536" in page
     assert "accuracy" in page and "_silence_" in page
+    cfg = bundle.manifest["training"]["config"]   # the settings that trained it (the page showed none)
+    for k in ("epochs", "lr", "freq_shift", "time_warp", "unknown_ratio"):
+        assert f"<tr><td>config {k}</td><td>{cfg[k]}</td></tr>" in page, k
     assert b.read_bytes("curves.png")[:8] == b"\x89PNG\r\n\x1a\n"
 
 

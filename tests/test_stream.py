@@ -140,6 +140,21 @@ def test_the_c_engine_names_its_class_limit():
         detect_audio(setup, audio, "c")
 
 
+def test_export_cortex_m4_refuses_more_classes_than_the_c_detector_holds(tmp_path, capsys):
+    """A 40-class model exported a project whose firmware failed at boot with "invalid configuration"."""
+    from retrain_helpers import quantized_bundle
+
+    from edgekws.cli import main
+
+    b = quantized_bundle(tmp_path / "m", n_classes=40)
+    out = tmp_path / "fw"
+    assert main(["export", str(b.path), "--target", "cortex-m4", "--out", str(out)]) == 2
+    assert ("the C stream detector handles at most 32 classes (EKWS_DETECTOR_MAX_CLASSES, "
+            "firmware/include/ekws/detector.h); this model has 40: train the microcontroller's model on fewer "
+            "words (--words), or use --target pi") in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("engine", ["numpy", "c"])
 def test_live_chunks_equal_batch(setup, audio, engine):
     want = keys(detect_audio(setup, audio, "numpy", end_silence=0))

@@ -139,10 +139,11 @@ def test_command_line_passes_training_levers(monkeypatch, tmp_path):
     sub = argparse.ArgumentParser().add_subparsers()
     voices.register(sub)
     args = sub.choices["eval-voices"].parse_args(["--ja", "d", "--work", str(tmp_path), "--time-warp", "0.8",
-                                                  "--freq-shift", "0.25", "--arch", "dscnn-w", "--enroll", "3", "--enroll-noisy", "2"])
+                                                  "--freq-shift", "0.25", "--tilt", "0.75", "--arch", "dscnn-w", "--enroll", "3",
+                                                  "--enroll-noisy", "2"])
     assert args.func(args) == 0
     assert (seen["time_warp"], seen["arch"], seen["seeds"]) == (0.8, "dscnn-w", (0,)) and "epochs" not in seen
-    assert seen["freq_shift"] == 0.25
+    assert (seen["freq_shift"], seen["tilt"]) == (0.25, 0.75)
     assert (seen["enroll"], seen["enroll_noisy"]) == (3, 2)
 
 
@@ -166,6 +167,13 @@ def test_every_dataset_and_the_json_are_checked_before_any_training(both, tmp_pa
                  "--json", str(tmp_path / "notes.json")]) == 2
     assert "notes.json: exists and is not an earlier result" in capsys.readouterr().err
     assert (tmp_path / "notes.json").read_text() == '{"my": "notes"}'
+    # training options too (--freq-shift 2 was refused only when the first training started)
+    for flag, value, message in (("--freq-shift", "2", "--freq-shift: must be a fraction in [0, 1], got 2.0"),
+                                 ("--epochs", "0", "--epochs: must be a positive integer, got 0"),
+                                 ("--arch", "nope", "unknown architecture 'nope'")):
+        assert main(["eval-voices", "--ja", str(both), "--work", str(tmp_path / "w6"), flag, value]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "w6").exists()
     # --enroll K must leave test clips of every class (it reported NaN accuracies after training)
     with pytest.raises(EdgekwsError, match=r"--enroll 3: --en .* has 3 Open JTalk clip\(s\) of .*, which leaves "
                                            r"none to test; give --enroll 2 or less"):

@@ -37,7 +37,7 @@ NOISY = {**STRONG, "noise_prob": 0.95, "snr_db_range": [0.0, 20.0]}
 LEVERS = {
     "A default": ("160", {}, None, None),
     "B no augmentation, no SpecAugment": ("160", {"augment": False, "specaugment": False, "time_warp": 0.0,
-                                             "freq_shift": 0.0}, None, None),
+                                             "freq_shift": 0.0, "tilt": 0.0}, None, None),
     "C strong formant + speed warping": ("160", {}, STRONG, None),
     "D C + noise 0-20 dB in 95% of clips": ("160", {}, NOISY, None),
     "E 400 speakers instead of 160": ("400", {}, None, "160"),
@@ -48,6 +48,7 @@ LEVERS = {
     "J 400 speakers + 2 WORLD-vocoder voices per eSpeak speaker": ("400world", {}, None, "160"),
     "K time warp of 80% of examples (parts x0.5-2)": ("160", {"time_warp": 0.8}, None, None),
     "L no band shift (the default shifts 50% of examples by up to 4 bands)": ("160", {"freq_shift": 0.0}, None, None),
+    "M no spectral tilt (the default tilts 50% of examples by up to ±6 dB at the band edges)": ("160", {"tilt": 0.0}, None, None),
 }
 
 

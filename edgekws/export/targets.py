@@ -314,6 +314,7 @@ def realtime_estimate(setup) -> dict:
 
 
 def run_target(args, bundle) -> None:
+    from edgekws.stream.detector import check_c_classes
     from edgekws.stream.pipeline import StreamSetup
 
     if args.target in (None, "host"):
@@ -328,6 +329,8 @@ def run_target(args, bundle) -> None:
             audio = read_wav(args.audio, dtype="int16")
         with bundle.unchanged():   # a quantize meanwhile: refused, not a project of the old model inside the new
             setup = StreamSetup.from_bundle(bundle)
+            check_c_classes(len(setup.labels), "train the microcontroller's model on fewer words (--words), or "
+                            "use --target pi")
             files = write_cortex_m_project(setup, out, audio)
         print(f"{out}: Cortex-M4 firmware project, {len(files)} files; build with: make -C {out} bin hex "
               f"(run under QEMU: make -C {out} run)")

@@ -44,12 +44,9 @@ class CPipeline:
         from edgekws.export.cruntime import CModel
         from edgekws.features.cfrontend import CFrontend
 
-        from edgekws.stream.detector import MAX_CLASSES
+        from edgekws.stream.detector import check_c_classes
 
-        if len(setup.thresholds) > MAX_CLASSES:   # the C status says only "invalid configuration"
-            raise EdgekwsError(f"the C stream detector handles at most {MAX_CLASSES} classes "
-                               f"(EKWS_DETECTOR_MAX_CLASSES, firmware/include/ekws/detector.h); this model has "
-                               f"{len(setup.thresholds)}: use --engine numpy or onnx")
+        check_c_classes(len(setup.thresholds), "use --engine numpy or onnx")
         self.setup = setup
         self.cmodel = CModel(model_blob(setup.qm))        # keeps blob + arena alive
         self.lib = _bind(self.cmodel.lib)

@@ -31,6 +31,14 @@ DEFAULT_THRESHOLD = 0.8
 REFRACTORY_S = 1.0          # a word stays inside 1 s windows for about this long: fire once per word
 
 
+def check_c_classes(n: int, fix: str) -> None:
+    """Refuse a class count the C detector cannot hold (its status would say only "invalid
+    configuration"); fix names what to use instead."""
+    if n > MAX_CLASSES:
+        raise EdgekwsError(f"the C stream detector handles at most {MAX_CLASSES} classes (EKWS_DETECTOR_MAX_CLASSES, "
+                           f"firmware/include/ekws/detector.h); this model has {n}: {fix}")
+
+
 def exp_lut(output_scale: float) -> np.ndarray:
     """exp_lut[d] = round(65535 * exp(-output_scale * d)) for d in 0..255: (256,) uint16.
 
