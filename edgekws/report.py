@@ -97,8 +97,12 @@ def render_html(manifest: dict, history: list[dict], metrics: dict | None, budge
         parts.append(f"<p class='note'>{esc(note)}</p>")
     meta = [[k, tr[k]] for k in ("dataset", "dataset_fingerprint", "seed", "epochs_run", "best_epoch",
                                  "val_accuracy", "train_seconds", "n_train", "n_val") if k in tr]
-    # the settings that decided the weights (TrainConfig; None: the default, e.g. --words)
-    meta += [[f"config {k}", "default" if v is None else v] for k, v in tr.get("config", {}).items()]
+    if "config" in tr:   # the settings that decided the weights (a field older than the bundle: its value then)
+        from edgekws.train import TrainConfig
+
+        name = "base config" if "retrain" in tr or "adapted" in tr else "config"   # they copy the base's
+        meta += [[f"{name} {k}", "default" if v is None else v]
+                 for k, v in TrainConfig.from_dict(tr["config"]).to_dict().items()]
     env = tr.get("environment", {})
     meta += [[f"version {k}", v] for k, v in env.items()]
     parts.append("<h2>Training</h2>" + _table(["field", "value"], meta))

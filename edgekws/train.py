@@ -78,9 +78,11 @@ class TrainConfig:
     freq_shift: float = 0.5
     # A random linear tilt of the spectrum (spectral_tilt) for this fraction of training examples: up to
     # ±SPECTRAL_TILT_DB / 2 at the top band and the opposite at the bottom, as between a bright and a dull
-    # voice or vocoder. Tilting Open JTalk's clips brighter helped a band-shift model hear them; trained
-    # in, Japanese eSpeak NG -> Open JTalk 81.1 / 71.4 / 65.0 -> 83.5 / 80.8 / 68.8% (seeds 0 / 1 / 2),
-    # pink 10 dB +3..+11; twice the tilt (24 dB) lost on seed 0 (71.7%). On since session 28 (README).
+    # voice or vocoder (the audio EQ's tilt bends 48% of clips on a log-frequency axis before the
+    # features; this one is a line over the mel bands after them). Tilting Open JTalk's clips brighter
+    # helped a band-shift model hear them; trained in, Japanese eSpeak NG -> Open JTalk 81.1 / 71.4 /
+    # 65.0 -> 83.5 / 80.8 / 68.8% (seeds 0 / 1 / 2), pink 10 dB +3..+11; twice the tilt (24 dB) lost on
+    # seed 0 (71.7%). On since session 28 (README).
     tilt: float = 0.5
     silence_ratio: float = 1.0
     # Streams of unknown words (issue 7) need more of them than the clips' balance: _unknown_ examples
@@ -186,7 +188,7 @@ def _resume_differences(given: dict, config: "TrainConfig", quick: bool) -> str:
         if mine != theirs:
             flag = source.get(k) or FLAG_OF.get(k) or "--" + k.replace("_", "-")
             if k in ("time_warp", "freq_shift", "tilt") and given.get("augment") is False and mine == 0:
-                flag = "--no-augment"   # which turns them off too, unless typed with a value
+                flag = "--no-augment"   # which turns them off too, unless given a nonzero value
             by_flag.setdefault(flag, []).append(f"{k} {mine!r}, the checkpoint's {theirs!r}")
     return ", ".join(f"{flag} ({'; '.join(parts)})" for flag, parts in by_flag.items())
 
@@ -370,7 +372,8 @@ def spectral_tilt(x: np.ndarray, rng: np.random.Generator, prob: float, top_db: 
                   max_db: float = SPECTRAL_TILT_DB) -> np.ndarray:
     """Random linear tilt of the band axis, in place: each example (with probability prob) gets
     s * (b / (F - 1) - 1/2) dB added to band b, s uniform in [-max_db, max_db] (s > 0: a brighter
-    voice), clipped to the features' range [0, top_db].
+    voice), clipped to the features' range [0, top_db]. It runs last, so SpecAugment's masks and the
+    floor (0 dB) tilt too: a bright tilt lifts them by up to max_db / 2, as the measured models trained.
 
     x : (N, T, F) float32 dequantized features (dB above db_min)
     """
@@ -1132,7 +1135,7 @@ def register(sub) -> None:
                    help="write the plain embedding, block 4's average alone (96 values for dscnn-l; default: the pool "
                         "also averages block 3 for "
                         "last-layer retraining; the model's answers are the same)")
-    p.add_argument("--no-augment", action="store_true", help="no audio augmentation, time warp, SpecAugment or band shift")
+    p.add_argument("--no-augment", action="store_true", help="no audio augmentation, time warp, SpecAugment, band shift or tilt")
     p.add_argument("--workers", type=int, metavar="N",
                    help="processes making augmented batches ahead of training (default: one per core, "
                         "at most 3, on a multi-core machine; 0 = none; the weights do not depend on it)")

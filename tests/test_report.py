@@ -30,7 +30,7 @@ def test_report_with_plots_is_self_contained(trained, capsys):
     assert "Device budget" in page and "conv1" in page and "65,536" in page
     assert "accuracy" in page and "_silence_" in page
     cfg = bundle.manifest["training"]["config"]   # the settings that trained it (the page showed none)
-    for k in ("epochs", "lr", "freq_shift", "time_warp", "unknown_ratio"):
+    for k in ("epochs", "lr", "freq_shift", "time_warp", "tilt", "unknown_ratio"):
         assert f"<tr><td>config {k}</td><td>{cfg[k]}</td></tr>" in page, k
     assert b.read_bytes("curves.png")[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -72,6 +72,9 @@ def test_report_of_a_retrained_head_shows_its_loss_curve(tmp_path):
     assert set(b.read_json("history.json")[0]) == {"epoch", "train_loss"}
     page = report.make_report(b.path, plots=False)
     assert "train loss" in page and "val acc" not in page
+    # its config is the base's (copied), and the base predates the tilt: shown as what it trained with
+    assert "tilt" not in Bundle.load(fixtures / "base-ja").manifest["training"]["config"]
+    assert "<tr><td>base config tilt</td><td>0.0</td></tr>" in page and "<td>config " not in page
     pytest.importorskip("matplotlib")
     page = report.make_report(b.path, log=lambda *a: None)
     assert "<img alt='learning curves'" in page and Bundle.load(b.path).has("curves.png")

@@ -153,6 +153,13 @@ def test_export_cortex_m4_refuses_more_classes_than_the_c_detector_holds(tmp_pat
             "firmware/include/ekws/detector.h); this model has 40: train the microcontroller's model on fewer "
             "words (--words), or use --target pi") in capsys.readouterr().err
     assert not out.exists()
+    assert main(["export", str(b.path), "--onnx", "--c", str(tmp_path / "c"), "--target", "cortex-m4", "--out", str(out)]) == 2
+    assert not (tmp_path / "c").exists() and not list(b.path.glob("*.onnx"))   # refused before any export
+    from edgekws.export.targets import write_cortex_m_project
+
+    with pytest.raises(EdgekwsError, match="handles at most 32 classes"):   # the Python API too
+        write_cortex_m_project(StreamSetup.from_bundle(b), out)
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("engine", ["numpy", "c"])

@@ -293,9 +293,10 @@ def test_resume_compares_options_as_the_user_gave_them():
     said = _resume_differences({"arch": None}, cfg, quick=True)
     assert said.startswith("--quick (arch 'dscnn-s', the checkpoint's 'dscnn-l'; epochs 8, the checkpoint's 60")
     said = _resume_differences({"augment": False, "specaugment": False, "time_warp": 0.0, "freq_shift": 0.3,
-                                "vocabulary": "/v", "retrain_tap": False}, cfg, quick=False)
+                                "tilt": 0.0, "vocabulary": "/v", "retrain_tap": False}, cfg, quick=False)
     assert said == ("--no-augment (augment False, the checkpoint's True; specaugment False, the checkpoint's True; "
-                    "time_warp 0.0, the checkpoint's 0.8), --freq-shift (freq_shift 0.3, the checkpoint's 0.5), "
+                    "time_warp 0.0, the checkpoint's 0.8; tilt 0.0, the checkpoint's 0.5), --freq-shift (freq_shift "
+                    "0.3, the checkpoint's 0.5), "
                     "--vocab (vocabulary '/v', the checkpoint's None), --no-retrain-tap (retrain_tap False, the "
                     "checkpoint's True)")
     assert _resume_differences({"time_warp": 0.0}, cfg, quick=False) == "--time-warp (time_warp 0.0, the checkpoint's 0.8)"
@@ -489,7 +490,7 @@ def test_freq_shift_moves_every_band_of_a_picked_example_by_one_seeded_amount():
 
 
 class _FixedShift:
-    """A generator stand-in: every example picked, every shift `s` bands."""
+    """A generator stand-in: every example picked, every draw `s` (bands of a shift, dB of a tilt)."""
 
     def __init__(self, s):
         self.s = s
@@ -588,7 +589,7 @@ def test_each_epoch_draws_a_fresh_balanced_unknown_subset():
     assert np.array_equal(order.draw(again), a)
 
 
-def test_augment_config_is_used_and_recorded(tiny, tmp_path):
+def test_augment_config_is_used_and_recorded(tiny, tmp_path, monkeypatch):
     cfg = {"shift_prob": 0.0, "formant_prob": 0.0, "speed_prob": 0.0, "reverb_prob": 0.0}
     b = train(tiny, tmp_path / "m", **{**TINY, "epochs": 1}, augment_config=cfg)
     recorded = b.manifest["training"]["augment_config"]
@@ -603,10 +604,13 @@ def test_augment_config_is_used_and_recorded(tiny, tmp_path):
     assert shifted.manifest["training"]["config"]["freq_shift"] == 1.0
     s = shifted.read_npz("weights.npz")
     assert any(not np.array_equal(s[k], d[k]) for k in d)   # the band shift reaches the batches
-    tilted = train(tiny, tmp_path / "t", **{**TINY, "epochs": 1}, tilt=1.0)
+    import edgekws.train as tr
+
+    calls, real = [], tr.spectral_tilt   # the training batches are tilted, in the features' dB range
+    monkeypatch.setattr(tr, "spectral_tilt", lambda x, rng, *a: calls.append(a) or real(x, rng, *a))
+    tilted = train(tiny, tmp_path / "t", **{**TINY, "epochs": 1}, tilt=1.0, workers=0)
     assert tilted.manifest["training"]["config"]["tilt"] == 1.0
-    t = tilted.read_npz("weights.npz")
-    assert any(not np.array_equal(t[k], d[k]) for k in d)   # the tilt reaches the batches
+    assert len(calls) >= 2 and all(c == (1.0, 102.0, tr.SPECTRAL_TILT_DB) for c in calls)
 
 
 def test_cli_unknown_ratio_and_hard_negatives_reach_train_and_are_checked(monkeypatch, tmp_path, capsys):

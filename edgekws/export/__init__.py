@@ -117,6 +117,10 @@ def _run(args) -> int:
     if not args.onnx and args.c is None and args.target in (None, "host"):
         raise EdgekwsError("nothing to do; pass --onnx, --c [DIR] and/or --target cortex-m4|pi")
     bundle = Bundle.load(args.model)
+    if args.target == "cortex-m4":   # before any file is written
+        from edgekws.export.targets import check_cortex_m_classes
+
+        check_cortex_m_classes(len(bundle.labels))
     if args.c:
         check_c_folder(Path(args.c), bundle, c_option)
     if args.onnx:

@@ -180,6 +180,13 @@ def _record(out: Path, kind: str, before: set[Path] | None = None) -> dict[str, 
     return {str(p.relative_to(out)): p.stat().st_size for p in files}
 
 
+def check_cortex_m_classes(n: int) -> None:
+    """A project of more classes than the firmware's detector holds would fail at boot."""
+    from edgekws.stream.detector import check_c_classes
+
+    check_c_classes(n, "train the microcontroller's model on fewer words (--words), or use --target pi")
+
+
 def write_cortex_m_project(setup, out, audio: np.ndarray | None = None) -> dict[str, int]:
     """Write the firmware project for `setup` (a StreamSetup) into folder `out`; {file: bytes}."""
     from edgekws.export.c import c_sources, model_blob
@@ -191,6 +198,7 @@ def write_cortex_m_project(setup, out, audio: np.ndarray | None = None) -> dict[
     if len(audio) > MAX_AUDIO_SECONDS * setup.feature_config.sample_rate:   # before the folder is made
         raise EdgekwsError(f"--audio: {len(audio) / 16000:.0f} s of test audio is more than the "
                            f"{MAX_AUDIO_SECONDS} s an example firmware embeds")
+    check_cortex_m_classes(len(setup.labels))
     out = _prepare(out, "cortex-m4", getattr(setup.bundle, "path", None))
     kept = {p for p in out.rglob("*") if p.is_file()} - {out / MARKER}   # the user's, from before
     for name in FIRMWARE_SRCS:
@@ -314,7 +322,6 @@ def realtime_estimate(setup) -> dict:
 
 
 def run_target(args, bundle) -> None:
-    from edgekws.stream.detector import check_c_classes
     from edgekws.stream.pipeline import StreamSetup
 
     if args.target in (None, "host"):
@@ -329,8 +336,6 @@ def run_target(args, bundle) -> None:
             audio = read_wav(args.audio, dtype="int16")
         with bundle.unchanged():   # a quantize meanwhile: refused, not a project of the old model inside the new
             setup = StreamSetup.from_bundle(bundle)
-            check_c_classes(len(setup.labels), "train the microcontroller's model on fewer words (--words), or "
-                            "use --target pi")
             files = write_cortex_m_project(setup, out, audio)
         print(f"{out}: Cortex-M4 firmware project, {len(files)} files; build with: make -C {out} bin hex "
               f"(run under QEMU: make -C {out} run)")
