@@ -41,11 +41,12 @@ class DemoPlan:
     @classmethod
     def make(cls, quick: bool, seed: int = 0) -> "DemoPlan":
         if quick:
+            from edgekws.train import NO_AUGMENT
+
             # 40 speakers (a few in each split); a short run of the default model without augmentation,
             # which learns fastest on so little data
             return cls(speakers=40, synth_quick=True,
-                       train_options=dict(epochs=10, batch=16, patience=10, augment=False, specaugment=False,
-                                          time_warp=0.0, freq_shift=0.0, tilt=0.0, label_smoothing=0.0),
+                       train_options=dict(epochs=10, batch=16, patience=10, **NO_AUGMENT, label_smoothing=0.0),
                        negative_minutes=1.0, shots=(1, 3, 5), seed=seed)
         return cls(seed=seed)
 

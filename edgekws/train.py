@@ -162,6 +162,9 @@ MAX_SAMPLING = 1000
 QUICK = {"arch": "dscnn-s", "epochs": 8, "batch": 32, "lr": 5e-3, "patience": 4}
 
 
+# What `--no-augment` sets: every augmentation of the training input off.
+NO_AUGMENT = {"augment": False, "specaugment": False, "time_warp": 0.0, "freq_shift": 0.0, "tilt": 0.0}
+
 # The option of `edgekws train` behind each TrainConfig field whose name is not its flag.
 FLAG_OF = {"vocabulary": "--vocab", "augment": "--no-augment", "specaugment": "--no-augment",
            "retrain_tap": "--no-retrain-tap"}
@@ -187,7 +190,7 @@ def _resume_differences(given: dict, config: "TrainConfig", quick: bool) -> str:
         mine, theirs = norm(k, v), norm(k, getattr(config, k))
         if mine != theirs:
             flag = source.get(k) or FLAG_OF.get(k) or "--" + k.replace("_", "-")
-            if k in ("time_warp", "freq_shift", "tilt") and given.get("augment") is False and mine == 0:
+            if k in NO_AUGMENT and given.get("augment") is False and mine == NO_AUGMENT[k]:
                 flag = "--no-augment"   # which turns them off too, unless given a nonzero value
             by_flag.setdefault(flag, []).append(f"{k} {mine!r}, the checkpoint's {theirs!r}")
     return ", ".join(f"{flag} ({'; '.join(parts)})" for flag, parts in by_flag.items())
@@ -1157,7 +1160,7 @@ def run(args) -> int:
         return 0
     if not args.data or not args.out:
         raise EdgekwsError("give the dataset folder DATA and --out MODEL")
-    opts = {"augment": False, "specaugment": False, "time_warp": 0.0, "freq_shift": 0.0, "tilt": 0.0} if args.no_augment else {}
+    opts = dict(NO_AUGMENT) if args.no_augment else {}
     if args.no_retrain_tap:
         opts["retrain_tap"] = False
     if args.patience is not None:

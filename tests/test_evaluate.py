@@ -12,15 +12,17 @@ from edgekws.audio import read_wav
 from edgekws.bundle import Bundle
 from edgekws.cli import main
 from edgekws.errors import BundleError, EdgekwsError
-from edgekws.train import train
-from test_train import NO_AUGMENT, TINY, make_tiny_dataset
+from edgekws.train import NO_AUGMENT, train
+from test_train import TINY, make_tiny_dataset
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("ev")
     data = make_tiny_dataset(root / "data")
-    bundle = train(data, root / "model", **TINY, **NO_AUGMENT)   # a model that learned: eval is the subject
+    # a model that surely learned the tones (eval is the subject): 0.875-0.94 on the test clips for seeds
+    # 3-6 without augmentation, where the speech augmentations leave seven epochs 0.31-1.0 by seed
+    bundle = train(data, root / "model", **TINY, **NO_AUGMENT)
     return data, bundle
 
 

@@ -47,9 +47,6 @@ def make_tiny_dataset(root, speakers=12, repeats=2, seed=0, tones=TONES):
 
 TINY = dict(arch="dscnn-s", epochs=7, batch=8, lr=0.02, seed=3, words=["yes", "no"], patience=50,
             progress=False, log=lambda *a, **k: None)
-# What --no-augment sets: TINY trainings that must surely learn the tones (0.875-0.94 on the test clips for
-# seeds 3-6, where the speech augmentations leave seven epochs anywhere from 0.31 to 1.0 by seed)
-NO_AUGMENT = dict(augment=False, specaugment=False, time_warp=0.0, freq_shift=0.0, tilt=0.0)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgekws.fileio import atomic_write_text, check_output_file  # noqa: E402
+from edgekws.train import NO_AUGMENT  # noqa: E402
 from edgekws.voices import benchmark, format_table, summarize  # noqa: E402
 
 SYNTH_SEED = 11
@@ -36,8 +37,7 @@ NOISY = {**STRONG, "noise_prob": 0.95, "snr_db_range": [0.0, 20.0]}
 # name -> (dataset key, train options, AugmentConfig fields or None, test dataset key or None)
 LEVERS = {
     "A default": ("160", {}, None, None),
-    "B no augmentation, no SpecAugment": ("160", {"augment": False, "specaugment": False, "time_warp": 0.0,
-                                             "freq_shift": 0.0, "tilt": 0.0}, None, None),
+    "B no augmentation, no SpecAugment": ("160", NO_AUGMENT, None, None),
     "C strong formant + speed warping": ("160", {}, STRONG, None),
     "D C + noise 0-20 dB in 95% of clips": ("160", {}, NOISY, None),
     "E 400 speakers instead of 160": ("400", {}, None, "160"),
