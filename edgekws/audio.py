@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekws.errors import AudioError
+from edgekws.errors import AudioError, is_int
 from edgekws.fileio import OutputError, atomic_open
 
 SAMPLE_RATE = 16000
@@ -144,7 +144,7 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 def check_rate(sr, what: str) -> int:
     """A sample rate argument: an integer in [1000, 768000] Hz (the rates a WAV header may hold here)."""
-    if not isinstance(sr, (int, np.integer)) or isinstance(sr, bool) or not 1000 <= sr <= _MAX_RATE:
+    if not is_int(sr) or not 1000 <= sr <= _MAX_RATE:
         raise AudioError(f"{what}: sample rate must be an integer from 1000 to {_MAX_RATE} Hz, got {sr!r}")
     return int(sr)
 

@@ -7,6 +7,21 @@ from __future__ import annotations
 
 import importlib
 
+import numpy as np
+
+
+def is_int(v, numpy: bool = True) -> bool:
+    """An integer argument: a Python int, or with `numpy` a numpy integer too; never a bool
+    (True == 1 would pass for a count). Values bound for JSON take numpy=False."""
+    return isinstance(v, (int, np.integer) if numpy else int) and not isinstance(v, bool)
+
+
+def is_real(v, numpy: bool = True) -> bool:
+    """A real-number argument: an int or float (numpy's too, with `numpy`); never a bool. NaN and the
+    infinities pass: range checks refuse them."""
+    kinds = (int, float, np.integer, np.floating) if numpy else (int, float)
+    return isinstance(v, kinds) and not isinstance(v, bool)
+
 
 class EdgekwsError(Exception):
     """Base class of every error caused by user input, files or the environment."""

@@ -31,7 +31,7 @@ import numpy as np
 
 from edgekws import cliargs
 from edgekws.bundle import TRAIN_LOCK
-from edgekws.errors import BundleError, EdgekwsError
+from edgekws.errors import BundleError, EdgekwsError, is_int, is_real
 from edgekws.fileio import OutputError, check_outside, make_dir
 from edgekws.models import DEFAULT_ARCH
 from edgekws.nn.parallel import more_threads, one_blas_thread
@@ -122,27 +122,27 @@ class TrainConfig:
         from edgekws.models import get_arch
 
         get_arch(self.arch)
+        number = lambda v: is_real(v, numpy=False) and math.isfinite(v)  # noqa: E731
         for name in ("epochs", "batch", "patience"):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            if not is_int(v, numpy=False) or v < 1:
                 raise EdgekwsError(f"--{name}: must be a positive integer, got {v!r}")
         if self.batch < 2:   # BatchNorm after a Dense layer (dnn) has one value per channel in a batch of one
             raise EdgekwsError(f"--batch: must be 2 or more (BatchNorm needs more than one example), got {self.batch}")
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
+        if not (number(self.lr) and 0 < self.lr < 10):
             raise EdgekwsError(f"--lr: must be a number in (0, 10), got {self.lr!r}")
-        if not (math.isfinite(self.unknown_ratio) and 0 < self.unknown_ratio <= MAX_SAMPLING):
+        if not (number(self.unknown_ratio) and 0 < self.unknown_ratio <= MAX_SAMPLING):
             raise EdgekwsError(f"--unknown-ratio: must be a number in (0, {MAX_SAMPLING}], got {self.unknown_ratio!r}")
-        if not (math.isfinite(self.hard_negatives) and 0 <= self.hard_negatives <= MAX_SAMPLING):
+        if not (number(self.hard_negatives) and 0 <= self.hard_negatives <= MAX_SAMPLING):
             raise EdgekwsError(f"--hard-negatives: must be a number in [0, {MAX_SAMPLING}], got {self.hard_negatives!r}")
-        if not 0 <= self.augment_prob <= 1:
+        if not (number(self.augment_prob) and 0 <= self.augment_prob <= 1):
             raise EdgekwsError(f"augment_prob: must be in [0, 1], got {self.augment_prob!r}")
         for name in ("time_warp", "freq_shift", "tilt"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1):
+            if not (is_real(v, numpy=False) and 0 <= v <= 1):
                 raise EdgekwsError(f"--{name.replace('_', '-')}: must be a fraction in [0, 1], got {v!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2 ** 63:
+        if not is_int(self.seed, numpy=False) or not 0 <= self.seed < 2 ** 63:
             raise EdgekwsError(f"--seed: must be an integer in [0, 2^63), got {self.seed!r}")
-        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
         for name, ok, want in (("label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
                                ("weight_decay", lambda v: v >= 0, ">= 0"), ("grad_clip", lambda v: v >= 0, ">= 0 (0: no clipping)"),
                                ("warmup_epochs", lambda v: v >= 0, ">= 0"),
@@ -875,7 +875,7 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
     config.check()
     if workers is None:
         workers = default_workers()
-    if not isinstance(workers, int) or isinstance(workers, bool) or not 0 <= workers <= MAX_WORKERS:
+    if not is_int(workers, numpy=False) or not 0 <= workers <= MAX_WORKERS:
         raise EdgekwsError(f"--workers: must be an integer in 0..{MAX_WORKERS}, got {workers!r}")
 
     fc = FeatureConfig()

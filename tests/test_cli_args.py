@@ -239,3 +239,31 @@ def test_user_mistakes_in_the_environment_and_odd_paths_are_clean_errors(tmp_pat
     monkeypatch.setenv("CC", '"gcc')
     with pytest.raises(FirmwareBuildError, match="CC=\"gcc: cannot be split into words"):
         find_compiler()
+
+
+def test_integer_and_number_checks_refuse_bools_and_keep_json_values_plain():
+    """is_int / is_real (edgekws.errors) behind every API argument check: True is not a count, numpy
+    scalars pass where the value is used at once, and not where it is written to JSON."""
+    import numpy as np
+
+    from edgekws.errors import EdgekwsError, is_int, is_real
+    from edgekws.retrain.core import check_shots
+    from edgekws.train import TrainConfig
+
+    assert [is_int(v) for v in (3, np.int64(3), np.uint8(3), True, np.bool_(True), 3.0, "3")] == \
+        [True, True, True, False, False, False, False]
+    assert not is_int(np.int64(3), numpy=False)
+    assert [is_real(v) for v in (3, 0.5, np.float32(0.5), np.int16(2), False, 1j, "1")] == \
+        [True, True, True, True, False, False, False]
+    assert not is_real(np.float32(0.5), numpy=False)
+    check_shots(np.int64(5))                     # used at once: a numpy integer is fine
+    with pytest.raises(EdgekwsError, match=r"shots \(--shots\): must be a positive integer, got True"):
+        check_shots(True)
+    with pytest.raises(EdgekwsError, match=r"--seed: must be an integer in \[0, 2\^63\), got (np\.int64\()?1"):
+        TrainConfig(seed=np.int64(1)).check()    # written to the manifest: json cannot write np.int64
+    for bad, message in (({"lr": True}, "--lr: must be a number in (0, 10), got True"),
+                         ({"unknown_ratio": "2"}, "--unknown-ratio: must be a number in (0, 1000], got '2'"),
+                         ({"augment_prob": None}, "augment_prob: must be in [0, 1], got None")):
+        with pytest.raises(EdgekwsError) as exc:   # once accepted (True as 1) or a raw TypeError
+            TrainConfig(**bad).check()
+        assert str(exc.value) == message

@@ -10,7 +10,7 @@ import ctypes
 
 import numpy as np
 
-from edgekws.errors import EdgekwsError
+from edgekws.errors import EdgekwsError, is_int
 
 _i8p = ctypes.POINTER(ctypes.c_int8)
 _configured: set[int] = set()
@@ -58,8 +58,7 @@ class CModel:
         if why is not None:
             raise EdgekwsError(f"model blob rejected by the C runtime: {why.decode()}")
         self.arena_size = int(lib.ekws_model_arena_size(self._blob, len(blob)))
-        if arena_size is not None and (isinstance(arena_size, bool) or not isinstance(arena_size, int)
-                                       or not 0 <= arena_size < 2 ** 31):
+        if arena_size is not None and (not is_int(arena_size, numpy=False) or not 0 <= arena_size < 2 ** 31):
             raise EdgekwsError(f"C model: arena_size must be an integer in [0, 2^31), got {arena_size!r}")
         size = self.arena_size if arena_size is None else arena_size
         self._arena = (ctypes.c_uint32 * max((size + 3) // 4, 1))()

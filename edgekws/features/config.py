@@ -16,7 +16,7 @@ from functools import cached_property
 
 import numpy as np
 
-from edgekws.errors import EdgekwsError
+from edgekws.errors import EdgekwsError, is_int, is_real
 
 FORMAT = "ekws-frontend-2"  # bump when the integer definition changes (2: radix-4 real FFT)
 
@@ -117,7 +117,7 @@ class FeatureConfig:
         kwargs = {}
         for key, value in d.items():
             want = int if names[key].type in ("int", int) else float
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if not is_real(value, numpy=False):
                 raise FeatureConfigError(f"feature config: {key} must be a number, got {value!r}")
             if want is int and float(value) != int(value):
                 raise FeatureConfigError(f"feature config: {key} must be an integer, got {value!r}")
@@ -140,10 +140,10 @@ def _validate(c: FeatureConfig) -> None:
 
     for name in ("window_ms", "hop_ms", "low_hz", "high_hz", "preemphasis", "db_min", "db_max"):
         v = getattr(c, name)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+        if not is_real(v, numpy=False) or not math.isfinite(v):
             bad(name, "must be a finite number")
     for name in ("sample_rate", "fft_size", "num_bands"):
-        if not isinstance(getattr(c, name), int) or isinstance(getattr(c, name), bool):
+        if not is_int(getattr(c, name), numpy=False):
             bad(name, "must be an integer")
     if not 4000 <= c.sample_rate <= 48000:
         bad("sample_rate", "must be in [4000, 48000]")

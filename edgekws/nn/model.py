@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-from edgekws.errors import BundleError
+from edgekws.errors import BundleError, is_int
 from edgekws.fileio import atomic_open
 from edgekws.nn.activations import ReLU, ReLU6
 from edgekws.nn.layer import Layer, layer_from_config
@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 def _as_rng(rng) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+    if is_int(rng):
         return np.random.default_rng(int(rng))
     raise ValueError(f"Sequential: rng must be an int seed or a np.random.Generator, got {rng!r}")
 

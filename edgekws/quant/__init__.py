@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgekws import cliargs
-from edgekws.errors import BundleError, EdgekwsError
+from edgekws.errors import BundleError, EdgekwsError, is_real
 from edgekws.fileio import not_a_folder
 from edgekws.quant.fixedpoint import quantize_multiplier, requantize, rounding_shift
 from edgekws.quant.graph import FloatOp, float_forward, fold_model
@@ -37,8 +37,7 @@ def check_percentile(percentile) -> None:
     """None (min/max) or a number in (50, 100]: at 50 or less the clipped range turns inside out."""
     if percentile is None:
         return
-    ok = isinstance(percentile, (int, float, np.integer, np.floating)) and not isinstance(percentile, bool)
-    if not ok or not 50.0 < float(percentile) <= 100.0:   # NaN fails too
+    if not is_real(percentile) or not 50.0 < float(percentile) <= 100.0:   # NaN fails too
         raise EdgekwsError(f"--percentile must be in (50, 100], got {percentile!r}")
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekws.errors import EdgekwsError
+from edgekws.errors import EdgekwsError, is_int, is_real
 from edgekws.fileio import not_a_folder
 from edgekws.nn.layer import Layer
 from edgekws.nn.parallel import one_blas_thread
@@ -196,11 +196,11 @@ def qat_bundle(bundle, calib=None, *, epochs: int, lr: float = QAT_LR, batch: in
     from edgekws.features import FeatureConfig
     from edgekws.quant import calibration_features, load_float_model, quantize_bundle, quantize_model, refuse_retrained
 
-    if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 1:
+    if not is_int(epochs) or epochs < 1:
         raise EdgekwsError(f"--qat-epochs: must be a positive integer, got {epochs!r}")
-    if not isinstance(lr, (int, float, np.integer, np.floating)) or isinstance(lr, bool) or not 0 < lr < 1:
+    if not is_real(lr) or not 0 < lr < 1:
         raise EdgekwsError(f"QAT learning rate must be in (0, 1), got {lr!r}")
-    if not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or batch < 1:
+    if not is_int(batch) or batch < 1:
         raise EdgekwsError(f"QAT batch must be an integer >= 1, got {batch!r}")
     from edgekws.quant import check_percentile
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekws.data import parse_words
-from edgekws.errors import BundleError, EdgekwsError
+from edgekws.errors import BundleError, EdgekwsError, is_int, is_real
 from edgekws.fileio import check_outside
 from edgekws.retrain.headmath import MAX_EXAMPLES, HeadConfig, HeadTrainer, QHead, quantize_head
 
@@ -117,7 +117,7 @@ def check_engine(engine: str) -> None:
 
 def check_shots(shots) -> None:
     """--shots K: a positive integer (None, every clip, is the caller's)."""
-    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1:
+    if not is_int(shots) or shots < 1:
         raise EdgekwsError(f"shots (--shots): must be a positive integer, got {shots!r}")
 
 
@@ -161,7 +161,7 @@ def _examples(data, words, split: str, seed: int, cache_dir, unknown_ratio: floa
 
 def check_copies(copies, snr_db) -> tuple[float, float]:
     """Checked --noisy-copies / --copy-snr values -> (low, high) dB."""
-    if not isinstance(copies, int) or isinstance(copies, bool) or not 0 <= copies <= MAX_COPIES:
+    if not is_int(copies, numpy=False) or not 0 <= copies <= MAX_COPIES:
         raise EdgekwsError(f"noisy (--noisy-copies): must be an integer in 0..{MAX_COPIES}, got {copies!r}")
     try:
         lo, hi = (float(v) for v in snr_db)
@@ -253,7 +253,7 @@ def fit_head(emb: np.ndarray, labels: np.ndarray, n_classes: int, emb_scale: flo
         raise EdgekwsError(f"loss (--loss): {loss!r} is not one of {', '.join(LOSSES)}")
     if loss == "triplet" and engine == "c":
         raise EdgekwsError("--loss triplet runs in the numpy engine only (use --engine numpy)")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+    if not is_int(epochs, numpy=False) or epochs < 0:
         raise EdgekwsError(f"epochs (--epochs): must be an integer >= 0, got {epochs!r}")
     emb = np.ascontiguousarray(emb)
     labels = np.asarray(labels, np.int64)
@@ -387,8 +387,7 @@ def check_hyper(hyper: dict) -> None:
     unknown = sorted(set(hyper) - set(allowed))
     if unknown:
         raise EdgekwsError(f"retrain: unknown option(s) {unknown}; the head's are {', '.join(allowed)}")
-    bad = {k: v for k, v in hyper.items() if isinstance(v, bool) or not isinstance(v, (int, float, np.number))
-           or (k == "batch" and not isinstance(v, (int, np.integer)))}
+    bad = {k: v for k, v in hyper.items() if not is_real(v) or (k == "batch" and not is_int(v))}
     if bad:
         raise EdgekwsError(f"retrain: head option(s) {bad} must be numbers (batch a whole one)")
 
@@ -416,7 +415,7 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
 
     check_engine(engine)
     check_hyper(hyper)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise EdgekwsError(f"seed (--seed): must be an integer >= 0, got {seed!r}")
     if shots is not None:
         check_shots(shots)   # before any work

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgekws.errors import EdgekwsError
+from edgekws.errors import EdgekwsError, is_int
 from edgekws.quant.fixedpoint import quantize_multiplier
 
 F = np.float32
@@ -129,7 +129,7 @@ class HeadConfig:
         with np.errstate(over="ignore"):   # 1e39 becomes inf, which the rules refuse
             f32 = {k: np.float32(getattr(self, k)) for k in ("lr", "momentum", "weight_decay", "imprint_scale")}
         fin = lambda v: bool(np.isfinite(v))  # noqa: E731
-        whole = lambda v, lo: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and lo <= v < 2 ** 32  # noqa: E731
+        whole = lambda v, lo: is_int(v) and lo <= v < 2 ** 32  # noqa: E731
         rules = {"batch": (whole(self.batch, 1), "an integer in [1, 2^32)"),   # uint32 in C
                  "seed": (whole(self.seed, 0), "an integer in [0, 2^32)"), "lr": (f32["lr"] > 0 and fin(f32["lr"]), "> 0 and finite"),
                  "momentum": (0 <= f32["momentum"] < 1, "in [0, 1)"),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgekws.errors import BundleError, EdgekwsError
+from edgekws.errors import BundleError, EdgekwsError, is_int
 
 ONE_Q15 = 32768
 LUT_SIZE = 256
@@ -109,7 +109,7 @@ class Detector:
         self.lut = np.asarray(lut, np.uint16)
         self.threshold = np.asarray(threshold, np.int64)
         for name, v, lo, hi in (("smooth", smooth, 1, MAX_SMOOTH), ("refractory", refractory, 0, MAX_REFRACTORY)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not lo <= v <= hi:
+            if not is_int(v) or not lo <= v <= hi:
                 raise EdgekwsError(f"detector {name} must be an integer in [{lo}, {hi}], got {v!r}")
         self.smooth, self.refractory = int(smooth), int(refractory)
         self.reset()
@@ -169,7 +169,7 @@ class StreamConfig:
         if not d:
             return cls.default(bundle.labels)
         def whole(v):   # the manifest is edited by hand: 0.5 must not silently become 0
-            if isinstance(v, bool) or not isinstance(v, int):
+            if not is_int(v, numpy=False):
                 raise TypeError(v)
             return v
 
@@ -191,7 +191,7 @@ class StreamConfig:
         """Refuse settings the detector cannot take; with `labels`, thresholds must name labels."""
         for k in ("hop_every", "smooth", "refractory"):
             v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            if not is_int(v):
                 raise EdgekwsError(f"'stream' setting {k} must be an integer, got {v!r}")
         if not isinstance(self.thresholds, dict):
             raise EdgekwsError(f"'stream' thresholds must map labels to Q15 integers, got {self.thresholds!r}")
@@ -200,7 +200,7 @@ class StreamConfig:
             if unknown:
                 raise EdgekwsError(f"'stream' thresholds name unknown labels {unknown} (labels: {', '.join(labels)})")
         bad = {k: v for k, v in self.thresholds.items()
-               if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= ONE_Q15}
+               if not is_int(v) or not 1 <= v <= ONE_Q15}
         if bad:
             raise EdgekwsError(f"'stream' thresholds {bad} are not Q15 posteriors: each is an integer in "
                                f"1..{ONE_Q15} ({ONE_Q15 // 2} = 0.5); leave a command out to disable it")

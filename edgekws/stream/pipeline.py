@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from edgekws.errors import AudioError, EdgekwsError
+from edgekws.errors import AudioError, EdgekwsError, is_real
 from edgekws.stream.detector import Detector, StreamConfig, detect_steps, exp_lut, posteriors_q15, smooth_q15
 
 SILENCE_Q = -128
@@ -166,7 +166,7 @@ END_SILENCE = 1.0  # seconds of silence a whole recording is heard to end with (
 def silence(setup: StreamSetup, seconds: float, what: str) -> np.ndarray:
     """`seconds` (a number in [0, 60]) of digital silence at the setup's rate; `what` is the error
     for any other value."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= 60:
+    if not is_real(seconds, numpy=False) or not 0 <= seconds <= 60:
         raise EdgekwsError(f"{what}, got {seconds!r}")
     return np.zeros(int(round(seconds * setup.feature_config.sample_rate)), np.int16)
 

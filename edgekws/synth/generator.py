@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekws.audio import SAMPLE_RATE, resample, write_wav
-from edgekws.errors import DatasetError, EdgekwsError
+from edgekws.errors import DatasetError, EdgekwsError, is_int
 from edgekws.fileio import atomic_write_text, make_dir
 from edgekws.synth import espeak, noise, openjtalk
 from edgekws.synth.voices import ID_PREFIX, Speaker, clip_rng, jitter, make_speakers
@@ -353,7 +353,7 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
         engines = ("espeak",)   # a custom English word without a katakana reading: eSpeak NG alone
     _check_args(speakers, unknown_per_speaker, noise_seconds, repeats, jobs, seed)
     world = WORLD_DEFAULT if world is None else world
-    if not isinstance(world, int) or isinstance(world, bool) or not 0 <= world <= 8:
+    if not is_int(world, numpy=False) or not 0 <= world <= 8:
         raise EdgekwsError(f"--world: must be an integer in [0, 8], got {world!r}")
     if "espeak" not in engines:
         world = 0
