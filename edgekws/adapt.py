@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekws import cliargs
-from edgekws.errors import BundleError, EdgekwsError
+from edgekws.errors import BundleError, EdgekwsError, is_int
 from edgekws.fileio import check_outside, not_a_folder
 
 MIN_CLIPS = 8
@@ -63,7 +63,7 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
     if not arch_budget(base.manifest["architecture"]).int8_ready:   # found after the work, with a half bundle
         raise EdgekwsError(f"{base.path}: its architecture has layers the int8 pipeline does not support, and "
                            "adapt re-quantizes the model")
-    if limit is not None and (not isinstance(limit, int) or limit < MIN_CLIPS):
+    if limit is not None and (not is_int(limit) or limit < MIN_CLIPS):
         raise EdgekwsError(f"--clips: must be an integer >= {MIN_CLIPS}, got {limit!r}")
     paths = clip_paths(clips)
     if len(paths) < MIN_CLIPS:

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import signal
 
-from edgekws.errors import EdgekwsError
+from edgekws.errors import EdgekwsError, is_int, is_real
 
 SAMPLE_RATE = 16000
 _EPS = 1e-12
@@ -77,7 +77,7 @@ class AugmentConfig:
                 if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
                     raise EdgekwsError(f"AugmentConfig.{f.name} must be finite with low <= high, got {v!r}")
                 setattr(self, f.name, (lo, hi))
-            elif f.name.endswith("_prob") and not (isinstance(v, (int, float)) and 0 <= v <= 1):
+            elif f.name.endswith("_prob") and not (is_real(v, numpy=False) and 0 <= v <= 1):
                 raise EdgekwsError(f"AugmentConfig.{f.name} must be a probability in [0, 1], got {v!r}")
         checks = [
             (self.speed_range[0] > 0, "speed_range must be > 0"),
@@ -86,11 +86,11 @@ class AugmentConfig:
             (0 <= self.shift_max_s <= 1, "shift_max_s must be in [0, 1] s"),
             (self.clip_level_range[0] > 0 and self.clip_level_range[1] <= 1,
              "clip_level_range must lie in (0, 1]"),
-            (isinstance(self.resonances, int) and 0 <= self.resonances <= 8,
+            (is_int(self.resonances, numpy=False) and 0 <= self.resonances <= 8,
              "resonances must be an integer in 0..8"),
             (all(abs(d) <= MAX_DB for f in dataclasses.fields(self) if f.name.endswith("_db_range")
                  for d in getattr(self, f.name)), f"the *_db_range settings must lie within ±{MAX_DB:g} dB"),
-            (isinstance(self.sample_rate, int) and self.sample_rate > 0, "sample_rate must be > 0"),
+            (is_int(self.sample_rate, numpy=False) and self.sample_rate > 0, "sample_rate must be > 0"),
             (0 < self.highpass_hz_range[0] and self.lowpass_hz_range[1] <= self.sample_rate / 2,
              "EQ corners must lie between 0 and the Nyquist frequency"),
         ]

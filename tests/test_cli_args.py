@@ -253,8 +253,8 @@ def test_integer_and_number_checks_refuse_bools_and_keep_json_values_plain():
     assert [is_int(v) for v in (3, np.int64(3), np.uint8(3), True, np.bool_(True), 3.0, "3")] == \
         [True, True, True, False, False, False, False]
     assert not is_int(np.int64(3), numpy=False)
-    assert [is_real(v) for v in (3, 0.5, np.float32(0.5), np.int16(2), False, 1j, "1")] == \
-        [True, True, True, True, False, False, False]
+    assert [is_real(v) for v in (3, 0.5, np.float32(0.5), np.int16(2), False, 1j, np.complex128(1), "1")] == \
+        [True, True, True, True, False, False, False, False]
     assert not is_real(np.float32(0.5), numpy=False)
     check_shots(np.int64(5))                     # used at once: a numpy integer is fine
     with pytest.raises(EdgekwsError, match=r"shots \(--shots\): must be a positive integer, got True"):
@@ -267,3 +267,25 @@ def test_integer_and_number_checks_refuse_bools_and_keep_json_values_plain():
         with pytest.raises(EdgekwsError) as exc:   # once accepted (True as 1) or a raw TypeError
             TrainConfig(**bad).check()
         assert str(exc.value) == message
+    with pytest.raises(EdgekwsError, match=r"^--lr: must be a number in \(0, 10\), got (np\.float32\()?0\.5"):
+        TrainConfig(lr=np.float32(0.5)).check()  # the manifest is JSON
+
+
+def test_counts_refuse_true_in_the_synth_and_augmentation_checks():
+    """True == 1 once passed as --speakers, --seed or a resonance count through the Python API."""
+    import numpy as np
+
+    from edgekws.augment import AugmentConfig
+    from edgekws.errors import EdgekwsError
+    from edgekws.retrain.core import check_hyper
+    from edgekws.synth.generator import _check_args
+
+    _check_args(np.int64(4), 2, 1.0, 1, None, np.uint32(7))      # numpy integers stay fine
+    with pytest.raises(EdgekwsError, match=r"^--speakers must be an integer in 1\.\.100000, got True$"):
+        _check_args(True, 2, 1.0, 1, None, 0)
+    with pytest.raises(EdgekwsError, match=r"^--seed must be a non-negative integer, got True$"):
+        _check_args(4, 2, 1.0, 1, None, True)
+    with pytest.raises(EdgekwsError, match=r"resonances must be an integer in 0\.\.8"):
+        AugmentConfig(resonances=True)
+    with pytest.raises(EdgekwsError, match=r"must be numbers"):
+        check_hyper({"lr": np.complex128(0.5)})                 # np.number let complex through

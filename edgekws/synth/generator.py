@@ -206,11 +206,11 @@ MAX_JOBS = 256
 def _check_args(speakers, unknown_per_speaker, noise_seconds, repeats, jobs, seed):
     def bad(name, value, what):
         raise EdgekwsError(f"{name} must be {what}, got {value!r}")
-    if not isinstance(speakers, (int, np.integer)) or not 1 <= speakers <= MAX_SPEAKERS:
+    if not is_int(speakers) or not 1 <= speakers <= MAX_SPEAKERS:
         bad("--speakers", speakers, f"an integer in 1..{MAX_SPEAKERS}")
-    if not isinstance(repeats, (int, np.integer)) or not 1 <= repeats <= 100:
+    if not is_int(repeats) or not 1 <= repeats <= 100:
         bad("--repeats", repeats, "an integer in 1..100")
-    if not isinstance(unknown_per_speaker, (int, np.integer)) or not 0 <= unknown_per_speaker <= 1000:
+    if not is_int(unknown_per_speaker) or not 0 <= unknown_per_speaker <= 1000:
         bad("--unknown", unknown_per_speaker, "an integer in 0..1000")
     try:
         seconds = float(noise_seconds)
@@ -218,9 +218,9 @@ def _check_args(speakers, unknown_per_speaker, noise_seconds, repeats, jobs, see
         seconds = float("nan")
     if not (seconds == 0 or 0.1 <= seconds <= 600):
         bad("--noise-seconds", noise_seconds, "0 (no noise files) or between 0.1 and 600")
-    if jobs is not None and (not isinstance(jobs, (int, np.integer)) or not 1 <= jobs <= MAX_JOBS):
+    if jobs is not None and (not is_int(jobs) or not 1 <= jobs <= MAX_JOBS):
         bad("--jobs", jobs, f"an integer in 1..{MAX_JOBS}")
-    if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
+    if not is_int(seed) or not 0 <= seed < 2 ** 63:
         bad("--seed", seed, "a non-negative integer")
 
 
