@@ -79,23 +79,23 @@ class AugmentConfig:
                 setattr(self, f.name, (lo, hi))
             elif f.name.endswith("_prob") and not (is_real(v, numpy=False) and 0 <= v <= 1):
                 raise EdgekwsError(f"AugmentConfig.{f.name} must be a probability in [0, 1], got {v!r}")
-        checks = [
-            (self.speed_range[0] > 0, "speed_range must be > 0"),
-            (self.formant_range[0] > 0, "formant_range must be > 0"),
-            (self.rt60_range[0] > 0, "rt60_range must be > 0"),
-            (0 <= self.shift_max_s <= 1, "shift_max_s must be in [0, 1] s"),
-            (self.clip_level_range[0] > 0 and self.clip_level_range[1] <= 1,
+        checks = [   # in order, each one only once those before it hold (the EQ check divides the rate)
+            (lambda: self.speed_range[0] > 0, "speed_range must be > 0"),
+            (lambda: self.formant_range[0] > 0, "formant_range must be > 0"),
+            (lambda: self.rt60_range[0] > 0, "rt60_range must be > 0"),
+            (lambda: is_real(self.shift_max_s, numpy=False) and 0 <= self.shift_max_s <= 1, "shift_max_s must be in [0, 1] s"),
+            (lambda: self.clip_level_range[0] > 0 and self.clip_level_range[1] <= 1,
              "clip_level_range must lie in (0, 1]"),
-            (is_int(self.resonances, numpy=False) and 0 <= self.resonances <= 8,
+            (lambda: is_int(self.resonances, numpy=False) and 0 <= self.resonances <= 8,
              "resonances must be an integer in 0..8"),
-            (all(abs(d) <= MAX_DB for f in dataclasses.fields(self) if f.name.endswith("_db_range")
-                 for d in getattr(self, f.name)), f"the *_db_range settings must lie within ±{MAX_DB:g} dB"),
-            (is_int(self.sample_rate, numpy=False) and self.sample_rate > 0, "sample_rate must be > 0"),
-            (0 < self.highpass_hz_range[0] and self.lowpass_hz_range[1] <= self.sample_rate / 2,
+            (lambda: all(abs(d) <= MAX_DB for f in dataclasses.fields(self) if f.name.endswith("_db_range")
+                         for d in getattr(self, f.name)), f"the *_db_range settings must lie within ±{MAX_DB:g} dB"),
+            (lambda: is_int(self.sample_rate, numpy=False) and self.sample_rate > 0, "sample_rate must be a positive integer"),
+            (lambda: 0 < self.highpass_hz_range[0] and self.lowpass_hz_range[1] <= self.sample_rate / 2,
              "EQ corners must lie between 0 and the Nyquist frequency"),
         ]
         for ok, msg in checks:
-            if not ok:
+            if not ok():
                 raise EdgekwsError(f"AugmentConfig: {msg}")
 
     def to_dict(self) -> dict:

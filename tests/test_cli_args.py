@@ -285,7 +285,14 @@ def test_counts_refuse_true_in_the_synth_and_augmentation_checks():
         _check_args(True, 2, 1.0, 1, None, 0)
     with pytest.raises(EdgekwsError, match=r"^--seed must be a non-negative integer, got True$"):
         _check_args(4, 2, 1.0, 1, None, True)
-    with pytest.raises(EdgekwsError, match=r"resonances must be an integer in 0\.\.8"):
-        AugmentConfig(resonances=True)
+    with pytest.raises(EdgekwsError, match=r"^--repeats must be an integer in 1\.\.100, got True$"):
+        _check_args(4, 2, 1.0, True, None, 0)
+    for bad, message in (({"resonances": True}, "resonances must be an integer in 0..8"),
+                         ({"noise_prob": True}, "AugmentConfig.noise_prob must be a probability in [0, 1], got True"),
+                         ({"sample_rate": None}, "AugmentConfig: sample_rate must be a positive integer"),   # was a raw
+                         ({"shift_max_s": None}, "AugmentConfig: shift_max_s must be in [0, 1] s")):       # TypeError
+        with pytest.raises(EdgekwsError) as exc:
+            AugmentConfig(**bad)
+        assert str(exc.value).endswith(message)
     with pytest.raises(EdgekwsError, match=r"must be numbers"):
         check_hyper({"lr": np.complex128(0.5)})                 # np.number let complex through
