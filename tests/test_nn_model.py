@@ -294,6 +294,15 @@ def test_bad_arguments_name_the_problem():
     with pytest.raises(ValueError, match="AvgPool2D: padding"):
         nn.AvgPool2D((3, 2), padding=((0, 0), (0, 2)))
     assert nn.MaxPool2D(3, padding=((2, 2), (1, 0))).padding == ((2, 2), (1, 0))
+    # True is not a size (it built 1-unit layers and 1x1 kernels); numpy integers still make sizes
+    for make, message in ((lambda: nn.Dense(True), "Dense: units must be a positive int, got True"),
+                          (lambda: nn.Conv2D(True, 3), "Conv2D: filters must be a positive int, got True"),
+                          (lambda: nn.Conv2D(4, True), "kernel_size must be a positive int or a pair of them, got True"),
+                          (lambda: nn.Conv2D(4, 3, padding=True), "padding must be 'valid', 'same', an int >= 0")):
+        with pytest.raises(ValueError) as exc:
+            make()
+        assert message in str(exc.value)
+    assert nn.Conv2D(4, np.int64(3), padding=(np.int32(1), 0)).padding == ((1, 1), (0, 0))
     model = small_dscnn()
     with pytest.raises(ValueError, match=r"x must be \(N, 12, 10, 1\)"):
         model(np.zeros((2, 10, 12, 1)))

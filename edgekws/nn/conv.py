@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from edgekws.errors import is_int
 from edgekws.nn import padding as pad
 from edgekws.nn.layer import Layer, he_normal, register
 from edgekws.nn.parallel import batch_blocks, run_blocks
@@ -35,7 +36,7 @@ class Conv2D(Layer):
     def __init__(self, filters: int, kernel_size, stride=1, padding="valid", use_bias: bool = True,
                  name: str | None = None):
         super().__init__(name)
-        if not isinstance(filters, int) or filters < 1:
+        if not is_int(filters, numpy=False) or filters < 1:
             raise ValueError(f"Conv2D: filters must be a positive int, got {filters!r}")
         self.filters = filters
         self.kernel_size = pad._pair(kernel_size, "Conv2D: kernel_size")

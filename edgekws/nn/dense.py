@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgekws.errors import is_int
 from edgekws.nn.layer import Layer, glorot_uniform, register
 
 
@@ -18,7 +19,7 @@ class Dense(Layer):
 
     def __init__(self, units: int, use_bias: bool = True, name: str | None = None):
         super().__init__(name)
-        if not isinstance(units, int) or units < 1:
+        if not is_int(units, numpy=False) or units < 1:
             raise ValueError(f"Dense: units must be a positive int, got {units!r}")
         self.units = units
         self.use_bias = bool(use_bias)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgekws.errors import is_int
+
 
 def _pair(v, what: str) -> tuple[int, int]:
-    if isinstance(v, (int, np.integer)):
+    if is_int(v):
         v = (int(v), int(v))
     if (not isinstance(v, (tuple, list)) or len(v) != 2
-            or not all(isinstance(i, (int, np.integer)) and i >= 1 for i in v)):
+            or not all(is_int(i) and i >= 1 for i in v)):
         raise ValueError(f"{what} must be a positive int or a pair of them, got {v!r}")
     return int(v[0]), int(v[1])
 
@@ -19,13 +21,13 @@ def normalize_padding(padding):
     "valid" | "same" | p | (ph, pw) | ((top, bottom), (left, right))."""
     if padding in ("valid", "same"):
         return padding
-    if isinstance(padding, (int, np.integer)) and padding >= 0:
+    if is_int(padding) and padding >= 0:
         return ((int(padding),) * 2,) * 2
     if isinstance(padding, (tuple, list)) and len(padding) == 2:
-        if all(isinstance(p, (int, np.integer)) and p >= 0 for p in padding):
+        if all(is_int(p) and p >= 0 for p in padding):
             return ((int(padding[0]),) * 2, (int(padding[1]),) * 2)
         if all(isinstance(p, (tuple, list)) and len(p) == 2 and
-               all(isinstance(i, (int, np.integer)) and i >= 0 for i in p) for p in padding):
+               all(is_int(i) and i >= 0 for i in p) for p in padding):
             return tuple((int(p[0]), int(p[1])) for p in padding)
     raise ValueError(f"padding must be 'valid', 'same', an int >= 0, (ph, pw) or "
                      f"((top, bottom), (left, right)), got {padding!r}")

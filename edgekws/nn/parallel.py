@@ -16,6 +16,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from edgekws.errors import is_int
+
 _BLOCK_BYTES = 1024 * 1024  # about one L2 cache (measured best of 64 KB .. 64 MB)
 _state = {"threads": None, "pool": None}
 
@@ -48,7 +50,7 @@ def set_num_threads(n: int) -> None:
     With n > 1 the matrix products run on these threads too: limit BLAS to one thread
     (OPENBLAS_NUM_THREADS=1 before numpy loads, or threadpoolctl), or the two pools oversubscribe
     the cores (measured 50x slower matrix products on 2 cores)."""
-    if not isinstance(n, int) or n < 1:
+    if not is_int(n, numpy=False) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
     if _state["pool"] is not None:
         _state["pool"].shutdown(wait=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgekws.errors import is_int
 from edgekws.nn.layer import Layer, glorot_uniform, register
 
 
@@ -30,7 +31,7 @@ class GRU(Layer):
     def __init__(self, units: int, return_sequences: bool = False, clip: float | None = None,
                  name: str | None = None):
         super().__init__(name)
-        if not isinstance(units, int) or units < 1:
+        if not is_int(units, numpy=False) or units < 1:
             raise ValueError(f"GRU: units must be a positive int, got {units!r}")
         if clip is not None and not float(clip) > 0:
             raise ValueError(f"GRU: clip must be None or > 0, got {clip!r}")
