@@ -1,6 +1,7 @@
 """The error types a user can meet. Each message names the file or argument and the problem.
 
 The CLI catches `EdgekwsError` and prints its message without a traceback; anything else is a bug.
+`is_int` / `is_real` are the one type test of the argument checks that raise them.
 """
 
 from __future__ import annotations

@@ -139,7 +139,7 @@ class TrainConfig:
             raise EdgekwsError(f"augment_prob: must be in [0, 1], got {self.augment_prob!r}")
         for name in ("time_warp", "freq_shift", "tilt"):
             v = getattr(self, name)
-            if not (is_real(v, numpy=False) and 0 <= v <= 1):
+            if not (number(v) and 0 <= v <= 1):
                 raise EdgekwsError(f"--{name.replace('_', '-')}: must be a fraction in [0, 1], got {v!r}")
         if not is_int(self.seed, numpy=False) or not 0 <= self.seed < 2 ** 63:
             raise EdgekwsError(f"--seed: must be an integer in [0, 2^63), got {self.seed!r}")
