@@ -104,7 +104,13 @@ def test_benchmark_table(both, tmp_path):
     assert enrolled["clips"] == 6 and enrolled["noisy_copies"] == 1   # 2 yes, 2 no, 2 unknown (+ a noisy copy each)
     assert enrolled["after_int8"]["clean"]["n"] == enrolled["before_int8"]["clean"]["n"] < run["float"]["clean"]["n"]
     table = format_table(res).splitlines()
-    assert table[0].startswith("| lang | train → test | in-engine val | clean | babble 10dB | pink 10dB | int8 clean: ")
+    assert table[0].startswith("| lang | train → test | in-engine val | clean | babble 10dB | pink 10dB | clean commands "
+                               "→ `_unknown_` | clean commands, top-1 among commands | int8 clean: ")
+    clean = run["float"]["clean"]
+    assert f"| {100 * clean['to_unknown']:.1f} | {100 * clean['commands_top1']:.1f} |" in table[2]
+    old = {**run, "float": {k: {"accuracy": v["accuracy"], "commands": v["commands"], "n": v["n"]}
+                            for k, v in run["float"].items()}}   # saved before the split existed
+    assert "→ `_unknown_`" not in format_table({"runs": [old]}).splitlines()[0]
     assert table[2].startswith("| en | eSpeak NG → Open JTalk | ")
     json.dumps(res)
     # a training engine without a validation speaker (a small set: the hash rule gave it none) has no
@@ -113,6 +119,24 @@ def test_benchmark_table(both, tmp_path):
     assert "| en | eSpeak NG → Open JTalk | n/a |" in format_table({"runs": [no_val]})
     assert "| en | eSpeak NG → Open JTalk | 50.0 |" in format_table({"runs": [no_val, {**run, "seed": 1,
                                                                                     "val_accuracy": 0.5}]})
+
+
+def test_accuracy_splits_the_command_errors():
+    from edgekws.voices import _accuracy
+
+    class Fixed:   # logits as given: _silence_, _unknown_, two commands
+        def logits_features(self, x):
+            return x
+
+    logits = np.array([[5, 0, 0, 0],     # silence, right
+                       [0, 5, 0, 0],     # unknown, right
+                       [0, 5, 3, 1],     # command 2 taken for unknown; its best command logit is right
+                       [0, 5, 1, 3],     # command 2 taken for unknown; heard as command 3 among commands
+                       [0, 0, 4, 1],     # command 2, right
+                       [0, 0, 0, 4]], np.float32)   # command 3, right
+    y = np.array([0, 1, 2, 2, 2, 3])
+    r = _accuracy(Fixed(), {"clean": (logits, y)})["clean"]
+    assert r == {"accuracy": 4 / 6, "commands": 2 / 4, "to_unknown": 2 / 4, "commands_top1": 3 / 4, "n": 6}
 
 
 def test_command_line(capsys):
