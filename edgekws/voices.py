@@ -25,8 +25,8 @@ For each direction (train engine → held-out engine):
 
 Accuracy is over the 12 classes (`_silence_`, `_unknown_`, ten commands), as `edgekws eval`. The
 clean error is split in two: command clips taken for `_unknown_` (the word was not recognized) and the
-top-1 among the command logits alone (the word was heard as another command). Session 30 found the
-first to be most of the error on the held-out engine: its commands are rejected, not confused.
+top-1 among the command logits alone (was the right command the likeliest one?). Session 30 found
+most of the held-out engine's command errors to be of the first kind: rejected, not confused.
 Training runs the normal `edgekws.train.train`; its options pass through unchanged.
 """
 
@@ -167,9 +167,9 @@ def held_out_sets(view, fc, *, seed: int = 0, snr_db: float = SNR_DB, cache_dir=
 def _accuracy(engine, sets: dict) -> dict:
     """{set: {"accuracy", "commands", "to_unknown", "commands_top1", "n"}}: accuracy over the 12 classes
     and on the command clips; the share of command clips taken for `_unknown_` (the model did not
-    recognize the word: rejection) and of those whose best *command* logit is the right one (what the
-    features still tell apart when `_unknown_` and `_silence_` do not compete). Labels are ordered as
-    the dataset's: `_silence_` 0, `_unknown_` 1, then the commands."""
+    recognize the word: rejection); the share of command clips whose best *command* logit is the right
+    one (what the features still tell apart when `_unknown_` and `_silence_` do not compete). Labels
+    are ordered as the dataset's: `_silence_` 0, `_unknown_` 1, then the commands."""
     out = {}
     for name, (x, y) in sets.items():
         logits = engine.logits_features(x)
