@@ -6,12 +6,15 @@ retrained on the from-scratch model's own backbone (the same K clips: what last-
 reaches at K examples when the frozen features already know these very words, the ceiling).
 
     python tools/eval_retrain.py --data-ja D_JA --data-en D_EN --base-ja M_JA --base-en M_EN [--prepare]
+    python tools/eval_retrain.py --data-ja D_JA --data-en D_EN --base-ja M_JA     # no ceiling columns
 
 --prepare synthesizes the two datasets (edgekws synth, 200 speakers each) and trains + quantizes
 the two base models (edgekws train, default DS-CNN, 20 epochs) where they are missing. Japanese
 base -> English head is measured, and with --reverse also English base -> Japanese head. Heads
 learn from K clips per class of the new language's TRAIN split (speakers of the hash rule) and are
-tested on its TEST split (other speakers), int8 head, mean (min-max) over --seeds draws.
+tested on its TEST split (other speakers), int8 head, mean (min-max) over --seeds draws. Without
+--base-en (a Japanese base to judge, no English model at hand) the table leaves out the two columns
+that need the new language's own model: its backbone's head and its accuracy from scratch.
 """
 
 from __future__ import annotations
@@ -62,15 +65,18 @@ def random_backbone(base: Bundle, calib: np.ndarray, seed: int) -> Backbone:
 
 
 def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
+    """scratch_path: the new language's own model (its labels name the words; None: the base's labels,
+    and no "own backbone" / "from scratch" columns)."""
     base = Bundle.load(base_path)
-    scratch = Bundle.load(scratch_path)
-    words = [w for w in scratch.labels if not w.startswith("_")]
+    scratch = Bundle.load(scratch_path) if scratch_path is not None else None
+    words = [w for w in (scratch or base).labels if not w.startswith("_")]
     xtr, ytr, names = dataset_examples(data, words, "train", seed=0)
     xte, yte, _ = dataset_examples(data, words, "test", seed=0)
     n_cls = len(names)
-    scratch_acc = float(np.mean(int8_forward(load_quantized(scratch), xte).argmax(1) == yte))
-    backbones = {"pretrained": Backbone.from_bundle(base), "random": random_backbone(base, xtr[:500], args.seeds),
-                 "native": Backbone.from_bundle(scratch)}
+    backbones = {"pretrained": Backbone.from_bundle(base), "random": random_backbone(base, xtr[:500], args.seeds)}
+    if scratch is not None:
+        scratch_acc = float(np.mean(int8_forward(load_quantized(scratch), xte).argmax(1) == yte))
+        backbones["native"] = Backbone.from_bundle(scratch)
     t0 = time.perf_counter()
     emb = {k: (b.embed(xtr), b.embed(xte)) for k, b in backbones.items()}
     log(f"  embeddings of {len(ytr)} train + {len(yte)} test clips in {time.perf_counter() - t0:.1f} s")
@@ -79,7 +85,7 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
         k = None if shots == "all" else int(shots)
         cells = {}
         for name, loss in (("pretrained", "ce"), ("pretrained", "triplet"), ("random", "ce"), ("native", "ce")):
-            if loss == "triplet" and not args.triplet:
+            if (loss == "triplet" and not args.triplet) or name not in backbones:
                 continue
             bb = backbones[name]
             etr, ete = emb[name]
@@ -94,17 +100,20 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
         rows.append((shots, cells))
         p = cells[("pretrained", "ce")]
         log(f"  shots {shots}: pretrained int8 {p[0]:.3f} (float32 head {p[3]:.3f}), "
-            f"random {cells[('random', 'ce')][0]:.3f}, native {cells[('native', 'ce')][0]:.3f}")
+            f"random {cells[('random', 'ce')][0]:.3f}"
+            + (f", native {cells[('native', 'ce')][0]:.3f}" if scratch is not None else ""))
     head = "| examples per word | retrained head, int8 (min-max) | float32 head |" + \
-           (" triplet + CE, int8 |" if args.triplet else "") + \
-           " random backbone, int8 | the new language's own backbone, int8 | from scratch, all data |"
+           (" triplet + CE, int8 |" if args.triplet else "") + " random backbone, int8 |" + \
+           (" the new language's own backbone, int8 | from scratch, all data |" if scratch is not None else "")
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for shots, cells in rows:
         p, r = cells[("pretrained", "ce")], cells[("random", "ce")]
         line = f"| {shots} | {100 * p[0]:.1f}% ({100 * p[1]:.1f}-{100 * p[2]:.1f}) | {100 * p[3]:.1f}% |"
         if args.triplet:
             line += f" {100 * cells[('pretrained', 'triplet')][0]:.1f}% |"
-        line += f" {100 * r[0]:.1f}% | {100 * cells[('native', 'ce')][0]:.1f}% | {100 * scratch_acc:.1f}% |"
+        line += f" {100 * r[0]:.1f}% |"
+        if scratch is not None:
+            line += f" {100 * cells[('native', 'ce')][0]:.1f}% | {100 * scratch_acc:.1f}% |"
         out.append(line)
     out.append(f"\n{len(yte)} test clips of {len(names)} classes ({', '.join(names)}) from speakers never seen; "
                f"heads learn from the train split; {args.epochs} epochs, engine {args.engine}.")
@@ -116,7 +125,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data-ja", required=True)
     ap.add_argument("--data-en", required=True)
     ap.add_argument("--base-ja", required=True, help="Japanese model bundle (quantized)")
-    ap.add_argument("--base-en", required=True, help="English model bundle (quantized)")
+    ap.add_argument("--base-en", help="English model bundle (quantized): the ceiling columns; needed by "
+                    "--reverse and --prepare")
     ap.add_argument("--prepare", action="store_true", help="synthesize / train / quantize what is missing")
     ap.add_argument("--shots", default="1,3,5,10,20,all")
     ap.add_argument("--seeds", type=int, default=3, help="draws of the K examples per setting (default 3)")
@@ -130,6 +140,8 @@ def main(argv=None) -> int:
         ap.error(f"--shots: comma-separated counts >= 1 or 'all', got {','.join(args.shots)!r}")
     if args.seeds < 1 or args.epochs < 0:
         ap.error("--seeds must be at least 1 and --epochs at least 0")
+    if args.base_en is None and (args.reverse or args.prepare):
+        ap.error(f"--{'reverse' if args.reverse else 'prepare'} needs --base-en (the English model)")
     try:
         return _measure(args)
     except EdgekwsError as exc:   # a missing dataset or bundle: one line, not a traceback

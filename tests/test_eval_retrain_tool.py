@@ -1,0 +1,37 @@
+"""tools/eval_retrain.py: the shots table, here without the new language's own model (no ceiling
+columns), on a small tone dataset and a random quantized base."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from retrain_helpers import quantized_bundle, tone_dataset  # noqa: E402
+from tool_helpers import load_tool  # noqa: E402
+
+
+def test_table_without_the_new_languages_model(tmp_path, capsys):
+    tool = load_tool("eval_retrain")
+    data = tone_dataset(tmp_path / "en", words=("w0", "w1", "w2"), speakers=20, takes=1)
+    base = quantized_bundle(tmp_path / "base")               # labels _silence_, _unknown_, w0, w1, w2
+    argv = ["--data-ja", str(tmp_path / "unused"), "--data-en", str(data), "--base-ja", str(base.path),
+            "--shots", "1,all", "--seeds", "2", "--epochs", "2"]
+    assert tool.main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    head = next(line for line in out if line.startswith("| examples per word"))
+    assert head == "| examples per word | retrained head, int8 (min-max) | float32 head | random backbone, int8 |"
+    rows = [line for line in out if line.startswith(("| 1 |", "| all |"))]
+    assert len(rows) == 2 and all(r.count("|") == head.count("|") for r in rows)
+    assert any("test clips of 5 classes (_silence_, _unknown_, w0, w1, w2)" in line for line in out)
+
+
+@pytest.mark.parametrize("flag", ["--reverse", "--prepare"])
+def test_reverse_and_prepare_need_the_english_model(tmp_path, capsys, flag):
+    tool = load_tool("eval_retrain")
+    with pytest.raises(SystemExit) as e:
+        tool.main(["--data-ja", "a", "--data-en", "b", "--base-ja", "c", flag])
+    assert e.value.code == 2 and f"{flag} needs --base-en (the English model)" in capsys.readouterr().err
