@@ -25,8 +25,9 @@ For each direction (train engine → held-out engine):
 
 Accuracy is over the 12 classes (`_silence_`, `_unknown_`, ten commands), as `edgekws eval`. The
 clean error is split in two: command clips taken for `_unknown_` (the word was not recognized) and the
-top-1 among the command logits alone (was the right command the likeliest one?). Session 30 found
-most of the held-out engine's command errors to be of the first kind: rejected, not confused.
+top-1 among the command logits alone (was the right command the likeliest one?). For the default
+`dscnn-l`, Japanese eSpeak NG → Open JTalk, session 30 found most command errors to be of the first
+kind: rejected, not confused.
 Training runs the normal `edgekws.train.train`; its options pass through unchanged.
 """
 
@@ -168,16 +169,19 @@ def _accuracy(engine, sets: dict) -> dict:
     """{set: {"accuracy", "commands", "to_unknown", "commands_top1", "n"}}: accuracy over the 12 classes
     and on the command clips; the share of command clips taken for `_unknown_` (the model did not
     recognize the word: rejection); the share of command clips whose best *command* logit is the right
-    one (what the features still tell apart when `_unknown_` and `_silence_` do not compete). Labels
-    are ordered as the dataset's: `_silence_` 0, `_unknown_` 1, then the commands."""
+    one (what the features still tell apart when `_unknown_` and `_silence_` do not compete). The three
+    command figures are None for a set without command clips. Labels are ordered as the dataset's:
+    `_silence_` 0, `_unknown_` 1, then the commands."""
     out = {}
     for name, (x, y) in sets.items():
         logits = engine.logits_features(x)
         pred = logits.argmax(1)
         cmd = y >= 2
-        out[name] = {"accuracy": float(np.mean(pred == y)), "commands": float(np.mean(pred[cmd] == y[cmd])),
-                     "to_unknown": float(np.mean(pred[cmd] == 1)),
-                     "commands_top1": float(np.mean(logits[cmd, 2:].argmax(1) + 2 == y[cmd])),
+        some = bool(cmd.any())
+        out[name] = {"accuracy": float(np.mean(pred == y)),
+                     "commands": float(np.mean(pred[cmd] == y[cmd])) if some else None,
+                     "to_unknown": float(np.mean(pred[cmd] == 1)) if some else None,
+                     "commands_top1": float(np.mean(logits[cmd, 2:].argmax(1) + 2 == y[cmd])) if some else None,
                      "n": int(len(y))}
     return out
 
@@ -244,8 +248,9 @@ def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int 
     res["float"] = _accuracy(FloatNetwork(bundle), sets)
     clean = res["float"]["clean"]
     log(f"  {tag}: " + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in res["float"].items())
-        + f"; clean commands: {clean['to_unknown']:.3f} to _unknown_, top-1 among commands "
-          f"{clean['commands_top1']:.3f} (in-engine val {_fraction(res['val_accuracy'], '.3f')}, {seconds:.0f} s)")
+        + f"; clean commands: {_fraction(clean['to_unknown'], '.3f')} to _unknown_, top-1 among commands "
+          f"{_fraction(clean['commands_top1'], '.3f')} (in-engine val {_fraction(res['val_accuracy'], '.3f')}, "
+          f"{seconds:.0f} s)")
     if enroll:
         res["enroll"] = enroll_direction(bundle, test_data, work, train_view=tr_view, test_engine=test_engine,
                                          train_noises=train_noises, test_noises=test_noises, shots=enroll,
@@ -339,7 +344,9 @@ def benchmark(datasets: dict, work, *, directions=DIRECTIONS, seeds=(0,), snr_db
 
 
 def summarize(results: dict) -> list[dict]:
-    """One row per (lang, train, test): mean and min/max over seeds of each test set's accuracy."""
+    """One row per (lang, train, test): mean and min/max over seeds of each test set's accuracy, and
+    "clean_commands": the mean share of clean command clips taken for `_unknown_` and their top-1
+    among the commands (None when a run lacks them: results saved before session 30)."""
     groups: dict = {}
     for r in results["runs"]:
         groups.setdefault((r["lang"], r["train"], r["test"]), []).append(r)
@@ -351,8 +358,8 @@ def summarize(results: dict) -> list[dict]:
             acc = [r["float"][name]["accuracy"] for r in rs]
             row["sets"][name] = {"mean": float(np.mean(acc)), "min": float(min(acc)), "max": float(max(acc))}
         clean = [r["float"]["clean"] for r in rs]
-        if all("to_unknown" in c for c in clean):   # results saved before session 30 lack the split
-            row["clean_commands"] = {k: float(np.mean([c[k] for c in clean])) for k in ("to_unknown", "commands_top1")}
+        row["clean_commands"] = {k: _mean([c.get(k) for c in clean]) if all(c.get(k) is not None for c in clean)
+                                 else None for k in ("to_unknown", "commands_top1")}
         if all("enroll" in r for r in rs):
             row["enroll"] = {name: float(np.mean([r["enroll"]["after_int8"][name]["accuracy"] for r in rs]))
                              for name in rs[0]["enroll"]["after_int8"]}
@@ -374,13 +381,14 @@ def _fraction(value, fmt: str) -> str:
 
 def format_table(results: dict) -> str:
     """A Markdown table: language, train → test engine, in-engine validation, then each test set
-    (mean over seeds, with min–max when there are several), and enrollment if it was run."""
+    (mean over seeds, with min–max when there are several), the split of the clean command errors
+    (n/a for results saved without it) and enrollment if it was run."""
     rows = summarize(results)
     if not rows:
         return "(no runs)"
     sets = list(rows[0]["sets"])
     enroll = "enroll" in rows[0]
-    split = all("clean_commands" in r for r in rows)
+    split = any(v is not None for r in rows for v in r["clean_commands"].values())
     head = ["lang", "train → test", "in-engine val", *sets]
     if split:
         head += ["clean commands → `_unknown_`", "clean commands, top-1 among commands"]
@@ -395,7 +403,8 @@ def format_table(results: dict) -> str:
             cells.append(f"{100 * v['mean']:.1f}" + (f" ({100 * v['min']:.1f}–{100 * v['max']:.1f})"
                                                       if len(r["seeds"]) > 1 else ""))
         if split:
-            cells += [f"{100 * r['clean_commands'][k]:.1f}" for k in ("to_unknown", "commands_top1")]
+            cells += [_fraction(r["clean_commands"][k] and 100 * r["clean_commands"][k], ".1f")
+                      for k in ("to_unknown", "commands_top1")]
         if enroll:
             cells += [f"{100 * r['before_enroll'][s]:.1f} → {100 * r['enroll'][s]:.1f}" for s in sets]
         lines.append("| " + " | ".join(cells) + " |")

@@ -14,24 +14,27 @@ from retrain_helpers import quantized_bundle, tone_dataset  # noqa: E402
 from tool_helpers import load_tool  # noqa: E402
 
 
-def test_table_without_the_new_languages_model(tmp_path, capsys):
+@pytest.mark.parametrize("triplet", [False, True])
+def test_table_without_the_new_languages_model(tmp_path, capsys, triplet):
     tool = load_tool("eval_retrain")
     data = tone_dataset(tmp_path / "en", words=("w0", "w1", "w2"), speakers=20, takes=1)
     base = quantized_bundle(tmp_path / "base")               # labels _silence_, _unknown_, w0, w1, w2
-    argv = ["--data-ja", str(tmp_path / "unused"), "--data-en", str(data), "--base-ja", str(base.path),
-            "--shots", "1,all", "--seeds", "2", "--epochs", "2"]
+    argv = ["--data-en", str(data), "--base-ja", str(base.path), "--shots", "1,all", "--seeds", "2",
+            "--epochs", "2", *(["--triplet"] if triplet else [])]
     assert tool.main(argv) == 0
     out = capsys.readouterr().out.splitlines()
     head = next(line for line in out if line.startswith("| examples per word"))
-    assert head == "| examples per word | retrained head, int8 (min-max) | float32 head | random backbone, int8 |"
+    assert head == ("| examples per word | retrained head, int8 (min-max) | float32 head |"
+                    + (" triplet + CE, int8 |" if triplet else "") + " random backbone, int8 |")
     rows = [line for line in out if line.startswith(("| 1 |", "| all |"))]
     assert len(rows) == 2 and all(r.count("|") == head.count("|") for r in rows)
     assert any("test clips of 5 classes (_silence_, _unknown_, w0, w1, w2)" in line for line in out)
 
 
 @pytest.mark.parametrize("flag", ["--reverse", "--prepare"])
-def test_reverse_and_prepare_need_the_english_model(tmp_path, capsys, flag):
+def test_reverse_and_prepare_need_the_other_language(capsys, flag):
     tool = load_tool("eval_retrain")
-    with pytest.raises(SystemExit) as e:
-        tool.main(["--data-ja", "a", "--data-en", "b", "--base-ja", "c", flag])
-    assert e.value.code == 2 and f"{flag} needs --base-en (the English model)" in capsys.readouterr().err
+    for given, missing in ((["--data-ja", "a"], "--base-en"), (["--base-en", "d"], "--data-ja")):
+        with pytest.raises(SystemExit) as e:
+            tool.main([*given, "--data-en", "b", "--base-ja", "c", flag])
+        assert e.value.code == 2 and f"{flag} needs {missing}" in capsys.readouterr().err

@@ -135,8 +135,26 @@ def test_accuracy_splits_the_command_errors():
                        [0, 0, 4, 1],     # command 2, right
                        [0, 0, 0, 4]], np.float32)   # command 3, right
     y = np.array([0, 1, 2, 2, 2, 3])
-    r = _accuracy(Fixed(), {"clean": (logits, y)})["clean"]
-    assert r == {"accuracy": 4 / 6, "commands": 2 / 4, "to_unknown": 2 / 4, "commands_top1": 3 / 4, "n": 6}
+    r = _accuracy(Fixed(), {"clean": (logits, y), "no commands": (logits[:2], y[:2])})
+    assert r["clean"] == {"accuracy": 4 / 6, "commands": 2 / 4, "to_unknown": 2 / 4, "commands_top1": 3 / 4, "n": 6}
+    assert r["no commands"] == {"accuracy": 1.0, "commands": None, "to_unknown": None, "commands_top1": None, "n": 2}
+
+
+def test_table_splits_the_clean_errors_and_says_na_without_them():
+    def run(seed, lang, split):
+        clean = {"accuracy": 0.5, "commands": 0.4, "n": 10}
+        if split:
+            clean.update(to_unknown=split[0], commands_top1=split[1])
+        return {"lang": lang, "train": "espeak", "test": "openjtalk", "seed": seed, "val_accuracy": 0.9,
+                "float": {"clean": clean}}
+
+    table = format_table({"runs": [run(0, "ja", (0.123, 0.456)), run(1, "ja", (0.321, 0.654)),
+                                   run(0, "en", (0.1, 0.2)), run(1, "en", None)]}).splitlines()
+    assert table[0] == ("| lang | train → test | in-engine val | clean | clean commands → `_unknown_` | "
+                        "clean commands, top-1 among commands |")
+    assert table[2].endswith("| 22.2 | 55.5 |")                 # the means over the two seeds, in order
+    assert table[3].endswith("| n/a | n/a |")                    # a seed saved before the split existed
+    assert "→ `_unknown_`" not in format_table({"runs": [run(0, "ja", None)]}).splitlines()[0]
 
 
 def test_command_line(capsys):

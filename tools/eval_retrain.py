@@ -6,7 +6,7 @@ retrained on the from-scratch model's own backbone (the same K clips: what last-
 reaches at K examples when the frozen features already know these very words, the ceiling).
 
     python tools/eval_retrain.py --data-ja D_JA --data-en D_EN --base-ja M_JA --base-en M_EN [--prepare]
-    python tools/eval_retrain.py --data-ja D_JA --data-en D_EN --base-ja M_JA     # no ceiling columns
+    python tools/eval_retrain.py --data-en D_EN --base-ja M_JA     # a Japanese base alone: no ceiling columns
 
 --prepare synthesizes the two datasets (edgekws synth, 200 speakers each) and trains + quantizes
 the two base models (edgekws train, default DS-CNN, 20 epochs) where they are missing. Japanese
@@ -14,7 +14,8 @@ base -> English head is measured, and with --reverse also English base -> Japane
 learn from K clips per class of the new language's TRAIN split (speakers of the hash rule) and are
 tested on its TEST split (other speakers), int8 head, mean (min-max) over --seeds draws. Without
 --base-en (a Japanese base to judge, no English model at hand) the table leaves out the two columns
-that need the new language's own model: its backbone's head and its accuracy from scratch.
+that need the new language's own model: its backbone's head and its accuracy from scratch; the
+Japanese dataset is then not needed either.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-ja", required=True)
+    ap.add_argument("--data-ja", help="Japanese dataset: needed by --reverse and --prepare")
     ap.add_argument("--data-en", required=True)
     ap.add_argument("--base-ja", required=True, help="Japanese model bundle (quantized)")
     ap.add_argument("--base-en", help="English model bundle (quantized): the ceiling columns; needed by "
@@ -140,8 +141,9 @@ def main(argv=None) -> int:
         ap.error(f"--shots: comma-separated counts >= 1 or 'all', got {','.join(args.shots)!r}")
     if args.seeds < 1 or args.epochs < 0:
         ap.error("--seeds must be at least 1 and --epochs at least 0")
-    if args.base_en is None and (args.reverse or args.prepare):
-        ap.error(f"--{'reverse' if args.reverse else 'prepare'} needs --base-en (the English model)")
+    for name, value in (("--base-en", args.base_en), ("--data-ja", args.data_ja)):
+        if value is None and (args.reverse or args.prepare):
+            ap.error(f"--{'reverse' if args.reverse else 'prepare'} needs {name}")
     try:
         return _measure(args)
     except EdgekwsError as exc:   # a missing dataset or bundle: one line, not a traceback
