@@ -70,7 +70,7 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
     and no "own backbone" / "from scratch" columns)."""
     base = Bundle.load(base_path)
     scratch = Bundle.load(scratch_path) if scratch_path is not None else None
-    words = [w for w in (scratch or base).labels if not w.startswith("_")]
+    words = [w for w in (scratch if scratch is not None else base).labels if not w.startswith("_")]
     xtr, ytr, names = dataset_examples(data, words, "train", seed=0)
     xte, yte, _ = dataset_examples(data, words, "test", seed=0)
     n_cls = len(names)
