@@ -45,6 +45,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def voice_search(text: str) -> int:
+    """Bands of voice search (edgekws.evaluate.VoiceSearch): 0 (off) to MAX_VOICE_SEARCH."""
+    from edgekws.evaluate import MAX_VOICE_SEARCH
+
+    value = non_negative_int(text)
+    if value > MAX_VOICE_SEARCH:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_VOICE_SEARCH} bands, got {value}")
+    return value
+
+
 def seed_list(text: str) -> tuple[int, ...]:
     """Comma-separated seeds, e.g. "0,1,2"."""
     parts = [p.strip() for p in text.split(",") if p.strip()]

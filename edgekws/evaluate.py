@@ -5,6 +5,13 @@ runs the integer frontend and the network. Other engines plug in through `regist
 quantization module registers "int8" (a loader taking the Bundle and returning an object with
 `logits_features(features int8 (N, T, F)) -> (N, K)`), and eval then reports both columns.
 
+Voice search (`--voice-search K`, `KeywordModel(..., voice_search=K)`, `VoiceSearch`): each clip is
+also heard with its band axis moved by up to K mel bands down and up (integer shifts of the int8
+features, so every engine computes the same logits at each shift), and the answer is taken at the
+shift where the best command leads the best of `_silence_` / `_unknown_` by the most. A voice that
+sits higher or lower than the training voices is heard at the height the model knows; it costs K * 2
+more inferences per clip (README, Voices: session 31).
+
 Metrics JSON (`eval --json FILE`, and metrics.json in the bundle under "float"/"int8"):
     {"accuracy": float, "n": int, "labels": [...],
      "per_class": {label: {"precision": float, "recall": float, "n": int}},
@@ -90,6 +97,76 @@ class FloatNetwork:
 
 register_engine("float", FloatNetwork)
 
+MAX_VOICE_SEARCH = 8
+
+
+def shift_bands(features: np.ndarray, shift: int) -> np.ndarray:
+    """Integer features (N, T, F) with the band axis moved by `shift` bands: band b reads band b + shift,
+    the edge band repeated past the ends (shift > 0 moves the spectrum down: a lower voice, as
+    training's `freq_shift_bands`). A copy of the same dtype; exact, so all engines agree."""
+    features = np.asarray(features)
+    f = features.shape[-1]
+    src = np.clip(np.arange(f) + int(shift), 0, f - 1)
+    return np.ascontiguousarray(features[..., src])
+
+
+def search_order(max_shift: int) -> list[int]:
+    """The shifts voice search tries, in its tie-breaking order: 0, -1, 1, -2, 2, ..."""
+    return [0] + [s for k in range(1, int(max_shift) + 1) for s in (-k, k)]
+
+
+class VoiceSearch:
+    """An engine that hears each clip at band shifts -max_shift..max_shift (`shift_bands`) and answers
+    at the shift where the best command's logit leads the best non-command logit (`_silence_`,
+    `_unknown_`) by the most; ties go to the earlier shift of `search_order` (no shift first).
+
+    engine : any engine object (logits_features(features int8 (N, T, F)) -> (N, K))
+    labels : the bundle's labels (`_silence_` and `_unknown_` are the non-commands)
+    """
+
+    def __init__(self, engine, labels, max_shift: int = 2):
+        from edgekws.data import SILENCE, UNKNOWN
+
+        if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) \
+                or not 0 <= max_shift <= MAX_VOICE_SEARCH:
+            raise EdgekwsError(f"voice search (--voice-search): must be a whole number of bands in "
+                               f"[0, {MAX_VOICE_SEARCH}], got {max_shift!r}")
+        self.engine = engine
+        self.max_shift = int(max_shift)
+        other = [i for i, lab in enumerate(labels) if lab in (SILENCE, UNKNOWN)]
+        self.commands = np.array([i for i in range(len(labels)) if i not in other], np.int64)
+        self.other = np.array(other, np.int64)
+        if not len(self.commands):
+            raise EdgekwsError("voice search: the model has no command labels")
+
+    def search(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """features (N, T, F) int8 -> (logits (N, K) at the chosen shift, chosen shift (N,) int).
+        An engine with its own `voice_search` (the C engine: the firmware's ekws_model_invoke_search)
+        runs it when the non-commands are the first labels, as in every edgekws bundle. An int8 engine
+        is scored on its int8 logits, as the firmware does (differences of dequantized float32 logits
+        round, and would break integer ties otherwise)."""
+        native = getattr(self.engine, "voice_search", None)
+        if callable(native) and self.other.tolist() == list(range(len(self.other))):
+            return native(features, self.max_shift, len(self.other))
+        exact = hasattr(self.engine, "logits_int8") and hasattr(self.engine, "dequantize_logits")
+        run = self.engine.logits_int8 if exact else self.engine.logits_features
+        best_logits = best_score = best_shift = None
+        for s in search_order(self.max_shift):
+            z = np.asarray(run(shift_bands(features, s) if s else features))
+            zs = z.astype(np.int64 if exact else np.float64)
+            score = zs[:, self.commands].max(axis=1)
+            if len(self.other):
+                score = score - zs[:, self.other].max(axis=1)
+            if best_logits is None:
+                best_logits, best_score, best_shift = z.copy(), score, np.zeros(len(z), np.int64)
+                continue
+            better = score > best_score
+            best_logits[better], best_score[better], best_shift[better] = z[better], score[better], s
+        return (self.engine.dequantize_logits(best_logits) if exact else best_logits), best_shift
+
+    def logits_features(self, features: np.ndarray) -> np.ndarray:
+        return self.search(features)[0]
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
@@ -102,10 +179,12 @@ class KeywordModel:
 
     labels         : list of class names (index = class id)
     feature_config : the FeatureConfig of the bundle
-    engine         : the network object (FloatNetwork, or what the int8 engine returns)
+    engine         : the network object (FloatNetwork, or what the int8 engine returns; wrapped
+                     in VoiceSearch when voice_search > 0)
+    voice_search   : 0, or search each clip at band shifts up to this many bands (VoiceSearch)
     """
 
-    def __init__(self, bundle, engine: str = "float"):
+    def __init__(self, bundle, engine: str = "float", voice_search: int = 0):
         from edgekws.features import FeatureConfig
 
         _discover_engines()
@@ -118,6 +197,9 @@ class KeywordModel:
         self.feature_config = FeatureConfig.from_dict(bundle.manifest["feature_config"])
         self.engine_name = engine
         self.engine = ENGINES[engine](bundle)
+        self.voice_search = voice_search
+        if voice_search:   # 0 / None: each clip as it is
+            self.engine = VoiceSearch(self.engine, self.labels, voice_search)
         self.clip_samples = int(round(self.feature_config.sample_rate))  # 1 s windows
 
     def features(self, audio: np.ndarray) -> np.ndarray:
@@ -162,12 +244,12 @@ class KeywordModel:
         return [(self.labels[i], float(p[k, i])) for k, i in enumerate(p.argmax(1))]
 
 
-def load_model(bundle, engine: str = "float") -> KeywordModel:
+def load_model(bundle, engine: str = "float", voice_search: int = 0) -> KeywordModel:
     """A KeywordModel from a Bundle or a bundle folder path (verified on load)."""
     from edgekws.bundle import as_bundle
 
     bundle = as_bundle(bundle)
-    return KeywordModel(bundle, engine)
+    return KeywordModel(bundle, engine, voice_search)
 
 
 # ---- metrics ---------------------------------------------------------------------------------
@@ -201,10 +283,12 @@ def format_metrics(m: dict, title: str = "") -> str:
     return "\n".join(lines)
 
 
-def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cache_dir=None) -> dict:
+def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cache_dir=None,
+             voice_search: int = 0) -> dict:
     """Evaluate a bundle on a dataset split with each available engine.
 
-    Returns {"split", "dataset", "float": metrics, "int8": metrics (if that engine exists), ...}.
+    Returns {"split", "dataset", "float": metrics, "int8": metrics (if that engine exists), ...};
+    with voice_search > 0 (VoiceSearch) also "voice_search": that number of bands.
     """
     from edgekws.bundle import as_bundle
     from edgekws.data import load_dataset
@@ -219,7 +303,7 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
     if isinstance(engines, str):   # "int8" or "float,int8", as --engine takes them
         engines = [e.strip() for e in engines.split(",") if e.strip()]
     names = list(engines) if engines else [e for e in ENGINES if e == "float" or _engine_ready(e, bundle)]
-    models = {name: KeywordModel(bundle, name) for name in names}
+    models = {name: KeywordModel(bundle, name, voice_search) for name in names}
     fc = models[names[0]].feature_config
     cache = FeatureCache((default_cache_dir(data) if cache_dir is None else cache_dir) or None, fc)
     arrays = split_arrays(ds, split, cache, seed=seed)
@@ -228,6 +312,8 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
                            "set of few speakers, such as one person's recordings or `synth --quick`, may have "
                            "none: use --split all, split='all' in Python)")
     out = {"split": split, "dataset": str(Path(data).resolve())}   # as typed, another folder's results merged
+    if voice_search:
+        out["voice_search"] = int(voice_search)
     for name, km in models.items():
         pred = km.engine.logits_features(arrays.features).argmax(1)
         out[name] = metrics(arrays.labels, pred, labels)
@@ -254,6 +340,9 @@ def register(sub) -> None:
                         "first use), int8-f32head (a float32 retrained head); default: float, plus int8 once the "
                         "model is quantized and int8-f32head when it has a float32 head")
     p.add_argument("--cache", metavar="DIR", type=cliargs.folder, help="feature cache folder (default DATA/.edgekws-cache)")
+    p.add_argument("--voice-search", type=cliargs.voice_search, default=0, metavar="K",
+                   help="also hear each clip up to K mel bands lower and higher and answer at the height "
+                        "where a command stands out most (2K more inferences per clip; default 0 = off)")
     p.set_defaults(func=run_eval)
 
     q = sub.add_parser("predict", help="label and confidence of each WAV file",
@@ -263,6 +352,8 @@ def register(sub) -> None:
     q.add_argument("files", nargs="+", metavar="FILE", help="WAV file(s)")
     q.add_argument("--engine", default="float", help="engine (default float)")
     q.add_argument("--top", type=cliargs.positive_int, default=1, help="show the N most likely labels (default 1)")
+    q.add_argument("--voice-search", type=cliargs.voice_search, default=0, metavar="K",
+                   help="search band shifts up to K, as eval's --voice-search (default 0 = off)")
     q.set_defaults(func=run_predict)
 
 
@@ -289,11 +380,13 @@ def run_eval(args) -> int:
         check_output_file(args.json, "--json", ((args.data, "DATA"), (args.model, "MODEL")))
         refuse_foreign_json(args.json, "accuracy")
     bundle = Bundle.load(args.model)
-    result = evaluate(bundle, args.data, split=args.split, engines=args.engine, cache_dir=args.cache)
-    engines = [k for k in result if k not in ("split", "dataset")]
+    result = evaluate(bundle, args.data, split=args.split, engines=args.engine, cache_dir=args.cache,
+                      voice_search=args.voice_search)
+    engines = [k for k in result if k not in ("split", "dataset", "voice_search")]
     tables = sys.stderr if args.json == "-" else sys.stdout   # `--json -`: stdout holds the JSON alone
     for name in engines:
-        print(format_metrics(result[name], title=f"{args.model} [{name}] on {args.data} ({args.split}): "),
+        search = f", voice search ±{args.voice_search}" if args.voice_search else ""
+        print(format_metrics(result[name], title=f"{args.model} [{name}{search}] on {args.data} ({args.split}): "),
               file=tables)
     from edgekws.fileio import OutputError
 
@@ -303,7 +396,8 @@ def run_eval(args) -> int:
             old = bundle.read_json("metrics.json")
         except (EdgekwsError, ValueError):   # an unreadable old file is simply replaced
             old = {}
-        same = lambda r: (r.get("split"), str(Path(str(r.get("dataset"))).resolve()))  # noqa: E731
+        same = lambda r: (r.get("split"), str(Path(str(r.get("dataset"))).resolve()),  # noqa: E731
+                          r.get("voice_search", 0))
         if isinstance(old, dict) and same(old) == same(result):
             kept = {k: v for k, v in old.items() if k not in result}
     try:
@@ -313,6 +407,8 @@ def run_eval(args) -> int:
     if args.json:
         main = {**result["float" if "float" in result else engines[0]]}
         main.update({name: result[name] for name in engines if name != "float"})
+        if args.voice_search:
+            main["voice_search"] = args.voice_search
         text = json.dumps(main, indent=1) + "\n"
         if args.json == "-":
             print(text, end="")
@@ -325,7 +421,7 @@ def run_predict(args) -> int:
     from edgekws.audio import read_wav
     from edgekws.errors import AudioError
 
-    km = load_model(args.model, engine=args.engine)
+    km = load_model(args.model, engine=args.engine, voice_search=args.voice_search)
     rate = km.feature_config.sample_rate
     status = 0
     for f in args.files:

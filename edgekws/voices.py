@@ -205,13 +205,16 @@ def pick_enrollment(view, shots: int, seed: int = 0) -> list[str]:
 
 def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int = 0, snr_db: float = SNR_DB,
                   enroll: int | None = None, enroll_noisy: int = 0, augment_config: dict | None = None,
-                  test_data=None, log=print, **train_options) -> dict:
+                  test_data=None, voice_search: int = 0, log=print, **train_options) -> dict:
     """Train on `train_engine`'s clips of dataset `data`, test on `test_engine`'s (see the module doc).
 
     work          : folder for the views, the model bundle(s) and the feature cache
     test_data     : take the held-out engine's clips and noises from this dataset instead (same words),
                     so that training-data levers are measured on one fixed test set
     augment_config: AugmentConfig fields for training (None: train's default)
+    voice_search  : also score the float model with edgekws.evaluate.VoiceSearch over this many bands:
+                    "float_search" (as "float") and "val_search": the training engine's validation
+                    clips with and without it ({"plain" / "search": {"accuracy", "unknown_recall"}})
     train_options : passed to edgekws.train.train (epochs=, arch=, label_smoothing=, augment=False, ...)
     returns {"train", "test", "seed", "train_config", "val_accuracy", "seconds", "float": {set: acc},
              "enroll": {...} (if enroll)}
@@ -251,11 +254,40 @@ def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int 
         + f"; clean commands: {_fraction(clean['to_unknown'], '.3f')} to _unknown_, top-1 among commands "
           f"{_fraction(clean['commands_top1'], '.3f')} (in-engine val {_fraction(res['val_accuracy'], '.3f')}, "
           f"{seconds:.0f} s)")
+    if voice_search:
+        res.update(_voice_search(bundle, tr_view, sets, voice_search, seed, cache))
+        own = res["val_search"]
+        log(f"  {tag}, voice search ±{voice_search}: " + ", ".join(
+            f"{k} {v['accuracy']:.3f}" for k, v in res["float_search"].items())
+            + f"; own validation {_fraction(own['plain']['accuracy'], '.3f')} -> "
+              f"{_fraction(own['search']['accuracy'], '.3f')}, `_unknown_` recall "
+              f"{_fraction(own['plain']['unknown_recall'], '.2f')} -> {_fraction(own['search']['unknown_recall'], '.2f')}")
     if enroll:
         res["enroll"] = enroll_direction(bundle, test_data, work, train_view=tr_view, test_engine=test_engine,
                                          train_noises=train_noises, test_noises=test_noises, shots=enroll,
                                          noisy=enroll_noisy, seed=seed, snr_db=snr_db, log=log)
     return res
+
+
+def _voice_search(bundle, train_view, sets: dict, bands: int, seed: int, cache) -> dict:
+    """run_direction's voice-search figures: the held-out sets, and the training engine's own validation
+    clips (what searching costs the voices it knows: unknown words heard as commands)."""
+    from edgekws.data import UNKNOWN, load_dataset
+    from edgekws.evaluate import FloatNetwork, VoiceSearch
+    from edgekws.featcache import FeatureCache, split_arrays
+    from edgekws.features import FeatureConfig
+
+    net = FloatNetwork(bundle)
+    search = VoiceSearch(net, bundle.labels, bands)
+    val = split_arrays(load_dataset(train_view, _command_folders(Path(train_view))), "val",
+                       FeatureCache(cache, FeatureConfig()), seed=seed)
+    unknown = val.labels == bundle.labels.index(UNKNOWN)
+    own = {}
+    for name, engine in (("plain", net), ("search", search)):
+        pred = engine.logits_features(val.features).argmax(1) if len(val.labels) else val.labels
+        own[name] = {"accuracy": float(np.mean(pred == val.labels)) if len(val.labels) else None,
+                     "unknown_recall": float(np.mean(pred[unknown] == val.labels[unknown])) if unknown.any() else None}
+    return {"voice_search": int(bands), "float_search": _accuracy(search, sets), "val_search": own}
 
 
 def enroll_direction(bundle, data, work, *, train_view, test_engine, train_noises, test_noises, shots: int = 3,
@@ -309,7 +341,7 @@ def _check_enroll_leaves_tests(ds, engines, enroll: int, name: str) -> None:
 
 def benchmark(datasets: dict, work, *, directions=DIRECTIONS, seeds=(0,), snr_db: float = SNR_DB,
               enroll: int | None = None, enroll_noisy: int = 0, augment_config: dict | None = None,
-              test_datasets: dict | None = None, log=print, **train_options) -> dict:
+              test_datasets: dict | None = None, voice_search: int = 0, log=print, **train_options) -> dict:
     """Every language × direction × seed. datasets: {"ja": folder, "en": folder} (both engines each);
     test_datasets: {lang: folder} to test on another dataset's held-out engine (see run_direction).
 
@@ -337,7 +369,7 @@ def benchmark(datasets: dict, work, *, directions=DIRECTIONS, seeds=(0,), snr_db
                 log(f"{lang}: train {ENGINE_NAMES[train_engine]} -> test {ENGINE_NAMES[test_engine]}, seed {seed}")
                 r = run_direction(data, Path(work) / lang / f"seed{seed}", train_engine, test_engine, seed=seed,
                                   snr_db=snr_db, enroll=enroll, enroll_noisy=enroll_noisy,
-                                  augment_config=augment_config, log=log,
+                                  augment_config=augment_config, log=log, voice_search=voice_search,
                                   test_data=(test_datasets or {}).get(lang), **train_options)
                 runs.append({"lang": lang, "dataset": str(data), **r})
     return {"snr_db": snr_db, "train_options": train_options, "augment_config": augment_config, "runs": runs}
@@ -360,6 +392,11 @@ def summarize(results: dict) -> list[dict]:
         clean = [r["float"]["clean"] for r in rs]
         row["clean_commands"] = {k: _mean([c.get(k) for c in clean]) if all(c.get(k) is not None for c in clean)
                                  else None for k in ("to_unknown", "commands_top1")}
+        if all("float_search" in r for r in rs) and len({r["voice_search"] for r in rs}) == 1:
+            row["search"] = {"bands": rs[0]["voice_search"],
+                             "clean": _mean([r["float_search"]["clean"]["accuracy"] for r in rs]),
+                             **{f"val_{k}": {m: _mean([r["val_search"][m][k] for r in rs]) for m in ("plain", "search")}
+                                for k in ("accuracy", "unknown_recall")}}
         if all("enroll" in r for r in rs):
             row["enroll"] = {name: float(np.mean([r["enroll"]["after_int8"][name]["accuracy"] for r in rs]))
                              for name in rs[0]["enroll"]["after_int8"]}
@@ -392,6 +429,13 @@ def format_table(results: dict) -> str:
     head = ["lang", "train → test", "in-engine val", *sets]
     if split:
         head += ["clean commands → `_unknown_`", "clean commands, top-1 among commands"]
+    search = {r["search"]["bands"] for r in rows if "search" in r}
+    if len(search) == 1:
+        bands = search.pop()
+        head += [f"clean, voice search ±{bands}", "own validation: plain → search",
+                 "own `_unknown_` recall: plain → search"]
+    else:
+        search = None
     if enroll:
         head += [f"int8 {s}: before → after enroll" for s in sets]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -405,6 +449,12 @@ def format_table(results: dict) -> str:
         if split:
             cells += [_fraction(r["clean_commands"][k] and 100 * r["clean_commands"][k], ".1f")
                       for k in ("to_unknown", "commands_top1")]
+        if search is not None:
+            v = r.get("search")
+            pct = lambda x: _fraction(x and 100 * x, ".1f")   # noqa: E731
+            cells += ["n/a"] * 3 if v is None else [
+                pct(v["clean"]), f"{pct(v['val_accuracy']['plain'])} → {pct(v['val_accuracy']['search'])}",
+                f"{_fraction(v['val_unknown_recall']['plain'], '.2f')} → {_fraction(v['val_unknown_recall']['search'], '.2f')}"]
         if enroll:
             cells += [f"{100 * r['before_enroll'][s]:.1f} → {100 * r['enroll'][s]:.1f}" for s in sets]
         lines.append("| " + " | ".join(cells) + " |")
@@ -427,10 +477,15 @@ def register(sub) -> None:
     p.add_argument("--time-warp", type=float, metavar="P", help="training time warp fraction (default: train's)")
     p.add_argument("--freq-shift", type=float, metavar="P", help="training band shift fraction (default: train's)")
     p.add_argument("--tilt", type=float, metavar="P", help="training spectral tilt fraction (default: train's)")
+    p.add_argument("--consistency", type=float, metavar="W", help="training consistency weight between two voices "
+                                                                  "(default: train's, off)")
     p.add_argument("--snr", type=float, default=SNR_DB, help=f"SNR of the noisy tests in dB (default {SNR_DB:g})")
     p.add_argument("--enroll", type=cliargs.positive_int, metavar="K", help="also enroll K clips per class of the held-out engine")
     p.add_argument("--enroll-noisy", type=cliargs.non_negative_int, default=0, metavar="N",
                    help="enrollment also learns from N noisy copies of each clip (retrain --noisy-copies)")
+    p.add_argument("--voice-search", type=cliargs.voice_search, default=0, metavar="K",
+                   help="also score each model with voice search over K bands (eval --voice-search), and its "
+                        "cost on the training engine's own validation clips (default 0 = off)")
     p.set_defaults(func=run)
 
 
@@ -465,13 +520,14 @@ def run(args) -> int:
         check_output_file(args.json, "--json", tuple((d, f"--{lang}") for lang, d in datasets.items()))
         refuse_foreign_json(args.json, "runs")   # before the trainings, not after
     opts = {k: v for k, v in (("epochs", args.epochs), ("arch", args.arch), ("time_warp", args.time_warp),
-                              ("freq_shift", args.freq_shift), ("tilt", args.tilt)) if v is not None}
+                              ("freq_shift", args.freq_shift), ("tilt", args.tilt),
+                              ("consistency", args.consistency)) if v is not None}
     from edgekws.train import TrainConfig
 
     TrainConfig(**opts).check()   # before the views and the first training, not 0.4 s into it
     check_enroll_options(args.enroll, args.enroll_noisy, args.arch)
     res = benchmark(datasets, args.work, seeds=args.seeds, snr_db=args.snr, enroll=args.enroll,
-                    enroll_noisy=args.enroll_noisy, **opts)
+                    enroll_noisy=args.enroll_noisy, voice_search=args.voice_search, **opts)
     print(format_table(res))
     if args.json:
         from edgekws.fileio import atomic_write_text

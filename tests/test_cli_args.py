@@ -101,6 +101,8 @@ def test_bad_values_are_argument_errors(capsys, argv, message):
     (["train", "d", "--out", "o", "--batch", "1"], "--batch: must be 2 or more (BatchNorm needs more than one example), got 1"),
     (["train", "d", "--out", "o", "--unknown-ratio", "1e307"], "--unknown-ratio: must be a number in (0, 1000], got 1e+307"),
     (["train", "d", "--out", "o", "--hard-negatives", "1e308"], "--hard-negatives: must be a number in [0, 1000], got 1e+308"),
+    (["train", "d", "--out", "o", "--consistency", "nan"], "--consistency: must be a weight in [0, 100], got nan"),
+    (["eval-voices", "--ja", "d", "--work", "w", "--consistency", "-2"], "--consistency: must be a weight in [0, 100], got -2.0"),
     (["listen", "m", "--file", "a.wav", "--device", "3"], "--device is for --mic; a --file is read whole"),
     (["listen", "m", "--file", "a.wav", "--seconds", "5"], "--seconds is for --mic; a --file is read whole"),
     (["record", "--out", "d", "--background", "--words", "yes"],

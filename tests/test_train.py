@@ -949,3 +949,59 @@ def test_the_python_api_takes_words_as_on_the_command_line_and_checks_every_numb
     assert not (tmp_path / "m0").exists()
     b = train(tiny, tmp_path / "m", **{**TINY, "epochs": 1, "words": "yes, no", "seed": np.int64(3)})
     assert b.labels == ["_silence_", "_unknown_", "yes", "no"] and b.manifest["training"]["seed"] == 3
+
+
+def test_consistency_loss_gradient_and_values():
+    from edgekws.nn.losses import consistency_to_mean, log_softmax
+
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((8, 5))
+    loss, grad = consistency_to_mean(z, 2.0)
+    p = np.exp(log_softmax(z))
+    m = (p[:4] + p[4:]) / 2
+    kl = lambda a, b: (a * (np.log(a) - np.log(b))).sum(1)   # noqa: E731
+    assert loss == pytest.approx(np.mean(kl(m, p[:4]) + kl(m, p[4:])), rel=1e-12)   # weight 2 / 2
+    num = np.zeros_like(z)   # finite differences with the target m held constant (the stop-gradient)
+    for i in range(8):
+        for k in range(5):
+            d = np.zeros_like(z)
+            d[i, k] = 1e-6
+            num[i, k] = (consistency_to_mean(z + d, 2.0, m)[0] - consistency_to_mean(z - d, 2.0, m)[0]) / 2e-6
+    assert np.allclose(grad, num, atol=1e-8) and np.allclose(grad, (p - np.concatenate([m, m])) / 4)
+    same = np.concatenate([z[:4], z[:4] + 3.0])   # the same answers (logits shifted by a constant): nothing to pull
+    loss, grad = consistency_to_mean(same, 5.0)
+    assert loss == pytest.approx(0.0, abs=1e-12) and np.allclose(grad, 0.0, atol=1e-15)
+    assert consistency_to_mean(z.astype(np.float32), 1.0)[1].dtype == np.float32
+    with pytest.raises(ValueError, match=r"consistency_to_mean: logits must be \(2N, K\), got shape \(3, 5\)"):
+        consistency_to_mean(z[:3], 1.0)
+
+
+def test_second_voice_moves_every_example_and_is_seeded():
+    from edgekws.train import second_voice
+
+    x = np.random.default_rng(1).uniform(0, 60, (6, 49, 40)).astype(np.float32)
+    a = second_voice(x, np.random.default_rng(3), 64.0)
+    b = second_voice(x, np.random.default_rng(3), 64.0)
+    assert np.array_equal(a, b) and a.dtype == np.float32 and a.shape == x.shape
+    assert all(not np.array_equal(a[i], x[i]) for i in range(6)) and x.max() <= 60   # x is left as it was
+    assert a.min() >= 0 and a.max() <= 64.0
+
+
+def test_consistency_trains_and_resumes_bit_exact(tiny, tmp_path):
+    opts = dict(TINY, epochs=3, consistency=2.0)
+    ref = train(tiny, tmp_path / "ref", **opts)
+    assert ref.manifest["training"]["config"]["consistency"] == 2.0
+    plain = train(tiny, tmp_path / "plain", **dict(TINY, epochs=3))
+    assert not all(np.array_equal(a, b) for a, b in zip(_weights(ref).values(), _weights(plain).values()))
+    out = tmp_path / "model"
+
+    def stop_after_1(epoch, record):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny, out, on_epoch_end=stop_after_1, **opts)
+    resumed = train(tiny, out, resume=True, progress=False, log=lambda *a, **k: None)
+    _same_weights(_weights(resumed), _weights(ref))
+    with pytest.raises(EdgekwsError, match=r"--consistency: must be a weight in \[0, 100\], got -1"):
+        train(tiny, tmp_path / "bad", **dict(TINY, consistency=-1.0))

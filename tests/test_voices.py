@@ -95,7 +95,7 @@ def test_enrollment_pick(both, tmp_path):
 
 def test_benchmark_table(both, tmp_path):
     res = benchmark({"en": both}, tmp_path / "w", directions=(("espeak", "openjtalk"),), arch="dscnn-s",
-                    epochs=1, enroll=2, enroll_noisy=1, log=lambda *a: None)
+                    epochs=1, enroll=2, enroll_noisy=1, voice_search=1, log=lambda *a: None)
     run = res["runs"][0]
     assert (run["lang"], run["train"], run["test"]) == ("en", "espeak", "openjtalk")
     assert set(run["float"]) == {"clean", "pink 10dB", "babble 10dB"}
@@ -103,9 +103,16 @@ def test_benchmark_table(both, tmp_path):
     enrolled = run["enroll"]
     assert enrolled["clips"] == 6 and enrolled["noisy_copies"] == 1   # 2 yes, 2 no, 2 unknown (+ a noisy copy each)
     assert enrolled["after_int8"]["clean"]["n"] == enrolled["before_int8"]["clean"]["n"] < run["float"]["clean"]["n"]
+    # voice search: the held-out sets as "float", and the training engine's own validation clips
+    assert run["voice_search"] == 1 and set(run["float_search"]) == set(run["float"])
+    assert run["float_search"]["clean"]["n"] == run["float"]["clean"]["n"]
+    own = run["val_search"]   # the tiny set may have no validation speaker of the training engine: None
+    assert own["plain"]["accuracy"] == (None if run["val_accuracy"] is None else pytest.approx(run["val_accuracy"], abs=1e-6))
+    assert all(v is None or 0 <= v <= 1 for m in ("plain", "search") for v in own[m].values())
     table = format_table(res).splitlines()
     assert table[0].startswith("| lang | train → test | in-engine val | clean | babble 10dB | pink 10dB | clean commands "
-                               "→ `_unknown_` | clean commands, top-1 among commands | int8 clean: ")
+                               "→ `_unknown_` | clean commands, top-1 among commands | clean, voice search ±1 | "
+                               "own validation: plain → search | own `_unknown_` recall: plain → search | int8 clean: ")
     clean = run["float"]["clean"]
     assert f"| {100 * clean['to_unknown']:.1f} | {100 * clean['commands_top1']:.1f} |" in table[2]
     old = {**run, "float": {k: {"accuracy": v["accuracy"], "commands": v["commands"], "n": v["n"]}
@@ -157,6 +164,25 @@ def test_table_splits_the_clean_errors_and_says_na_without_them():
     assert "→ `_unknown_`" not in format_table({"runs": [run(0, "ja", None)]}).splitlines()[0]
 
 
+def test_table_adds_the_voice_search_columns():
+    def run(seed, lang, search):
+        r = {"lang": lang, "train": "espeak", "test": "openjtalk", "seed": seed, "val_accuracy": 0.9,
+             "float": {"clean": {"accuracy": 0.5, "commands": 0.4, "n": 10}}}
+        if search:
+            r.update(voice_search=2, float_search={"clean": {"accuracy": search[0]}},
+                     val_search={"plain": {"accuracy": 0.99, "unknown_recall": 0.9},
+                                 "search": {"accuracy": search[1], "unknown_recall": search[2]}})
+        return r
+
+    table = format_table({"runs": [run(0, "ja", (0.8, 0.98, 0.8)), run(1, "ja", (0.9, 0.96, 0.7)),
+                                   run(0, "en", None)]}).splitlines()
+    assert table[0].endswith("| clean, voice search ±2 | own validation: plain → search | "
+                             "own `_unknown_` recall: plain → search |")
+    assert table[2].endswith("| 85.0 | 99.0 → 97.0 | 0.90 → 0.75 |")    # means over the two seeds
+    assert table[3].endswith("| n/a | n/a | n/a |")                      # a run without the search
+    assert "voice search" not in format_table({"runs": [run(0, "ja", None)]})
+
+
 def test_command_line(capsys):
     import argparse
 
@@ -182,8 +208,9 @@ def test_command_line_passes_training_levers(monkeypatch, tmp_path):
     voices.register(sub)
     args = sub.choices["eval-voices"].parse_args(["--ja", "d", "--work", str(tmp_path), "--time-warp", "0.8",
                                                   "--freq-shift", "0.25", "--tilt", "0.75", "--arch", "dscnn-w", "--enroll", "3",
-                                                  "--enroll-noisy", "2"])
+                                                  "--enroll-noisy", "2", "--voice-search", "2", "--consistency", "2"])
     assert args.func(args) == 0
+    assert seen["voice_search"] == 2 and seen["consistency"] == 2.0
     assert (seen["time_warp"], seen["arch"], seen["seeds"]) == (0.8, "dscnn-w", (0,)) and "epochs" not in seen
     assert (seen["freq_shift"], seen["tilt"]) == (0.25, 0.75)
     assert (seen["enroll"], seen["enroll_noisy"]) == (3, 2)

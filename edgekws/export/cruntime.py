@@ -32,6 +32,10 @@ def library():
                                         ctypes.c_size_t]
         lib.ekws_model_invoke.restype = ctypes.c_int
         lib.ekws_model_invoke.argtypes = [ctypes.c_void_p, _i8p, ctypes.c_size_t, _i8p, ctypes.c_size_t]
+        lib.ekws_model_invoke_search.restype = ctypes.c_int
+        lib.ekws_model_invoke_search.argtypes = [ctypes.c_void_p, _i8p, ctypes.c_size_t, ctypes.c_uint32,
+                                                 ctypes.c_uint32, _i8p, ctypes.c_size_t, _i8p, ctypes.c_size_t,
+                                                 ctypes.POINTER(ctypes.c_int32)]
         lib.ekws_requantize_s8.restype = ctypes.c_int32
         lib.ekws_requantize_s8.argtypes = [ctypes.c_int32] * 7
         lib.ekws_crc32.restype = ctypes.c_uint32
@@ -87,6 +91,25 @@ class CModel:
             if st != 0:
                 raise EdgekwsError(f"ekws_model_invoke failed: {_status(self.lib, st)}")
         return out
+
+    def search_int8(self, features: np.ndarray, max_shift: int, n_other: int) -> tuple[np.ndarray, np.ndarray]:
+        """ekws_model_invoke_search on each example: (logits (N, K) int8 of the chosen shift, shifts (N,))."""
+        x = np.ascontiguousarray(np.asarray(features, np.int8)).reshape(len(features), -1)
+        if x.shape[1] != self.input_size:
+            raise EdgekwsError(f"C model: {x.shape[1]} feature values per example, expected {self.input_size}")
+        out = np.zeros((len(x), self.num_classes), np.int8)
+        shifts = np.zeros(len(x), np.int64)
+        scratch = np.zeros(self.input_size + self.num_classes, np.int8)
+        chosen = ctypes.c_int32(0)
+        for i in range(len(x)):
+            st = self.lib.ekws_model_invoke_search(self._model, x[i].ctypes.data_as(_i8p), self.input_size,
+                                                   int(max_shift), int(n_other), scratch.ctypes.data_as(_i8p),
+                                                   scratch.size, out[i].ctypes.data_as(_i8p), self.num_classes,
+                                                   ctypes.byref(chosen))
+            if st != 0:
+                raise EdgekwsError(f"ekws_model_invoke_search failed: {_status(self.lib, st)}")
+            shifts[i] = chosen.value
+        return out, shifts
 
 
 def requantize_c(acc, bias, multiplier, shift, zp, act_min, act_max) -> int:

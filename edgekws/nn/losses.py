@@ -65,6 +65,28 @@ class SoftmaxCrossEntropy:
         return (prob - target) * w[:, None]
 
 
+def consistency_to_mean(logits: np.ndarray, weight: float, target=None) -> tuple[float, np.ndarray]:
+    """Agreement of two views of each example: logits (2N, K), rows i and N + i the same example.
+
+    loss = weight / 2 * mean_i [KL(m_i || p_i) + KL(m_i || p_N+i)], p = softmax(logits), m the mean of
+    the two views' probabilities held constant (a stop-gradient target; `target` (N, K) gives it
+    explicitly). Returns (loss, dloss/dlogits (2N, K)): weight / (2N) * (p - m) for each view.
+    """
+    z = np.asarray(logits)
+    if z.ndim != 2 or len(z) % 2:
+        raise ValueError(f"consistency_to_mean: logits must be (2N, K), got shape {z.shape}")
+    n = len(z) // 2
+    logp = log_softmax(z.astype(np.float64))
+    p = np.exp(logp)
+    m = 0.5 * (p[:n] + p[n:]) if target is None else np.asarray(target, np.float64)
+    mm = np.concatenate([m, m])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = np.where(mm > 0, mm * (np.log(mm) - logp), 0.0).sum(axis=1)
+    loss = float(weight) / 2 * float(kl.reshape(2, n).sum(axis=0).mean()) if n else 0.0
+    grad = (float(weight) / (2 * max(n, 1))) * (p - mm)
+    return loss, grad.astype(z.dtype)
+
+
 def _l2_normalize(x, eps=1e-12):
     norm = np.sqrt((x * x).sum(axis=1, keepdims=True)) + x.dtype.type(eps)
     return x / norm, norm

@@ -183,8 +183,11 @@ class Int8Network:
 
     def logits_features(self, features: np.ndarray) -> np.ndarray:
         """features (N, T, F) int8 -> (N, K) float32 dequantized logits."""
-        q = self.logits_int8(features).astype(np.float32)
-        return (q - np.float32(self.qm.output_zp)) * np.float32(self.qm.output_scale)
+        return self.dequantize_logits(self.logits_int8(features))
+
+    def dequantize_logits(self, q: np.ndarray) -> np.ndarray:
+        """int8 logits -> float32 logits (output_scale * (q - output_zp))."""
+        return (q.astype(np.float32) - np.float32(self.qm.output_zp)) * np.float32(self.qm.output_scale)
 
 
 class CNetwork(Int8Network):
@@ -204,6 +207,12 @@ class CNetwork(Int8Network):
     def logits_int8(self, features: np.ndarray) -> np.ndarray:
         check_example_shape(features, self.qm.input_shape, "C model")
         return self.cmodel.logits_int8(features)
+
+    def voice_search(self, features: np.ndarray, max_shift: int, n_other: int) -> tuple[np.ndarray, np.ndarray]:
+        """The firmware's own search (ekws_model_invoke_search): dequantized logits and chosen shifts."""
+        check_example_shape(features, self.qm.input_shape, "C model")
+        q, shifts = self.cmodel.search_int8(features, max_shift, n_other)
+        return self.dequantize_logits(q), shifts
 
 
 def _register_engine():

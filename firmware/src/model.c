@@ -401,6 +401,67 @@ ekws_status_t ekws_model_invoke(const ekws_model_t *model, const int8_t *input, 
     return EKWS_OK;
 }
 
+/* best logit of classes [n_other, k) minus the best of [0, n_other) (the best alone if n_other is 0) */
+static int32_t search_score(const int8_t *z, uint32_t n_other, uint32_t k) {
+    int32_t cmd = z[n_other];
+    for (uint32_t i = n_other + 1; i < k; i++) {
+        cmd = z[i] > cmd ? z[i] : cmd;
+    }
+    if (n_other == 0) {
+        return cmd;
+    }
+    int32_t other = z[0];
+    for (uint32_t i = 1; i < n_other; i++) {
+        other = z[i] > other ? z[i] : other;
+    }
+    return cmd - other;
+}
+
+ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *input, size_t input_len,
+                                       uint32_t max_shift, uint32_t n_other, int8_t *scratch,
+                                       size_t scratch_len, int8_t *logits, size_t logits_len,
+                                       int32_t *shift) {
+    if (!model || !input || !scratch || !logits) {
+        return EKWS_ERR_NULL;
+    }
+    if (!model->blob) {
+        return EKWS_ERR_STATE;
+    }
+    const uint32_t rows = ekws_rd32le(model->blob + 4 * H_IN_H), bands = ekws_rd32le(model->blob + 4 * H_IN_W);
+    const uint32_t k = model->num_classes;
+    if (input_len != model->input_size || ekws_rd32le(model->blob + 4 * H_IN_C) != 1u || max_shift >= bands ||
+        n_other >= k) {
+        return EKWS_ERR_ARG;
+    }
+    if (scratch_len < (size_t)model->input_size + k || logits_len < k) {
+        return EKWS_ERR_BUFFER_TOO_SMALL;
+    }
+    int8_t *const moved = scratch, *const z = scratch + model->input_size;
+    ekws_status_t st = ekws_model_invoke(model, input, input_len, logits, logits_len);
+    int32_t best = search_score(logits, n_other, k), chosen = 0;
+    for (uint32_t step = 1; st == EKWS_OK && step <= 2 * max_shift; step++) {
+        const int32_t s = (step & 1u) ? -(int32_t)((step + 1) / 2) : (int32_t)(step / 2);
+        for (uint32_t r = 0; r < rows; r++) {
+            for (uint32_t b = 0; b < bands; b++) {
+                int32_t src = (int32_t)b + s;
+                src = src < 0 ? 0 : (src >= (int32_t)bands ? (int32_t)bands - 1 : src);
+                moved[r * bands + b] = input[r * bands + (uint32_t)src];
+            }
+        }
+        st = ekws_model_invoke(model, moved, input_len, z, k);
+        const int32_t score = search_score(z, n_other, k);
+        if (st == EKWS_OK && score > best) {
+            best = score;
+            chosen = s;
+            memcpy(logits, z, k);
+        }
+    }
+    if (st == EKWS_OK && shift) {
+        *shift = chosen;
+    }
+    return st;
+}
+
 uint32_t ekws_argmax_s8(const int8_t *values, size_t n) {
     uint32_t best = 0;
     for (size_t i = 1; values && i < n; i++) {

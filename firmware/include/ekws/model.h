@@ -97,6 +97,18 @@ ekws_status_t ekws_model_init(ekws_model_t *model, const void *blob, size_t blob
 ekws_status_t ekws_model_invoke(const ekws_model_t *model, const int8_t *input, size_t input_len,
                                 int8_t *logits, size_t logits_len);
 
+/* Voice search (edgekws.evaluate.VoiceSearch): run the model on `input` moved along its band axis
+ * (input_w, with input_c 1: band b reads band b + s, the edge band repeated) for s = 0, -1, 1, ...,
+ * -max_shift, max_shift, and keep in `logits` those of the shift where the best logit of classes
+ * [n_other, num_classes) leads the best of classes [0, n_other) by the most (the first shift in
+ * that order on ties; with n_other 0 the best logit alone). scratch: input_size + num_classes bytes.
+ * *shift (may be NULL) receives the chosen s. 2 * max_shift + 1 inferences.
+ * EKWS_ERR_ARG: input_len, input_c != 1, max_shift >= input_w or n_other >= num_classes. */
+ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *input, size_t input_len,
+                                       uint32_t max_shift, uint32_t n_other, int8_t *scratch,
+                                       size_t scratch_len, int8_t *logits, size_t logits_len,
+                                       int32_t *shift);
+
 /* Index of the largest logit (first on ties). */
 uint32_t ekws_argmax_s8(const int8_t *values, size_t n);
 
