@@ -16,6 +16,8 @@ Metrics JSON (`eval --json FILE`, and metrics.json in the bundle under "float"/"
     {"accuracy": float, "n": int, "labels": [...],
      "per_class": {label: {"precision": float, "recall": float, "n": int}},
      "confusion": [[...]]}          confusion[true][predicted], rows and columns in label order
+    plus "voice_search": K in the --json file when the figures are voice search's (`--voice-search K`;
+    those are not recorded in the bundle)
 """
 
 from __future__ import annotations
@@ -140,11 +142,20 @@ class VoiceSearch:
             raise EdgekwsError("voice search: the model has no command labels")
 
     def search(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """features (N, T, F) int8 -> (logits (N, K) at the chosen shift, chosen shift (N,) int).
+        """features (N, T, F) int8 -> (logits (N, K) at the chosen shift, chosen shift (N,) int). (N, T, F, 1)
+        is taken as (N, T, F); other shapes, and a search as wide as the band axis, are refused.
         An engine with its own `voice_search` (the C engine: the firmware's ekws_model_invoke_search)
         runs it when the non-commands are the first labels, as in every edgekws bundle. An int8 engine
         is scored on its int8 logits, as the firmware does (differences of dequantized float32 logits
         round, and would break integer ties otherwise)."""
+        features = np.asarray(features)
+        if features.ndim == 4 and features.shape[-1] == 1:
+            features = features[..., 0]
+        if features.ndim != 3:
+            raise EdgekwsError(f"voice search: features must be (N, T, F), got shape {features.shape}")
+        if self.max_shift >= features.shape[-1]:
+            raise EdgekwsError(f"voice search: ±{self.max_shift} bands is as wide as the {features.shape[-1]} "
+                               "bands of the features")
         native = getattr(self.engine, "voice_search", None)
         if callable(native) and self.other.tolist() == list(range(len(self.other))):
             return native(features, self.max_shift, len(self.other))
@@ -391,17 +402,19 @@ def run_eval(args) -> int:
     from edgekws.fileio import OutputError
 
     kept = {}
-    if bundle.has("metrics.json"):   # `eval --engine c` after `eval` adds its engine, keeps the others
+    if args.voice_search:   # the bundle's metrics (report, export) stay the model's own, unsearched
+        print("edgekws eval: note: voice-search figures are not kept in the bundle's metrics.json", file=sys.stderr)
+    elif bundle.has("metrics.json"):   # `eval --engine c` after `eval` adds its engine, keeps the others
         try:
             old = bundle.read_json("metrics.json")
         except (EdgekwsError, ValueError):   # an unreadable old file is simply replaced
             old = {}
-        same = lambda r: (r.get("split"), str(Path(str(r.get("dataset"))).resolve()),  # noqa: E731
-                          r.get("voice_search", 0))
+        same = lambda r: (r.get("split"), str(Path(str(r.get("dataset"))).resolve()))  # noqa: E731
         if isinstance(old, dict) and same(old) == same(result):
             kept = {k: v for k, v in old.items() if k not in result}
     try:
-        bundle.write_json("metrics.json", {**result, **kept})
+        if not args.voice_search:
+            bundle.write_json("metrics.json", {**result, **kept})
     except OutputError as exc:  # a read-only bundle (a shared or installed model) still evaluates
         print(f"edgekws eval: note: metrics not kept in the bundle: {exc}", file=sys.stderr)
     if args.json:

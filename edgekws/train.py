@@ -91,7 +91,8 @@ class TrainConfig:
     # the cross-entropy stays on the first view). Japanese eSpeak NG -> Open JTalk 83.5 / 80.8 / 68.8 ->
     # 85.2 / 84.4 / 77.6% at weight 2 (seeds 0 / 1 / 2), with voice search ±2 90.8 / 88.7 / 85.0%; own
     # voices 98.5 -> 97.2% (one seed). Each step computes twice the examples: training takes about twice
-    # as long, so it is off by default (README, Voices: session 31).
+    # as long, so it is off by default (README, Voices: session 31). The history's train_loss then
+    # includes the agreement term.
     consistency: float = 0.0
     silence_ratio: float = 1.0
     # Streams of unknown words (issue 7) need more of them than the clips' balance: _unknown_ examples

@@ -214,7 +214,8 @@ def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int 
     augment_config: AugmentConfig fields for training (None: train's default)
     voice_search  : also score the float model with edgekws.evaluate.VoiceSearch over this many bands:
                     "float_search" (as "float") and "val_search": the training engine's validation
-                    clips with and without it ({"plain" / "search": {"accuracy", "unknown_recall"}})
+                    clips, as training drew them, with and without it ({"plain" / "search": {"accuracy",
+                    "unknown_recall"}, "n"})
     train_options : passed to edgekws.train.train (epochs=, arch=, label_smoothing=, augment=False, ...)
     returns {"train", "test", "seed", "train_config", "val_accuracy", "seconds", "float": {set: acc},
              "enroll": {...} (if enroll)}
@@ -271,22 +272,27 @@ def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int 
 
 def _voice_search(bundle, train_view, sets: dict, bands: int, seed: int, cache) -> dict:
     """run_direction's voice-search figures: the held-out sets, and the training engine's own validation
-    clips (what searching costs the voices it knows: unknown words heard as commands)."""
+    clips as training drew them (what searching costs the voices it knows: unknown words heard as
+    commands); "n": how many."""
     from edgekws.data import UNKNOWN, load_dataset
     from edgekws.evaluate import FloatNetwork, VoiceSearch
-    from edgekws.featcache import FeatureCache, split_arrays
+    from edgekws.featcache import FeatureCache, load_noises, split_arrays
     from edgekws.features import FeatureConfig
 
     net = FloatNetwork(bundle)
     search = VoiceSearch(net, bundle.labels, bands)
-    val = split_arrays(load_dataset(train_view, _command_folders(Path(train_view))), "val",
-                       FeatureCache(cache, FeatureConfig()), seed=seed)
+    fc = FeatureConfig()
+    config = bundle.manifest["training"]["config"]
+    ds = load_dataset(train_view, _command_folders(Path(train_view)))
+    val = split_arrays(ds, "val", FeatureCache(cache, fc), seed=seed, noises=load_noises(ds.noise_files, fc.sample_rate),
+                       unknown_ratio=config["unknown_ratio"], silence_ratio=config["silence_ratio"])
     unknown = val.labels == bundle.labels.index(UNKNOWN)
     own = {}
     for name, engine in (("plain", net), ("search", search)):
         pred = engine.logits_features(val.features).argmax(1) if len(val.labels) else val.labels
         own[name] = {"accuracy": float(np.mean(pred == val.labels)) if len(val.labels) else None,
                      "unknown_recall": float(np.mean(pred[unknown] == val.labels[unknown])) if unknown.any() else None}
+    own["n"] = int(len(val.labels))
     return {"voice_search": int(bands), "float_search": _accuracy(search, sets), "val_search": own}
 
 

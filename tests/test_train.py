@@ -983,7 +983,10 @@ def test_second_voice_moves_every_example_and_is_seeded():
     a = second_voice(x, np.random.default_rng(3), 64.0)
     b = second_voice(x, np.random.default_rng(3), 64.0)
     assert np.array_equal(a, b) and a.dtype == np.float32 and a.shape == x.shape
-    assert all(not np.array_equal(a[i], x[i]) for i in range(6)) and x.max() <= 60   # x is left as it was
+    before = x.copy()
+    second_voice(x, np.random.default_rng(4), 64.0)
+    assert np.array_equal(x, before)                          # a copy: the first voice is left as it was
+    assert all(not np.array_equal(a[i], x[i]) for i in range(6))
     assert a.min() >= 0 and a.max() <= 64.0
 
 

@@ -83,6 +83,26 @@ def test_ties_go_to_the_earlier_shift_of_the_search_order():
     assert vs.search(clip_with_peak(0))[1].tolist() == [0]    # every shift gives 1 (index 1): no shift
 
 
+def test_a_tie_between_lower_and_higher_goes_to_the_lower_shift():
+    class Middle:   # "yes" leads by 0.5 when band 4 reads band 3 or 5 (shift -1 or +1), else trails
+        def logits_features(self, x):
+            v = x[:, 0, 4].astype(np.int64)
+            z = np.zeros((len(x), 4), np.float32)
+            z[:, 1] = 0.5
+            z[np.abs(v - 4) == 1, 2] = 1.0
+            return z
+
+    x = np.tile(np.arange(8, dtype=np.int8), (2, 3, 1))      # band b holds the value b
+    z, shift = ev.VoiceSearch(Middle(), LABELS, 2).search(x)
+    assert shift.tolist() == [-1, -1] and z.argmax(1).tolist() == [2, 2]
+    with pytest.raises(EdgekwsError, match=r"voice search: ±8 bands is as wide as the 8 bands of the features"):
+        ev.VoiceSearch(Middle(), LABELS, 8).search(x)
+    with pytest.raises(EdgekwsError, match=r"voice search: features must be \(N, T, F\), got shape \(3, 8\)"):
+        ev.VoiceSearch(Middle(), LABELS, 1).search(x[0])
+    z4, shift4 = ev.VoiceSearch(Middle(), LABELS, 2).search(x[..., None])   # (N, T, F, 1) as (N, T, F)
+    assert shift4.tolist() == [-1, -1]
+
+
 @pytest.mark.parametrize("bad", [-1, 9, 1.5, True, "2", None])
 def test_a_bad_number_of_bands_is_refused(bad):
     with pytest.raises(EdgekwsError, match=r"voice search \(--voice-search\): must be a whole number of bands "
@@ -138,11 +158,13 @@ def test_eval_and_predict_take_voice_search(tmp_path, capsys):
     km = ev.load_model(b.path, voice_search=1)
     want = ev.evaluate(b, data, engines="float", voice_search=1)
     assert want["voice_search"] == 1 and want["float"]["accuracy"] == m["accuracy"]
-    assert "voice search ±1" in capsys.readouterr().out
-    stored = Bundle.load(b.path).read_json("metrics.json")
-    assert stored["voice_search"] == 1
-    assert main(["eval", str(b.path), str(data)]) == 0           # without search: a fresh record
-    assert "voice_search" not in Bundle.load(b.path).read_json("metrics.json")
+    out_err = capsys.readouterr()
+    assert "voice search ±1" in out_err.out and "not kept in the bundle's metrics.json" in out_err.err
+    assert not Bundle.load(b.path).has("metrics.json")            # the bundle's metrics stay unsearched
+    assert main(["eval", str(b.path), str(data)]) == 0
+    plain = Bundle.load(b.path).read_json("metrics.json")
+    assert main(["eval", str(b.path), str(data), "--voice-search", "2"]) == 0
+    assert Bundle.load(b.path).read_json("metrics.json") == plain and "voice_search" not in plain
     wav = sorted((data / "yes").glob("*.wav"))[0]
     assert main(["predict", str(b.path), str(wav), "--voice-search", "1"]) == 0
     label, conf = capsys.readouterr().out.strip().split("\t")[1:3]

@@ -106,6 +106,10 @@ def test_benchmark_table(both, tmp_path):
     # voice search: the held-out sets as "float", and the training engine's own validation clips
     assert run["voice_search"] == 1 and set(run["float_search"]) == set(run["float"])
     assert run["float_search"]["clean"]["n"] == run["float"]["clean"]["n"]
+    from edgekws.bundle import Bundle
+
+    trained = Bundle.load(tmp_path / "w" / "en" / "seed0" / "model-espeak-to-openjtalk").manifest["training"]
+    assert run["val_search"]["n"] == trained["n_val"]          # the validation clips as training drew them
     own = run["val_search"]   # the tiny set may have no validation speaker of the training engine: None
     assert own["plain"]["accuracy"] == (None if run["val_accuracy"] is None else pytest.approx(run["val_accuracy"], abs=1e-6))
     assert all(v is None or 0 <= v <= 1 for m in ("plain", "search") for v in own[m].values())

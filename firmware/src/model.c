@@ -438,8 +438,11 @@ ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *
     }
     int8_t *const moved = scratch, *const z = scratch + model->input_size;
     ekws_status_t st = ekws_model_invoke(model, input, input_len, logits, logits_len);
+    if (st != EKWS_OK) {
+        return st;
+    }
     int32_t best = search_score(logits, n_other, k), chosen = 0;
-    for (uint32_t step = 1; st == EKWS_OK && step <= 2 * max_shift; step++) {
+    for (uint32_t step = 1; step <= 2 * max_shift; step++) {
         const int32_t s = (step & 1u) ? -(int32_t)((step + 1) / 2) : (int32_t)(step / 2);
         for (uint32_t r = 0; r < rows; r++) {
             for (uint32_t b = 0; b < bands; b++) {
@@ -449,17 +452,20 @@ ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *
             }
         }
         st = ekws_model_invoke(model, moved, input_len, z, k);
+        if (st != EKWS_OK) {
+            return st;
+        }
         const int32_t score = search_score(z, n_other, k);
-        if (st == EKWS_OK && score > best) {
+        if (score > best) {
             best = score;
             chosen = s;
             memcpy(logits, z, k);
         }
     }
-    if (st == EKWS_OK && shift) {
+    if (shift) {
         *shift = chosen;
     }
-    return st;
+    return EKWS_OK;
 }
 
 uint32_t ekws_argmax_s8(const int8_t *values, size_t n) {

@@ -101,7 +101,8 @@ ekws_status_t ekws_model_invoke(const ekws_model_t *model, const int8_t *input, 
  * (input_w, with input_c 1: band b reads band b + s, the edge band repeated) for s = 0, -1, 1, ...,
  * -max_shift, max_shift, and keep in `logits` those of the shift where the best logit of classes
  * [n_other, num_classes) leads the best of classes [0, n_other) by the most (the first shift in
- * that order on ties; with n_other 0 the best logit alone). scratch: input_size + num_classes bytes.
+ * that order on ties; with n_other 0 the best logit alone). scratch: input_size + num_classes bytes,
+ * overlapping neither input nor logits.
  * *shift (may be NULL) receives the chosen s. 2 * max_shift + 1 inferences.
  * EKWS_ERR_ARG: input_len, input_c != 1, max_shift >= input_w or n_other >= num_classes. */
 ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *input, size_t input_len,
