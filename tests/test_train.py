@@ -92,13 +92,7 @@ def test_learns_the_tiny_task_and_writes_a_complete_bundle(reference, tiny):
 
 def test_resume_after_interrupt_in_process_is_bit_exact(reference, tiny, tmp_path):
     out = tmp_path / "model"
-
-    def stop_after_2(epoch, record):
-        if epoch == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny, out, on_epoch_end=stop_after_2, **TINY)
+    _interrupted(tiny, out, after=2)
     assert (out / CHECKPOINT).exists() and not (out / "manifest.json").exists()
     meta, *_ = load_checkpoint(out / CHECKPOINT)
     assert meta["epoch"] == 2
@@ -826,13 +820,7 @@ def test_vocabulary_run_resumes_bit_exact(tiny, tmp_path):
     vocab = make_tiny_dataset(tmp_path / "vocab", speakers=10, repeats=1, seed=5, tones=VOCAB_TONES)
     opts = {**TINY, "epochs": 3, "vocabulary": str(vocab)}
     whole = train(tiny, tmp_path / "a", **opts)
-
-    def stop(epoch, record):
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny, tmp_path / "b", **opts, on_epoch_end=stop)
+    _interrupted(tiny, tmp_path / "b", after=1, **opts)
     resumed = train(tiny, tmp_path / "b", resume=True, progress=False, log=lambda *a, **k: None)
     _same_weights(_weights(whole), _weights(resumed))
 
@@ -997,13 +985,7 @@ def test_consistency_trains_and_resumes_bit_exact(tiny, tmp_path):
     plain = train(tiny, tmp_path / "plain", **dict(TINY, epochs=3))
     assert not all(np.array_equal(a, b) for a, b in zip(_weights(ref).values(), _weights(plain).values()))
     out = tmp_path / "model"
-
-    def stop_after_1(epoch, record):
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny, out, on_epoch_end=stop_after_1, **opts)
+    _interrupted(tiny, out, after=1, **opts)
     resumed = train(tiny, out, resume=True, progress=False, log=lambda *a, **k: None)
     _same_weights(_weights(resumed), _weights(ref))
     with pytest.raises(EdgekwsError, match=r"--consistency: must be a weight in \[0, 100\], got -1"):
