@@ -1032,13 +1032,12 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
                     agree, grad = consistency_to_mean(both, config.consistency)
                     grad[:n] += loss_fn.backward()
                     loss += agree
-                    model.zero_grad()
-                    model.backward(grad)
                 else:
                     logits = model.forward(x, training=True)
                     loss = loss_fn.forward(logits, y)
-                    model.zero_grad()
-                    model.backward(loss_fn.backward())
+                    grad = loss_fn.backward()
+                model.zero_grad()
+                model.backward(grad)
                 if config.grad_clip:
                     clip_grad_norm(model.parameters(), config.grad_clip)
                 opt.step()
