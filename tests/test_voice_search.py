@@ -190,6 +190,10 @@ def test_the_firmware_search_refuses_what_it_cannot_do(bundle):
     x = features(2, seed=12)
     q, shifts = cm.search_int8(x, 0, 2)        # no shift: one plain inference
     assert np.array_equal(q, cm.logits_int8(x)) and shifts.tolist() == [0, 0]
+    with pytest.raises(EdgekwsError, match="C model: features must be int8, got int16"):
+        cm.search_int8(x.astype(np.int16), 1, 2)              # refused as logits_int8 refuses it, not cast
+    q, shifts = cm.search_int8(x[:0], 1, 2)                   # no windows: no logits
+    assert q.shape == (0, 5) and shifts.shape == (0,)
     for max_shift, n_other in ((40, 2), (2, 5)):   # a shift of every band; no command class left
         with pytest.raises(EdgekwsError, match="ekws_model_invoke_search failed: "):
             cm.search_int8(x, max_shift, n_other)

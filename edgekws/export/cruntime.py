@@ -74,16 +74,21 @@ class CModel:
         self.input_size = int(header[8] * header[9] * header[10])
         self.num_classes = int(header[12])
 
-    def logits_int8(self, features: np.ndarray) -> np.ndarray:
-        """features (N, ...) int8 with input_size values per example -> logits (N, K) int8."""
+    def _examples(self, features: np.ndarray) -> np.ndarray:
+        """features (N, ...) int8 -> (N, input_size) contiguous (N may be 0), or a clear error."""
         x = np.asarray(features)
         if x.dtype != np.int8:   # a cast would wrap int16 200 to -56: logits of other features
             raise EdgekwsError(f"C model: features must be int8, got {x.dtype}")
         if x.ndim and not len(x):   # no windows: no logits, as the numpy engine
-            return np.zeros((0, self.num_classes), np.int8)
+            return np.zeros((0, self.input_size), np.int8)
         x = np.ascontiguousarray(x).reshape(len(x), -1)
         if x.shape[1] != self.input_size:
             raise EdgekwsError(f"C model: {x.shape[1]} feature values per example, expected {self.input_size}")
+        return x
+
+    def logits_int8(self, features: np.ndarray) -> np.ndarray:
+        """features (N, ...) int8 with input_size values per example -> logits (N, K) int8."""
+        x = self._examples(features)
         out = np.zeros((len(x), self.num_classes), np.int8)
         for i in range(len(x)):
             st = self.lib.ekws_model_invoke(self._model, x[i].ctypes.data_as(_i8p), self.input_size,
@@ -94,9 +99,7 @@ class CModel:
 
     def search_int8(self, features: np.ndarray, max_shift: int, n_other: int) -> tuple[np.ndarray, np.ndarray]:
         """ekws_model_invoke_search on each example: (logits (N, K) int8 of the chosen shift, shifts (N,))."""
-        x = np.ascontiguousarray(np.asarray(features, np.int8)).reshape(len(features), -1)
-        if x.shape[1] != self.input_size:
-            raise EdgekwsError(f"C model: {x.shape[1]} feature values per example, expected {self.input_size}")
+        x = self._examples(features)
         out = np.zeros((len(x), self.num_classes), np.int8)
         shifts = np.zeros(len(x), np.int64)
         scratch = np.zeros(self.input_size + self.num_classes, np.int8)
