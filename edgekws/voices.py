@@ -249,14 +249,15 @@ def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int 
            "val_accuracy": training["val_accuracy"], "epochs_run": training["epochs_run"],
            "n_train": training["n_train"], "seconds": round(seconds, 1)}
     sets = held_out_sets(te_view, fc, seed=seed, snr_db=snr_db, cache_dir=cache)
-    res["float"] = _accuracy(FloatNetwork(bundle), sets)
+    net = FloatNetwork(bundle)
+    res["float"] = _accuracy(net, sets)
     clean = res["float"]["clean"]
     log(f"  {tag}: " + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in res["float"].items())
         + f"; clean commands: {_fraction(clean['to_unknown'], '.3f')} to _unknown_, top-1 among commands "
           f"{_fraction(clean['commands_top1'], '.3f')} (in-engine val {_fraction(res['val_accuracy'], '.3f')}, "
           f"{seconds:.0f} s)")
     if voice_search:
-        res.update(_voice_search(bundle, tr_view, sets, voice_search, seed, cache))
+        res.update(_voice_search(bundle, net, tr_view, sets, voice_search, seed, cache))
         own = res["val_search"]
         log(f"  {tag}, voice search ±{voice_search}: " + ", ".join(
             f"{k} {v['accuracy']:.3f}" for k, v in res["float_search"].items())
@@ -270,16 +271,15 @@ def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int 
     return res
 
 
-def _voice_search(bundle, train_view, sets: dict, bands: int, seed: int, cache) -> dict:
-    """run_direction's voice-search figures: the held-out sets, and the training engine's own validation
-    clips as training drew them (what searching costs the voices it knows: unknown words heard as
-    commands); "n": how many."""
+def _voice_search(bundle, net, train_view, sets: dict, bands: int, seed: int, cache) -> dict:
+    """run_direction's voice-search figures for `bundle` (its float network `net`): the held-out sets, and
+    the training engine's own validation clips as training drew them (what searching costs the voices it
+    knows: unknown words heard as commands); "n": how many."""
     from edgekws.data import UNKNOWN, load_dataset
-    from edgekws.evaluate import FloatNetwork, VoiceSearch
+    from edgekws.evaluate import VoiceSearch
     from edgekws.featcache import FeatureCache, load_noises, split_arrays
     from edgekws.features import FeatureConfig
 
-    net = FloatNetwork(bundle)
     search = VoiceSearch(net, bundle.labels, bands)
     fc = FeatureConfig()
     config = bundle.manifest["training"]["config"]
@@ -435,13 +435,11 @@ def format_table(results: dict) -> str:
     head = ["lang", "train → test", "in-engine val", *sets]
     if split:
         head += ["clean commands → `_unknown_`", "clean commands, top-1 among commands"]
-    search = {r["search"]["bands"] for r in rows if "search" in r}
-    if len(search) == 1:
-        bands = search.pop()
+    widths = {r["search"]["bands"] for r in rows if "search" in r}
+    bands = widths.pop() if len(widths) == 1 else None     # rows searched alike: their columns
+    if bands is not None:
         head += [f"clean, voice search ±{bands}", "own validation: plain → search",
                  "own `_unknown_` recall: plain → search"]
-    else:
-        search = None
     if enroll:
         head += [f"int8 {s}: before → after enroll" for s in sets]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -455,7 +453,7 @@ def format_table(results: dict) -> str:
         if split:
             cells += [_fraction(r["clean_commands"][k] and 100 * r["clean_commands"][k], ".1f")
                       for k in ("to_unknown", "commands_top1")]
-        if search is not None:
+        if bands is not None:
             v = r.get("search")
             pct = lambda x: _fraction(x and 100 * x, ".1f")   # noqa: E731
             cells += ["n/a"] * 3 if v is None else [
