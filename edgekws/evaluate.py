@@ -8,9 +8,9 @@ quantization module registers "int8" (a loader taking the Bundle and returning a
 Voice search (`--voice-search K`, `KeywordModel(..., voice_search=K)`, `VoiceSearch`): each clip is
 also heard with its band axis moved by up to K mel bands down and up (integer shifts of the int8
 features, so every engine computes the same logits at each shift), and the answer is taken at the
-shift where the best command leads the best of `_silence_` / `_unknown_` by the most. A voice that
+shift where the model is surest of it (the largest class probability, `search_spread`). A voice that
 sits higher or lower than the training voices is heard at the height the model knows; it costs K * 2
-more inferences per clip (README, Voices: session 31).
+more inferences per clip (README, Voices: sessions 31-32).
 
 Metrics JSON (`eval --json FILE`, and metrics.json in the bundle under "float"/"int8"):
     {"accuracy": float, "n": int, "labels": [...],
@@ -117,37 +117,48 @@ def search_order(max_shift: int) -> list[int]:
     return [0] + [s for k in range(1, int(max_shift) + 1) for s in (-k, k)]
 
 
+def search_spread(logits: np.ndarray, scale=None) -> np.ndarray:
+    """How unsure a model is of each answer: sum over classes of exp(logit - best logit), which is
+    1 / (the largest class probability). logits (N, K). With `scale` they are int8 logits of that
+    output scale, and the sum is computed as the firmware does (float32, classes in order,
+    headmath.expf = ekws_head_expf), so the int8 engines choose the same shifts as C."""
+    z = np.asarray(logits)
+    if scale is None:
+        z = z.astype(np.float64)
+        return np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1)
+    from edgekws.retrain.headmath import expf
+
+    d = (z.astype(np.int32) - z.max(axis=1, keepdims=True).astype(np.int32)).astype(np.float32)
+    e = expf(np.float32(scale) * d)
+    total = np.zeros(len(z), np.float32)
+    for i in range(z.shape[1]):
+        total = (total + e[:, i]).astype(np.float32)
+    return total
+
+
 class VoiceSearch:
     """An engine that hears each clip at band shifts -max_shift..max_shift (`shift_bands`) and answers
-    at the shift where the best command's logit leads the best non-command logit (`_silence_`,
-    `_unknown_`) by the most; ties go to the earlier shift of `search_order` (no shift first).
+    at the shift where the model is surest of its answer, whichever class it is: the largest softmax
+    probability (the smallest `search_spread`), as speech recognizers choose a speaker's frequency warp
+    by the likelihood it gives (vocal tract length normalization). Ties go to the earlier shift of
+    `search_order` (no shift first).
 
     engine : any engine object (logits_features(features int8 (N, T, F)) -> (N, K))
-    labels : the bundle's labels (`_silence_` and `_unknown_` are the non-commands)
     """
 
-    def __init__(self, engine, labels, max_shift: int = 2):
-        from edgekws.data import SILENCE, UNKNOWN
-
+    def __init__(self, engine, max_shift: int = 2):
         if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) \
                 or not 0 <= max_shift <= MAX_VOICE_SEARCH:
             raise EdgekwsError(f"voice search (--voice-search): must be a whole number of bands in "
                                f"[0, {MAX_VOICE_SEARCH}], got {max_shift!r}")
         self.engine = engine
         self.max_shift = int(max_shift)
-        other = [i for i, lab in enumerate(labels) if lab in (SILENCE, UNKNOWN)]
-        self.commands = np.array([i for i in range(len(labels)) if i not in other], np.int64)
-        self.other = np.array(other, np.int64)
-        if not len(self.commands):
-            raise EdgekwsError("voice search: the model has no command labels")
 
     def search(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """features (N, T, F) int8 -> (logits (N, K) at the chosen shift, chosen shift (N,) int). (N, T, F, 1)
         is taken as (N, T, F); other shapes, and a search as wide as the band axis, are refused.
         An engine with its own `voice_search` (the C engine: the firmware's ekws_model_invoke_search)
-        runs it when the non-commands are the first labels, as in every edgekws bundle. An int8 engine
-        is scored on its int8 logits, as the firmware does (differences of dequantized float32 logits
-        round, and would break integer ties otherwise)."""
+        runs it. An int8 engine is scored on its int8 logits, as the firmware does."""
         features = np.asarray(features)
         if features.ndim == 4 and features.shape[-1] == 1:
             features = features[..., 0]
@@ -157,23 +168,20 @@ class VoiceSearch:
             raise EdgekwsError(f"voice search: ±{self.max_shift} bands is as wide as the {features.shape[-1]} "
                                "bands of the features")
         native = getattr(self.engine, "voice_search", None)
-        if callable(native) and self.other.tolist() == list(range(len(self.other))):
-            return native(features, self.max_shift, len(self.other))
-        exact = hasattr(self.engine, "logits_int8") and hasattr(self.engine, "dequantize_logits")
-        run = self.engine.logits_int8 if exact else self.engine.logits_features
-        best_logits = best_score = best_shift = None
+        if callable(native):
+            return native(features, self.max_shift)
+        scale = getattr(self.engine, "output_scale", None)
+        run = self.engine.logits_int8 if scale is not None else self.engine.logits_features
+        best_logits = best_spread = best_shift = None
         for s in search_order(self.max_shift):
             z = np.asarray(run(shift_bands(features, s) if s else features))
-            zs = z.astype(np.int64 if exact else np.float64)
-            score = zs[:, self.commands].max(axis=1)
-            if len(self.other):
-                score = score - zs[:, self.other].max(axis=1)
+            spread = search_spread(z, scale)
             if best_logits is None:
-                best_logits, best_score, best_shift = z.copy(), score, np.zeros(len(z), np.int64)
+                best_logits, best_spread, best_shift = z.copy(), spread, np.zeros(len(z), np.int64)
                 continue
-            better = score > best_score
-            best_logits[better], best_score[better], best_shift[better] = z[better], score[better], s
-        return (self.engine.dequantize_logits(best_logits) if exact else best_logits), best_shift
+            better = spread < best_spread
+            best_logits[better], best_spread[better], best_shift[better] = z[better], spread[better], s
+        return (self.engine.dequantize_logits(best_logits) if scale is not None else best_logits), best_shift
 
     def logits_features(self, features: np.ndarray) -> np.ndarray:
         return self.search(features)[0]
@@ -210,7 +218,7 @@ class KeywordModel:
         self.engine = ENGINES[engine](bundle)
         self.voice_search = voice_search
         if voice_search:   # 0 / None: each clip as it is
-            self.engine = VoiceSearch(self.engine, self.labels, voice_search)
+            self.engine = VoiceSearch(self.engine, voice_search)
         self.clip_samples = int(round(self.feature_config.sample_rate))  # 1 s windows
 
     def features(self, audio: np.ndarray) -> np.ndarray:

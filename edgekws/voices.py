@@ -280,7 +280,7 @@ def _voice_search(bundle, net, train_view, sets: dict, bands: int, seed: int, ca
     from edgekws.featcache import FeatureCache, load_noises, split_arrays
     from edgekws.features import FeatureConfig
 
-    search = VoiceSearch(net, bundle.labels, bands)
+    search = VoiceSearch(net, bands)
     fc = FeatureConfig()
     config = bundle.manifest["training"]["config"]
     ds = load_dataset(train_view, _command_folders(Path(train_view)))

@@ -34,7 +34,7 @@ def library():
         lib.ekws_model_invoke.argtypes = [ctypes.c_void_p, _i8p, ctypes.c_size_t, _i8p, ctypes.c_size_t]
         lib.ekws_model_invoke_search.restype = ctypes.c_int
         lib.ekws_model_invoke_search.argtypes = [ctypes.c_void_p, _i8p, ctypes.c_size_t, ctypes.c_uint32,
-                                                 ctypes.c_uint32, _i8p, ctypes.c_size_t, _i8p, ctypes.c_size_t,
+                                                 _i8p, ctypes.c_size_t, _i8p, ctypes.c_size_t,
                                                  ctypes.POINTER(ctypes.c_int32)]
         lib.ekws_requantize_s8.restype = ctypes.c_int32
         lib.ekws_requantize_s8.argtypes = [ctypes.c_int32] * 7
@@ -97,7 +97,7 @@ class CModel:
                 raise EdgekwsError(f"ekws_model_invoke failed: {_status(self.lib, st)}")
         return out
 
-    def search_int8(self, features: np.ndarray, max_shift: int, n_other: int) -> tuple[np.ndarray, np.ndarray]:
+    def search_int8(self, features: np.ndarray, max_shift: int) -> tuple[np.ndarray, np.ndarray]:
         """ekws_model_invoke_search on each example: (logits (N, K) int8 of the chosen shift, shifts (N,))."""
         x = self._examples(features)
         out = np.zeros((len(x), self.num_classes), np.int8)
@@ -106,7 +106,7 @@ class CModel:
         chosen = ctypes.c_int32(0)
         for i in range(len(x)):
             st = self.lib.ekws_model_invoke_search(self._model, x[i].ctypes.data_as(_i8p), self.input_size,
-                                                   int(max_shift), int(n_other), scratch.ctypes.data_as(_i8p),
+                                                   int(max_shift), scratch.ctypes.data_as(_i8p),
                                                    scratch.size, out[i].ctypes.data_as(_i8p), self.num_classes,
                                                    ctypes.byref(chosen))
             if st != 0:

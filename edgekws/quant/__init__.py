@@ -185,6 +185,11 @@ class Int8Network:
         """features (N, T, F) int8 -> (N, K) float32 dequantized logits."""
         return self.dequantize_logits(self.logits_int8(features))
 
+    @property
+    def output_scale(self) -> np.float32:
+        """The int8 logits' scale (float32, as the firmware holds it)."""
+        return np.float32(self.qm.output_scale)
+
     def dequantize_logits(self, q: np.ndarray) -> np.ndarray:
         """int8 logits -> float32 logits (output_scale * (q - output_zp))."""
         return (q.astype(np.float32) - np.float32(self.qm.output_zp)) * np.float32(self.qm.output_scale)
@@ -208,10 +213,10 @@ class CNetwork(Int8Network):
         check_example_shape(features, self.qm.input_shape, "C model")
         return self.cmodel.logits_int8(features)
 
-    def voice_search(self, features: np.ndarray, max_shift: int, n_other: int) -> tuple[np.ndarray, np.ndarray]:
+    def voice_search(self, features: np.ndarray, max_shift: int) -> tuple[np.ndarray, np.ndarray]:
         """The firmware's own search (ekws_model_invoke_search): dequantized logits and chosen shifts."""
         check_example_shape(features, self.qm.input_shape, "C model")
-        q, shifts = self.cmodel.search_int8(features, max_shift, n_other)
+        q, shifts = self.cmodel.search_int8(features, max_shift)
         return self.dequantize_logits(q), shifts
 
 

@@ -34,7 +34,7 @@ BIAS_LIMIT = F(2147483520.0)
 # ---- float32 helpers (head.c: ekws_head_expf, head_logf, head_sqrtf, round_half_away) ----------
 
 def expf(x: np.ndarray) -> np.ndarray:
-    """exp of float32 x <= 0 (larger values are treated as 0), as ekws_head_expf."""
+    """exp of float32 x <= 0 (larger values are treated as 0), as ekws_expf (model.c; ekws_head_expf)."""
     x = np.minimum(np.asarray(x, F), F(0))
     k = np.trunc(x * F(1.44269504) - F(0.5)).astype(np.int32)
     k = np.maximum(k, -126)  # only reached below -87, where the result is 0 anyway

@@ -52,27 +52,7 @@ static int32_t u2s(uint32_t u) {
 /* ---- float32 helpers (mirrored in headmath.py) ------------------------------------------------ */
 
 float ekws_head_expf(float x) {
-    /* x = k ln2 + r, |r| <= ln2/2; exp(r) by Horner; times 2^k built from bits (k >= -126). */
-    if (x != x) {
-        return x; /* NaN in, NaN out (never converted to an integer) */
-    }
-    if (x < -87.0f) {
-        return 0.0f;
-    }
-    if (x > 0.0f) {
-        x = 0.0f;
-    }
-    const int32_t k = (int32_t)(x * 1.44269504f - 0.5f); /* truncation toward zero */
-    const float kf = (float)k;
-    const float r = (x - kf * 0.693359375f) - kf * -2.12194440e-4f;
-    float p = 1.38888889e-3f;
-    p = p * r + 8.33333333e-3f;
-    p = p * r + 4.16666667e-2f;
-    p = p * r + 1.66666667e-1f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    return p * u2f((uint32_t)(k + 127) << 23);
+    return ekws_expf(x);
 }
 
 /* log(x) for a normal x > 0: x = 2^e m, m in [sqrt(1/2), sqrt(2)); log m = 2 atanh((m-1)/(m+1)). */

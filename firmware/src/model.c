@@ -401,26 +401,54 @@ ekws_status_t ekws_model_invoke(const ekws_model_t *model, const int8_t *input, 
     return EKWS_OK;
 }
 
-/* best logit of classes [n_other, k) minus the best of [0, n_other) (the best alone if n_other is 0) */
-static int32_t search_score(const int8_t *z, uint32_t n_other, uint32_t k) {
-    int32_t cmd = z[n_other];
-    for (uint32_t i = n_other + 1; i < k; i++) {
-        cmd = z[i] > cmd ? z[i] : cmd;
+static float bits_to_float(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+float ekws_expf(float x) {
+    /* x = k ln2 + r, |r| <= ln2/2; exp(r) by Horner; times 2^k built from bits (k >= -126). */
+    if (x != x) {
+        return x; /* NaN in, NaN out (never converted to an integer) */
     }
-    if (n_other == 0) {
-        return cmd;
+    if (x < -87.0f) {
+        return 0.0f;
     }
-    int32_t other = z[0];
-    for (uint32_t i = 1; i < n_other; i++) {
-        other = z[i] > other ? z[i] : other;
+    if (x > 0.0f) {
+        x = 0.0f;
     }
-    return cmd - other;
+    const int32_t k = (int32_t)(x * 1.44269504f - 0.5f); /* truncation toward zero */
+    const float kf = (float)k;
+    const float r = (x - kf * 0.693359375f) - kf * -2.12194440e-4f;
+    float p = 1.38888889e-3f;
+    p = p * r + 8.33333333e-3f;
+    p = p * r + 4.16666667e-2f;
+    p = p * r + 1.66666667e-1f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    return p * bits_to_float((uint32_t)(k + 127) << 23);
+}
+
+/* How unsure the model is of its answer: the softmax denominator relative to the best logit,
+ * sum_i exp(scale * (z_i - max z)) in class order = 1 / (the largest class probability); 1 when one
+ * class takes everything. float32 with ekws_expf, as edgekws.evaluate.search_spread computes it. */
+static float search_spread(const int8_t *z, uint32_t k, float scale) {
+    int32_t top = z[0];
+    for (uint32_t i = 1; i < k; i++) {
+        top = z[i] > top ? z[i] : top;
+    }
+    float sum = 0.0f;
+    for (uint32_t i = 0; i < k; i++) {
+        sum += ekws_expf(scale * (float)(z[i] - top));
+    }
+    return sum;
 }
 
 ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *input, size_t input_len,
-                                       uint32_t max_shift, uint32_t n_other, int8_t *scratch,
-                                       size_t scratch_len, int8_t *logits, size_t logits_len,
-                                       int32_t *shift) {
+                                       uint32_t max_shift, int8_t *scratch, size_t scratch_len, int8_t *logits,
+                                       size_t logits_len, int32_t *shift) {
     if (!model || !input || !scratch || !logits) {
         return EKWS_ERR_NULL;
     }
@@ -429,8 +457,7 @@ ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *
     }
     const uint32_t rows = ekws_rd32le(model->blob + 4 * H_IN_H), bands = ekws_rd32le(model->blob + 4 * H_IN_W);
     const uint32_t k = model->num_classes;
-    if (input_len != model->input_size || ekws_rd32le(model->blob + 4 * H_IN_C) != 1u || max_shift >= bands ||
-        n_other >= k) {
+    if (input_len != model->input_size || ekws_rd32le(model->blob + 4 * H_IN_C) != 1u || max_shift >= bands) {
         return EKWS_ERR_ARG;
     }
     if (scratch_len < (size_t)model->input_size + k || logits_len < k) {
@@ -441,7 +468,8 @@ ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *
     if (st != EKWS_OK) {
         return st;
     }
-    int32_t best = search_score(logits, n_other, k), chosen = 0;
+    float best = search_spread(logits, k, model->output_scale);
+    int32_t chosen = 0;
     for (uint32_t step = 1; step <= 2 * max_shift; step++) {
         const int32_t s = (step & 1u) ? -(int32_t)((step + 1) / 2) : (int32_t)(step / 2);
         for (uint32_t r = 0; r < rows; r++) {
@@ -455,9 +483,9 @@ ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *
         if (st != EKWS_OK) {
             return st;
         }
-        const int32_t score = search_score(z, n_other, k);
-        if (score > best) {
-            best = score;
+        const float spread = search_spread(z, k, model->output_scale);
+        if (spread < best) {
+            best = spread;
             chosen = s;
             memcpy(logits, z, k);
         }

@@ -53,66 +53,75 @@ static void shift_input(const int8_t *in, int8_t *out, int s) {
     }
 }
 
-static int score_of(const int8_t *z, int n_other) {   /* best of classes n_other.. minus best before them */
-    int cmd = z[n_other], other = n_other ? z[0] : 0;
-    for (int i = n_other + 1; i < GOLDEN_MODEL_NUM_CLASSES; i++) {
-        cmd = z[i] > cmd ? z[i] : cmd;
+static float spread_of(const int8_t *z, float scale) {   /* sum of exp(scale * (z_i - max z)), class order */
+    int top = z[0];
+    float sum = 0.0f;
+    for (int i = 1; i < GOLDEN_MODEL_NUM_CLASSES; i++) {
+        top = z[i] > top ? z[i] : top;
     }
-    for (int i = 1; i < n_other; i++) {
-        other = z[i] > other ? z[i] : other;
+    for (int i = 0; i < GOLDEN_MODEL_NUM_CLASSES; i++) {
+        sum += ekws_expf(scale * (float)(z[i] - top));
     }
-    return cmd - other;
+    return sum;
 }
 
 static void test_search(void) {
     ekws_model_t m;
     static int8_t scratch[GOLDEN_MODEL_INPUT_SIZE + GOLDEN_MODEL_NUM_CLASSES], moved[GOLDEN_MODEL_INPUT_SIZE];
     int8_t z[GOLDEN_MODEL_NUM_CLASSES], want[GOLDEN_MODEL_NUM_CLASSES];
-    /* settings under which the golden inputs choose shifts other than 0 (input 0: -8, +1, -1) */
-    static const int settings[][2] = {{3, 2}, {8, 2}, {3, 3}, {3, 4}, {8, 0}};
+    static const int widths[] = {1, 2, 3, 8};
+    /* the golden inputs (random, all -128, all 127: the two flat ones look the same at every shift),
+     * the random one with its upper 20 bands silent, and stripes of 5 bands: these choose other shifts */
+    enum { N_IN = GOLDEN_MODEL_NUM_INPUTS + 2, BANDS = 40 };
+    static int8_t inputs[N_IN * GOLDEN_MODEL_INPUT_SIZE];
+    memcpy(inputs, golden_model_inputs, sizeof golden_model_inputs);
+    for (int j = 0; j < GOLDEN_MODEL_INPUT_SIZE; j++) {
+        const int band = j % BANDS;
+        inputs[GOLDEN_MODEL_NUM_INPUTS * GOLDEN_MODEL_INPUT_SIZE + j] = band < 20 ? golden_model_inputs[j] : -128;
+        inputs[(GOLDEN_MODEL_NUM_INPUTS + 1) * GOLDEN_MODEL_INPUT_SIZE + j] = (int8_t)((band / 5) % 2 ? -100 : 100);
+    }
     int moved_any = 0;
     CHECK(ekws_model_init(&m, golden_model_blob, GOLDEN_MODEL_BYTES, arena, GOLDEN_MODEL_ARENA) == EKWS_OK, "init");
-    for (int i = 0; i < GOLDEN_MODEL_NUM_INPUTS; i++) {
-        const int8_t *in = golden_model_inputs + i * GOLDEN_MODEL_INPUT_SIZE;
+    for (int i = 0; i < N_IN; i++) {
+        const int8_t *in = inputs + i * GOLDEN_MODEL_INPUT_SIZE;
         int32_t shift = 99;
-        CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 0, 2, scratch, sizeof scratch, z,
+        CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 0, scratch, sizeof scratch, z,
                                        sizeof z, &shift) == EKWS_OK && shift == 0 &&
-                  memcmp(z, golden_model_logits + i * GOLDEN_MODEL_NUM_CLASSES, sizeof z) == 0,
+                  (i >= GOLDEN_MODEL_NUM_INPUTS ||
+                   memcmp(z, golden_model_logits + i * GOLDEN_MODEL_NUM_CLASSES, sizeof z) == 0),
               "input %d: a search of 0 bands is not the plain inference", i);
-        for (size_t k = 0; k < sizeof settings / sizeof settings[0]; k++) {
-            const int max_shift = settings[k][0], n_other = settings[k][1];
-            CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, (uint32_t)max_shift, (uint32_t)n_other,
-                                           scratch, sizeof scratch, z, sizeof z, &shift) == EKWS_OK, "search %d", i);
-            /* the answer is the inference at the first shift (0, -1, 1, -2, ...) with the best score */
-            int best = -1000, best_s = 0;
+        for (size_t k = 0; k < sizeof widths / sizeof widths[0]; k++) {
+            const int max_shift = widths[k];
+            CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, (uint32_t)max_shift, scratch,
+                                           sizeof scratch, z, sizeof z, &shift) == EKWS_OK, "search %d", i);
+            /* the answer is the inference at the first shift (0, -1, 1, -2, ...) with the smallest spread */
+            float best = 0.0f;
+            int best_s = 0;
             for (int step = 0; step <= 2 * max_shift; step++) {
                 const int s = step == 0 ? 0 : ((step & 1) ? -(step + 1) / 2 : step / 2);
                 shift_input(in, moved, s);
                 CHECK(ekws_model_invoke(&m, moved, GOLDEN_MODEL_INPUT_SIZE, want, sizeof want) == EKWS_OK, "invoke");
-                if (score_of(want, n_other) > best) {
-                    best = score_of(want, n_other);
+                if (step == 0 || spread_of(want, m.output_scale) < best) {
+                    best = spread_of(want, m.output_scale);
                     best_s = s;
                 }
             }
             shift_input(in, moved, best_s);
             ekws_model_invoke(&m, moved, GOLDEN_MODEL_INPUT_SIZE, want, sizeof want);
             CHECK(shift == best_s && memcmp(z, want, sizeof z) == 0,
-                  "input %d, ±%d, %d non-commands: searched shift %d, expected %d", i, max_shift, n_other,
-                  (int)shift, best_s);
+                  "input %d, ±%d: searched shift %d, expected %d", i, max_shift, (int)shift, best_s);
             moved_any += shift != 0;
         }
     }
-    CHECK(moved_any >= 3, "only %d searches chose a shift: the test would not see a wrong one", moved_any);
+    CHECK(moved_any >= 6, "only %d searches chose a shift: the test would not see a wrong one", moved_any);
     const int8_t *in = golden_model_inputs;
-    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 40, 2, scratch, sizeof scratch, z, sizeof z,
+    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 40, scratch, sizeof scratch, z, sizeof z,
                                    NULL) == EKWS_ERR_ARG, "a shift of every band accepted");
-    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 1, GOLDEN_MODEL_NUM_CLASSES, scratch,
-                                   sizeof scratch, z, sizeof z, NULL) == EKWS_ERR_ARG, "no command class accepted");
-    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 1, 2, scratch, sizeof scratch - 1, z, sizeof z,
+    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 1, scratch, sizeof scratch - 1, z, sizeof z,
                                    NULL) == EKWS_ERR_BUFFER_TOO_SMALL, "short scratch accepted");
-    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE - 1, 1, 2, scratch, sizeof scratch, z, sizeof z,
+    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE - 1, 1, scratch, sizeof scratch, z, sizeof z,
                                    NULL) == EKWS_ERR_ARG, "wrong input length accepted");
-    CHECK(ekws_model_invoke_search(&m, NULL, GOLDEN_MODEL_INPUT_SIZE, 1, 2, scratch, sizeof scratch, z, sizeof z,
+    CHECK(ekws_model_invoke_search(&m, NULL, GOLDEN_MODEL_INPUT_SIZE, 1, scratch, sizeof scratch, z, sizeof z,
                                    NULL) == EKWS_ERR_NULL, "NULL input accepted");
 }
 

@@ -99,16 +99,20 @@ ekws_status_t ekws_model_invoke(const ekws_model_t *model, const int8_t *input, 
 
 /* Voice search (edgekws.evaluate.VoiceSearch): run the model on `input` moved along its band axis
  * (input_w, with input_c 1: band b reads band b + s, the edge band repeated) for s = 0, -1, 1, ...,
- * -max_shift, max_shift, and keep in `logits` those of the shift where the best logit of classes
- * [n_other, num_classes) leads the best of classes [0, n_other) by the most (the first shift in
- * that order on ties; with n_other 0 the best logit alone). scratch: input_size + num_classes bytes,
- * overlapping neither input nor logits.
+ * -max_shift, max_shift, and keep in `logits` those of the shift where the model is surest of its
+ * answer: the largest softmax probability of any class (the smallest sum over classes of
+ * exp(output_scale * (logit - best logit)), float32, ekws_expf), the first shift in that order
+ * on ties. scratch: input_size + num_classes bytes, overlapping neither input nor logits.
  * *shift (may be NULL) receives the chosen s. 2 * max_shift + 1 inferences.
- * EKWS_ERR_ARG: input_len, input_c != 1, max_shift >= input_w or n_other >= num_classes. */
+ * EKWS_ERR_ARG: input_len, input_c != 1 or max_shift >= input_w. */
 ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *input, size_t input_len,
-                                       uint32_t max_shift, uint32_t n_other, int8_t *scratch,
-                                       size_t scratch_len, int8_t *logits, size_t logits_len,
-                                       int32_t *shift);
+                                       uint32_t max_shift, int8_t *scratch, size_t scratch_len, int8_t *logits,
+                                       size_t logits_len, int32_t *shift);
+
+/* exp(x) for float32 x <= 0 (larger x is taken as 0; below -87, 0), the same bits as
+ * edgekws.retrain.headmath.expf (compile with -ffp-contract=off; FLT_EVAL_METHOD 0): the head
+ * trainer's softmax (ekws_head_expf) and voice search use it. */
+float ekws_expf(float x);
 
 /* Index of the largest logit (first on ties). */
 uint32_t ekws_argmax_s8(const int8_t *values, size_t n);
