@@ -361,7 +361,7 @@ def register(sub) -> None:
     p.add_argument("--cache", metavar="DIR", type=cliargs.folder, help="feature cache folder (default DATA/.edgekws-cache)")
     p.add_argument("--voice-search", type=cliargs.voice_search, default=0, metavar="K",
                    help="also hear each clip up to K mel bands lower and higher and answer at the height "
-                        "where a command stands out most (2K more inferences per clip; default 0 = off)")
+                        "where the model is surest (2K more inferences per clip; default 0 = off)")
     p.set_defaults(func=run_eval)
 
     q = sub.add_parser("predict", help="label and confidence of each WAV file",

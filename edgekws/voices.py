@@ -483,6 +483,8 @@ def register(sub) -> None:
     p.add_argument("--tilt", type=float, metavar="P", help="training spectral tilt fraction (default: train's)")
     p.add_argument("--consistency", type=float, metavar="W", help="training consistency weight between two voices "
                                                                   "(default: train's, off)")
+    p.add_argument("--consistency-from", type=int, metavar="E", help="train the first E epochs without the "
+                                                                       "consistency term (default: train's, 0)")
     p.add_argument("--snr", type=float, default=SNR_DB, help=f"SNR of the noisy tests in dB (default {SNR_DB:g})")
     p.add_argument("--enroll", type=cliargs.positive_int, metavar="K", help="also enroll K clips per class of the held-out engine")
     p.add_argument("--enroll-noisy", type=cliargs.non_negative_int, default=0, metavar="N",
@@ -525,7 +527,8 @@ def run(args) -> int:
         refuse_foreign_json(args.json, "runs")   # before the trainings, not after
     opts = {k: v for k, v in (("epochs", args.epochs), ("arch", args.arch), ("time_warp", args.time_warp),
                               ("freq_shift", args.freq_shift), ("tilt", args.tilt),
-                              ("consistency", args.consistency)) if v is not None}
+                              ("consistency", args.consistency), ("consistency_from", args.consistency_from))
+            if v is not None}
     from edgekws.train import TrainConfig
 
     TrainConfig(**opts).check()   # before the views and the first training, not 0.4 s into it

@@ -990,3 +990,30 @@ def test_consistency_trains_and_resumes_bit_exact(tiny, tmp_path):
     _same_weights(_weights(resumed), _weights(ref))
     with pytest.raises(EdgekwsError, match=r"--consistency: must be a weight in \[0, 100\], got -1"):
         train(tiny, tmp_path / "bad", **dict(TINY, consistency=-1.0))
+
+
+def _history(bundle):
+    h = bundle.read_json("history.json")
+    return h["epochs"] if isinstance(h, dict) and "epochs" in h else h
+
+
+def test_consistency_from_trains_the_first_epochs_plainly_and_resumes_across_the_switch(tiny, tmp_path):
+    late = dict(TINY, epochs=3, consistency=2.0, consistency_from=2)
+    ref = train(tiny, tmp_path / "ref", **late)
+    assert ref.manifest["training"]["config"]["consistency_from"] == 2
+    plain = train(tiny, tmp_path / "plain", **dict(TINY, epochs=3))
+    h_late, h_plain = _history(ref), _history(plain)
+    for k in ("train_loss", "val_loss", "train_accuracy"):      # epochs 1-2 the same bits, then not
+        assert [r[k] for r in h_late[:2]] == [r[k] for r in h_plain[:2]], k
+    assert h_late[2]["train_loss"] != h_plain[2]["train_loss"]
+    assert not all(np.array_equal(a, b) for a, b in zip(_weights(ref).values(), _weights(plain).values()))
+    out = tmp_path / "model"
+    _interrupted(tiny, out, after=2, **late)                  # stopped at the switch, resumed past it
+    _same_weights(_weights(train(tiny, out, resume=True, progress=False, log=lambda *a, **k: None)), _weights(ref))
+    for bad, message in ((dict(consistency_from=3), r"--consistency-from: must be an epoch count in \[0, --epochs 3\), got 3"),
+                         (dict(consistency_from=-1), r"--consistency-from: must be an epoch count in \[0, --epochs 3\), got -1"),
+                         (dict(consistency_from=1.0), r"--consistency-from: must be an epoch count in \[0, --epochs 3\), got 1.0"),
+                         (dict(consistency=0.0, consistency_from=1),
+                          "--consistency-from: starts consistency training late; give --consistency W too")):
+        with pytest.raises(EdgekwsError, match=message):
+            train(tiny, tmp_path / "bad", **{**late, **bad})
