@@ -121,7 +121,7 @@ def search_spread(logits: np.ndarray, scale=None) -> np.ndarray:
     """How unsure a model is of each answer: sum over classes of exp(logit - best logit), which is
     1 / (the largest class probability). logits (N, K). With `scale` they are int8 logits of that
     output scale, and the sum is computed as the firmware does (float32, classes in order,
-    headmath.expf = ekws_head_expf), so the int8 engines choose the same shifts as C."""
+    headmath.expf = ekws_expf of model.c), so the int8 engines choose the same shifts as C."""
     z = np.asarray(logits)
     if scale is None:
         z = z.astype(np.float64)
@@ -170,8 +170,9 @@ class VoiceSearch:
         native = getattr(self.engine, "voice_search", None)
         if callable(native):
             return native(features, self.max_shift)
-        scale = getattr(self.engine, "output_scale", None)
-        run = self.engine.logits_int8 if scale is not None else self.engine.logits_features
+        exact = all(hasattr(self.engine, a) for a in ("output_scale", "logits_int8", "dequantize_logits"))
+        scale = self.engine.output_scale if exact else None
+        run = self.engine.logits_int8 if exact else self.engine.logits_features
         best_logits = best_spread = best_shift = None
         for s in search_order(self.max_shift):
             z = np.asarray(run(shift_bands(features, s) if s else features))

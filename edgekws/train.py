@@ -98,7 +98,7 @@ class TrainConfig:
     # a model that has learned the words, at a fraction of the cost. From epoch 40 of 60 (weight 2):
     # Japanese eSpeak NG -> Open JTalk 84.5 / 83.2 / 76.0% (seeds 0 / 1 / 2; every epoch 85.2 / 84.4 /
     # 77.6%, none 83.5 / 80.8 / 68.8%), with voice search ±2 87.8 / 85.5 / 80.1%; own voices 98.0% int8
-    # (README, Voices: session 32).
+    # (README, Voices: session 32). Early stopping waits for them: patience counts from epoch E.
     consistency_from: int = 0
     silence_ratio: float = 1.0
     # Streams of unknown words (issue 7) need more of them than the clips' balance: _unknown_ examples
@@ -160,8 +160,8 @@ class TrainConfig:
         if not (number(self.consistency) and 0 <= self.consistency <= MAX_CONSISTENCY):
             raise EdgekwsError(f"--consistency: must be a weight in [0, {MAX_CONSISTENCY:g}], got {self.consistency!r}")
         if not is_int(self.consistency_from, numpy=False) or not 0 <= self.consistency_from < self.epochs:
-            raise EdgekwsError(f"--consistency-from: must be an epoch count in [0, --epochs {self.epochs}), "
-                               f"got {self.consistency_from!r}")
+            raise EdgekwsError(f"--consistency-from: must be an epoch count in [0, {self.epochs}) (the training's "
+                               f"epochs), got {self.consistency_from!r}")
         if self.consistency_from and not self.consistency:
             raise EdgekwsError("--consistency-from: starts consistency training late; give --consistency W too")
         if not is_int(self.seed, numpy=False) or not 0 <= self.seed < 2 ** 63:
@@ -1076,7 +1076,9 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
                 bad_epochs = 0
             else:
                 bad_epochs += 1
-            stopped_early = bad_epochs >= config.patience
+            if epoch == config.consistency_from:   # the second voice starts: patience counts from here
+                bad_epochs = 0
+            stopped_early = bad_epochs >= config.patience and epoch >= config.consistency_from
             log(f"epoch {epoch}/{config.epochs}: loss {record['train_loss']:.4f} acc {record['train_accuracy']:.3f}"
                 + (f" | val loss {val_loss:.4f} acc {val_acc:.3f}{' *' if improved else ''}" if val_acc is not None
                    else " | no validation clips")

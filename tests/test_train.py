@@ -1010,10 +1010,20 @@ def test_consistency_from_trains_the_first_epochs_plainly_and_resumes_across_the
     out = tmp_path / "model"
     _interrupted(tiny, out, after=2, **late)                  # stopped at the switch, resumed past it
     _same_weights(_weights(train(tiny, out, resume=True, progress=False, log=lambda *a, **k: None)), _weights(ref))
-    for bad, message in ((dict(consistency_from=3), r"--consistency-from: must be an epoch count in \[0, --epochs 3\), got 3"),
-                         (dict(consistency_from=-1), r"--consistency-from: must be an epoch count in \[0, --epochs 3\), got -1"),
-                         (dict(consistency_from=1.0), r"--consistency-from: must be an epoch count in \[0, --epochs 3\), got 1.0"),
+    for bad, message in ((dict(consistency_from=3), r"--consistency-from: must be an epoch count in \[0, 3\) \(the training's epochs\), got 3"),
+                         (dict(consistency_from=-1), r"--consistency-from: must be an epoch count in \[0, 3\) \(the training's epochs\), got -1"),
+                         (dict(consistency_from=1.0), r"--consistency-from: must be an epoch count in \[0, 3\) \(the training's epochs\), got 1.0"),
                          (dict(consistency=0.0, consistency_from=1),
                           "--consistency-from: starts consistency training late; give --consistency W too")):
         with pytest.raises(EdgekwsError, match=message):
             train(tiny, tmp_path / "bad", **{**late, **bad})
+
+
+def test_early_stopping_waits_for_the_second_voice(tiny, tmp_path, monkeypatch):
+    import edgekws.train as tr
+
+    monkeypatch.setattr(tr, "_loss_acc", lambda *a, **k: (1.0, 0.5))   # validation never improves after epoch 1
+    plain = train(tiny, tmp_path / "plain", **dict(TINY, epochs=6, patience=1))
+    assert len(_history(plain)) == 2                          # epoch 2 did not improve: stop
+    late = train(tiny, tmp_path / "late", **dict(TINY, epochs=6, patience=1, consistency=2.0, consistency_from=3))
+    assert len(_history(late)) == 4      # no stop before epoch 3, patience counted from it: stop after epoch 4

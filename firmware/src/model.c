@@ -3,6 +3,7 @@
 #include "ekws/model.h"
 #include "ekws/le.h"
 
+#include <float.h>
 #include <string.h>
 
 /* Header word indices. */
@@ -192,6 +193,12 @@ static const char *check_blob(const uint8_t *b, size_t size, uint32_t *act, uint
     crc = ekws_crc32(crc, b + 4 * (H_CRC + 1), total - 4 * (H_CRC + 1));
     if (crc != ekws_rd32le(b + 4 * H_CRC)) {
         return "CRC mismatch (corrupt model blob)";
+    }
+    const uint32_t scale_bits = ekws_rd32le(b + 4 * H_OUT_SCALE);
+    float out_scale;
+    memcpy(&out_scale, &scale_bits, sizeof out_scale);
+    if (!(out_scale > 0.0f && out_scale <= FLT_MAX)) { /* NaN fails too; voice search weighs logits by it */
+        return "output scale not a finite positive number";
     }
     if (n < 1 || n > 1024 || (uint64_t)EKWS_MODEL_HEADER_SIZE + (uint64_t)n * EKWS_MODEL_LAYER_SIZE > total) {
         return "bad layer count";

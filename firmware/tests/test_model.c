@@ -125,6 +125,8 @@ static void test_search(void) {
                                    NULL) == EKWS_ERR_NULL, "NULL input accepted");
 }
 
+static const char *why_or(const char *why) { return why ? why : "accepted"; }
+
 static void test_refusals(void) {
     ekws_model_t m;
     CHECK(ekws_model_init(&m, golden_model_blob, GOLDEN_MODEL_BYTES, arena, GOLDEN_MODEL_ARENA - 1) ==
@@ -144,14 +146,25 @@ static void test_refusals(void) {
     CHECK(ekws_model_init(&m, (const uint8_t *)golden_model_blob + 1, GOLDEN_MODEL_BYTES - 1, arena,
                           GOLDEN_MODEL_ARENA) == EKWS_ERR_ARG, "misaligned blob accepted");
     CHECK(ekws_crc32(0, "123456789", 9) == 0xCBF43926u, "crc32 check value");
+    static const uint32_t bad_scales[] = {0u, 0x80000000u, 0xBC000000u, 0x7F800000u, 0x7FC00000u}; /* 0, -0, <0, inf, NaN */
+    for (size_t i = 0; i < sizeof bad_scales / sizeof bad_scales[0]; i++) {
+        memcpy(copy, golden_model_blob, GOLDEN_MODEL_BYTES);
+        ekws_wr32le((uint8_t *)copy + 4u * 14u, bad_scales[i]);   /* the header's output scale */
+        tb_seal(copy, GOLDEN_MODEL_BYTES);
+        why = ekws_model_check(copy, GOLDEN_MODEL_BYTES);
+        CHECK(why && strstr(why, "output scale"), "output scale 0x%08x: %s", (unsigned)bad_scales[i], why_or(why));
+        CHECK(ekws_model_init(&m, copy, GOLDEN_MODEL_BYTES, arena, GOLDEN_MODEL_ARENA) == EKWS_ERR_CONFIG,
+              "output scale 0x%08x accepted", (unsigned)bad_scales[i]);
+    }
+    memcpy(copy, golden_model_blob, GOLDEN_MODEL_BYTES);
+    tb_seal(copy, GOLDEN_MODEL_BYTES);
+    CHECK(ekws_model_check(copy, GOLDEN_MODEL_BYTES) == NULL, "resealed golden blob refused");
 }
 
 /* Room for the largest crafted blob below: header, record and 8 * 32768 bytes of data. */
 static uint32_t crafted[(TB_DATA + 8u * 32768u) / 4u];
 static uint32_t big_arena[65536u / 4u];
 static int8_t big_input[32768];
-
-static const char *why_or(const char *why) { return why ? why : "accepted"; }
 
 /* A dense layer 131072 -> 32768: out_c * in_elems = 2^32 wrapped to 0 in a 32-bit weight size, so
  * the blob passed the check with no weight bytes at all (and invoke read 4 GiB past the blob). The

@@ -27,7 +27,8 @@ else
 endif
 
 # The firmware keeps the project's warnings; the port's startup code uses GCC extensions.
-STRICT  := -std=c99 -Wall -Wextra -Wpedantic -Werror -Wconversion -Wshadow
+# -ffp-contract=off: no fused multiply-add, so the float32 of voice search and the head trainer has numpy's bits
+STRICT  := -std=c99 -ffp-contract=off -Wall -Wextra -Wpedantic -Werror -Wconversion -Wshadow
 LENIENT := -std=gnu99 -Wall -Wextra -Werror
 COMMON  := $(CPU) -O2 -g -ffreestanding -fno-tree-loop-distribute-patterns -ffunction-sections -fdata-sections \
            $(EXTRA_FLAGS) -I$(PORT)/include -I$(PORT) -I$(FW)/include -I$(FW)/generated -I$(DATA) $(EXTRA_CFLAGS)
