@@ -1033,15 +1033,15 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
                 opt.lr = cosine(epoch * steps_per_epoch + s, config.lr, total_steps,
                                 min_lr=config.lr * config.min_lr_ratio, warmup_steps=warm)
                 if config.consistency and epoch >= config.consistency_from:   # both voices in one batch (BatchNorm sees them together)
-                    n = len(x)
-                    other = second_voice(x.reshape(n, *tr.features.shape[1:]),
+                    b = len(x)   # not `n`: that is the epoch's example count, which the bundle records
+                    other = second_voice(x.reshape(b, *tr.features.shape[1:]),
                                          np.random.default_rng([config.seed, 7, epoch, s]),
                                          255 * fc.input_scale).reshape(x.shape)
                     both = model.forward(np.concatenate([x, other]), training=True)
-                    logits = both[:n]
+                    logits = both[:b]
                     loss = loss_fn.forward(logits, y)
                     agree, grad = consistency_to_mean(both, config.consistency)
-                    grad[:n] += loss_fn.backward()
+                    grad[:b] += loss_fn.backward()
                     loss += agree
                 else:
                     logits = model.forward(x, training=True)

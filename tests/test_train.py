@@ -984,6 +984,7 @@ def test_consistency_trains_and_resumes_bit_exact(tiny, tmp_path):
     assert ref.manifest["training"]["config"]["consistency"] == 2.0
     plain = train(tiny, tmp_path / "plain", **dict(TINY, epochs=3))
     assert not all(np.array_equal(a, b) for a, b in zip(_weights(ref).values(), _weights(plain).values()))
+    assert ref.manifest["training"]["n_train"] == plain.manifest["training"]["n_train"] > TINY["batch"]
     out = tmp_path / "model"
     _interrupted(tiny, out, after=1, **opts)
     resumed = train(tiny, out, resume=True, progress=False, log=lambda *a, **k: None)
