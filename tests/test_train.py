@@ -993,17 +993,12 @@ def test_consistency_trains_and_resumes_bit_exact(tiny, tmp_path):
         train(tiny, tmp_path / "bad", **dict(TINY, consistency=-1.0))
 
 
-def _history(bundle):
-    h = bundle.read_json("history.json")
-    return h["epochs"] if isinstance(h, dict) and "epochs" in h else h
-
-
 def test_consistency_from_trains_the_first_epochs_plainly_and_resumes_across_the_switch(tiny, tmp_path):
     late = dict(TINY, epochs=3, consistency=2.0, consistency_from=2)
     ref = train(tiny, tmp_path / "ref", **late)
     assert ref.manifest["training"]["config"]["consistency_from"] == 2
     plain = train(tiny, tmp_path / "plain", **dict(TINY, epochs=3))
-    h_late, h_plain = _history(ref), _history(plain)
+    h_late, h_plain = ref.read_json("history.json"), plain.read_json("history.json")
     for k in ("train_loss", "val_loss", "train_accuracy"):      # epochs 1-2 the same bits, then not
         assert [r[k] for r in h_late[:2]] == [r[k] for r in h_plain[:2]], k
     assert h_late[2]["train_loss"] != h_plain[2]["train_loss"]
@@ -1025,6 +1020,6 @@ def test_early_stopping_waits_for_the_second_voice(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(tr, "_loss_acc", lambda *a, **k: (1.0, 0.5))   # validation never improves after epoch 1
     plain = train(tiny, tmp_path / "plain", **dict(TINY, epochs=6, patience=1))
-    assert len(_history(plain)) == 2                          # epoch 2 did not improve: stop
+    assert len(plain.read_json("history.json")) == 2                          # epoch 2 did not improve: stop
     late = train(tiny, tmp_path / "late", **dict(TINY, epochs=6, patience=1, consistency=2.0, consistency_from=3))
-    assert len(_history(late)) == 4      # no stop before epoch 3, patience counted from it: stop after epoch 4
+    assert len(late.read_json("history.json")) == 4      # no stop before epoch 3, patience counted from it: stop after epoch 4

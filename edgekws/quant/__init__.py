@@ -192,7 +192,7 @@ class Int8Network:
 
     def dequantize_logits(self, q: np.ndarray) -> np.ndarray:
         """int8 logits -> float32 logits (output_scale * (q - output_zp))."""
-        return (q.astype(np.float32) - np.float32(self.qm.output_zp)) * np.float32(self.qm.output_scale)
+        return (q.astype(np.float32) - np.float32(self.qm.output_zp)) * self.output_scale
 
 
 class CNetwork(Int8Network):

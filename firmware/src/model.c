@@ -165,6 +165,12 @@ static const char *check_layer(const uint8_t *blob, const layer_t *l, uint32_t d
     return NULL;
 }
 
+static float bits_to_float(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
 /* Validate; on success store the arena layout: *act activation bytes, then *tap bytes of tap
  * region, *arena bytes in all (scratch last). */
 static const char *check_blob(const uint8_t *b, size_t size, uint32_t *act, uint32_t *tap, uint32_t *arena) {
@@ -194,9 +200,7 @@ static const char *check_blob(const uint8_t *b, size_t size, uint32_t *act, uint
     if (crc != ekws_rd32le(b + 4 * H_CRC)) {
         return "CRC mismatch (corrupt model blob)";
     }
-    const uint32_t scale_bits = ekws_rd32le(b + 4 * H_OUT_SCALE);
-    float out_scale;
-    memcpy(&out_scale, &scale_bits, sizeof out_scale);
+    const float out_scale = bits_to_float(ekws_rd32le(b + 4 * H_OUT_SCALE));
     if (!(out_scale > 0.0f && out_scale <= FLT_MAX)) { /* NaN fails too; voice search weighs logits by it */
         return "output scale not a finite positive number";
     }
@@ -307,15 +311,12 @@ ekws_status_t ekws_model_init(ekws_model_t *model, const void *blob, size_t blob
     if (arena_size < need) {
         return EKWS_ERR_BUFFER_TOO_SMALL;
     }
-    const uint32_t scale_bits = ekws_rd32le(b + 4 * H_OUT_SCALE);
-    float scale;
-    memcpy(&scale, &scale_bits, sizeof scale);
     model->blob = b;
     model->num_layers = ekws_rd32le(b + 4 * H_NUM_LAYERS);
     model->input_size = ekws_rd32le(b + 4 * H_IN_H) * ekws_rd32le(b + 4 * H_IN_W) * ekws_rd32le(b + 4 * H_IN_C);
     model->num_classes = ekws_rd32le(b + 4 * H_NUM_CLASSES);
     model->output_zp = rds32(b + 4 * H_OUT_ZP);
-    model->output_scale = scale;
+    model->output_scale = bits_to_float(ekws_rd32le(b + 4 * H_OUT_SCALE));
     model->arena = (uint8_t *)arena;
     model->act_bytes = act;
     model->tap_bytes = tap;
@@ -406,12 +407,6 @@ ekws_status_t ekws_model_invoke(const ekws_model_t *model, const int8_t *input, 
         j++;
     }
     return EKWS_OK;
-}
-
-static float bits_to_float(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
 }
 
 float ekws_expf(float x) {
