@@ -1068,17 +1068,18 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
                       **({"val_loss": val_loss, "val_accuracy": val_acc} if val_acc is not None else {}),
                       "lr": opt.lr, "seconds": time.perf_counter() - t_epoch}
             history.append(record)
+            # with --consistency-from E the kept epoch comes after the switch: the first epoch with the
+            # second voice replaces the best so far (the own-engine validation cannot see what it adds)
             improved = val_acc is None or val_acc > best["val_accuracy"] or (
-                val_acc == best["val_accuracy"] and val_loss < best["val_loss"])
+                val_acc == best["val_accuracy"] and val_loss < best["val_loss"]) or (
+                config.consistency_from > 0 and epoch == config.consistency_from + 1)
             if improved:
                 best = {"epoch": epoch, "val_accuracy": val_acc, "val_loss": val_loss}
                 best_state = model.state_dict()
                 bad_epochs = 0
             else:
                 bad_epochs += 1
-            if epoch == config.consistency_from:   # the second voice starts: patience counts from here
-                bad_epochs = 0
-            stopped_early = bad_epochs >= config.patience and epoch >= config.consistency_from
+            stopped_early = bad_epochs >= config.patience and epoch > config.consistency_from
             log(f"epoch {epoch}/{config.epochs}: loss {record['train_loss']:.4f} acc {record['train_accuracy']:.3f}"
                 + (f" | val loss {val_loss:.4f} acc {val_acc:.3f}{' *' if improved else ''}" if val_acc is not None
                    else " | no validation clips")
@@ -1185,7 +1186,8 @@ def register(sub) -> None:
                         "example; about twice the training time (default 0 = off; 2 measured)")
     p.add_argument("--consistency-from", type=int, metavar="E",
                    help="train the first E epochs without --consistency's second voice (default 0: every "
-                        "epoch; 40 of 60 measured, about 1.3x the training time instead of 2x)")
+                        "epoch; 40 of 60 measured, about 1.3x the training time instead of 2x); the kept "
+                        "checkpoint is the best epoch after E")
     p.add_argument("--vocab", metavar="DIR",
                    help="a vocabulary dataset (edgekws synth --vocab): its words train as extra classes, "
                         "dropped from the bundle; better features for retraining to a new language")

@@ -1022,4 +1022,9 @@ def test_early_stopping_waits_for_the_second_voice(tiny, tmp_path, monkeypatch):
     plain = train(tiny, tmp_path / "plain", **dict(TINY, epochs=6, patience=1))
     assert len(plain.read_json("history.json")) == 2                          # epoch 2 did not improve: stop
     late = train(tiny, tmp_path / "late", **dict(TINY, epochs=6, patience=1, consistency=2.0, consistency_from=3))
-    assert len(late.read_json("history.json")) == 4      # no stop before epoch 3, patience counted from it: stop after epoch 4
+    # no stop before the second voice; its first epoch (4) is kept as the best, patience counts from it: stop after 5
+    assert len(late.read_json("history.json")) == 5
+    assert plain.manifest["training"]["best_epoch"] == 1
+    assert late.manifest["training"]["best_epoch"] == 4  # the first epoch with the second voice, not the better-scored epoch 1
+    w_late, w_plain = _weights(late), _weights(plain)
+    assert not all(np.array_equal(w_late[k], w_plain[k]) for k in w_plain)
