@@ -55,6 +55,16 @@ def voice_search(text: str) -> int:
     return value
 
 
+def rate_search(text: str) -> int:
+    """Levels of rate search (edgekws.evaluate.VoiceSearch): 0 (off) to MAX_RATE_SEARCH."""
+    from edgekws.evaluate import MAX_RATE_SEARCH
+
+    value = non_negative_int(text)
+    if value > MAX_RATE_SEARCH:
+        raise argparse.ArgumentTypeError(f"must be 0, 1 or {MAX_RATE_SEARCH}, got {value}")
+    return value
+
+
 def seed_list(text: str) -> tuple[int, ...]:
     """Comma-separated seeds, e.g. "0,1,2"."""
     parts = [p.strip() for p in text.split(",") if p.strip()]

@@ -10,14 +10,17 @@ also heard with its band axis moved by up to K mel bands down and up (integer sh
 features, so every engine computes the same logits at each shift), and the answer is taken at the
 shift where the model is surest of it (the largest class probability, `search_spread`). A voice that
 sits higher or lower than the training voices is heard at the height the model knows; it costs K * 2
-more inferences per clip (README, Voices: sessions 31-32).
+more inferences per clip (README, Voices: sessions 31-32). Rate search (`--rate-search L`, with or
+without it) also hears each clip read faster and slower along time (`warp_time`, speaking rates 0.9
+and 1/0.9, with L = 2 also 0.8 and 1.25): a voice that speaks at another pace than the training voices
+(session 33); the search then runs over every rate × band shift, (2L + 1) * (2K + 1) inferences.
 
 Metrics JSON (`eval --json FILE`, and metrics.json in the bundle under "float"/"int8"):
     {"accuracy": float, "n": int, "labels": [...],
      "per_class": {label: {"precision": float, "recall": float, "n": int}},
      "confusion": [[...]]}          confusion[true][predicted], rows and columns in label order
-    plus "voice_search": K in the --json file when the figures are voice search's (`--voice-search K`;
-    those are not recorded in the bundle)
+    plus "voice_search": K and/or "rate_search": L in the --json file when the figures are a search's
+    (`--voice-search K`, `--rate-search L`; those are not recorded in the bundle)
 """
 
 from __future__ import annotations
@@ -100,6 +103,9 @@ class FloatNetwork:
 register_engine("float", FloatNetwork)
 
 MAX_VOICE_SEARCH = 8
+# rate search's speaking rates, Q8 (256 = as spoken), in its order: 1, 0.9, 1/0.9, 0.8, 1.25
+SEARCH_RATES_Q8 = (256, 230, 284, 205, 320)
+MAX_RATE_SEARCH = (len(SEARCH_RATES_Q8) - 1) // 2
 
 
 def shift_bands(features: np.ndarray, shift: int) -> np.ndarray:
@@ -112,9 +118,32 @@ def shift_bands(features: np.ndarray, shift: int) -> np.ndarray:
     return np.ascontiguousarray(features[..., src])
 
 
+def warp_time(features: np.ndarray, rate_q8: int) -> np.ndarray:
+    """Integer features (N, T, F) read along time at rate `rate_q8` / 256 around the middle frame:
+    frame t reads position c + (t - c) * rate (c = (T - 1) / 2; rate < 1: the clip's middle heard
+    slower, as a faster speaker's; the edge frames repeated past the ends), linear between the two
+    frames around it with 9-bit weights, rounded half up, all in integers: exact, so all engines agree
+    (the firmware's ekws_model_invoke_search computes the same bytes). A copy of the same dtype."""
+    x = np.asarray(features)
+    t = x.shape[-2]
+    p = np.clip((t - 1) * 256 + (2 * np.arange(t) - (t - 1)) * int(rate_q8), 0, (t - 1) * 512)  # position * 512
+    i0 = p >> 9
+    i1 = np.minimum(i0 + 1, t - 1)
+    f = (p & 511)[:, None]
+    lo = x[..., i0, :].astype(np.int32) + 128   # 0..255: the integer division below is a floor
+    hi = x[..., i1, :].astype(np.int32) + 128
+    return (((lo * (512 - f) + hi * f + 256) >> 9) - 128).astype(x.dtype)
+
+
 def search_order(max_shift: int) -> list[int]:
     """The shifts voice search tries, in its tie-breaking order: 0, -1, 1, -2, 2, ..."""
     return [0] + [s for k in range(1, int(max_shift) + 1) for s in (-k, k)]
+
+
+def search_grid(max_shift: int, rate_search: int = 0) -> list[tuple[int, int]]:
+    """The (rate Q8, band shift) pairs a search tries, in its tie-breaking order: every shift of
+    `search_order` at rate 1, then at 0.9, 1/0.9 (and 0.8, 1.25 with rate_search 2)."""
+    return [(r, s) for r in SEARCH_RATES_Q8[:1 + 2 * int(rate_search)] for s in search_order(max_shift)]
 
 
 def search_spread(logits: np.ndarray, scale=None) -> np.ndarray:
@@ -137,28 +166,35 @@ def search_spread(logits: np.ndarray, scale=None) -> np.ndarray:
 
 
 class VoiceSearch:
-    """An engine that hears each clip at band shifts -max_shift..max_shift (`shift_bands`) and answers
-    at the shift where the model is surest of its answer, whichever class it is: the largest softmax
-    probability (the smallest `search_spread`), as speech recognizers choose a speaker's frequency warp
-    by the likelihood it gives (vocal tract length normalization). Ties go to the earlier shift of
-    `search_order` (no shift first).
+    """An engine that hears each clip at band shifts -max_shift..max_shift (`shift_bands`), and with
+    rate_search > 0 also at other speaking rates (`warp_time`), and answers where the model is surest
+    of its answer, whichever class it is: the largest softmax probability (the smallest
+    `search_spread`), as speech recognizers choose a speaker's frequency warp by the likelihood it
+    gives (vocal tract length normalization). Ties go to the earlier pair of `search_grid` (the clip
+    as it is first).
 
-    engine : any engine object (logits_features(features int8 (N, T, F)) -> (N, K))
+    engine      : any engine object (logits_features(features int8 (N, T, F)) -> (N, K))
+    max_shift   : bands, 0..MAX_VOICE_SEARCH (`--voice-search`)
+    rate_search : 0 (rate 1 only), 1 (also 0.9 and 1/0.9) or 2 (also 0.8 and 1.25) (`--rate-search`)
     """
 
-    def __init__(self, engine, max_shift: int = 2):
-        if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) \
-                or not 0 <= max_shift <= MAX_VOICE_SEARCH:
+    def __init__(self, engine, max_shift: int = 2, rate_search: int = 0):
+        whole = lambda v, top: not isinstance(v, bool) and isinstance(v, (int, np.integer)) and 0 <= v <= top  # noqa: E731
+        if not whole(max_shift, MAX_VOICE_SEARCH):
             raise EdgekwsError(f"voice search (--voice-search): must be a whole number of bands in "
                                f"[0, {MAX_VOICE_SEARCH}], got {max_shift!r}")
+        if not whole(rate_search, MAX_RATE_SEARCH):
+            raise EdgekwsError(f"rate search (--rate-search): must be 0, 1 or {MAX_RATE_SEARCH}, got {rate_search!r}")
         self.engine = engine
         self.max_shift = int(max_shift)
+        self.rate_search = int(rate_search)
 
-    def search(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """features (N, T, F) int8 -> (logits (N, K) at the chosen shift, chosen shift (N,) int). (N, T, F, 1)
-        is taken as (N, T, F); other shapes, and a search as wide as the band axis, are refused.
-        An engine with its own `voice_search` (the C engine: the firmware's ekws_model_invoke_search)
-        runs it. An int8 engine is scored on its int8 logits, as the firmware does."""
+    def search(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """features (N, T, F) int8 -> (logits (N, K) where the model is surest, the chosen band shift (N,)
+        int, the chosen rate (N,) int, Q8). (N, T, F, 1) is taken as (N, T, F); other shapes, and a
+        search as wide as the band axis, are refused. An engine with its own `voice_search` (the C
+        engine: the firmware's ekws_model_invoke_search) runs it. An int8 engine is scored on its int8
+        logits, as the firmware does."""
         features = np.asarray(features)
         if features.ndim == 4 and features.shape[-1] == 1:
             features = features[..., 0]
@@ -169,20 +205,26 @@ class VoiceSearch:
                                "bands of the features")
         native = getattr(self.engine, "voice_search", None)
         if callable(native):
-            return native(features, self.max_shift)
+            return native(features, self.max_shift, self.rate_search)
         exact = all(hasattr(self.engine, a) for a in ("output_scale", "logits_int8", "dequantize_logits"))
         scale = self.engine.output_scale if exact else None
         run = self.engine.logits_int8 if exact else self.engine.logits_features
-        best_logits = best_spread = best_shift = None
-        for s in search_order(self.max_shift):
-            z = np.asarray(run(shift_bands(features, s) if s else features))
+        best_logits = best_spread = best_shift = best_rate = None
+        warped = None
+        for r, s in search_grid(self.max_shift, self.rate_search):
+            if s == 0:   # the grid takes every shift of one rate in a row
+                warped = features if r == 256 else warp_time(features, r)
+            z = np.asarray(run(shift_bands(warped, s) if s else warped))
             spread = search_spread(z, scale)
             if best_logits is None:
-                best_logits, best_spread, best_shift = z.copy(), spread, np.zeros(len(z), np.int64)
+                best_logits, best_spread = z.copy(), spread
+                best_shift, best_rate = np.zeros(len(z), np.int64), np.full(len(z), 256, np.int64)
                 continue
             better = spread < best_spread
-            best_logits[better], best_spread[better], best_shift[better] = z[better], spread[better], s
-        return (self.engine.dequantize_logits(best_logits) if scale is not None else best_logits), best_shift
+            best_logits[better], best_spread[better] = z[better], spread[better]
+            best_shift[better], best_rate[better] = s, r
+        return ((self.engine.dequantize_logits(best_logits) if scale is not None else best_logits),
+                best_shift, best_rate)
 
     def logits_features(self, features: np.ndarray) -> np.ndarray:
         return self.search(features)[0]
@@ -202,9 +244,10 @@ class KeywordModel:
     engine         : the network object (FloatNetwork, or what the int8 engine returns; wrapped
                      in VoiceSearch when voice_search > 0)
     voice_search   : 0, or search each clip at band shifts up to this many bands (VoiceSearch)
+    rate_search    : 0, or also at other speaking rates (1: 0.9 and 1/0.9; 2: also 0.8 and 1.25)
     """
 
-    def __init__(self, bundle, engine: str = "float", voice_search: int = 0):
+    def __init__(self, bundle, engine: str = "float", voice_search: int = 0, rate_search: int = 0):
         from edgekws.features import FeatureConfig
 
         _discover_engines()
@@ -217,9 +260,9 @@ class KeywordModel:
         self.feature_config = FeatureConfig.from_dict(bundle.manifest["feature_config"])
         self.engine_name = engine
         self.engine = ENGINES[engine](bundle)
-        self.voice_search = voice_search
-        if voice_search:   # 0 / None: each clip as it is
-            self.engine = VoiceSearch(self.engine, voice_search)
+        self.voice_search, self.rate_search = voice_search, rate_search
+        if voice_search or rate_search:   # 0 / None: each clip as it is
+            self.engine = VoiceSearch(self.engine, voice_search or 0, rate_search or 0)
         self.clip_samples = int(round(self.feature_config.sample_rate))  # 1 s windows
 
     def features(self, audio: np.ndarray) -> np.ndarray:
@@ -264,12 +307,12 @@ class KeywordModel:
         return [(self.labels[i], float(p[k, i])) for k, i in enumerate(p.argmax(1))]
 
 
-def load_model(bundle, engine: str = "float", voice_search: int = 0) -> KeywordModel:
+def load_model(bundle, engine: str = "float", voice_search: int = 0, rate_search: int = 0) -> KeywordModel:
     """A KeywordModel from a Bundle or a bundle folder path (verified on load)."""
     from edgekws.bundle import as_bundle
 
     bundle = as_bundle(bundle)
-    return KeywordModel(bundle, engine, voice_search)
+    return KeywordModel(bundle, engine, voice_search, rate_search)
 
 
 # ---- metrics ---------------------------------------------------------------------------------
@@ -304,11 +347,12 @@ def format_metrics(m: dict, title: str = "") -> str:
 
 
 def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cache_dir=None,
-             voice_search: int = 0) -> dict:
+             voice_search: int = 0, rate_search: int = 0) -> dict:
     """Evaluate a bundle on a dataset split with each available engine.
 
     Returns {"split", "dataset", "float": metrics, "int8": metrics (if that engine exists), ...};
-    with voice_search > 0 (VoiceSearch) also "voice_search": that number of bands.
+    with voice_search > 0 (VoiceSearch) also "voice_search": that number of bands, with rate_search > 0
+    also "rate_search".
     """
     from edgekws.bundle import as_bundle
     from edgekws.data import load_dataset
@@ -323,7 +367,7 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
     if isinstance(engines, str):   # "int8" or "float,int8", as --engine takes them
         engines = [e.strip() for e in engines.split(",") if e.strip()]
     names = list(engines) if engines else [e for e in ENGINES if e == "float" or _engine_ready(e, bundle)]
-    models = {name: KeywordModel(bundle, name, voice_search) for name in names}
+    models = {name: KeywordModel(bundle, name, voice_search, rate_search) for name in names}
     fc = models[names[0]].feature_config
     cache = FeatureCache((default_cache_dir(data) if cache_dir is None else cache_dir) or None, fc)
     arrays = split_arrays(ds, split, cache, seed=seed)
@@ -334,6 +378,8 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
     out = {"split": split, "dataset": str(Path(data).resolve())}   # as typed, another folder's results merged
     if voice_search:
         out["voice_search"] = int(voice_search)
+    if rate_search:
+        out["rate_search"] = int(rate_search)
     for name, km in models.items():
         pred = km.engine.logits_features(arrays.features).argmax(1)
         out[name] = metrics(arrays.labels, pred, labels)
@@ -363,6 +409,10 @@ def register(sub) -> None:
     p.add_argument("--voice-search", type=cliargs.voice_search, default=0, metavar="K",
                    help="also hear each clip up to K mel bands lower and higher and answer at the height "
                         "where the model is surest (2K more inferences per clip; default 0 = off)")
+    p.add_argument("--rate-search", type=cliargs.rate_search, default=0, metavar="L",
+                   help="also hear each clip spoken slower and faster (1: rates 0.9 and 1/0.9; 2: also 0.8 "
+                        "and 1.25) and answer where the model is surest; with --voice-search, every rate "
+                        "at every band shift ((2L + 1) x (2K + 1) inferences per clip; default 0 = off)")
     p.set_defaults(func=run_eval)
 
     q = sub.add_parser("predict", help="label and confidence of each WAV file",
@@ -374,6 +424,8 @@ def register(sub) -> None:
     q.add_argument("--top", type=cliargs.positive_int, default=1, help="show the N most likely labels (default 1)")
     q.add_argument("--voice-search", type=cliargs.voice_search, default=0, metavar="K",
                    help="search band shifts up to K, as eval's --voice-search (default 0 = off)")
+    q.add_argument("--rate-search", type=cliargs.rate_search, default=0, metavar="L",
+                   help="search speaking rates, as eval's --rate-search (default 0 = off)")
     q.set_defaults(func=run_predict)
 
 
@@ -401,17 +453,19 @@ def run_eval(args) -> int:
         refuse_foreign_json(args.json, "accuracy")
     bundle = Bundle.load(args.model)
     result = evaluate(bundle, args.data, split=args.split, engines=args.engine, cache_dir=args.cache,
-                      voice_search=args.voice_search)
-    engines = [k for k in result if k not in ("split", "dataset", "voice_search")]
+                      voice_search=args.voice_search, rate_search=args.rate_search)
+    engines = [k for k in result if k not in ("split", "dataset", "voice_search", "rate_search")]
+    searched = args.voice_search or args.rate_search
     tables = sys.stderr if args.json == "-" else sys.stdout   # `--json -`: stdout holds the JSON alone
     for name in engines:
-        search = f", voice search ±{args.voice_search}" if args.voice_search else ""
+        search = (f", voice search ±{args.voice_search}" if args.voice_search else "") + (
+            f", rate search {args.rate_search}" if args.rate_search else "")
         print(format_metrics(result[name], title=f"{args.model} [{name}{search}] on {args.data} ({args.split}): "),
               file=tables)
     from edgekws.fileio import OutputError
 
     kept = {}
-    if args.voice_search:   # the bundle's metrics (report, export) stay the model's own, unsearched
+    if searched:   # the bundle's metrics (report, export) stay the model's own, unsearched
         print("edgekws eval: note: voice-search figures are not kept in the bundle's metrics.json", file=sys.stderr)
     elif bundle.has("metrics.json"):   # `eval --engine c` after `eval` adds its engine, keeps the others
         try:
@@ -422,7 +476,7 @@ def run_eval(args) -> int:
         if isinstance(old, dict) and same(old) == same(result):
             kept = {k: v for k, v in old.items() if k not in result}
     try:
-        if not args.voice_search:
+        if not searched:
             bundle.write_json("metrics.json", {**result, **kept})
     except OutputError as exc:  # a read-only bundle (a shared or installed model) still evaluates
         print(f"edgekws eval: note: metrics not kept in the bundle: {exc}", file=sys.stderr)
@@ -431,6 +485,8 @@ def run_eval(args) -> int:
         main.update({name: result[name] for name in engines if name != "float"})
         if args.voice_search:
             main["voice_search"] = args.voice_search
+        if args.rate_search:
+            main["rate_search"] = args.rate_search
         text = json.dumps(main, indent=1) + "\n"
         if args.json == "-":
             print(text, end="")
@@ -443,7 +499,7 @@ def run_predict(args) -> int:
     from edgekws.audio import read_wav
     from edgekws.errors import AudioError
 
-    km = load_model(args.model, engine=args.engine, voice_search=args.voice_search)
+    km = load_model(args.model, engine=args.engine, voice_search=args.voice_search, rate_search=args.rate_search)
     rate = km.feature_config.sample_rate
     status = 0
     for f in args.files:

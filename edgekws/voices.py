@@ -205,7 +205,8 @@ def pick_enrollment(view, shots: int, seed: int = 0) -> list[str]:
 
 def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int = 0, snr_db: float = SNR_DB,
                   enroll: int | None = None, enroll_noisy: int = 0, augment_config: dict | None = None,
-                  test_data=None, voice_search: int = 0, log=print, **train_options) -> dict:
+                  test_data=None, voice_search: int = 0, rate_search: int = 0, log=print,
+                  **train_options) -> dict:
     """Train on `train_engine`'s clips of dataset `data`, test on `test_engine`'s (see the module doc).
 
     work          : folder for the views, the model bundle(s) and the feature cache
@@ -216,6 +217,7 @@ def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int 
                     "float_search" (as "float") and "val_search": the training engine's validation
                     clips, as training drew them, with and without it ({"plain" / "search": {"accuracy",
                     "unknown_recall"}, "n"})
+    rate_search   : with it (or alone), search speaking rates too (VoiceSearch's rate_search; "rate_search")
     train_options : passed to edgekws.train.train (epochs=, arch=, label_smoothing=, augment=False, ...)
     returns {"train", "test", "seed", "train_config", "val_accuracy", "seconds", "float": {set: acc},
              "enroll": {...} (if enroll)}
@@ -256,10 +258,11 @@ def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int 
         + f"; clean commands: {_fraction(clean['to_unknown'], '.3f')} to _unknown_, top-1 among commands "
           f"{_fraction(clean['commands_top1'], '.3f')} (in-engine val {_fraction(res['val_accuracy'], '.3f')}, "
           f"{seconds:.0f} s)")
-    if voice_search:
-        res.update(_voice_search(bundle, net, tr_view, sets, voice_search, seed, cache))
+    if voice_search or rate_search:
+        res.update(_voice_search(bundle, net, tr_view, sets, voice_search, seed, cache, rate_search))
         own = res["val_search"]
-        log(f"  {tag}, voice search ±{voice_search}: " + ", ".join(
+        rates = f", rate search {rate_search}" if rate_search else ""
+        log(f"  {tag}, voice search ±{voice_search}{rates}: " + ", ".join(
             f"{k} {v['accuracy']:.3f}" for k, v in res["float_search"].items())
             + f"; own validation {_fraction(own['plain']['accuracy'], '.3f')} -> "
               f"{_fraction(own['search']['accuracy'], '.3f')}, `_unknown_` recall "
@@ -271,7 +274,7 @@ def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int 
     return res
 
 
-def _voice_search(bundle, net, train_view, sets: dict, bands: int, seed: int, cache) -> dict:
+def _voice_search(bundle, net, train_view, sets: dict, bands: int, seed: int, cache, rates: int = 0) -> dict:
     """run_direction's voice-search figures for `bundle` (its float network `net`): the held-out sets, and
     the training engine's own validation clips as training drew them (what searching costs the voices it
     knows: unknown words heard as commands); "n": how many."""
@@ -280,7 +283,7 @@ def _voice_search(bundle, net, train_view, sets: dict, bands: int, seed: int, ca
     from edgekws.featcache import FeatureCache, load_noises, split_arrays
     from edgekws.features import FeatureConfig
 
-    search = VoiceSearch(net, bands)
+    search = VoiceSearch(net, bands, rates)
     fc = FeatureConfig()
     config = bundle.manifest["training"]["config"]
     ds = load_dataset(train_view, _command_folders(Path(train_view)))
@@ -293,7 +296,8 @@ def _voice_search(bundle, net, train_view, sets: dict, bands: int, seed: int, ca
         own[name] = {"accuracy": float(np.mean(pred == val.labels)) if len(val.labels) else None,
                      "unknown_recall": float(np.mean(pred[unknown] == val.labels[unknown])) if unknown.any() else None}
     own["n"] = int(len(val.labels))
-    return {"voice_search": int(bands), "float_search": _accuracy(search, sets), "val_search": own}
+    return {"voice_search": int(bands), "rate_search": int(rates), "float_search": _accuracy(search, sets),
+            "val_search": own}
 
 
 def enroll_direction(bundle, data, work, *, train_view, test_engine, train_noises, test_noises, shots: int = 3,
@@ -347,7 +351,8 @@ def _check_enroll_leaves_tests(ds, engines, enroll: int, name: str) -> None:
 
 def benchmark(datasets: dict, work, *, directions=DIRECTIONS, seeds=(0,), snr_db: float = SNR_DB,
               enroll: int | None = None, enroll_noisy: int = 0, augment_config: dict | None = None,
-              test_datasets: dict | None = None, voice_search: int = 0, log=print, **train_options) -> dict:
+              test_datasets: dict | None = None, voice_search: int = 0, rate_search: int = 0, log=print,
+              **train_options) -> dict:
     """Every language × direction × seed. datasets: {"ja": folder, "en": folder} (both engines each);
     test_datasets: {lang: folder} to test on another dataset's held-out engine (see run_direction).
 
@@ -376,6 +381,7 @@ def benchmark(datasets: dict, work, *, directions=DIRECTIONS, seeds=(0,), snr_db
                 r = run_direction(data, Path(work) / lang / f"seed{seed}", train_engine, test_engine, seed=seed,
                                   snr_db=snr_db, enroll=enroll, enroll_noisy=enroll_noisy,
                                   augment_config=augment_config, log=log, voice_search=voice_search,
+                                  rate_search=rate_search,
                                   test_data=(test_datasets or {}).get(lang), **train_options)
                 runs.append({"lang": lang, "dataset": str(data), **r})
     return {"snr_db": snr_db, "train_options": train_options, "augment_config": augment_config, "runs": runs}
@@ -398,8 +404,8 @@ def summarize(results: dict) -> list[dict]:
         clean = [r["float"]["clean"] for r in rs]
         row["clean_commands"] = {k: _mean([c.get(k) for c in clean]) if all(c.get(k) is not None for c in clean)
                                  else None for k in ("to_unknown", "commands_top1")}
-        if all("float_search" in r for r in rs) and len({r["voice_search"] for r in rs}) == 1:
-            row["search"] = {"bands": rs[0]["voice_search"],
+        if all("float_search" in r for r in rs) and len({(r["voice_search"], r.get("rate_search", 0)) for r in rs}) == 1:
+            row["search"] = {"bands": rs[0]["voice_search"], "rates": rs[0].get("rate_search", 0),
                              "clean": _mean([r["float_search"]["clean"]["accuracy"] for r in rs]),
                              **{f"val_{k}": {m: _mean([r["val_search"][m][k] for r in rs]) for m in ("plain", "search")}
                                 for k in ("accuracy", "unknown_recall")}}
@@ -435,10 +441,11 @@ def format_table(results: dict) -> str:
     head = ["lang", "train → test", "in-engine val", *sets]
     if split:
         head += ["clean commands → `_unknown_`", "clean commands, top-1 among commands"]
-    widths = {r["search"]["bands"] for r in rows if "search" in r}
+    widths = {(r["search"]["bands"], r["search"].get("rates", 0)) for r in rows if "search" in r}
     bands = widths.pop() if len(widths) == 1 else None     # rows searched alike: their columns
     if bands is not None:
-        head += [f"clean, voice search ±{bands}", "own validation: plain → search",
+        head += [f"clean, voice search ±{bands[0]}" + (f", rate search {bands[1]}" if bands[1] else ""),
+                 "own validation: plain → search",
                  "own `_unknown_` recall: plain → search"]
     if enroll:
         head += [f"int8 {s}: before → after enroll" for s in sets]
@@ -492,6 +499,8 @@ def register(sub) -> None:
     p.add_argument("--voice-search", type=cliargs.voice_search, default=0, metavar="K",
                    help="also score each model with voice search over K bands (eval --voice-search), and its "
                         "cost on the training engine's own validation clips (default 0 = off)")
+    p.add_argument("--rate-search", type=cliargs.rate_search, default=0, metavar="L",
+                   help="search speaking rates too (eval --rate-search; default 0 = off)")
     p.set_defaults(func=run)
 
 
@@ -534,7 +543,8 @@ def run(args) -> int:
     TrainConfig(**opts).check()   # before the views and the first training, not 0.4 s into it
     check_enroll_options(args.enroll, args.enroll_noisy, args.arch)
     res = benchmark(datasets, args.work, seeds=args.seeds, snr_db=args.snr, enroll=args.enroll,
-                    enroll_noisy=args.enroll_noisy, voice_search=args.voice_search, **opts)
+                    enroll_noisy=args.enroll_noisy, voice_search=args.voice_search,
+                    rate_search=args.rate_search, **opts)
     print(format_table(res))
     if args.json:
         from edgekws.fileio import atomic_write_text

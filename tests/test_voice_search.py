@@ -28,6 +28,51 @@ def test_shift_bands_moves_the_band_axis_and_repeats_the_edge_bands():
     assert ev.search_order(0) == [0] and ev.search_order(2) == [0, -1, 1, -2, 2]
 
 
+def test_warp_time_reads_the_clip_faster_or_slower_around_its_middle_in_integers():
+    x = np.array([[[-128], [0], [100], [127], [7]]], np.int8)            # (1, T=5, F=1)
+    assert np.array_equal(ev.warp_time(x, 256), x) and ev.warp_time(x, 256) is not x
+    # rate 0.5 (128): frame t reads 2 + (t - 2) / 2: positions 1, 1.5, 2, 2.5, 3 (halves round up)
+    assert ev.warp_time(x, 128)[0, :, 0].tolist() == [0, 50, 100, 114, 127]
+    # rate 2 (512): positions -2, 0, 2, 4, 6, clamped to the edge frames
+    assert ev.warp_time(x, 512)[0, :, 0].tolist() == [-128, -128, 100, 7, 7]
+    # 0.9 (230) by hand: frame 0 reads 2 - 2 * 230/256 = 0.203125 = 104/512 of the way from -128 to 0
+    assert ev.warp_time(x, 230)[0, 0, 0] == int(np.floor(-128 + 128 * 104 / 512 + 0.5)) == -102
+    y = features(3, seed=4)
+    for r in ev.SEARCH_RATES_Q8:                          # every value is the rounded linear reading
+        t = y.shape[1]
+        pos = np.clip((t - 1) / 2 + (np.arange(t) - (t - 1) / 2) * r / 256, 0, t - 1)
+        i0 = np.floor(pos).astype(int)
+        i1 = np.minimum(i0 + 1, t - 1)
+        w = (pos - i0)[None, :, None]
+        want = np.floor(y[:, i0].astype(float) * (1 - w) + y[:, i1].astype(float) * w + 0.5)
+        got = ev.warp_time(y, r)
+        assert got.dtype == np.int8 and np.array_equal(got, want), r
+    assert ev.search_grid(1) == [(256, 0), (256, -1), (256, 1)]
+    assert ev.search_grid(0, 2) == [(256, 0), (230, 0), (284, 0), (205, 0), (320, 0)]
+    assert ev.search_grid(1, 1)[3:6] == [(230, 0), (230, -1), (230, 1)]
+
+
+def test_rate_search_answers_at_the_rate_where_the_model_is_surest():
+    class Onset:   # "yes" by 3 when the clip's loudest frame is frame 2 of 9, else _unknown_ by 1
+        def logits_features(self, x):
+            z = np.zeros((len(x), 4), np.float32)
+            z[:, 1] = 1.0
+            z[x.astype(np.int64).sum(2).argmax(1) == 2, 2] = 4.0
+            return z
+
+    x = np.full((3, 9, 4), -100, np.int8)
+    x[0, 2] = 100    # heard as it is
+    x[1, 1] = 100    # read faster (1.25: frame 2 reads 4 - 2 * 1.25 = 1.5, the loudest), not at 0.9 / 1/0.9
+    x[2, 8] = 100    # never at frame 2 within these rates
+    z, shift, rate = ev.VoiceSearch(Onset(), 0, 2).search(x)
+    assert rate.tolist() == [256, 320, 256] and shift.tolist() == [0, 0, 0]
+    assert z.argmax(1).tolist() == [2, 2, 1]
+    assert ev.VoiceSearch(Onset(), 0, 1).search(x)[2].tolist() == [256, 256, 256]   # 0.9 / 1/0.9 do not reach it
+    for bad in (3, -1, 1.0, True):
+        with pytest.raises(EdgekwsError, match=r"rate search \(--rate-search\): must be 0, 1 or 2, got "):
+            ev.VoiceSearch(Onset(), 0, bad)
+
+
 def test_search_spread_is_one_over_the_largest_probability_in_float_and_as_the_firmware_in_int8():
     z = np.array([[0.0, 1.0, 3.0, -2.0], [5.0, 5.0, 5.0, 5.0]])
     p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
@@ -72,7 +117,7 @@ def test_the_answer_is_taken_where_the_model_is_surest_whatever_the_class():
     eng = PeakEngine()
     vs = ev.VoiceSearch(eng, 2)
     x = np.concatenate([clip_with_peak(b) for b in (4, 2, 6, 7, 1, 0)])
-    z, shift = vs.search(x)
+    z, shift, rate = vs.search(x)
     assert eng.calls == 5                                     # one inference per shift, the batch at once
     # peak 4: band 2 reads it at +2 ("yes" by 4), band 3 at +1 (by 2), band 5 at -1 ("no" by 3): +2
     # peak 2: "yes" by 4 unshifted; peak 6: band 7 reads it at -1 (_unknown_ by 6: surer than "no" by 3
@@ -88,7 +133,7 @@ def test_ties_go_to_the_earlier_shift_of_the_search_order():
         def logits_features(self, x):
             return np.tile(np.float32([0, 0, 1, 0]), (len(x), 1))
 
-    z, shift = ev.VoiceSearch(Flat(), 3).search(features(3))
+    z, shift, rate = ev.VoiceSearch(Flat(), 3).search(features(3))
     assert shift.tolist() == [0, 0, 0]
 
 
@@ -102,13 +147,13 @@ def test_a_tie_between_lower_and_higher_goes_to_the_lower_shift():
             return z
 
     x = np.tile(np.arange(8, dtype=np.int8), (2, 3, 1))      # band b holds the value b
-    z, shift = ev.VoiceSearch(Middle(), 2).search(x)
+    z, shift, rate = ev.VoiceSearch(Middle(), 2).search(x)
     assert shift.tolist() == [-1, -1] and z.argmax(1).tolist() == [2, 2]
     with pytest.raises(EdgekwsError, match=r"voice search: ±8 bands is as wide as the 8 bands of the features"):
         ev.VoiceSearch(Middle(), 8).search(x)
     with pytest.raises(EdgekwsError, match=r"voice search: features must be \(N, T, F\), got shape \(3, 8\)"):
         ev.VoiceSearch(Middle(), 1).search(x[0])
-    z4, shift4 = ev.VoiceSearch(Middle(), 2).search(x[..., None])   # (N, T, F, 1) as (N, T, F)
+    z4, shift4, _ = ev.VoiceSearch(Middle(), 2).search(x[..., None])   # (N, T, F, 1) as (N, T, F)
     assert shift4.tolist() == [-1, -1]
 
 
@@ -130,7 +175,8 @@ def test_search_over_a_real_network_answers_with_the_logits_of_the_chosen_shift(
     for engine in ("float", "int8"):
         plain = ev.KeywordModel(bundle, engine).engine
         km = ev.KeywordModel(bundle, engine, voice_search=2)
-        z, shift = km.engine.search(x)
+        z, shift, rate = km.engine.search(x)
+        assert (rate == 256).all()
         assert set(shift.tolist()) <= {-2, -1, 0, 1, 2}
         for s in set(shift.tolist()):
             rows = shift == s
@@ -147,9 +193,16 @@ def test_search_over_a_real_network_answers_with_the_logits_of_the_chosen_shift(
 
 def test_the_numpy_int8_and_c_engines_search_alike(bundle):
     x = features(16, seed=11)
-    zi, si = ev.KeywordModel(bundle, "int8", voice_search=3).engine.search(x)
-    zc, sc = ev.KeywordModel(bundle, "c", voice_search=3).engine.search(x)
+    zi, si, ri = ev.KeywordModel(bundle, "int8", voice_search=3).engine.search(x)
+    zc, sc, rc = ev.KeywordModel(bundle, "c", voice_search=3).engine.search(x)
     assert np.array_equal(si, sc) and np.array_equal(zi, zc) and np.sum(si != 0) >= 3
+    assert (ri == 256).all() and (rc == 256).all()
+    x = features(48, seed=11)
+    for bands, levels in ((0, 1), (2, 2)):   # rate search, alone and with the bands: the same choices
+        zi, si, ri = ev.KeywordModel(bundle, "int8", voice_search=bands, rate_search=levels).engine.search(x)
+        zc, sc, rc = ev.KeywordModel(bundle, "c", voice_search=bands, rate_search=levels).engine.search(x)
+        assert np.array_equal(si, sc) and np.array_equal(ri, rc) and np.array_equal(zi, zc)
+        assert np.sum(ri != 256) >= 2 and set(ri.tolist()) <= set(ev.SEARCH_RATES_Q8[:1 + 2 * levels])
 
 
 def test_eval_and_predict_take_voice_search(tmp_path, capsys):
@@ -180,13 +233,25 @@ def test_eval_and_predict_take_voice_search(tmp_path, capsys):
 
     (want_label, p), = km.classify(read_wav(wav, dtype="int16"))
     assert label == want_label and float(conf) == pytest.approx(p, abs=6e-4)
-    for argv, message in ((["eval", str(b.path), str(data), "--voice-search", "9"], "must be at most 8 bands, got 9"),
-                          (["predict", str(b.path), str(wav), "--voice-search", "-1"], "must be 0 or more, got -1")):
+    assert main(["eval", str(b.path), str(data), "--rate-search", "1", "--voice-search", "1", "--json", str(out)]) == 0
+    m = json.loads(out.read_text())
+    want = ev.evaluate(b, data, engines="float", voice_search=1, rate_search=1)
+    assert m["rate_search"] == 1 and m["voice_search"] == 1 and want["float"]["accuracy"] == m["accuracy"]
+    assert "voice search ±1, rate search 1" in capsys.readouterr().out
+    assert Bundle.load(b.path).read_json("metrics.json") == plain
+    assert main(["predict", str(b.path), str(wav), "--rate-search", "2"]) == 0
+    label, conf = capsys.readouterr().out.strip().split("\t")[1:3]
+    (want_label, p), = ev.load_model(b.path, rate_search=2).classify(read_wav(wav, dtype="int16"))
+    assert label == want_label and float(conf) == pytest.approx(p, abs=6e-4)
+    for argv, flag, message in (
+            (["eval", str(b.path), str(data), "--voice-search", "9"], "--voice-search", "must be at most 8 bands, got 9"),
+            (["predict", str(b.path), str(wav), "--voice-search", "-1"], "--voice-search", "must be 0 or more, got -1"),
+            (["eval", str(b.path), str(data), "--rate-search", "3"], "--rate-search", "must be 0, 1 or 2, got 3")):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2
         assert capsys.readouterr().err.strip().splitlines()[-1] == \
-            f"edgekws {argv[0]}: error: argument --voice-search: {message}"
+            f"edgekws {argv[0]}: error: argument {flag}: {message}"
 
 
 def test_the_firmware_search_refuses_what_it_cannot_do(bundle):
@@ -196,11 +261,13 @@ def test_the_firmware_search_refuses_what_it_cannot_do(bundle):
 
     cm = CModel(model_blob(load_quantized(bundle)))
     x = features(2, seed=12)
-    q, shifts = cm.search_int8(x, 0)           # no shift: one plain inference
-    assert np.array_equal(q, cm.logits_int8(x)) and shifts.tolist() == [0, 0]
+    q, shifts, rates = cm.search_int8(x, 0)           # no shift: one plain inference
+    assert np.array_equal(q, cm.logits_int8(x)) and shifts.tolist() == [0, 0] and rates.tolist() == [256, 256]
     with pytest.raises(EdgekwsError, match="C model: features must be int8, got int16"):
         cm.search_int8(x.astype(np.int16), 1)                 # refused as logits_int8 refuses it, not cast
-    q, shifts = cm.search_int8(x[:0], 1)                      # no windows: no logits
-    assert q.shape == (0, 5) and shifts.shape == (0,)
+    q, shifts, rates = cm.search_int8(x[:0], 1)               # no windows: no logits
+    assert q.shape == (0, 5) and shifts.shape == (0,) and rates.shape == (0,)
     with pytest.raises(EdgekwsError, match="ekws_model_invoke_search failed: "):
         cm.search_int8(x, 40)                                 # a shift of every band
+    with pytest.raises(EdgekwsError, match="ekws_model_invoke_search failed: "):
+        cm.search_int8(x, 1, 3)                               # a rate search the firmware does not have

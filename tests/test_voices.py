@@ -185,6 +185,10 @@ def test_table_adds_the_voice_search_columns():
     assert table[2].endswith("| 85.0 | 99.0 → 97.0 | 0.90 → 0.75 |")    # means over the two seeds
     assert table[3].endswith("| n/a | n/a | n/a |")                      # a run without the search
     assert "voice search" not in format_table({"runs": [run(0, "ja", None)]})
+    rated = {**run(0, "ja", (0.8, 0.98, 0.8)), "rate_search": 1}
+    assert "| clean, voice search ±2, rate search 1 |" in format_table({"runs": [rated]}).splitlines()[0]
+    mixed = format_table({"runs": [rated, run(1, "ja", (0.9, 0.96, 0.7))]}).splitlines()[0]
+    assert "voice search" not in mixed          # seeds searched differently: no shared column
 
 
 def test_command_line(capsys):

@@ -34,8 +34,8 @@ def library():
         lib.ekws_model_invoke.argtypes = [ctypes.c_void_p, _i8p, ctypes.c_size_t, _i8p, ctypes.c_size_t]
         lib.ekws_model_invoke_search.restype = ctypes.c_int
         lib.ekws_model_invoke_search.argtypes = [ctypes.c_void_p, _i8p, ctypes.c_size_t, ctypes.c_uint32,
-                                                 _i8p, ctypes.c_size_t, _i8p, ctypes.c_size_t,
-                                                 ctypes.POINTER(ctypes.c_int32)]
+                                                 ctypes.c_uint32, _i8p, ctypes.c_size_t, _i8p, ctypes.c_size_t,
+                                                 ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int32)]
         lib.ekws_requantize_s8.restype = ctypes.c_int32
         lib.ekws_requantize_s8.argtypes = [ctypes.c_int32] * 7
         lib.ekws_crc32.restype = ctypes.c_uint32
@@ -97,22 +97,25 @@ class CModel:
                 raise EdgekwsError(f"ekws_model_invoke failed: {_status(self.lib, st)}")
         return out
 
-    def search_int8(self, features: np.ndarray, max_shift: int) -> tuple[np.ndarray, np.ndarray]:
-        """ekws_model_invoke_search on each example: (logits (N, K) int8 of the chosen shift, shifts (N,))."""
+    def search_int8(self, features: np.ndarray, max_shift: int,
+                    rate_search: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """ekws_model_invoke_search on each example: (logits (N, K) int8 where the model is surest,
+        band shifts (N,), rates (N,) Q8)."""
         x = self._examples(features)
         out = np.zeros((len(x), self.num_classes), np.int8)
         shifts = np.zeros(len(x), np.int64)
-        scratch = np.zeros(self.input_size + self.num_classes, np.int8)
-        chosen = ctypes.c_int32(0)
+        rates = np.zeros(len(x), np.int64)
+        scratch = np.zeros(2 * self.input_size + self.num_classes, np.int8)
+        chosen, rate = ctypes.c_int32(0), ctypes.c_int32(0)
         for i in range(len(x)):
             st = self.lib.ekws_model_invoke_search(self._model, x[i].ctypes.data_as(_i8p), self.input_size,
-                                                   int(max_shift), scratch.ctypes.data_as(_i8p),
+                                                   int(max_shift), int(rate_search), scratch.ctypes.data_as(_i8p),
                                                    scratch.size, out[i].ctypes.data_as(_i8p), self.num_classes,
-                                                   ctypes.byref(chosen))
+                                                   ctypes.byref(chosen), ctypes.byref(rate))
             if st != 0:
                 raise EdgekwsError(f"ekws_model_invoke_search failed: {_status(self.lib, st)}")
-            shifts[i] = chosen.value
-        return out, shifts
+            shifts[i], rates[i] = chosen.value, rate.value
+        return out, shifts, rates
 
 
 def requantize_c(acc, bias, multiplier, shift, zp, act_min, act_max) -> int:

@@ -213,11 +213,13 @@ class CNetwork(Int8Network):
         check_example_shape(features, self.qm.input_shape, "C model")
         return self.cmodel.logits_int8(features)
 
-    def voice_search(self, features: np.ndarray, max_shift: int) -> tuple[np.ndarray, np.ndarray]:
-        """The firmware's own search (ekws_model_invoke_search): dequantized logits and chosen shifts."""
+    def voice_search(self, features: np.ndarray, max_shift: int,
+                     rate_search: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The firmware's own search (ekws_model_invoke_search): dequantized logits, chosen shifts and
+        rates (Q8)."""
         check_example_shape(features, self.qm.input_shape, "C model")
-        q, shifts = self.cmodel.search_int8(features, max_shift)
-        return self.dequantize_logits(q), shifts
+        q, shifts, rates = self.cmodel.search_int8(features, max_shift, rate_search)
+        return self.dequantize_logits(q), shifts, rates
 
 
 def _register_engine():

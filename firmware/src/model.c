@@ -448,9 +448,29 @@ static float search_spread(const int8_t *z, uint32_t k, float scale) {
     return sum;
 }
 
+/* `in` (rows x bands) read along its rows at rate r (Q8) around the middle row, into `out`: row t
+ * reads position p = c + (t - c) * r / 256 (in 1/512 rows: (rows - 1) * 256 + (2t - rows + 1) * r,
+ * clamped to [0, (rows - 1) * 512]), linear between rows i0 = p / 512 and i0 + 1, weights in 1/512,
+ * rounded half up; values offset by 128 so every division is of a non-negative number. */
+static void warp_rows(const int8_t *in, int8_t *out, uint32_t rows, uint32_t bands, int32_t r) {
+    const int32_t last = (int32_t)rows - 1;
+    for (int32_t t = 0; t <= last; t++) {
+        int32_t p = last * 256 + (2 * t - last) * r;
+        p = p < 0 ? 0 : (p > last * 512 ? last * 512 : p);
+        const int32_t i0 = p >> 9, f = p & 511, i1 = i0 < last ? i0 + 1 : last;
+        for (uint32_t b = 0; b < bands; b++) {
+            const int32_t lo = (int32_t)in[(uint32_t)i0 * bands + b] + 128;
+            const int32_t hi = (int32_t)in[(uint32_t)i1 * bands + b] + 128;
+            out[(uint32_t)t * bands + b] = (int8_t)(((lo * (512 - f) + hi * f + 256) >> 9) - 128);
+        }
+    }
+}
+
 ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *input, size_t input_len,
-                                       uint32_t max_shift, int8_t *scratch, size_t scratch_len, int8_t *logits,
-                                       size_t logits_len, int32_t *shift) {
+                                       uint32_t max_shift, uint32_t rate_search, int8_t *scratch,
+                                       size_t scratch_len, int8_t *logits, size_t logits_len, int32_t *shift,
+                                       int32_t *rate_q8) {
+    static const int32_t rates[] = EKWS_SEARCH_RATES_Q8;
     if (!model || !input || !scratch || !logits) {
         return EKWS_ERR_NULL;
     }
@@ -459,41 +479,58 @@ ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *
     }
     const uint32_t rows = ekws_rd32le(model->blob + 4 * H_IN_H), bands = ekws_rd32le(model->blob + 4 * H_IN_W);
     const uint32_t k = model->num_classes;
-    if (input_len != model->input_size || ekws_rd32le(model->blob + 4 * H_IN_C) != 1u || max_shift >= bands) {
+    if (input_len != model->input_size || ekws_rd32le(model->blob + 4 * H_IN_C) != 1u || max_shift >= bands
+        || rate_search > EKWS_MAX_RATE_SEARCH) {
         return EKWS_ERR_ARG;
     }
-    if (scratch_len < (size_t)model->input_size + k || logits_len < k) {
+    if (scratch_len < 2 * (size_t)model->input_size + k || logits_len < k) {
         return EKWS_ERR_BUFFER_TOO_SMALL;
     }
-    int8_t *const moved = scratch, *const z = scratch + model->input_size;
+    int8_t *const warped = scratch, *const moved = scratch + model->input_size;
+    int8_t *const z = scratch + 2 * (size_t)model->input_size;
     ekws_status_t st = ekws_model_invoke(model, input, input_len, logits, logits_len);
     if (st != EKWS_OK) {
         return st;
     }
     float best = search_spread(logits, k, model->output_scale);
-    int32_t chosen = 0;
-    for (uint32_t step = 1; step <= 2 * max_shift; step++) {
-        const int32_t s = (step & 1u) ? -(int32_t)((step + 1) / 2) : (int32_t)(step / 2);
-        for (uint32_t r = 0; r < rows; r++) {
-            for (uint32_t b = 0; b < bands; b++) {
-                int32_t src = (int32_t)b + s;
-                src = src < 0 ? 0 : (src >= (int32_t)bands ? (int32_t)bands - 1 : src);
-                moved[r * bands + b] = input[r * bands + (uint32_t)src];
+    int32_t chosen = 0, chosen_rate = rates[0];
+    for (uint32_t ri = 0; ri <= 2 * rate_search; ri++) {
+        const int8_t *heard = input;
+        if (ri > 0) {
+            warp_rows(input, warped, rows, bands, rates[ri]);
+            heard = warped;
+        }
+        for (uint32_t step = ri > 0 ? 0u : 1u; step <= 2 * max_shift; step++) {
+            const int32_t s = (step & 1u) ? -(int32_t)((step + 1) / 2) : (int32_t)(step / 2);
+            const int8_t *x = heard;
+            if (s != 0) {
+                for (uint32_t r = 0; r < rows; r++) {
+                    for (uint32_t b = 0; b < bands; b++) {
+                        int32_t src = (int32_t)b + s;
+                        src = src < 0 ? 0 : (src >= (int32_t)bands ? (int32_t)bands - 1 : src);
+                        moved[r * bands + b] = heard[r * bands + (uint32_t)src];
+                    }
+                }
+                x = moved;
             }
-        }
-        st = ekws_model_invoke(model, moved, input_len, z, k);
-        if (st != EKWS_OK) {
-            return st;
-        }
-        const float spread = search_spread(z, k, model->output_scale);
-        if (spread < best) {
-            best = spread;
-            chosen = s;
-            memcpy(logits, z, k);
+            st = ekws_model_invoke(model, x, input_len, z, k);
+            if (st != EKWS_OK) {
+                return st;
+            }
+            const float spread = search_spread(z, k, model->output_scale);
+            if (spread < best) {
+                best = spread;
+                chosen = s;
+                chosen_rate = rates[ri];
+                memcpy(logits, z, k);
+            }
         }
     }
     if (shift) {
         *shift = chosen;
+    }
+    if (rate_q8) {
+        *rate_q8 = chosen_rate;
     }
     return EKWS_OK;
 }

@@ -53,6 +53,25 @@ static void shift_input(const int8_t *in, int8_t *out, int s) {
     }
 }
 
+/* row t reads position c + (t - c) * r / 256 of the rows (c the middle row, clamped to the edge rows),
+ * linear between the rows around it with weights in 1/512, rounded half up
+ * (edgekws.evaluate.warp_time), here in doubles: every value involved is exact in a double */
+static int floor_of(double v) { const int i = (int)v; return v < (double)i ? i - 1 : i; }
+
+static void warp_input(const int8_t *in, int8_t *out, int r) {
+    const int bands = 40, rows = GOLDEN_MODEL_INPUT_SIZE / 40;
+    for (int t = 0; t < rows; t++) {
+        double pos = (rows - 1) / 2.0 + (t - (rows - 1) / 2.0) * r / 256.0;
+        pos = pos < 0 ? 0 : (pos > rows - 1 ? rows - 1 : pos);
+        const int i0 = floor_of(pos), i1 = i0 + 1 < rows ? i0 + 1 : rows - 1;
+        const double f = (pos - i0) * 512.0;
+        for (int b = 0; b < bands; b++) {
+            const double v = (in[i0 * bands + b] * (512.0 - f) + in[i1 * bands + b] * f) / 512.0;
+            out[t * bands + b] = (int8_t)floor_of(v + 0.5);
+        }
+    }
+}
+
 static float spread_of(const int8_t *z, float scale) {   /* sum of exp(scale * (z_i - max z)), class order */
     int top = z[0];
     float sum = 0.0f;
@@ -67,7 +86,9 @@ static float spread_of(const int8_t *z, float scale) {   /* sum of exp(scale * (
 
 static void test_search(void) {
     ekws_model_t m;
-    static int8_t scratch[GOLDEN_MODEL_INPUT_SIZE + GOLDEN_MODEL_NUM_CLASSES], moved[GOLDEN_MODEL_INPUT_SIZE];
+    static int8_t scratch[2 * GOLDEN_MODEL_INPUT_SIZE + GOLDEN_MODEL_NUM_CLASSES], moved[GOLDEN_MODEL_INPUT_SIZE];
+    static int8_t warped[GOLDEN_MODEL_INPUT_SIZE];
+    static const int rates[] = EKWS_SEARCH_RATES_Q8;
     int8_t z[GOLDEN_MODEL_NUM_CLASSES], want[GOLDEN_MODEL_NUM_CLASSES];
     static const int widths[] = {1, 2, 3, 8};
     /* the golden inputs (random, all -128, all 127: the two flat ones look the same at every shift),
@@ -80,49 +101,64 @@ static void test_search(void) {
         inputs[GOLDEN_MODEL_NUM_INPUTS * GOLDEN_MODEL_INPUT_SIZE + j] = band < 20 ? golden_model_inputs[j] : -128;
         inputs[(GOLDEN_MODEL_NUM_INPUTS + 1) * GOLDEN_MODEL_INPUT_SIZE + j] = (int8_t)((band / 5) % 2 ? -100 : 100);
     }
-    int moved_any = 0;
+    int moved_any = 0, rated_any = 0;
     CHECK(ekws_model_init(&m, golden_model_blob, GOLDEN_MODEL_BYTES, arena, GOLDEN_MODEL_ARENA) == EKWS_OK, "init");
     for (int i = 0; i < N_IN; i++) {
         const int8_t *in = inputs + i * GOLDEN_MODEL_INPUT_SIZE;
-        int32_t shift = 99;
-        CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 0, scratch, sizeof scratch, z,
-                                       sizeof z, &shift) == EKWS_OK && shift == 0 &&
+        int32_t shift = 99, rate = 99;
+        CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 0, 0, scratch, sizeof scratch, z,
+                                       sizeof z, &shift, &rate) == EKWS_OK && shift == 0 && rate == 256 &&
                   (i >= GOLDEN_MODEL_NUM_INPUTS ||
                    memcmp(z, golden_model_logits + i * GOLDEN_MODEL_NUM_CLASSES, sizeof z) == 0),
               "input %d: a search of 0 bands is not the plain inference", i);
-        for (size_t k = 0; k < sizeof widths / sizeof widths[0]; k++) {
-            const int max_shift = widths[k];
-            CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, (uint32_t)max_shift, scratch,
-                                           sizeof scratch, z, sizeof z, &shift) == EKWS_OK, "search %d", i);
-            /* the answer is the inference at the first shift (0, -1, 1, -2, ...) with the smallest spread */
-            float best = 0.0f;
-            int best_s = 0;
-            for (int step = 0; step <= 2 * max_shift; step++) {
-                const int s = step == 0 ? 0 : ((step & 1) ? -(step + 1) / 2 : step / 2);
-                shift_input(in, moved, s);
-                CHECK(ekws_model_invoke(&m, moved, GOLDEN_MODEL_INPUT_SIZE, want, sizeof want) == EKWS_OK, "invoke");
-                if (step == 0 || spread_of(want, m.output_scale) < best) {
-                    best = spread_of(want, m.output_scale);
-                    best_s = s;
+        for (int levels = 0; levels <= (int)EKWS_MAX_RATE_SEARCH; levels++) {
+            for (size_t k = 0; k < sizeof widths / sizeof widths[0]; k++) {
+                const int max_shift = widths[k];
+                CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, (uint32_t)max_shift,
+                                               (uint32_t)levels, scratch, sizeof scratch, z, sizeof z, &shift,
+                                               &rate) == EKWS_OK, "search %d", i);
+                /* the answer is the inference at the first (rate, shift) of the order (rates 256, 230, 284,
+                 * ...; at each, shifts 0, -1, 1, -2, ...) with the smallest spread */
+                float best = 0.0f;
+                int best_s = 0, best_r = 256;
+                for (int ri = 0; ri <= 2 * levels; ri++) {
+                    warp_input(in, warped, rates[ri]);
+                    for (int step = 0; step <= 2 * max_shift; step++) {
+                        const int s = step == 0 ? 0 : ((step & 1) ? -(step + 1) / 2 : step / 2);
+                        shift_input(warped, moved, s);
+                        CHECK(ekws_model_invoke(&m, moved, GOLDEN_MODEL_INPUT_SIZE, want, sizeof want) == EKWS_OK,
+                              "invoke");
+                        if ((ri == 0 && step == 0) || spread_of(want, m.output_scale) < best) {
+                            best = spread_of(want, m.output_scale);
+                            best_s = s;
+                            best_r = rates[ri];
+                        }
+                    }
                 }
+                warp_input(in, warped, best_r);
+                shift_input(warped, moved, best_s);
+                ekws_model_invoke(&m, moved, GOLDEN_MODEL_INPUT_SIZE, want, sizeof want);
+                CHECK(shift == best_s && rate == best_r && memcmp(z, want, sizeof z) == 0,
+                      "input %d, ±%d, rates %d: searched shift %d rate %d, expected %d and %d", i, max_shift, levels,
+                      (int)shift, (int)rate, best_s, best_r);
+                moved_any += shift != 0;
+                rated_any += rate != 256;
             }
-            shift_input(in, moved, best_s);
-            ekws_model_invoke(&m, moved, GOLDEN_MODEL_INPUT_SIZE, want, sizeof want);
-            CHECK(shift == best_s && memcmp(z, want, sizeof z) == 0,
-                  "input %d, ±%d: searched shift %d, expected %d", i, max_shift, (int)shift, best_s);
-            moved_any += shift != 0;
         }
     }
     CHECK(moved_any >= 6, "only %d searches chose a shift: the test would not see a wrong one", moved_any);
+    CHECK(rated_any >= 3, "only %d searches chose a rate: the test would not see a wrong one", rated_any);
     const int8_t *in = golden_model_inputs;
-    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 40, scratch, sizeof scratch, z, sizeof z,
-                                   NULL) == EKWS_ERR_ARG, "a shift of every band accepted");
-    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 1, scratch, sizeof scratch - 1, z, sizeof z,
-                                   NULL) == EKWS_ERR_BUFFER_TOO_SMALL, "short scratch accepted");
-    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE - 1, 1, scratch, sizeof scratch, z, sizeof z,
-                                   NULL) == EKWS_ERR_ARG, "wrong input length accepted");
-    CHECK(ekws_model_invoke_search(&m, NULL, GOLDEN_MODEL_INPUT_SIZE, 1, scratch, sizeof scratch, z, sizeof z,
-                                   NULL) == EKWS_ERR_NULL, "NULL input accepted");
+    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 40, 0, scratch, sizeof scratch, z, sizeof z,
+                                   NULL, NULL) == EKWS_ERR_ARG, "a shift of every band accepted");
+    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 1, EKWS_MAX_RATE_SEARCH + 1, scratch,
+                                   sizeof scratch, z, sizeof z, NULL, NULL) == EKWS_ERR_ARG, "a rate search of 3 accepted");
+    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 1, 0, scratch, sizeof scratch - 1, z, sizeof z,
+                                   NULL, NULL) == EKWS_ERR_BUFFER_TOO_SMALL, "short scratch accepted");
+    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE - 1, 1, 0, scratch, sizeof scratch, z, sizeof z,
+                                   NULL, NULL) == EKWS_ERR_ARG, "wrong input length accepted");
+    CHECK(ekws_model_invoke_search(&m, NULL, GOLDEN_MODEL_INPUT_SIZE, 1, 0, scratch, sizeof scratch, z, sizeof z,
+                                   NULL, NULL) == EKWS_ERR_NULL, "NULL input accepted");
 }
 
 static const char *why_or(const char *why) { return why ? why : "accepted"; }

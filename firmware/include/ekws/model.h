@@ -97,17 +97,25 @@ ekws_status_t ekws_model_init(ekws_model_t *model, const void *blob, size_t blob
 ekws_status_t ekws_model_invoke(const ekws_model_t *model, const int8_t *input, size_t input_len,
                                 int8_t *logits, size_t logits_len);
 
-/* Voice search (edgekws.evaluate.VoiceSearch): run the model on `input` moved along its band axis
- * (input_w, with input_c 1: band b reads band b + s, the edge band repeated) for s = 0, -1, 1, ...,
- * -max_shift, max_shift, and keep in `logits` those of the shift where the model is surest of its
- * answer: the largest softmax probability of any class (the smallest sum over classes of
- * exp(output_scale * (logit - best logit)), float32, ekws_expf), the first shift in that order
- * on ties. scratch: input_size + num_classes bytes, overlapping neither input nor logits.
- * *shift (may be NULL) receives the chosen s. 2 * max_shift + 1 inferences.
- * EKWS_ERR_ARG: input_len, input_c != 1 or max_shift >= input_w. */
+/* Rate search's speaking rates, Q8 (256 = as spoken), in search order: 1, 0.9, 1/0.9, 0.8, 1.25. */
+#define EKWS_SEARCH_RATES_Q8 {256, 230, 284, 205, 320}
+#define EKWS_MAX_RATE_SEARCH 2u
+
+/* Voice search (edgekws.evaluate.VoiceSearch): run the model on `input` read along time at rate r
+ * (input_h rows: row t reads position c + (t - c) * r / 256, c = (input_h - 1) / 2, clamped to the
+ * edge rows, linear between rows with 9-bit weights rounded half up: edgekws.evaluate.warp_time) for
+ * the first 2 * rate_search + 1 rates of EKWS_SEARCH_RATES_Q8, and at each rate moved along its band
+ * axis (input_w, with input_c 1: band b reads band b + s, the edge band repeated) for s = 0, -1, 1, ...,
+ * -max_shift, max_shift; keep in `logits` those where the model is surest of its answer: the largest
+ * softmax probability of any class (the smallest sum over classes of exp(output_scale * (logit -
+ * best logit)), float32, ekws_expf), the first in that order on ties. scratch: 2 * input_size +
+ * num_classes bytes, overlapping neither input nor logits. *shift and *rate_q8 (each may be NULL)
+ * receive the chosen s and r. (2 * rate_search + 1) * (2 * max_shift + 1) inferences.
+ * EKWS_ERR_ARG: input_len, input_c != 1, max_shift >= input_w or rate_search > EKWS_MAX_RATE_SEARCH. */
 ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *input, size_t input_len,
-                                       uint32_t max_shift, int8_t *scratch, size_t scratch_len, int8_t *logits,
-                                       size_t logits_len, int32_t *shift);
+                                       uint32_t max_shift, uint32_t rate_search, int8_t *scratch,
+                                       size_t scratch_len, int8_t *logits, size_t logits_len, int32_t *shift,
+                                       int32_t *rate_q8);
 
 /* exp(x) for float32 x <= 0 (larger x is taken as 0; below -87, 0), the same bits as
  * edgekws.retrain.headmath.expf (compile with -ffp-contract=off; FLT_EVAL_METHOD 0): the head
