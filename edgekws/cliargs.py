@@ -61,7 +61,7 @@ def rate_search(text: str) -> int:
 
     value = non_negative_int(text)
     if value > MAX_RATE_SEARCH:
-        raise argparse.ArgumentTypeError(f"must be 0, 1 or {MAX_RATE_SEARCH}, got {value}")
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_RATE_SEARCH} levels, got {value}")
     return value
 
 

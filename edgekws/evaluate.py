@@ -146,6 +146,11 @@ def search_grid(max_shift: int, rate_search: int = 0) -> list[tuple[int, int]]:
     return [(r, s) for r in SEARCH_RATES_Q8[:1 + 2 * int(rate_search)] for s in search_order(max_shift)]
 
 
+def search_name(bands: int, rates: int = 0) -> str:
+    """How reports name a search: "voice search ±2", "rate search 1" or both, comma-separated."""
+    return ", ".join(([f"voice search ±{bands}"] if bands else []) + ([f"rate search {rates}"] if rates else []))
+
+
 def search_spread(logits: np.ndarray, scale=None) -> np.ndarray:
     """How unsure a model is of each answer: sum over classes of exp(logit - best logit), which is
     1 / (the largest class probability). logits (N, K). With `scale` they are int8 logits of that
@@ -184,7 +189,8 @@ class VoiceSearch:
             raise EdgekwsError(f"voice search (--voice-search): must be a whole number of bands in "
                                f"[0, {MAX_VOICE_SEARCH}], got {max_shift!r}")
         if not whole(rate_search, MAX_RATE_SEARCH):
-            raise EdgekwsError(f"rate search (--rate-search): must be 0, 1 or {MAX_RATE_SEARCH}, got {rate_search!r}")
+            raise EdgekwsError(f"rate search (--rate-search): must be a whole number of levels in "
+                               f"[0, {MAX_RATE_SEARCH}], got {rate_search!r}")
         self.engine = engine
         self.max_shift = int(max_shift)
         self.rate_search = int(rate_search)
@@ -458,15 +464,14 @@ def run_eval(args) -> int:
     searched = args.voice_search or args.rate_search
     tables = sys.stderr if args.json == "-" else sys.stdout   # `--json -`: stdout holds the JSON alone
     for name in engines:
-        search = (f", voice search ±{args.voice_search}" if args.voice_search else "") + (
-            f", rate search {args.rate_search}" if args.rate_search else "")
+        search = f", {search_name(args.voice_search, args.rate_search)}" if searched else ""
         print(format_metrics(result[name], title=f"{args.model} [{name}{search}] on {args.data} ({args.split}): "),
               file=tables)
     from edgekws.fileio import OutputError
 
     kept = {}
     if searched:   # the bundle's metrics (report, export) stay the model's own, unsearched
-        print("edgekws eval: note: voice-search figures are not kept in the bundle's metrics.json", file=sys.stderr)
+        print("edgekws eval: note: search figures are not kept in the bundle's metrics.json", file=sys.stderr)
     elif bundle.has("metrics.json"):   # `eval --engine c` after `eval` adds its engine, keeps the others
         try:
             old = bundle.read_json("metrics.json")

@@ -98,7 +98,8 @@ class TrainConfig:
     # a model that has learned the words, at a fraction of the cost. From epoch 40 of 60 (weight 2):
     # Japanese eSpeak NG -> Open JTalk 84.5 / 83.2 / 76.0% (seeds 0 / 1 / 2; every epoch 85.2 / 84.4 /
     # 77.6%, none 83.5 / 80.8 / 68.8%), with voice search ±2 87.8 / 85.5 / 80.1%; own voices 98.0% int8
-    # (README, Voices: session 32). Early stopping waits for them: patience counts from epoch E.
+    # (README, Voices: session 32). The kept checkpoint is the best epoch after E (the first one with
+    # the second voice replaces the best so far), and early stopping counts from it (session 33).
     consistency_from: int = 0
     silence_ratio: float = 1.0
     # Streams of unknown words (issue 7) need more of them than the clips' balance: _unknown_ examples

@@ -261,8 +261,9 @@ def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int 
     if voice_search or rate_search:
         res.update(_voice_search(bundle, net, tr_view, sets, voice_search, seed, cache, rate_search))
         own = res["val_search"]
-        rates = f", rate search {rate_search}" if rate_search else ""
-        log(f"  {tag}, voice search ±{voice_search}{rates}: " + ", ".join(
+        from edgekws.evaluate import search_name
+
+        log(f"  {tag}, {search_name(voice_search, rate_search)}: " + ", ".join(
             f"{k} {v['accuracy']:.3f}" for k, v in res["float_search"].items())
             + f"; own validation {_fraction(own['plain']['accuracy'], '.3f')} -> "
               f"{_fraction(own['search']['accuracy'], '.3f')}, `_unknown_` recall "
@@ -444,7 +445,9 @@ def format_table(results: dict) -> str:
     widths = {(r["search"]["bands"], r["search"].get("rates", 0)) for r in rows if "search" in r}
     bands = widths.pop() if len(widths) == 1 else None     # rows searched alike: their columns
     if bands is not None:
-        head += [f"clean, voice search ±{bands[0]}" + (f", rate search {bands[1]}" if bands[1] else ""),
+        from edgekws.evaluate import search_name
+
+        head += [f"clean, {search_name(*bands)}",
                  "own validation: plain → search",
                  "own `_unknown_` recall: plain → search"]
     if enroll:

@@ -1028,3 +1028,6 @@ def test_early_stopping_waits_for_the_second_voice(tiny, tmp_path, monkeypatch):
     assert late.manifest["training"]["best_epoch"] == 4  # the first epoch with the second voice, not the better-scored epoch 1
     w_late, w_plain = _weights(late), _weights(plain)
     assert not all(np.array_equal(w_late[k], w_plain[k]) for k in w_plain)
+    _interrupted(tiny, tmp_path / "at4", after=4, epochs=6, patience=1, consistency=2.0, consistency_from=3)
+    at4 = load_checkpoint(tmp_path / "at4" / CHECKPOINT)[1]       # the model as epoch 4 left it
+    assert at4 and all(np.array_equal(w_late[k], v) for k, v in at4.items())   # kept, not epoch 5's

@@ -37,17 +37,29 @@ def test_warp_time_reads_the_clip_faster_or_slower_around_its_middle_in_integers
     assert ev.warp_time(x, 512)[0, :, 0].tolist() == [-128, -128, 100, 7, 7]
     # 0.9 (230) by hand: frame 0 reads 2 - 2 * 230/256 = 0.203125 = 104/512 of the way from -128 to 0
     assert ev.warp_time(x, 230)[0, 0, 0] == int(np.floor(-128 + 128 * 104 / 512 + 0.5)) == -102
-    y = features(3, seed=4)
-    for r in ev.SEARCH_RATES_Q8:                          # every value is the rounded linear reading
-        t = y.shape[1]
-        pos = np.clip((t - 1) / 2 + (np.arange(t) - (t - 1) / 2) * r / 256, 0, t - 1)
-        i0 = np.floor(pos).astype(int)
-        i1 = np.minimum(i0 + 1, t - 1)
-        w = (pos - i0)[None, :, None]
-        want = np.floor(y[:, i0].astype(float) * (1 - w) + y[:, i1].astype(float) * w + 0.5)
-        got = ev.warp_time(y, r)
-        assert got.dtype == np.int8 and np.array_equal(got, want), r
+    # every value is the rounded linear reading; an even frame count has odd 1/512 weights too
+    for y in (features(3, seed=4), np.random.default_rng(5).integers(-128, 128, (4, 6, 3)).astype(np.int8)):
+        for r in ev.SEARCH_RATES_Q8 + (128, 300, 511):
+            t = y.shape[1]
+            pos = np.clip((t - 1) / 2 + (np.arange(t) - (t - 1) / 2) * r / 256, 0, t - 1)
+            i0 = np.floor(pos).astype(int)
+            i1 = np.minimum(i0 + 1, t - 1)
+            w = (pos - i0)[None, :, None]
+            want = np.floor(y[:, i0].astype(float) * (1 - w) + y[:, i1].astype(float) * w + 0.5)
+            got = ev.warp_time(y, r)
+            assert got.dtype == np.int8 and np.array_equal(got, want), (t, r)
+    assert ev.SEARCH_RATES_Q8 == (256, 230, 284, 205, 320)     # 1, 0.9, 1/0.9, 0.8, 1.25 in Q8
+    import re
+
+    from edgekws.firmware import firmware_dir
+
+    header = (firmware_dir() / "include" / "ekws" / "model.h").read_text()
+    macro = re.search(r"#define EKWS_SEARCH_RATES_Q8 \{([^}]*)\}", header).group(1)
+    assert tuple(int(v) for v in macro.split(",")) == ev.SEARCH_RATES_Q8            # the firmware's order
+    assert int(re.search(r"#define EKWS_MAX_RATE_SEARCH (\d+)u", header).group(1)) == ev.MAX_RATE_SEARCH
     assert ev.search_grid(1) == [(256, 0), (256, -1), (256, 1)]
+    assert (ev.search_name(2), ev.search_name(0, 1), ev.search_name(3, 1)) == \
+        ("voice search ±2", "rate search 1", "voice search ±3, rate search 1")
     assert ev.search_grid(0, 2) == [(256, 0), (230, 0), (284, 0), (205, 0), (320, 0)]
     assert ev.search_grid(1, 1)[3:6] == [(230, 0), (230, -1), (230, 1)]
 
@@ -68,8 +80,10 @@ def test_rate_search_answers_at_the_rate_where_the_model_is_surest():
     assert rate.tolist() == [256, 320, 256] and shift.tolist() == [0, 0, 0]
     assert z.argmax(1).tolist() == [2, 2, 1]
     assert ev.VoiceSearch(Onset(), 0, 1).search(x)[2].tolist() == [256, 256, 256]   # 0.9 / 1/0.9 do not reach it
+    x[1, :] = 0                                    # a flat clip: every rate ties, the clip as it is wins
+    assert ev.VoiceSearch(Onset(), 1, 2).search(x)[2][1] == 256
     for bad in (3, -1, 1.0, True):
-        with pytest.raises(EdgekwsError, match=r"rate search \(--rate-search\): must be 0, 1 or 2, got "):
+        with pytest.raises(EdgekwsError, match=r"rate search \(--rate-search\): must be a whole number of levels in \[0, 2\], got "):
             ev.VoiceSearch(Onset(), 0, bad)
 
 
@@ -246,7 +260,7 @@ def test_eval_and_predict_take_voice_search(tmp_path, capsys):
     for argv, flag, message in (
             (["eval", str(b.path), str(data), "--voice-search", "9"], "--voice-search", "must be at most 8 bands, got 9"),
             (["predict", str(b.path), str(wav), "--voice-search", "-1"], "--voice-search", "must be 0 or more, got -1"),
-            (["eval", str(b.path), str(data), "--rate-search", "3"], "--rate-search", "must be 0, 1 or 2, got 3")):
+            (["eval", str(b.path), str(data), "--rate-search", "3"], "--rate-search", "must be at most 2 levels, got 3")):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2

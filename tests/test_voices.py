@@ -187,6 +187,8 @@ def test_table_adds_the_voice_search_columns():
     assert "voice search" not in format_table({"runs": [run(0, "ja", None)]})
     rated = {**run(0, "ja", (0.8, 0.98, 0.8)), "rate_search": 1}
     assert "| clean, voice search ±2, rate search 1 |" in format_table({"runs": [rated]}).splitlines()[0]
+    rate_only = {**rated, "voice_search": 0}
+    assert "| clean, rate search 1 |" in format_table({"runs": [rate_only]}).splitlines()[0]
     mixed = format_table({"runs": [rated, run(1, "ja", (0.9, 0.96, 0.7))]}).splitlines()[0]
     assert "voice search" not in mixed          # seeds searched differently: no shared column
 

@@ -483,11 +483,11 @@ ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *
         || rate_search > EKWS_MAX_RATE_SEARCH) {
         return EKWS_ERR_ARG;
     }
-    if (scratch_len < 2 * (size_t)model->input_size + k || logits_len < k) {
+    if (scratch_len < (rate_search ? 2u : 1u) * (size_t)model->input_size + k || logits_len < k) {
         return EKWS_ERR_BUFFER_TOO_SMALL;
     }
-    int8_t *const warped = scratch, *const moved = scratch + model->input_size;
-    int8_t *const z = scratch + 2 * (size_t)model->input_size;
+    int8_t *const moved = scratch, *const z = scratch + model->input_size;
+    int8_t *const warped = z + k;   /* used only with rate_search */
     ekws_status_t st = ekws_model_invoke(model, input, input_len, logits, logits_len);
     if (st != EKWS_OK) {
         return st;

@@ -89,6 +89,9 @@ static void test_search(void) {
     static int8_t scratch[2 * GOLDEN_MODEL_INPUT_SIZE + GOLDEN_MODEL_NUM_CLASSES], moved[GOLDEN_MODEL_INPUT_SIZE];
     static int8_t warped[GOLDEN_MODEL_INPUT_SIZE];
     static const int rates[] = EKWS_SEARCH_RATES_Q8;
+    static const int want_rates[] = {256, 230, 284, 205, 320};   /* 1, 0.9, 1/0.9, 0.8, 1.25: the documented order */
+    CHECK(sizeof rates == sizeof want_rates && memcmp(rates, want_rates, sizeof rates) == 0,
+          "EKWS_SEARCH_RATES_Q8 is not {256, 230, 284, 205, 320}");
     int8_t z[GOLDEN_MODEL_NUM_CLASSES], want[GOLDEN_MODEL_NUM_CLASSES];
     static const int widths[] = {1, 2, 3, 8};
     /* the golden inputs (random, all -128, all 127: the two flat ones look the same at every shift),
@@ -153,8 +156,13 @@ static void test_search(void) {
                                    NULL, NULL) == EKWS_ERR_ARG, "a shift of every band accepted");
     CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 1, EKWS_MAX_RATE_SEARCH + 1, scratch,
                                    sizeof scratch, z, sizeof z, NULL, NULL) == EKWS_ERR_ARG, "a rate search of 3 accepted");
-    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 1, 0, scratch, sizeof scratch - 1, z, sizeof z,
+    enum { SHORT = GOLDEN_MODEL_INPUT_SIZE + GOLDEN_MODEL_NUM_CLASSES };   /* enough without rate search */
+    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 1, 0, scratch, SHORT - 1, z, sizeof z,
                                    NULL, NULL) == EKWS_ERR_BUFFER_TOO_SMALL, "short scratch accepted");
+    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 1, 0, scratch, SHORT, z, sizeof z,
+                                   NULL, NULL) == EKWS_OK, "input_size + num_classes of scratch refused without rate search");
+    CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE, 1, 1, scratch, sizeof scratch - 1, z, sizeof z,
+                                   NULL, NULL) == EKWS_ERR_BUFFER_TOO_SMALL, "short scratch accepted for rate search");
     CHECK(ekws_model_invoke_search(&m, in, GOLDEN_MODEL_INPUT_SIZE - 1, 1, 0, scratch, sizeof scratch, z, sizeof z,
                                    NULL, NULL) == EKWS_ERR_ARG, "wrong input length accepted");
     CHECK(ekws_model_invoke_search(&m, NULL, GOLDEN_MODEL_INPUT_SIZE, 1, 0, scratch, sizeof scratch, z, sizeof z,
