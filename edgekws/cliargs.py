@@ -45,24 +45,25 @@ def positive_float(text: str) -> float:
     return value
 
 
+def _count_at_most(text: str, top: int, unit: str) -> int:
+    value = non_negative_int(text)
+    if value > top:
+        raise argparse.ArgumentTypeError(f"must be at most {top} {unit}, got {value}")
+    return value
+
+
 def voice_search(text: str) -> int:
     """Bands of voice search (edgekws.evaluate.VoiceSearch): 0 (off) to MAX_VOICE_SEARCH."""
     from edgekws.evaluate import MAX_VOICE_SEARCH
 
-    value = non_negative_int(text)
-    if value > MAX_VOICE_SEARCH:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_VOICE_SEARCH} bands, got {value}")
-    return value
+    return _count_at_most(text, MAX_VOICE_SEARCH, "bands")
 
 
 def rate_search(text: str) -> int:
     """Levels of rate search (edgekws.evaluate.VoiceSearch): 0 (off) to MAX_RATE_SEARCH."""
     from edgekws.evaluate import MAX_RATE_SEARCH
 
-    value = non_negative_int(text)
-    if value > MAX_RATE_SEARCH:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_RATE_SEARCH} levels, got {value}")
-    return value
+    return _count_at_most(text, MAX_RATE_SEARCH, "levels")
 
 
 def seed_list(text: str) -> tuple[int, ...]:

@@ -488,10 +488,7 @@ def run_eval(args) -> int:
     if args.json:
         main = {**result["float" if "float" in result else engines[0]]}
         main.update({name: result[name] for name in engines if name != "float"})
-        if args.voice_search:
-            main["voice_search"] = args.voice_search
-        if args.rate_search:
-            main["rate_search"] = args.rate_search
+        main.update({k: result[k] for k in ("voice_search", "rate_search") if k in result})
         text = json.dumps(main, indent=1) + "\n"
         if args.json == "-":
             print(text, end="")

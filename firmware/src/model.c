@@ -466,6 +466,18 @@ static void warp_rows(const int8_t *in, int8_t *out, uint32_t rows, uint32_t ban
     }
 }
 
+/* `in` (rows x bands) moved along its bands by s into `out`: band b reads band b + s, the edge band
+ * repeated past the ends (edgekws.evaluate.shift_bands). */
+static void shift_cols(const int8_t *in, int8_t *out, uint32_t rows, uint32_t bands, int32_t s) {
+    for (uint32_t r = 0; r < rows; r++) {
+        for (uint32_t b = 0; b < bands; b++) {
+            int32_t src = (int32_t)b + s;
+            src = src < 0 ? 0 : (src >= (int32_t)bands ? (int32_t)bands - 1 : src);
+            out[r * bands + b] = in[r * bands + (uint32_t)src];
+        }
+    }
+}
+
 ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *input, size_t input_len,
                                        uint32_t max_shift, uint32_t rate_search, int8_t *scratch,
                                        size_t scratch_len, int8_t *logits, size_t logits_len, int32_t *shift,
@@ -502,18 +514,10 @@ ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *
         }
         for (uint32_t step = ri > 0 ? 0u : 1u; step <= 2 * max_shift; step++) {
             const int32_t s = (step & 1u) ? -(int32_t)((step + 1) / 2) : (int32_t)(step / 2);
-            const int8_t *x = heard;
             if (s != 0) {
-                for (uint32_t r = 0; r < rows; r++) {
-                    for (uint32_t b = 0; b < bands; b++) {
-                        int32_t src = (int32_t)b + s;
-                        src = src < 0 ? 0 : (src >= (int32_t)bands ? (int32_t)bands - 1 : src);
-                        moved[r * bands + b] = heard[r * bands + (uint32_t)src];
-                    }
-                }
-                x = moved;
+                shift_cols(heard, moved, rows, bands, s);
             }
-            st = ekws_model_invoke(model, x, input_len, z, k);
+            st = ekws_model_invoke(model, s != 0 ? moved : heard, input_len, z, k);
             if (st != EKWS_OK) {
                 return st;
             }

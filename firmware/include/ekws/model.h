@@ -109,8 +109,8 @@ ekws_status_t ekws_model_invoke(const ekws_model_t *model, const int8_t *input, 
  * -max_shift, max_shift; keep in `logits` those where the model is surest of its answer: the largest
  * softmax probability of any class (the smallest sum over classes of exp(output_scale * (logit -
  * best logit)), float32, ekws_expf), the first in that order on ties. scratch: input_size +
- * num_classes bytes, 2 * input_size + num_classes with rate_search, overlapping neither input nor logits. *shift and *rate_q8 (each may be NULL)
- * receive the chosen s and r. (2 * rate_search + 1) * (2 * max_shift + 1) inferences.
+ * num_classes bytes (2 * input_size + num_classes with rate_search), overlapping neither input nor
+ * logits. *shift and *rate_q8 (each may be NULL) receive the chosen s and r. (2 * rate_search + 1) * (2 * max_shift + 1) inferences.
  * EKWS_ERR_ARG: input_len, input_c != 1, max_shift >= input_w or rate_search > EKWS_MAX_RATE_SEARCH. */
 ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *input, size_t input_len,
                                        uint32_t max_shift, uint32_t rate_search, int8_t *scratch,
