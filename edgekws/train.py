@@ -88,19 +88,19 @@ class TrainConfig:
     # Consistency between two voices of every training example: each batch is also seen with one more
     # band shift (up to ±FREQ_SHIFT_BANDS), tilt and time warp drawn for every example (second_voice),
     # and the two views' answers are pulled toward their mean with this weight (consistency_to_mean;
-    # the cross-entropy stays on the first view). Japanese eSpeak NG -> Open JTalk 83.5 / 80.8 / 68.8 ->
-    # 85.2 / 84.4 / 77.6% at weight 2 (seeds 0 / 1 / 2), with voice search ±2 90.8 / 88.7 / 85.0%; own
-    # voices 98.5 -> 97.2% (one seed). Each step computes twice the examples: training takes about twice
-    # as long, so it is off by default (README, Voices: session 31). The history's train_loss then
-    # includes the agreement term.
-    consistency: float = 0.0
+    # the cross-entropy stays on the first view). In every epoch at weight 2, Japanese eSpeak NG -> Open
+    # JTalk 83.5 / 80.8 / 68.8 -> 85.2 / 84.4 / 77.6% (seeds 0 / 1 / 2) for twice the training time
+    # (session 31); in the last third only (consistency_from), most of that for a third of the cost. The
+    # history's train_loss then includes the agreement term. 0 = off.
+    consistency: float = 2.0
     # The first this-many epochs train without the second voice, the rest with it: the agreement shapes
-    # a model that has learned the words, at a fraction of the cost. From epoch 40 of 60 (weight 2):
-    # Japanese eSpeak NG -> Open JTalk 84.5 / 83.2 / 76.0% (seeds 0 / 1 / 2; every epoch 85.2 / 84.4 /
-    # 77.6%, none 83.5 / 80.8 / 68.8%), with voice search ±2 87.8 / 85.5 / 80.1%; own voices 98.0% int8
-    # (README, Voices: session 32). The kept checkpoint is the best epoch after E (the first one with
-    # the second voice replaces the best so far), and early stopping counts from it (session 33).
-    consistency_from: int = 0
+    # a model that has learned the words. None: the last third (late_start; epoch 40 of 60). From epoch
+    # 40 at weight 2, over five seeds: Japanese eSpeak NG -> Open JTalk 75.8 -> 79.6% as trained, 81.7 ->
+    # 86.0% with eval's voice and rate search; own voices Japanese 98.0%, English 97.4% int8; 494-547 s of
+    # English training alone (README, Voices: sessions 32-34). The kept checkpoint is the best epoch
+    # after E (the first one with the second voice replaces the best so far), and early stopping counts
+    # from it (session 33). The default since session 34.
+    consistency_from: int | None = None
     silence_ratio: float = 1.0
     # Streams of unknown words (issue 7) need more of them than the clips' balance: _unknown_ examples
     # per epoch = 3x a command's, and words the model takes for a command come back more often
@@ -132,8 +132,17 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         d = {"hard_negatives": 0.0, "prior_correction": False, "time_warp": 0.0, "retrain_tap": False,
-             "freq_shift": 0.0, "tilt": 0.0, **d}  # older configs: without them
-        return cls(**{k: v for k, v in d.items() if k in names})
+             "freq_shift": 0.0, "tilt": 0.0, "consistency": 0.0, "consistency_from": 0,
+             **d}  # older configs: without them
+        return cls(**{k: v for k, v in d.items() if k in names}).resolved()
+
+    def resolved(self) -> "TrainConfig":
+        """This config with consistency_from chosen when it is None: the last third of the epochs with
+        consistency (late_start), every epoch without it (0)."""
+        if self.consistency_from is not None:
+            return self
+        start = late_start(self.epochs) if self.consistency and is_int(self.epochs, numpy=False) else 0
+        return dataclasses.replace(self, consistency_from=start)
 
     def check(self) -> None:
         from edgekws.models import get_arch
@@ -160,10 +169,11 @@ class TrainConfig:
                 raise EdgekwsError(f"--{name.replace('_', '-')}: must be a fraction in [0, 1], got {v!r}")
         if not (number(self.consistency) and 0 <= self.consistency <= MAX_CONSISTENCY):
             raise EdgekwsError(f"--consistency: must be a weight in [0, {MAX_CONSISTENCY:g}], got {self.consistency!r}")
-        if not is_int(self.consistency_from, numpy=False) or not 0 <= self.consistency_from < self.epochs:
+        start = self.resolved().consistency_from   # None: the default, two thirds of the epochs
+        if not is_int(start, numpy=False) or not 0 <= start < self.epochs:
             raise EdgekwsError(f"--consistency-from: must be an epoch count in [0, {self.epochs}) (the training's "
-                               f"epochs), got {self.consistency_from!r}")
-        if self.consistency_from and not self.consistency:
+                               f"epochs), got {start!r}")
+        if start and not self.consistency:
             raise EdgekwsError("--consistency-from: starts consistency training late; give --consistency W too")
         if not is_int(self.seed, numpy=False) or not 0 <= self.seed < 2 ** 63:
             raise EdgekwsError(f"--seed: must be an integer in [0, 2^63), got {self.seed!r}")
@@ -177,6 +187,11 @@ class TrainConfig:
                 raise EdgekwsError(f"{name}: must be a finite number {want}, got {v!r}")
 
 
+def late_start(epochs: int) -> int:
+    """The default --consistency-from: the epochs before the last third (40 of 60, 5 of 8, 0 of 1)."""
+    return 2 * epochs // 3
+
+
 # The largest --unknown-ratio and --hard-negatives (far above any useful value; larger ones overflowed
 # the draw's arithmetic after the first epoch, and in every --resume)
 MAX_SAMPLING = 1000
@@ -188,7 +203,8 @@ QUICK = {"arch": "dscnn-s", "epochs": 8, "batch": 32, "lr": 5e-3, "patience": 4}
 
 
 # What `--no-augment` sets: every augmentation of the training input off.
-NO_AUGMENT = {"augment": False, "specaugment": False, "time_warp": 0.0, "freq_shift": 0.0, "tilt": 0.0}
+NO_AUGMENT = {"augment": False, "specaugment": False, "time_warp": 0.0, "freq_shift": 0.0, "tilt": 0.0,
+              "consistency": 0.0}
 
 # The option of `edgekws train` behind each TrainConfig field whose name is not its flag.
 FLAG_OF = {"vocabulary": "--vocab", "augment": "--no-augment", "specaugment": "--no-augment",
@@ -905,7 +921,7 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
         unknown = set(base) - {f.name for f in dataclasses.fields(TrainConfig)}
         if unknown:
             raise EdgekwsError(f"train: unknown option(s) {sorted(unknown)}")
-        config = TrainConfig(**base)
+        config = TrainConfig(**base).resolved()
         meta = None
     config.check()
     if workers is None:
@@ -1184,11 +1200,11 @@ def register(sub) -> None:
                         f"band edges (a brighter or duller voice; default {TrainConfig.tilt:g}; 0 = off)")
     p.add_argument("--consistency", type=float, metavar="W",
                    help="weight of the agreement between two voices (band shift, tilt, time warp) of every "
-                        "example; about twice the training time (default 0 = off; 2 measured)")
+                        f"example, from --consistency-from on (default {TrainConfig.consistency:g}; 0 = off)")
     p.add_argument("--consistency-from", type=int, metavar="E",
-                   help="train the first E epochs without --consistency's second voice (default 0: every "
-                        "epoch; 40 of 60 measured, about 1.3x the training time instead of 2x); the kept "
-                        "checkpoint is the best epoch after E")
+                   help="train the first E epochs without --consistency's second voice (default: two thirds "
+                        "of --epochs, 40 of 60, about 1.3x the training time; 0 = every epoch, about 2x); the "
+                        "kept checkpoint is the best epoch after E")
     p.add_argument("--vocab", metavar="DIR",
                    help="a vocabulary dataset (edgekws synth --vocab): its words train as extra classes, "
                         "dropped from the bundle; better features for retraining to a new language")
@@ -1196,7 +1212,8 @@ def register(sub) -> None:
                    help="write the plain embedding, block 4's average alone (96 values for dscnn-l; default: the pool "
                         "also averages block 3 for "
                         "last-layer retraining; the model's answers are the same)")
-    p.add_argument("--no-augment", action="store_true", help="no audio augmentation, time warp, SpecAugment, band shift or tilt")
+    p.add_argument("--no-augment", action="store_true",
+                   help="no audio augmentation, time warp, SpecAugment, band shift, tilt or second voice")
     p.add_argument("--workers", type=int, metavar="N",
                    help="processes making augmented batches ahead of training (default: one per core, "
                         "at most 3, on a multi-core machine; 0 = none; the weights do not depend on it)")

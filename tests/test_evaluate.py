@@ -22,7 +22,7 @@ def trained(tmp_path_factory):
     data = make_tiny_dataset(root / "data")
     # a model that surely learned the tones (eval is the subject): 0.875-0.94 on the test clips for seeds
     # 3-6 without augmentation, where the speech augmentations leave seven epochs 0.31-1.0 by seed
-    bundle = train(data, root / "model", **TINY, **NO_AUGMENT)
+    bundle = train(data, root / "model", **{**TINY, **NO_AUGMENT})
     return data, bundle
 
 

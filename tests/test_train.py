@@ -45,7 +45,8 @@ def make_tiny_dataset(root, speakers=12, repeats=2, seed=0, tones=TONES):
     return root
 
 
-TINY = dict(arch="dscnn-s", epochs=7, batch=8, lr=0.02, seed=3, words=["yes", "no"], patience=50,
+# consistency 0: these tests check the plain training rules (the default's late second voice has its own)
+TINY = dict(arch="dscnn-s", epochs=7, batch=8, lr=0.02, seed=3, words=["yes", "no"], patience=50, consistency=0.0,
             progress=False, log=lambda *a, **k: None)
 
 
@@ -128,7 +129,8 @@ def test_resume_after_a_real_signal_is_bit_exact(sig, tiny, reference, tmp_path)
     epochs = TINY["epochs"]
     out = tmp_path / "model"
     cmd = [sys.executable, "-m", "edgekws", "train", str(tiny), "--out", str(out), "--arch", "dscnn-s",
-           "--epochs", str(epochs), "--batch", "8", "--lr", "0.02", "--seed", "3", "--words", "yes,no"]
+           "--epochs", str(epochs), "--batch", "8", "--lr", "0.02", "--seed", "3", "--words", "yes,no",
+           "--consistency", "0"]
 
     def as_in_a_terminal():  # a test runner started in the background (cmd &) passes SIGINT ignored
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -979,7 +981,7 @@ def test_second_voice_moves_every_example_and_is_seeded():
 
 
 def test_consistency_trains_and_resumes_bit_exact(tiny, tmp_path):
-    opts = dict(TINY, epochs=3, consistency=2.0)
+    opts = dict(TINY, epochs=3, consistency=2.0, consistency_from=0)    # every epoch
     ref = train(tiny, tmp_path / "ref", **opts)
     assert ref.manifest["training"]["config"]["consistency"] == 2.0
     plain = train(tiny, tmp_path / "plain", **dict(TINY, epochs=3))
@@ -1013,6 +1015,28 @@ def test_consistency_from_trains_the_first_epochs_plainly_and_resumes_across_the
                           "--consistency-from: starts consistency training late; give --consistency W too")):
         with pytest.raises(EdgekwsError, match=message):
             train(tiny, tmp_path / "bad", **{**late, **bad})
+
+
+def test_the_default_trains_the_last_third_with_the_second_voice(tiny, tmp_path):
+    from edgekws.train import NO_AUGMENT, TrainConfig, late_start
+
+    assert [late_start(e) for e in (1, 2, 3, 8, 60)] == [0, 1, 2, 5, 40]
+    assert TrainConfig().consistency == 2.0 and TrainConfig().resolved().consistency_from == 40
+    assert TrainConfig(epochs=30).resolved().consistency_from == 20
+    assert TrainConfig(consistency=0.0).resolved().consistency_from == 0
+    assert TrainConfig(consistency_from=0).resolved().consistency_from == 0        # given: kept
+    old = TrainConfig.from_dict({"epochs": 60})            # a bundle from before: trained without it
+    assert (old.consistency, old.consistency_from) == (0.0, 0)
+    assert NO_AUGMENT["consistency"] == 0.0                # --no-augment: no second voice either
+    default = dict(TINY, epochs=3, consistency=None)         # None: not given, the default
+    ref = train(tiny, tmp_path / "default", **default)
+    cfg = ref.manifest["training"]["config"]
+    assert (cfg["consistency"], cfg["consistency_from"]) == (2.0, 2)
+    explicit = train(tiny, tmp_path / "explicit", **dict(TINY, epochs=3, consistency=2.0, consistency_from=2))
+    _same_weights(_weights(ref), _weights(explicit))
+    out = tmp_path / "model"
+    _interrupted(tiny, out, after=1, **default)                     # resumes to the same bits
+    _same_weights(_weights(train(tiny, out, resume=True, progress=False, log=lambda *a, **k: None)), _weights(ref))
 
 
 def test_early_stopping_waits_for_the_second_voice(tiny, tmp_path, monkeypatch):

@@ -225,7 +225,7 @@ def test_eval_and_predict_take_voice_search(tmp_path, capsys):
     from test_train import TINY
 
     data = make_tiny_dataset(tmp_path / "data")
-    b = train(data, tmp_path / "model", **TINY, **NO_AUGMENT)
+    b = train(data, tmp_path / "model", **{**TINY, **NO_AUGMENT})
     out = tmp_path / "m.json"
     assert main(["eval", str(b.path), str(data), "--voice-search", "1", "--json", str(out)]) == 0
     m = json.loads(out.read_text())
