@@ -96,8 +96,8 @@ class TrainConfig:
     # The first this-many epochs train without the second voice, the rest with it: the agreement shapes
     # a model that has learned the words. None: the last third (late_start; epoch 40 of 60). From epoch
     # 40 at weight 2, over five seeds: Japanese eSpeak NG -> Open JTalk 75.8 -> 79.6% as trained, 81.7 ->
-    # 86.0% with eval's voice and rate search; own voices Japanese 98.0%, English 97.4% int8; 494-547 s of
-    # English training alone (README, Voices: sessions 32-34). The kept checkpoint is the best epoch
+    # 86.0% with eval's voice and rate search; own voices Japanese 98.0%, English 97.4% int8; 494 s of
+    # English training, 547 s of Japanese, alone (README, Voices: sessions 32-34). The kept checkpoint is the best epoch
     # after E (the first one with the second voice replaces the best so far), and early stopping counts
     # from it (session 33). The default since session 34.
     consistency_from: int | None = None
@@ -174,7 +174,9 @@ class TrainConfig:
             raise EdgekwsError(f"--consistency-from: must be an epoch count in [0, {self.epochs}) (the training's "
                                f"epochs), got {start!r}")
         if start and not self.consistency:
-            raise EdgekwsError("--consistency-from: starts consistency training late; give --consistency W too")
+            raise EdgekwsError(
+                "--consistency-from: starts consistency training late; it needs a nonzero --consistency W (0, or "
+                "--no-augment, turns the second voice off)")
         if not is_int(self.seed, numpy=False) or not 0 <= self.seed < 2 ** 63:
             raise EdgekwsError(f"--seed: must be an integer in [0, 2^63), got {self.seed!r}")
         for name, ok, want in (("label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -214,7 +216,7 @@ FLAG_OF = {"vocabulary": "--vocab", "augment": "--no-augment", "specaugment": "-
 def _resume_differences(given: dict, config: "TrainConfig", quick: bool) -> str:
     """The options given to a --resume that differ from the checkpoint's, named by their flags ("" when
     none): --quick's settings count as given, the default words equal no --words, and --no-augment
-    names the time warp, band shift and tilt it turned off."""
+    names the time warp, band shift, tilt and second voice it turned off."""
     from edgekws.data import DEFAULT_WORDS
 
     source = {}

@@ -104,7 +104,11 @@ def test_bad_values_are_argument_errors(capsys, argv, message):
     (["train", "d", "--out", "o", "--consistency", "nan"], "--consistency: must be a weight in [0, 100], got nan"),
     (["eval-voices", "--ja", "d", "--work", "w", "--consistency", "-2"], "--consistency: must be a weight in [0, 100], got -2.0"),
     (["train", "d", "--out", "o", "--consistency", "0", "--consistency-from", "40"],
-     "--consistency-from: starts consistency training late; give --consistency W too"),
+     "--consistency-from: starts consistency training late; it needs a nonzero --consistency W (0, or --no-augment, "
+     "turns the second voice off)"),
+    (["train", "d", "--out", "o", "--no-augment", "--consistency-from", "5"],
+     "--consistency-from: starts consistency training late; it needs a nonzero --consistency W (0, or --no-augment, "
+     "turns the second voice off)"),
     (["train", "d", "--out", "o", "--epochs", "30", "--consistency-from", "30"],
      "--consistency-from: must be an epoch count in [0, 30) (the training's epochs), got 30"),
     (["train", "d", "--out", "o", "--consistency", "2", "--consistency-from", "60"],

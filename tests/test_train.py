@@ -1012,7 +1012,8 @@ def test_consistency_from_trains_the_first_epochs_plainly_and_resumes_across_the
                          (dict(consistency_from=-1), r"--consistency-from: must be an epoch count in \[0, 3\) \(the training's epochs\), got -1"),
                          (dict(consistency_from=1.0), r"--consistency-from: must be an epoch count in \[0, 3\) \(the training's epochs\), got 1.0"),
                          (dict(consistency=0.0, consistency_from=1),
-                          "--consistency-from: starts consistency training late; give --consistency W too")):
+                          r"--consistency-from: starts consistency training late; it needs a nonzero --consistency W \(0, or --no-augment, "
+                          r"turns the second voice off\)")):
         with pytest.raises(EdgekwsError, match=message):
             train(tiny, tmp_path / "bad", **{**late, **bad})
 
