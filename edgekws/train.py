@@ -97,9 +97,9 @@ class TrainConfig:
     # a model that has learned the words. None: the last third (late_start; epoch 40 of 60). From epoch
     # 40 at weight 2, over five seeds: Japanese eSpeak NG -> Open JTalk 75.8 -> 79.6% as trained, 81.7 ->
     # 86.0% with eval's voice and rate search; own voices Japanese 98.0%, English 97.4% int8; 494 s of
-    # English training, 547 s of Japanese, alone (README, Voices: sessions 32-34). The kept checkpoint is the best epoch
-    # after E (the first one with the second voice replaces the best so far), and early stopping counts
-    # from it (session 33). The default since session 34.
+    # English training, 547 s of Japanese, alone (README, Voices: sessions 32-34). The kept checkpoint
+    # is the best epoch after E (the first one with the second voice replaces the best so far), and
+    # early stopping counts from it (session 33). The default since session 34.
     consistency_from: int | None = None
     silence_ratio: float = 1.0
     # Streams of unknown words (issue 7) need more of them than the clips' balance: _unknown_ examples

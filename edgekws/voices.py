@@ -493,8 +493,9 @@ def register(sub) -> None:
     p.add_argument("--tilt", type=float, metavar="P", help="training spectral tilt fraction (default: train's)")
     p.add_argument("--consistency", type=float, metavar="W", help="training consistency weight between two voices "
                                                                   "(default: train's)")
-    p.add_argument("--consistency-from", type=int, metavar="E", help="train the first E epochs without the "
-                                                                       "consistency term (default: train's, two thirds of the epochs)")
+    p.add_argument("--consistency-from", type=int, metavar="E",
+                   help="train the first E epochs without the consistency term (default: train's, two thirds "
+                        "of the epochs)")
     p.add_argument("--snr", type=float, default=SNR_DB, help=f"SNR of the noisy tests in dB (default {SNR_DB:g})")
     p.add_argument("--enroll", type=cliargs.positive_int, metavar="K", help="also enroll K clips per class of the held-out engine")
     p.add_argument("--enroll-noisy", type=cliargs.non_negative_int, default=0, metavar="N",
