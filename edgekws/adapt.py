@@ -3,7 +3,7 @@
 A model learns the statistics of its training voices' activations. A few dozen recordings of a new
 voice — no labels needed: any words, a dataset folder or a folder of WAVs — re-estimate them
 (AdaBN, edgekws.nn.adapt_batchnorm), and the model is re-quantized with the same clips as
-calibration. On the leave-one-engine-out benchmark (README, Voices), 36 unlabeled clips took
+calibration. On the leave-one-engine-out benchmark (RESULTS.md, Voices), 36 unlabeled clips took
 Japanese eSpeak NG -> Open JTalk from 60.2% to 77.9% (int8).
 
 BatchNorm is folded into the int8 weights, so this runs where the float weights are (a laptop, a
@@ -23,7 +23,7 @@ from edgekws.fileio import check_outside, not_a_folder
 MIN_CLIPS = 8
 # adapt_batchnorm runs every clip in one training-mode batch: about 2 MB of memory a clip (1.2 GB for
 # 480 on the default model). Without --clips at most this many (a seeded choice), which fits a Pi;
-# 36 recordings already gave the measured gains (README)
+# 36 recordings already gave the measured gains (RESULTS.md)
 DEFAULT_CLIPS = 200
 CALIB_MAX = 1000
 

@@ -209,7 +209,7 @@ def stage_stream(bundle, data: Path, plan: DemoPlan) -> dict:
         val = make_streams(bundle, data, "val", plan.seed, plan.negative_minutes, snr_db=None)
         # one threshold for all commands (shrink 0): the demo's ~16 validation speakers say too few
         # unknown words to set each command's own limit (its test streams: shrink 0.5 92% hits at 17
-        # false accepts an hour, shrink 0 90% at 7.5; README, Quick start)
+        # false accepts an hour, shrink 0 90% at 7.5; RESULTS.md, The demo)
         tune(setup, *val, target_fa_per_hour=1.0, engine="onnx", shrink=0.0)
         bundle.update(stream=setup.config.to_dict())
     streams = make_streams(bundle, data, "test", plan.seed + 1, plan.negative_minutes, snr_db=None)

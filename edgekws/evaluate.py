@@ -10,7 +10,7 @@ also heard with its band axis moved by up to K mel bands down and up (integer sh
 features, so every engine computes the same logits at each shift), and the answer is taken at the
 shift where the model is surest of it (the largest class probability, `search_spread`). A voice that
 sits higher or lower than the training voices is heard at the height the model knows; it costs K * 2
-more inferences per clip (README, Voices: sessions 31-32). Rate search (`--rate-search L`, with or
+more inferences per clip (RESULTS.md, Voices: sessions 31-32). Rate search (`--rate-search L`, with or
 without it) also hears each clip read faster and slower along time (`warp_time`, speaking rates 0.9
 and 1/0.9, with L = 2 also 0.8 and 1.25): a voice that speaks at another pace than the training voices
 (session 33); the search then runs over every rate × band shift, (2L + 1) * (2K + 1) inferences.

@@ -10,14 +10,14 @@ The default, "dscnn-l", is the five-layer depthwise-separable CNN of the project
 
 "dscnn" is the same with 64 channels in blocks 2-4 (the default until session 18: 2.63 M MACs
 against 4.24 M, 1.5x fewer instructions on a Cortex-M, English 95.9% against 97.8% on unseen
-speakers; README, Training).
+speakers; RESULTS.md, Training).
 
 The EMBEDDING that last-layer retraining learns from is the global average of block 4 followed by
 that of block 3 (192 values; 128 for "dscnn"): the base model is trained on block 4's average alone
 and written with the pool's tap on block 3 and zero classifier weights for it (`with_retrain_taps`),
 so its logits are those of the plain model while a retrained head also hears block 3's finer detail
 (Japanese -> English at 5 / 20 / all examples per word: +2 / +2 / +6 points over two base seeds of
-"dscnn"; README). "dscnn-t" trains the classifier on both averages instead.
+"dscnn"; RESULTS.md). "dscnn-t" trains the classifier on both averages instead.
 
 Every op is int8/C-friendly (conv, depthwise, pointwise, BN folded at export, ReLU, average pool,
 dense). Alternatives, each with its own budget: "dscnn" (64-channel blocks: the lighter MCU choice),

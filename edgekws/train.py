@@ -67,7 +67,7 @@ class TrainConfig:
     # engines time a word's sounds differently (eSpeak NG's Japanese words last ~1.5x Open JTalk's). At 0.8:
     # Japanese eSpeak -> Open JTalk +0.6..+3.9 points clean alone, +8 with `edgekws adapt` (two seeds);
     # English on the Flite/Festival judging set +2 (two seeds each); own voices Japanese -1.0, English
-    # -1.3 with both engines (97.2 / 96.3%, one seed under 97%); streams level (README). On by default
+    # -1.3 with both engines (97.2 / 96.3%, one seed under 97%); streams level (RESULTS.md). On by default
     # since session 6.
     time_warp: float = 0.8
     # A random shift of the mel bands (freq_shift_bands) for this fraction of training examples: the
@@ -75,7 +75,7 @@ class TrainConfig:
     # about a third of the frequency above 1 kHz, as between a low and a high voice. Open JTalk's voice
     # sits 3-4 bands above eSpeak NG's: Japanese eSpeak NG -> Open JTalk 65.4 -> 81.1%, the reverse
     # 39.1 -> 43.3%; English on the Flite/Festival judging set 75.9 -> 73.4 / 76.7% (two seeds); own
-    # voices within a point; on since session 27 (README).
+    # voices within a point; on since session 27 (RESULTS.md).
     freq_shift: float = 0.5
     # A random linear tilt of the spectrum (spectral_tilt) for this fraction of training examples: up to
     # ±SPECTRAL_TILT_DB / 2 at the top band and the opposite at the bottom, as between a bright and a dull
@@ -83,7 +83,7 @@ class TrainConfig:
     # features; this one is a line over the mel bands after them). Tilting Open JTalk's clips brighter
     # helped a band-shift model hear them; trained in, Japanese eSpeak NG -> Open JTalk 81.1 / 71.4 /
     # 65.0 -> 83.5 / 80.8 / 68.8% (seeds 0 / 1 / 2), pink 10 dB +3..+11; twice the tilt (24 dB) lost on
-    # seed 0 (71.7%). On since session 28 (README).
+    # seed 0 (71.7%). On since session 28 (RESULTS.md).
     tilt: float = 0.5
     # Consistency between two voices of every training example: each batch is also seen with one more
     # band shift (up to ±FREQ_SHIFT_BANDS), tilt and time warp drawn for every example (second_voice),
@@ -97,7 +97,7 @@ class TrainConfig:
     # a model that has learned the words. None: the last third (late_start; epoch 40 of 60). From epoch
     # 40 at weight 2, over five seeds: Japanese eSpeak NG -> Open JTalk 75.8 -> 79.6% as trained, 81.7 ->
     # 86.0% with eval's voice and rate search; own voices Japanese 98.0%, English 97.4% int8; 494 s of
-    # English training, 547 s of Japanese, alone (README, Voices: sessions 32-34). The kept checkpoint
+    # English training, 547 s of Japanese, alone (RESULTS.md, Voices: sessions 32-34). The kept checkpoint
     # is the best epoch after E (the first one with the second voice replaces the best so far), and
     # early stopping counts from it (session 33). The default since session 34.
     consistency_from: int | None = None
@@ -122,7 +122,7 @@ class TrainConfig:
     # stay; its features learn to tell many more words apart, which is what last-layer retraining for
     # a new language needs: a Japanese base + 63 English words retrains to English at 84.0 / 91.5 /
     # 96.3% from 5 / 20 / all examples per word (another base seed: 83.0 / 89.3 / 95.6%; 75.9 / 83.3 /
-    # 91.3% without), for 0.8 points of its own Japanese (97.4% int8; README). Off by default.
+    # 91.3% without), for 0.8 points of its own Japanese (97.4% int8; RESULTS.md). Off by default.
     vocabulary: str | None = None
 
     def to_dict(self) -> dict:

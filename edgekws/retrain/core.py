@@ -35,7 +35,7 @@ DEFAULT_EPOCHS = 30
 INITS = ("auto", "imprint", "base")
 # Enrolling new recordings of the base model's own labels: the head starts from the base head
 # (init "base") and moves gently (lr 0.01 instead of 0.05). Measured, 3 clips per word of voices never
-# heard (the Flite/Festival judging set, per voice; Japanese eSpeak -> Open JTalk): README, Voices.
+# heard (the Flite/Festival judging set, per voice; Japanese eSpeak -> Open JTalk): RESULTS.md, Voices.
 BASE_INIT_LR = 0.01
 # _unknown_ clips when enrolling the base model's own words from every clip (no --shots): up to this
 # many times a command's count, as in training, instead of one command's worth (the judging set:

@@ -41,13 +41,13 @@ DEFAULTS = {"speakers": 160, "unknown_per_speaker": 6, "noise_seconds": 30.0}
 # Unknown words every speaker says (synthesize_dataset's `confusable`): ほん "book" sounds like the command
 # オン, and with only the random draws (57 training clips in a 480-speaker set) a model took 18 of 30
 # unseen ほん clips for オン and its streams missed the 95% hits / 1 false accept per hour target; with it,
-# three trainings met it (README, Streaming). English "night" ~ "right" gained less and cost clips: none.
+# three trainings met it (RESULTS.md, Streaming). English "night" ~ "right" gained less and cost clips: none.
 DEFAULT_CONFUSABLE = {"ja": ("book",), "en": ()}
 # WORLD-vocoder variants per eSpeak NG speaker (edgekws.synth.world). Off by default: English on the
 # Flite/Festival judging set, variants named without regard to splits (tools/world_variants.py) 79.0 /
 # 79.7% clean (two seeds) against 75.9% without, but made here, each in its source's split, 75.2 / 76.7%
 # clean (pink 10 dB 64.6 / 71.5%, 64.2% without) and 96.6 / 96.5% on its own voices (< 97%); Japanese
-# across engines gained nothing (lever J). README, Voices.
+# across engines gained nothing (lever J). RESULTS.md, Voices.
 WORLD_DEFAULT = 0
 QUICK = {"speakers": 12, "unknown_per_speaker": 2, "noise_seconds": 5.0}
 MEI_ATTRIBUTION = ("Open JTalk clips use the HTS voice \"Mei\" (mei_normal) by the Department of "

@@ -16,7 +16,7 @@ from edgekws.errors import EdgekwsError
 LANGS = ("en", "ja")
 ENGINES = ("espeak", "openjtalk")
 # English from both engines since session 6: on voices of engines it never heard (Flite, Festival),
-# 74.1 / 73.8% (two seeds) against 70.1% from eSpeak NG alone (README, Voices)
+# 74.1 / 73.8% (two seeds) against 70.1% from eSpeak NG alone (RESULTS.md, Voices)
 DEFAULT_ENGINES = {"en": ("espeak", "openjtalk"), "ja": ("espeak", "openjtalk")}
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 
@@ -62,7 +62,7 @@ _UNKNOWN_JA = {
 # commands nor unknown words above, each trained as a class of its own and dropped from the bundle, so
 # that the features learn to tell many words of the language apart. A Japanese base trained with the
 # English list retrains to English from 5 / 20 / all examples per word at 84.0 / 91.5 / 96.3% against
-# 75.9 / 83.3 / 91.3% without (README, last-layer retraining). English: the word for eSpeak NG and its
+# 75.9 / 83.3 / 91.3% without (RESULTS.md, Last-layer retraining). English: the word for eSpeak NG and its
 # katakana reading for Open JTalk, as the English test voices of both engines say commands (eSpeak NG
 # alone: 80.6 / 89.1 / 95.2%, 40 epochs).
 # label -> katakana for Open JTalk
