@@ -211,7 +211,8 @@ def test_cortex_m_example_learns_english_on_the_japanese_base_under_qemu(tmp_pat
     default recipe, 98.3% int8 on Japanese), the MCU computes embeddings from 3 recorded clips of each
     English command, of other words and of silence (data/fixtures/en-shots), retrains its head, then
     classifies 24 clips of unseen English speakers. Its head blob and predictions equal numpy's, and it
-    gets most of them right (chance is 1 in 12; RESULTS.md, Last-layer retraining, the first table: 67.6% over 540 clips)."""
+    gets most of them right (chance is 1 in 12; RESULTS.md, Last-layer retraining, the first table:
+    67.6% over 540 clips)."""
     import json
     import shutil
 
