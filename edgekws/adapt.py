@@ -1,4 +1,5 @@
 """`edgekws adapt MODEL CLIPS --out MODEL2`: fit a model's BatchNorm statistics to a new voice.
+`edgekws calibrate MODEL CLIPS [--save]`: the band shift at which a model hears a new voice best.
 
 A model learns the statistics of its training voices' activations. A few dozen recordings of a new
 voice — no labels needed: any words, a dataset folder or a folder of WAVs — re-estimate them
@@ -8,6 +9,14 @@ Japanese eSpeak NG -> Open JTalk from 60.2% to 77.9% (int8).
 
 BatchNorm is folded into the int8 weights, so this runs where the float weights are (a laptop, a
 Raspberry Pi), not on an MCU. Adapt the base model first, then retrain its head (`edgekws retrain`).
+
+Calibration needs no weights at all, so it also runs on an MCU (ekws_model_calibrate_shift): the
+model hears the recordings moved by -K..K mel bands, and the shift where it is surest of its answers
+(edgekws.evaluate.calibrate_shift) is the voice's; `--save` stores it in the bundle's stream
+settings, and every frame that listen, eval-stream and the exported firmware hear moves by it
+(ekws_pipeline_set_voice_shift): one inference per step, where voice search costs 2K more. On the
+leave-one-engine-out benchmark, 36 unlabeled clips took eSpeak NG -> Open JTalk from 79.8% to 84.2%
+(five trainings; RESULTS.md, Voices: session 36).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from edgekws.errors import BundleError, EdgekwsError, is_int
 from edgekws.fileio import check_outside, not_a_folder
 
 MIN_CLIPS = 8
+MIN_CALIBRATE_CLIPS = 5   # 5 clips per voice already chose well on average, 10-36 more surely (RESULTS.md)
 # adapt_batchnorm runs every clip in one training-mode batch: about 2 MB of memory a clip (1.2 GB for
 # 480 on the default model). Without --clips at most this many (a seeded choice), which fits a Pi;
 # 36 recordings already gave the measured gains (RESULTS.md)
@@ -104,6 +114,59 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
     return new
 
 
+# ---- voice calibration -----------------------------------------------------------------------
+
+def calibrate(model, clips, *, max_shift: int | None = None, engine: str | None = None, save: bool = False,
+              log=print) -> dict:
+    """The voice shift of the WAVs under folder `clips` (recordings of one voice, any words) for bundle
+    `model` (edgekws.evaluate.calibrate_shift, int8 when the bundle is quantized); with `save`, stored
+    as the bundle's stream setting voice_shift. Returns {"shift", "scores" {shift: mean largest
+    probability}, "n_clips", "engine", "saved"}."""
+    from edgekws.bundle import as_bundle
+    from edgekws.evaluate import DEFAULT_CALIBRATE_SHIFT, KeywordModel, calibrate_shift
+    from edgekws.featcache import load_clips
+    from edgekws.features import compute_features
+
+    bundle = as_bundle(model)
+    if engine is None:
+        engine = "int8" if bundle.has("int8.npz") else "float"
+    if save and engine == "float" and not bundle.has("int8.npz"):
+        raise EdgekwsError(f"{bundle.path}: not quantized; the stream setting is for the int8 model "
+                           "(edgekws quantize MODEL first)")
+    paths = clip_paths(clips)
+    if len(paths) < MIN_CALIBRATE_CLIPS:
+        raise EdgekwsError(f"{clips}: {len(paths)} WAV file(s); calibrating needs at least {MIN_CALIBRATE_CLIPS} "
+                           "recordings of the voice")
+    km = KeywordModel(bundle, engine)
+    fc = km.feature_config
+    feats = compute_features(load_clips(paths, fc.sample_rate, fc.sample_rate), fc)
+    k = DEFAULT_CALIBRATE_SHIFT if max_shift is None else max_shift
+    shift, scores = calibrate_shift(km.engine, feats, k)
+    saved = False
+    if save:
+        from edgekws.stream.detector import StreamConfig
+
+        cfg = StreamConfig.from_bundle(bundle)
+        cfg.voice_shift = shift
+        cfg.check(bundle.labels)
+        bundle.update(stream=cfg.to_dict())
+        saved = True
+    for s in sorted(scores):
+        log(f"  shift {s:+d}: mean largest probability {scores[s]:.4f}{'  <- chosen' if s == shift else ''}")
+    log(f"{bundle.path}: voice shift {shift:+d} bands from {len(paths)} recording(s) of {clips} ({engine}; "
+        f"{scores[shift]:.4f} against {scores[0]:.4f} as heard)")
+    if saved:
+        log(f"  stored in the bundle's stream settings: listen, eval-stream and export now hear every frame moved by "
+            f"{shift:+d} (eval and predict: --voice-shift {shift})")
+    else:
+        log("  --save stores it in the bundle for listen, eval-stream and export; eval and predict take "
+            f"--voice-shift {shift}")
+    if len(paths) < 20:
+        log(f"  note: {len(paths)} recordings; 20-40 give a surer choice")
+    return {"shift": shift, "scores": {str(s): v for s, v in scores.items()}, "n_clips": len(paths),
+            "engine": engine, "saved": saved}
+
+
 def register(sub) -> None:
     p = sub.add_parser("adapt", help="fit a model's BatchNorm statistics to a new voice (unlabeled clips)",
                        description="Re-estimate the BatchNorm statistics of MODEL on recordings of a new voice "
@@ -119,6 +182,34 @@ def register(sub) -> None:
     p.set_defaults(func=_run)
 
 
+    c = sub.add_parser("calibrate", help="the band shift at which a model hears a new voice best (unlabeled clips)",
+                       description="Hear recordings of one voice (any words, no labels) moved by -K..K mel bands "
+                                   "and choose the shift where the model is surest of its answers; --save stores "
+                                   "it in the bundle, and listen, eval-stream and the exported firmware then hear "
+                                   "every frame moved by it (one inference per step). Runs on an MCU too "
+                                   "(ekws_model_calibrate_shift).")
+    c.add_argument("model", help="model bundle (quantized for --save)")
+    c.add_argument("clips", help="folder of WAV recordings of the voice (searched recursively)")
+    c.add_argument("--max-shift", type=cliargs.voice_search, default=None, metavar="K",
+                   help="try shifts -K..K bands (default 4)")
+    c.add_argument("--engine", default=None, choices=("float", "int8", "c"),
+                   help="engine that hears the clips (default int8 when the bundle is quantized, else float)")
+    c.add_argument("--save", action="store_true", help="store the shift in the bundle's stream settings")
+    c.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    c.set_defaults(func=_run_calibrate)
+
+
 def _run(args) -> int:
     adapt(args.model, args.clips, args.out, limit=args.limit, seed=args.seed, overwrite=args.force)
+    return 0
+
+
+def _run_calibrate(args) -> int:
+    import json
+    import sys
+
+    log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print   # noqa: E731
+    result = calibrate(args.model, args.clips, max_shift=args.max_shift, engine=args.engine, save=args.save, log=log)
+    if args.json:
+        print(json.dumps(result, indent=1))
     return 0

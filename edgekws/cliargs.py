@@ -59,6 +59,19 @@ def voice_search(text: str) -> int:
     return _count_at_most(text, MAX_VOICE_SEARCH, "bands")
 
 
+def voice_shift(text: str) -> int:
+    """A fixed band shift (edgekws.evaluate.VoiceShift, `edgekws calibrate`): -MAX_VOICE_SEARCH..MAX_VOICE_SEARCH."""
+    from edgekws.evaluate import MAX_VOICE_SEARCH
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of bands, got {text!r}") from None
+    if abs(value) > MAX_VOICE_SEARCH:
+        raise argparse.ArgumentTypeError(f"must be in [-{MAX_VOICE_SEARCH}, {MAX_VOICE_SEARCH}] bands, got {value}")
+    return value
+
+
 def rate_search(text: str) -> int:
     """Levels of rate search (edgekws.evaluate.VoiceSearch): 0 (off) to MAX_RATE_SEARCH."""
     from edgekws.evaluate import MAX_RATE_SEARCH

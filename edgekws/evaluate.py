@@ -236,6 +236,86 @@ class VoiceSearch:
         return self.search(features)[0]
 
 
+DEFAULT_CALIBRATE_SHIFT = 4   # bands `edgekws calibrate` tries each way (RESULTS.md, Voices: session 36)
+
+
+def check_voice_shift(shift, what: str = "voice shift (--voice-shift)") -> int:
+    """A whole number of bands in [-MAX_VOICE_SEARCH, MAX_VOICE_SEARCH], or a clear error."""
+    if isinstance(shift, bool) or not isinstance(shift, (int, np.integer)) or abs(int(shift)) > MAX_VOICE_SEARCH:
+        raise EdgekwsError(f"{what}: must be a whole number of bands in [-{MAX_VOICE_SEARCH}, {MAX_VOICE_SEARCH}], "
+                           f"got {shift!r}")
+    return int(shift)
+
+
+def _clips3(features: np.ndarray) -> np.ndarray:
+    f = np.asarray(features)
+    if f.ndim == 4 and f.shape[-1] == 1:
+        f = f[..., 0]
+    if f.ndim != 3:
+        raise EdgekwsError(f"voice shift: features must be (N, T, F), got shape {f.shape}")
+    return f
+
+
+class VoiceShift:
+    """An engine that hears every clip with its band axis moved by a fixed `shift` (shift_bands: band b
+    reads band b + shift): the voice a `calibrate_shift` chose, one inference per clip. An int8 engine
+    stays one (logits_int8 / output_scale / dequantize_logits): the same bits as C, whose streaming
+    pipeline moves each frame the same way (ekws_pipeline_set_voice_shift)."""
+
+    def __init__(self, engine, shift: int):
+        self.engine = engine
+        self.shift = check_voice_shift(shift)
+        if all(hasattr(engine, a) for a in ("output_scale", "logits_int8", "dequantize_logits")):
+            self.output_scale = engine.output_scale
+            self.dequantize_logits = engine.dequantize_logits
+            self.logits_int8 = lambda features: engine.logits_int8(self._moved(features))
+
+    def _moved(self, features: np.ndarray) -> np.ndarray:
+        f = _clips3(features)
+        if self.shift >= f.shape[-1] or -self.shift >= f.shape[-1]:
+            raise EdgekwsError(f"voice shift: {self.shift} bands is as wide as the {f.shape[-1]} bands of the features")
+        return shift_bands(f, self.shift) if self.shift else f
+
+    def logits_features(self, features: np.ndarray) -> np.ndarray:
+        return self.engine.logits_features(self._moved(features))
+
+
+def calibrate_shift(engine, features: np.ndarray, max_shift: int = DEFAULT_CALIBRATE_SHIFT) -> tuple[int, dict]:
+    """Voice calibration: the band shift at which `engine` is surest of its answers to recordings of
+    one voice (any words, no labels), as speech recognizers estimate a speaker's frequency warp from
+    the likelihood it gives (vocal tract length normalization). For each shift of search_order(max_shift)
+    the mean over the clips of the largest class probability, 1 / search_spread; the largest mean wins,
+    the first in that order on ties. An int8 engine is scored as ekws_model_calibrate_shift scores it
+    (float32 sum over the clips in order), so every engine, and the firmware, chooses the same shift.
+
+    features (N, T, F) int8, N >= 1 -> (shift, {shift: mean largest probability})
+    """
+    f = _clips3(features)
+    if not len(f):
+        raise EdgekwsError("voice calibration: no clips")
+    if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or \
+            not 0 <= max_shift <= MAX_VOICE_SEARCH:
+        raise EdgekwsError(f"calibration range (--max-shift): must be a whole number of bands in "
+                           f"[0, {MAX_VOICE_SEARCH}], got {max_shift!r}")
+    if max_shift >= f.shape[-1]:
+        raise EdgekwsError(f"calibration range (--max-shift): ±{max_shift} bands is as wide as the "
+                           f"{f.shape[-1]} bands of the features")
+    exact = all(hasattr(engine, a) for a in ("output_scale", "logits_int8", "dequantize_logits"))
+    scores = {}
+    for s in search_order(max_shift):
+        moved = shift_bands(f, s) if s else f
+        if exact:
+            p = np.float32(1.0) / search_spread(engine.logits_int8(moved), engine.output_scale)
+            total = np.float32(0.0)
+            for v in p.astype(np.float32):       # in order, float32: the firmware's sum
+                total = np.float32(total + v)
+            scores[s] = float(np.float32(total / np.float32(len(f))))
+        else:
+            scores[s] = float(np.mean(1.0 / search_spread(engine.logits_features(moved))))
+    best = max(scores.values())
+    return next(s for s in scores if scores[s] == best), scores
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -248,12 +328,15 @@ class KeywordModel:
     labels         : list of class names (index = class id)
     feature_config : the FeatureConfig of the bundle
     engine         : the network object (FloatNetwork, or what the int8 engine returns; wrapped
-                     in VoiceSearch when voice_search > 0)
+                     in VoiceSearch when voice_search > 0, and that in VoiceShift with a voice_shift)
     voice_search   : 0, or search each clip at band shifts up to this many bands (VoiceSearch)
     rate_search    : 0, or also at other speaking rates (1: 0.9 and 1/0.9; 2: also 0.8 and 1.25)
+    voice_shift    : hear every clip moved by this many bands (VoiceShift, a voice `edgekws calibrate`
+                     measured; the search then runs around it)
     """
 
-    def __init__(self, bundle, engine: str = "float", voice_search: int = 0, rate_search: int = 0):
+    def __init__(self, bundle, engine: str = "float", voice_search: int = 0, rate_search: int = 0,
+                 voice_shift: int = 0):
         from edgekws.features import FeatureConfig
 
         _discover_engines()
@@ -267,8 +350,11 @@ class KeywordModel:
         self.engine_name = engine
         self.engine = ENGINES[engine](bundle)
         self.voice_search, self.rate_search = voice_search, rate_search
+        self.voice_shift = check_voice_shift(voice_shift or 0)
         if voice_search or rate_search:   # 0 / None: each clip as it is
             self.engine = VoiceSearch(self.engine, voice_search or 0, rate_search or 0)
+        if self.voice_shift:              # the voice first, then the search around it
+            self.engine = VoiceShift(self.engine, self.voice_shift)
         self.clip_samples = int(round(self.feature_config.sample_rate))  # 1 s windows
 
     def features(self, audio: np.ndarray) -> np.ndarray:
@@ -313,12 +399,13 @@ class KeywordModel:
         return [(self.labels[i], float(p[k, i])) for k, i in enumerate(p.argmax(1))]
 
 
-def load_model(bundle, engine: str = "float", voice_search: int = 0, rate_search: int = 0) -> KeywordModel:
+def load_model(bundle, engine: str = "float", voice_search: int = 0, rate_search: int = 0,
+               voice_shift: int = 0) -> KeywordModel:
     """A KeywordModel from a Bundle or a bundle folder path (verified on load)."""
     from edgekws.bundle import as_bundle
 
     bundle = as_bundle(bundle)
-    return KeywordModel(bundle, engine, voice_search, rate_search)
+    return KeywordModel(bundle, engine, voice_search, rate_search, voice_shift)
 
 
 # ---- metrics ---------------------------------------------------------------------------------
@@ -353,12 +440,12 @@ def format_metrics(m: dict, title: str = "") -> str:
 
 
 def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cache_dir=None,
-             voice_search: int = 0, rate_search: int = 0) -> dict:
+             voice_search: int = 0, rate_search: int = 0, voice_shift: int = 0) -> dict:
     """Evaluate a bundle on a dataset split with each available engine.
 
     Returns {"split", "dataset", "float": metrics, "int8": metrics (if that engine exists), ...};
     with voice_search > 0 (VoiceSearch) also "voice_search": that number of bands, with rate_search > 0
-    also "rate_search".
+    also "rate_search", with a voice_shift (VoiceShift) also "voice_shift".
     """
     from edgekws.bundle import as_bundle
     from edgekws.data import load_dataset
@@ -373,7 +460,7 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
     if isinstance(engines, str):   # "int8" or "float,int8", as --engine takes them
         engines = [e.strip() for e in engines.split(",") if e.strip()]
     names = list(engines) if engines else [e for e in ENGINES if e == "float" or _engine_ready(e, bundle)]
-    models = {name: KeywordModel(bundle, name, voice_search, rate_search) for name in names}
+    models = {name: KeywordModel(bundle, name, voice_search, rate_search, voice_shift) for name in names}
     fc = models[names[0]].feature_config
     cache = FeatureCache((default_cache_dir(data) if cache_dir is None else cache_dir) or None, fc)
     arrays = split_arrays(ds, split, cache, seed=seed)
@@ -386,6 +473,8 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
         out["voice_search"] = int(voice_search)
     if rate_search:
         out["rate_search"] = int(rate_search)
+    if voice_shift:
+        out["voice_shift"] = int(voice_shift)
     for name, km in models.items():
         pred = km.engine.logits_features(arrays.features).argmax(1)
         out[name] = metrics(arrays.labels, pred, labels)
@@ -419,6 +508,9 @@ def register(sub) -> None:
                    help="also hear each clip spoken slower and faster (1: rates 0.9 and 1/0.9; 2: also 0.8 "
                         "and 1.25) and answer where the model is surest; with --voice-search, every rate "
                         "at every band shift ((2L + 1) x (2K + 1) inferences per clip; default 0 = off)")
+    p.add_argument("--voice-shift", type=cliargs.voice_shift, default=0, metavar="S",
+                   help="hear every clip moved by S mel bands (S > 0: as a lower voice), the shift `edgekws "
+                        "calibrate` measured for a voice (default 0)")
     p.set_defaults(func=run_eval)
 
     q = sub.add_parser("predict", help="label and confidence of each WAV file",
@@ -432,6 +524,8 @@ def register(sub) -> None:
                    help="search band shifts up to K, as eval's --voice-search (default 0 = off)")
     q.add_argument("--rate-search", type=cliargs.rate_search, default=0, metavar="L",
                    help="search speaking rates, as eval's --rate-search (default 0 = off)")
+    q.add_argument("--voice-shift", type=cliargs.voice_shift, default=0, metavar="S",
+                   help="hear every file moved by S mel bands, as eval's --voice-shift (default 0)")
     q.set_defaults(func=run_predict)
 
 
@@ -459,19 +553,21 @@ def run_eval(args) -> int:
         refuse_foreign_json(args.json, "accuracy")
     bundle = Bundle.load(args.model)
     result = evaluate(bundle, args.data, split=args.split, engines=args.engine, cache_dir=args.cache,
-                      voice_search=args.voice_search, rate_search=args.rate_search)
-    engines = [k for k in result if k not in ("split", "dataset", "voice_search", "rate_search")]
-    searched = args.voice_search or args.rate_search
+                      voice_search=args.voice_search, rate_search=args.rate_search, voice_shift=args.voice_shift)
+    engines = [k for k in result if k not in ("split", "dataset", "voice_search", "rate_search", "voice_shift")]
+    searched = args.voice_search or args.rate_search or args.voice_shift
     tables = sys.stderr if args.json == "-" else sys.stdout   # `--json -`: stdout holds the JSON alone
     for name in engines:
-        search = f", {search_name(args.voice_search, args.rate_search)}" if searched else ""
+        search = f", {search_name(args.voice_search, args.rate_search)}" if args.voice_search or args.rate_search else ""
+        search += f", voice shift {args.voice_shift:+d}" if args.voice_shift else ""
         print(format_metrics(result[name], title=f"{args.model} [{name}{search}] on {args.data} ({args.split}): "),
               file=tables)
     from edgekws.fileio import OutputError
 
     kept = {}
     if searched:   # the bundle's metrics (report, export) stay the model's own, unsearched
-        print("edgekws eval: note: search figures are not kept in the bundle's metrics.json", file=sys.stderr)
+        print("edgekws eval: note: search and voice-shift figures are not kept in the bundle's metrics.json",
+              file=sys.stderr)
     elif bundle.has("metrics.json"):   # `eval --engine c` after `eval` adds its engine, keeps the others
         try:
             old = bundle.read_json("metrics.json")
@@ -488,7 +584,7 @@ def run_eval(args) -> int:
     if args.json:
         main = {**result["float" if "float" in result else engines[0]]}
         main.update({name: result[name] for name in engines if name != "float"})
-        main.update({k: result[k] for k in ("voice_search", "rate_search") if k in result})
+        main.update({k: result[k] for k in ("voice_search", "rate_search", "voice_shift") if k in result})
         text = json.dumps(main, indent=1) + "\n"
         if args.json == "-":
             print(text, end="")
@@ -501,7 +597,8 @@ def run_predict(args) -> int:
     from edgekws.audio import read_wav
     from edgekws.errors import AudioError
 
-    km = load_model(args.model, engine=args.engine, voice_search=args.voice_search, rate_search=args.rate_search)
+    km = load_model(args.model, engine=args.engine, voice_search=args.voice_search, rate_search=args.rate_search,
+                    voice_shift=args.voice_shift)
     rate = km.feature_config.sample_rate
     status = 0
     for f in args.files:

@@ -36,6 +36,10 @@ def library():
         lib.ekws_model_invoke_search.argtypes = [ctypes.c_void_p, _i8p, ctypes.c_size_t, ctypes.c_uint32,
                                                  ctypes.c_uint32, _i8p, ctypes.c_size_t, _i8p, ctypes.c_size_t,
                                                  ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int32)]
+        lib.ekws_model_calibrate_shift.restype = ctypes.c_int
+        lib.ekws_model_calibrate_shift.argtypes = [ctypes.c_void_p, _i8p, ctypes.c_size_t, ctypes.c_uint32, _i8p,
+                                                   ctypes.c_size_t, ctypes.POINTER(ctypes.c_int32),
+                                                   ctypes.POINTER(ctypes.c_float)]
         lib.ekws_requantize_s8.restype = ctypes.c_int32
         lib.ekws_requantize_s8.argtypes = [ctypes.c_int32] * 7
         lib.ekws_crc32.restype = ctypes.c_uint32
@@ -116,6 +120,19 @@ class CModel:
                 raise EdgekwsError(f"ekws_model_invoke_search failed: {_status(self.lib, st)}")
             shifts[i], rates[i] = chosen.value, rate.value
         return out, shifts, rates
+
+    def calibrate_shift(self, features: np.ndarray, max_shift: int) -> tuple[int, float]:
+        """ekws_model_calibrate_shift over all examples: (the chosen band shift, its mean largest
+        class probability, float32)."""
+        x = np.ascontiguousarray(self._examples(features))
+        scratch = np.zeros(self.input_size + self.num_classes, np.int8)
+        chosen, score = ctypes.c_int32(0), ctypes.c_float(0.0)
+        st = self.lib.ekws_model_calibrate_shift(self._model, x.ctypes.data_as(_i8p), len(x), int(max_shift),
+                                                 scratch.ctypes.data_as(_i8p), scratch.size, ctypes.byref(chosen),
+                                                 ctypes.byref(score))
+        if st != 0:
+            raise EdgekwsError(f"ekws_model_calibrate_shift failed: {_status(self.lib, st)}")
+        return int(chosen.value), float(score.value)
 
 
 def requantize_c(acc, bias, multiplier, shift, zp, act_min, act_max) -> int:

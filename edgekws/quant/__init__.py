@@ -221,6 +221,11 @@ class CNetwork(Int8Network):
         q, shifts, rates = self.cmodel.search_int8(features, max_shift, rate_search)
         return self.dequantize_logits(q), shifts, rates
 
+    def calibrate_shift(self, features: np.ndarray, max_shift: int) -> tuple[int, float]:
+        """The firmware's own voice calibration (ekws_model_calibrate_shift): (shift, mean probability)."""
+        check_example_shape(features, self.qm.input_shape, "C model")
+        return self.cmodel.calibrate_shift(features, max_shift)
+
 
 def _register_engine():
     from edgekws.evaluate import register_engine

@@ -29,6 +29,8 @@ def _bind(lib):
     lib.ekws_pipeline_reset.argtypes = [C.c_void_p]
     lib.ekws_pipeline_max_detections.restype = C.c_size_t
     lib.ekws_pipeline_max_detections.argtypes = [C.c_void_p, C.c_size_t]
+    lib.ekws_pipeline_set_voice_shift.restype = C.c_int
+    lib.ekws_pipeline_set_voice_shift.argtypes = [C.c_void_p, C.c_int32]
     lib.ekws_pipeline_push.restype = C.c_int
     lib.ekws_pipeline_push.argtypes = [C.c_void_p, C.c_void_p, C.c_size_t, C.POINTER(_Detection), C.c_size_t,
                                        C.POINTER(C.c_size_t)]
@@ -60,6 +62,8 @@ class CPipeline:
         self._state = C.create_string_buffer(int(self.lib.ekws_pipeline_state_size()))
         st = self.lib.ekws_pipeline_init(self._state, C.addressof(self.frontend._params),
                                          C.addressof(self.cmodel._model), C.byref(self._cfg), c.hop_every)
+        if st == 0 and c.voice_shift:
+            st = self.lib.ekws_pipeline_set_voice_shift(self._state, int(c.voice_shift))
         if st != 0:
             raise EdgekwsError(f"ekws_pipeline_init failed: {self.lib.ekws_status_str(st).decode()}")
 

@@ -146,6 +146,9 @@ class StreamConfig:
     refractory : model steps after a detection in which nothing fires
     thresholds : {label: Q15 threshold, an int in 1..32768}; labels not listed (and
                  _silence_/_unknown_) never fire, so StreamConfig() alone detects nothing
+    voice_shift: bands every feature frame moves by before the model hears it (band b reads band
+                 b + voice_shift, the edge band repeated): the voice `edgekws calibrate --save` measured;
+                 0 = frames as they are (stored only when not 0)
     The timing defaults (a step every 40 ms, a mean over 320 ms, 1 s refractory) with
     StreamConfig.default(labels)'s thresholds are a good start on synthesized streams; `edgekws
     eval-stream --tune` chooses smooth and the thresholds. check() refuses what the C detector
@@ -157,6 +160,7 @@ class StreamConfig:
     refractory: int = 25
     thresholds: dict = field(default_factory=dict)
     tuning: dict = field(default_factory=dict)
+    voice_shift: int = 0
 
     @classmethod
     def default(cls, labels) -> "StreamConfig":
@@ -175,12 +179,14 @@ class StreamConfig:
 
         try:
             cfg = cls(hop_every=whole(d["hop_every"]), smooth=whole(d["smooth"]), refractory=whole(d["refractory"]),
-                      thresholds={str(k): whole(v) for k, v in d["thresholds"].items()}, tuning=dict(d.get("tuning", {})))
+                      thresholds={str(k): whole(v) for k, v in d["thresholds"].items()}, tuning=dict(d.get("tuning", {})),
+                      voice_shift=whole(d.get("voice_shift", 0)))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             what = f"lack {exc}" if isinstance(exc, KeyError) else "have a value of the wrong type"
             raise BundleError(f"{bundle.path}: manifest 'stream' settings {what}: they must be an object with "
                               "integers hop_every, smooth, refractory and thresholds mapping labels to "
-                              "integers (edgekws eval-stream --tune writes them)") from None
+                              "integers, and optionally an integer voice_shift (edgekws eval-stream --tune "
+                              "and edgekws calibrate --save write them)") from None
         try:
             cfg.check(bundle.labels)
         except EdgekwsError as exc:
@@ -210,12 +216,18 @@ class StreamConfig:
             raise EdgekwsError(f"'stream' setting smooth must be in [1, {MAX_SMOOTH}], got {self.smooth}")
         if not 0 <= self.refractory <= MAX_REFRACTORY:
             raise EdgekwsError(f"'stream' setting refractory must be in [0, {MAX_REFRACTORY}], got {self.refractory}")
+        from edgekws.evaluate import MAX_VOICE_SEARCH
+
+        if not is_int(self.voice_shift) or abs(self.voice_shift) > MAX_VOICE_SEARCH:
+            raise EdgekwsError(f"'stream' setting voice_shift must be a whole number of bands in "
+                               f"[-{MAX_VOICE_SEARCH}, {MAX_VOICE_SEARCH}], got {self.voice_shift!r}")
 
     def to_dict(self) -> dict:
         return {"hop_every": self.hop_every, "smooth": self.smooth, "refractory": self.refractory,
                 "thresholds": dict(self.thresholds), "tuning": dict(self.tuning),
                 "detector": "Q15 posteriors from an exp table of the int8 logits, mean of the last "
-                            "`smooth` model steps, fire at >= threshold, then `refractory` silent steps"}
+                            "`smooth` model steps, fire at >= threshold, then `refractory` silent steps",
+                **({"voice_shift": int(self.voice_shift)} if self.voice_shift else {})}
 
     def threshold_array(self, labels) -> np.ndarray:
         """(K,) int32 Q15 thresholds in label order (DISABLED for labels without one)."""

@@ -83,6 +83,9 @@ class StreamSetup:
                                f"{self.feature_config.num_bands}-band frames")
         if len(self.labels) != self.qm.num_classes:
             raise EdgekwsError(f"stream: {len(self.labels)} labels for {self.qm.num_classes} model outputs")
+        if abs(self.config.voice_shift) >= self.feature_config.num_bands:
+            raise EdgekwsError(f"voice_shift {self.config.voice_shift} (the bundle's 'stream' setting): must be "
+                               f"smaller than the {self.feature_config.num_bands} bands of a frame")
         if self.config.hop_every > self.window_frames:   # frames between two windows would never be heard
             raise EdgekwsError(f"hop_every {self.config.hop_every} (--hop-every, or the bundle's 'stream' "
                                f"setting): must be at most the model's window of {self.window_frames} frames")
@@ -122,6 +125,17 @@ def stream_features(audio: np.ndarray, fc) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, fc.num_bands), np.int8)
 
 
+def heard_frames(setup: StreamSetup, frames: np.ndarray) -> np.ndarray:
+    """Feature frames (T, F) as the model hears them: moved by the setup's voice_shift (a calibrated
+    voice; ekws_pipeline_set_voice_shift in C), or as they are."""
+    s = setup.config.voice_shift
+    if not s:
+        return frames
+    from edgekws.evaluate import shift_bands
+
+    return shift_bands(frames, s)
+
+
 def step_windows(frames: np.ndarray, window: int, hop_every: int) -> tuple[np.ndarray, np.ndarray]:
     """Model inputs of every step: frames (T, F) -> (windows (S, window, F) int8 view, newest frame (S,))."""
     f = frames.shape[1]
@@ -148,7 +162,7 @@ def step_logits(engine, windows: np.ndarray, shape) -> np.ndarray:
 
 def run_logits(setup: StreamSetup, audio: np.ndarray, engine) -> tuple[np.ndarray, np.ndarray]:
     """Every model step of a recording: ((S, K) int8 logits, (S,) newest frame)."""
-    frames = stream_features(audio, setup.feature_config)
+    frames = heard_frames(setup, stream_features(audio, setup.feature_config))
     windows, newest = step_windows(frames, setup.window_frames, setup.config.hop_every)
     if len(newest) == 0:
         return np.zeros((0, setup.qm.num_classes), np.int8), newest
@@ -251,7 +265,7 @@ class StreamingDetector:
         if self._c is not None:
             return self._c.push(as_int16(samples))
         out = []
-        for frame in self.frontend.push(as_int16(samples)):
+        for frame in heard_frames(self.setup, self.frontend.push(as_int16(samples))):
             self.ring[self.oldest] = frame
             self.oldest = (self.oldest + 1) % len(self.ring)
             self.frames += 1

@@ -466,9 +466,7 @@ static void warp_rows(const int8_t *in, int8_t *out, uint32_t rows, uint32_t ban
     }
 }
 
-/* `in` (rows x bands) moved along its bands by s into `out`: band b reads band b + s, the edge band
- * repeated past the ends (edgekws.evaluate.shift_bands). */
-static void shift_cols(const int8_t *in, int8_t *out, uint32_t rows, uint32_t bands, int32_t s) {
+void ekws_shift_bands_s8(const int8_t *in, int8_t *out, uint32_t rows, uint32_t bands, int32_t s) {
     for (uint32_t r = 0; r < rows; r++) {
         for (uint32_t b = 0; b < bands; b++) {
             int32_t src = (int32_t)b + s;
@@ -515,7 +513,7 @@ ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *
         for (uint32_t step = ri > 0 ? 0u : 1u; step <= 2 * max_shift; step++) {
             const int32_t s = (step & 1u) ? -(int32_t)((step + 1) / 2) : (int32_t)(step / 2);
             if (s != 0) {
-                shift_cols(heard, moved, rows, bands, s);
+                ekws_shift_bands_s8(heard, moved, rows, bands, s);
             }
             st = ekws_model_invoke(model, s != 0 ? moved : heard, input_len, z, k);
             if (st != EKWS_OK) {
@@ -547,4 +545,50 @@ uint32_t ekws_argmax_s8(const int8_t *values, size_t n) {
         }
     }
     return best;
+}
+
+ekws_status_t ekws_model_calibrate_shift(const ekws_model_t *model, const int8_t *windows, size_t n_windows,
+                                         uint32_t max_shift, int8_t *scratch, size_t scratch_len, int32_t *shift,
+                                         float *score) {
+    if (!model || !windows || !scratch || !shift) {
+        return EKWS_ERR_NULL;
+    }
+    if (!model->blob) {
+        return EKWS_ERR_STATE;
+    }
+    const uint32_t rows = ekws_rd32le(model->blob + 4 * H_IN_H), bands = ekws_rd32le(model->blob + 4 * H_IN_W);
+    const uint32_t k = model->num_classes, size = model->input_size;
+    if (n_windows == 0 || ekws_rd32le(model->blob + 4 * H_IN_C) != 1u || max_shift >= bands) {
+        return EKWS_ERR_ARG;
+    }
+    if (scratch_len < (size_t)size + k) {
+        return EKWS_ERR_BUFFER_TOO_SMALL;
+    }
+    int8_t *const moved = scratch, *const z = scratch + size;
+    float best = -1.0f;
+    int32_t chosen = 0;
+    for (uint32_t step = 0; step <= 2 * max_shift; step++) {
+        const int32_t s = (step & 1u) ? -(int32_t)((step + 1) / 2) : (int32_t)(step / 2);
+        float sum = 0.0f;
+        for (size_t i = 0; i < n_windows; i++) {
+            const int8_t *w = windows + i * size;
+            if (s != 0) {
+                ekws_shift_bands_s8(w, moved, rows, bands, s);
+            }
+            const ekws_status_t st = ekws_model_invoke(model, s != 0 ? moved : w, size, z, k);
+            if (st != EKWS_OK) {
+                return st;
+            }
+            sum += 1.0f / search_spread(z, k, model->output_scale);
+        }
+        if (sum > best) {
+            best = sum;
+            chosen = s;
+        }
+    }
+    *shift = chosen;
+    if (score) {
+        *score = best / (float)n_windows;
+    }
+    return EKWS_OK;
 }

@@ -46,7 +46,22 @@ ekws_status_t ekws_pipeline_init(ekws_pipeline_t *pipe, const ekws_frontend_para
     pipe->hop_every = hop_every;
     pipe->num_bands = bands;
     pipe->frames_per_window = model->input_size / bands;
+    pipe->voice_shift = 0;
     ekws_pipeline_reset(pipe);
+    return EKWS_OK;
+}
+
+ekws_status_t ekws_pipeline_set_voice_shift(ekws_pipeline_t *pipe, int32_t shift) {
+    if (!pipe) {
+        return EKWS_ERR_NULL;
+    }
+    if (!pipe->model) {
+        return EKWS_ERR_STATE;
+    }
+    if (shift <= -(int32_t)pipe->num_bands || shift >= (int32_t)pipe->num_bands) {
+        return EKWS_ERR_ARG;
+    }
+    pipe->voice_shift = shift;
     return EKWS_OK;
 }
 
@@ -65,7 +80,11 @@ size_t ekws_pipeline_max_detections(const ekws_pipeline_t *pipe, size_t n_sample
 static ekws_status_t on_frame(ekws_pipeline_t *p, const int8_t *frame, ekws_pipeline_detection_t *out,
                               size_t *n_det) {
     const uint32_t bands = p->num_bands, slots = p->frames_per_window;
-    memcpy(p->ring + (size_t)p->oldest * bands, frame, bands);
+    if (p->voice_shift != 0) {
+        ekws_shift_bands_s8(frame, p->ring + (size_t)p->oldest * bands, 1u, bands, p->voice_shift);
+    } else {
+        memcpy(p->ring + (size_t)p->oldest * bands, frame, bands);
+    }
     p->oldest = p->oldest + 1 == slots ? 0 : p->oldest + 1;
     p->frames++;
     /* a step every hop_every frames, counted apart from `frames` (whose 2^32 wrap is not a

@@ -203,6 +203,29 @@ static void test_pipeline_band_limit(void) {
     }
 }
 
+/* ekws_pipeline_set_voice_shift takes |shift| < num_bands and keeps it across a reset (its effect on
+ * detections is checked against the Python pipeline: tests/test_calibrate.py). */
+static void test_voice_shift_setting(void) {
+    ekws_model_t model;
+    CHECK(ekws_model_init(&model, golden_pipe_model, sizeof golden_pipe_model, arena, sizeof arena) == EKWS_OK,
+          "model init");
+    const ekws_detector_config_t cfg = {GOLDEN_PIPE_CLASSES, GOLDEN_PIPE_SMOOTH, GOLDEN_PIPE_REFRACTORY,
+                                        golden_pipe_lut, golden_pipe_threshold};
+    static ekws_pipeline_t blank;
+    CHECK(ekws_pipeline_set_voice_shift(&blank, 1) == EKWS_ERR_STATE, "shift set on an uninitialized pipeline");
+    CHECK(ekws_pipeline_set_voice_shift(NULL, 1) == EKWS_ERR_NULL, "NULL pipeline accepted");
+    CHECK(ekws_pipeline_init(&pipe, &ekws_frontend_default_params, &model, &cfg, GOLDEN_PIPE_HOP_EVERY) == EKWS_OK,
+          "pipeline init");
+    const int32_t bands = (int32_t)ekws_frontend_default_params.num_bands;
+    CHECK(pipe.voice_shift == 0, "init leaves a voice shift of %d", (int)pipe.voice_shift);
+    CHECK(ekws_pipeline_set_voice_shift(&pipe, bands) == EKWS_ERR_ARG, "a shift of num_bands accepted");
+    CHECK(ekws_pipeline_set_voice_shift(&pipe, -bands) == EKWS_ERR_ARG, "a shift of -num_bands accepted");
+    CHECK(ekws_pipeline_set_voice_shift(&pipe, bands - 1) == EKWS_OK, "a shift of num_bands - 1 refused");
+    CHECK(ekws_pipeline_set_voice_shift(&pipe, -3) == EKWS_OK && pipe.voice_shift == -3, "a shift of -3 refused");
+    ekws_pipeline_reset(&pipe);
+    CHECK(pipe.voice_shift == -3, "reset dropped the voice shift");
+}
+
 int main(void) {
     test_detector_steps();
     test_detector_refusals();
@@ -211,6 +234,7 @@ int main(void) {
     run_pipeline(333);
     test_pipeline_counter_wrap();
     test_pipeline_band_limit();
+    test_voice_shift_setting();
     if (failures) {
         fprintf(stderr, "test_detector: %d failure(s)\n", failures);
         return 1;

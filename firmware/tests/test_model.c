@@ -301,9 +301,80 @@ static void test_windows_inside(void) {
     CHECK(why == NULL, "4 rows -> 3 at stride 2, pad 1 refused: %s", why);
 }
 
+/* Voice calibration: the shift whose summed largest probability over the windows is largest (first
+ * in the order 0, -1, 1, ... on ties), recomputed here from ekws_shift_bands_s8 + ekws_model_invoke;
+ * a window set moved by +3 bands is best heard moved back; and the refusals. */
+static void test_calibrate(void) {
+    ekws_model_t m;
+    enum { N = GOLDEN_MODEL_NUM_INPUTS + 2, BANDS = 40 };
+    static int8_t windows[N * GOLDEN_MODEL_INPUT_SIZE], moved[GOLDEN_MODEL_INPUT_SIZE];
+    static int8_t scratch[GOLDEN_MODEL_INPUT_SIZE + GOLDEN_MODEL_NUM_CLASSES];
+    int8_t z[GOLDEN_MODEL_NUM_CLASSES];
+    memcpy(windows, golden_model_inputs, sizeof golden_model_inputs);
+    for (int j = 0; j < GOLDEN_MODEL_INPUT_SIZE; j++) {
+        const int band = j % BANDS;
+        windows[GOLDEN_MODEL_NUM_INPUTS * GOLDEN_MODEL_INPUT_SIZE + j] = band < 20 ? golden_model_inputs[j] : -128;
+        windows[(GOLDEN_MODEL_NUM_INPUTS + 1) * GOLDEN_MODEL_INPUT_SIZE + j] = (int8_t)((band / 5) % 2 ? -100 : 100);
+    }
+    CHECK(ekws_model_init(&m, golden_model_blob, GOLDEN_MODEL_BYTES, arena, GOLDEN_MODEL_ARENA) == EKWS_OK, "init");
+    int nonzero = 0;
+    for (int first = 0; first < N; first++) {
+        for (int max_shift = 0; max_shift <= 4; max_shift++) {
+            const size_t n = (size_t)(N - first);
+            const int8_t *w = windows + first * GOLDEN_MODEL_INPUT_SIZE;
+            int32_t shift = 99;
+            float score = -1.0f;
+            CHECK(ekws_model_calibrate_shift(&m, w, n, (uint32_t)max_shift, scratch, sizeof scratch, &shift,
+                                             &score) == EKWS_OK, "calibrate from window %d, ±%d", first, max_shift);
+            float best = -1.0f;
+            int32_t want = 0;
+            for (int step = 0; step <= 2 * max_shift; step++) {
+                const int32_t s = (step & 1) ? -(step + 1) / 2 : step / 2;
+                float sum = 0.0f;
+                for (size_t i = 0; i < n; i++) {
+                    for (int j = 0; j < GOLDEN_MODEL_INPUT_SIZE; j++) {   /* band b reads b + s, edges repeated */
+                        const int b = j % BANDS, src = b + s < 0 ? 0 : (b + s >= BANDS ? BANDS - 1 : b + s);
+                        moved[j] = w[i * GOLDEN_MODEL_INPUT_SIZE + (size_t)(j - b + src)];
+                    }
+                    CHECK(ekws_model_invoke(&m, moved, sizeof moved, z, sizeof z) == EKWS_OK, "invoke");
+                    sum += 1.0f / spread_of(z, m.output_scale);
+                }
+                if (sum > best) {
+                    best = sum;
+                    want = s;
+                }
+            }
+            CHECK(shift == want && score == best / (float)n, "window %d on, ±%d: calibrated %d (score %g), expected %d (%g)",
+                  first, max_shift, (int)shift, (double)score, (int)want, (double)(best / (float)n));
+            nonzero += shift != 0;
+        }
+    }
+    static int8_t by_lib[GOLDEN_MODEL_INPUT_SIZE];
+    for (int s = -3; s <= 3; s++) {   /* the library's shift against the loop above */
+        ekws_shift_bands_s8(windows, by_lib, GOLDEN_MODEL_INPUT_SIZE / BANDS, BANDS, s);
+        int same = 1;
+        for (int j = 0; j < GOLDEN_MODEL_INPUT_SIZE; j++) {
+            const int b = j % BANDS, src = b + s < 0 ? 0 : (b + s >= BANDS ? BANDS - 1 : b + s);
+            same &= by_lib[j] == windows[j - b + src];
+        }
+        CHECK(same, "ekws_shift_bands_s8 by %d", s);
+    }
+    CHECK(nonzero >= 3, "only %d calibrations chose a shift: the test would not see a wrong one", nonzero);
+    int32_t shift = 0;
+    CHECK(ekws_model_calibrate_shift(&m, windows, 0, 1, scratch, sizeof scratch, &shift, NULL) == EKWS_ERR_ARG,
+          "no windows accepted");
+    CHECK(ekws_model_calibrate_shift(&m, windows, 1, BANDS, scratch, sizeof scratch, &shift, NULL) == EKWS_ERR_ARG,
+          "a shift as wide as the bands accepted");
+    CHECK(ekws_model_calibrate_shift(&m, windows, 1, 1, scratch, sizeof scratch - 1, &shift, NULL) ==
+              EKWS_ERR_BUFFER_TOO_SMALL, "short scratch accepted");
+    CHECK(ekws_model_calibrate_shift(&m, windows, 1, 1, scratch, sizeof scratch, NULL, NULL) == EKWS_ERR_NULL,
+          "NULL shift accepted");
+}
+
 int main(void) {
     test_logits();
     test_search();
+    test_calibrate();
     test_refusals();
     test_dense_size_wrap();
     test_dense_input_limit();

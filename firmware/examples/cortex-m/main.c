@@ -44,6 +44,10 @@ int main(void) {
     if (st != EKWS_OK) {
         return fail("ekws_pipeline_init", st);
     }
+    st = ekws_pipeline_set_voice_shift(&pipe, EKWS_EXAMPLE_VOICE_SHIFT);   /* the bundle's calibrated voice */
+    if (st != EKWS_OK) {
+        return fail("ekws_pipeline_set_voice_shift", st);
+    }
     /* Two single inferences on the silent initial window, for instructions per inference. */
     int8_t logits[EKWS_MODEL_NUM_CLASSES];
     for (int i = 0; i < 2; i++) {

@@ -117,6 +117,23 @@ ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *
                                        size_t scratch_len, int8_t *logits, size_t logits_len, int32_t *shift,
                                        int32_t *rate_q8);
 
+/* `in` (rows x bands int8) moved along its bands by s into `out` (not overlapping): band b reads
+ * band b + s, the edge band repeated past the ends (s > 0 hears a voice lower; edgekws.evaluate.shift_bands). */
+void ekws_shift_bands_s8(const int8_t *in, int8_t *out, uint32_t rows, uint32_t bands, int32_t s);
+
+/* Voice calibration (edgekws.evaluate.calibrate_shift, `edgekws calibrate`): the band shift at which
+ * the model is surest of its answers to n_windows recordings of one voice (windows: n_windows x
+ * input_size int8, any words), to apply to everything that voice says afterwards
+ * (ekws_pipeline_set_voice_shift): for s = 0, -1, 1, ..., -max_shift, max_shift, the float32 sum over
+ * the windows, in order, of the largest class probability 1 / spread (spread as
+ * ekws_model_invoke_search computes it); the largest sum wins, the first in that order on ties.
+ * *shift receives it, *score (may be NULL) its mean probability. scratch: input_size + num_classes
+ * bytes. (2 * max_shift + 1) * n_windows inferences. EKWS_ERR_ARG: n_windows 0, input_c != 1 or
+ * max_shift >= input_w. */
+ekws_status_t ekws_model_calibrate_shift(const ekws_model_t *model, const int8_t *windows, size_t n_windows,
+                                         uint32_t max_shift, int8_t *scratch, size_t scratch_len, int32_t *shift,
+                                         float *score);
+
 /* exp(x) for float32 x <= 0 (larger x is taken as 0; below -87, 0), the same bits as
  * edgekws.retrain.headmath.expf (compile with -ffp-contract=off; FLT_EVAL_METHOD 0): the head
  * trainer's softmax (ekws_head_expf) and voice search use it. */

@@ -52,6 +52,7 @@ typedef struct {
     uint32_t oldest;             /* ring slot of the oldest frame */
     uint32_t since_step;         /* frames since the last model step, 0..hop_every-1 (steps do not
                                   * depend on `frames`, so its wrap cannot bring two steps closer) */
+    int32_t voice_shift;         /* bands each frame moves by (ekws_pipeline_set_voice_shift; 0) */
     int8_t ring[EKWS_PIPELINE_MAX_INPUT];
     int8_t input[EKWS_PIPELINE_MAX_INPUT];     /* the window in time order, for the model */
     int8_t logits[EKWS_DETECTOR_MAX_CLASSES];  /* of the last model step */
@@ -65,6 +66,12 @@ typedef struct {
 ekws_status_t ekws_pipeline_init(ekws_pipeline_t *pipe, const ekws_frontend_params_t *fe_params,
                                  const ekws_model_t *model, const ekws_detector_config_t *det_cfg,
                                  uint32_t hop_every);
+
+/* Hear every frame from now on moved along its bands by `shift` (band b reads band b + shift, the
+ * edge band repeated: ekws_shift_bands_s8): the voice calibration of ekws_model_calibrate_shift.
+ * 0 (the default after init) hears frames as they are; reset keeps the setting. EKWS_ERR_ARG
+ * unless |shift| < num_bands. */
+ekws_status_t ekws_pipeline_set_voice_shift(ekws_pipeline_t *pipe, int32_t shift);
 
 /* Start a new stream (frontend, ring, detector). */
 void ekws_pipeline_reset(ekws_pipeline_t *pipe);
