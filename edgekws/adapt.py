@@ -10,10 +10,10 @@ Japanese eSpeak NG -> Open JTalk from 60.2% to 77.9% (int8).
 BatchNorm is folded into the int8 weights, so this runs where the float weights are (a laptop, a
 Raspberry Pi), not on an MCU. Adapt the base model first, then retrain its head (`edgekws retrain`).
 
-Calibration needs no weights at all, so it also runs on an MCU (ekws_model_calibrate_shift): the
+Calibration needs no float weights (only the int8 model), so it also runs on an MCU (ekws_model_calibrate_shift): the
 model hears the recordings moved by -K..K mel bands, and the shift where it is surest of its answers
 (edgekws.evaluate.calibrate_shift) is the voice's; `--save` stores it in the bundle's stream
-settings, and every frame that listen, eval-stream and the exported firmware hear moves by it
+settings, and every frame that listen, eval-stream and the cortex-m4 and pi exports hear moves by it
 (ekws_pipeline_set_voice_shift): one inference per step, where voice search costs 2K more. On the
 leave-one-engine-out benchmark, 36 unlabeled clips took eSpeak NG -> Open JTalk from 79.8% to 84.2%
 (five trainings; RESULTS.md, Voices: session 36).
@@ -103,12 +103,16 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
     new.write_npz("weights.npz", net.model.state_dict())
     if base.has("history.json"):
         new.write_json("history.json", base.read_json("history.json"))
+    dropped_shift = False
     if base.manifest.get("stream"):
-        new.update(stream=base.manifest["stream"])
+        stream = dict(base.manifest["stream"])
+        dropped_shift = bool(stream.pop("voice_shift", 0))   # measured on the old statistics: calibrate again
+        new.update(stream=stream)
     sub = np.random.default_rng([seed, 0xCA1]).permutation(len(feats))[:CALIB_MAX]   # calibration
     quantize_bundle(new, feats[np.sort(sub)], seed=seed, log=lambda *a: None)
     new.finish()
-    copied = (f" (stream thresholds copied from {base.path}: re-tune with edgekws eval-stream --tune)"
+    copied = (f" (stream thresholds copied from {base.path}: re-tune with edgekws eval-stream --tune"
+              + ("; its voice_shift is not copied: calibrate the new model again" if dropped_shift else "") + ")"
               if base.manifest.get("stream") else "")
     log(f"{new.path}: BatchNorm statistics of {len(paths)} clip(s) of {clips}, re-quantized on them{copied}")
     return new
@@ -130,9 +134,12 @@ def calibrate(model, clips, *, max_shift: int | None = None, engine: str | None 
     bundle = as_bundle(model)
     if engine is None:
         engine = "int8" if bundle.has("int8.npz") else "float"
-    if save and engine == "float" and not bundle.has("int8.npz"):
+    if save and not bundle.has("int8.npz"):
         raise EdgekwsError(f"{bundle.path}: not quantized; the stream setting is for the int8 model "
                            "(edgekws quantize MODEL first)")
+    if save and engine == "float":
+        raise EdgekwsError("--save with --engine float: the stream setting is for the int8 model that streams "
+                           "run; choose it with --engine int8 or c")
     paths = clip_paths(clips)
     if len(paths) < MIN_CALIBRATE_CLIPS:
         raise EdgekwsError(f"{clips}: {len(paths)} WAV file(s); calibrating needs at least {MIN_CALIBRATE_CLIPS} "
@@ -147,6 +154,10 @@ def calibrate(model, clips, *, max_shift: int | None = None, engine: str | None 
         from edgekws.stream.detector import StreamConfig
 
         cfg = StreamConfig.from_bundle(bundle)
+        retune = bool(cfg.tuning) and cfg.voice_shift != shift
+        if retune:   # thresholds tuned on frames heard another way: the demo and users tune again
+            cfg.tuning = {"note": f"voice_shift changed to {shift} by edgekws calibrate: tune the thresholds "
+                                  "again (edgekws eval-stream --tune)"}
         cfg.voice_shift = shift
         cfg.check(bundle.labels)
         bundle.update(stream=cfg.to_dict())
@@ -156,8 +167,11 @@ def calibrate(model, clips, *, max_shift: int | None = None, engine: str | None 
     log(f"{bundle.path}: voice shift {shift:+d} bands from {len(paths)} recording(s) of {clips} ({engine}; "
         f"{scores[shift]:.4f} against {scores[0]:.4f} as heard)")
     if saved:
-        log(f"  stored in the bundle's stream settings: listen, eval-stream and export now hear every frame moved by "
-            f"{shift:+d} (eval and predict: --voice-shift {shift})")
+        log(f"  stored in the bundle's stream settings: listen, eval-stream and the cortex-m4 and pi exports now hear "
+            f"every frame moved by {shift:+d} (eval and predict: --voice-shift {shift})")
+        if retune:
+            log("  the detector's thresholds were tuned on frames heard without this shift: tune them again "
+                "(edgekws eval-stream MODEL DATA --tune)")
     else:
         log("  --save stores it in the bundle for listen, eval-stream and export; eval and predict take "
             f"--voice-shift {shift}")
@@ -185,7 +199,7 @@ def register(sub) -> None:
     c = sub.add_parser("calibrate", help="the band shift at which a model hears a new voice best (unlabeled clips)",
                        description="Hear recordings of one voice (any words, no labels) moved by -K..K mel bands "
                                    "and choose the shift where the model is surest of its answers; --save stores "
-                                   "it in the bundle, and listen, eval-stream and the exported firmware then hear "
+                                   "it in the bundle, and listen, eval-stream and the cortex-m4 / pi exports hear "
                                    "every frame moved by it (one inference per step). Runs on an MCU too "
                                    "(ekws_model_calibrate_shift).")
     c.add_argument("model", help="model bundle (quantized for --save)")

@@ -45,6 +45,13 @@ PENDING = "pending"  # {name: [old sha256, new sha256]} while a listed file is r
 TRAIN_LOCK = ".edgekws-train.lock"  # held by `edgekws train` for its whole run (edgekws.train.exclusive)
 # What commands write into a bundle from its model: removed with the model they were made from, listed
 # or not (a write stopped between its file and the manifest leaves the file unlisted)
+def rebuildable(name: str) -> bool:
+    """A record about the model, not the model: eval writes metrics.json, report report.html and its
+    plots, training history.json. Bundle.verify leaves a missing or damaged one out instead of refusing
+    the model (deleting a plot must not make a model unusable)."""
+    return name in ("metrics.json", "history.json", "report.html") or ("/" not in name and name.endswith(".png"))
+
+
 OUTPUT_FILES = ("int8.npz", "model.onnx", "model.int8.onnx", "metrics.json", "report.html", "curves.png",
                 "c/ekws_model_data.c", "c/ekws_model_data.h", "c/model.bin")
 
@@ -272,6 +279,7 @@ class Bundle:
         self.path = Path(path)
         self.manifest = manifest
         self._seen = _identity(manifest)   # the model this object read or wrote last
+        self.dropped: list[str] = []       # records verify left out (missing or damaged; rebuildable)
 
     # ---- creation and loading ------------------------------------------------------------
     @classmethod
@@ -373,13 +381,20 @@ class Bundle:
         return bundle
 
     def verify(self) -> None:
-        """Check every file listed in the manifest against its sha256."""
-        for name, digest in self.manifest["files"].items():
+        """Check every file listed in the manifest against its sha256. A missing or damaged record
+        (`rebuildable`: metrics, history, the report and its plots) does not make the model wrong: it is
+        left out of this object (`dropped` names it) and the command that writes it writes it again."""
+        for name, digest in list(self.manifest["files"].items()):
             f = self.path / name
-            if not f.is_file():
-                raise BundleError(f"{self.path}: file {name} listed in the manifest is missing")
-            if sha256_file(f) != digest:
-                raise BundleError(f"{self.path}: file {name} is corrupt or truncated (checksum mismatch)")
+            problem = ("listed in the manifest is missing" if not f.is_file() else
+                       "is corrupt or truncated (checksum mismatch)" if sha256_file(f) != digest else None)
+            if problem is None:
+                continue
+            if rebuildable(name):
+                del self.manifest["files"][name]
+                self.dropped.append(name)
+                continue
+            raise BundleError(f"{self.path}: file {name} {problem}")
 
     # ---- files ---------------------------------------------------------------------------
     def write_bytes(self, name: str, data: bytes, **fields: Any) -> None:

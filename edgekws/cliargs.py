@@ -79,6 +79,21 @@ def rate_search(text: str) -> int:
     return _count_at_most(text, MAX_RATE_SEARCH, "levels")
 
 
+def run_tool(main, name: str) -> int:
+    """A tools/*.py entry point: an EdgekwsError (a missing folder, a bundle that is not quantized, a
+    file that cannot be written) is one line on stderr and exit status 2, as in `edgekws` itself,
+    not a traceback."""
+    import sys
+
+    from edgekws.errors import EdgekwsError
+
+    try:
+        return main()
+    except EdgekwsError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+
+
 def seed_list(text: str) -> tuple[int, ...]:
     """Comma-separated seeds, e.g. "0,1,2"."""
     parts = [p.strip() for p in text.split(",") if p.strip()]

@@ -301,7 +301,7 @@ def calibrate_shift(engine, features: np.ndarray, max_shift: int = DEFAULT_CALIB
         raise EdgekwsError(f"calibration range (--max-shift): ±{max_shift} bands is as wide as the "
                            f"{f.shape[-1]} bands of the features")
     exact = all(hasattr(engine, a) for a in ("output_scale", "logits_int8", "dequantize_logits"))
-    scores = {}
+    totals, scores = {}, {}
     for s in search_order(max_shift):
         moved = shift_bands(f, s) if s else f
         if exact:
@@ -309,11 +309,15 @@ def calibrate_shift(engine, features: np.ndarray, max_shift: int = DEFAULT_CALIB
             total = np.float32(0.0)
             for v in p.astype(np.float32):       # in order, float32: the firmware's sum
                 total = np.float32(total + v)
-            scores[s] = float(np.float32(total / np.float32(len(f))))
+            totals[s], scores[s] = total, float(np.float32(total / np.float32(len(f))))
         else:
-            scores[s] = float(np.mean(1.0 / search_spread(engine.logits_features(moved))))
-    best = max(scores.values())
-    return next(s for s in scores if scores[s] == best), scores
+            totals[s] = float(np.sum(1.0 / search_spread(engine.logits_features(moved))))
+            scores[s] = totals[s] / len(f)
+    chosen = 0
+    for s in totals:          # the largest sum, the first on ties (compared as sums, as C does)
+        if totals[s] > totals[chosen]:
+            chosen = s
+    return chosen, scores
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -37,8 +37,7 @@ def test_calibration_chooses_the_shift_where_the_model_is_surest():
     x[4:, 0, 1] = 100          # two loudest at band 1: at band 2 when moved by -1
     shift, scores = ev.calibrate_shift(BandDetector(), x, 4)
     assert shift == 3 and list(scores) == ev.search_order(4)
-    sure, unsure = 1 / (1 + 3 * np.exp(-5.0)), 1 / (np.exp(0.5) / (np.exp(0.5) + 3))
-    unsure = np.exp(0.5) / (np.exp(0.5) + 3)
+    sure, unsure = 1 / (1 + 3 * np.exp(-5.0)), np.exp(0.5) / (np.exp(0.5) + 3)
     assert scores[3] == pytest.approx((4 * sure + 2 * unsure) / 6)
     assert scores[-1] == pytest.approx((2 * sure + 4 * unsure) / 6)
     assert scores[0] == pytest.approx(unsure)
@@ -181,6 +180,15 @@ def test_the_calibrate_command_measures_saves_and_refuses(qbundle, tmp_path, cap
     make_bundle(float_only)
     assert main(["calibrate", str(float_only), str(voice), "--save"]) == 2
     assert "not quantized; the stream setting is for the int8 model" in capsys.readouterr().err
+    assert main(["calibrate", str(b.path), str(voice), "--save", "--engine", "float"]) == 2
+    assert "--save with --engine float: the stream setting is for the int8 model" in capsys.readouterr().err
+    tuned = StreamConfig.from_bundle(Bundle.load(b.path))
+    tuned.tuning, tuned.voice_shift = {"fa_per_hour": 0.5}, shift + 1       # thresholds tuned at another shift
+    Bundle.load(b.path).update(stream=tuned.to_dict())
+    assert main(["calibrate", str(b.path), str(voice), "--save"]) == 0
+    assert "tune them again (edgekws eval-stream MODEL DATA --tune)" in capsys.readouterr().out
+    again = StreamConfig.from_bundle(Bundle.load(b.path))
+    assert again.voice_shift == shift and "tune the thresholds again" in again.tuning["note"]
     with pytest.raises(SystemExit):
         main(["calibrate", str(b.path), str(voice), "--max-shift", "9"])
     assert "must be at most 8 bands, got 9" in capsys.readouterr().err
@@ -201,3 +209,36 @@ def test_the_exported_example_sets_the_bundles_voice_shift():
 
     main_c = (firmware_dir() / "examples" / "cortex-m" / "main.c").read_text()
     assert "ekws_pipeline_set_voice_shift(&pipe, EKWS_EXAMPLE_VOICE_SHIFT)" in main_c
+
+
+def test_adapt_and_retrain_do_not_carry_a_calibration_to_the_model_they_write(tmp_path, capsys):
+    """The shift was measured on the old model; the adapted statistics and a new head learned
+    unshifted clips: the new bundle starts uncalibrated, and says so."""
+    from edgekws.adapt import adapt
+    from edgekws.retrain.core import kept_stream_settings
+    from quant_helpers import make_bundle
+
+    base, _ = make_bundle(tmp_path / "base")
+    cfg = StreamConfig.default(base.labels)
+    cfg.voice_shift = 3
+    base.update(stream=cfg.to_dict())
+    kept = kept_stream_settings(Bundle.load(base.path), base.labels)
+    assert "voice_shift" not in kept and "voice_shift is not kept" in kept["tuning"]["note"]
+    voice = tone_dataset(tmp_path / "voice", speakers=2, takes=2)
+    lines = []
+    new = adapt(base, voice, tmp_path / "adapted", log=lines.append)
+    assert StreamConfig.from_bundle(new).voice_shift == 0 and new.manifest["stream"]["smooth"] == cfg.smooth
+    assert "its voice_shift is not copied: calibrate the new model again" in lines[-1]
+
+
+def test_a_streaming_detector_keeps_the_shift_it_was_built_with():
+    from edgekws.stream.golden import pipeline_case
+    from edgekws.stream.pipeline import StreamingDetector, detect_audio
+
+    setup, audio, _ = pipeline_case(seconds=3.0)
+    key = lambda dets: [(d.frame, d.index, d.score_q15) for d in dets]  # noqa: E731
+    setup.config.voice_shift = 2
+    want = key(detect_audio(setup, audio, "numpy", end_silence=0))
+    live = StreamingDetector(setup, "numpy")
+    setup.config.voice_shift = -2        # settings changed later need a new detector (as in C)
+    assert key(live.push(audio)) == want

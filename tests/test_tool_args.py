@@ -37,3 +37,26 @@ def test_world_variants_refuses_a_file_as_out(tmp_path, capsys):
     assert load_tool("world_variants").main([str(data), str(out), "--variants", "1"]) == 1
     assert f"{out}: is a file, not a folder" in capsys.readouterr().err
     assert out.read_text() == "mine"
+
+
+RUN_CASES = [   # a script run as a program: an EdgekwsError is one line and exit status 2 (cliargs.run_tool)
+    ("bench_infer", ["{tmp}/nowhere"], "bench_infer.py: error: {tmp}/nowhere: no such model bundle folder"),
+    ("eval_adabn", ["--work", "{tmp}/nowhere"], "eval_adabn.py: error: {tmp}/nowhere/model-espeak-to-openjtalk: "
+                                                 "no such model bundle folder"),
+    ("bench_epoch", ["--data", "{tmp}/nowhere"], "bench_epoch.py: error: {tmp}/nowhere: no such dataset folder"),
+    ("eval_voices", ["--work", "{tmp}/w", "--seeds", "a"], "argument --seeds: expected a whole number, got 'a'"),
+    ("qemu_run", ["--seconds", "-1"], "argument --seconds: must be a finite number above 0, got -1"),
+]
+
+
+@pytest.mark.parametrize("tool,argv,message", RUN_CASES, ids=[c[0] for c in RUN_CASES])
+def test_tool_run_as_a_program_reports_a_mistake_in_one_line(tool, argv, message, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "tools" / f"{tool}.py"
+    proc = subprocess.run([sys.executable, str(script), *(a.format(tmp=tmp_path) for a in argv)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message.format(tmp=tmp_path) in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -97,4 +97,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edgekws.cliargs import run_tool
+
+    sys.exit(run_tool(main, "bench_epoch.py"))

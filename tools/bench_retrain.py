@@ -285,4 +285,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from edgekws.cliargs import run_tool
+
+    raise SystemExit(run_tool(main, "bench_retrain.py"))

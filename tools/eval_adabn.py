@@ -98,4 +98,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edgekws.cliargs import run_tool
+
+    sys.exit(run_tool(main, "eval_adabn.py"))

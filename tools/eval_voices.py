@@ -26,6 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edgekws import cliargs  # noqa: E402
 from edgekws.fileio import atomic_write_text, check_output_file  # noqa: E402
 from edgekws.train import NO_AUGMENT  # noqa: E402
 from edgekws.voices import benchmark, format_table, summarize  # noqa: E402
@@ -103,15 +104,15 @@ def main() -> int:
     ap.add_argument("--work", required=True, help="folder for data, views, models, caches")
     ap.add_argument("--langs", default="ja,en")
     ap.add_argument("--levers", help="comma-separated lever letters (A,B,...) or 'all'; default: the benchmark (A)")
-    ap.add_argument("--seeds", default="0")
-    ap.add_argument("--epochs", type=int, default=25)
-    ap.add_argument("--enroll", type=int, help="enroll K clips per class of the held-out engine")
+    ap.add_argument("--seeds", type=cliargs.seed_list, default=(0,), help="comma-separated seeds (default 0)")
+    ap.add_argument("--epochs", type=cliargs.positive_int, default=25)
+    ap.add_argument("--enroll", type=cliargs.positive_int, help="enroll K clips per class of the held-out engine")
     ap.add_argument("--prepare", action="store_true", help="synthesize missing datasets")
     ap.add_argument("--json", help="results file (default WORK/voices.json)")
     args = ap.parse_args()
     work = Path(args.work)
     langs = [s for s in args.langs.split(",") if s]
-    seeds = tuple(int(s) for s in args.seeds.split(","))
+    seeds = args.seeds
     asked = (args.levers or "A").split(",")
     letters = {n[0] for n in LEVERS}
     if args.levers != "all" and (unknown := [x for x in asked if x not in letters]):
@@ -168,4 +169,6 @@ def lever_table(results: dict) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from edgekws.cliargs import run_tool
+
+    raise SystemExit(run_tool(main, "eval_voices.py"))

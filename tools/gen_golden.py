@@ -184,4 +184,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from edgekws.cliargs import run_tool
+
+    raise SystemExit(run_tool(main, "gen_golden.py"))

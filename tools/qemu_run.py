@@ -37,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edgekws import cliargs  # noqa: E402
 from edgekws.errors import EdgekwsError  # noqa: E402
 from edgekws.fileio import atomic_write_text, check_output_file  # noqa: E402
 
@@ -438,7 +439,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="quantized model bundle (default: the golden random dscnn-s model)")
     ap.add_argument("--audio", help="test audio WAV (default: speech-like audio)")
-    ap.add_argument("--seconds", type=float, default=3.0, help="length of the default audio")
+    ap.add_argument("--seconds", type=cliargs.positive_float, default=3.0, help="length of the default audio")
     ap.add_argument("--boards", default="an386,an385", help="comma-separated: an386 (M4F), an385 (M3)")
     ap.add_argument("--build", type=Path, default=ROOT / "firmware" / "build" / "qemu-example")
     ap.add_argument("--extra-cflags", default="", help="EXTRA_CFLAGS for the target build")
@@ -501,4 +502,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from edgekws.cliargs import run_tool
+
+    raise SystemExit(run_tool(main, "qemu_run.py"))

@@ -370,13 +370,17 @@ def write_retrained(base, out, labels: list[str], backbone: Backbone, head: Head
 def kept_stream_settings(base, labels) -> dict:
     """The base bundle's detector settings for a retrained head: how often the model runs (chosen for
     the device, e.g. a slower MCU) and its smoothing stay; the thresholds, tuned for the base head's
-    posteriors, go back to the default for every command (tune again: edgekws eval-stream --tune)."""
+    posteriors, go back to the default for every command (tune again: edgekws eval-stream --tune), and a
+    calibrated voice_shift goes (the head learned unshifted clips)."""
     from edgekws.stream.detector import StreamConfig
 
     cfg = StreamConfig.from_bundle(base)
     cfg.thresholds = StreamConfig.default(labels).thresholds
     cfg.tuning = {"note": f"hop_every, smooth and refractory kept from {base.path}; thresholds are the "
-                          "defaults, not tuned for this head"}
+                          "defaults, not tuned for this head"
+                          + ("; its voice_shift is not kept (the head learned unshifted clips: edgekws "
+                             "calibrate again)" if cfg.voice_shift else "")}
+    cfg.voice_shift = 0
     return cfg.to_dict()
 
 

@@ -82,6 +82,9 @@ def run_listen(args) -> int:
             if getattr(args, opt) is not None:
                 raise EdgekwsError(f"--{opt} is for --mic; a --file is read whole")
     setup = StreamSetup.from_bundle(Bundle.load(args.model))
+    if setup.config.voice_shift:
+        print(f"listen: every frame heard moved by {setup.config.voice_shift:+d} mel bands (the bundle's calibrated "
+              "voice_shift)", file=sys.stderr)
     if args.file:
         from edgekws.audio import read_wav
 

@@ -62,10 +62,12 @@ class CPipeline:
         self._state = C.create_string_buffer(int(self.lib.ekws_pipeline_state_size()))
         st = self.lib.ekws_pipeline_init(self._state, C.addressof(self.frontend._params),
                                          C.addressof(self.cmodel._model), C.byref(self._cfg), c.hop_every)
-        if st == 0 and c.voice_shift:
-            st = self.lib.ekws_pipeline_set_voice_shift(self._state, int(c.voice_shift))
         if st != 0:
             raise EdgekwsError(f"ekws_pipeline_init failed: {self.lib.ekws_status_str(st).decode()}")
+        st = self.lib.ekws_pipeline_set_voice_shift(self._state, int(c.voice_shift))
+        if st != 0:
+            raise EdgekwsError(f"ekws_pipeline_set_voice_shift({c.voice_shift}) failed (the bundle's 'stream' "
+                               f"setting voice_shift): {self.lib.ekws_status_str(st).decode()}")
 
     def reset(self) -> None:
         self.lib.ekws_pipeline_reset(self._state)

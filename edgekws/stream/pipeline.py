@@ -125,10 +125,10 @@ def stream_features(audio: np.ndarray, fc) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, fc.num_bands), np.int8)
 
 
-def heard_frames(setup: StreamSetup, frames: np.ndarray) -> np.ndarray:
-    """Feature frames (T, F) as the model hears them: moved by the setup's voice_shift (a calibrated
-    voice; ekws_pipeline_set_voice_shift in C), or as they are."""
-    s = setup.config.voice_shift
+def heard_frames(frames: np.ndarray, shift: int) -> np.ndarray:
+    """Feature frames (T, F) as the model hears them: moved by `shift` bands, a stream setting's
+    voice_shift (a calibrated voice; ekws_pipeline_set_voice_shift in C), or as they are (0)."""
+    s = int(shift)
     if not s:
         return frames
     from edgekws.evaluate import shift_bands
@@ -162,7 +162,7 @@ def step_logits(engine, windows: np.ndarray, shape) -> np.ndarray:
 
 def run_logits(setup: StreamSetup, audio: np.ndarray, engine) -> tuple[np.ndarray, np.ndarray]:
     """Every model step of a recording: ((S, K) int8 logits, (S,) newest frame)."""
-    frames = heard_frames(setup, stream_features(audio, setup.feature_config))
+    frames = heard_frames(stream_features(audio, setup.feature_config), setup.config.voice_shift)
     windows, newest = step_windows(frames, setup.window_frames, setup.config.hop_every)
     if len(newest) == 0:
         return np.zeros((0, setup.qm.num_classes), np.int8), newest
@@ -235,6 +235,7 @@ class StreamingDetector:
         setup.check()
         self.setup = setup
         self.hop_every = setup.config.hop_every
+        self.voice_shift = setup.config.voice_shift
         if engine == "c":
             from edgekws.stream.cpipeline import CPipeline
 
@@ -265,7 +266,7 @@ class StreamingDetector:
         if self._c is not None:
             return self._c.push(as_int16(samples))
         out = []
-        for frame in heard_frames(self.setup, self.frontend.push(as_int16(samples))):
+        for frame in heard_frames(self.frontend.push(as_int16(samples)), self.voice_shift):
             self.ring[self.oldest] = frame
             self.oldest = (self.oldest + 1) % len(self.ring)
             self.frames += 1

@@ -302,8 +302,8 @@ static void test_windows_inside(void) {
 }
 
 /* Voice calibration: the shift whose summed largest probability over the windows is largest (first
- * in the order 0, -1, 1, ... on ties), recomputed here from ekws_shift_bands_s8 + ekws_model_invoke;
- * a window set moved by +3 bands is best heard moved back; and the refusals. */
+ * in the order 0, -1, 1, ... on ties), recomputed here with a shift loop of its own + ekws_model_invoke;
+ * ekws_shift_bands_s8 against that loop; and the refusals. */
 static void test_calibrate(void) {
     ekws_model_t m;
     enum { N = GOLDEN_MODEL_NUM_INPUTS + 2, BANDS = 40 };
