@@ -89,6 +89,7 @@ class FeatureCache:
         self.config = config
         self.folder = None if folder is None else Path(folder) / config.config_hash()
         self._mem: dict[bytes, np.ndarray] | None = None
+        self.unwritable = False   # said once (features)
         self.hits = 0
         self.misses = 0
 
@@ -140,8 +141,13 @@ class FeatureCache:
                 blob = npz_bytes({"keys": np.array(new_keys, dtype="S32"), "features": feats})
                 try:
                     atomic_write_bytes(self.folder / f"{name}.npz", blob)
-                except OSError:
-                    pass  # a read-only or full disk only costs recomputation next time
+                except OSError as exc:   # a read-only or full disk only costs recomputation next time
+                    if not self.unwritable:
+                        import sys
+
+                        print(f"note: feature cache {self.folder}: cannot be written ({exc.strerror or exc}); "
+                              "features are computed again next time", file=sys.stderr)
+                    self.unwritable = True
         t, f = self.config.num_frames(audio.shape[1]), self.config.num_bands
         if not keys:
             return np.zeros((0, t, f), np.int8)

@@ -939,6 +939,10 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
         vocab_fingerprint = vocab.fingerprint()
         fingerprint = hashlib.sha256(f"{fingerprint}+{vocab_fingerprint}".encode()).hexdigest()
     if meta is not None and meta["fingerprint"] != fingerprint:
+        before = meta.get("data")
+        if isinstance(before, str) and Path(before) != Path(data).resolve():   # named since session 36
+            raise EdgekwsError(f"{data}: the checkpoint was written for another dataset folder, {before}; resume "
+                               "needs the same data (or train again with --force)")
         raise EdgekwsError(f"{data}: the dataset changed since the checkpoint was written; "
                            "resume needs the same data (or train again with --force)")
     if cache_dir is None:
@@ -1108,6 +1112,7 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
             save_checkpoint(ckpt_path, model, opt, {
                 "config": config.to_dict(), "epoch": epoch, "history": history, "best": best,
                 "bad_epochs": bad_epochs, "stopped_early": stopped_early, "fingerprint": fingerprint,
+                "data": str(Path(data).resolve()),
                 "labels": list(ds.labels), "rng_state": rng.bit_generator.state, "elapsed_s": elapsed,
                 "augment_config": augment_config},
                 best_state)

@@ -525,10 +525,28 @@ def check_enroll_options(enroll, noisy: int, arch) -> None:
                            "not support; choose a DS-CNN, cnn or dnn architecture")
 
 
+LANG_NAMES = {"ja": "Japanese", "en": "English"}
+
+
+def synthesized_language(data):
+    """The lang of DATA/synth_manifest.json (edgekws synth), or None (not synthesized, or unreadable:
+    load_dataset reports a missing folder)."""
+    try:
+        lang = json.loads((Path(data) / "synth_manifest.json").read_text(encoding="utf-8")).get("lang")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return lang if isinstance(lang, str) else None
+
+
 def run(args) -> int:
     datasets = {lang: d for lang, d in (("ja", args.ja), ("en", args.en)) if d}
     if not datasets:
         raise EdgekwsError("give --ja DATA and/or --en DATA")
+    for lang, d in datasets.items():   # a synthesized set knows its language: --ja with English data is a mix-up
+        said = synthesized_language(d)
+        if said is not None and said != lang:
+            raise EdgekwsError(f"--{lang} {d}: synthesized in {LANG_NAMES.get(said, said)} "
+                               f"(synth_manifest.json lang {said!r}); give it as --{said}")
     if not -20 <= args.snr <= 80:   # as eval-stream's --snr; NaN fails too
         raise EdgekwsError(f"--snr: expected a level in dB from -20 to 80, got {args.snr:g}")
     from edgekws.fileio import check_output_file

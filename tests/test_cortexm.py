@@ -54,7 +54,9 @@ def test_export_target_cortex_m4_builds_and_runs(tmp_path, capsys):
 
     b, _ = make_bundle(tmp_path / "m", seed=5)
     quantize_bundle(b, features(64, seed=6), log=lambda *a: None)
-    b.update(stream={"hop_every": 2, "smooth": 2, "refractory": 5, "thresholds": {"w1": 3000, "w2": 2500}})
+    # a calibrated voice too (edgekws calibrate --save): the board moves every frame as Python does
+    b.update(stream={"hop_every": 2, "smooth": 2, "refractory": 5, "thresholds": {"w1": 3000, "w2": 2500},
+                     "voice_shift": -2})
     wav = tmp_path / "test.wav"
     write_wav(wav, np.concatenate([speech_like(np.random.default_rng(i), 1.0) for i in range(3)]))
     proj = tmp_path / "fw"
@@ -75,6 +77,11 @@ def test_export_target_cortex_m4_builds_and_runs(tmp_path, capsys):
     run = subprocess.run(["make", "-s", "-C", str(proj), "run"], capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "OK: detections match the Python reference" in run.stdout
+    header = (proj / "data" / "ekws_example_data.h").read_text()
+    assert "#define EKWS_EXAMPLE_VOICE_SHIFT (-2)" in header
+    import re
+
+    assert int(re.search(r"#define EKWS_EXAMPLE_EXPECTED (\d+)u", header).group(1)) >= 2   # it detects (1 unshifted)
 
 
 def test_mac_count_of_the_default_model_with_its_retrain_tap():

@@ -274,6 +274,30 @@ def test_resume_refuses_a_bundle_of_other_data_beside_its_checkpoint(tiny, tmp_p
         train(tiny, out, resume=True, progress=False, log=lambda *a, **k: None)
 
 
+
+
+def test_resume_with_other_data_names_the_checkpoints_folder(tiny, tmp_path):
+    """Resuming with another dataset folder said "the dataset changed", which sent users looking for a
+    change in a folder nobody had touched: the checkpoint names its folder now."""
+    import shutil
+
+    from pathlib import Path
+
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    shutil.copytree(tiny, mine)
+    shutil.copytree(tiny, other)
+    out = tmp_path / "model"
+    _interrupted(mine, out)
+    assert load_checkpoint(out / CHECKPOINT)[0]["data"] == str(mine.resolve())
+    next(iter(sorted((other / "yes").glob("*.wav")))).unlink()
+    quiet = lambda *a, **k: None  # noqa: E731
+    with pytest.raises(EdgekwsError, match=f"the checkpoint was written for another dataset folder, "
+                                           f"{re.escape(str(mine.resolve()))}; resume needs the same data"):
+        train(other, out, resume=True, progress=False, log=quiet)
+    next(iter(sorted((mine / "yes").glob("*.wav")))).unlink()     # the same folder, changed: said so
+    with pytest.raises(EdgekwsError, match=f"{re.escape(str(mine))}: the dataset changed since the checkpoint"):
+        train(mine, out, resume=True, progress=False, log=quiet)
+
 def test_resume_compares_options_as_the_user_gave_them():
     """The default words given explicitly are the checkpoint's None; --quick's settings count; every
     difference is named by the flag the user typed."""
@@ -360,6 +384,19 @@ def test_feature_cache_is_content_addressed(tiny, tmp_path):
     fresh = FeatureCache(tmp_path / "cache", FeatureConfig())
     assert np.array_equal(fresh.features(a.audio), a.features) and fresh.misses == len(a.labels)
 
+
+
+def test_an_unwritable_cache_is_said_once_and_features_still_come(tmp_path, capsys):
+    """`--cache /proc/x` (or a full disk) was ignored without a word."""
+    from edgekws.features import FeatureConfig, compute_features
+
+    (tmp_path / "afile").write_text("x")
+    cache = FeatureCache(tmp_path / "afile", FeatureConfig())      # its shard folder cannot be made
+    audio = np.random.default_rng(3).integers(-3000, 3000, (3, 16000)).astype(np.int16)
+    assert np.array_equal(cache.features(audio[:2]), compute_features(audio[:2], FeatureConfig()))
+    cache.features(audio[2:])
+    err = capsys.readouterr().err
+    assert err.count("note: feature cache") == 1 and "cannot be written" in err and cache.unwritable
 
 def test_the_cache_hits_keys_ending_in_zero_and_skips_foreign_shards(tmp_path):
     """'S32' keys lose trailing zero bytes (1 clip in 256 never hit the cache), and an empty or

@@ -235,14 +235,20 @@ def test_every_dataset_and_the_json_are_checked_before_any_training(both, tmp_pa
     monkeypatch.setattr(voices, "run_direction", lambda *a, **k: pytest.fail("trained before the checks"))
     with pytest.raises(EdgekwsError, match=f"--en {tmp_path / 'nope'}: .*no such dataset folder"):
         voices.benchmark({"ja": both, "en": tmp_path / "nope"}, tmp_path / "w", log=lambda *a: None)
+    english = tmp_path / "english"                 # --ja and --en mixed up: refused before any training
+    english.mkdir()
+    (english / "synth_manifest.json").write_text('{"lang": "en"}')
+    assert main(["eval-voices", "--ja", str(english), "--work", str(tmp_path / "w1")]) == 2
+    assert (f"--ja {english}: synthesized in English (synth_manifest.json lang 'en'); give it as --en"
+            in capsys.readouterr().err)
     (tmp_path / "afile").write_text("x")
-    assert main(["eval-voices", "--ja", str(both), "--work", str(tmp_path / "w2"),
+    assert main(["eval-voices", "--en", str(both), "--work", str(tmp_path / "w2"),
                  "--json", str(tmp_path / "afile" / "r.json")]) == 2
     assert (f"--json {tmp_path / 'afile' / 'r.json'}: cannot be written ({tmp_path / 'afile'} is a file, not a "
             "folder)") in capsys.readouterr().err
     # an existing file that is not an earlier result is not overwritten (it was, after the trainings)
     (tmp_path / "notes.json").write_text('{"my": "notes"}')
-    assert main(["eval-voices", "--ja", str(both), "--work", str(tmp_path / "w3"),
+    assert main(["eval-voices", "--en", str(both), "--work", str(tmp_path / "w3"),
                  "--json", str(tmp_path / "notes.json")]) == 2
     assert "notes.json: exists and is not an earlier result" in capsys.readouterr().err
     assert (tmp_path / "notes.json").read_text() == '{"my": "notes"}'
@@ -250,7 +256,7 @@ def test_every_dataset_and_the_json_are_checked_before_any_training(both, tmp_pa
     for flag, value, message in (("--freq-shift", "2", "--freq-shift: must be a fraction in [0, 1], got 2.0"),
                                  ("--epochs", "0", "--epochs: must be a positive integer, got 0"),
                                  ("--arch", "nope", "unknown architecture 'nope'")):
-        assert main(["eval-voices", "--ja", str(both), "--work", str(tmp_path / "w6"), flag, value]) == 2
+        assert main(["eval-voices", "--en", str(both), "--work", str(tmp_path / "w6"), flag, value]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "w6").exists()
     # --enroll K must leave test clips of every class (it reported NaN accuracies after training)
