@@ -154,7 +154,7 @@ def calibrate(model, clips, *, max_shift: int | None = None, engine: str | None 
         from edgekws.stream.detector import StreamConfig
 
         cfg = StreamConfig.from_bundle(bundle)
-        retune = bool(cfg.tuning) and cfg.voice_shift != shift
+        retune = any(k != "note" for k in cfg.tuning) and cfg.voice_shift != shift   # tuned, not just noted
         if retune:   # thresholds tuned on frames heard another way: the demo and users tune again
             cfg.tuning = {"note": f"voice_shift changed to {shift} by edgekws calibrate: tune the thresholds "
                                   "again (edgekws eval-stream --tune)"}

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import platform
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -43,8 +44,6 @@ MODEL_DIGEST = "model_sha256"
 INCOMPLETE = "incomplete"  # set while a staged bundle is written (Bundle.create(staged=True) ... finish())
 PENDING = "pending"  # {name: [old sha256, new sha256]} while a listed file is replaced (Bundle.write_bytes)
 TRAIN_LOCK = ".edgekws-train.lock"  # held by `edgekws train` for its whole run (edgekws.train.exclusive)
-# What commands write into a bundle from its model: removed with the model they were made from, listed
-# or not (a write stopped between its file and the manifest leaves the file unlisted)
 def rebuildable(name: str) -> bool:
     """A record about the model, not the model: eval writes metrics.json, report report.html and its
     plots, training history.json. Bundle.verify leaves a missing or damaged one out instead of refusing
@@ -52,6 +51,8 @@ def rebuildable(name: str) -> bool:
     return name in ("metrics.json", "history.json", "report.html") or ("/" not in name and name.endswith(".png"))
 
 
+# What commands write into a bundle from its model: removed with the model they were made from, listed
+# or not (a write stopped between its file and the manifest leaves the file unlisted)
 OUTPUT_FILES = ("int8.npz", "model.onnx", "model.int8.onnx", "metrics.json", "report.html", "curves.png",
                 "c/ekws_model_data.c", "c/ekws_model_data.h", "c/model.bin")
 
@@ -279,7 +280,7 @@ class Bundle:
         self.path = Path(path)
         self.manifest = manifest
         self._seen = _identity(manifest)   # the model this object read or wrote last
-        self.dropped: list[str] = []       # records verify left out (missing or damaged; rebuildable)
+        self.dropped: dict[str, str] = {}  # records verify left out (missing or damaged): name -> listed sha256
 
     # ---- creation and loading ------------------------------------------------------------
     @classmethod
@@ -392,7 +393,8 @@ class Bundle:
                 continue
             if rebuildable(name):
                 del self.manifest["files"][name]
-                self.dropped.append(name)
+                self.dropped[name] = digest
+                _note_dropped(self.path, name, problem)
                 continue
             raise BundleError(f"{self.path}: file {name} {problem}")
 
@@ -548,6 +550,9 @@ class Bundle:
                 raise BundleError(f"{self.path}: another edgekws command changed this model while this one ran "
                                   "(quantize, train, adapt, retrain --force); run this command again")
             _settle_pending(self.path, disk)   # a stopped replacement: its file is listed from now on
+            for name, digest in self.dropped.items():   # left out on load: unlisted at this write for good
+                if disk["files"].get(name) == digest:
+                    del disk["files"][name]
             yield disk
 
     def _store(self, manifest: dict) -> None:
@@ -560,6 +565,17 @@ class Bundle:
         manifest[MODEL_DIGEST] = model_digest(manifest)
         atomic_write_text(self.path / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         self.manifest, self._seen = manifest, _identity(manifest)
+
+
+_NOTED: set = set()   # (bundle, record) pairs said once in this process
+
+
+def _note_dropped(path: Path, name: str, problem: str) -> None:
+    key = (str(Path(path).resolve()), name)
+    if key not in _NOTED:
+        _NOTED.add(key)
+        print(f"note: {path}: {name} {problem}; left out (a record, not the model: the command that writes it "
+              "writes it again)", file=sys.stderr)
 
 
 def _check_name(name) -> None:

@@ -92,6 +92,10 @@ def run_tool(main, name: str) -> int:
     except EdgekwsError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:   # a file the user named that cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 def seed_list(text: str) -> tuple[int, ...]:

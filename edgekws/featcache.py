@@ -78,6 +78,9 @@ def float_to_int16(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x * 32768.0), -32768, 32767).astype(np.int16)
 
 
+_UNWRITABLE: set = set()   # cache folders already said to be unwritable in this process
+
+
 class FeatureCache:
     """Content-addressed int8 feature cache for one FeatureConfig.
 
@@ -142,12 +145,14 @@ class FeatureCache:
                 try:
                     atomic_write_bytes(self.folder / f"{name}.npz", blob)
                 except OSError as exc:   # a read-only or full disk only costs recomputation next time
-                    if not self.unwritable:
+                    self.unwritable = True
+                    if str(self.folder) not in _UNWRITABLE:   # said once a run
                         import sys
 
-                        print(f"note: feature cache {self.folder}: cannot be written ({exc.strerror or exc}); "
-                              "features are computed again next time", file=sys.stderr)
-                    self.unwritable = True
+                        _UNWRITABLE.add(str(self.folder))
+                        why = f" ({exc.strerror})" if getattr(exc, "strerror", None) else ""
+                        print(f"note: feature cache {self.folder}: cannot be written{why}; features are computed "
+                              "again next time", file=sys.stderr)
         t, f = self.config.num_frames(audio.shape[1]), self.config.num_bands
         if not keys:
             return np.zeros((0, t, f), np.int8)

@@ -46,7 +46,7 @@ def test_corrupt_truncated_missing_files_are_refused(tmp_path):
 
 
 
-def test_a_missing_or_damaged_record_leaves_the_model_usable_and_is_written_again(tmp_path):
+def test_a_missing_or_damaged_record_leaves_the_model_usable_and_is_written_again(tmp_path, capsys):
     """metrics.json, history.json, report.html and the plots are records about the model: deleting a
     plot or a damaged metrics.json must not make every command refuse the model (they once did, and
     the commands that write them refused too)."""
@@ -61,15 +61,24 @@ def test_a_missing_or_damaged_record_leaves_the_model_usable_and_is_written_agai
     (root / "metrics.json").write_text('{"accuracy": 0.9}')       # edited: its checksum no longer matches
     again = Bundle.load(root)
     assert sorted(again.dropped) == ["curves.png", "metrics.json", "report.html"]
+    err = capsys.readouterr().err
+    assert f"note: {root}: curves.png listed in the manifest is missing; left out" in err
+    assert "metrics.json is corrupt or truncated (checksum mismatch); left out" in err
+    Bundle.load(root)
+    assert capsys.readouterr().err == ""                                # said once a run
     assert not again.has("metrics.json") and not again.has("curves.png") and again.has("confusion-int8.png")
     assert again.read_json("history.json") == {"loss": [1.0, 0.5]}
     assert set(again.read_npz("weights.npz")) == set(w)               # the model itself: untouched, checked
-    again.write_json("metrics.json", {"accuracy": 0.75})              # what eval does
     again.write_bytes("report.html", b"<html>2</html>")               # what report does
+    # the write unlisted the other left-out records for good, and they stay out of this object
+    assert not again.has("curves.png") and not again.has("metrics.json")
+    on_disk = json.loads((root / "manifest.json").read_text())["files"]
+    assert "curves.png" not in on_disk and "metrics.json" not in on_disk and "report.html" in on_disk
+    again.write_json("metrics.json", {"accuracy": 0.75})              # what eval does
     fresh = Bundle.load(root)
-    assert fresh.dropped == ["curves.png"] and fresh.read_json("metrics.json") == {"accuracy": 0.75}
+    assert fresh.dropped == {} and fresh.read_json("metrics.json") == {"accuracy": 0.75}
     (root / "history.json").unlink()
-    assert Bundle.load(root).dropped == ["curves.png", "history.json"]
+    assert list(Bundle.load(root).dropped) == ["history.json"]
     (root / "weights.npz").write_bytes(b"x")                          # the model is still refused
     with pytest.raises(BundleError, match="weights.npz is corrupt or truncated"):
         Bundle.load(root)
@@ -272,7 +281,7 @@ def test_a_stop_while_a_listed_file_is_replaced_leaves_a_bundle_that_loads(tmp_p
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert "pending" not in manifest and "metrics.json" in manifest["files"]
     (tmp_path / "m" / "metrics.json").write_text("{}")      # other damage: a record is left out (see below)
-    assert Bundle.load(tmp_path / "m").dropped == ["metrics.json"]
+    assert list(Bundle.load(tmp_path / "m").dropped) == ["metrics.json"]
 
 
 def test_the_checksum_is_of_the_bytes_written_not_of_the_file_found_later(tmp_path, monkeypatch):

@@ -189,6 +189,10 @@ def test_the_calibrate_command_measures_saves_and_refuses(qbundle, tmp_path, cap
     assert "tune them again (edgekws eval-stream MODEL DATA --tune)" in capsys.readouterr().out
     again = StreamConfig.from_bundle(Bundle.load(b.path))
     assert again.voice_shift == shift and "tune the thresholds again" in again.tuning["note"]
+    again.tuning, again.voice_shift = {"note": "defaults, not tuned"}, shift + 1   # as retrain leaves them
+    Bundle.load(b.path).update(stream=again.to_dict())
+    assert main(["calibrate", str(b.path), str(voice), "--save"]) == 0
+    assert "tune them again" not in capsys.readouterr().out          # nothing was tuned
     with pytest.raises(SystemExit):
         main(["calibrate", str(b.path), str(voice), "--max-shift", "9"])
     assert "must be at most 8 bands, got 9" in capsys.readouterr().err
@@ -229,6 +233,16 @@ def test_adapt_and_retrain_do_not_carry_a_calibration_to_the_model_they_write(tm
     new = adapt(base, voice, tmp_path / "adapted", log=lines.append)
     assert StreamConfig.from_bundle(new).voice_shift == 0 and new.manifest["stream"]["smooth"] == cfg.smooth
     assert "its voice_shift is not copied: calibrate the new model again" in lines[-1]
+    from edgekws.retrain import retrain
+
+    lines.clear()
+    head = retrain(new, voice, tmp_path / "head", words=["alpha", "beta"], shots=2, epochs=1, log=lines.append)
+    assert StreamConfig.from_bundle(head).voice_shift == 0 and not any("voice_shift" in x for x in lines)
+    new.update(stream=cfg.to_dict())                                  # a calibrated base
+    lines.clear()
+    head = retrain(new, voice, tmp_path / "head2", words=["alpha", "beta"], shots=2, epochs=1, log=lines.append)
+    assert StreamConfig.from_bundle(head).voice_shift == 0
+    assert "calibrated voice_shift is not kept (the head learned unshifted clips)" in lines[-1]
 
 
 def test_a_streaming_detector_keeps_the_shift_it_was_built_with():

@@ -78,3 +78,32 @@ def test_report_of_a_retrained_head_shows_its_loss_curve(tmp_path):
     pytest.importorskip("matplotlib")
     page = report.make_report(b.path, log=lambda *a: None)
     assert "<img alt='learning curves'" in page and Bundle.load(b.path).has("curves.png")
+
+
+def test_a_damaged_history_or_a_deleted_plot_does_not_stop_report_or_export(trained, tmp_path, capsys):
+    """A deleted curves.png made every command refuse the model, report (which writes it) included; and
+    a record left out on load came back at the next write (report --data wrote metrics.json, then read
+    the damaged history.json)."""
+    import json
+    import shutil
+
+    pytest.importorskip("matplotlib")
+    data, bundle = trained
+    copy = tmp_path / "model"
+    shutil.copytree(bundle.path, copy)
+    assert main(["quantize", str(copy), "--calib", str(data)]) == 0
+    assert main(["report", str(copy), "--data", str(data)]) == 0
+    (copy / "history.json").write_text("[]")      # damaged
+    (copy / "curves.png").unlink()                # deleted
+    capsys.readouterr()
+    assert main(["report", str(copy), "--data", str(data)]) == 0
+    assert "history.json is corrupt or truncated (checksum mismatch); left out" in capsys.readouterr().err
+    b = Bundle.load(copy)
+    assert b.dropped == {} and not b.has("history.json") and b.has("report.html")   # unlisted for good
+    (copy / "confusion-float.png").unlink()
+    pi = tmp_path / "pi"
+    assert main(["export", str(copy), "--target", "pi", "--out", str(pi)]) == 0
+    listed = json.loads((pi / "model" / "manifest.json").read_text())["files"]
+    assert "confusion-float.png" not in listed and not (pi / "model" / "confusion-float.png").exists()
+    again = Bundle.load(pi / "model")                 # the copy loads clean, with nothing left out
+    assert again.dropped == {} and again.has("int8.npz")

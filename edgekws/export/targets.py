@@ -18,6 +18,7 @@ example_data_sources(setup, audio).
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -286,8 +287,12 @@ def _write_pi_folder(bundle, out, manifest: dict) -> dict[str, int]:
     if model_dir.resolve() == bundle.path.resolve():
         raise EdgekwsError(f"--out {out}: would overwrite the bundle itself")
     make_dir(model_dir)
-    for name in ["manifest.json", *manifest["files"]]:   # every file the manifest on disk lists (c/ too)
+    for name in manifest["files"]:   # every file the manifest on disk lists (c/ too), less left-out records
         _copy(bundle.path / name, model_dir / name)
+    if bundle.dropped:   # the copy lists only the files it has
+        atomic_write_text(model_dir / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    else:
+        _copy(bundle.path / "manifest.json", model_dir / "manifest.json")
     pkg = Path(edgekws.__file__).resolve().parent
     shutil.copytree(pkg, out / "python" / "edgekws", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))

@@ -501,6 +501,9 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     bundle = write_retrained(base, out, names, backbone, head, float_head=float_head, info=info, overwrite=overwrite)
     log(f"{out}: head {len(names)} x {emb.shape[1]} retrained ({engine}, {loss}, {init}) on {len(labels)} examples "
         f"in {head.seconds:.2f} s; training accuracy {acc_q:.3f} int8 head, {acc_f:.3f} float32 head")
+    if (base.manifest.get("stream") or {}).get("voice_shift"):
+        log(f"  note: {base.path}'s calibrated voice_shift is not kept (the head learned unshifted clips): "
+            f"edgekws calibrate {out} CLIPS --save")
     return bundle
 
 
