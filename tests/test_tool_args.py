@@ -17,6 +17,7 @@ CASES = [
     ("qemu_count", ["--hops", "0"], "argument --hops: must be 1 or more, got 0"),
     ("qemu_count", ["--firmware", "nowhere"], "--firmware nowhere: not a firmware tree (no src/frontend.c)"),
     ("world_variants", ["d", "o", "--variants", "0"], "argument --variants: must be 1 or more, got 0"),
+    ("gen_golden", ["--out", "nowhere"], "--out nowhere: not a firmware tree (no src/frontend.c and include/ekws/)"),
 ]
 
 
@@ -60,3 +61,15 @@ def test_tool_run_as_a_program_reports_a_mistake_in_one_line(tool, argv, message
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message.format(tmp=tmp_path) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+
+def test_world_variants_refuses_data_without_speakers_of_the_engine(tmp_path, capsys):
+    """A dataset of a person's recordings wrote '0 clips written' and exit 0."""
+    pytest.importorskip("pyworld")
+    data = tmp_path / "data"
+    (data / "yes").mkdir(parents=True)
+    (data / "yes" / "alice_nohash_0.wav").write_bytes(b"RIFF")
+    assert load_tool("world_variants").main([str(data), str(tmp_path / "out"), "--variants", "1"]) == 1
+    assert "no clips of espeak speakers (file names espk…_nohash_…) to make variants of" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="compare with the committed files; change nothing")
     ap.add_argument("--out", type=Path, default=FIRMWARE, help="firmware folder to write into (default: %(default)s)")
     args = ap.parse_args(argv)
+    if not ((args.out / "src" / "frontend.c").is_file() and (args.out / "include" / "ekws").is_dir()):
+        ap.error(f"--out {args.out}: not a firmware tree (no src/frontend.c and include/ekws/)")
     files = generate()
     if args.check:
         stale = [rel for rel, text in files.items()

@@ -86,7 +86,9 @@ def make(argv=None) -> int:
             per_word.setdefault(c.word, c)
         words_u = sorted(per_word)
         if len(words_u) < n:
-            raise EdgekwsError(f"{args.data}: {len(words_u)} other word(s) in the {split} split, {n} needed")
+            flag = "--shots" if split == "train" else "--test-per-class"
+            raise EdgekwsError(f"{args.data}: {len(words_u)} other word(s) in the {split} split, {n} needed "
+                               f"({flag} {n}: one clip of a different unknown word each)")
         dest += [per_word[words_u[i]] for i in sorted(rng.choice(len(words_u), n, replace=False))]
 
     from edgekws.audio import read_wav, write_wav

@@ -97,6 +97,8 @@ def make_variants(data, out, variants: int, engine: str = "espeak", seed: int = 
              and not p.parent.name.startswith(("_", "."))]
     speakers = {speaker_of(p.name) for p in clips}
     ours = sorted(s for s in speakers if s.startswith(prefix) and engine_of(s) == engine)
+    if not ours:   # e.g. a person's recordings: nothing to vary, and an empty result is no result
+        raise EdgekwsError(f"{data}: no clips of {engine} speakers (file names {prefix}…_nohash_…) to make variants of")
     new = {(s, k): variant_id(s, prefix, k) for s in ours for k in range(variants)}
     taken = sorted(set(new.values()) & speakers)
     if taken:
