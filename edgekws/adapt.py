@@ -10,10 +10,11 @@ Japanese eSpeak NG -> Open JTalk from 60.2% to 77.9% (int8).
 BatchNorm is folded into the int8 weights, so this runs where the float weights are (a laptop, a
 Raspberry Pi), not on an MCU. Adapt the base model first, then retrain its head (`edgekws retrain`).
 
-Calibration needs no float weights (only the int8 model), so it also runs on an MCU (ekws_model_calibrate_shift): the
-model hears the recordings moved by -K..K mel bands, and the shift where it is surest of its answers
-(edgekws.evaluate.calibrate_shift) is the voice's; `--save` stores it in the bundle's stream
-settings, and every frame that listen, eval-stream and the cortex-m4 and pi exports hear moves by it
+Calibration needs no float weights (only the int8 model), so it also runs on an MCU
+(ekws_model_calibrate_shift): the model hears the recordings moved by -K..K mel bands, and the shift
+where it is surest of its answers (edgekws.evaluate.calibrate_shift) is the voice's; `--save` stores
+it in the bundle's stream settings, and every frame that listen, eval-stream and the cortex-m4 and pi
+exports hear moves by it
 (ekws_pipeline_set_voice_shift): one inference per step, where voice search costs 2K more. On the
 leave-one-engine-out benchmark, 36 unlabeled clips took eSpeak NG -> Open JTalk from 79.8% to 84.2%
 (five trainings; RESULTS.md, Voices: session 36).
@@ -147,8 +148,7 @@ def calibrate(model, clips, *, max_shift: int | None = None, engine: str | None 
     km = KeywordModel(bundle, engine)
     fc = km.feature_config
     feats = compute_features(load_clips(paths, fc.sample_rate, fc.sample_rate), fc)
-    k = DEFAULT_CALIBRATE_SHIFT if max_shift is None else max_shift
-    shift, scores = calibrate_shift(km.engine, feats, k)
+    shift, scores = calibrate_shift(km.engine, feats, DEFAULT_CALIBRATE_SHIFT if max_shift is None else max_shift)
     saved = False
     if save:
         from edgekws.stream.detector import StreamConfig
@@ -194,7 +194,6 @@ def register(sub) -> None:
     p.add_argument("--seed", type=cliargs.seed, default=0, help="seed of the choice (default 0)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle in MODEL2")
     p.set_defaults(func=_run)
-
 
     c = sub.add_parser("calibrate", help="the band shift at which a model hears a new voice best (unlabeled clips)",
                        description="Hear recordings of one voice (any words, no labels) moved by -K..K mel bands "

@@ -44,6 +44,8 @@ MODEL_DIGEST = "model_sha256"
 INCOMPLETE = "incomplete"  # set while a staged bundle is written (Bundle.create(staged=True) ... finish())
 PENDING = "pending"  # {name: [old sha256, new sha256]} while a listed file is replaced (Bundle.write_bytes)
 TRAIN_LOCK = ".edgekws-train.lock"  # held by `edgekws train` for its whole run (edgekws.train.exclusive)
+
+
 def rebuildable(name: str) -> bool:
     """A record about the model, not the model: eval writes metrics.json, report report.html and its
     plots, training history.json. Bundle.verify leaves a missing or damaged one out instead of refusing

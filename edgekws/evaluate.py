@@ -135,6 +135,16 @@ def warp_time(features: np.ndarray, rate_q8: int) -> np.ndarray:
     return (((lo * (512 - f) + hi * f + 256) >> 9) - 128).astype(x.dtype)
 
 
+def _clips3(features: np.ndarray, what: str) -> np.ndarray:
+    """Features (N, T, F) of clips, (N, T, F, 1) taken as (N, T, F); other shapes refused, naming `what`."""
+    f = np.asarray(features)
+    if f.ndim == 4 and f.shape[-1] == 1:
+        f = f[..., 0]
+    if f.ndim != 3:
+        raise EdgekwsError(f"{what}: features must be (N, T, F), got shape {f.shape}")
+    return f
+
+
 def search_order(max_shift: int) -> list[int]:
     """The shifts voice search tries, in its tie-breaking order: 0, -1, 1, -2, 2, ..."""
     return [0] + [s for k in range(1, int(max_shift) + 1) for s in (-k, k)]
@@ -201,11 +211,7 @@ class VoiceSearch:
         search as wide as the band axis, are refused. An engine with its own `voice_search` (the C
         engine: the firmware's ekws_model_invoke_search) runs it. An int8 engine is scored on its int8
         logits, as the firmware does."""
-        features = np.asarray(features)
-        if features.ndim == 4 and features.shape[-1] == 1:
-            features = features[..., 0]
-        if features.ndim != 3:
-            raise EdgekwsError(f"voice search: features must be (N, T, F), got shape {features.shape}")
+        features = _clips3(features, "voice search")
         if self.max_shift >= features.shape[-1]:
             raise EdgekwsError(f"voice search: ±{self.max_shift} bands is as wide as the {features.shape[-1]} "
                                "bands of the features")
@@ -247,13 +253,6 @@ def check_voice_shift(shift, what: str = "voice shift (--voice-shift)") -> int:
     return int(shift)
 
 
-def _clips3(features: np.ndarray) -> np.ndarray:
-    f = np.asarray(features)
-    if f.ndim == 4 and f.shape[-1] == 1:
-        f = f[..., 0]
-    if f.ndim != 3:
-        raise EdgekwsError(f"voice shift: features must be (N, T, F), got shape {f.shape}")
-    return f
 
 
 class VoiceShift:
@@ -271,8 +270,8 @@ class VoiceShift:
             self.logits_int8 = lambda features: engine.logits_int8(self._moved(features))
 
     def _moved(self, features: np.ndarray) -> np.ndarray:
-        f = _clips3(features)
-        if self.shift >= f.shape[-1] or -self.shift >= f.shape[-1]:
+        f = _clips3(features, "voice shift")
+        if abs(self.shift) >= f.shape[-1]:
             raise EdgekwsError(f"voice shift: {self.shift} bands is as wide as the {f.shape[-1]} bands of the features")
         return shift_bands(f, self.shift) if self.shift else f
 
@@ -290,7 +289,7 @@ def calibrate_shift(engine, features: np.ndarray, max_shift: int = DEFAULT_CALIB
 
     features (N, T, F) int8, N >= 1 -> (shift, {shift: mean largest probability})
     """
-    f = _clips3(features)
+    f = _clips3(features, "voice shift")
     if not len(f):
         raise EdgekwsError("voice calibration: no clips")
     if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or \

@@ -466,6 +466,11 @@ static void warp_rows(const int8_t *in, int8_t *out, uint32_t rows, uint32_t ban
     }
 }
 
+/* The band shift of search step `step`: 0, -1, 1, -2, 2, ... (edgekws.evaluate.search_order). */
+static int32_t search_shift(uint32_t step) {
+    return (step & 1u) ? -(int32_t)((step + 1) / 2) : (int32_t)(step / 2);
+}
+
 void ekws_shift_bands_s8(const int8_t *in, int8_t *out, uint32_t rows, uint32_t bands, int32_t s) {
     for (uint32_t r = 0; r < rows; r++) {
         for (uint32_t b = 0; b < bands; b++) {
@@ -511,7 +516,7 @@ ekws_status_t ekws_model_invoke_search(const ekws_model_t *model, const int8_t *
             heard = warped;
         }
         for (uint32_t step = ri > 0 ? 0u : 1u; step <= 2 * max_shift; step++) {
-            const int32_t s = (step & 1u) ? -(int32_t)((step + 1) / 2) : (int32_t)(step / 2);
+            const int32_t s = search_shift(step);
             if (s != 0) {
                 ekws_shift_bands_s8(heard, moved, rows, bands, s);
             }
@@ -568,7 +573,7 @@ ekws_status_t ekws_model_calibrate_shift(const ekws_model_t *model, const int8_t
     float best = -1.0f;
     int32_t chosen = 0;
     for (uint32_t step = 0; step <= 2 * max_shift; step++) {
-        const int32_t s = (step & 1u) ? -(int32_t)((step + 1) / 2) : (int32_t)(step / 2);
+        const int32_t s = search_shift(step);
         float sum = 0.0f;
         for (size_t i = 0; i < n_windows; i++) {
             const int8_t *w = windows + i * size;
