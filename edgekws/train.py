@@ -124,6 +124,13 @@ class TrainConfig:
     # 96.3% from 5 / 20 / all examples per word (another base seed: 83.0 / 89.3 / 95.6%; 75.9 / 83.3 /
     # 91.3% without), for 0.8 points of its own Japanese (97.4% int8; RESULTS.md). Off by default.
     vocabulary: str | None = None
+    # Teachers (edgekws.teachers): finished models of the same labels, often the same recipe with other
+    # seeds; their mean probability of each augmented example weighs teacher_weight in its target. With
+    # the five LOEO defaults as teachers, Japanese eSpeak NG -> Open JTalk 82.2% over four student seeds
+    # against 78.3% for the default on the same seeds (RESULTS.md, Voices, session 37). Off by default:
+    # the teachers are trained first, and each step also runs them (a student epoch ~1.7x a default's).
+    teachers: list | None = None
+    teacher_weight: float = 0.7
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -177,6 +184,13 @@ class TrainConfig:
             raise EdgekwsError(
                 "--consistency-from: starts consistency training late; it needs a nonzero --consistency W (0, or "
                 "--no-augment, turns the second voice off)")
+        if self.teachers is not None and (not isinstance(self.teachers, (list, tuple)) or not self.teachers or
+                                          not all(isinstance(t, str) and t for t in self.teachers)):
+            raise EdgekwsError(f"--teachers: must be a list of model bundle folders, got {self.teachers!r}")
+        if not (number(self.teacher_weight) and 0 < self.teacher_weight <= 1):
+            raise EdgekwsError(f"--teacher-weight: must be a weight in (0, 1], got {self.teacher_weight!r}")
+        if self.teachers and self.vocabulary:
+            raise EdgekwsError("--teachers: cannot train with --vocab (the teachers have no vocabulary classes)")
         if not is_int(self.seed, numpy=False) or not 0 <= self.seed < 2 ** 63:
             raise EdgekwsError(f"--seed: must be an integer in [0, 2^63), got {self.seed!r}")
         for name, ok, want in (("label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -836,6 +850,15 @@ def train(data, out, *, resume: bool = False, **kwargs):
     feature is computed) and locked against a second training for the whole run."""
     out = Path(out)
     check_outside(out, data)
+    if kwargs.get("teacher_weight") is not None and not kwargs.get("teachers") and not resume:
+        raise EdgekwsError("--teacher-weight: weighs the teachers' answers; give the teachers too (--teachers M ...)")
+    teachers = kwargs.get("teachers")
+    if teachers and isinstance(teachers, (list, tuple)) and all(isinstance(t, (str, Path)) and str(t)
+                                                                for t in teachers):   # else TrainConfig.check says
+        from edgekws.teachers import check_paths
+
+        check_paths(teachers, out)   # recorded as absolute paths, so that --resume finds them
+        kwargs["teachers"] = [str(Path(t).resolve()) for t in teachers]
     if kwargs.get("vocabulary"):
         check_outside(out, kwargs["vocabulary"], "--vocab")
         v, d = Path(kwargs["vocabulary"]).resolve(), Path(data).resolve()
@@ -863,6 +886,22 @@ def train(data, out, *, resume: bool = False, **kwargs):
         if created and out.is_dir() and not any(out.iterdir()):  # a refused start leaves no trace
             out.rmdir()
         raise
+
+
+def _load_teachers(config: TrainConfig, labels, fc, out: Path, meta: dict | None):
+    """--teachers' models (edgekws.teachers), checked against this training's labels and features and,
+    on --resume, against the checkpoint's record of them."""
+    from edgekws.teachers import Teachers, check_paths
+
+    if meta is not None:   # the checkpoint's teachers, by the absolute paths it recorded
+        try:
+            check_paths(config.teachers, out)
+        except EdgekwsError as exc:
+            raise EdgekwsError(f"{out}: --resume needs the checkpoint's teachers ({exc})") from None
+    teachers = Teachers.load(config.teachers, labels, fc, out)
+    if meta is not None and (said := teachers.changed_since(meta.get("teachers"))):
+        raise EdgekwsError(f"{out}: --resume needs the same teachers, and {said}; train again with --force")
+    return teachers
 
 
 @one_blas_thread
@@ -933,6 +972,7 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
 
     fc = FeatureConfig()
     ds = load_dataset(data, config.words)
+    teachers = _load_teachers(config, ds.labels, fc, out, meta) if config.teachers else None
     vocab = load_vocabulary(config.vocabulary) if config.vocabulary else None
     fingerprint = ds.fingerprint()
     if vocab is not None:
@@ -973,6 +1013,9 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
         f"({cache.misses} computed, {cache.hits} cached)")
 
     arch_dict, model, opt, loss_fn = _build(config, n_labels + n_vocab)
+    if teachers is not None:
+        log(f"teachers: {len(teachers)} model(s); their mean probability weighs {config.teacher_weight:g} in "
+            "every training target (each step also runs them)")
     budget = arch_budget(arch_dict)
     log(f"architecture {config.arch}: {model.num_params():,} parameters\n{budget.table()}")
 
@@ -1008,6 +1051,8 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
         log("note: edgekws.augment is not available; training without audio augmentation")
     x_val = dequantize(va.features, fc)
     order = EpochOrder(tr.labels, ds.label_index["_unknown_"], len(ds.words), config.unknown_ratio)
+    if teachers is not None:
+        teachers.set_prior(ds.label_index["_unknown_"], order.drawn_ratio)
     n = order.size
     unknown_words = None
     if config.hard_negatives > 0 and len(order.unknown):
@@ -1053,6 +1098,7 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
             for s, (idx, x) in enumerate(bar):
                 x = x.reshape(-1, *model.input_shape)
                 y = tr.labels[idx]
+                soft = teachers.probabilities(x) if teachers is not None else None
                 opt.lr = cosine(epoch * steps_per_epoch + s, config.lr, total_steps,
                                 min_lr=config.lr * config.min_lr_ratio, warmup_steps=warm)
                 if config.consistency and epoch >= config.consistency_from:   # both voices in one batch (BatchNorm sees them together)
@@ -1062,13 +1108,13 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
                                          255 * fc.input_scale).reshape(x.shape)
                     both = model.forward(np.concatenate([x, other]), training=True)
                     logits = both[:b]
-                    loss = loss_fn.forward(logits, y)
+                    loss = loss_fn.forward(logits, y, soft, config.teacher_weight)
                     agree, grad = consistency_to_mean(both, config.consistency)
                     grad[:b] += loss_fn.backward()
                     loss += agree
                 else:
                     logits = model.forward(x, training=True)
-                    loss = loss_fn.forward(logits, y)
+                    loss = loss_fn.forward(logits, y, soft, config.teacher_weight)
                     grad = loss_fn.backward()
                 model.zero_grad()
                 model.backward(grad)
@@ -1114,7 +1160,8 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
                 "bad_epochs": bad_epochs, "stopped_early": stopped_early, "fingerprint": fingerprint,
                 "data": str(Path(data).resolve()),
                 "labels": list(ds.labels), "rng_state": rng.bit_generator.state, "elapsed_s": elapsed,
-                "augment_config": augment_config},
+                "augment_config": augment_config,
+                **({"teachers": teachers.records} if teachers is not None else {})},
                 best_state)
             saved_epoch = epoch
             ctrl_c.check()
@@ -1162,6 +1209,7 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
                                      "stopped_early": stopped_early, "train_seconds": round(elapsed, 1),
                                      "n_train": int(n), "n_val": int(len(va.labels)),
                                      "augment_config": augment_config, "prior_correction": correction,
+                                     **({"teachers": teachers.records} if teachers is not None else {}),
                                      **({"vocabulary": {"folder": str(config.vocabulary), "words": list(vocab.words),
                                                         "fingerprint": vocab_fingerprint}} if vocab else {})},
                            overwrite=True, by_train=True, staged=True)
@@ -1215,6 +1263,12 @@ def register(sub) -> None:
     p.add_argument("--vocab", metavar="DIR",
                    help="a vocabulary dataset (edgekws synth --vocab): its words train as extra classes, "
                         "dropped from the bundle; better features for retraining to a new language")
+    p.add_argument("--teachers", nargs="+", metavar="M",
+                   help="finished model bundles of the same words (e.g. this recipe with other seeds): the model "
+                        "also learns their mean answer to every training example; one model that hears "
+                        "new voices more like their average (each step also runs them)")
+    p.add_argument("--teacher-weight", type=float, metavar="W",
+                   help=f"weight of the teachers' answer in each target (default {TrainConfig.teacher_weight:g})")
     p.add_argument("--no-retrain-tap", action="store_true",
                    help="write the plain embedding, block 4's average alone (96 values for dscnn-l; default: the pool "
                         "also averages block 3 for "
@@ -1249,6 +1303,10 @@ def run(args) -> int:
         opts["patience"] = args.patience
     if args.vocab:
         opts["vocabulary"] = str(Path(args.vocab).resolve())
+    if args.teachers:
+        opts["teachers"] = list(args.teachers)
+    if args.teacher_weight is not None:
+        opts["teacher_weight"] = args.teacher_weight
     for name in ("unknown_ratio", "hard_negatives", "time_warp", "freq_shift", "tilt", "consistency",
                  "consistency_from"):   # checked in TrainConfig.check
         if getattr(args, name) is not None:

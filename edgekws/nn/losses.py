@@ -31,8 +31,12 @@ class SoftmaxCrossEntropy:
                                  f"values >= 0, got {class_weights!r}")
         self.class_weights = class_weights
 
-    def forward(self, logits: np.ndarray, labels: np.ndarray) -> float:
-        """logits (N, K) float, labels (N,) int in [0, K) -> mean loss (float)."""
+    def forward(self, logits: np.ndarray, labels: np.ndarray, soft=None, soft_weight: float = 0.0) -> float:
+        """logits (N, K) float, labels (N,) int in [0, K) -> mean loss (float).
+
+        soft, soft_weight : a second target (N, K) of probabilities (a teacher's answer) and its weight
+                            w in [0, 1]: the target is (1 - w) * the labels' (smoothed) + w * soft.
+        """
         if logits.ndim != 2:
             raise ValueError(f"SoftmaxCrossEntropy: logits must be (N, K), got shape {logits.shape}")
         labels = np.asarray(labels)
@@ -49,6 +53,13 @@ class SoftmaxCrossEntropy:
         eps = self.label_smoothing
         target = np.full((n, k), eps / k, dtype=logits.dtype)
         target[np.arange(n), labels] += logits.dtype.type(1.0 - eps)
+        if soft is not None:
+            soft = np.asarray(soft)
+            if soft.shape != (n, k) or not 0.0 <= float(soft_weight) <= 1.0:
+                raise ValueError(f"SoftmaxCrossEntropy: soft must be ({n}, {k}) probabilities with a weight in "
+                                 f"[0, 1], got {soft.shape} and {soft_weight!r}")
+            w_soft = logits.dtype.type(soft_weight)
+            target = (1 - w_soft) * target + w_soft * soft.astype(logits.dtype)
         w = (np.ones(n) if self.class_weights is None else self.class_weights[labels])
         wsum = w.sum()
         if wsum <= 0:
