@@ -135,6 +135,11 @@ def warp_time(features: np.ndarray, rate_q8: int) -> np.ndarray:
     return (((lo * (512 - f) + hi * f + 256) >> 9) - 128).astype(x.dtype)
 
 
+def _whole(v, top: int) -> bool:
+    """v is a whole number (a Python or numpy integer, not a bool) in [0, top]."""
+    return not isinstance(v, bool) and isinstance(v, (int, np.integer)) and 0 <= v <= top
+
+
 def _clips3(features: np.ndarray, what: str) -> np.ndarray:
     """Features (N, T, F) of clips, (N, T, F, 1) taken as (N, T, F); other shapes refused, naming `what`."""
     f = np.asarray(features)
@@ -194,11 +199,10 @@ class VoiceSearch:
     """
 
     def __init__(self, engine, max_shift: int = 2, rate_search: int = 0):
-        whole = lambda v, top: not isinstance(v, bool) and isinstance(v, (int, np.integer)) and 0 <= v <= top  # noqa: E731
-        if not whole(max_shift, MAX_VOICE_SEARCH):
+        if not _whole(max_shift, MAX_VOICE_SEARCH):
             raise EdgekwsError(f"voice search (--voice-search): must be a whole number of bands in "
                                f"[0, {MAX_VOICE_SEARCH}], got {max_shift!r}")
-        if not whole(rate_search, MAX_RATE_SEARCH):
+        if not _whole(rate_search, MAX_RATE_SEARCH):
             raise EdgekwsError(f"rate search (--rate-search): must be a whole number of levels in "
                                f"[0, {MAX_RATE_SEARCH}], got {rate_search!r}")
         self.engine = engine
@@ -253,8 +257,6 @@ def check_voice_shift(shift, what: str = "voice shift (--voice-shift)") -> int:
     return int(shift)
 
 
-
-
 class VoiceShift:
     """An engine that hears every clip with its band axis moved by a fixed `shift` (shift_bands: band b
     reads band b + shift): the voice a `calibrate_shift` chose, one inference per clip. An int8 engine
@@ -292,8 +294,7 @@ def calibrate_shift(engine, features: np.ndarray, max_shift: int = DEFAULT_CALIB
     f = _clips3(features, "voice shift")
     if not len(f):
         raise EdgekwsError("voice calibration: no clips")
-    if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or \
-            not 0 <= max_shift <= MAX_VOICE_SEARCH:
+    if not _whole(max_shift, MAX_VOICE_SEARCH):
         raise EdgekwsError(f"calibration range (--max-shift): must be a whole number of bands in "
                            f"[0, {MAX_VOICE_SEARCH}], got {max_shift!r}")
     if max_shift >= f.shape[-1]:

@@ -855,10 +855,7 @@ def train(data, out, *, resume: bool = False, **kwargs):
     teachers = kwargs.get("teachers")
     if teachers and isinstance(teachers, (list, tuple)) and all(isinstance(t, (str, Path)) and str(t)
                                                                 for t in teachers):   # else TrainConfig.check says
-        from edgekws.teachers import check_paths
-
-        check_paths(teachers, out)   # recorded as absolute paths, so that --resume finds them
-        kwargs["teachers"] = [str(Path(t).resolve()) for t in teachers]
+        kwargs["teachers"] = [str(Path(t).resolve()) for t in teachers]   # recorded so, for --resume
     if kwargs.get("vocabulary"):
         check_outside(out, kwargs["vocabulary"], "--vocab")
         v, d = Path(kwargs["vocabulary"]).resolve(), Path(data).resolve()
@@ -891,14 +888,15 @@ def train(data, out, *, resume: bool = False, **kwargs):
 def _load_teachers(config: TrainConfig, labels, fc, out: Path, meta: dict | None):
     """--teachers' models (edgekws.teachers), checked against this training's labels and features and,
     on --resume, against the checkpoint's record of them."""
-    from edgekws.teachers import Teachers, check_paths
+    from edgekws.teachers import Teachers
 
-    if meta is not None:   # the checkpoint's teachers, by the absolute paths it recorded
-        try:
-            check_paths(config.teachers, out)
-        except EdgekwsError as exc:
-            raise EdgekwsError(f"{out}: --resume needs the checkpoint's teachers ({exc})") from None
-    teachers = Teachers.load(config.teachers, labels, fc, out)
+    try:
+        teachers = Teachers.load(config.teachers, labels, fc, out)
+    except EdgekwsError as exc:
+        if meta is None:
+            raise
+        # the checkpoint's teachers, by the absolute paths it recorded
+        raise type(exc)(f"{out}: --resume needs the checkpoint's teachers ({exc})") from None
     if meta is not None and (said := teachers.changed_since(meta.get("teachers"))):
         raise EdgekwsError(f"{out}: --resume needs the same teachers, and {said}; train again with --force")
     return teachers
