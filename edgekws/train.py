@@ -127,8 +127,9 @@ class TrainConfig:
     # Teachers (edgekws.teachers): finished models of the same labels, often the same recipe with other
     # seeds; their mean probability of each augmented example weighs teacher_weight in its target. With
     # the five LOEO defaults as teachers, Japanese eSpeak NG -> Open JTalk 82.2% over four student seeds
-    # against 78.3% for the default on the same seeds (RESULTS.md, Voices, session 37). Off by default:
-    # the teachers are trained first, and each step also runs them (a student epoch ~1.7x a default's).
+    # against 78.3% for the default on the same seeds (RESULTS.md, Voices, session 37); with the second
+    # voice in every epoch as well (consistency_from=0) 88.8% (87.8-89.7%, int8 89.0%; session 38). Off
+    # by default: the teachers are trained first, and each step also runs them (a student ~2x a default).
     teachers: list | None = None
     teacher_weight: float = 0.7
 
