@@ -92,10 +92,10 @@ class Teachers:
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """The teachers' mean softmax probability (N, K) float32 for float model inputs x (N, ...)."""
+        from edgekws.evaluate import softmax
+
         total = None
         for model in self.models:
-            logits = model.forward(x.reshape(-1, *model.input_shape), training=False) + self.bias
-            z = np.exp(logits - logits.max(axis=1, keepdims=True))
-            p = z / z.sum(axis=1, keepdims=True)
+            p = softmax(model.forward(x.reshape(-1, *model.input_shape), training=False) + self.bias)
             total = p if total is None else total + p
         return (total / np.float32(len(self.models))).astype(np.float32)

@@ -1304,10 +1304,8 @@ def run(args) -> int:
         opts["vocabulary"] = str(Path(args.vocab).resolve())
     if args.teachers:
         opts["teachers"] = list(args.teachers)
-    if args.teacher_weight is not None:
-        opts["teacher_weight"] = args.teacher_weight
     for name in ("unknown_ratio", "hard_negatives", "time_warp", "freq_shift", "tilt", "consistency",
-                 "consistency_from"):   # checked in TrainConfig.check
+                 "consistency_from", "teacher_weight"):   # checked in TrainConfig.check
         if getattr(args, name) is not None:
             opts[name] = getattr(args, name)
     try:
