@@ -129,7 +129,9 @@ class TrainConfig:
     # the five LOEO defaults as teachers, Japanese eSpeak NG -> Open JTalk 82.2% over four student seeds
     # against 78.3% for the default on the same seeds (RESULTS.md, Voices, session 37); with the second
     # voice in every epoch as well (consistency_from=0) 88.8% (87.8-89.7%, int8 89.0%; session 38). Off
-    # by default: the teachers are trained first, and each step also runs them (a student ~2x a default).
+    # by default: the teachers are trained first, and each step also runs them (a student ~2x a default);
+    # and trained on both engines (English, session 39) the same recipe lost on voices of other engines
+    # (Flite/Festival 72.8% against 75.7% for five defaults) and on its own (96.1% against 97.8%).
     teachers: list | None = None
     teacher_weight: float = 0.7
 
@@ -1264,8 +1266,9 @@ def register(sub) -> None:
                         "dropped from the bundle; better features for retraining to a new language")
     p.add_argument("--teachers", nargs="+", metavar="M",
                    help="finished model bundles of the same words (e.g. this recipe with other seeds): the model "
-                        "also learns their mean answer to every training example; one model that hears "
-                        "new voices more like their average (each step also runs them)")
+                        "also learns their mean answer to every training example (each step also runs them); "
+                        "measured to help a model trained on one TTS engine hear the other, not a model "
+                        "trained on both hear a third (RESULTS.md, Voices, session 39)")
     p.add_argument("--teacher-weight", type=float, metavar="W",
                    help=f"weight of the teachers' answer in each target (default {TrainConfig.teacher_weight:g})")
     p.add_argument("--no-retrain-tap", action="store_true",
