@@ -17,7 +17,9 @@ that of block 3 (192 values; 128 for "dscnn"): the base model is trained on bloc
 and written with the pool's tap on block 3 and zero classifier weights for it (`with_retrain_taps`),
 so its logits are those of the plain model while a retrained head also hears block 3's finer detail
 (Japanese -> English at 5 / 20 / all examples per word: +2 / +2 / +6 points over two base seeds of
-"dscnn"; RESULTS.md). "dscnn-t" trains the classifier on both averages instead.
+"dscnn"; RESULTS.md). "dscnn-t" trains the classifier on both averages instead. A base trained with a
+vocabulary (`train --vocab`) also gets a Dense "whiten" before its classifier (`with_whitening`),
+and its output is then the embedding.
 
 Every op is int8/C-friendly (conv, depthwise, pointwise, BN folded at export, ReLU, average pool,
 dense). Alternatives, each with its own budget: "dscnn" (64-channel blocks: the lighter MCU choice),
@@ -174,6 +176,62 @@ def with_retrain_taps(arch: dict, state: dict) -> tuple[dict, dict]:
     grown = np.zeros(want, w.dtype)
     grown[:, :w.shape[1]] = w
     return new, {**state, key: grown}
+
+
+# Within-class whitening of the retraining embedding (train --vocab): the vocabulary's words show
+# which directions of the embedding vary between clips of one word (voice, rate, loudness); a
+# Dense layer "whiten" scales those down before the classifier, so a head retrained from a few
+# examples listens less to them. Japanese base -> English head, 5 draws, three vocabulary bases
+# (session 41): +1.7 points at 5 examples per word, +0.9 at 20 (RESULTS.md, Last-layer retraining).
+WHITEN_LAYER = "whiten"
+WHITEN_SHRINK = 0.1    # the covariance is shrunk this far toward its diagonal
+WHITEN_FLOOR = 1e-3    # eigenvalues below this fraction of their mean are raised to it
+
+
+def within_class_whitening(emb: np.ndarray, labels: np.ndarray, shrink: float = WHITEN_SHRINK,
+                           floor: float = WHITEN_FLOOR) -> tuple[np.ndarray, np.ndarray]:
+    """emb (N, E) float embeddings of clips of several words, labels (N,) their word ->
+    (W (E, E), b (E,)): z = W x + b has zero mean over the clips and (about) unit covariance within a
+    word. W = S^-1/2 of the within-word covariance S shrunk toward its diagonal; symmetric."""
+    x = np.asarray(emb, np.float64)
+    labels = np.asarray(labels)
+    classes, idx = np.unique(labels, return_inverse=True)
+    if x.ndim != 2 or len(x) != len(labels) or len(classes) < 2:
+        raise EdgekwsError(f"whitening: need embeddings (N, E) of at least 2 words, got {x.shape} and "
+                           f"{len(classes)} words")
+    means = np.stack([x[idx == c].mean(0) for c in range(len(classes))])
+    r = x - means[idx]
+    sw = r.T @ r / len(x)
+    s = (1 - shrink) * sw + shrink * np.diag(np.diag(sw))
+    w, u = np.linalg.eigh(s)
+    w = np.maximum(w, floor * max(float(w.mean()), 1e-12))
+    wm = (u * w ** -0.5) @ u.T
+    return wm, -wm @ x.mean(0)
+
+
+def with_whitening(arch: dict, state: dict, weight: np.ndarray, bias: np.ndarray) -> tuple[dict, dict]:
+    """A trained model (arch, state) -> the same with a Dense layer "whiten" (weight (E, E), bias (E,),
+    within_class_whitening) before its classifier, which becomes the embedding, and the classifier
+    re-expressed on it (w' = w W^-1, b' = b - w' b_w): the same logits, in exact arithmetic."""
+    import copy
+
+    if any(c.get("name") == WHITEN_LAYER for c in arch["layers"]):
+        raise EdgekwsError(f"architecture {arch.get('name', '?')!r}: has a {WHITEN_LAYER!r} layer already")
+    new = copy.deepcopy(arch)
+    name = classifier_name(arch)
+    e = int(weight.shape[0])
+    new["layers"].insert(len(new["layers"]) - 1, Dense(e, name=WHITEN_LAYER).config())
+    new["embedding"] = WHITEN_LAYER
+    wc = np.asarray(state[f"{name}.weight"], np.float64)
+    if wc.shape[1] != e or weight.shape != (e, e) or bias.shape != (e,):
+        raise EdgekwsError(f"whitening: a {weight.shape} transform does not fit the classifier's {wc.shape[1]} "
+                           "inputs")
+    w2 = np.linalg.solve(np.asarray(weight, np.float64).T, wc.T).T      # w W^-1
+    out = {**state, f"{WHITEN_LAYER}.weight": np.asarray(weight, np.float32),
+           f"{WHITEN_LAYER}.bias": np.asarray(bias, np.float32), f"{name}.weight": w2.astype(np.float32)}
+    if f"{name}.bias" in state:
+        out[f"{name}.bias"] = (np.asarray(state[f"{name}.bias"], np.float64) - w2 @ bias).astype(np.float32)
+    return new, out
 
 
 def as_written(model, arch: dict):

@@ -124,6 +124,11 @@ class TrainConfig:
     # 96.3% from 5 / 20 / all examples per word (another base seed: 83.0 / 89.3 / 95.6%; 75.9 / 83.3 /
     # 91.3% without), for 0.8 points of its own Japanese (97.4% int8; RESULTS.md). Off by default.
     vocabulary: str | None = None
+    # With a vocabulary: a Dense layer "whiten" before the classifier scales down the directions of
+    # the embedding that vary between clips of one vocabulary word (models.with_whitening; the same
+    # answers): +1.7 / +0.9 points at 5 / 20 examples per word for a Japanese base's English head,
+    # three bases (RESULTS.md, session 41). Costs E x E int8 weights (37 KB for the default's 192).
+    whiten: bool = True
     # Teachers (edgekws.teachers): finished models of the same labels, often the same recipe with other
     # seeds; their mean probability of each augmented example weighs teacher_weight in its target. With
     # the five LOEO defaults as teachers, Japanese eSpeak NG -> Open JTalk 82.2% over four student seeds
@@ -142,6 +147,7 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
         d = {"hard_negatives": 0.0, "prior_correction": False, "time_warp": 0.0, "retrain_tap": False,
+             "whiten": False,
              "freq_shift": 0.0, "tilt": 0.0, "consistency": 0.0, "consistency_from": 0,
              **d}  # older configs: without them
         return cls(**{k: v for k, v in d.items() if k in names}).resolved()
@@ -227,7 +233,7 @@ NO_AUGMENT = {"augment": False, "specaugment": False, "time_warp": 0.0, "freq_sh
 
 # The option of `edgekws train` behind each TrainConfig field whose name is not its flag.
 FLAG_OF = {"vocabulary": "--vocab", "augment": "--no-augment", "specaugment": "--no-augment",
-           "retrain_tap": "--no-retrain-tap"}
+           "retrain_tap": "--no-retrain-tap", "whiten": "--no-whiten"}
 
 
 def _resume_differences(given: dict, config: "TrainConfig", quick: bool) -> str:
@@ -788,6 +794,23 @@ def _build(config: TrainConfig, n_classes: int):
     return arch, model, opt, SoftmaxCrossEntropy(label_smoothing=config.label_smoothing)
 
 
+def whiten_with_vocabulary(arch: dict, state: dict, tr, n_labels: int, fc) -> tuple[dict, dict, dict]:
+    """The finished model (arch, state) with a whitening layer fitted to the float embeddings of the
+    vocabulary's training clips (tr's labels >= n_labels, as cached: no augmentation)."""
+    from edgekws.models import WHITEN_FLOOR, WHITEN_SHRINK, layers_from_architecture, with_whitening, \
+        within_class_whitening
+    from edgekws.nn import Sequential
+
+    model = Sequential(layers_from_architecture(arch), arch["input_shape"], rng=0)
+    model.load_state_dict(state)
+    idx = np.flatnonzero(tr.labels >= n_labels)
+    emb = np.concatenate([model.forward(dequantize(tr.features[idx[i:i + 256]], fc).reshape(-1, *arch["input_shape"]),
+                                        until=arch["embedding"]) for i in range(0, len(idx), 256)])
+    arch, state = with_whitening(arch, state, *within_class_whitening(emb, tr.labels[idx]))
+    return arch, state, {"clips": int(len(idx)), "words": int(len(np.unique(tr.labels[idx]))),
+                         "shrink": WHITEN_SHRINK, "floor": WHITEN_FLOOR}
+
+
 def without_vocabulary(config: TrainConfig, state: dict, n_labels: int) -> tuple[dict, dict]:
     """The architecture for n_labels classes and `state` with the classifier's rows of the vocabulary
     classes (all after the first n_labels) removed: the same logits for the model's own labels."""
@@ -1201,6 +1224,12 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
         taps = next(c["taps"] for c in arch_out["layers"] if c.get("taps"))
         log(f"embedding for retraining: {arch_out['embedding']} + the averages of {', '.join(taps)} "
             f"({budget.rows[-1].input_shape[0]} values; zero classifier weights, the logits are unchanged)")
+    whitening = {}
+    if n_vocab and config.whiten:
+        arch_out, final, whitening = whiten_with_vocabulary(arch_out, final, tr, n_labels, fc)
+        budget = arch_budget(arch_out)
+        log(f"embedding for retraining: whitened within the words of the vocabulary ({whitening['clips']} "
+            f"clips; {budget.rows[-2].weight_bytes:,} B of int8 weights; the logits are unchanged)")
     bundle = Bundle.create(out, labels=list(ds.labels), feature_config=fc.to_dict(),
                            architecture={**arch_out, "budget": {k: v for k, v in budget.to_dict().items() if k != "rows"}},
                            training={"seed": config.seed, "config": config.to_dict(),
@@ -1210,6 +1239,7 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
                                      "stopped_early": stopped_early, "train_seconds": round(elapsed, 1),
                                      "n_train": int(n), "n_val": int(len(va.labels)),
                                      "augment_config": augment_config, "prior_correction": correction,
+                                     **({"whitening": whitening} if whitening else {}),
                                      **({"teachers": teachers.records} if teachers is not None else {}),
                                      **({"vocabulary": {"folder": str(config.vocabulary), "words": list(vocab.words),
                                                         "fingerprint": vocab_fingerprint}} if vocab else {})},
@@ -1275,6 +1305,9 @@ def register(sub) -> None:
                    help="write the plain embedding, block 4's average alone (96 values for dscnn-l; default: the pool "
                         "also averages block 3 for "
                         "last-layer retraining; the model's answers are the same)")
+    p.add_argument("--no-whiten", action="store_true",
+                   help="with --vocab: no whitening layer before the classifier (default: one, from the "
+                        "vocabulary's clips; better heads from few examples, E x E more int8 weights)")
     p.add_argument("--no-augment", action="store_true",
                    help="no audio augmentation, time warp, SpecAugment, band shift, tilt or second voice")
     p.add_argument("--workers", type=int, metavar="N",
@@ -1301,6 +1334,8 @@ def run(args) -> int:
     opts = dict(NO_AUGMENT) if args.no_augment else {}
     if args.no_retrain_tap:
         opts["retrain_tap"] = False
+    if args.no_whiten:
+        opts["whiten"] = False
     if args.patience is not None:
         opts["patience"] = args.patience
     if args.vocab:

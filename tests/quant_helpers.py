@@ -7,7 +7,7 @@ import numpy as np
 
 from edgekws.bundle import Bundle
 from edgekws.features import FeatureConfig
-from edgekws.models import architecture_dict, random_model
+from edgekws.models import architecture_dict, layers_from_architecture, random_model
 
 FC = FeatureConfig()
 
@@ -27,6 +27,22 @@ def tapped_arch(taps=("relu2pw", "relu3pw"), n_classes=5):
 
 def make_tapped_model(seed=0, taps=("relu2pw", "relu3pw"), n_classes=5):
     return random_model(tapped_arch(taps, n_classes), n_classes, seed)
+
+
+def make_whitened_model(seed=0, n_classes=5):
+    """The tapped dscnn-s with a within-class whitening layer before its classifier (train --vocab),
+    fitted to the embeddings of random features in four made-up groups."""
+    from edgekws.models import with_whitening, within_class_whitening
+    from edgekws.nn import Sequential
+
+    arch = tapped_arch(n_classes=n_classes)
+    model = random_model(arch, n_classes, seed)
+    x = (features(64, seed + 50).astype(np.float32) * FC.input_scale).reshape(64, *model.input_shape)
+    emb = model.forward(x, until="embedding")
+    new_arch, state = with_whitening(arch, model.state_dict(), *within_class_whitening(emb, np.arange(64) % 4))
+    out = Sequential(layers_from_architecture(new_arch), new_arch["input_shape"])
+    out.load_state_dict(state)
+    return out
 
 
 def features(n, seed=1):

@@ -38,3 +38,25 @@ def test_reverse_and_prepare_need_the_other_language(capsys, flag):
         with pytest.raises(SystemExit) as e:
             tool.main([*given, "--data-en", "b", "--base-ja", "c", flag])
         assert e.value.code == 2 and f"{flag} needs {missing}" in capsys.readouterr().err
+
+
+def test_random_backbone_leaves_out_the_whitening(tmp_path):
+    """The random-backbone column is the base architecture with random weights; a whitening layer
+    (train --vocab) is fitted to trained features, so a random one is left out: the embedding is the pool."""
+    import numpy as np
+
+    from edgekws.bundle import Bundle
+    from edgekws.quant import quantize_bundle
+    from quant_helpers import FC, features, make_whitened_model
+
+    tool = load_tool("eval_retrain")
+    model = make_whitened_model(seed=2)
+    arch = {"name": "tapped", "input_shape": list(model.input_shape), "n_classes": 5, "embedding": "whiten",
+            "layers": [layer.config() for layer in model.layers]}
+    b = Bundle.create(tmp_path / "base", labels=["_silence_", "_unknown_", "w0", "w1", "w2"],
+                      feature_config=FC.to_dict(), architecture=arch, training={"seed": 2})
+    b.write_npz("weights.npz", model.state_dict())
+    quantize_bundle(b, features(64, 5), log=lambda *a: None)
+    rb = tool.random_backbone(b, features(64, 6), 3)
+    assert [q.name for q in rb.layers][-1] == "embedding" and rb.embed_size == 3 * 24   # the pool and its two taps
+    np.testing.assert_array_equal(rb.embed(features(4, 7)).shape, (4, 72))

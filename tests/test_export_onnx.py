@@ -13,16 +13,18 @@ from edgekws.bundle import Bundle
 from edgekws.cli import main
 from edgekws.export.onnx import _Graph, _requant_nodes, float_onnx, int8_onnx, run, session
 from edgekws.quant import dequantize_input, fold_model, int8_forward, quantize_model
-from quant_helpers import FC, features, make_bundle, make_model, make_tapped_model
+from quant_helpers import FC, features, make_bundle, make_model, make_tapped_model, make_whitened_model
 from test_quant import edge_cases
 
 LABELS = ["a", "b", "c", "d", "e"]
 
 
-@pytest.mark.parametrize("arch", ["dscnn-s", "cnn", "dnn", "tapped"])
+@pytest.mark.parametrize("arch", ["dscnn-s", "cnn", "dnn", "tapped", "whitened"])
 def test_float_and_int8_parity_on_random_models(arch):
-    """(tapped: dscnn-s whose embedding also pools two earlier blocks, Concat in both graphs)"""
-    model = make_tapped_model(seed=7) if arch == "tapped" else make_model(arch, seed=7)
+    """(tapped: dscnn-s whose embedding also pools two earlier blocks, Concat in both graphs;
+    whitened: the same with a whitening Dense before the classifier, as train --vocab writes it)"""
+    model = {"tapped": lambda: make_tapped_model(seed=7), "whitened": lambda: make_whitened_model(seed=7)}.get(
+        arch, lambda: make_model(arch, seed=7))()
     feats = features(64, seed=8)
     x = dequantize_input(feats, FC.input_scale, FC.input_zero_point).reshape(64, *model.input_shape)
     ref = model.forward(x)

@@ -16,7 +16,7 @@ from edgekws.errors import EdgekwsError
 from edgekws.export.c import arena_layout, c_sources, model_blob
 from edgekws.export.cruntime import CModel, requantize_c
 from edgekws.quant import int8_forward, quantize_model, requantize
-from quant_helpers import FC, features, make_model
+from quant_helpers import FC, features, make_model, make_whitened_model
 from test_quant import edge_cases
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -35,9 +35,13 @@ def test_c_requantization_equals_numpy_on_edge_cases():
     assert got == want
 
 
-@pytest.mark.parametrize("arch", ["dscnn-s", "cnn", "dnn"])
+@pytest.mark.parametrize("arch", ["dscnn-s", "cnn", "dnn", "whitened"])
 def test_c_logits_equal_numpy_on_random_models(arch):
-    qm = quantize_model(make_model(arch, seed=11), features(32, seed=12), FC.input_scale, FC.input_zero_point)
+    """(whitened: a tapped dscnn-s with a whitening Dense before its classifier, train --vocab's)"""
+    model = make_whitened_model(seed=11) if arch == "whitened" else make_model(arch, seed=11)
+    qm = quantize_model(model, features(32, seed=12), FC.input_scale, FC.input_zero_point)
+    if arch == "whitened":
+        assert [q.op for q in qm.layers][-2:] == ["dense", "dense"]
     feats = np.concatenate([features(48, seed=13), np.full((1, 49, 40), -128, np.int8),
                             np.full((1, 49, 40), 127, np.int8)])
     np.testing.assert_array_equal(CModel(model_blob(qm)).logits_int8(feats), int8_forward(qm, feats))

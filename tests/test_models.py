@@ -112,6 +112,61 @@ def test_retrain_taps_lengthen_the_embedding_and_keep_the_logits():
     assert with_retrain_taps(small, {})[0] is small
 
 
+def test_within_class_whitening_makes_each_words_spread_the_identity():
+    """Unshrunk, z = W x + b has zero mean and identity covariance within the words; shrunk toward
+    the diagonal it still has unit variance per dimension when the words are uncorrelated; a
+    direction that never varies is raised to the floor instead of dividing by zero."""
+    from edgekws.models import within_class_whitening
+
+    rng = np.random.default_rng(5)
+    mix = rng.standard_normal((6, 6))
+    labels = np.repeat(np.arange(5), 400)
+    x = rng.standard_normal((2000, 6)) @ mix + 10 * rng.standard_normal((5, 6))[labels]
+    w, b = within_class_whitening(x, labels, shrink=0.0, floor=0.0)
+    np.testing.assert_allclose(w, w.T, atol=1e-12)
+    z = x @ w.T + b
+    np.testing.assert_allclose(z.mean(0), 0, atol=1e-9)
+    r = z - np.stack([z[labels == c].mean(0) for c in range(5)])[labels]
+    np.testing.assert_allclose(r.T @ r / len(r), np.eye(6), atol=1e-9)
+    d = rng.standard_normal((2000, 6)) * [1, 2, 3, 4, 5, 6]
+    w, _ = within_class_whitening(d, labels)                 # default shrink 0.1: nearly diagonal
+    np.testing.assert_allclose(np.diag(w) * d.std(0), 1, atol=0.1)
+    x[:, 2] = 7.0                                            # a dead dimension
+    w, b = within_class_whitening(x, labels)
+    assert np.isfinite(w).all() and np.abs(x @ w.T + b).max() < 1e3
+    with pytest.raises(EdgekwsError, match=r"whitening: need embeddings \(N, E\) of at least 2 words"):
+        within_class_whitening(x, np.zeros(len(x)))
+
+
+def test_whitening_layer_keeps_the_logits_and_becomes_the_embedding():
+    """train --vocab's whitening: a Dense 'whiten' before the classifier, the classifier re-expressed
+    on its output (the same logits), the embedding now the whitened one; the budget counts it."""
+    from edgekws.models import layers_from_architecture, random_model, with_retrain_taps, with_whitening, \
+        within_class_whitening
+
+    arch, state = with_retrain_taps(architecture_dict(DEFAULT_ARCH, 12), random_model(DEFAULT_ARCH, 12, 3).state_dict())
+    model = Sequential(layers_from_architecture(arch), arch["input_shape"])
+    model.load_state_dict(state)
+    x = np.random.default_rng(4).standard_normal((40, 49, 40, 1)).astype(np.float32)
+    emb = model.forward(x, until="embedding")
+    wm, b = within_class_whitening(emb, np.arange(40) % 5)
+    new_arch, new_state = with_whitening(arch, state, wm, b)
+    assert [c["name"] for c in new_arch["layers"]][-2:] == ["whiten", "classifier"]
+    assert new_arch["embedding"] == "whiten" and arch["embedding"] == "embedding"   # not mutated
+    white = Sequential(layers_from_architecture(new_arch), new_arch["input_shape"])
+    white.load_state_dict(new_state)
+    ref = model.forward(x)
+    np.testing.assert_allclose(white.forward(x), ref, atol=1e-4 * np.abs(ref).max())
+    np.testing.assert_allclose(white.forward(x, until="whiten"), emb @ wm.T + b, rtol=1e-4, atol=1e-4)
+    rows = {r.name: r for r in arch_budget(new_arch).rows}
+    assert rows["whiten"].weight_bytes == 192 * 192 + 4 * 192 and rows["whiten"].macs == 192 * 192
+    assert arch_budget(new_arch).weight_bytes == arch_budget(arch).weight_bytes + 192 * 192 + 4 * 192
+    with pytest.raises(EdgekwsError, match="has a 'whiten' layer already"):
+        with_whitening(new_arch, new_state, wm, b)
+    with pytest.raises(EdgekwsError, match=r"a \(96, 96\) transform does not fit the classifier's 192 inputs"):
+        with_whitening(arch, state, wm[:96, :96], b[:96])
+
+
 def test_relu6_folds_into_its_op_in_the_budget_as_in_the_int8_pipeline():
     """quant.graph attaches ReLU6 to the op before it (act='relu6'), as ReLU: the budget must not count
     it as a layer of its own (it was marked 'int8/C no', with its own activation buffer)."""

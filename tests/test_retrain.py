@@ -422,25 +422,30 @@ def test_enrolling_from_every_clip_uses_up_to_three_commands_worth_of_other_word
     assert counts["alpha"] == 4 and counts["_unknown_"] == 4
 
 
-def test_retrain_on_a_multi_layer_embedding_is_the_same_in_numpy_and_c(tmp_path):
+@pytest.mark.parametrize("whitened", [False, True])
+def test_retrain_on_a_multi_layer_embedding_is_the_same_in_numpy_and_c(tmp_path, whitened):
     """A base whose embedding also pools earlier blocks (GlobalAvgPool taps): the C runtime computes
     the same 72-value embeddings, both engines write the same head, and the C engine of the new
-    bundle gives the int8 reference's logits."""
+    bundle gives the int8 reference's logits. Whitened: the same base with train --vocab's whitening
+    layer, whose output is then the embedding."""
     from edgekws.quant import quantize_bundle
     from edgekws.quant import CNetwork
     from edgekws.retrain.core import dataset_examples
-    from quant_helpers import FC, features, make_tapped_model, tapped_arch
+    from quant_helpers import FC, features, make_tapped_model, make_whitened_model, tapped_arch
 
+    model = make_whitened_model(seed=1) if whitened else make_tapped_model(seed=1)
+    arch = {**tapped_arch(), "embedding": "whiten", "layers": [layer.config() for layer in model.layers]} \
+        if whitened else tapped_arch()
     base = Bundle.create(tmp_path / "base", labels=["_silence_", "_unknown_", "a", "b", "c"],
-                         feature_config=FC.to_dict(), architecture=tapped_arch(), training={"seed": 0})
-    base.write_npz("weights.npz", make_tapped_model(seed=1).state_dict())
+                         feature_config=FC.to_dict(), architecture=arch, training={"seed": 0})
+    base.write_npz("weights.npz", model.state_dict())
     quantize_bundle(base, features(64, seed=4), log=quiet)
     data = tone_dataset(tmp_path / "data")
     new = {e: retrain(base, data, tmp_path / e, words=WORDS, engine=e, log=quiet) for e in ("numpy", "c")}
     assert new["numpy"].read_bytes("head.bin") == new["c"].read_bytes("head.bin")
     feats, labels, _ = dataset_examples(data, WORDS)
     bb = Backbone.from_bundle(new["c"])
-    assert bb.embed_size == 72
+    assert bb.embed_size == 72 and [q.name for q in bb.layers][-1] == ("whiten" if whitened else "embedding")
     np.testing.assert_array_equal(bb.embed(feats, engine="c"), bb.embed(feats))
     b = Bundle.load(new["c"].path)
     np.testing.assert_array_equal(CNetwork(b).logits_int8(feats), Int8Network(b).logits_int8(feats))

@@ -831,7 +831,12 @@ VOCAB_TONES = {"low": 300.0, "mid": 2200.0, "high": 4500.0}  # a "vocabulary" of
 
 def test_vocabulary_words_train_as_classes_that_the_bundle_drops(tiny, reference, tmp_path):
     """--vocab DIR: DIR's three tone 'words' train as classes 4-6 beside the 4 labels; the bundle keeps
-    the 4 labels and the first 4 classifier rows, and the features differ from a run without them."""
+    the 4 labels and the first 4 classifier rows (--no-whiten), and the features differ from a run
+    without them. By default a whitening layer fitted to the vocabulary's clips comes before the
+    classifier: the same logits as the model without it."""
+    from edgekws.evaluate import FloatNetwork
+    from edgekws.models import layers_from_architecture
+    from edgekws.nn import Sequential
     from edgekws.train import load_checkpoint
 
     vocab = make_tiny_dataset(tmp_path / "vocab", speakers=10, repeats=1, seed=5, tones=VOCAB_TONES)
@@ -840,7 +845,7 @@ def test_vocabulary_words_train_as_classes_that_the_bundle_drops(tiny, reference
     def grab(epoch, record):
         seen["ckpt"] = load_checkpoint(tmp_path / "m" / CHECKPOINT)
 
-    b = train(tiny, tmp_path / "m", **TINY, vocabulary=str(vocab), on_epoch_end=grab)
+    b = train(tiny, tmp_path / "m", **TINY, vocabulary=str(vocab), whiten=False, on_epoch_end=grab)
     assert b.labels == ["_silence_", "_unknown_", "yes", "no"]
     meta, state, best, _ = seen["ckpt"]
     name = b.manifest["architecture"]["layers"][-1]["name"]
@@ -852,7 +857,29 @@ def test_vocabulary_words_train_as_classes_that_the_bundle_drops(tiny, reference
     tr = b.manifest["training"]
     assert tr["vocabulary"]["words"] == ["high", "low", "mid"] and tr["config"]["vocabulary"] == str(vocab)
     assert tr["dataset_fingerprint"] != reference.manifest["training"]["dataset_fingerprint"]
+    assert "whitening" not in tr and not tr["config"]["whiten"]
     assert max(h["val_accuracy"] for h in b.read_json("history.json")) >= 0.75   # its own 4 labels
+
+    white = train(tiny, tmp_path / "w", **TINY, vocabulary=str(vocab))
+    arch = white.manifest["architecture"]
+    assert [c["name"] for c in arch["layers"]][-2:] == ["whiten", name] and arch["embedding"] == "whiten"
+    ww = _weights(white)
+    assert set(ww) == set(w) | {"whiten.weight", "whiten.bias"}
+    assert all(np.array_equal(ww[k], w[k]) for k in w if not k.startswith(name))   # same training
+    info = white.manifest["training"]["whitening"]
+    n_vocab = sum(len(list((vocab / t).glob("*.wav"))) for t in VOCAB_TONES)
+    assert info["words"] == 3 and 0 < info["clips"] < n_vocab and info["shrink"] == 0.1
+    plain = Sequential(layers_from_architecture(b.manifest["architecture"]), b.manifest["architecture"]["input_shape"])
+    plain.load_state_dict(w)
+    net = FloatNetwork(white)
+    feats = np.random.default_rng(2).integers(-128, 128, (16, 49, 40)).astype(np.int8)
+    ref = plain.forward(net._input(feats))
+    np.testing.assert_allclose(net.logits_features(feats), ref, atol=1e-4 * np.abs(ref).max())
+    emb = net.embed_features(feats)
+    np.testing.assert_allclose(emb, plain.forward(net._input(feats), until="embedding") @ ww["whiten.weight"].T
+                               + ww["whiten.bias"], rtol=1e-4, atol=1e-4)
+    assert white.manifest["architecture"]["budget"]["weight_bytes"] == \
+        b.manifest["architecture"]["budget"]["weight_bytes"] + emb.shape[1] * (emb.shape[1] + 4)
 
 
 def test_vocabulary_run_resumes_bit_exact(tiny, tmp_path):
@@ -910,6 +937,9 @@ def test_cli_vocab_reaches_train_as_an_absolute_path(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     assert main(["train", str(tmp_path), "--out", str(tmp_path) + "-m", "--vocab", "v"]) == 0
     assert seen["vocabulary"] == str(tmp_path / "v")
+    assert "whiten" not in seen                        # the default: TrainConfig.whiten
+    assert main(["train", str(tmp_path), "--out", str(tmp_path) + "-m", "--vocab", "v", "--no-whiten"]) == 0
+    assert seen["whiten"] is False
 
 
 def test_stopped_while_writing_its_bundle_resume_finishes_it(reference, tiny, tmp_path):

@@ -54,12 +54,14 @@ def prepare(args) -> None:
 
 
 def random_backbone(base: Bundle, calib: np.ndarray, seed: int) -> Backbone:
-    """The base architecture with random (seeded) weights, quantized on `calib` features."""
+    """The base architecture with random (seeded) weights, quantized on `calib` features; without a
+    whitening layer (train --vocab's, fitted to the trained embedding: random, it is no baseline)."""
     from edgekws.features import FeatureConfig
-    from edgekws.models import layers_from_architecture
+    from edgekws.models import WHITEN_LAYER, layers_from_architecture
     from edgekws.nn import Sequential
 
-    arch = base.manifest["architecture"]
+    arch = dict(base.manifest["architecture"])
+    arch["layers"] = [c for c in arch["layers"] if c.get("name") != WHITEN_LAYER]
     model = Sequential(layers_from_architecture(arch), arch["input_shape"], rng=np.random.default_rng([seed, 99]))
     fc = FeatureConfig.from_dict(base.manifest["feature_config"])
     return Backbone.from_quantized(quantize_model(model, calib, fc.input_scale, fc.input_zero_point))
