@@ -1228,7 +1228,7 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
     if n_vocab and config.whiten:
         arch_out, final, whitening = whiten_with_vocabulary(arch_out, final, tr, n_labels, fc)
         budget = arch_budget(arch_out)
-        log(f"embedding for retraining: whitened within the words of the vocabulary ({whitening['clips']} "
+        log(f"embedding for retraining: whitened within the words of the vocabulary ({whitening['clips']:,} "
             f"clips; {budget.rows[-2].weight_bytes:,} B of int8 weights; the logits are unchanged)")
     bundle = Bundle.create(out, labels=list(ds.labels), feature_config=fc.to_dict(),
                            architecture={**arch_out, "budget": {k: v for k, v in budget.to_dict().items() if k != "rows"}},
