@@ -181,8 +181,9 @@ def with_retrain_taps(arch: dict, state: dict) -> tuple[dict, dict]:
 # Within-class whitening of the retraining embedding (train --vocab): the vocabulary's words show
 # which directions of the embedding vary between clips of one word (voice, rate, loudness); a
 # Dense layer "whiten" scales those down before the classifier, so a head retrained from a few
-# examples listens less to them. Japanese base -> English head, 5 draws, three vocabulary bases
-# (session 41): +1.7 points at 5 examples per word, +0.9 at 20 (RESULTS.md, Last-layer retraining).
+# examples listens less to them. Japanese base -> English head, 5 draws, three base seeds (session
+# 41): +1.4 / +1.0 / +1.3 points at 5 / 20 / all examples per word on the test's eSpeak NG voices,
+# level on other engines' (RESULTS.md, Last-layer retraining).
 WHITEN_LAYER = "whiten"
 WHITEN_SHRINK = 0.1    # the covariance is shrunk this far toward its diagonal
 WHITEN_FLOOR = 1e-3    # eigenvalues below this fraction of their mean are raised to it

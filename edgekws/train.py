@@ -126,8 +126,8 @@ class TrainConfig:
     vocabulary: str | None = None
     # With a vocabulary: a Dense layer "whiten" before the classifier scales down the directions of
     # the embedding that vary between clips of one vocabulary word (models.with_whitening; the same
-    # answers): +1.7 / +0.9 points at 5 / 20 examples per word for a Japanese base's English head,
-    # three bases (RESULTS.md, session 41). Costs E x E int8 weights (37 KB for the default's 192).
+    # answers): +1.4 / +1.0 points at 5 / 20 examples per word for a Japanese base's English head,
+    # three base seeds (RESULTS.md, session 41). Costs E x E int8 weights (37 KB for the default's 192).
     whiten: bool = True
     # Teachers (edgekws.teachers): finished models of the same labels, often the same recipe with other
     # seeds; their mean probability of each augmented example weighs teacher_weight in its target. With
