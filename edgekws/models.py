@@ -203,6 +203,8 @@ def within_class_whitening(emb: np.ndarray, labels: np.ndarray, shrink: float = 
     means = np.stack([x[idx == c].mean(0) for c in range(len(classes))])
     r = x - means[idx]
     sw = r.T @ r / len(x)
+    if not np.trace(sw) > 1e-12 * max(float(np.mean(x * x)) * x.shape[1], 1e-300):   # rounding only
+        raise EdgekwsError("whitening: the clips of each word are all alike (no variation within a word to learn)")
     s = (1 - shrink) * sw + shrink * np.diag(np.diag(sw))
     w, u = np.linalg.eigh(s)
     w = np.maximum(w, floor * max(float(w.mean()), 1e-12))

@@ -1028,6 +1028,9 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
                              silence_ratio=0)
         if not len(extra.labels):
             raise EdgekwsError(f"--vocab {config.vocabulary}: no clips in its training split")
+        if config.whiten and np.bincount(extra.labels).max() < 2:
+            raise EdgekwsError(f"--vocab {config.vocabulary}: no word has two clips in its training split, so the "
+                               "whitening layer cannot learn how clips of one word vary; add speakers or use --no-whiten")
         n_vocab = len(vocab.words)
         tr = with_vocabulary(tr, extra, n_labels)
         log(f"vocabulary {config.vocabulary}: {n_vocab} more words as training classes "

@@ -136,6 +136,8 @@ def test_within_class_whitening_makes_each_words_spread_the_identity():
     assert np.isfinite(w).all() and np.abs(x @ w.T + b).max() < 1e3
     with pytest.raises(EdgekwsError, match=r"whitening: need embeddings \(N, E\) of at least 2 words"):
         within_class_whitening(x, np.zeros(len(x)))
+    with pytest.raises(EdgekwsError, match=r"whitening: the clips of each word are all alike"):
+        within_class_whitening(np.repeat(x[:5], 3, axis=0), np.repeat(np.arange(5), 3))
 
 
 def test_whitening_layer_keeps_the_logits_and_becomes_the_embedding():

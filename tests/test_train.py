@@ -899,6 +899,10 @@ def test_bad_vocabulary_folders_are_refused(tiny, tmp_path):
     one = make_tiny_dataset(tmp_path / "one", speakers=2, repeats=1, tones={"low": 300.0})
     with pytest.raises(EdgekwsError, match="needs at least 2 word folders of .wav clips, found 1"):
         train(tiny, tmp_path / "m", **TINY, vocabulary=str(one))
+    thin = make_tiny_dataset(tmp_path / "thin", speakers=1, repeats=1, tones=VOCAB_TONES)   # one clip a word
+    with pytest.raises(EdgekwsError, match=r"--vocab .*thin: no word has two clips in its training split, so the "
+                                           r"whitening layer cannot .*; add speakers or use --no-whiten"):
+        train(tiny, tmp_path / "m", **TINY, vocabulary=str(thin))
     for same in (str(tiny), f"{tiny}/yes"):   # the commands would train under two labels
         with pytest.raises(EdgekwsError, match=f"--vocab {re.escape(str(same))}: is the dataset .* or inside it "
                                                r"\(or holds it\)"):
