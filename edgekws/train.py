@@ -742,11 +742,16 @@ def hard_negative_weights(model, x: np.ndarray, words, strength: float,
 
 # ---- evaluation helper -----------------------------------------------------------------------
 
-def predict_logits(model, x: np.ndarray, batch: int = 256) -> np.ndarray:
-    """x (N, T, F) float32 -> logits (N, K), inference mode, in batches."""
-    shape = model.input_shape
-    out = [model.forward(x[i:i + batch].reshape(-1, *shape), training=False) for i in range(0, len(x), batch)]
-    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+def predict_logits(model, x: np.ndarray, batch: int = 256, until: str | None = None) -> np.ndarray:
+    """x (N, T, F) float32 -> logits (N, K), inference mode, in batches; with `until` (a layer name)
+    that layer's outputs instead (e.g. the embedding)."""
+    shape, stop = model.input_shape, {"until": until} if until is not None else {}
+    out = [model.forward(x[i:i + batch].reshape(-1, *shape), training=False, **stop) for i in range(0, len(x), batch)]
+    if out:
+        return np.concatenate(out)
+    last = model.output_shape if until is None else next(r["output_shape"] for r in model.layer_info()
+                                                          if r["name"] == until)
+    return np.zeros((0, *last), np.float32)
 
 
 def _loss_acc(model, loss_fn, x, y, n_labels: int | None = None) -> tuple[float, float]:
@@ -804,8 +809,7 @@ def whiten_with_vocabulary(arch: dict, state: dict, tr, n_labels: int, fc) -> tu
     model = Sequential(layers_from_architecture(arch), arch["input_shape"], rng=0)
     model.load_state_dict(state)
     idx = np.flatnonzero(tr.labels >= n_labels)
-    emb = np.concatenate([model.forward(dequantize(tr.features[idx[i:i + 256]], fc).reshape(-1, *arch["input_shape"]),
-                                        until=arch["embedding"]) for i in range(0, len(idx), 256)])
+    emb = predict_logits(model, dequantize(tr.features[idx], fc), until=arch["embedding"])
     arch, state = with_whitening(arch, state, *within_class_whitening(emb, tr.labels[idx]))
     return arch, state, {"clips": int(len(idx)), "words": int(len(np.unique(tr.labels[idx]))),
                          "shrink": WHITEN_SHRINK, "floor": WHITEN_FLOOR}

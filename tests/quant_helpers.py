@@ -29,9 +29,9 @@ def make_tapped_model(seed=0, taps=("relu2pw", "relu3pw"), n_classes=5):
     return random_model(tapped_arch(taps, n_classes), n_classes, seed)
 
 
-def make_whitened_model(seed=0, n_classes=5):
-    """The tapped dscnn-s with a within-class whitening layer before its classifier (train --vocab),
-    fitted to the embeddings of random features in four made-up groups."""
+def whitened(seed=0, n_classes=5):
+    """(architecture dict, built model): the tapped dscnn-s with a within-class whitening layer before
+    its classifier (train --vocab), fitted to the embeddings of random features in four made-up groups."""
     from edgekws.models import with_whitening, within_class_whitening
     from edgekws.nn import Sequential
 
@@ -42,7 +42,11 @@ def make_whitened_model(seed=0, n_classes=5):
     new_arch, state = with_whitening(arch, model.state_dict(), *within_class_whitening(emb, np.arange(64) % 4))
     out = Sequential(layers_from_architecture(new_arch), new_arch["input_shape"])
     out.load_state_dict(state)
-    return out
+    return new_arch, out
+
+
+def make_whitened_model(seed=0, n_classes=5):
+    return whitened(seed, n_classes)[1]
 
 
 def features(n, seed=1):

@@ -47,12 +47,10 @@ def test_random_backbone_leaves_out_the_whitening(tmp_path):
 
     from edgekws.bundle import Bundle
     from edgekws.quant import quantize_bundle
-    from quant_helpers import FC, features, make_whitened_model
+    from quant_helpers import FC, features, whitened
 
     tool = load_tool("eval_retrain")
-    model = make_whitened_model(seed=2)
-    arch = {"name": "tapped", "input_shape": list(model.input_shape), "n_classes": 5, "embedding": "whiten",
-            "layers": [layer.config() for layer in model.layers]}
+    arch, model = whitened(seed=2)
     b = Bundle.create(tmp_path / "base", labels=["_silence_", "_unknown_", "w0", "w1", "w2"],
                       feature_config=FC.to_dict(), architecture=arch, training={"seed": 2})
     b.write_npz("weights.npz", model.state_dict())

@@ -431,11 +431,10 @@ def test_retrain_on_a_multi_layer_embedding_is_the_same_in_numpy_and_c(tmp_path,
     from edgekws.quant import quantize_bundle
     from edgekws.quant import CNetwork
     from edgekws.retrain.core import dataset_examples
-    from quant_helpers import FC, features, make_tapped_model, make_whitened_model, tapped_arch
+    from quant_helpers import FC, features, make_tapped_model, tapped_arch
+    from quant_helpers import whitened as whitened_model
 
-    model = make_whitened_model(seed=1) if whitened else make_tapped_model(seed=1)
-    arch = {**tapped_arch(), "embedding": "whiten", "layers": [layer.config() for layer in model.layers]} \
-        if whitened else tapped_arch()
+    arch, model = whitened_model(seed=1) if whitened else (tapped_arch(), make_tapped_model(seed=1))
     base = Bundle.create(tmp_path / "base", labels=["_silence_", "_unknown_", "a", "b", "c"],
                          feature_config=FC.to_dict(), architecture=arch, training={"seed": 0})
     base.write_npz("weights.npz", model.state_dict())
