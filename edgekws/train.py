@@ -745,12 +745,11 @@ def hard_negative_weights(model, x: np.ndarray, words, strength: float,
 def predict_logits(model, x: np.ndarray, batch: int = 256, until: str | None = None) -> np.ndarray:
     """x (N, T, F) float32 -> logits (N, K), inference mode, in batches; with `until` (a layer name)
     that layer's outputs instead (e.g. the embedding)."""
-    shape, stop = model.input_shape, {"until": until} if until is not None else {}
+    shape, stop = model.input_shape, {"until": until} if until is not None else {}   # models without until= too
     out = [model.forward(x[i:i + batch].reshape(-1, *shape), training=False, **stop) for i in range(0, len(x), batch)]
     if out:
         return np.concatenate(out)
-    last = model.output_shape if until is None else next(r["output_shape"] for r in model.layer_info()
-                                                          if r["name"] == until)
+    last = model.output_shape if until is None else {r["name"]: r["output_shape"] for r in model.layer_info()}[until]
     return np.zeros((0, *last), np.float32)
 
 
