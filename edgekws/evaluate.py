@@ -20,7 +20,8 @@ Metrics JSON (`eval --json FILE`, and metrics.json in the bundle under "float"/"
      "per_class": {label: {"precision": float, "recall": float, "n": int}},
      "confusion": [[...]]}          confusion[true][predicted], rows and columns in label order
     plus "voice_search": K and/or "rate_search": L in the --json file when the figures are a search's
-    (`--voice-search K`, `--rate-search L`; those are not recorded in the bundle)
+    (`--voice-search K`, `--rate-search L`; those are not recorded in the bundle), and "voice_norm": N,
+    "voice_ref": DATA with voice normalization (`--voice-norm N`, edgekws/voicenorm.py)
 """
 
 from __future__ import annotations
@@ -93,11 +94,12 @@ class FloatNetwork:
         out = [self.model.forward(x[i:i + batch]) for i in range(0, len(x), batch)]
         return np.concatenate(out) if out else np.zeros((0, self.model.output_shape[-1]), np.float32)
 
-    def embed_features(self, features: np.ndarray, batch: int = 256) -> np.ndarray:
-        """features (N, T, F) int8 -> embeddings (N, E): the output of the architecture's embedding layer."""
-        x = self._input(features)
-        out = [self.model.forward(x[i:i + batch], until=self.embedding_layer) for i in range(0, len(x), batch)]
-        return np.concatenate(out)
+    def embed_features(self, features: np.ndarray, batch: int = 256, layer: str | None = None) -> np.ndarray:
+        """features (N, T, F) int8 -> embeddings (N, E): the output of the architecture's embedding layer
+        (or of the named `layer`)."""
+        from edgekws.train import predict_logits
+
+        return predict_logits(self.model, self._input(features), batch, until=layer or self.embedding_layer)
 
 
 register_engine("float", FloatNetwork)
@@ -444,12 +446,16 @@ def format_metrics(m: dict, title: str = "") -> str:
 
 
 def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cache_dir=None,
-             voice_search: int = 0, rate_search: int = 0, voice_shift: int = 0) -> dict:
+             voice_search: int = 0, rate_search: int = 0, voice_shift: int = 0, voice_norm: int = 0,
+             voice_ref=None) -> dict:
     """Evaluate a bundle on a dataset split with each available engine.
 
     Returns {"split", "dataset", "float": metrics, "int8": metrics (if that engine exists), ...};
     with voice_search > 0 (VoiceSearch) also "voice_search": that number of bands, with rate_search > 0
-    also "rate_search", with a voice_shift (VoiceShift) also "voice_shift".
+    also "rate_search", with a voice_shift (VoiceShift) also "voice_shift". With voice_norm N > 0
+    (edgekws/voicenorm.py) each clip's classifier input is moved by its speaker's offset, taken from
+    up to N other clips of that speaker, from the average over voice_ref's train split (default: the
+    dataset the bundle was trained or retrained on); also "voice_norm": N.
     """
     from edgekws.bundle import as_bundle
     from edgekws.data import load_dataset
@@ -464,7 +470,16 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
     if isinstance(engines, str):   # "int8" or "float,int8", as --engine takes them
         engines = [e.strip() for e in engines.split(",") if e.strip()]
     names = list(engines) if engines else [e for e in ENGINES if e == "float" or _engine_ready(e, bundle)]
+    if voice_norm and (voice_search or rate_search or voice_shift):
+        raise EdgekwsError("voice normalization (--voice-norm) does not combine with --voice-search, "
+                           "--rate-search or --voice-shift")
+    if voice_norm and not engines:   # the engines it runs on, of those the bundle has
+        names = [n for n in names if n in ("float", "int8")]
     models = {name: KeywordModel(bundle, name, voice_search, rate_search, voice_shift) for name in names}
+    if voice_norm:
+        from edgekws.voicenorm import SplitNetwork
+
+        split_nets = {name: SplitNetwork(km.engine, name) for name, km in models.items()}
     fc = models[names[0]].feature_config
     cache = FeatureCache((default_cache_dir(data) if cache_dir is None else cache_dir) or None, fc)
     arrays = split_arrays(ds, split, cache, seed=seed)
@@ -479,9 +494,44 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
         out["rate_search"] = int(rate_search)
     if voice_shift:
         out["voice_shift"] = int(voice_shift)
+    if voice_norm:
+        out["voice_norm"] = int(voice_norm)
+        out["voice_ref"] = str(_voice_reference_data(bundle, voice_ref))
+        return {**out, **_evaluate_voice_norm(split_nets, bundle, arrays, voice_norm, out["voice_ref"], fc, seed)}
     for name, km in models.items():
         pred = km.engine.logits_features(arrays.features).argmax(1)
         out[name] = metrics(arrays.labels, pred, labels)
+    return out
+
+
+def _voice_reference_data(bundle, voice_ref) -> Path:
+    """The dataset whose train split gives the training voices' average embedding."""
+    training = bundle.manifest.get("training") or {}
+    given = voice_ref or (training.get("retrain") or {}).get("dataset") or training.get("dataset")
+    if not given or not Path(given).is_dir():
+        raise EdgekwsError(f"voice normalization: the training voices' average needs the model's training "
+                           f"dataset, {'not found: ' + str(given) if given else 'not named in the bundle'}; "
+                           f"pass it with --voice-ref DATA")
+    return Path(given)
+
+
+def _evaluate_voice_norm(split_nets: dict, bundle, arrays, clips: int, ref_data, fc, seed: int) -> dict:
+    """evaluate()'s metrics per engine with voice normalization; the reference from ref_data's train
+    split (features cached in its own DATA/.edgekws-cache)."""
+    from edgekws.data import load_dataset
+    from edgekws.featcache import FeatureCache, default_cache_dir, split_arrays
+    from edgekws.voicenorm import normalized, reference
+
+    speakers = lambda a: np.array([c.speaker if c.path is not None else "" for c in a.clips], dtype=object)  # noqa: E731
+    ref_ds = load_dataset(ref_data, bundle.labels[2:])
+    ref_arrays = split_arrays(ref_ds, "train", FeatureCache(default_cache_dir(ref_data), fc), seed=seed)
+    if not len(ref_arrays.labels):
+        raise EdgekwsError(f"{ref_data}: no clips in its train split for the training voices' average (--voice-ref)")
+    out = {}
+    for name, net in split_nets.items():
+        ref = reference(net.embed(ref_arrays.features), speakers(ref_arrays))
+        emb = normalized(net.embed(arrays.features), speakers(arrays), ref, others=clips, seed=seed)
+        out[name] = metrics(arrays.labels, net.classify(emb).argmax(1), bundle.labels)
     return out
 
 
@@ -515,6 +565,12 @@ def register(sub) -> None:
     p.add_argument("--voice-shift", type=cliargs.voice_shift, default=0, metavar="S",
                    help="hear every clip moved by S mel bands (S > 0: as a lower voice), the shift `edgekws "
                         "calibrate` measured for a voice (default 0)")
+    p.add_argument("--voice-norm", type=cliargs.non_negative_int, default=0, metavar="N",
+                   help="voice normalization: move each clip's embedding by how far its speaker's average, "
+                        "taken from up to N of that speaker's other clips (no labels), lies from the training "
+                        "voices' average (float and int8 engines; default 0 = off; 10 is what RESULTS.md measured)")
+    p.add_argument("--voice-ref", metavar="DATA", help="with --voice-norm: the dataset whose train split gives the "
+                   "training voices' average (default: the one the bundle names as its training data)")
     p.set_defaults(func=run_eval)
 
     q = sub.add_parser("predict", help="label and confidence of each WAV file",
@@ -548,6 +604,9 @@ def refuse_foreign_json(path, key: str) -> None:
                            "another file or remove it")
 
 
+_SETTINGS = ("voice_search", "rate_search", "voice_shift", "voice_norm", "voice_ref")   # evaluate()'s non-metrics keys
+
+
 def run_eval(args) -> int:
     from edgekws.bundle import Bundle
     from edgekws.fileio import atomic_write_text, check_output_file
@@ -556,22 +615,26 @@ def run_eval(args) -> int:
         check_output_file(args.json, "--json", ((args.data, "DATA"), (args.model, "MODEL")))
         refuse_foreign_json(args.json, "accuracy")
     bundle = Bundle.load(args.model)
+    if args.voice_ref and not args.voice_norm:
+        raise EdgekwsError("--voice-ref: only with --voice-norm N")
     result = evaluate(bundle, args.data, split=args.split, engines=args.engine, cache_dir=args.cache,
-                      voice_search=args.voice_search, rate_search=args.rate_search, voice_shift=args.voice_shift)
-    engines = [k for k in result if k not in ("split", "dataset", "voice_search", "rate_search", "voice_shift")]
-    searched = args.voice_search or args.rate_search or args.voice_shift
+                      voice_search=args.voice_search, rate_search=args.rate_search, voice_shift=args.voice_shift,
+                      voice_norm=args.voice_norm, voice_ref=args.voice_ref)
+    engines = [k for k in result if k not in ("split", "dataset", *_SETTINGS)]
+    searched = args.voice_search or args.rate_search or args.voice_shift or args.voice_norm
     tables = sys.stderr if args.json == "-" else sys.stdout   # `--json -`: stdout holds the JSON alone
     for name in engines:
         search = f", {search_name(args.voice_search, args.rate_search)}" if args.voice_search or args.rate_search else ""
         search += f", voice shift {args.voice_shift:+d}" if args.voice_shift else ""
+        search += f", voice norm {args.voice_norm}" if args.voice_norm else ""
         print(format_metrics(result[name], title=f"{args.model} [{name}{search}] on {args.data} ({args.split}): "),
               file=tables)
     from edgekws.fileio import OutputError
 
     kept = {}
     if searched:   # the bundle's metrics (report, export) stay the model's own, unsearched
-        print("edgekws eval: note: search and voice-shift figures are not kept in the bundle's metrics.json",
-              file=sys.stderr)
+        print("edgekws eval: note: search, voice-shift and voice-norm figures are not kept in the bundle's "
+              "metrics.json", file=sys.stderr)
     elif bundle.has("metrics.json"):   # `eval --engine c` after `eval` adds its engine, keeps the others
         try:
             old = bundle.read_json("metrics.json")
@@ -588,7 +651,7 @@ def run_eval(args) -> int:
     if args.json:
         main = {**result["float" if "float" in result else engines[0]]}
         main.update({name: result[name] for name in engines if name != "float"})
-        main.update({k: result[k] for k in ("voice_search", "rate_search", "voice_shift") if k in result})
+        main.update({k: result[k] for k in _SETTINGS if k in result})
         text = json.dumps(main, indent=1) + "\n"
         if args.json == "-":
             print(text, end="")

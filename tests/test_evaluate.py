@@ -244,3 +244,98 @@ def test_the_python_api_takes_folder_paths_and_refuses_features_of_another_dtype
         args = {"smooth": 2, "refractory": 0, **kw}
         with pytest.raises(EdgekwsError, match=message):
             Detector(exp_lut(0.1), np.array([1, 2]), **args)
+
+
+# ---- voice normalization (edgekws/voicenorm.py) ----------------------------------------------
+
+def _quantized_copy(bundle, tmp_path):
+    from edgekws.quant import quantize_bundle
+    from quant_helpers import features
+
+    shutil.copytree(bundle.path, tmp_path / "q")
+    b = Bundle.load(tmp_path / "q")
+    quantize_bundle(b, features(32, 1), log=lambda *a: None)
+    return b
+
+
+def test_the_split_network_is_the_whole_network(trained, tmp_path):
+    """Embedding then classifier gives the engine's own logits: float to rounding, int8 exactly."""
+    from edgekws.quant import Int8Network
+    from edgekws.voicenorm import SplitNetwork
+    from quant_helpers import features
+
+    _, bundle = trained
+    x = features(6, 2)
+    net = ev.FloatNetwork(bundle)
+    split = SplitNetwork(net, "float")
+    np.testing.assert_allclose(split.classify(split.embed(x)), net.logits_features(x), rtol=1e-5, atol=1e-5)
+    qnet = Int8Network(_quantized_copy(bundle, tmp_path))
+    qsplit = SplitNetwork(qnet, "int8")
+    emb = qsplit.embed(x)
+    assert emb.dtype == np.int8
+    np.testing.assert_array_equal(qsplit.classify(emb), qnet.logits_features(x))
+    with pytest.raises(EdgekwsError, match="voice normalization: engine 'c' is not supported"):
+        SplitNetwork(object(), "c")
+
+
+def test_eval_voice_norm_moves_each_speaker_by_its_offset(trained, tmp_path, capsys):
+    """The float column is the classifier on each clip's embedding less its speaker's offset (the
+    other clips' mean less the train split's mean); the JSON names the setting; metrics.json keeps
+    the plain figures."""
+    from edgekws.data import load_dataset
+    from edgekws.featcache import FeatureCache, default_cache_dir, split_arrays
+    from edgekws.features import FeatureConfig
+    from edgekws.voicenorm import SplitNetwork, normalized, reference
+
+    data, bundle = trained
+    b = _quantized_copy(bundle, tmp_path)
+    result = ev.evaluate(b, data, split="test", voice_norm=2, voice_ref=data)
+    assert result["voice_norm"] == 2 and result["voice_ref"] == str(data) and {"float", "int8"} <= set(result)
+    ds = load_dataset(data, b.labels[2:])
+    cache = FeatureCache(default_cache_dir(data), FeatureConfig.from_dict(b.manifest["feature_config"]))
+    arrays = {s: split_arrays(ds, s, cache, seed=0) for s in ("train", "test")}
+    spk = {s: np.array([c.speaker if c.path else "" for c in a.clips], dtype=object) for s, a in arrays.items()}
+    for name, engine in (("float", ev.FloatNetwork(b)), ("int8", ev.ENGINES["int8"](b))):
+        net = SplitNetwork(engine, name)
+        ref = reference(net.embed(arrays["train"].features), spk["train"])
+        emb = normalized(net.embed(arrays["test"].features), spk["test"], ref, others=2, seed=0)
+        assert result[name] == ev.metrics(arrays["test"].labels, net.classify(emb).argmax(1), b.labels)
+    out = tmp_path / "vn.json"
+    before = b.read_json("metrics.json") if b.has("metrics.json") else None
+    assert main(["eval", str(b.path), str(data), "--voice-norm", "2", "--json", str(out)]) == 0   # ref: the bundle's data
+    m = json.loads(out.read_text())
+    assert m["voice_norm"] == 2 and m["accuracy"] == result["float"]["accuracy"]
+    assert "voice norm 2" in capsys.readouterr().out
+    assert (b.read_json("metrics.json") if b.has("metrics.json") else None) == before
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--voice-ref", "DATA"], "--voice-ref: only with --voice-norm N"),
+    (["--voice-norm", "3", "--voice-search", "1"], "voice normalization (--voice-norm) does not combine with"),
+    (["--voice-norm", "3", "--voice-ref", "MISSING"], "voice normalization: the training voices' average needs the "
+                                                      "model's training dataset, not found: MISSING; pass it with --voice-ref DATA"),
+])
+def test_eval_voice_norm_refuses_what_it_cannot_do(trained, tmp_path, capsys, extra, message):
+    data, bundle = trained
+    extra = [str(data) if e == "DATA" else str(tmp_path / "missing") if e == "MISSING" else e for e in extra]
+    message = message.replace("MISSING", str(tmp_path / "missing"))
+    assert main(["eval", str(bundle.path), str(data), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_eval_voice_norm_leaves_out_engines_it_does_not_run_on_unless_asked(trained, monkeypatch):
+    data, bundle = trained
+
+    class Fake:   # an engine the bundle has (as int8-f32head for a retrained head in float32)
+        def __init__(self, b):
+            pass
+
+        @staticmethod
+        def available(b):
+            return True
+
+    monkeypatch.setitem(ev.ENGINES, "fake", Fake)
+    result = ev.evaluate(bundle, data, split="val", voice_norm=2)
+    assert "float" in result and "fake" not in result
+    with pytest.raises(EdgekwsError, match="voice normalization: engine 'fake' is not supported"):
+        ev.evaluate(bundle, data, split="val", engines="float,fake", voice_norm=2)

@@ -16,6 +16,10 @@ tested on its TEST split (other speakers), int8 head, mean (min-max) over --seed
 --base-en (a Japanese base to judge, no English model at hand) the table leaves out the two columns
 that need the new language's own model: its backbone's head and its accuracy from scratch; the
 Japanese dataset is then not needed either.
+
+--voice-norm N adds a column: the same heads on voice-normalized embeddings (edgekws/voicenorm.py):
+each clip's embedding moved by its speaker's offset, known from up to N of that speaker's other clips,
+unlabeled (a device that has heard its user before); the shots' too, from their own speakers.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ sys.path.insert(0, str(ROOT))
 from edgekws.bundle import Bundle  # noqa: E402
 from edgekws.errors import EdgekwsError  # noqa: E402
 from edgekws.quant import int8_forward, load_quantized, quantize_model  # noqa: E402
-from edgekws.retrain import Backbone, dataset_examples, fit_head, int8_logits, pick_shots  # noqa: E402
-from edgekws.retrain.core import head_float_logits  # noqa: E402
+from edgekws.retrain import Backbone, fit_head, int8_logits, pick_shots  # noqa: E402
+from edgekws.retrain.core import dataset_speakers, head_float_logits  # noqa: E402
+from edgekws.voicenorm import normalized, reference  # noqa: E402
 
 
 def prepare(args) -> None:
@@ -73,8 +78,8 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
     base = Bundle.load(base_path)
     scratch = Bundle.load(scratch_path) if scratch_path is not None else None
     words = [w for w in (scratch if scratch is not None else base).labels if not w.startswith("_")]
-    xtr, ytr, names = dataset_examples(data, words, "train", seed=0)
-    xte, yte, _ = dataset_examples(data, words, "test", seed=0)
+    xtr, ytr, names, str_ = dataset_speakers(data, words, "train", seed=0)
+    xte, yte, _, ste = dataset_speakers(data, words, "test", seed=0)
     n_cls = len(names)
     backbones = {"pretrained": Backbone.from_bundle(base), "random": random_backbone(base, xtr[:500], args.seeds)}
     if scratch is not None:
@@ -83,11 +88,18 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
     t0 = time.perf_counter()
     emb = {k: (b.embed(xtr), b.embed(xte)) for k, b in backbones.items()}
     log(f"  embeddings of {len(ytr)} train + {len(yte)} test clips in {time.perf_counter() - t0:.1f} s")
+    if args.voice_norm:   # each clip's voice known from up to N of its speaker's other clips
+        etr, ete = emb["pretrained"]
+        ref = reference(etr, str_)
+        emb["voicenorm"] = (normalized(etr, str_, ref, others=args.voice_norm, seed=0),
+                            normalized(ete, ste, ref, others=args.voice_norm, seed=1))
+        backbones["voicenorm"] = backbones["pretrained"]
     rows = []
     for shots in args.shots:
         k = None if shots == "all" else int(shots)
         cells = {}
-        for name, loss in (("pretrained", "ce"), ("pretrained", "triplet"), ("random", "ce"), ("native", "ce")):
+        for name, loss in (("pretrained", "ce"), ("pretrained", "triplet"), ("voicenorm", "ce"), ("random", "ce"),
+                           ("native", "ce")):
             if (loss == "triplet" and not args.triplet) or name not in backbones:
                 continue
             bb = backbones[name]
@@ -106,7 +118,9 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
             f"random {cells[('random', 'ce')][0]:.3f}"
             + (f", native {cells[('native', 'ce')][0]:.3f}" if scratch is not None else ""))
     head = "| examples per word | retrained head, int8 (min-max) | float32 head |" + \
-           (" triplet + CE, int8 |" if args.triplet else "") + " random backbone, int8 |" + \
+           (" triplet + CE, int8 |" if args.triplet else "") + \
+           (f" voice-normalized ({args.voice_norm} clips), int8 (min-max) |" if args.voice_norm else "") + \
+           " random backbone, int8 |" + \
            (" the new language's own backbone, int8 | from scratch, all data |" if scratch is not None else "")
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for shots, cells in rows:
@@ -114,12 +128,19 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
         line = f"| {shots} | {100 * p[0]:.1f}% ({100 * p[1]:.1f}-{100 * p[2]:.1f}) | {100 * p[3]:.1f}% |"
         if args.triplet:
             line += f" {100 * cells[('pretrained', 'triplet')][0]:.1f}% |"
+        if args.voice_norm:
+            sp = cells[("voicenorm", "ce")]
+            line += f" {100 * sp[0]:.1f}% ({100 * sp[1]:.1f}-{100 * sp[2]:.1f}) |"
         line += f" {100 * r[0]:.1f}% |"
         if scratch is not None:
             line += f" {100 * cells[('native', 'ce')][0]:.1f}% | {100 * scratch_acc:.1f}% |"
         out.append(line)
     out.append(f"\n{len(yte)} test clips of {len(names)} classes ({', '.join(names)}) from speakers never seen; "
                f"heads learn from the train split; {args.epochs} epochs, engine {args.engine}.")
+    if args.voice_norm:
+        out.append(f"Voice-normalized: each clip's embedding less its voice's offset, the mean of up to "
+                   f"{args.voice_norm} other clips of its speaker (in its own split) from the train clips' "
+                   f"mean; a `_silence_` cut takes a drawn speaker's offset (edgekws/voicenorm.py).")
     return out
 
 
@@ -137,12 +158,17 @@ def main(argv=None) -> int:
     ap.add_argument("--engine", choices=("numpy", "c"), default="numpy")
     ap.add_argument("--triplet", action="store_true", help="add a triplet-loss column")
     ap.add_argument("--reverse", action="store_true", help="also English base -> Japanese head")
+    ap.add_argument("--voice-norm", type=int, default=0, metavar="N",
+                    help="add a column: heads on voice-normalized embeddings, each voice known from up to "
+                         "N of its other clips (0: off)")
     args = ap.parse_args(argv)
     args.shots = [s.strip() for s in args.shots.split(",") if s.strip()]
     if not args.shots or any(s != "all" and not (s.isdigit() and int(s) >= 1) for s in args.shots):
         ap.error(f"--shots: comma-separated counts >= 1 or 'all', got {','.join(args.shots)!r}")
     if args.seeds < 1 or args.epochs < 0:
         ap.error("--seeds must be at least 1 and --epochs at least 0")
+    if args.voice_norm < 0:
+        ap.error(f"--voice-norm must be 0 (off) or a number of clips >= 1, got {args.voice_norm}")
     for name, value in (("--base-en", args.base_en), ("--data-ja", args.data_ja)):
         if value is None and (args.reverse or args.prepare):
             ap.error(f"--{'reverse' if args.reverse else 'prepare'} needs {name}")

@@ -144,6 +144,14 @@ def dataset_examples(data, words, split: str = "all", seed: int = 0, cache_dir=N
     return arrays.features, arrays.labels, list(ds.labels)
 
 
+def dataset_speakers(data, words, split: str = "all", seed: int = 0, cache_dir=None):
+    """dataset_examples(...) and then (N,) speaker ids of the same clips ("" for `_silence_` cuts):
+    what voice normalization (edgekws/voicenorm.py) groups by."""
+    arrays, ds = _examples(data, words, split, seed, cache_dir)
+    speakers = np.array([c.speaker if c.path is not None else "" for c in arrays.clips], dtype=object)
+    return arrays.features, arrays.labels, list(ds.labels), speakers
+
+
 def _examples(data, words, split: str, seed: int, cache_dir, unknown_ratio: float = 1.0):
     from edgekws.data import load_dataset
     from edgekws.featcache import FeatureCache, default_cache_dir, split_arrays
