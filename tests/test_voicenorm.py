@@ -117,3 +117,63 @@ def test_float_embeddings_are_moved_without_rounding():
     assert off.dtype == np.float32
     np.testing.assert_allclose(off, [[0.25, 1.0], [-0.25, -1.0], [0.25, 1.0]])
     np.testing.assert_allclose(normalize(emb, off), [[0.0, 0.0], [1.0, 4.0], [8.75, 8.0]])
+
+
+# ---- the firmware's voice normalization (ekws_model_embed / ekws_voice_offset / ekws_model_invoke_voice)
+
+@pytest.mark.parametrize("arch", ["dscnn-s", "whitened"])
+def test_c_embedding_offset_and_moved_logits_equal_numpy(arch):
+    """The C runtime's embedding is the numpy backbone's, its voice offset offset_of's (float32
+    reference), and its logits with the offset the numpy classifier on normalize()'s embedding."""
+    from edgekws.export.c import model_blob
+    from edgekws.export.cruntime import CModel, voice_offset_c
+    from edgekws.quant import quantize_model
+    from edgekws.quant.qmodel import layer_forward
+    from edgekws.retrain.core import Backbone
+    from quant_helpers import FC, features, make_model, make_whitened_model
+
+    model = make_whitened_model(seed=2) if arch == "whitened" else make_model(arch, seed=3)
+    qm = quantize_model(model, features(32, seed=4), FC.input_scale, FC.input_zero_point)
+    c = CModel(model_blob(qm))
+    x = features(12, seed=5)
+    emb = Backbone.from_quantized(qm).embed(x)
+    assert c.embedding_size == emb.shape[1]
+    np.testing.assert_array_equal(c.embed_int8(x), emb)
+    ref = (emb.astype(np.float64).mean(0) + np.random.default_rng(6).normal(0, 20, emb.shape[1])).astype(np.float32)
+    spk = np.array(["a"] * 6 + ["b"] * 6, dtype=object)
+    offs = offsets(emb, spk, ref.astype(np.float64), others=3, seed=7)
+    for i in (0, 7):   # a voice's offset from some of its clips, as the device computes it
+        np.testing.assert_array_equal(voice_offset_c(emb[[j for j in range(12) if spk[j] == spk[i] and j != i][:3]], ref),
+                                      offset_of(emb[[j for j in range(12) if spk[j] == spk[i] and j != i][:3]],
+                                                ref.astype(np.float64)))
+    offs[3] += 300    # saturates every value of one example
+    want = layer_forward(qm.layers[-1], normalize(emb, offs))
+    np.testing.assert_array_equal(c.logits_voice_int8(x, offs), want)
+    np.testing.assert_array_equal(c.logits_voice_int8(x, np.zeros_like(offs)), c.logits_int8(x))
+
+
+def test_c_voice_offset_rounds_half_up_and_refuses_bad_input():
+    from edgekws.export.cruntime import voice_offset_c
+
+    e = np.array([[1, -1, 2, 3, 0], [2, -2, 3, 3, 0]], np.int8)   # means 1.5, -1.5, 2.5, 3, 0
+    ref = np.array([0, 0, 0, 0.25, -0.5], np.float32)
+    np.testing.assert_array_equal(voice_offset_c(e, ref), [2, -1, 3, 3, 1])
+    np.testing.assert_array_equal(voice_offset_c(e, ref), offset_of(e, ref.astype(np.float64)))
+    for bad in (np.float32("nan"), np.float32(2e6)):
+        with pytest.raises(EdgekwsError, match="ekws_voice_offset failed: argument out of range"):
+            voice_offset_c(e, np.array([0, 0, 0, 0, bad], np.float32))
+    with pytest.raises(EdgekwsError, match="ekws_voice_offset failed"):
+        voice_offset_c(e[:0], ref)
+
+
+def test_c_voice_invoke_refuses_offsets_of_another_size():
+    from edgekws.export.c import model_blob
+    from edgekws.export.cruntime import CModel
+    from edgekws.quant import quantize_model
+    from quant_helpers import FC, features, make_model
+
+    qm = quantize_model(make_model("dscnn-s", seed=3), features(8, seed=4), FC.input_scale, FC.input_zero_point)
+    c = CModel(model_blob(qm))
+    x = features(2, seed=5)
+    with pytest.raises(EdgekwsError, match=r"C model: offsets of shape \(2, 3\), expected \(2, "):
+        c.logits_voice_int8(x, np.zeros((2, 3), np.int32))

@@ -40,6 +40,17 @@ def library():
         lib.ekws_model_calibrate_shift.argtypes = [ctypes.c_void_p, _i8p, ctypes.c_size_t, ctypes.c_uint32, _i8p,
                                                    ctypes.c_size_t, ctypes.POINTER(ctypes.c_int32),
                                                    ctypes.POINTER(ctypes.c_float)]
+        lib.ekws_model_embedding_size.restype = ctypes.c_uint32
+        lib.ekws_model_embedding_size.argtypes = [ctypes.c_void_p]
+        lib.ekws_model_embed.restype = ctypes.c_int
+        lib.ekws_model_embed.argtypes = [ctypes.c_void_p, _i8p, ctypes.c_size_t, _i8p, ctypes.c_size_t]
+        lib.ekws_model_invoke_voice.restype = ctypes.c_int
+        lib.ekws_model_invoke_voice.argtypes = [ctypes.c_void_p, _i8p, ctypes.c_size_t,
+                                                ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t, _i8p,
+                                                ctypes.c_size_t]
+        lib.ekws_voice_offset.restype = ctypes.c_int
+        lib.ekws_voice_offset.argtypes = [_i8p, ctypes.c_size_t, ctypes.c_size_t, ctypes.POINTER(ctypes.c_float),
+                                          ctypes.POINTER(ctypes.c_int32)]
         lib.ekws_requantize_s8.restype = ctypes.c_int32
         lib.ekws_requantize_s8.argtypes = [ctypes.c_int32] * 7
         lib.ekws_crc32.restype = ctypes.c_uint32
@@ -121,6 +132,38 @@ class CModel:
             shifts[i], rates[i] = chosen.value, rate.value
         return out, shifts, rates
 
+    @property
+    def embedding_size(self) -> int:
+        """Values of the embedding, the last layer's input (0: the model has none of its own)."""
+        return int(self.lib.ekws_model_embedding_size(self._model))
+
+    def embed_int8(self, features: np.ndarray) -> np.ndarray:
+        """ekws_model_embed on each example: (N, embedding_size) int8."""
+        x = self._examples(features)
+        out = np.zeros((len(x), self.embedding_size), np.int8)
+        for i in range(len(x)):
+            st = self.lib.ekws_model_embed(self._model, x[i].ctypes.data_as(_i8p), self.input_size,
+                                           out[i].ctypes.data_as(_i8p), out.shape[1])
+            if st != 0:
+                raise EdgekwsError(f"ekws_model_embed failed: {_status(self.lib, st)}")
+        return out
+
+    def logits_voice_int8(self, features: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """ekws_model_invoke_voice on each example with its row of offsets (N, embedding_size) int32:
+        logits (N, K) int8."""
+        x = self._examples(features)
+        offs = np.ascontiguousarray(offsets, np.int32)
+        if offs.shape != (len(x), self.embedding_size):
+            raise EdgekwsError(f"C model: offsets of shape {offs.shape}, expected {(len(x), self.embedding_size)}")
+        out = np.zeros((len(x), self.num_classes), np.int8)
+        for i in range(len(x)):
+            st = self.lib.ekws_model_invoke_voice(self._model, x[i].ctypes.data_as(_i8p), self.input_size,
+                                                  offs[i].ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+                                                  offs.shape[1], out[i].ctypes.data_as(_i8p), self.num_classes)
+            if st != 0:
+                raise EdgekwsError(f"ekws_model_invoke_voice failed: {_status(self.lib, st)}")
+        return out
+
     def calibrate_shift(self, features: np.ndarray, max_shift: int) -> tuple[int, float]:
         """ekws_model_calibrate_shift over all examples: (the chosen band shift, its mean largest
         class probability, float32)."""
@@ -133,6 +176,23 @@ class CModel:
         if st != 0:
             raise EdgekwsError(f"ekws_model_calibrate_shift failed: {_status(self.lib, st)}")
         return int(chosen.value), float(score.value)
+
+
+def voice_offset_c(embeddings: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """ekws_voice_offset: a voice's int32 offset from its embeddings (N, E) int8 and the float32
+    reference (E,) (edgekws.voicenorm.offset_of with that reference gives the same values)."""
+    lib = library()
+    e = np.ascontiguousarray(embeddings, np.int8)
+    ref = np.ascontiguousarray(reference, np.float32)
+    if e.ndim != 2 or ref.shape != (e.shape[1],):
+        raise EdgekwsError(f"voice offset: embeddings {e.shape} and reference {ref.shape} do not match")
+    out = np.zeros(e.shape[1], np.int32)
+    st = lib.ekws_voice_offset(e.ctypes.data_as(_i8p), e.shape[0], e.shape[1],
+                               ref.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                               out.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)))
+    if st != 0:
+        raise EdgekwsError(f"ekws_voice_offset failed: {_status(lib, st)}")
+    return out
 
 
 def requantize_c(acc, bias, multiplier, shift, zp, act_min, act_max) -> int:

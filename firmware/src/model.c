@@ -361,20 +361,11 @@ static ekws_status_t run_layer(const ekws_model_t *m, const layer_t *l, const in
     }
 }
 
-ekws_status_t ekws_model_invoke(const ekws_model_t *model, const int8_t *input, size_t input_len,
-                                int8_t *logits, size_t logits_len) {
-    if (!model || !input || !logits) {
-        return EKWS_ERR_NULL;
-    }
-    if (!model->blob) {
-        return EKWS_ERR_STATE;
-    }
-    if (input_len != model->input_size) {
-        return EKWS_ERR_ARG;
-    }
-    if (logits_len < model->num_classes) {
-        return EKWS_ERR_BUFFER_TOO_SMALL;
-    }
+/* The layers of a model on one input. With `embedding`, stop before the last layer and copy its
+ * input (the embedding) there; with `offset`, move the last layer's input by it first (saturated
+ * to int8, in place in the arena). Either needs a main layer before the last (else EKWS_ERR_ARG). */
+static ekws_status_t run_model(const ekws_model_t *model, const int8_t *input, int8_t *logits, int8_t *embedding,
+                               const int32_t *offset) {
     /* Main-layer outputs alternate between the end and the start of the activation region, so a
      * layer's input (the previous main output) and its output never overlap; the last main layer
      * writes to logits. A tappool pools the current input x into its slot of the tap region and
@@ -395,6 +386,20 @@ ekws_status_t ekws_model_invoke(const ekws_model_t *model, const int8_t *input, 
         int8_t *out = logits;
         if (i + 1 < model->num_layers) {
             out = (int8_t *)model->arena + ((j & 1u) ? 0u : model->act_bytes - align4(out_elems(&l)));
+        } else if (embedding || offset) {
+            if (j == 0) {   /* the last layer reads the caller's input: no embedding of the model's own */
+                return EKWS_ERR_ARG;
+            }
+            int8_t *e = (int8_t *)model->arena + (x - (const int8_t *)model->arena);   /* x lies in the arena */
+            const uint32_t n = in_elems(&l);
+            if (embedding) {
+                memcpy(embedding, e, n);
+                return EKWS_OK;
+            }
+            for (uint32_t k = 0; k < n; k++) {
+                const int64_t v = (int64_t)e[k] - offset[k];
+                e[k] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
+            }
         }
         const ekws_status_t st = run_layer(model, &l, x, out);
         if (st != EKWS_OK) {
@@ -405,6 +410,98 @@ ekws_status_t ekws_model_invoke(const ekws_model_t *model, const int8_t *input, 
         }
         x = out;
         j++;
+    }
+    return EKWS_OK;
+}
+
+static ekws_status_t check_invoke(const ekws_model_t *model, const int8_t *input, size_t input_len, const void *out) {
+    if (!model || !input || !out) {
+        return EKWS_ERR_NULL;
+    }
+    if (!model->blob) {
+        return EKWS_ERR_STATE;
+    }
+    return input_len == model->input_size ? EKWS_OK : EKWS_ERR_ARG;
+}
+
+ekws_status_t ekws_model_invoke(const ekws_model_t *model, const int8_t *input, size_t input_len,
+                                int8_t *logits, size_t logits_len) {
+    const ekws_status_t st = check_invoke(model, input, input_len, logits);
+    if (st != EKWS_OK) {
+        return st;
+    }
+    if (logits_len < model->num_classes) {
+        return EKWS_ERR_BUFFER_TOO_SMALL;
+    }
+    return run_model(model, input, logits, NULL, NULL);
+}
+
+/* ---- voice normalization (edgekws/voicenorm.py) ------------------------------------------------ */
+
+uint32_t ekws_model_embedding_size(const ekws_model_t *model) {
+    if (!model || !model->blob || model->num_layers < 2) {
+        return 0;
+    }
+    layer_t l;
+    read_layer(model->blob, model->num_layers - 1, &l);
+    return in_elems(&l);
+}
+
+ekws_status_t ekws_model_embed(const ekws_model_t *model, const int8_t *input, size_t input_len, int8_t *embedding,
+                               size_t embedding_len) {
+    const ekws_status_t st = check_invoke(model, input, input_len, embedding);
+    if (st != EKWS_OK) {
+        return st;
+    }
+    const uint32_t n = ekws_model_embedding_size(model);
+    if (n == 0) {
+        return EKWS_ERR_ARG;
+    }
+    if (embedding_len < n) {
+        return EKWS_ERR_BUFFER_TOO_SMALL;
+    }
+    return run_model(model, input, NULL, embedding, NULL);
+}
+
+ekws_status_t ekws_model_invoke_voice(const ekws_model_t *model, const int8_t *input, size_t input_len,
+                                      const int32_t *offset, size_t offset_len, int8_t *logits, size_t logits_len) {
+    ekws_status_t st = check_invoke(model, input, input_len, logits);
+    if (st == EKWS_OK && !offset) {
+        st = EKWS_ERR_NULL;
+    }
+    if (st != EKWS_OK) {
+        return st;
+    }
+    if (ekws_model_embedding_size(model) == 0 || offset_len != ekws_model_embedding_size(model)) {
+        return EKWS_ERR_ARG;
+    }
+    if (logits_len < model->num_classes) {
+        return EKWS_ERR_BUFFER_TOO_SMALL;
+    }
+    return run_model(model, input, logits, NULL, offset);
+}
+
+ekws_status_t ekws_voice_offset(const int8_t *embeddings, size_t n, size_t size, const float *reference,
+                                int32_t *offset) {
+    if (!embeddings || !reference || !offset) {
+        return EKWS_ERR_NULL;
+    }
+    if (n == 0 || n > (1u << 24) || size == 0) {
+        return EKWS_ERR_ARG;
+    }
+    for (size_t j = 0; j < size; j++) {
+        if (!(reference[j] > -1e6f && reference[j] < 1e6f)) {   /* NaN fails both */
+            return EKWS_ERR_ARG;
+        }
+    }
+    for (size_t j = 0; j < size; j++) {
+        int32_t sum = 0;   /* |sum| <= 128 * 2^24: exact */
+        for (size_t i = 0; i < n; i++) {
+            sum += embeddings[i * size + j];
+        }
+        const double d = (double)sum / (double)n - (double)reference[j] + 0.5;
+        const int32_t t = (int32_t)d;   /* |d| < 1e6 + 129: no overflow */
+        offset[j] = (double)t > d ? t - 1 : t;   /* floor */
     }
     return EKWS_OK;
 }

@@ -3,7 +3,8 @@
  * crafted one-layer blobs with a valid CRC (tests/ekws_blob.h) that the layer checks must refuse
  * (sizes that wrap 32 bits, a dense layer too large for the int32 accumulator, windows past the
  * padded input) next to the largest ones they accept; voice search (ekws_model_invoke_search) against
- * inferences on inputs shifted here. */
+ * inferences on inputs shifted here; voice normalization (ekws_model_embed, ekws_voice_offset,
+ * ekws_model_invoke_voice) on the golden model. */
 #include <stdio.h>
 #include <string.h>
 
@@ -371,8 +372,54 @@ static void test_calibrate(void) {
           "NULL shift accepted");
 }
 
+/* voice normalization: a zero offset changes nothing (and leaves the model as it was), offsets
+ * round half up, and bad arguments are refused (tests/test_voicenorm.py checks the embedding and
+ * moved logits against numpy) */
+static void test_voice(void) {
+    ekws_model_t m;
+    if (ekws_model_init(&m, golden_model_blob, GOLDEN_MODEL_BYTES, arena, GOLDEN_MODEL_ARENA) != EKWS_OK) {
+        CHECK(0, "init");
+        return;
+    }
+    const uint32_t n = ekws_model_embedding_size(&m);
+    CHECK(n > 0 && n <= 512, "embedding size %u", (unsigned)n);
+    if (n == 0 || n > 512) {
+        return;
+    }
+    static int8_t emb[512];
+    static int32_t zero[512];
+    int8_t plain[GOLDEN_MODEL_NUM_CLASSES], moved[GOLDEN_MODEL_NUM_CLASSES];
+    for (int i = 0; i < GOLDEN_MODEL_NUM_INPUTS; i++) {
+        const int8_t *in = golden_model_inputs + i * GOLDEN_MODEL_INPUT_SIZE;
+        CHECK(ekws_model_embed(&m, in, GOLDEN_MODEL_INPUT_SIZE, emb, n) == EKWS_OK, "embed %d", i);
+        CHECK(ekws_model_invoke_voice(&m, in, GOLDEN_MODEL_INPUT_SIZE, zero, n, moved, GOLDEN_MODEL_NUM_CLASSES) ==
+                  EKWS_OK, "invoke_voice %d", i);
+        CHECK(memcmp(moved, golden_model_logits + i * GOLDEN_MODEL_NUM_CLASSES, GOLDEN_MODEL_NUM_CLASSES) == 0,
+              "input %d: a zero offset changed the logits", i);
+        CHECK(ekws_model_invoke(&m, in, GOLDEN_MODEL_INPUT_SIZE, plain, GOLDEN_MODEL_NUM_CLASSES) == EKWS_OK, "invoke");
+        CHECK(memcmp(plain, moved, GOLDEN_MODEL_NUM_CLASSES) == 0, "input %d: invoke after invoke_voice differs", i);
+    }
+    CHECK(ekws_model_embed(&m, golden_model_inputs, GOLDEN_MODEL_INPUT_SIZE, emb, n - 1) == EKWS_ERR_BUFFER_TOO_SMALL,
+          "short embedding buffer accepted");
+    CHECK(ekws_model_invoke_voice(&m, golden_model_inputs, GOLDEN_MODEL_INPUT_SIZE, zero, n - 1, moved,
+                                  GOLDEN_MODEL_NUM_CLASSES) == EKWS_ERR_ARG, "offset of another size accepted");
+    CHECK(ekws_model_invoke_voice(&m, golden_model_inputs, GOLDEN_MODEL_INPUT_SIZE, NULL, n, moved,
+                                  GOLDEN_MODEL_NUM_CLASSES) == EKWS_ERR_NULL, "NULL offset accepted");
+    /* means 1.5, -1.5, 2.5, 3, 0 less the reference, plus 1/2, floored */
+    const int8_t e[10] = {1, -1, 2, 3, 0, 2, -2, 3, 3, 0};
+    const float ref[5] = {0.0f, 0.0f, 0.0f, 0.25f, -0.5f};
+    int32_t off[5];
+    CHECK(ekws_voice_offset(e, 2, 5, ref, off) == EKWS_OK, "voice offset");
+    CHECK(off[0] == 2 && off[1] == -1 && off[2] == 3 && off[3] == 3 && off[4] == 1, "offsets %d %d %d %d %d",
+          (int)off[0], (int)off[1], (int)off[2], (int)off[3], (int)off[4]);
+    CHECK(ekws_voice_offset(e, 0, 5, ref, off) == EKWS_ERR_ARG, "no embeddings accepted");
+    const float big[5] = {0.0f, 0.0f, 0.0f, 0.0f, 2e6f};
+    CHECK(ekws_voice_offset(e, 2, 5, big, off) == EKWS_ERR_ARG, "a reference value of 2e6 accepted");
+}
+
 int main(void) {
     test_logits();
+    test_voice();
     test_search();
     test_calibrate();
     test_refusals();

@@ -139,6 +139,28 @@ ekws_status_t ekws_model_calibrate_shift(const ekws_model_t *model, const int8_t
  * trainer's softmax (ekws_head_expf) and voice search use it. */
 float ekws_expf(float x);
 
+/* Voice normalization (edgekws/voicenorm.py): each voice's average embedding moved onto the training
+ * voices' average before the classifier, the last (dense) layer. The embedding is that layer's
+ * input: ekws_model_embedding_size values (0 for a model whose last layer reads the caller's input).
+ *
+ * ekws_model_embed: run every layer but the last and copy the embedding (int8) to `embedding`.
+ * ekws_voice_offset: a voice's offset from n of its embeddings (n x size int8, n in 1..2^24) and the
+ *   reference (size float32, the training clips' average embedding in int8 units, |r| < 1e6):
+ *   offset[j] = floor(sum_i e[i][j] / n - reference[j] + 1/2), in double (the same bits as
+ *   edgekws.voicenorm.offset_of with a float32 reference).
+ * ekws_model_invoke_voice: ekws_model_invoke with the embedding moved by `offset` first
+ *   (embedding_size values): e[k] = clamp(e[k] - offset[k], -128, 127) (edgekws.voicenorm.normalize);
+ *   for the dense classifier the same as a bias of b - W * offset, up to the clamp.
+ * EKWS_ERR_ARG: a model without an embedding of its own, offset_len != embedding size, n or size 0,
+ * a reference value not finite or too large. */
+uint32_t ekws_model_embedding_size(const ekws_model_t *model);
+ekws_status_t ekws_model_embed(const ekws_model_t *model, const int8_t *input, size_t input_len, int8_t *embedding,
+                               size_t embedding_len);
+ekws_status_t ekws_voice_offset(const int8_t *embeddings, size_t n, size_t size, const float *reference,
+                                int32_t *offset);
+ekws_status_t ekws_model_invoke_voice(const ekws_model_t *model, const int8_t *input, size_t input_len,
+                                      const int32_t *offset, size_t offset_len, int8_t *logits, size_t logits_len);
+
 /* Index of the largest logit (first on ties). */
 uint32_t ekws_argmax_s8(const int8_t *values, size_t n);
 
