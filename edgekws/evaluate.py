@@ -506,8 +506,12 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
 
 def _voice_reference_data(bundle, voice_ref) -> Path:
     """The dataset whose train split gives the training voices' average embedding."""
+    if voice_ref is not None:
+        if not Path(voice_ref).is_dir():
+            raise EdgekwsError(f"--voice-ref {voice_ref}: not a dataset folder")
+        return Path(voice_ref)
     training = bundle.manifest.get("training") or {}
-    given = voice_ref or (training.get("retrain") or {}).get("dataset") or training.get("dataset")
+    given = (training.get("retrain") or {}).get("dataset") or training.get("dataset")
     if not given or not Path(given).is_dir():
         raise EdgekwsError(f"voice normalization: the training voices' average needs the model's training "
                            f"dataset, {'not found: ' + str(given) if given else 'not named in the bundle'}; "

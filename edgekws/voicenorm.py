@@ -6,8 +6,9 @@ normalization: a device keeps the average embedding of the last clips it heard f
 subtracts how far that average lies from the reference, the average over the training clips. No
 label is needed, and the network is unchanged: for a dense classifier the subtraction is a change of
 its bias (b - W @ offset). RESULTS.md, Voices and Last-layer retraining, session 43: with 10 clips of
-each voice, eSpeak NG -> Open JTalk 79.8 -> 88.9% as trained, English models on the Flite/Festival
-judging set 75.9 -> 81.4%, heads from 5 examples 86.2 -> 88.5%.
+each voice, the default eSpeak NG -> Open JTalk 81.1 -> 88.7%, English defaults on the Flite/Festival
+judging set 75.8 -> 82.0%, Japanese base -> English heads from 5 examples 86.4 -> 89.0%. The C
+runtime does the same (ekws_model_embed, ekws_voice_offset, ekws_model_invoke_voice in model.h).
 
 int8 embeddings (what the device computes), integer arithmetic:
     offset     = floor(mean of the voice's clips - reference + 1/2)      (int32 per value)
@@ -117,6 +118,7 @@ class SplitNetwork:
         from edgekws.quant import Int8Network
 
         self.name = name
+        self._float = self._int8 = None
         if type(engine) is FloatNetwork:
             layers = engine.model.layer_info()
             if len(layers) < 2 or layers[-1]["type"] != "Dense":
@@ -130,12 +132,12 @@ class SplitNetwork:
             raise EdgekwsError(f"voice normalization: engine {name!r} is not supported (float and int8 are)")
 
     def embed(self, features: np.ndarray) -> np.ndarray:
-        if hasattr(self, "_float"):
+        if self._float is not None:
             return self._float.embed_features(features, layer=self._before)
         return self._backbone.embed(features)
 
     def classify(self, emb: np.ndarray) -> np.ndarray:
-        if hasattr(self, "_float"):
+        if self._float is not None:
             return self._float.model.layers[-1].forward(np.asarray(emb, np.float32), training=False)
         from edgekws.quant.qmodel import layer_forward
 

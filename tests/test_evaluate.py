@@ -312,8 +312,7 @@ def test_eval_voice_norm_moves_each_speaker_by_its_offset(trained, tmp_path, cap
 @pytest.mark.parametrize("extra, message", [
     (["--voice-ref", "DATA"], "--voice-ref: only with --voice-norm N"),
     (["--voice-norm", "3", "--voice-search", "1"], "voice normalization (--voice-norm) does not combine with"),
-    (["--voice-norm", "3", "--voice-ref", "MISSING"], "voice normalization: the training voices' average needs the "
-                                                      "model's training dataset, not found: MISSING; pass it with --voice-ref DATA"),
+    (["--voice-norm", "3", "--voice-ref", "MISSING"], "--voice-ref MISSING: not a dataset folder"),
 ])
 def test_eval_voice_norm_refuses_what_it_cannot_do(trained, tmp_path, capsys, extra, message):
     data, bundle = trained
@@ -321,6 +320,19 @@ def test_eval_voice_norm_refuses_what_it_cannot_do(trained, tmp_path, capsys, ex
     message = message.replace("MISSING", str(tmp_path / "missing"))
     assert main(["eval", str(bundle.path), str(data), *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_eval_voice_norm_needs_the_training_data(trained, tmp_path):
+    """A bundle whose training data is gone (moved to another machine) asks for --voice-ref."""
+    data, bundle = trained
+    shutil.copytree(bundle.path, tmp_path / "m")
+    b = Bundle.load(tmp_path / "m")
+    b.manifest["training"]["dataset"] = str(tmp_path / "gone")
+    with pytest.raises(EdgekwsError) as e:
+        ev.evaluate(b, data, split="val", voice_norm=2)
+    assert str(e.value) == (f"voice normalization: the training voices' average needs the model's training "
+                            f"dataset, not found: {tmp_path / 'gone'}; pass it with --voice-ref DATA")
+    assert ev.evaluate(b, data, split="val", voice_norm=2, voice_ref=data)["voice_ref"] == str(data)
 
 
 def test_eval_voice_norm_leaves_out_engines_it_does_not_run_on_unless_asked(trained, monkeypatch):
