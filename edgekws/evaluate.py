@@ -524,17 +524,16 @@ def _evaluate_voice_norm(split_nets: dict, bundle, arrays, clips: int, ref_data,
     split (features cached in its own DATA/.edgekws-cache)."""
     from edgekws.data import load_dataset
     from edgekws.featcache import FeatureCache, default_cache_dir, split_arrays
-    from edgekws.voicenorm import normalized, reference
+    from edgekws.voicenorm import clip_speakers, normalized, reference
 
-    speakers = lambda a: np.array([c.speaker if c.path is not None else "" for c in a.clips], dtype=object)  # noqa: E731
     ref_ds = load_dataset(ref_data, bundle.labels[2:])
     ref_arrays = split_arrays(ref_ds, "train", FeatureCache(default_cache_dir(ref_data), fc), seed=seed)
     if not len(ref_arrays.labels):
         raise EdgekwsError(f"{ref_data}: no clips in its train split for the training voices' average (--voice-ref)")
     out = {}
     for name, net in split_nets.items():
-        ref = reference(net.embed(ref_arrays.features), speakers(ref_arrays))
-        emb = normalized(net.embed(arrays.features), speakers(arrays), ref, others=clips, seed=seed)
+        ref = reference(net.embed(ref_arrays.features), clip_speakers(ref_arrays.clips))
+        emb = normalized(net.embed(arrays.features), clip_speakers(arrays.clips), ref, others=clips, seed=seed)
         out[name] = metrics(arrays.labels, net.classify(emb).argmax(1), bundle.labels)
     return out
 

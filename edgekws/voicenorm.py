@@ -6,7 +6,7 @@ normalization: a device keeps the average embedding of the last clips it heard f
 subtracts how far that average lies from the reference, the average over the training clips. No
 label is needed, and the network is unchanged: for a dense classifier the subtraction is a change of
 its bias (b - W @ offset). RESULTS.md, Voices and Last-layer retraining, session 43: with 10 clips of
-each voice, the default eSpeak NG -> Open JTalk 81.1 -> 88.7%, English defaults on the Flite/Festival
+each voice, the default eSpeak NG -> Open JTalk 79.6 -> 88.3% (five seeds), English defaults on the Flite/Festival
 judging set 75.8 -> 82.0%, Japanese base -> English heads from 5 examples 86.4 -> 89.0%. The C
 runtime does the same (ekws_model_embed, ekws_voice_offset, ekws_model_invoke_voice in model.h).
 
@@ -34,6 +34,11 @@ def _check(emb, speakers) -> tuple[np.ndarray, np.ndarray]:
     if speakers.shape != (len(emb),):
         raise EdgekwsError(f"voice normalization: {len(emb)} embeddings but {speakers.size} speaker ids")
     return emb, speakers
+
+
+def clip_speakers(clips) -> np.ndarray:
+    """(N,) object: the speaker id of each edgekws.data.Clip, "" for a `_silence_` cut (no file)."""
+    return np.array([c.speaker if c.path is not None else "" for c in clips], dtype=object)
 
 
 def voiced(speakers) -> np.ndarray:

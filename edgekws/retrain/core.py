@@ -147,9 +147,10 @@ def dataset_examples(data, words, split: str = "all", seed: int = 0, cache_dir=N
 def dataset_speakers(data, words, split: str = "all", seed: int = 0, cache_dir=None):
     """dataset_examples(...) and then (N,) speaker ids of the same clips ("" for `_silence_` cuts):
     what voice normalization (edgekws/voicenorm.py) groups by."""
+    from edgekws.voicenorm import clip_speakers
+
     arrays, ds = _examples(data, words, split, seed, cache_dir)
-    speakers = np.array([c.speaker if c.path is not None else "" for c in arrays.clips], dtype=object)
-    return arrays.features, arrays.labels, list(ds.labels), speakers
+    return arrays.features, arrays.labels, list(ds.labels), clip_speakers(arrays.clips)
 
 
 def _examples(data, words, split: str, seed: int, cache_dir, unknown_ratio: float = 1.0):

@@ -472,7 +472,8 @@ ekws_status_t ekws_model_invoke_voice(const ekws_model_t *model, const int8_t *i
     if (st != EKWS_OK) {
         return st;
     }
-    if (ekws_model_embedding_size(model) == 0 || offset_len != ekws_model_embedding_size(model)) {
+    const uint32_t n = ekws_model_embedding_size(model);
+    if (n == 0 || offset_len != n) {
         return EKWS_ERR_ARG;
     }
     if (logits_len < model->num_classes) {
