@@ -108,12 +108,14 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
     if base.manifest.get("stream"):
         stream = dict(base.manifest["stream"])
         dropped_shift = bool(stream.pop("voice_shift", 0))   # measured on the old statistics: calibrate again
+        dropped_shift |= stream.pop("voice_offset", None) is not None
         new.update(stream=stream)
     sub = np.random.default_rng([seed, 0xCA1]).permutation(len(feats))[:CALIB_MAX]   # calibration
-    quantize_bundle(new, feats[np.sort(sub)], seed=seed, log=lambda *a: None)
+    # no voice reference: these clips are the new voice's, not the training voices'
+    quantize_bundle(new, feats[np.sort(sub)], seed=seed, log=lambda *a: None, reference=False)
     new.finish()
     copied = (f" (stream thresholds copied from {base.path}: re-tune with edgekws eval-stream --tune"
-              + ("; its voice_shift is not copied: calibrate the new model again" if dropped_shift else "") + ")"
+              + ("; its voice calibration is not copied: calibrate the new model again" if dropped_shift else "") + ")"
               if base.manifest.get("stream") else "")
     log(f"{new.path}: BatchNorm statistics of {len(paths)} clip(s) of {clips}, re-quantized on them{copied}")
     return new
@@ -121,8 +123,35 @@ def adapt(model, clips, out, *, limit: int | None = None, seed: int = 0, overwri
 
 # ---- voice calibration -----------------------------------------------------------------------
 
+METHODS = ("shift", "norm")
+
+
 def calibrate(model, clips, *, max_shift: int | None = None, engine: str | None = None, save: bool = False,
-              log=print) -> dict:
+              log=print, method: str = "shift", voice_ref=None) -> dict:
+    """The voice calibration of bundle `model` from the WAVs under folder `clips` (recordings of one
+    voice, any words): method "shift" (calibrate_band_shift, below) or "norm" (calibrate_norm)."""
+    if method not in METHODS:
+        raise EdgekwsError(f"calibrate: method (--method) must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "norm":
+        if max_shift is not None:
+            raise EdgekwsError("--max-shift is for --method shift; --method norm moves the embedding, not the bands")
+        return calibrate_norm(model, clips, engine=engine, save=save, log=log, voice_ref=voice_ref)
+    if voice_ref is not None:
+        raise EdgekwsError("--voice-ref is for --method norm")
+    return calibrate_band_shift(model, clips, max_shift=max_shift, engine=engine, save=save, log=log)
+
+
+def _retune_note(cfg, what: str) -> bool:
+    """A tuned detector (not just noted) whose voice calibration changes: its thresholds were chosen on
+    frames heard another way; the note says so. True when the thresholds need tuning again."""
+    retune = any(k != "note" for k in cfg.tuning)
+    if retune:
+        cfg.tuning = {"note": f"{what} by edgekws calibrate: tune the thresholds again (edgekws eval-stream --tune)"}
+    return retune
+
+
+def calibrate_band_shift(model, clips, *, max_shift: int | None = None, engine: str | None = None,
+                         save: bool = False, log=print) -> dict:
     """The voice shift of the WAVs under folder `clips` (recordings of one voice, any words) for bundle
     `model` (edgekws.evaluate.calibrate_shift, int8 when the bundle is quantized); with `save`, stored
     as the bundle's stream setting voice_shift. Returns {"shift", "scores" {shift: mean largest
@@ -154,11 +183,11 @@ def calibrate(model, clips, *, max_shift: int | None = None, engine: str | None 
         from edgekws.stream.detector import StreamConfig
 
         cfg = StreamConfig.from_bundle(bundle)
-        retune = any(k != "note" for k in cfg.tuning) and cfg.voice_shift != shift   # tuned, not just noted
-        if retune:   # thresholds tuned on frames heard another way: the demo and users tune again
-            cfg.tuning = {"note": f"voice_shift changed to {shift} by edgekws calibrate: tune the thresholds "
-                                  "again (edgekws eval-stream --tune)"}
-        cfg.voice_shift = shift
+        replaced = cfg.voice_offset is not None
+        retune = False
+        if cfg.voice_shift != shift or replaced:   # thresholds tuned on frames heard another way: tune again
+            retune = _retune_note(cfg, f"voice_shift changed to {shift}")
+        cfg.voice_shift, cfg.voice_offset = shift, None
         cfg.check(bundle.labels)
         bundle.update(stream=cfg.to_dict())
         saved = True
@@ -168,7 +197,8 @@ def calibrate(model, clips, *, max_shift: int | None = None, engine: str | None 
         f"{scores[shift]:.4f} against {scores[0]:.4f} as heard)")
     if saved:
         log(f"  stored in the bundle's stream settings: listen, eval-stream and the cortex-m4 and pi exports now hear "
-            f"every frame moved by {shift:+d} (eval and predict: --voice-shift {shift})")
+            f"every frame moved by {shift:+d} (eval and predict: --voice-shift {shift})"
+            + ("; the voice_offset of --method norm is replaced" if replaced else ""))
         if retune:
             log("  the detector's thresholds were tuned on frames heard without this shift: tune them again "
                 "(edgekws eval-stream MODEL DATA --tune)")
@@ -177,8 +207,111 @@ def calibrate(model, clips, *, max_shift: int | None = None, engine: str | None 
             f"--voice-shift {shift}")
     if len(paths) < 20:
         log(f"  note: {len(paths)} recordings; 20-40 give a surer choice")
-    return {"shift": shift, "scores": {str(s): v for s, v in scores.items()}, "n_clips": len(paths),
-            "engine": engine, "saved": saved}
+    return {"method": "shift", "shift": shift, "scores": {str(s): v for s, v in scores.items()},
+            "n_clips": len(paths), "engine": engine, "saved": saved}
+
+
+def norm_reference(bundle, backbone, voice_ref=None) -> tuple[np.ndarray, str]:
+    """The training voices' average int8 embedding: the train split of dataset `voice_ref` when
+    given, else the one `edgekws quantize` / `retrain` stored in the bundle. Returns (reference, where)."""
+    from edgekws.voicenorm import reference, stored_reference
+
+    if voice_ref is None:
+        ref = stored_reference(bundle)
+        if ref is None:
+            raise EdgekwsError(f"{bundle.path}: has no voice reference (quantized before edgekws stored one): "
+                               "quantize it again, or pass the training dataset with --voice-ref DATA")
+        if len(ref) != backbone.embed_size:
+            raise BundleError(f"{bundle.path}: its voice reference has {len(ref)} values, the model's embedding "
+                              f"{backbone.embed_size}")
+        return ref, "the bundle's"
+    from edgekws.retrain.core import dataset_speakers
+
+    if not_a_folder(voice_ref, "dataset folder"):
+        raise EdgekwsError(f"--voice-ref {voice_ref}: not a dataset folder")
+    words = [w for w in bundle.labels if not w.startswith("_")]
+    feats, _, _, speakers = dataset_speakers(voice_ref, words, "train")
+    if not len(feats):
+        raise EdgekwsError(f"--voice-ref {voice_ref}: its training split has no clips")
+    return reference(backbone.embed(feats), speakers), f"the train split of {voice_ref}"
+
+
+def calibrate_norm(model, clips, *, engine: str | None = None, save: bool = False, log=print,
+                   voice_ref=None) -> dict:
+    """Voice normalization (edgekws/voicenorm.py) for the WAVs under folder `clips` (one voice, any
+    words): the voice's offset, its average int8 embedding less the training voices' (norm_reference),
+    by the numpy reference ("int8", default) or the firmware ("c", ekws_voice_offset); with `save`,
+    stored as the bundle's stream setting voice_offset (listen, eval-stream and the cortex-m4 and pi
+    exports then move every embedding by it: ekws_pipeline_set_voice_offset). Returns {"method",
+    "offset", "size" (mean |offset|), "scores" {"as heard", "normalized": mean largest probability of
+    the clips}, "n_clips", "engine", "reference", "saved"}."""
+    from edgekws.bundle import as_bundle
+    from edgekws.featcache import load_clips
+    from edgekws.features import FeatureConfig, compute_features
+    from edgekws.quant import load_quantized
+    from edgekws.quant.qmodel import layer_forward
+    from edgekws.retrain.core import Backbone
+    from edgekws.voicenorm import DEFAULT_CLIPS, normalize, offset_of
+
+    bundle = as_bundle(model)
+    engine = engine or "int8"
+    if engine not in ("int8", "c"):
+        raise EdgekwsError(f"--method norm runs on the int8 model (--engine int8 or c), not {engine!r}")
+    if not bundle.has("int8.npz"):
+        raise EdgekwsError(f"{bundle.path}: not quantized; voice normalization moves the int8 embedding "
+                           "(edgekws quantize MODEL first)")
+    qm = load_quantized(bundle)
+    backbone = Backbone.from_quantized(qm)
+    paths = clip_paths(clips)
+    if len(paths) < MIN_CALIBRATE_CLIPS:
+        raise EdgekwsError(f"{clips}: {len(paths)} WAV file(s); calibrating needs at least {MIN_CALIBRATE_CLIPS} "
+                           "recordings of the voice")
+    ref, where = norm_reference(bundle, backbone, voice_ref)
+    fc = FeatureConfig.from_dict(bundle.manifest["feature_config"])
+    feats = compute_features(load_clips(paths, fc.sample_rate, fc.sample_rate), fc)
+    emb = backbone.embed(feats, "c" if engine == "c" else "numpy")
+    if engine == "c":
+        from edgekws.export.cruntime import voice_offset_c
+
+        offset = voice_offset_c(emb, ref)
+    else:
+        offset = offset_of(emb, ref)
+    head = qm.layers[-1]
+    scores = {}
+    for name, e in (("as heard", emb), ("normalized", normalize(emb, np.broadcast_to(offset, emb.shape)))):
+        z = (layer_forward(head, np.ascontiguousarray(e)).astype(np.float64) - qm.output_zp) * qm.output_scale
+        p = np.exp(z - z.max(1, keepdims=True))
+        scores[name] = float(np.mean(p.max(1) / p.sum(1)))
+    saved = retune = False
+    if save:
+        from edgekws.stream.detector import StreamConfig
+
+        cfg = StreamConfig.from_bundle(bundle)
+        was_shift = cfg.voice_shift
+        if cfg.voice_offset != offset.tolist():
+            retune = _retune_note(cfg, "voice_offset changed")
+        cfg.voice_shift, cfg.voice_offset = 0, [int(v) for v in offset]
+        cfg.check(bundle.labels)
+        bundle.update(stream=cfg.to_dict())
+        saved = True
+    size = float(np.mean(np.abs(offset)))
+    log(f"{bundle.path}: voice offset from {len(paths)} recording(s) of {clips} ({engine}; mean |offset| {size:.2f} "
+        f"int8 steps of the embedding, from {where} reference)")
+    log(f"  mean largest probability of the clips: {scores['as heard']:.4f} as heard, {scores['normalized']:.4f} "
+        "normalized")
+    if saved:
+        log("  stored in the bundle's stream settings (voice_offset): listen, eval-stream and the cortex-m4 and pi "
+            "exports now move every embedding by it" + (f"; the voice_shift {was_shift:+d} is replaced" if was_shift else ""))
+        if retune:
+            log("  the detector's thresholds were tuned without this offset: tune them again "
+                "(edgekws eval-stream MODEL DATA --tune)")
+    else:
+        log("  --save stores it in the bundle for listen, eval-stream and export")
+    if len(paths) < DEFAULT_CLIPS:
+        log(f"  note: {len(paths)} recordings; {DEFAULT_CLIPS} or more give the measured gains (RESULTS.md, Voices, "
+            "session 43: 3 lost, 5 gave part of it)")
+    return {"method": "norm", "offset": offset.tolist(), "size": size, "scores": scores, "n_clips": len(paths),
+            "engine": engine, "reference": where, "saved": saved}
 
 
 def register(sub) -> None:
@@ -203,11 +336,17 @@ def register(sub) -> None:
                                    "(ekws_model_calibrate_shift).")
     c.add_argument("model", help="model bundle (quantized for --save)")
     c.add_argument("clips", help="folder of WAV recordings of the voice (searched recursively)")
+    c.add_argument("--method", default="shift", choices=METHODS,
+                   help="shift: the mel-band shift the model is surest at (default); norm: voice normalization, "
+                        "the voice's average embedding moved onto the training voices' (int8 models)")
     c.add_argument("--max-shift", type=cliargs.voice_search, default=None, metavar="K",
-                   help="try shifts -K..K bands (default 4)")
+                   help="try shifts -K..K bands (default 4; --method shift)")
+    c.add_argument("--voice-ref", metavar="DATA", default=None,
+                   help="--method norm: the training voices' average from the train split of DATA (default: the "
+                        "one the bundle stores)")
     c.add_argument("--engine", default=None, choices=("float", "int8", "c"),
                    help="engine that hears the clips (default int8 when the bundle is quantized, else float)")
-    c.add_argument("--save", action="store_true", help="store the shift in the bundle's stream settings")
+    c.add_argument("--save", action="store_true", help="store the calibration in the bundle's stream settings")
     c.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     c.set_defaults(func=_run_calibrate)
 
@@ -222,7 +361,8 @@ def _run_calibrate(args) -> int:
     import sys
 
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print   # noqa: E731
-    result = calibrate(args.model, args.clips, max_shift=args.max_shift, engine=args.engine, save=args.save, log=log)
+    result = calibrate(args.model, args.clips, max_shift=args.max_shift, engine=args.engine, save=args.save, log=log,
+                       method=args.method, voice_ref=args.voice_ref)
     if args.json:
         print(json.dumps(result, indent=1))
     return 0

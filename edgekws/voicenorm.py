@@ -111,6 +111,72 @@ def normalized(emb, speakers, ref, *, others: int = DEFAULT_CLIPS, seed: int = 0
     return normalize(emb, offsets(emb, speakers, ref, others=others, seed=seed))
 
 
+# ---- the reference a bundle carries ------------------------------------------------------------
+
+REF_DECIMALS = 4   # the stored reference's values (int8 units) are rounded to this many decimals
+
+
+def reference_record(emb: np.ndarray, voiced_mask: np.ndarray, source: str) -> dict:
+    """manifest["quantization"]["voice_reference"]: the average int8 embedding of the voiced clips
+    (a `_silence_` cut has no voice) that `source` names, rounded to REF_DECIMALS."""
+    emb = np.asarray(emb)
+    keep = np.asarray(voiced_mask, bool)
+    if emb.dtype != np.int8 or emb.ndim != 2 or keep.shape != (len(emb),):
+        raise EdgekwsError(f"voice reference: int8 embeddings (N, E) and N flags needed, got {emb.dtype} "
+                           f"{emb.shape} and {keep.shape}")
+    if not keep.any():
+        raise EdgekwsError(f"voice reference: no clip with a voice in {source}")
+    ref = np.round(emb[keep].astype(np.float64).mean(0), REF_DECIMALS)
+    return {"values": ref.tolist(), "clips": int(keep.sum()), "source": source}
+
+
+def stored_reference(bundle) -> np.ndarray | None:
+    """(E,) float64: the training clips' average int8 embedding that `edgekws quantize` and `retrain`
+    store in the bundle (None for a bundle quantized before they did)."""
+    rec = (bundle.manifest.get("quantization") or {}).get("voice_reference")
+    if rec is None:
+        return None
+    from edgekws.errors import BundleError
+
+    values = rec.get("values") if isinstance(rec, dict) else None
+    ref = np.asarray(values if isinstance(values, list) else [], dtype=object)
+    ok = ref.ndim == 1 and len(ref) > 0 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                and abs(v) < 1e6 for v in ref)
+    if not ok:
+        raise BundleError(f"{bundle.path}: manifest quantization.voice_reference must hold 'values', a list of "
+                          "numbers (the training clips' average embedding)")
+    return ref.astype(np.float64)
+
+
+def check_offset(offset, size: int, where: str) -> np.ndarray:
+    """A voice offset: `size` whole numbers in the int32 range (a stored `voice_offset`)."""
+    vals = list(offset) if isinstance(offset, (list, tuple, np.ndarray)) else None
+    if vals is None or len(vals) != size or not all(is_int(v) and abs(int(v)) < 2 ** 31 for v in vals):
+        got = f"{len(vals)} values" if vals is not None else type(offset).__name__
+        raise EdgekwsError(f"{where}: a voice offset is {size} whole numbers (one per embedding value), got {got}")
+    return np.asarray([int(v) for v in vals], np.int32)
+
+
+def int8_voice_logits(qm, features: np.ndarray, offset) -> np.ndarray:
+    """int8 logits (N, K) of a QuantModel whose embedding (its last dense layer's input) moves by the
+    voice `offset` (E,) int32 first: the numpy twin of ekws_model_invoke_voice."""
+    from edgekws.quant import QuantModel, int8_forward
+    from edgekws.quant.qmodel import layer_forward
+
+    head = qm.layers[-1]
+    if len(qm.layers) < 2 or head.op != "dense":
+        raise EdgekwsError(f"voice normalization: the model's last int8 layer {head.name!r} is a {head.op}, "
+                           "not a dense classifier")
+    emb = int8_forward(QuantModel(qm.layers[:-1], tuple(qm.input_shape), {}), features).reshape(len(features), -1)
+    offs = np.broadcast_to(np.asarray(offset, np.int32), emb.shape)
+    return layer_forward(head, np.ascontiguousarray(normalize(emb, offs)))
+
+
+def embedding_size(qm) -> int:
+    """Values of a QuantModel's embedding (its last layer's input)."""
+    return int(np.prod(qm.layers[-1].in_shape))
+
+
 # ---- a network split at its classifier ----------------------------------------------------------
 
 class SplitNetwork:

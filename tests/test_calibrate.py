@@ -215,34 +215,44 @@ def test_the_exported_example_sets_the_bundles_voice_shift():
     assert "ekws_pipeline_set_voice_shift(&pipe, EKWS_EXAMPLE_VOICE_SHIFT)" in main_c
 
 
-def test_adapt_and_retrain_do_not_carry_a_calibration_to_the_model_they_write(tmp_path, capsys):
-    """The shift was measured on the old model; the adapted statistics and a new head learned
-    unshifted clips: the new bundle starts uncalibrated, and says so."""
+@pytest.mark.parametrize("calibration", ["voice_shift", "voice_offset"])
+def test_adapt_and_retrain_do_not_carry_a_calibration_to_the_model_they_write(tmp_path, capsys, calibration):
+    """The shift or offset was measured on the old model; the adapted statistics and a new head learned
+    the clips as they are: the new bundle starts uncalibrated, and says so."""
     from edgekws.adapt import adapt
     from edgekws.retrain.core import kept_stream_settings
+    from edgekws.voicenorm import embedding_size
     from quant_helpers import make_bundle
 
     base, _ = make_bundle(tmp_path / "base")
     cfg = StreamConfig.default(base.labels)
-    cfg.voice_shift = 3
+    voice = tone_dataset(tmp_path / "voice", speakers=2, takes=2)
+    if calibration == "voice_shift":
+        cfg.voice_shift = 3
+    else:
+        from edgekws.quant import load_quantized, quantize_bundle
+
+        quantize_bundle(base, features(64, 3), log=lambda *a: None)
+        cfg.voice_offset = [2] * embedding_size(load_quantized(base))
     base.update(stream=cfg.to_dict())
     kept = kept_stream_settings(Bundle.load(base.path), base.labels)
-    assert "voice_shift" not in kept and "voice_shift is not kept" in kept["tuning"]["note"]
-    voice = tone_dataset(tmp_path / "voice", speakers=2, takes=2)
+    assert calibration not in kept and "voice calibration is not kept" in kept["tuning"]["note"]
     lines = []
     new = adapt(base, voice, tmp_path / "adapted", log=lines.append)
-    assert StreamConfig.from_bundle(new).voice_shift == 0 and new.manifest["stream"]["smooth"] == cfg.smooth
-    assert "its voice_shift is not copied: calibrate the new model again" in lines[-1]
+    kept = StreamConfig.from_bundle(new)
+    assert kept.voice_shift == 0 and kept.voice_offset is None and new.manifest["stream"]["smooth"] == cfg.smooth
+    assert "its voice calibration is not copied: calibrate the new model again" in lines[-1]
     from edgekws.retrain import retrain
 
     lines.clear()
     head = retrain(new, voice, tmp_path / "head", words=["alpha", "beta"], shots=2, epochs=1, log=lines.append)
-    assert StreamConfig.from_bundle(head).voice_shift == 0 and not any("voice_shift" in x for x in lines)
+    assert StreamConfig.from_bundle(head).voice_shift == 0 and not any("voice calibration" in x for x in lines)
     new.update(stream=cfg.to_dict())                                  # a calibrated base
     lines.clear()
     head = retrain(new, voice, tmp_path / "head2", words=["alpha", "beta"], shots=2, epochs=1, log=lines.append)
-    assert StreamConfig.from_bundle(head).voice_shift == 0
-    assert "calibrated voice_shift is not kept (the head learned unshifted clips)" in lines[-1]
+    kept = StreamConfig.from_bundle(head)
+    assert kept.voice_shift == 0 and kept.voice_offset is None
+    assert "voice calibration is not kept (the head learned the clips as they are)" in lines[-1]
 
 
 def test_a_streaming_detector_keeps_the_shift_it_was_built_with():

@@ -177,3 +177,195 @@ def test_c_voice_invoke_refuses_offsets_of_another_size():
     x = features(2, seed=5)
     with pytest.raises(EdgekwsError, match=r"C model: offsets of shape \(2, 3\), expected \(2, "):
         c.logits_voice_int8(x, np.zeros((2, 3), np.int32))
+
+
+# ---- the product: reference in the bundle, calibrate --method norm, streams in every engine -------
+
+def _key(dets):
+    return [(d.frame, d.index, d.score_q15) for d in dets]
+
+
+def _golden_offset(setup, seed=5):
+    from edgekws.voicenorm import embedding_size
+
+    rng = np.random.default_rng(seed)
+    return rng.integers(-40, 41, embedding_size(setup.qm)).tolist()
+
+
+def test_a_stream_with_a_voice_offset_detects_the_same_in_every_engine():
+    """numpy (batch and step by step), onnx (the offset in the graph) and the C pipeline
+    (ekws_pipeline_set_voice_offset) hear the moved embedding alike; the offset changes what fires."""
+    from edgekws.stream.cpipeline import CPipeline
+    from edgekws.stream.golden import pipeline_case
+    from edgekws.stream.pipeline import StreamingDetector, detect_audio, run_logits
+    from edgekws.voicenorm import int8_voice_logits
+
+    setup, audio, plain = pipeline_case(seconds=3.0)
+    setup.config.voice_offset = _golden_offset(setup)
+    want = _key(detect_audio(setup, audio, "numpy", end_silence=0))
+    assert want and want != _key(plain)
+    assert _key(detect_audio(setup, audio, "onnx", end_silence=0)) == want
+    live = StreamingDetector(setup, "numpy")
+    got = []
+    for i in range(0, len(audio), 777):
+        got += live.push(audio[i:i + 777])
+    assert _key(got) == want
+    c = CPipeline(setup)
+    assert _key(c.push(audio)) == want
+    c.reset()
+    assert _key(c.push(audio)) == want
+    # each step's logits are the model's on its window with the embedding moved
+    logits, _ = run_logits(setup, audio, setup.engine("numpy"))
+    from edgekws.stream.pipeline import heard_frames, step_windows, stream_features
+
+    windows, _ = step_windows(heard_frames(stream_features(audio, setup.feature_config), 0), setup.window_frames,
+                              setup.config.hop_every)
+    np.testing.assert_array_equal(logits, int8_voice_logits(setup.qm, np.ascontiguousarray(windows),
+                                                            setup.config.voice_offset))
+    for engine in ("onnx", "c"):
+        np.testing.assert_array_equal(run_logits(setup, audio, setup.engine(engine))[0], logits)
+
+
+def test_the_voice_offset_setting_is_checked():
+    from edgekws.stream.detector import StreamConfig
+    from edgekws.stream.golden import pipeline_case
+
+    setup, _, _ = pipeline_case()
+    size = len(_golden_offset(setup))
+    cfg = StreamConfig.default(setup.labels)
+    assert "voice_offset" not in cfg.to_dict()
+    cfg.voice_offset = [1] * size
+    assert cfg.to_dict()["voice_offset"] == [1] * size
+    for bad, message in (("12", "must be a list of whole numbers"), ([0.5] * size, "a list with other values"),
+                         ([2 ** 31] * size, "a list with other values"), ([], "a list with other values")):
+        cfg.voice_offset = bad
+        with pytest.raises(EdgekwsError, match=f"'stream' setting voice_offset {message}" if message.startswith("must")
+                           else "voice_offset must be a list of whole numbers .* got " + message):
+            cfg.check()
+    cfg.voice_offset, cfg.voice_shift = [0] * size, 2
+    with pytest.raises(EdgekwsError, match="voice_shift and voice_offset: a voice is calibrated one way or the other"):
+        cfg.check()
+    setup.config.voice_offset = [0] * (size + 1)
+    with pytest.raises(EdgekwsError, match=f"voice_offset .*: {size + 1} values for the model's embedding of {size}"):
+        setup.check()
+
+
+def test_quantize_and_retrain_store_the_reference_and_adapt_does_not(tmp_path):
+    from edgekws.adapt import adapt
+    from edgekws.bundle import Bundle
+    from edgekws.quant import quantize_bundle
+    from edgekws.retrain import Backbone, retrain
+    from edgekws.retrain.core import dataset_speakers
+    from edgekws.voicenorm import stored_reference
+    from quant_helpers import make_bundle
+    from retrain_helpers import tone_dataset
+
+    data = tone_dataset(tmp_path / "data", words=("w0", "w1", "w2"), speakers=4, takes=1)
+    b, _ = make_bundle(tmp_path / "m")
+    quantize_bundle(b, data, log=lambda *a: None)
+    b = Bundle.load(b.path)
+    ref = stored_reference(b)
+    feats, labels, names, spk = dataset_speakers(data, ["w0", "w1", "w2"], "train")
+    emb = Backbone.from_bundle(b).embed(feats)
+    rec = b.manifest["quantization"]["voice_reference"]
+    voiced_clips = np.array([lab != names.index("_silence_") for lab in labels])
+    assert rec["clips"] == int(voiced_clips.sum()) < len(labels)           # `_silence_` cuts have no voice
+    np.testing.assert_allclose(ref, emb[voiced_clips].mean(0), atol=5e-5)   # rounded to 4 decimals
+    head = retrain(b, data, tmp_path / "head", shots=2, epochs=1, log=None)
+    hrec = head.manifest["quantization"]["voice_reference"]
+    assert hrec["source"] == "the retraining examples" and 0 < hrec["clips"] <= 2 * 4
+    new = adapt(b, data, tmp_path / "adapted", log=lambda *a: None)
+    assert stored_reference(new) is None
+    b.update(quantization={**b.manifest["quantization"], "voice_reference": {"values": ["x"]}})
+    from edgekws.errors import BundleError
+
+    with pytest.raises(BundleError, match="voice_reference must hold 'values', a list of numbers"):
+        stored_reference(Bundle.load(b.path))
+
+
+def test_calibrate_norm_measures_saves_and_refuses(tmp_path, capsys):
+    import json
+
+    from edgekws.adapt import clip_paths
+    from edgekws.bundle import Bundle
+    from edgekws.cli import main
+    from edgekws.export.cruntime import voice_offset_c
+    from edgekws.featcache import load_clips
+    from edgekws.features import FeatureConfig, compute_features
+    from edgekws.quant import quantize_bundle
+    from edgekws.retrain import Backbone
+    from edgekws.stream.detector import StreamConfig
+    from edgekws.voicenorm import stored_reference
+    from quant_helpers import make_bundle
+    from retrain_helpers import tone_dataset
+
+    data = tone_dataset(tmp_path / "data", words=("w0", "w1", "w2"), speakers=4, takes=1)
+    voice = tone_dataset(tmp_path / "voice", words=("w0", "w1", "w2"), speakers=1, takes=3, seed=7)
+    b, _ = make_bundle(tmp_path / "m")
+    quantize_bundle(b, data, log=lambda *a: None)
+    m = str(b.path)
+    assert main(["calibrate", m, str(voice), "--method", "norm", "--json"]) == 0
+    out = capsys.readouterr()
+    result = json.loads(out.out)
+    paths = clip_paths(voice)
+    fc = FeatureConfig.from_dict(Bundle.load(m).manifest["feature_config"])
+    emb = Backbone.from_bundle(Bundle.load(m)).embed(compute_features(load_clips(paths, fc.sample_rate, fc.sample_rate), fc))
+    ref = stored_reference(Bundle.load(m))
+    want = np.floor(emb.astype(np.float64).mean(0) - ref + 0.5).astype(np.int32)
+    assert result["offset"] == want.tolist() and result["n_clips"] == len(paths) == 12 and not result["saved"]
+    assert result["method"] == "norm" and result["reference"] == "the bundle's"
+    np.testing.assert_array_equal(voice_offset_c(emb, ref), want)
+    assert "note: 12 recordings" not in out.err and "--save stores it" in out.err
+    assert main(["calibrate", m, str(voice), "--method", "norm", "--engine", "c", "--save"]) == 0
+    assert "stored in the bundle's stream settings (voice_offset)" in capsys.readouterr().out
+    assert StreamConfig.from_bundle(Bundle.load(m)).voice_offset == want.tolist()
+    # --voice-ref DATA: the reference from DATA's train split (the stored one came from the same clips)
+    assert main(["calibrate", m, str(voice), "--method", "norm", "--voice-ref", str(data), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["reference"] == f"the train split of {data}"
+    assert np.abs(np.array(again["offset"]) - want).max() <= 1
+    # a band shift replaces the offset, and the offset a shift
+    assert main(["calibrate", m, str(voice), "--save"]) == 0
+    assert "the voice_offset of --method norm is replaced" in capsys.readouterr().out
+    cfg = StreamConfig.from_bundle(Bundle.load(m))
+    assert cfg.voice_offset is None
+    # re-quantizing drops the offset (it was in the old embedding's units)
+    assert main(["calibrate", m, str(voice), "--method", "norm", "--save"]) == 0
+    capsys.readouterr()
+    lines = []
+    quantize_bundle(Bundle.load(m), data, log=lines.append)
+    assert "its voice_offset is removed" in lines[-1] and StreamConfig.from_bundle(Bundle.load(m)).voice_offset is None
+    # refusals
+    for args, message in (
+            (["--method", "norm", "--max-shift", "2"], "--max-shift is for --method shift"),
+            (["--voice-ref", str(data)], "--voice-ref is for --method norm"),
+            (["--method", "norm", "--engine", "float"], "--method norm runs on the int8 model"),
+            (["--method", "norm", "--voice-ref", str(tmp_path / "nope")], "not a dataset folder")):
+        assert main(["calibrate", m, str(voice), *args]) == 2
+        assert message in capsys.readouterr().err
+    old = Bundle.load(m)
+    old.update(quantization={k: v for k, v in old.manifest["quantization"].items() if k != "voice_reference"})
+    assert main(["calibrate", m, str(voice), "--method", "norm"]) == 2
+    assert "has no voice reference (quantized before edgekws stored one): quantize it again, or pass the " \
+           "training dataset with --voice-ref DATA" in capsys.readouterr().err
+    f, _ = make_bundle(tmp_path / "f")
+    assert main(["calibrate", str(f.path), str(voice), "--method", "norm"]) == 2
+    assert "not quantized; voice normalization moves the int8 embedding" in capsys.readouterr().err
+
+
+def test_the_exported_example_sets_the_bundles_voice_offset():
+    from edgekws.export.targets import example_data_sources
+    from edgekws.firmware import firmware_dir
+    from edgekws.stream.golden import pipeline_case
+
+    setup, audio, _ = pipeline_case()
+    files = example_data_sources(setup, audio)
+    assert "#define EKWS_EXAMPLE_VOICE_OFFSET_LEN 0u" in files["ekws_example_data.h"]
+    setup.config.voice_offset = _golden_offset(setup)
+    files = example_data_sources(setup, audio)
+    n = len(setup.config.voice_offset)
+    assert f"#define EKWS_EXAMPLE_VOICE_OFFSET_LEN {n}u" in files["ekws_example_data.h"]
+    assert f"const int32_t ekws_example_voice_offset[{n}] = {{\n    {', '.join(map(str, setup.config.voice_offset[:16]))}," \
+        in files["ekws_example_data.c"]
+    main_c = (firmware_dir() / "examples" / "cortex-m" / "main.c").read_text()
+    assert "ekws_pipeline_set_voice_offset(&pipe, EKWS_EXAMPLE_VOICE_OFFSET_LEN ? ekws_example_voice_offset : NULL" in main_c

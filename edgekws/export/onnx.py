@@ -190,8 +190,22 @@ def _requant_nodes(g: _Graph, acc: str, q, rank: int) -> str:
     return g.node("Cast", [r], q.name + "_out", to=TP.INT8)
 
 
-def int8_onnx(qm, labels, feature_config: dict):
-    """QuantModel -> onnx.ModelProto with integer operators: int8 features -> int8 logits."""
+def _voice_nodes(g: _Graph, x: str, offset: np.ndarray, q) -> str:
+    """x (N, E) int8 -> clamp(x - offset, -128, 127) int8 (edgekws.voicenorm.normalize)."""
+    if offset.shape != (int(np.prod(q.in_shape)),):
+        raise EdgekwsError(f"voice offset of shape {offset.shape} for an embedding of {int(np.prod(q.in_shape))} values")
+    TP = g.onnx.TensorProto
+    wide = g.node("Cast", [x], "voice_in", to=TP.INT64)
+    moved = g.node("Sub", [wide, g.const("voice_offset", offset)], "voice_moved")
+    moved = g.node("Clip", [moved, g.const("voice_lo", np.array(-128, np.int64)),
+                            g.const("voice_hi", np.array(127, np.int64))], "voice_clip")
+    return g.node("Cast", [moved], "voice_out", to=TP.INT8)
+
+
+def int8_onnx(qm, labels, feature_config: dict, voice_offset=None):
+    """QuantModel -> onnx.ModelProto with integer operators: int8 features -> int8 logits. With a
+    voice_offset (E,) the last (dense) layer reads its input less the offset, saturated to int8
+    (edgekws/voicenorm.py: Cast int64 -> Sub -> Clip [-128, 127] -> Cast int8)."""
     g = _Graph()
     TP = g.onnx.TensorProto
     in_shape = tuple(qm.input_shape)
@@ -224,6 +238,8 @@ def int8_onnx(qm, labels, feature_config: dict):
         else:
             x = _flat_for_dense(g, x, rank)
             rank = 2
+            if voice_offset is not None and q is qm.layers[-1]:
+                x = _voice_nodes(g, x, np.asarray(voice_offset, np.int64), q)
             wt = g.node("Transpose", [g.const(q.name + "_w", q.weight)], q.name + "_wt", perm=[1, 0])
             acc = g.node("MatMulInteger", [x, wt, zp], q.name + "_acc")
             x = _requant_nodes(g, acc, q, 2)

@@ -60,20 +60,24 @@ def example_data_sources(setup, audio: np.ndarray) -> dict[str, str]:
     dets = detect_audio(setup, audio, "numpy", end_silence=0)
     c = setup.config
     flat = [v for d in dets for v in (d.frame, d.index, d.score_q15)]
+    offset = [] if c.voice_offset is None else [int(v) for v in c.voice_offset]
     h = (f"{BANNER}/* Detector settings of the bundle and test audio for firmware/examples/cortex-m/main.c.\n"
          f" * Expected detections (Python reference): "
          f"{', '.join(f'{d.label}@{d.time:.2f}s' for d in dets) or 'none'} */\n"
          "#ifndef EKWS_EXAMPLE_DATA_H\n#define EKWS_EXAMPLE_DATA_H\n\n#include <stdint.h>\n\n"
          f"#define EKWS_EXAMPLE_HOP_EVERY {c.hop_every}u\n#define EKWS_EXAMPLE_SMOOTH {c.smooth}u\n"
          f"#define EKWS_EXAMPLE_REFRACTORY {c.refractory}u\n#define EKWS_EXAMPLE_VOICE_SHIFT ({c.voice_shift})\n"
+         f"#define EKWS_EXAMPLE_VOICE_OFFSET_LEN {len(offset)}u /* the calibrated voice_offset (0: none) */\n"
          f"#define EKWS_EXAMPLE_AUDIO_SAMPLES {len(audio)}u\n"
          f"#define EKWS_EXAMPLE_EXPECTED {len(dets)}u\n\n"
          "extern const uint16_t ekws_example_lut[256];\n"
          f"extern const int32_t ekws_example_threshold[{len(setup.labels)}];\n"
+         f"extern const int32_t ekws_example_voice_offset[{max(len(offset), 1)}];\n"
          "extern const int16_t ekws_example_audio[];\n"
          "extern const int32_t ekws_example_expected[]; /* 3 values per detection */\n\n#endif /* EKWS_EXAMPLE_DATA_H */\n")
     src = (f'{BANNER}#include "ekws_example_data.h"\n\n' + _arr("uint16_t", "ekws_example_lut", setup.lut)
            + _arr("int32_t", "ekws_example_threshold", setup.thresholds)
+           + _arr("int32_t", "ekws_example_voice_offset", offset)
            + _arr("int16_t", "ekws_example_audio", audio)
            + _arr("int32_t", "ekws_example_expected", flat))
     return {"ekws_example_data.h": h, "ekws_example_data.c": src}

@@ -84,6 +84,12 @@ def load_float_model(bundle):
 def calibration_features(bundle, data=None, seed: int = 0, limit: int = CALIB_MAX) -> np.ndarray:
     """int8 features (N, T, F) from the training split of DATA (default: the dataset the bundle
     was trained on), at most `limit`, drawn with `seed`. A .npy file of int8 features also works."""
+    return calibration_examples(bundle, data, seed, limit)[0]
+
+
+def calibration_examples(bundle, data=None, seed: int = 0, limit: int = CALIB_MAX) -> tuple[np.ndarray, np.ndarray]:
+    """calibration_features and (N,) bool: which examples have a voice (not a `_silence_` cut; every
+    example of a .npy file)."""
     from pathlib import Path
 
     if data is None:
@@ -107,6 +113,7 @@ def calibration_features(bundle, data=None, seed: int = 0, limit: int = CALIB_MA
                                f"for this model, got {feats.shape}")
         if not len(feats):
             raise EdgekwsError(f"--calib {path}: holds 0 examples")
+        voiced = np.ones(len(feats), bool)
     else:
         if problem := not_a_folder(path, "dataset folder"):
             raise EdgekwsError(f"--calib {path}: {problem} (or .npy of int8 features)")
@@ -116,13 +123,15 @@ def calibration_features(bundle, data=None, seed: int = 0, limit: int = CALIB_MA
 
         ds = load_dataset(path, bundle.labels[2:])
         cache = FeatureCache(default_cache_dir(path), FeatureConfig.from_dict(bundle.manifest["feature_config"]))
-        feats = split_arrays(ds, "train", cache, seed=seed).features
+        arrays = split_arrays(ds, "train", cache, seed=seed)
+        feats, voiced = arrays.features, ~np.asarray(arrays.is_silence, bool)
         if not len(feats):
             raise EdgekwsError(f"--calib {path}: its training split has no clips (the hash rule or "
                                "validation_list.txt / testing_list.txt put every clip elsewhere)")
     if len(feats) > limit:
-        feats = feats[np.sort(np.random.default_rng(seed).choice(len(feats), limit, replace=False))]
-    return feats
+        pick = np.sort(np.random.default_rng(seed).choice(len(feats), limit, replace=False))
+        feats, voiced = feats[pick], voiced[pick]
+    return feats, voiced
 
 
 def refuse_retrained(bundle, what: str = "quantize") -> None:
@@ -134,9 +143,11 @@ def refuse_retrained(bundle, what: str = "quantize") -> None:
 
 
 def quantize_bundle(bundle, calib=None, *, seed: int = 0, percentile: float | None = None,
-                    log=print, qat: dict | None = None) -> QuantModel:
+                    log=print, qat: dict | None = None, reference: bool = True) -> QuantModel:
     """Quantize a bundle in place: writes int8.npz and manifest["quantization"] (with `qat`, the
-    fine-tuning's record, when given) in one manifest write. Outputs of an earlier int8 model (ONNX,
+    fine-tuning's record, when given; with `reference`, the calibration examples' average embedding,
+    voice_reference) in one manifest write. A voice_offset in the stream settings (in the old int8
+    embedding's units) is removed. Outputs of an earlier int8 model (ONNX,
     C arrays, metrics, report, export projects inside the bundle) are removed first. Returns the model."""
     from edgekws.bundle import as_bundle
     from edgekws.features import FeatureConfig
@@ -145,18 +156,43 @@ def quantize_bundle(bundle, calib=None, *, seed: int = 0, percentile: float | No
     refuse_retrained(bundle)
     fc = FeatureConfig.from_dict(bundle.manifest["feature_config"])
     model = load_float_model(bundle)
-    feats = calib if isinstance(calib, np.ndarray) else calibration_features(bundle, calib, seed)
+    if isinstance(calib, np.ndarray):
+        feats, voiced = calib, np.ones(len(calib), bool)
+    else:
+        feats, voiced = calibration_examples(bundle, calib, seed)
     qm = quantize_model(model, feats, fc.input_scale, fc.input_zero_point, percentile)
     qm.calibration["seed"] = seed
     meta = qm.meta() if qat is None else {**qm.meta(), "qat": qat}
+    ref = voice_reference(qm, feats, voiced, "the calibration examples") if reference else None
+    if ref is not None:
+        meta["voice_reference"] = ref
     dropped = sorted({n.split("/")[0] + "/" if "/" in n else n for n in bundle.drop_outputs()} - {"int8.npz"})
-    bundle.write_npz("int8.npz", qm.arrays(), quantization=meta)
+    stream = bundle.manifest.get("stream")
+    offset_gone = bool(stream) and stream.get("voice_offset") is not None
+    extra = {"stream": {k: v for k, v in stream.items() if k != "voice_offset"}} if offset_gone else {}
+    bundle.write_npz("int8.npz", qm.arrays(), quantization=meta, **extra)
     log(f"{bundle.path}: int8 model with {len(qm.layers)} layers, calibrated on {len(feats)} examples "
         f"({qm.calibration['method']}); wrote int8.npz"
         + (f"; removed the earlier model's {', '.join(dropped)} (export again)" if dropped else "")
         + ("; the stream thresholds were tuned on the earlier model: re-tune with edgekws eval-stream --tune"
-           if bundle.manifest.get("stream") else ""))
+           if bundle.manifest.get("stream") else "")
+        + ("; its voice_offset is removed (it was in the earlier model's units: edgekws calibrate again)"
+           if offset_gone else ""))
     return qm
+
+
+def voice_reference(qm: QuantModel, feats: np.ndarray, voiced: np.ndarray, source: str) -> dict | None:
+    """The average int8 embedding (the last dense layer's input) of the voiced examples, for voice
+    normalization (edgekws/voicenorm.py, `edgekws calibrate --method norm`); None for a model whose
+    last layer is not dense or examples without a voice."""
+    if len(qm.layers) < 2 or qm.layers[-1].op != "dense" or not np.asarray(voiced).any():
+        return None
+    from edgekws.voicenorm import reference_record
+
+    backbone = QuantModel(qm.layers[:-1], tuple(qm.input_shape), {})
+    emb = np.concatenate([int8_forward(backbone, feats[i:i + 256]).reshape(min(256, len(feats) - i), -1)
+                          for i in range(0, len(feats), 256)])
+    return reference_record(emb, voiced, source)
 
 
 def load_quantized(bundle) -> QuantModel:

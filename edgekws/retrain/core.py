@@ -323,9 +323,11 @@ def int8_logits(backbone: Backbone, qhead: QHead, emb: np.ndarray) -> np.ndarray
 # ---- the new bundle --------------------------------------------------------------------------
 
 def write_retrained(base, out, labels: list[str], backbone: Backbone, head: HeadResult, *, float_head: bool = False,
-                    info: dict | None = None, overwrite: bool = False):
+                    info: dict | None = None, overwrite: bool = False, voice_reference: dict | None = None):
     """Write bundle `out`: the base backbone with the new head (weights.npz, int8.npz, head.bin,
-    manifest with the new labels). eval, predict, export and listen read it like any bundle."""
+    manifest with the new labels; `voice_reference`, the retraining clips' average embedding from
+    edgekws.voicenorm.reference_record, in its quantization). eval, predict, export and listen read it
+    like any bundle."""
     from edgekws.bundle import Bundle, as_bundle
     from edgekws.quant import QuantModel
 
@@ -368,7 +370,8 @@ def write_retrained(base, out, labels: list[str], backbone: Backbone, head: Head
     bundle.write_npz("int8.npz", qm.arrays())
     bundle.write_bytes(HEAD_FILE, head.qhead.blob(with_float=float_head))
     bundle.write_json("history.json", [{"epoch": i + 1, "train_loss": float(v)} for i, v in enumerate(head.losses)])
-    bundle.update(quantization=qm.meta(), head={"file": HEAD_FILE, "float32": bool(float_head),
+    meta = qm.meta() if voice_reference is None else {**qm.meta(), "voice_reference": voice_reference}
+    bundle.update(quantization=meta, head={"file": HEAD_FILE, "float32": bool(float_head),
                                                 "num_classes": n_classes, "embed_size": int(head.weight.shape[1])})
     if base.manifest.get("stream"):
         bundle.update(stream=kept_stream_settings(base, labels))
@@ -380,16 +383,16 @@ def kept_stream_settings(base, labels) -> dict:
     """The base bundle's detector settings for a retrained head: how often the model runs (chosen for
     the device, e.g. a slower MCU) and its smoothing stay; the thresholds, tuned for the base head's
     posteriors, go back to the default for every command (tune again: edgekws eval-stream --tune), and a
-    calibrated voice_shift goes (the head learned unshifted clips)."""
+    calibrated voice_shift or voice_offset goes (the head learned the clips as they are)."""
     from edgekws.stream.detector import StreamConfig
 
     cfg = StreamConfig.from_bundle(base)
     cfg.thresholds = StreamConfig.default(labels).thresholds
     cfg.tuning = {"note": f"hop_every, smooth and refractory kept from {base.path}; thresholds are the "
                           "defaults, not tuned for this head"
-                          + ("; its voice_shift is not kept (the head learned unshifted clips: edgekws "
-                             "calibrate again)" if cfg.voice_shift else "")}
-    cfg.voice_shift = 0
+                          + ("; its voice calibration is not kept (the head learned the clips as they are: "
+                             "edgekws calibrate again)" if cfg.voice_shift or cfg.voice_offset is not None else "")}
+    cfg.voice_shift, cfg.voice_offset = 0, None
     return cfg.to_dict()
 
 
@@ -507,11 +510,17 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
             "lr": hyper.get("lr", HeadConfig.lr),
             "train_accuracy_float_head": acc_f, "train_accuracy_int8_head": acc_q,
             "embedding_seconds": round(t_emb, 3)}
-    bundle = write_retrained(base, out, names, backbone, head, float_head=float_head, info=info, overwrite=overwrite)
+    from edgekws.voicenorm import reference_record
+
+    voiced = ~np.asarray(arrays.is_silence[keep], bool)   # the picked clips, not their noisy copies
+    ref = reference_record(emb[:len(keep)], voiced, "the retraining examples") if voiced.any() else None
+    bundle = write_retrained(base, out, names, backbone, head, float_head=float_head, info=info, overwrite=overwrite,
+                             voice_reference=ref)
     log(f"{out}: head {len(names)} x {emb.shape[1]} retrained ({engine}, {loss}, {init}) on {len(labels)} examples "
         f"in {head.seconds:.2f} s; training accuracy {acc_q:.3f} int8 head, {acc_f:.3f} float32 head")
-    if (base.manifest.get("stream") or {}).get("voice_shift"):
-        log(f"  note: {base.path}'s calibrated voice_shift is not kept (the head learned unshifted clips): "
+    if (base.manifest.get("stream") or {}).get("voice_shift") or \
+            (base.manifest.get("stream") or {}).get("voice_offset") is not None:
+        log(f"  note: {base.path}'s voice calibration is not kept (the head learned the clips as they are): "
             f"edgekws calibrate {out} CLIPS --save")
     return bundle
 

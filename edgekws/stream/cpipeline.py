@@ -31,6 +31,8 @@ def _bind(lib):
     lib.ekws_pipeline_max_detections.argtypes = [C.c_void_p, C.c_size_t]
     lib.ekws_pipeline_set_voice_shift.restype = C.c_int
     lib.ekws_pipeline_set_voice_shift.argtypes = [C.c_void_p, C.c_int32]
+    lib.ekws_pipeline_set_voice_offset.restype = C.c_int
+    lib.ekws_pipeline_set_voice_offset.argtypes = [C.c_void_p, C.POINTER(C.c_int32), C.c_size_t]
     lib.ekws_pipeline_push.restype = C.c_int
     lib.ekws_pipeline_push.argtypes = [C.c_void_p, C.c_void_p, C.c_size_t, C.POINTER(_Detection), C.c_size_t,
                                        C.POINTER(C.c_size_t)]
@@ -68,6 +70,14 @@ class CPipeline:
         if st != 0:
             raise EdgekwsError(f"ekws_pipeline_set_voice_shift({c.voice_shift}) failed (the bundle's 'stream' "
                                f"setting voice_shift): {self.lib.ekws_status_str(st).decode()}")
+        self._offset = None
+        if c.voice_offset is not None:
+            self._offset = np.ascontiguousarray(c.voice_offset, np.int32)   # read at every step: kept alive here
+            st = self.lib.ekws_pipeline_set_voice_offset(self._state, self._offset.ctypes.data_as(C.POINTER(C.c_int32)),
+                                                         self._offset.size)
+            if st != 0:
+                raise EdgekwsError(f"ekws_pipeline_set_voice_offset ({self._offset.size} values) failed (the bundle's "
+                                   f"'stream' setting voice_offset): {self.lib.ekws_status_str(st).decode()}")
 
     def reset(self) -> None:
         self.lib.ekws_pipeline_reset(self._state)

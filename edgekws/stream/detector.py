@@ -149,6 +149,9 @@ class StreamConfig:
     voice_shift: bands every feature frame moves by before the model hears it (band b reads band
                  b + voice_shift, the edge band repeated): the voice `edgekws calibrate --save` measured;
                  0 = frames as they are (stored only when not 0)
+    voice_offset: None, or one whole number per embedding value that the model's embedding moves by
+                 before its classifier (edgekws/voicenorm.py): the voice `edgekws calibrate --method
+                 norm --save` measured (stored only when set; not with a voice_shift)
     The timing defaults (a step every 40 ms, a mean over 320 ms, 1 s refractory) with
     StreamConfig.default(labels)'s thresholds are a good start on synthesized streams; `edgekws
     eval-stream --tune` chooses smooth and the thresholds. check() refuses what the C detector
@@ -161,6 +164,7 @@ class StreamConfig:
     thresholds: dict = field(default_factory=dict)
     tuning: dict = field(default_factory=dict)
     voice_shift: int = 0
+    voice_offset: list | None = None
 
     @classmethod
     def default(cls, labels) -> "StreamConfig":
@@ -180,13 +184,13 @@ class StreamConfig:
         try:
             cfg = cls(hop_every=whole(d["hop_every"]), smooth=whole(d["smooth"]), refractory=whole(d["refractory"]),
                       thresholds={str(k): whole(v) for k, v in d["thresholds"].items()}, tuning=dict(d.get("tuning", {})),
-                      voice_shift=whole(d.get("voice_shift", 0)))
+                      voice_shift=whole(d.get("voice_shift", 0)), voice_offset=d.get("voice_offset"))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             what = f"lack {exc}" if isinstance(exc, KeyError) else "have a value of the wrong type"
             raise BundleError(f"{bundle.path}: manifest 'stream' settings {what}: they must be an object with "
                               "integers hop_every, smooth, refractory and thresholds mapping labels to "
-                              "integers, and optionally an integer voice_shift (edgekws eval-stream --tune "
-                              "and edgekws calibrate --save write them)") from None
+                              "integers, and optionally an integer voice_shift or a list voice_offset (edgekws eval-stream "
+                              "--tune and edgekws calibrate --save write them)") from None
         try:
             cfg.check(bundle.labels)
         except EdgekwsError as exc:
@@ -221,13 +225,23 @@ class StreamConfig:
         if not is_int(self.voice_shift) or abs(self.voice_shift) > MAX_VOICE_SEARCH:
             raise EdgekwsError(f"'stream' setting voice_shift must be a whole number of bands in "
                                f"[-{MAX_VOICE_SEARCH}, {MAX_VOICE_SEARCH}], got {self.voice_shift!r}")
+        if self.voice_offset is not None:
+            off = self.voice_offset
+            if not isinstance(off, list) or not off or not all(is_int(v) and abs(v) < 2 ** 31 for v in off):
+                raise EdgekwsError("'stream' setting voice_offset must be a list of whole numbers (one per "
+                                   f"embedding value; edgekws calibrate --method norm --save), got "
+                                   f"{type(off).__name__ if not isinstance(off, list) else 'a list with other values'}")
+            if self.voice_shift:
+                raise EdgekwsError("'stream' settings voice_shift and voice_offset: a voice is calibrated one "
+                                   "way or the other, not both")
 
     def to_dict(self) -> dict:
         return {"hop_every": self.hop_every, "smooth": self.smooth, "refractory": self.refractory,
                 "thresholds": dict(self.thresholds), "tuning": dict(self.tuning),
                 "detector": "Q15 posteriors from an exp table of the int8 logits, mean of the last "
                             "`smooth` model steps, fire at >= threshold, then `refractory` silent steps",
-                **({"voice_shift": int(self.voice_shift)} if self.voice_shift else {})}
+                **({"voice_shift": int(self.voice_shift)} if self.voice_shift else {}),
+                **({"voice_offset": [int(v) for v in self.voice_offset]} if self.voice_offset is not None else {})}
 
     def threshold_array(self, labels) -> np.ndarray:
         """(K,) int32 Q15 thresholds in label order (DISABLED for labels without one)."""

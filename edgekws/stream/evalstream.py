@@ -344,10 +344,9 @@ def score(dets, events, seconds: float, negative_dets=(), negative_events=(), ne
 
 def stream_logits(setup, streams: Streams, engine: str = "onnx"):
     """[(logits (S, K) int8, newest frame (S,)) of the command stream, of the negative stream]."""
-    from edgekws.stream.engines import make_engine
     from edgekws.stream.pipeline import run_logits
 
-    eng = make_engine(engine, setup.qm, setup.bundle)
+    eng = setup.engine(engine)
     return [run_logits(setup, a, eng) for a in (streams.command_audio, streams.negative_audio)]
 
 

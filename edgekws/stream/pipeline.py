@@ -83,12 +83,30 @@ class StreamSetup:
                                f"{self.feature_config.num_bands}-band frames")
         if len(self.labels) != self.qm.num_classes:
             raise EdgekwsError(f"stream: {len(self.labels)} labels for {self.qm.num_classes} model outputs")
+        if self.config.voice_offset is not None:
+            from edgekws.voicenorm import embedding_size
+
+            head = self.qm.layers[-1]
+            if len(self.qm.layers) < 2 or head.op != "dense":
+                raise EdgekwsError(f"voice_offset (the bundle's 'stream' setting): the model's last layer is a "
+                                   f"{head.op}, not a dense classifier whose input can move")
+            if len(self.config.voice_offset) != embedding_size(self.qm):
+                raise EdgekwsError(f"voice_offset (the bundle's 'stream' setting): {len(self.config.voice_offset)} "
+                                   f"values for the model's embedding of {embedding_size(self.qm)} "
+                                   "(calibrate again: edgekws calibrate MODEL CLIPS --method norm --save)")
         if abs(self.config.voice_shift) >= self.feature_config.num_bands:
             raise EdgekwsError(f"voice_shift {self.config.voice_shift} (the bundle's 'stream' setting): must be "
                                f"smaller than the {self.feature_config.num_bands} bands of a frame")
         if self.config.hop_every > self.window_frames:   # frames between two windows would never be heard
             raise EdgekwsError(f"hop_every {self.config.hop_every} (--hop-every, or the bundle's 'stream' "
                                f"setting): must be at most the model's window of {self.window_frames} frames")
+
+    def engine(self, name):
+        """The model engine `name` (numpy, onnx, c) as this setup runs it: with the stream setting
+        voice_offset, the embedding moves by it before the classifier."""
+        from edgekws.stream.engines import make_engine
+
+        return make_engine(name, self.qm, self.bundle, self.config.voice_offset)
 
     @property
     def window_frames(self) -> int:
@@ -214,9 +232,7 @@ def detect_audio(setup: StreamSetup, audio: np.ndarray, engine: str = "numpy",
         from edgekws.stream.cpipeline import CPipeline
 
         return CPipeline(setup).push(audio)
-    from edgekws.stream.engines import make_engine
-
-    eng = make_engine(engine, setup.qm, setup.bundle)
+    eng = setup.engine(engine)
     logits, newest = run_logits(setup, audio, eng)
     if len(newest) == 0:
         return []
@@ -242,10 +258,9 @@ class StreamingDetector:
             self._c = CPipeline(setup)
             return
         from edgekws.features import StreamingFrontend
-        from edgekws.stream.engines import make_engine
 
         self._c = None
-        self.engine = make_engine(engine, setup.qm, setup.bundle)
+        self.engine = setup.engine(engine)
         self.frontend = StreamingFrontend(setup.feature_config)
         c = setup.config
         self.detector = Detector(setup.lut, setup.thresholds, c.smooth, c.refractory)

@@ -47,6 +47,7 @@ ekws_status_t ekws_pipeline_init(ekws_pipeline_t *pipe, const ekws_frontend_para
     pipe->num_bands = bands;
     pipe->frames_per_window = model->input_size / bands;
     pipe->voice_shift = 0;
+    pipe->voice_offset = NULL;
     ekws_pipeline_reset(pipe);
     return EKWS_OK;
 }
@@ -62,6 +63,20 @@ ekws_status_t ekws_pipeline_set_voice_shift(ekws_pipeline_t *pipe, int32_t shift
         return EKWS_ERR_ARG;
     }
     pipe->voice_shift = shift;
+    return EKWS_OK;
+}
+
+ekws_status_t ekws_pipeline_set_voice_offset(ekws_pipeline_t *pipe, const int32_t *offset, size_t offset_len) {
+    if (!pipe) {
+        return EKWS_ERR_NULL;
+    }
+    if (!pipe->model) {
+        return EKWS_ERR_STATE;
+    }
+    if (offset && (offset_len == 0 || offset_len != ekws_model_embedding_size(pipe->model))) {
+        return EKWS_ERR_ARG;
+    }
+    pipe->voice_offset = offset;
     return EKWS_OK;
 }
 
@@ -97,7 +112,10 @@ static ekws_status_t on_frame(ekws_pipeline_t *p, const int8_t *frame, ekws_pipe
     memcpy(p->input, p->ring + (size_t)p->oldest * bands, head);
     memcpy(p->input + head, p->ring, (size_t)p->oldest * bands);
     const uint32_t k = p->model->num_classes;
-    ekws_status_t st = ekws_model_invoke(p->model, p->input, (size_t)slots * bands, p->logits, k);
+    ekws_status_t st = p->voice_offset
+                           ? ekws_model_invoke_voice(p->model, p->input, (size_t)slots * bands, p->voice_offset,
+                                                     ekws_model_embedding_size(p->model), p->logits, k)
+                           : ekws_model_invoke(p->model, p->input, (size_t)slots * bands, p->logits, k);
     if (st != EKWS_OK) {
         return st;
     }

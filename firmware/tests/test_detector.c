@@ -205,17 +205,23 @@ static void test_pipeline_band_limit(void) {
 
 /* ekws_pipeline_set_voice_shift takes |shift| < num_bands and keeps it across a reset (its effect on
  * detections is checked against the Python pipeline: tests/test_calibrate.py). */
-static void test_voice_shift_setting(void) {
-    ekws_model_t model;
-    CHECK(ekws_model_init(&model, golden_pipe_model, sizeof golden_pipe_model, arena, sizeof arena) == EKWS_OK,
+static const ekws_detector_config_t golden_cfg = {GOLDEN_PIPE_CLASSES, GOLDEN_PIPE_SMOOTH, GOLDEN_PIPE_REFRACTORY,
+                                                  golden_pipe_lut, golden_pipe_threshold};
+
+/* `pipe` on the golden model (bound to `model`) with the golden detector settings. */
+static void golden_pipeline(ekws_model_t *model) {
+    CHECK(ekws_model_init(model, golden_pipe_model, sizeof golden_pipe_model, arena, sizeof arena) == EKWS_OK,
           "model init");
-    const ekws_detector_config_t cfg = {GOLDEN_PIPE_CLASSES, GOLDEN_PIPE_SMOOTH, GOLDEN_PIPE_REFRACTORY,
-                                        golden_pipe_lut, golden_pipe_threshold};
+    CHECK(ekws_pipeline_init(&pipe, &ekws_frontend_default_params, model, &golden_cfg, GOLDEN_PIPE_HOP_EVERY) ==
+              EKWS_OK, "pipeline init");
+}
+
+static void test_voice_shift_setting(void) {
     static ekws_pipeline_t blank;
     CHECK(ekws_pipeline_set_voice_shift(&blank, 1) == EKWS_ERR_STATE, "shift set on an uninitialized pipeline");
     CHECK(ekws_pipeline_set_voice_shift(NULL, 1) == EKWS_ERR_NULL, "NULL pipeline accepted");
-    CHECK(ekws_pipeline_init(&pipe, &ekws_frontend_default_params, &model, &cfg, GOLDEN_PIPE_HOP_EVERY) == EKWS_OK,
-          "pipeline init");
+    ekws_model_t model;
+    golden_pipeline(&model);
     const int32_t bands = (int32_t)ekws_frontend_default_params.num_bands;
     CHECK(pipe.voice_shift == 0, "init leaves a voice shift of %d", (int)pipe.voice_shift);
     CHECK(ekws_pipeline_set_voice_shift(&pipe, bands) == EKWS_ERR_ARG, "a shift of num_bands accepted");
@@ -224,6 +230,43 @@ static void test_voice_shift_setting(void) {
     CHECK(ekws_pipeline_set_voice_shift(&pipe, -3) == EKWS_OK && pipe.voice_shift == -3, "a shift of -3 refused");
     ekws_pipeline_reset(&pipe);
     CHECK(pipe.voice_shift == -3, "reset dropped the voice shift");
+}
+
+/* ekws_pipeline_set_voice_offset takes NULL or exactly the model's embedding size, keeps the pointer
+ * across a reset, and a step with it equals ekws_model_invoke_voice on the same window (its
+ * detections are checked against the Python pipeline: tests/test_voicenorm.py). */
+static void test_voice_offset_setting(void) {
+    static ekws_pipeline_t blank;
+    static int32_t offset[EKWS_PIPELINE_MAX_BANDS * 4];
+    CHECK(ekws_pipeline_set_voice_offset(&blank, offset, 1) == EKWS_ERR_STATE, "offset set on an uninitialized pipeline");
+    CHECK(ekws_pipeline_set_voice_offset(NULL, offset, 1) == EKWS_ERR_NULL, "NULL pipeline accepted");
+    ekws_model_t model;
+    golden_pipeline(&model);
+    const size_t size = ekws_model_embedding_size(&model);
+    CHECK(size > 0 && size <= sizeof offset / sizeof offset[0], "embedding size %zu", size);
+    CHECK(pipe.voice_offset == NULL, "init leaves a voice offset");
+    CHECK(ekws_pipeline_set_voice_offset(&pipe, offset, size + 1) == EKWS_ERR_ARG, "a longer offset accepted");
+    CHECK(ekws_pipeline_set_voice_offset(&pipe, offset, size - 1) == EKWS_ERR_ARG, "a shorter offset accepted");
+    for (size_t k = 0; k < size; k++) {
+        offset[k] = (int32_t)(k % 7) * 9 - 27;
+    }
+    CHECK(ekws_pipeline_set_voice_offset(&pipe, offset, size) == EKWS_OK && pipe.voice_offset == offset,
+          "an offset of the embedding's size refused");
+    ekws_pipeline_reset(&pipe);
+    CHECK(pipe.voice_offset == offset, "reset dropped the voice offset");
+    /* one model step of silence: the pipeline's logits are ekws_model_invoke_voice's */
+    static int16_t quiet[16000];
+    ekws_pipeline_detection_t dets[64];
+    size_t got = 0;
+    const size_t n = (size_t)ekws_frontend_default_params.hop_len * (GOLDEN_PIPE_HOP_EVERY + 2u);
+    CHECK(ekws_pipeline_push(&pipe, quiet, n, dets, 64, &got) == EKWS_OK, "push with an offset");
+    int8_t want[EKWS_DETECTOR_MAX_CLASSES], plain[EKWS_DETECTOR_MAX_CLASSES];
+    CHECK(ekws_model_invoke_voice(&model, pipe.input, model.input_size, offset, size, want, model.num_classes) ==
+              EKWS_OK, "invoke_voice");
+    CHECK(ekws_model_invoke(&model, pipe.input, model.input_size, plain, model.num_classes) == EKWS_OK, "invoke");
+    CHECK(memcmp(pipe.logits, want, model.num_classes) == 0, "the pipeline's step differs from invoke_voice");
+    CHECK(memcmp(plain, want, model.num_classes) != 0, "the offset changed no logit");
+    CHECK(ekws_pipeline_set_voice_offset(&pipe, NULL, 0) == EKWS_OK && pipe.voice_offset == NULL, "NULL refused");
 }
 
 int main(void) {
@@ -235,6 +278,7 @@ int main(void) {
     test_pipeline_counter_wrap();
     test_pipeline_band_limit();
     test_voice_shift_setting();
+    test_voice_offset_setting();
     if (failures) {
         fprintf(stderr, "test_detector: %d failure(s)\n", failures);
         return 1;

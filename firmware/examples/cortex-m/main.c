@@ -48,6 +48,11 @@ int main(void) {
     if (st != EKWS_OK) {
         return fail("ekws_pipeline_set_voice_shift", st);
     }
+    st = ekws_pipeline_set_voice_offset(&pipe, EKWS_EXAMPLE_VOICE_OFFSET_LEN ? ekws_example_voice_offset : NULL,
+                                        EKWS_EXAMPLE_VOICE_OFFSET_LEN);   /* or its voice normalization */
+    if (st != EKWS_OK) {
+        return fail("ekws_pipeline_set_voice_offset", st);
+    }
     /* Two single inferences on the silent initial window, for instructions per inference. */
     int8_t logits[EKWS_MODEL_NUM_CLASSES];
     for (int i = 0; i < 2; i++) {

@@ -53,6 +53,7 @@ typedef struct {
     uint32_t since_step;         /* frames since the last model step, 0..hop_every-1 (steps do not
                                   * depend on `frames`, so its wrap cannot bring two steps closer) */
     int32_t voice_shift;         /* bands each frame moves by (ekws_pipeline_set_voice_shift; 0) */
+    const int32_t *voice_offset; /* the embedding moves by it (ekws_pipeline_set_voice_offset; NULL) */
     int8_t ring[EKWS_PIPELINE_MAX_INPUT];
     int8_t input[EKWS_PIPELINE_MAX_INPUT];     /* the window in time order, for the model */
     int8_t logits[EKWS_DETECTOR_MAX_CLASSES];  /* of the last model step */
@@ -72,6 +73,13 @@ ekws_status_t ekws_pipeline_init(ekws_pipeline_t *pipe, const ekws_frontend_para
  * 0 (the default after init) hears frames as they are; reset keeps the setting. EKWS_ERR_ARG
  * unless |shift| < num_bands. */
 ekws_status_t ekws_pipeline_set_voice_shift(ekws_pipeline_t *pipe, int32_t shift);
+
+/* Move the model's embedding by `offset` (embedding_size int32 values, caller-owned, read at every
+ * model step until changed) before its classifier: ekws_model_invoke_voice, the voice normalization
+ * of edgekws calibrate --method norm (an offset from ekws_voice_offset). NULL (the default after init)
+ * runs ekws_model_invoke; reset keeps the setting. EKWS_ERR_ARG unless offset_len equals
+ * ekws_model_embedding_size (a model without an embedding of its own has none). */
+ekws_status_t ekws_pipeline_set_voice_offset(ekws_pipeline_t *pipe, const int32_t *offset, size_t offset_len);
 
 /* Start a new stream (frontend, ring, detector). */
 void ekws_pipeline_reset(ekws_pipeline_t *pipe);
