@@ -539,3 +539,36 @@ def test_log_none_is_quiet_and_paths_work_for_the_lower_level_api(setup, tmp_pat
     retrain(str(base.path), data, tmp_path / "out", words=WORDS, epochs=1, log=None)
     assert capsys.readouterr().out == ""
     assert Backbone.from_bundle(str(base.path)).embed_size == Backbone.from_bundle(base).embed_size
+
+
+def test_voice_normalized_retraining_learns_the_moved_embeddings(setup, tmp_path):
+    """--voice-norm N: the head is the one fit_head learns from the examples moved by their speakers'
+    offsets (voicenorm.offsets over those speakers' clips, against the stored reference), and the bundle
+    stores that reference; bad settings are refused before any work."""
+    from edgekws.retrain.core import _examples
+    from edgekws.voicenorm import clip_speakers, normalize, offsets, stored_reference
+
+    root, base, data, _ = setup
+    new = retrain(base, data, tmp_path / "vn", words=WORDS, shots=2, voice_norm=3, seed=1, init="imprint", log=quiet)
+    arrays, ds = _examples(data, WORDS, "all", 1, None)
+    keep = pick_shots(arrays.labels, 2, 1)
+    spk = clip_speakers(arrays.clips)
+    names = set(spk[keep]) - {""}
+    sub = np.concatenate([keep, np.setdiff1d(np.flatnonzero(np.isin(spk, list(names))), keep)])
+    bb = Backbone.from_bundle(base)
+    emb = bb.embed(arrays.features[sub])
+    ref = stored_reference(new)
+    rec = new.manifest["quantization"]["voice_reference"]
+    assert rec["source"] == "the retraining examples' speakers" and rec["clips"] == int((spk[sub] != "").sum())
+    np.testing.assert_allclose(ref, emb[spk[sub] != ""].astype(np.float64).mean(0), atol=5e-5)
+    moved = normalize(emb[:len(keep)], offsets(emb, spk[sub], ref, others=3, seed=1)[:len(keep)])
+    assert not np.array_equal(moved, emb[:len(keep)])
+    head = fit_head(moved, arrays.labels[keep], len(ds.labels), bb.scale, bb.zero_point, seed=1)
+    np.testing.assert_array_equal(QHead.from_blob(new.read_bytes("head.bin")).weight, head.qhead.weight)
+    assert new.manifest["training"]["retrain"]["voice_norm"] == 3
+    for kwargs, message in ((dict(voice_norm=-1), r"voice_norm \(--voice-norm\): 0 \(off\) or a number of clips >= 1"),
+                            (dict(voice_norm=True), "got True"),
+                            (dict(voice_norm=3, noisy=1), "--voice-norm with --noisy-copies: not supported together")):
+        with pytest.raises(EdgekwsError, match=message):
+            retrain(base, data, tmp_path / "bad", words=WORDS, shots=2, log=quiet, **kwargs)
+    assert not (tmp_path / "bad").exists()

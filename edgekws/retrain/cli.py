@@ -37,6 +37,10 @@ def register(sub) -> None:
                         "(your room; white/pink/brown noise if none) at --copy-snr (default 0 = off)")
     p.add_argument("--copy-snr", default=f"{COPY_SNR_DB[0]:g},{COPY_SNR_DB[1]:g}", metavar="LOW,HIGH",
                    help=f"SNR range of the noisy copies in dB (default {COPY_SNR_DB[0]:g},{COPY_SNR_DB[1]:g})")
+    p.add_argument("--voice-norm", type=int, default=0, metavar="N",
+                   help="learn from voice-normalized embeddings: each example's speaker known from up to N of "
+                        "their other clips in DATA (no labels); hear users with edgekws calibrate --method norm "
+                        "(default 0 = off)")
     p.add_argument("--seed", type=cliargs.seed, default=0, help="seed of example choice and shuffling (default 0)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle in MODEL2")
     p.add_argument("--cache", metavar="DIR", type=cliargs.folder, help="feature cache folder (default DATA/.edgekws-cache)")
@@ -58,5 +62,5 @@ def run(args) -> int:
     retrain(args.model, args.data, args.out, words=parse_words(args.words), shots=args.shots, epochs=args.epochs,
             engine=args.engine, loss=args.loss, seed=args.seed, split=args.split, float_head=args.float_head,
             overwrite=args.force, cache_dir=args.cache, noisy=args.noisy_copies, noisy_snr=snr, init=args.init,
-            **hyper)
+            voice_norm=args.voice_norm, **hyper)
     return 0

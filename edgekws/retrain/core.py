@@ -411,7 +411,7 @@ def check_hyper(hyper: dict) -> None:
 def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: int = DEFAULT_EPOCHS,
             engine: str = "numpy", loss: str = "ce", seed: int = 0, split: str = "all", float_head: bool = False,
             overwrite: bool = False, cache_dir=None, log=print, noisy: int = 0, noisy_snr=COPY_SNR_DB,
-            init: str = "auto", **hyper):
+            init: str = "auto", voice_norm: int = 0, **hyper):
     """Retrain the last layer of bundle `model` on dataset folder `data`; write bundle `out`.
 
     words  : command words (default: the base model's words)
@@ -424,6 +424,11 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
              "base" when every label is one of the base model's, else "imprint"
     Without `shots` and with init "base", `_unknown_` gets up to RETRAIN_UNKNOWN_RATIO x a command's count
     of DATA's other words (one command's count otherwise).
+    voice_norm : N > 0 learns from voice-normalized embeddings (edgekws/voicenorm.py): each example
+             moved by its speaker's offset, from up to N other clips of that speaker in the split (no
+             labels used), against the average over those speakers' clips, which the bundle stores as
+             its voice reference; a device then hears each user through `edgekws calibrate --method norm`
+             (RESULTS.md, Last-layer retraining, session 43: 5 examples per word 86.4 -> 89.0%)
     Returns the new Bundle.
     """
     from edgekws.bundle import as_bundle, check_bundle_folder
@@ -449,6 +454,10 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     if not words or not all(isinstance(w, str) for w in words):
         raise EdgekwsError(f"words (--words): a list of command words (strings) is needed, got {words!r}")
     snr_lo, snr_hi = check_copies(noisy, noisy_snr)
+    if not is_int(voice_norm) or voice_norm < 0:
+        raise EdgekwsError(f"voice_norm (--voice-norm): 0 (off) or a number of clips >= 1, got {voice_norm!r}")
+    if voice_norm and noisy:
+        raise EdgekwsError("--voice-norm with --noisy-copies: not supported together (choose one)")
     if init not in INITS:
         raise EdgekwsError(f"init (--init): {init!r} is not one of {', '.join(INITS)}")
     new_labels = [w for w in words if w not in base.labels]
@@ -490,6 +499,11 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
             f"{snr_lo:g} to {snr_hi:g} dB SNR)")
     t0 = time.perf_counter()
     emb = backbone.embed(feats, engine)
+    ref = None
+    if voice_norm:
+        emb, ref = _voice_normalized(backbone, arrays, keep, emb, voice_norm, seed, engine)
+        log(f"  voice-normalized: each example's speaker from up to {voice_norm} other clips of {ref['clips']} "
+            f"clips of {ref.pop('speakers')} speakers (no labels)")
     t_emb = time.perf_counter() - t0
     bw = base.read_npz("weights.npz")
     from edgekws.models import classifier_name
@@ -509,11 +523,12 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
             "noisy_copies": noisy, "noisy_snr_db": [snr_lo, snr_hi] if noisy else None, "init": init,
             "lr": hyper.get("lr", HeadConfig.lr),
             "train_accuracy_float_head": acc_f, "train_accuracy_int8_head": acc_q,
-            "embedding_seconds": round(t_emb, 3)}
+            "embedding_seconds": round(t_emb, 3), **({"voice_norm": int(voice_norm)} if voice_norm else {})}
     from edgekws.voicenorm import reference_record
 
     voiced = ~np.asarray(arrays.is_silence[keep], bool)   # the picked clips, not their noisy copies
-    ref = reference_record(emb[:len(keep)], voiced, "the retraining examples") if voiced.any() else None
+    if ref is None and voiced.any():
+        ref = reference_record(emb[:len(keep)], voiced, "the retraining examples")
     bundle = write_retrained(base, out, names, backbone, head, float_head=float_head, info=info, overwrite=overwrite,
                              voice_reference=ref)
     log(f"{out}: head {len(names)} x {emb.shape[1]} retrained ({engine}, {loss}, {init}) on {len(labels)} examples "
@@ -523,6 +538,26 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
         log(f"  note: {base.path}'s voice calibration is not kept (the head learned the clips as they are): "
             f"edgekws calibrate {out} CLIPS --save")
     return bundle
+
+
+def _voice_normalized(backbone: Backbone, arrays, keep: np.ndarray, emb: np.ndarray, others: int, seed: int,
+                      engine: str) -> tuple[np.ndarray, dict]:
+    """The picked examples' embeddings `emb` moved by their speakers' offsets (voicenorm.offsets, from
+    up to `others` other clips of each speaker among `arrays`), and the voice reference record: the
+    average over every clip of those speakers (the examples and the clips their offsets came from)."""
+    from edgekws.voicenorm import clip_speakers, normalize, offsets, reference_record
+
+    speakers = clip_speakers(arrays.clips)
+    names = set(speakers[keep]) - {""}
+    if not names:
+        raise EdgekwsError("--voice-norm: no example has a speaker (only `_silence_` cuts)")
+    rest = np.setdiff1d(np.flatnonzero(np.isin(speakers, list(names))), keep)
+    sub = np.concatenate([keep, rest])                     # the examples first, then their speakers' other clips
+    all_emb = np.concatenate([emb, backbone.embed(arrays.features[rest], engine)])
+    record = reference_record(all_emb, speakers[sub] != "", "the retraining examples' speakers")
+    # the stored (rounded) reference, as the device's calibration will use it
+    offs = offsets(all_emb, speakers[sub], np.array(record["values"]), others=others, seed=seed)[:len(keep)]
+    return normalize(emb, offs), {**record, "speakers": len(names)}
 
 
 def head_float_logits(head: HeadResult, emb: np.ndarray, backbone: Backbone) -> np.ndarray:

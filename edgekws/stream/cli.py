@@ -85,6 +85,9 @@ def run_listen(args) -> int:
     if setup.config.voice_shift:
         print(f"listen: every frame heard moved by {setup.config.voice_shift:+d} mel bands (the bundle's calibrated "
               "voice_shift)", file=sys.stderr)
+    if setup.config.voice_offset is not None:
+        print("listen: every embedding moved by the bundle's calibrated voice_offset (edgekws calibrate --method norm)",
+              file=sys.stderr)
     if args.file:
         from edgekws.audio import read_wav
 
