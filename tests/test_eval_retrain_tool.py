@@ -14,25 +14,28 @@ from retrain_helpers import quantized_bundle, tone_dataset  # noqa: E402
 from tool_helpers import load_tool  # noqa: E402
 
 
-@pytest.mark.parametrize("triplet, voice_norm", [(False, 0), (True, 0), (False, 3)])
-def test_table_without_the_new_languages_model(tmp_path, capsys, triplet, voice_norm):
+@pytest.mark.parametrize("triplet, voice_norm, self_train", [(False, 0, 0), (True, 0, 0), (False, 3, 0.5)])
+def test_table_without_the_new_languages_model(tmp_path, capsys, triplet, voice_norm, self_train):
     tool = load_tool("eval_retrain")
     data = tone_dataset(tmp_path / "en", words=("w0", "w1", "w2"), speakers=20, takes=1)
     base = quantized_bundle(tmp_path / "base")               # labels _silence_, _unknown_, w0, w1, w2
     argv = ["--data-en", str(data), "--base-ja", str(base.path), "--shots", "1,all", "--seeds", "2",
             "--epochs", "2", *(["--triplet"] if triplet else []),
-            *(["--voice-norm", str(voice_norm)] if voice_norm else [])]
+            *(["--voice-norm", str(voice_norm)] if voice_norm else []),
+            *(["--self-train", str(self_train)] if self_train else [])]
     assert tool.main(argv) == 0
     out = capsys.readouterr().out.splitlines()
     head = next(line for line in out if line.startswith("| examples per word"))
     assert head == ("| examples per word | retrained head, int8 (min-max) | float32 head |"
                     + (" triplet + CE, int8 |" if triplet else "")
                     + (f" voice-normalized ({voice_norm} clips), int8 (min-max) |" if voice_norm else "")
+                    + (f" + self-training ({self_train:g}), int8 (min-max) |" if self_train else "")
                     + " random backbone, int8 |")
     rows = [line for line in out if line.startswith(("| 1 |", "| all |"))]
     assert len(rows) == 2 and all(r.count("|") == head.count("|") for r in rows)
     assert any("test clips of 5 classes (_silence_, _unknown_, w0, w1, w2)" in line for line in out)
     assert any(line.startswith("Voice-normalized: ") for line in out) == bool(voice_norm)
+    assert any(line.startswith("Self-training: ") for line in out) == bool(self_train)
 
 
 def test_voice_norm_must_be_a_count(capsys):
@@ -40,6 +43,9 @@ def test_voice_norm_must_be_a_count(capsys):
     with pytest.raises(SystemExit) as e:
         tool.main(["--data-en", "b", "--base-ja", "c", "--voice-norm", "-1"])
     assert e.value.code == 2 and "--voice-norm must be 0 (off) or a number of clips >= 1, got -1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        tool.main(["--data-en", "b", "--base-ja", "c", "--self-train", "1.5"])
+    assert e.value.code == 2 and "--self-train must be 0 (off) or a fraction in (0, 1], got 1.5" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag", ["--reverse", "--prepare"])

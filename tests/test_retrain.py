@@ -542,33 +542,87 @@ def test_log_none_is_quiet_and_paths_work_for_the_lower_level_api(setup, tmp_pat
 
 
 def test_voice_normalized_retraining_learns_the_moved_embeddings(setup, tmp_path):
-    """--voice-norm N: the head is the one fit_head learns from the examples moved by their speakers'
-    offsets (voicenorm.offsets over those speakers' clips, against the stored reference), and the bundle
-    stores that reference; bad settings are refused before any work."""
-    from edgekws.retrain.core import _examples
-    from edgekws.voicenorm import clip_speakers, normalize, offsets, stored_reference
+    """--voice-norm N: the head is the one fit_head learns from the examples moved by their speaker's
+    offset (the mean of up to N other clips of that speaker less the stored reference, the mean over
+    the examples and those clips); bad settings are refused before any work."""
+    from edgekws.retrain.core import _examples, speaker_pool
+    from edgekws.voicenorm import clip_speakers, offset_of, stored_reference
 
     root, base, data, _ = setup
     new = retrain(base, data, tmp_path / "vn", words=WORDS, shots=2, voice_norm=3, seed=1, init="imprint", log=quiet)
     arrays, ds = _examples(data, WORDS, "all", 1, None)
     keep = pick_shots(arrays.labels, 2, 1)
     spk = clip_speakers(arrays.clips)
-    names = set(spk[keep]) - {""}
-    sub = np.concatenate([keep, np.setdiff1d(np.flatnonzero(np.isin(spk, list(names))), keep)])
+    pool = speaker_pool(spk, keep, 3, 1)
+    assert not set(pool) & set(keep) and set(spk[pool]) == set(spk[keep]) - {""}
+    assert max(np.bincount(np.unique(spk[pool], return_inverse=True)[1])) == 3
     bb = Backbone.from_bundle(base)
-    emb = bb.embed(arrays.features[sub])
+    emb, pool_emb = bb.embed(arrays.features[keep]), bb.embed(arrays.features[pool])
     ref = stored_reference(new)
     rec = new.manifest["quantization"]["voice_reference"]
-    assert rec["source"] == "the retraining examples' speakers" and rec["clips"] == int((spk[sub] != "").sum())
-    np.testing.assert_allclose(ref, emb[spk[sub] != ""].astype(np.float64).mean(0), atol=5e-5)
-    moved = normalize(emb[:len(keep)], offsets(emb, spk[sub], ref, others=3, seed=1)[:len(keep)])
-    assert not np.array_equal(moved, emb[:len(keep)])
-    head = fit_head(moved, arrays.labels[keep], len(ds.labels), bb.scale, bb.zero_point, seed=1)
+    voiced = np.concatenate([spk[keep], spk[pool]]) != ""
+    assert rec["source"] == "the retraining examples' speakers" and rec["clips"] == int(voiced.sum())
+    np.testing.assert_allclose(ref, np.concatenate([emb, pool_emb])[voiced].astype(np.float64).mean(0), atol=5e-5)
+    moved = emb.astype(np.int32)
+    for i, u in enumerate(spk[keep]):
+        if u:
+            moved[i] -= offset_of(pool_emb[spk[pool] == u], ref)
+    voiced_keep = spk[keep] != ""
+    assert (~voiced_keep).any() and not np.array_equal(moved[voiced_keep], emb[voiced_keep])
+    from edgekws.retrain.core import voice_normalized
+
+    got, _, _ = voice_normalized(emb, spk[keep], pool_emb, spk[pool], 1)
+    np.testing.assert_array_equal(got[voiced_keep], np.clip(moved[voiced_keep], -128, 127))
+    speaker_offsets = [offset_of(pool_emb[spk[pool] == u], ref) for u in sorted(set(spk[pool]))]
+    for i in np.flatnonzero(~voiced_keep):   # a `_silence_` cut: moved by one of the speakers' offsets
+        assert any(np.array_equal(got[i], np.clip(emb[i].astype(np.int32) - o, -128, 127)) for o in speaker_offsets)
+    head = fit_head(got, arrays.labels[keep], len(ds.labels), bb.scale, bb.zero_point, seed=1)
     np.testing.assert_array_equal(QHead.from_blob(new.read_bytes("head.bin")).weight, head.qhead.weight)
     assert new.manifest["training"]["retrain"]["voice_norm"] == 3
     for kwargs, message in ((dict(voice_norm=-1), r"voice_norm \(--voice-norm\): 0 \(off\) or a number of clips >= 1"),
                             (dict(voice_norm=True), "got True"),
-                            (dict(voice_norm=3, noisy=1), "--voice-norm with --noisy-copies: not supported together")):
+                            (dict(self_train=1.5), r"self_train \(--self-train\): 0 \(off\) or a fraction in \(0, 1\]"),
+                            (dict(voice_norm=3, noisy=1), "--voice-norm with --noisy-copies: not supported together"),
+                            (dict(self_train=0.5, noisy=1), "--self-train with --noisy-copies: not supported together")):
         with pytest.raises(EdgekwsError, match=message):
             retrain(base, data, tmp_path / "bad", words=WORDS, shots=2, log=quiet, **kwargs)
     assert not (tmp_path / "bad").exists()
+
+
+def test_self_training_keeps_the_surest_fraction_of_each_predicted_class():
+    from edgekws.retrain.core import self_train_pick
+
+    logits = np.array([[10, 0, 0], [3, 0, 0], [6, 0, 0],       # class 0: sure 0 > 2 > 1
+                       [0, 9, 0], [0, 9, 0],                    # class 1: a tie, the earlier first
+                       [0, 0, 1]], np.int8)                     # class 2: one clip, always kept
+    assert self_train_pick(logits, 1.0, 0.5).tolist() == [0, 2, 3, 5]
+    assert self_train_pick(logits, 1.0, 0.33).tolist() == [0, 3, 5]
+    assert self_train_pick(logits, 1.0, 1.0).tolist() == list(range(6))
+    assert self_train_pick(np.zeros((0, 3), np.int8), 1.0, 0.5).tolist() == []
+
+
+def test_self_training_learns_again_from_the_first_heads_labels(setup, tmp_path):
+    """--self-train F: a second head from the examples and the surest fraction F of their speakers'
+    other clips, labelled by the first head (int8 logits), in either engine."""
+    from edgekws.retrain.core import _examples, self_train_pick, speaker_pool
+    from edgekws.voicenorm import clip_speakers
+
+    root, base, data, _ = setup
+    arrays, ds = _examples(data, WORDS, "all", 2, None)
+    keep = pick_shots(arrays.labels, 1, 2)
+    spk = clip_speakers(arrays.clips)
+    pool = speaker_pool(spk, keep, 10, 2)
+    bb = Backbone.from_bundle(base)
+    emb, pool_emb = bb.embed(arrays.features[keep]), bb.embed(arrays.features[pool])
+    first = fit_head(emb, arrays.labels[keep], len(ds.labels), bb.scale, bb.zero_point, seed=2)
+    z = int8_logits(bb, first.qhead, pool_emb)
+    pick = self_train_pick(z, first.qhead.output_scale, 0.6)
+    assert 0 < len(pick) < len(pool)
+    second = fit_head(np.concatenate([emb, pool_emb[pick]]), np.concatenate([arrays.labels[keep], z[pick].argmax(1)]),
+                      len(ds.labels), bb.scale, bb.zero_point, seed=2)
+    for engine in ("numpy", "c"):
+        new = retrain(base, data, tmp_path / engine, words=WORDS, shots=1, self_train=0.6, seed=2, init="imprint",
+                      engine=engine, log=quiet)
+        np.testing.assert_array_equal(QHead.from_blob(new.read_bytes("head.bin")).weight, second.qhead.weight)
+        info = new.manifest["training"]["retrain"]
+        assert info["self_train"] == 0.6 and info["pseudo_labelled"] == len(pick)

@@ -20,6 +20,9 @@ Japanese dataset is then not needed either.
 --voice-norm N adds a column: the same heads on voice-normalized embeddings (edgekws/voicenorm.py):
 each clip's embedding moved by its speaker's offset, known from up to N of that speaker's other clips,
 unlabeled (a device that has heard its user before); the shots' too, from their own speakers.
+--self-train F adds a column: the same heads (voice-normalized with --voice-norm) learned again from
+the shots and up to N (--voice-norm's, else 10) unlabeled clips of each shot's speaker, labelled by
+the first head: the fraction F of each class it is surest of (`edgekws retrain --self-train F`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from edgekws.bundle import Bundle  # noqa: E402
 from edgekws.errors import EdgekwsError  # noqa: E402
 from edgekws.quant import int8_forward, load_quantized, quantize_model  # noqa: E402
 from edgekws.retrain import Backbone, fit_head, int8_logits, pick_shots  # noqa: E402
-from edgekws.retrain.core import dataset_speakers, head_float_logits  # noqa: E402
+from edgekws.retrain.core import SPEAKER_CLIPS, dataset_speakers, head_float_logits, self_train_pick, speaker_pool  # noqa: E402,E501
 from edgekws.voicenorm import normalized, reference  # noqa: E402
 
 
@@ -94,12 +97,15 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
         emb["voicenorm"] = (normalized(etr, str_, ref, others=args.voice_norm, seed=0),
                             normalized(ete, ste, ref, others=args.voice_norm, seed=1))
         backbones["voicenorm"] = backbones["pretrained"]
+    if args.self_train:
+        emb["selftrain"] = emb["voicenorm" if args.voice_norm else "pretrained"]
+        backbones["selftrain"] = backbones["pretrained"]
     rows = []
     for shots in args.shots:
         k = None if shots == "all" else int(shots)
         cells = {}
-        for name, loss in (("pretrained", "ce"), ("pretrained", "triplet"), ("voicenorm", "ce"), ("random", "ce"),
-                           ("native", "ce")):
+        for name, loss in (("pretrained", "ce"), ("pretrained", "triplet"), ("voicenorm", "ce"), ("selftrain", "ce"),
+                           ("random", "ce"), ("native", "ce")):
             if (loss == "triplet" and not args.triplet) or name not in backbones:
                 continue
             bb = backbones[name]
@@ -109,6 +115,13 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
                 idx = pick_shots(ytr, k, seed)
                 head = fit_head(etr[idx], ytr[idx], n_cls, bb.scale, bb.zero_point, epochs=args.epochs,
                                 engine="numpy" if loss == "triplet" else args.engine, loss=loss, seed=seed)
+                if name == "selftrain" and k is not None:   # the shots' speakers' unlabeled clips, first head's labels
+                    pool = speaker_pool(str_, idx, args.voice_norm or SPEAKER_CLIPS, seed)
+                    z = int8_logits(bb, head.qhead, etr[pool])
+                    pick = self_train_pick(z, head.qhead.output_scale, args.self_train)
+                    head = fit_head(np.concatenate([etr[idx], etr[pool[pick]]]),
+                                    np.concatenate([ytr[idx], z[pick].argmax(1)]), n_cls, bb.scale, bb.zero_point,
+                                    epochs=args.epochs, engine=args.engine, seed=seed)
                 accs.append(np.mean(int8_logits(bb, head.qhead, ete).argmax(1) == yte))
                 faccs.append(np.mean(head_float_logits(head, ete, bb).argmax(1) == yte))
             cells[(name, loss)] = (np.mean(accs), np.min(accs), np.max(accs), np.mean(faccs))
@@ -120,6 +133,7 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
     head = "| examples per word | retrained head, int8 (min-max) | float32 head |" + \
            (" triplet + CE, int8 |" if args.triplet else "") + \
            (f" voice-normalized ({args.voice_norm} clips), int8 (min-max) |" if args.voice_norm else "") + \
+           (f" + self-training ({args.self_train:g}), int8 (min-max) |" if args.self_train else "") + \
            " random backbone, int8 |" + \
            (" the new language's own backbone, int8 | from scratch, all data |" if scratch is not None else "")
     out = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -131,6 +145,9 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
         if args.voice_norm:
             sp = cells[("voicenorm", "ce")]
             line += f" {100 * sp[0]:.1f}% ({100 * sp[1]:.1f}-{100 * sp[2]:.1f}) |"
+        if args.self_train:
+            st = cells[("selftrain", "ce")]
+            line += f" {100 * st[0]:.1f}% ({100 * st[1]:.1f}-{100 * st[2]:.1f}) |"
         line += f" {100 * r[0]:.1f}% |"
         if scratch is not None:
             line += f" {100 * cells[('native', 'ce')][0]:.1f}% | {100 * scratch_acc:.1f}% |"
@@ -141,6 +158,10 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
         out.append(f"Voice-normalized: each clip's embedding less its voice's offset, the mean of up to "
                    f"{args.voice_norm} other clips of its speaker (in its own split) from the train clips' "
                    f"mean; a `_silence_` cut takes a drawn speaker's offset (edgekws/voicenorm.py).")
+    if args.self_train:
+        out.append(f"Self-training: the head learned again from the shots and up to {args.voice_norm or SPEAKER_CLIPS} "
+                   f"unlabeled train clips of each shot's speaker, the {args.self_train:g} of each class the first "
+                   "head is surest of, with its labels (edgekws retrain --self-train); 'all' has no clips left.")
     return out
 
 
@@ -161,12 +182,17 @@ def main(argv=None) -> int:
     ap.add_argument("--voice-norm", type=int, default=0, metavar="N",
                     help="add a column: heads on voice-normalized embeddings, each voice known from up to "
                          "N of its other clips (0: off)")
+    ap.add_argument("--self-train", type=float, default=0.0, metavar="F",
+                    help="add a column: the heads learned again with the shots' speakers' unlabeled clips, the "
+                         "fraction F of each class the first head is surest of (0: off)")
     args = ap.parse_args(argv)
     args.shots = [s.strip() for s in args.shots.split(",") if s.strip()]
     if not args.shots or any(s != "all" and not (s.isdigit() and int(s) >= 1) for s in args.shots):
         ap.error(f"--shots: comma-separated counts >= 1 or 'all', got {','.join(args.shots)!r}")
     if args.seeds < 1 or args.epochs < 0:
         ap.error("--seeds must be at least 1 and --epochs at least 0")
+    if not 0 <= args.self_train <= 1:
+        ap.error(f"--self-train must be 0 (off) or a fraction in (0, 1], got {args.self_train}")
     if args.voice_norm < 0:
         ap.error(f"--voice-norm must be 0 (off) or a number of clips >= 1, got {args.voice_norm}")
     for name, value in (("--base-en", args.base_en), ("--data-ja", args.data_ja)):

@@ -41,6 +41,10 @@ def register(sub) -> None:
                    help="learn from voice-normalized embeddings: each example's speaker known from up to N of "
                         "their other clips in DATA (no labels); hear users with edgekws calibrate --method norm "
                         "(default 0 = off)")
+    p.add_argument("--self-train", type=float, default=0.0, metavar="F",
+                   help="then learn again from the examples' speakers' unlabeled clips in DATA (--voice-norm's, or "
+                        "10 of each), labelled by the first head: the fraction F of each class it is surest of "
+                        "(0.7 measured; default 0 = off)")
     p.add_argument("--seed", type=cliargs.seed, default=0, help="seed of example choice and shuffling (default 0)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle in MODEL2")
     p.add_argument("--cache", metavar="DIR", type=cliargs.folder, help="feature cache folder (default DATA/.edgekws-cache)")
@@ -62,5 +66,5 @@ def run(args) -> int:
     retrain(args.model, args.data, args.out, words=parse_words(args.words), shots=args.shots, epochs=args.epochs,
             engine=args.engine, loss=args.loss, seed=args.seed, split=args.split, float_head=args.float_head,
             overwrite=args.force, cache_dir=args.cache, noisy=args.noisy_copies, noisy_snr=snr, init=args.init,
-            voice_norm=args.voice_norm, **hyper)
+            voice_norm=args.voice_norm, self_train=args.self_train, **hyper)
     return 0

@@ -43,6 +43,7 @@ BASE_INIT_LR = 0.01
 # word, 15 unknown examples instead of 5 gave 65.9% instead of 71.7%.
 RETRAIN_UNKNOWN_RATIO = 3.0
 COPY_SNR_DB = (10.0, 30.0)   # noisy copies of enrollment clips (see noisy_copies)
+SPEAKER_CLIPS = 10   # unlabeled clips of each example's speaker for --self-train without --voice-norm
 
 
 # ---- the frozen backbone ---------------------------------------------------------------------
@@ -411,7 +412,7 @@ def check_hyper(hyper: dict) -> None:
 def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: int = DEFAULT_EPOCHS,
             engine: str = "numpy", loss: str = "ce", seed: int = 0, split: str = "all", float_head: bool = False,
             overwrite: bool = False, cache_dir=None, log=print, noisy: int = 0, noisy_snr=COPY_SNR_DB,
-            init: str = "auto", voice_norm: int = 0, **hyper):
+            init: str = "auto", voice_norm: int = 0, self_train: float = 0.0, **hyper):
     """Retrain the last layer of bundle `model` on dataset folder `data`; write bundle `out`.
 
     words  : command words (default: the base model's words)
@@ -425,10 +426,15 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     Without `shots` and with init "base", `_unknown_` gets up to RETRAIN_UNKNOWN_RATIO x a command's count
     of DATA's other words (one command's count otherwise).
     voice_norm : N > 0 learns from voice-normalized embeddings (edgekws/voicenorm.py): each example
-             moved by its speaker's offset, from up to N other clips of that speaker in the split (no
-             labels used), against the average over those speakers' clips, which the bundle stores as
-             its voice reference; a device then hears each user through `edgekws calibrate --method norm`
-             (RESULTS.md, Last-layer retraining, session 43: 5 examples per word 86.4 -> 89.0%)
+             moved by its speaker's offset, the average of up to N other clips of that speaker in the
+             split (speaker_pool; no labels used) less the average over the examples and those clips,
+             which the bundle stores as its voice reference; a device then hears each user through
+             `edgekws calibrate --method norm` (RESULTS.md, Last-layer retraining, session 43: 5 examples
+             per word 86.4 -> 89.0%)
+    self_train : f in (0, 1] learns a second head from the examples and the unlabeled clips of their
+             speakers (up to voice_norm, else SPEAKER_CLIPS, of each; voice-normalized with voice_norm),
+             labelled by the first head: of each class it predicts, the fraction f it is surest of
+             (self_train_pick; RESULTS.md, Last-layer retraining, session 44)
     Returns the new Bundle.
     """
     from edgekws.bundle import as_bundle, check_bundle_folder
@@ -456,8 +462,11 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     snr_lo, snr_hi = check_copies(noisy, noisy_snr)
     if not is_int(voice_norm) or voice_norm < 0:
         raise EdgekwsError(f"voice_norm (--voice-norm): 0 (off) or a number of clips >= 1, got {voice_norm!r}")
-    if voice_norm and noisy:
-        raise EdgekwsError("--voice-norm with --noisy-copies: not supported together (choose one)")
+    if not is_real(self_train) or not 0 <= self_train <= 1:
+        raise EdgekwsError(f"self_train (--self-train): 0 (off) or a fraction in (0, 1], got {self_train!r}")
+    if (voice_norm or self_train) and noisy:
+        raise EdgekwsError(f"--{'voice-norm' if voice_norm else 'self-train'} with --noisy-copies: not supported "
+                           "together (choose one)")
     if init not in INITS:
         raise EdgekwsError(f"init (--init): {init!r} is not one of {', '.join(INITS)}")
     new_labels = [w for w in words if w not in base.labels]
@@ -497,13 +506,21 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
         source = f"{len(ds.noise_files)} noise file(s) of DATA" if ds.noise_files else "white/pink/brown noise"
         log(f"  + {len(more_labels)} noisy copies ({noisy} per clip, {source}, "
             f"{snr_lo:g} to {snr_hi:g} dB SNR)")
+    from edgekws.voicenorm import clip_speakers, reference_record
+
     t0 = time.perf_counter()
     emb = backbone.embed(feats, engine)
-    ref = None
-    if voice_norm:
-        emb, ref = _voice_normalized(backbone, arrays, keep, emb, voice_norm, seed, engine)
-        log(f"  voice-normalized: each example's speaker from up to {voice_norm} other clips of {ref['clips']} "
-            f"clips of {ref.pop('speakers')} speakers (no labels)")
+    ref = pool_emb = None
+    if voice_norm or self_train:
+        speakers = clip_speakers(arrays.clips)
+        pool = speaker_pool(speakers, keep, voice_norm or SPEAKER_CLIPS, seed)
+        pool_emb = backbone.embed(arrays.features[pool], engine)
+        n_spk = len(set(speakers[pool]))
+        log(f"  {len(pool)} unlabeled clips of the examples' {n_spk} speakers (up to {voice_norm or SPEAKER_CLIPS} "
+            "of each)")
+        if voice_norm:
+            emb, pool_emb, ref = voice_normalized(emb, speakers[keep], pool_emb, speakers[pool], seed)
+            log("  voice-normalized: each example and clip moved by its speaker's offset (from those clips)")
     t_emb = time.perf_counter() - t0
     bw = base.read_npz("weights.npz")
     from edgekws.models import classifier_name
@@ -516,6 +533,16 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
             f"{'their rows come from the base model' if any(n in base.labels for n in empty) else 'their rows stay 0'}")
     head = fit_head(emb, labels, len(names), backbone.scale, backbone.zero_point, epochs=epochs, engine=engine,
                     loss=loss, seed=seed, init=rows, keep_rows=init == "base", log=log, **hyper)
+    pseudo = None
+    if self_train and len(pool_emb):
+        first = int8_logits(backbone, head.qhead, pool_emb)
+        pick = self_train_pick(first, head.qhead.output_scale, self_train)
+        pseudo = first[pick].argmax(1)
+        log(f"  self-training: {len(pick)} of the {len(pool_emb)} unlabeled clips with the first head's labels "
+            f"({', '.join(f'{n} {c}' for n, c in zip(names, np.bincount(pseudo, minlength=len(names))))})")
+        head = fit_head(np.concatenate([emb, pool_emb[pick]]), np.concatenate([labels, pseudo]), len(names),
+                        backbone.scale, backbone.zero_point, epochs=epochs, engine=engine, loss=loss, seed=seed,
+                        init=rows, keep_rows=init == "base", log=log, **hyper)
     acc_f = float(np.mean(head_float_logits(head, emb, backbone).argmax(1) == labels))
     acc_q = float(np.mean(int8_logits(backbone, head.qhead, emb).argmax(1) == labels))
     info = {"dataset": str(data), "split": split, "shots": shots, "words": words, "seed": seed,
@@ -523,15 +550,15 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
             "noisy_copies": noisy, "noisy_snr_db": [snr_lo, snr_hi] if noisy else None, "init": init,
             "lr": hyper.get("lr", HeadConfig.lr),
             "train_accuracy_float_head": acc_f, "train_accuracy_int8_head": acc_q,
-            "embedding_seconds": round(t_emb, 3), **({"voice_norm": int(voice_norm)} if voice_norm else {})}
-    from edgekws.voicenorm import reference_record
-
+            "embedding_seconds": round(t_emb, 3), **({"voice_norm": int(voice_norm)} if voice_norm else {}),
+            **({"self_train": float(self_train), "pseudo_labelled": int(len(pseudo))} if pseudo is not None else {})}
     voiced = ~np.asarray(arrays.is_silence[keep], bool)   # the picked clips, not their noisy copies
     if ref is None and voiced.any():
         ref = reference_record(emb[:len(keep)], voiced, "the retraining examples")
     bundle = write_retrained(base, out, names, backbone, head, float_head=float_head, info=info, overwrite=overwrite,
                              voice_reference=ref)
-    log(f"{out}: head {len(names)} x {emb.shape[1]} retrained ({engine}, {loss}, {init}) on {len(labels)} examples "
+    log(f"{out}: head {len(names)} x {emb.shape[1]} retrained ({engine}, {loss}, {init}) on {len(labels)} examples"
+        f"{f' + {len(pseudo)} self-labelled clips' if pseudo is not None else ''} "
         f"in {head.seconds:.2f} s; training accuracy {acc_q:.3f} int8 head, {acc_f:.3f} float32 head")
     if (base.manifest.get("stream") or {}).get("voice_shift") or \
             (base.manifest.get("stream") or {}).get("voice_offset") is not None:
@@ -540,24 +567,53 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     return bundle
 
 
-def _voice_normalized(backbone: Backbone, arrays, keep: np.ndarray, emb: np.ndarray, others: int, seed: int,
-                      engine: str) -> tuple[np.ndarray, dict]:
-    """The picked examples' embeddings `emb` moved by their speakers' offsets (voicenorm.offsets, from
-    up to `others` other clips of each speaker among `arrays`), and the voice reference record: the
-    average over every clip of those speakers (the examples and the clips their offsets came from)."""
-    from edgekws.voicenorm import clip_speakers, normalize, offsets, reference_record
+def speaker_pool(speakers: np.ndarray, keep: np.ndarray, per_speaker: int, seed: int) -> np.ndarray:
+    """Indices of up to `per_speaker` clips (drawn with `seed`) of each speaker of the examples `keep`,
+    none of them an example: what a device hears of its users besides their labelled examples."""
+    rng = np.random.default_rng([seed, 0x5E1F])
+    out = []
+    for name in sorted(set(speakers[keep]) - {""}):
+        rest = np.setdiff1d(np.flatnonzero(speakers == name), keep)
+        out.append(np.sort(rng.choice(rest, min(per_speaker, len(rest)), replace=False)))
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
 
-    speakers = clip_speakers(arrays.clips)
-    names = set(speakers[keep]) - {""}
+
+def voice_normalized(emb: np.ndarray, spk: np.ndarray, pool_emb: np.ndarray, pool_spk: np.ndarray,
+                     seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The examples `emb` (speakers `spk`) and the pool's clips moved by their speaker's offset, the
+    average of the speaker's pool clips less the reference: the average over the examples and the pool
+    (their voiced clips), returned as the bundle's voice reference record. A speaker without pool clips
+    gets 0; a `_silence_` example (no speaker) the offset of a speaker drawn with `seed`."""
+    from edgekws.voicenorm import normalize, offset_of, reference_record
+
+    both = np.concatenate([emb, pool_emb])
+    record = reference_record(both, np.concatenate([spk, pool_spk]) != "", "the retraining examples' speakers")
+    ref = np.array(record["values"])   # the stored (rounded) reference, as the device's calibration uses it
+    names = sorted(set(spk) - {""})
     if not names:
         raise EdgekwsError("--voice-norm: no example has a speaker (only `_silence_` cuts)")
-    rest = np.setdiff1d(np.flatnonzero(np.isin(speakers, list(names))), keep)
-    sub = np.concatenate([keep, rest])                     # the examples first, then their speakers' other clips
-    all_emb = np.concatenate([emb, backbone.embed(arrays.features[rest], engine)])
-    record = reference_record(all_emb, speakers[sub] != "", "the retraining examples' speakers")
-    # the stored (rounded) reference, as the device's calibration will use it
-    offs = offsets(all_emb, speakers[sub], np.array(record["values"]), others=others, seed=seed)[:len(keep)]
-    return normalize(emb, offs), {**record, "speakers": len(names)}
+    off = {u: offset_of(pool_emb[pool_spk == u], ref) if (pool_spk == u).any() else np.zeros(emb.shape[1], np.int32)
+           for u in names}
+    rng = np.random.default_rng([seed, 0x5EA1])
+    of_example = [off[u] if u else off[names[rng.integers(len(names))]] for u in spk]
+    return (normalize(emb, np.stack(of_example)),
+            normalize(pool_emb, np.stack([off[u] for u in pool_spk])) if len(pool_emb) else pool_emb, record)
+
+
+def self_train_pick(logits: np.ndarray, scale: float, fraction: float) -> np.ndarray:
+    """Indices (sorted) of the unlabeled clips a head labels surely enough: of each class its int8
+    `logits` (N, C; real = scale * (q - zero point)) predict, the `fraction` (rounded up) with the
+    largest softmax probability of that class (ties: the earlier clip)."""
+    z = np.asarray(logits).astype(np.float64) * float(scale)
+    if not len(z):
+        return np.zeros(0, np.int64)
+    sure = 1.0 / np.exp(z - z.max(1, keepdims=True)).sum(1)   # the top class's probability
+    pred = z.argmax(1)
+    out = []
+    for c in np.unique(pred):
+        m = np.flatnonzero(pred == c)
+        out.append(m[np.argsort(-sure[m], kind="stable")][:int(np.ceil(fraction * len(m)))])
+    return np.sort(np.concatenate(out))
 
 
 def head_float_logits(head: HeadResult, emb: np.ndarray, backbone: Backbone) -> np.ndarray:
