@@ -102,7 +102,7 @@ def normalize(emb, offs) -> np.ndarray:
     if offs.shape != emb.shape:
         raise EdgekwsError(f"voice normalization: embeddings {emb.shape} and offsets {offs.shape} differ")
     if emb.dtype == np.int8:
-        return np.clip(emb.astype(np.int32) - offs, -128, 127).astype(np.int8)
+        return np.clip(emb.astype(np.int64) - offs, -128, 127).astype(np.int8)   # int64 as in C: no wrap
     return (emb - offs).astype(emb.dtype)
 
 
@@ -146,15 +146,6 @@ def stored_reference(bundle) -> np.ndarray | None:
         raise BundleError(f"{bundle.path}: manifest quantization.voice_reference must hold 'values', a list of "
                           "numbers (the training clips' average embedding)")
     return ref.astype(np.float64)
-
-
-def check_offset(offset, size: int, where: str) -> np.ndarray:
-    """A voice offset: `size` whole numbers in the int32 range (a stored `voice_offset`)."""
-    vals = list(offset) if isinstance(offset, (list, tuple, np.ndarray)) else None
-    if vals is None or len(vals) != size or not all(is_int(v) and abs(int(v)) < 2 ** 31 for v in vals):
-        got = f"{len(vals)} values" if vals is not None else type(offset).__name__
-        raise EdgekwsError(f"{where}: a voice offset is {size} whole numbers (one per embedding value), got {got}")
-    return np.asarray([int(v) for v in vals], np.int32)
 
 
 def int8_voice_logits(qm, features: np.ndarray, offset) -> np.ndarray:

@@ -46,17 +46,22 @@ def test_example_on_m4f_and_m3_matches_host_and_python(tmp_path, capsys):
     assert {b["core"] for b in r["boards"]} == {"Cortex-M4F", "Cortex-M3"}
 
 
-def test_export_target_cortex_m4_builds_and_runs(tmp_path, capsys):
+@pytest.mark.parametrize("calibration", ["voice_shift", "voice_offset"])
+def test_export_target_cortex_m4_builds_and_runs(tmp_path, capsys, calibration):
     sys.path.insert(0, str(Path(__file__).parent))
     from quant_helpers import features, make_bundle
 
-    from edgekws.quant import quantize_bundle
+    from edgekws.quant import load_quantized, quantize_bundle
+    from edgekws.voicenorm import embedding_size
 
     b, _ = make_bundle(tmp_path / "m", seed=5)
     quantize_bundle(b, features(64, seed=6), log=lambda *a: None)
-    # a calibrated voice too (edgekws calibrate --save): the board moves every frame as Python does
-    b.update(stream={"hop_every": 2, "smooth": 2, "refractory": 5, "thresholds": {"w1": 3000, "w2": 2500},
-                     "voice_shift": -2})
+    # a calibrated voice too (edgekws calibrate --save [--method norm]): the board moves every frame, or
+    # every embedding, as Python does
+    size = embedding_size(load_quantized(b))
+    voice = {"voice_shift": -2} if calibration == "voice_shift" else \
+        {"voice_offset": [8] * size}   # each calibration here makes the board hear both words (1 as heard)
+    b.update(stream={"hop_every": 2, "smooth": 2, "refractory": 5, "thresholds": {"w1": 3000, "w2": 2500}, **voice})
     wav = tmp_path / "test.wav"
     write_wav(wav, np.concatenate([speech_like(np.random.default_rng(i), 1.0) for i in range(3)]))
     proj = tmp_path / "fw"
@@ -78,7 +83,10 @@ def test_export_target_cortex_m4_builds_and_runs(tmp_path, capsys):
     assert run.returncode == 0, run.stdout + run.stderr
     assert "OK: detections match the Python reference" in run.stdout
     header = (proj / "data" / "ekws_example_data.h").read_text()
-    assert "#define EKWS_EXAMPLE_VOICE_SHIFT (-2)" in header
+    if calibration == "voice_shift":
+        assert "#define EKWS_EXAMPLE_VOICE_SHIFT (-2)" in header
+    else:
+        assert f"#define EKWS_EXAMPLE_VOICE_OFFSET_LEN {size}u" in header
     import re
 
     assert int(re.search(r"#define EKWS_EXAMPLE_EXPECTED (\d+)u", header).group(1)) >= 2   # it detects (1 unshifted)

@@ -369,3 +369,23 @@ def test_the_exported_example_sets_the_bundles_voice_offset():
         in files["ekws_example_data.c"]
     main_c = (firmware_dir() / "examples" / "cortex-m" / "main.c").read_text()
     assert "ekws_pipeline_set_voice_offset(&pipe, EKWS_EXAMPLE_VOICE_OFFSET_LEN ? ekws_example_voice_offset : NULL" in main_c
+
+
+def test_extreme_offsets_saturate_alike_in_every_engine():
+    """Offsets near the int32 limits: embedding - offset is taken in 64 bits everywhere (numpy, the C
+    runtime, the ONNX graph), so each value saturates instead of wrapping."""
+    from edgekws.stream.engines import make_engine
+    from edgekws.stream.golden import pipeline_case
+    from edgekws.voicenorm import embedding_size
+    from quant_helpers import features
+
+    setup, _, _ = pipeline_case()
+    size = embedding_size(setup.qm)
+    big = 2 ** 31 - 1
+    offset = np.array([big, -big, 0, 5] * (size // 4) + [0] * (size % 4), np.int64)
+    x = features(4, 8)
+    want = make_engine("numpy", setup.qm, None, offset).logits(x)
+    for name in ("c", "onnx"):
+        np.testing.assert_array_equal(make_engine(name, setup.qm, None, offset).logits(x), want)
+    emb_moved = normalize(np.array([[127, -128, 3, 4]], np.int8), np.array([[-big, big, 0, 5]], np.int64))
+    np.testing.assert_array_equal(emb_moved, [[127, -128, 3, -1]])
