@@ -455,7 +455,8 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
     also "rate_search", with a voice_shift (VoiceShift) also "voice_shift". With voice_norm N > 0
     (edgekws/voicenorm.py) each clip's classifier input is moved by its speaker's offset, taken from
     up to N other clips of that speaker, from the average over voice_ref's train split (default: the
-    dataset the bundle was trained or retrained on); also "voice_norm": N.
+    reference `edgekws quantize` / `retrain` stored, for the int8 engine, else the dataset the bundle was
+    trained or retrained on); also "voice_norm": N and "voice_ref": where the reference came from.
     """
     from edgekws.bundle import as_bundle
     from edgekws.data import load_dataset
@@ -496,8 +497,15 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
         out["voice_shift"] = int(voice_shift)
     if voice_norm:
         out["voice_norm"] = int(voice_norm)
-        out["voice_ref"] = str(_voice_reference_data(bundle, voice_ref))
-        return {**out, **_evaluate_voice_norm(split_nets, bundle, arrays, voice_norm, out["voice_ref"], fc, seed)}
+        from edgekws.voicenorm import stored_reference
+
+        stored = stored_reference(bundle) if voice_ref is None else None   # what calibrate --method norm uses
+        from_data = [n for n in split_nets if n != "int8" or stored is None]
+        ref_data = _voice_reference_data(bundle, voice_ref) if from_data else None
+        bundle_ref = "the bundle's voice_reference (int8)"
+        out["voice_ref"] = (str(ref_data) if stored is None else bundle_ref if not from_data
+                            else f"{ref_data} ({', '.join(from_data)}); {bundle_ref}")
+        return {**out, **_evaluate_voice_norm(split_nets, bundle, arrays, voice_norm, ref_data, fc, seed, stored)}
     for name, km in models.items():
         pred = km.engine.logits_features(arrays.features).argmax(1)
         out[name] = metrics(arrays.labels, pred, labels)
@@ -519,20 +527,27 @@ def _voice_reference_data(bundle, voice_ref) -> Path:
     return Path(given)
 
 
-def _evaluate_voice_norm(split_nets: dict, bundle, arrays, clips: int, ref_data, fc, seed: int) -> dict:
-    """evaluate()'s metrics per engine with voice normalization; the reference from ref_data's train
-    split (features cached in its own DATA/.edgekws-cache)."""
+def _evaluate_voice_norm(split_nets: dict, bundle, arrays, clips: int, ref_data, fc, seed: int,
+                         stored=None) -> dict:
+    """evaluate()'s metrics per engine with voice normalization; the reference: `stored` (the bundle's,
+    int8 units) for the int8 engine when given, else from ref_data's train split (features cached in
+    its own DATA/.edgekws-cache)."""
     from edgekws.data import load_dataset
     from edgekws.featcache import FeatureCache, default_cache_dir, split_arrays
     from edgekws.voicenorm import clip_speakers, normalized, reference
 
-    ref_ds = load_dataset(ref_data, bundle.labels[2:])
-    ref_arrays = split_arrays(ref_ds, "train", FeatureCache(default_cache_dir(ref_data), fc), seed=seed)
-    if not len(ref_arrays.labels):
-        raise EdgekwsError(f"{ref_data}: no clips in its train split for the training voices' average (--voice-ref)")
+    ref_arrays = None
+    if ref_data is not None:
+        ref_ds = load_dataset(ref_data, bundle.labels[2:])
+        ref_arrays = split_arrays(ref_ds, "train", FeatureCache(default_cache_dir(ref_data), fc), seed=seed)
+        if not len(ref_arrays.labels):
+            raise EdgekwsError(f"{ref_data}: no clips in its train split for the training voices' average (--voice-ref)")
     out = {}
     for name, net in split_nets.items():
-        ref = reference(net.embed(ref_arrays.features), clip_speakers(ref_arrays.clips))
+        if name == "int8" and stored is not None:
+            ref = stored
+        else:
+            ref = reference(net.embed(ref_arrays.features), clip_speakers(ref_arrays.clips))
         emb = normalized(net.embed(arrays.features), clip_speakers(arrays.clips), ref, others=clips, seed=seed)
         out[name] = metrics(arrays.labels, net.classify(emb).argmax(1), bundle.labels)
     return out
@@ -573,7 +588,8 @@ def register(sub) -> None:
                         "taken from up to N of that speaker's other clips (no labels), lies from the training "
                         "voices' average (float and int8 engines; default 0 = off; 10 is what RESULTS.md measured)")
     p.add_argument("--voice-ref", metavar="DATA", help="with --voice-norm: the dataset whose train split gives the "
-                   "training voices' average (default: the one the bundle names as its training data)")
+                   "training voices' average (default: for int8 the reference the bundle stores, for float the "
+                   "dataset the bundle names as its training data)")
     p.set_defaults(func=run_eval)
 
     q = sub.add_parser("predict", help="label and confidence of each WAV file",

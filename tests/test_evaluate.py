@@ -300,6 +300,12 @@ def test_eval_voice_norm_moves_each_speaker_by_its_offset(trained, tmp_path, cap
         ref = reference(net.embed(arrays["train"].features), spk["train"])
         emb = normalized(net.embed(arrays["test"].features), spk["test"], ref, others=2, seed=0)
         assert result[name] == ev.metrics(arrays["test"].labels, net.classify(emb).argmax(1), b.labels)
+        if name == "int8":   # without --voice-ref: the stored reference
+            from edgekws.voicenorm import stored_reference
+
+            emb = normalized(net.embed(arrays["test"].features), spk["test"], stored_reference(b), others=2, seed=0)
+            got = ev.evaluate(b, data, split="test", engines=["int8"], voice_norm=2)
+            assert got["int8"] == ev.metrics(arrays["test"].labels, net.classify(emb).argmax(1), b.labels)
     out = tmp_path / "vn.json"
     before = b.read_json("metrics.json") if b.has("metrics.json") else None
     assert main(["eval", str(b.path), str(data), "--voice-norm", "2", "--json", str(out)]) == 0   # ref: the bundle's data
@@ -333,6 +339,13 @@ def test_eval_voice_norm_needs_the_training_data(trained, tmp_path):
     assert str(e.value) == (f"voice normalization: the training voices' average needs the model's training "
                             f"dataset, not found: {tmp_path / 'gone'}; pass it with --voice-ref DATA")
     assert ev.evaluate(b, data, split="val", voice_norm=2, voice_ref=data)["voice_ref"] == str(data)
+    # the int8 engine alone takes the reference the bundle stores (as calibrate --method norm does)
+    q = _quantized_copy(b, tmp_path / "q")
+    q.manifest["training"]["dataset"] = str(tmp_path / "gone")
+    result = ev.evaluate(q, data, split="val", engines=["int8"], voice_norm=2)
+    assert result["voice_ref"] == "the bundle's voice_reference (int8)" and "int8" in result
+    with pytest.raises(EdgekwsError, match="needs the model's training dataset"):
+        ev.evaluate(q, data, split="val", voice_norm=2)                         # float too: it needs the data
 
 
 def test_eval_voice_norm_leaves_out_engines_it_does_not_run_on_unless_asked(trained, monkeypatch):
