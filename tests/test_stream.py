@@ -700,35 +700,3 @@ def test_listen_hears_a_command_at_the_very_end_of_a_file(tmp_path, capsys):
     assert live.push(audio) == [] and [d.label for d in live.flush()] == ["stop"]
     assert main(["listen", model, "--file", str(wav), "--json"]) == 0
     assert [json.loads(line)["label"] for line in capsys.readouterr().out.splitlines()] == ["stop"]
-
-
-def test_eval_stream_with_a_running_voice_offset(tmp_path, capsys):
-    """--voice-adapt N: tuned as heard, evaluated step by step with the running offset; numpy and the C
-    pipeline score alike, and the score is that of the detections detect_audio finds; onnx is refused;
-    a stored voice_adapt cannot be tuned."""
-    from edgekws.stream.evalstream import evaluate_streams, make_streams, score
-    from edgekws.stream.pipeline import StreamSetup, detect_audio
-
-    b, _ = make_bundle(tmp_path / "m", seed=5)
-    quantize_bundle(b, features(64, seed=6), log=lambda *a: None)
-    data = _tone_dataset(tmp_path / "data")
-    args = ["eval-stream", str(b.path), str(data), "--tune", "--negative-minutes", "0.3", "--snr", "clean", "--json"]
-    results = []
-    for engine in ("numpy", "c"):
-        assert main(args + ["--engine", engine, "--voice-adapt", "2"]) == 0
-        results.append(json.loads(capsys.readouterr().out))
-    assert results[0]["metrics"] == results[1]["metrics"] and results[0]["config"]["voice_adapt"] == 2
-    assert "voice_adapt" not in Bundle.load(b.path).manifest["stream"]          # evaluated, not stored
-    setup = StreamSetup.from_bundle(b)
-    setup.config.voice_adapt = 2
-    cmd, events, neg, neg_events = make_streams(b, data, "test", 1, 0.3, None)
-    dets = [(d.time, d.label) for d in detect_audio(setup, cmd, "c", end_silence=0)]
-    ndets = [(d.time, d.label) for d in detect_audio(setup, neg, "c", end_silence=0)]
-    want = score(dets, events, len(cmd) / 16000, ndets, neg_events, len(neg) / 16000)
-    got = evaluate_streams(setup, cmd, events, neg, neg_events, engine="c")
-    assert {k: got[k] for k in want} == want
-    assert main(args + ["--engine", "onnx", "--voice-adapt", "2"]) == 2
-    assert "voice_adapt runs in the numpy engine and the C pipeline: --engine numpy or c" in capsys.readouterr().err
-    Bundle.load(b.path).update(stream={**Bundle.load(b.path).manifest["stream"], "voice_adapt": 2})
-    assert main(args + ["--engine", "c"]) == 2
-    assert "eval-stream --tune: the stream setting voice_adapt changes the model as it detects" in capsys.readouterr().err

@@ -66,10 +66,6 @@ def register(sub) -> None:
                    help="background noise level in dB below the speech level, drawn per 5 s segment "
                         "(default 10,20); clean = no noise")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
-    e.add_argument("--voice-adapt", type=int, default=None, metavar="N",
-                   help="evaluate (after any --tune, which hears the streams as they are) with the running voice "
-                        "offset of the last N detected commands, as listen --voice-adapt (not stored; 0 = off; "
-                        "--engine numpy or c)")
     e.set_defaults(func=run_eval_stream)
 
 
@@ -218,11 +214,6 @@ def run_eval_stream(args) -> int:
     streams = make_streams(bundle, args.data, args.split, args.seed + 1, args.negative_minutes, snr)
     if args.tune:
         bundle.update(stream=setup.config.to_dict())
-    if args.voice_adapt is not None:   # evaluated, not stored
-        setup.config.voice_adapt = args.voice_adapt
-        if args.voice_adapt:
-            setup.config.voice_shift, setup.config.voice_offset = 0, None
-        setup.check()
     result["split"] = args.split
     result["config"] = {k: v for k, v in setup.config.to_dict().items() if k != "tuning"}
     result["metrics"] = evaluate_streams(setup, *streams, engine=args.engine)

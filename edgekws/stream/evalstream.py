@@ -347,22 +347,11 @@ def stream_logits(setup, streams: Streams, engine: str = "onnx"):
     from edgekws.stream.pipeline import run_logits
 
     if setup.config.voice_adapt:
-        raise EdgekwsError("eval-stream --tune: the stream setting voice_adapt changes the model as it detects, so "
-                           "thresholds cannot be chosen from one pass of step logits; tune without it (listen "
-                           "--voice-adapt 0 / a copy of the bundle), then set it")
+        raise EdgekwsError("eval-stream: the stream setting voice_adapt changes the model as it detects, which "
+                           "eval-stream's step logits cannot follow yet; evaluate a copy without it (or with a "
+                           "voice_offset from edgekws calibrate --method norm)")
     eng = setup.engine(engine)
     return [run_logits(setup, a, eng) for a in (streams.command_audio, streams.negative_audio)]
-
-
-def adapting_detections(setup, audio, engine: str):
-    """[(time s, label)] of a stream with the setting voice_adapt, which changes the model as it
-    detects: the numpy engine step by step, or the C pipeline (onnx cannot)."""
-    from edgekws.stream.pipeline import detect_audio
-
-    if engine == "onnx":
-        raise EdgekwsError("eval-stream: the stream setting voice_adapt runs in the numpy engine and the C pipeline: "
-                           "--engine numpy or c")
-    return [(d.time, d.label) for d in detect_audio(setup, audio, engine, end_silence=0)]
 
 
 def _detections(setup, logits, newest, smooth, thresholds, refractory):
@@ -389,12 +378,9 @@ def evaluate_streams(setup, cmd_audio, events, neg_audio, negative_events=(), en
     """Run the detector of setup.config over both streams and score it (logits: from stream_logits,
     to reuse)."""
     streams = Streams(cmd_audio, events, neg_audio, list(negative_events))
+    runs = logits if logits is not None else stream_logits(setup, streams, engine)
     c = setup.config
-    if c.voice_adapt and logits is None:   # a model that follows the voice: step by step, each stream afresh
-        dc, dn = (adapting_detections(setup, a, engine) for a in (cmd_audio, neg_audio))
-    else:
-        runs = logits if logits is not None else stream_logits(setup, streams, engine)
-        dc, dn = (_detections(setup, lg, nw, c.smooth, setup.thresholds, c.refractory) for lg, nw in runs)
+    dc, dn = (_detections(setup, lg, nw, c.smooth, setup.thresholds, c.refractory) for lg, nw in runs)
     out = score(dc, events, len(cmd_audio) / SR, dn, streams.negative_events, len(neg_audio) / SR)
     out["stream_seconds"] = round((len(cmd_audio) + len(neg_audio)) / SR, 1)
     return out
