@@ -183,11 +183,11 @@ def calibrate_band_shift(model, clips, *, max_shift: int | None = None, engine: 
         from edgekws.stream.detector import StreamConfig
 
         cfg = StreamConfig.from_bundle(bundle)
-        replaced = cfg.voice_offset is not None or bool(cfg.voice_adapt)
+        replaced = cfg.voice_offset is not None
         retune = False
         if cfg.voice_shift != shift or replaced:   # thresholds tuned on frames heard another way: tune again
             retune = _retune_note(cfg, f"voice_shift changed to {shift}")
-        cfg.voice_shift, cfg.voice_offset, cfg.voice_adapt = shift, None, 0
+        cfg.voice_shift, cfg.voice_offset = shift, None
         cfg.check(bundle.labels)
         bundle.update(stream=cfg.to_dict())
         saved = True
@@ -198,7 +198,7 @@ def calibrate_band_shift(model, clips, *, max_shift: int | None = None, engine: 
     if saved:
         log(f"  stored in the bundle's stream settings: listen, eval-stream and the cortex-m4 and pi exports now hear "
             f"every frame moved by {shift:+d} (eval and predict: --voice-shift {shift})"
-            + ("; the voice_offset or voice_adapt it had is replaced" if replaced else ""))
+            + ("; the voice_offset of --method norm is replaced" if replaced else ""))
         if retune:
             log("  the detector's thresholds were tuned on frames heard without this shift: tune them again "
                 "(edgekws eval-stream MODEL DATA --tune)")
@@ -287,11 +287,10 @@ def calibrate_norm(model, clips, *, engine: str | None = None, save: bool = Fals
         from edgekws.stream.detector import StreamConfig
 
         cfg = StreamConfig.from_bundle(bundle)
-        was = (f"the voice_shift {cfg.voice_shift:+d}" if cfg.voice_shift else
-               f"voice_adapt {cfg.voice_adapt}" if cfg.voice_adapt else "")
+        was_shift = cfg.voice_shift
         if cfg.voice_offset != offset.tolist():
             retune = _retune_note(cfg, "voice_offset changed")
-        cfg.voice_shift, cfg.voice_offset, cfg.voice_adapt = 0, [int(v) for v in offset], 0
+        cfg.voice_shift, cfg.voice_offset = 0, [int(v) for v in offset]
         cfg.check(bundle.labels)
         bundle.update(stream=cfg.to_dict())
         saved = True
@@ -302,7 +301,7 @@ def calibrate_norm(model, clips, *, engine: str | None = None, save: bool = Fals
         "normalized")
     if saved:
         log("  stored in the bundle's stream settings (voice_offset): listen, eval-stream and the cortex-m4 and pi "
-            "exports now move every embedding by it" + (f"; {was} is replaced" if was else ""))
+            "exports now move every embedding by it" + (f"; the voice_shift {was_shift:+d} is replaced" if was_shift else ""))
         if retune:
             log("  the detector's thresholds were tuned without this offset: tune them again "
                 "(edgekws eval-stream MODEL DATA --tune)")

@@ -163,48 +163,6 @@ def int8_voice_logits(qm, features: np.ndarray, offset) -> np.ndarray:
     return layer_forward(head, np.ascontiguousarray(normalize(emb, offs)))
 
 
-ADAPT_SHRINK = 1   # a running offset from n embeddings moves n / (n + 1) of the way (RESULTS.md, session 44)
-MAX_ADAPT = 4096   # most embeddings a running offset keeps
-
-
-class RunningOffset:
-    """A voice offset that follows what a device hears: the last `capacity` embeddings pushed (int8)
-    and the offset of their mean, shrunk toward no move while few are known,
-        offset = floor((sum of the n embeddings - n * reference) / (n + shrink) + 1/2)
-    in float64 with a float32 reference: the bits of ekws_voice_adapt_push (model.h)."""
-
-    def __init__(self, reference, capacity: int, shrink: int = ADAPT_SHRINK):
-        ref = np.asarray(reference, np.float32)
-        if ref.ndim != 1 or not len(ref) or not np.all(np.abs(ref) < 1e6):
-            raise EdgekwsError(f"running voice offset: the reference must be finite values |r| < 1e6, got {ref.shape}")
-        if not is_int(capacity) or not 1 <= capacity <= MAX_ADAPT:
-            raise EdgekwsError(f"running voice offset: capacity must be an integer in [1, {MAX_ADAPT}], got {capacity!r}")
-        if not is_int(shrink) or not 0 <= shrink <= 65536:
-            raise EdgekwsError(f"running voice offset: shrink must be an integer in [0, 65536], got {shrink!r}")
-        self.reference = ref.astype(np.float64)
-        self.capacity, self.shrink = int(capacity), int(shrink)
-        self.ring = np.zeros((self.capacity, len(ref)), np.int8)
-        self.reset()
-
-    def reset(self) -> None:
-        self.count = self.next = 0
-        self.offset = np.zeros(len(self.reference), np.int32)
-
-    def push(self, embedding) -> np.ndarray:
-        """Add one embedding (E,) int8; returns the new offset (E,) int32."""
-        e = np.asarray(embedding)
-        if e.dtype != np.int8 or e.shape != (len(self.reference),):
-            raise EdgekwsError(f"running voice offset: an int8 embedding of {len(self.reference)} values, got "
-                               f"{e.dtype} {e.shape}")
-        self.ring[self.next] = e
-        self.next = (self.next + 1) % self.capacity
-        self.count = min(self.count + 1, self.capacity)
-        n = self.count
-        total = self.ring[:n].astype(np.int64).sum(0).astype(np.float64)
-        self.offset = np.floor((total - n * self.reference) / (n + self.shrink) + 0.5).astype(np.int32)
-        return self.offset
-
-
 def embedding_size(qm) -> int:
     """Values of a QuantModel's embedding (its last layer's input)."""
     return int(np.prod(qm.layers[-1].in_shape))

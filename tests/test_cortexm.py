@@ -46,7 +46,7 @@ def test_example_on_m4f_and_m3_matches_host_and_python(tmp_path, capsys):
     assert {b["core"] for b in r["boards"]} == {"Cortex-M4F", "Cortex-M3"}
 
 
-@pytest.mark.parametrize("calibration", ["voice_shift", "voice_offset", "voice_adapt"])
+@pytest.mark.parametrize("calibration", ["voice_shift", "voice_offset"])
 def test_export_target_cortex_m4_builds_and_runs(tmp_path, capsys, calibration):
     sys.path.insert(0, str(Path(__file__).parent))
     from quant_helpers import features, make_bundle
@@ -59,12 +59,9 @@ def test_export_target_cortex_m4_builds_and_runs(tmp_path, capsys, calibration):
     # a calibrated voice too (edgekws calibrate --save [--method norm]): the board moves every frame, or
     # every embedding, as Python does
     size = embedding_size(load_quantized(b))
-    # the shift and the offset make the board hear both words (1 as heard); the running offset that
-    # follows the first detection takes the second away (2 as heard at these thresholds)
-    voice = {"voice_shift": {"voice_shift": -2}, "voice_offset": {"voice_offset": [8] * size},
-             "voice_adapt": {"voice_adapt": 3}}[calibration]
-    thresholds = {"w1": 2500, "w2": 2000} if calibration == "voice_adapt" else {"w1": 3000, "w2": 2500}
-    b.update(stream={"hop_every": 2, "smooth": 2, "refractory": 5, "thresholds": thresholds, **voice})
+    voice = {"voice_shift": -2} if calibration == "voice_shift" else \
+        {"voice_offset": [8] * size}   # each calibration here makes the board hear both words (1 as heard)
+    b.update(stream={"hop_every": 2, "smooth": 2, "refractory": 5, "thresholds": {"w1": 3000, "w2": 2500}, **voice})
     wav = tmp_path / "test.wav"
     write_wav(wav, np.concatenate([speech_like(np.random.default_rng(i), 1.0) for i in range(3)]))
     proj = tmp_path / "fw"
@@ -88,24 +85,11 @@ def test_export_target_cortex_m4_builds_and_runs(tmp_path, capsys, calibration):
     header = (proj / "data" / "ekws_example_data.h").read_text()
     if calibration == "voice_shift":
         assert "#define EKWS_EXAMPLE_VOICE_SHIFT (-2)" in header
-    elif calibration == "voice_offset":
-        assert f"#define EKWS_EXAMPLE_VOICE_OFFSET_LEN {size}u" in header
     else:
-        assert "#define EKWS_EXAMPLE_VOICE_ADAPT 3u" in header
+        assert f"#define EKWS_EXAMPLE_VOICE_OFFSET_LEN {size}u" in header
     import re
 
-    expected = int(re.search(r"#define EKWS_EXAMPLE_EXPECTED (\d+)u", header).group(1))
-    if calibration == "voice_adapt":   # the board followed the running offset: as heard it would find 2
-        from edgekws.audio import read_wav
-        from edgekws.stream.detector import StreamConfig
-        from edgekws.stream.pipeline import StreamSetup, detect_audio
-
-        plain = StreamConfig.from_bundle(b)
-        plain.voice_adapt = 0
-        assert expected == 1 and len(detect_audio(StreamSetup.from_bundle(b, plain), read_wav(wav, dtype="int16"),
-                                                  "numpy", end_silence=0)) == 2
-    else:
-        assert expected >= 2   # it detects (1 as heard)
+    assert int(re.search(r"#define EKWS_EXAMPLE_EXPECTED (\d+)u", header).group(1)) >= 2   # it detects (1 unshifted)
 
 
 def test_mac_count_of_the_default_model_with_its_retrain_tap():

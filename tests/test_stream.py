@@ -320,31 +320,6 @@ def test_listen_file_all_engines_identical(bundle, audio, tmp_path, capsys):
     assert "detection(s), engine numpy" in capsys.readouterr().err
 
 
-def test_listen_voice_adapt_follows_the_voice_in_numpy_and_c(bundle, audio, tmp_path, capsys):
-    """--voice-adapt N: the same detections in the numpy engine and the C pipeline, others than without
-    it; the onnx engine is refused with a message, as is a bundle without a stored reference."""
-    wav = tmp_path / "long.wav"
-    write_wav(wav, audio)
-    outs = []
-    for engine in ("numpy", "c"):
-        assert main(["listen", str(bundle.path), "--file", str(wav), "--engine", engine, "--json", "--voice-adapt", "2"]) == 0
-        out = capsys.readouterr()
-        outs.append(out.out)
-        assert "running offset of the last 2 detected commands" in out.err
-    assert outs[0] == outs[1] and outs[0].count("\n") >= 1
-    assert main(["listen", str(bundle.path), "--file", str(wav), "--json"]) == 0
-    assert capsys.readouterr().out != outs[0]
-    assert main(["listen", str(bundle.path), "--file", str(wav), "--engine", "onnx", "--voice-adapt", "2"]) == 2
-    assert "runs in the numpy engine and the C pipeline (--engine numpy or c), not 'onnx'" in capsys.readouterr().err
-    import shutil
-
-    shutil.copytree(bundle.path, tmp_path / "old")
-    old = Bundle.load(tmp_path / "old")
-    old.update(quantization={k: v for k, v in old.manifest["quantization"].items() if k != "voice_reference"})
-    assert main(["listen", str(old.path), "--file", str(wav), "--voice-adapt", "2"]) == 2
-    assert "voice_adapt (the bundle's 'stream' setting) needs the training voices' average" in capsys.readouterr().err
-
-
 def test_listen_errors(bundle, tmp_path, capsys):
     assert main(["listen", str(bundle.path), "--file", str(tmp_path / "missing.wav")]) == 2
     assert f"edgekws listen: error: {tmp_path / 'missing.wav'}: no such file" in capsys.readouterr().err

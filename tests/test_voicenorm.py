@@ -185,14 +185,6 @@ def _key(dets):
     return [(d.frame, d.index, d.score_q15) for d in dets]
 
 
-def _pushed(live, audio, block):
-    """A StreamingDetector's detections of `audio` pushed in blocks of `block` samples."""
-    got = []
-    for i in range(0, len(audio), block):
-        got += live.push(audio[i:i + block])
-    return got
-
-
 def _golden_offset(setup, seed=5):
     from edgekws.voicenorm import embedding_size
 
@@ -213,7 +205,11 @@ def test_a_stream_with_a_voice_offset_detects_the_same_in_every_engine():
     want = _key(detect_audio(setup, audio, "numpy", end_silence=0))
     assert want and want != _key(plain)
     assert _key(detect_audio(setup, audio, "onnx", end_silence=0)) == want
-    assert _key(_pushed(StreamingDetector(setup, "numpy"), audio, 777)) == want
+    live = StreamingDetector(setup, "numpy")
+    got = []
+    for i in range(0, len(audio), 777):
+        got += live.push(audio[i:i + 777])
+    assert _key(got) == want
     c = CPipeline(setup)
     assert _key(c.push(audio)) == want
     c.reset()
@@ -330,14 +326,9 @@ def test_calibrate_norm_measures_saves_and_refuses(tmp_path, capsys):
     assert np.abs(np.array(again["offset"]) - want).max() <= 1
     # a band shift replaces the offset, and the offset a shift
     assert main(["calibrate", m, str(voice), "--save"]) == 0
-    assert "the voice_offset or voice_adapt it had is replaced" in capsys.readouterr().out
+    assert "the voice_offset of --method norm is replaced" in capsys.readouterr().out
     cfg = StreamConfig.from_bundle(Bundle.load(m))
     assert cfg.voice_offset is None
-    cfg.voice_shift, cfg.voice_adapt = 0, 5                 # a running offset is replaced by a calibration too
-    Bundle.load(m).update(stream=cfg.to_dict())
-    assert main(["calibrate", m, str(voice), "--method", "norm", "--save"]) == 0
-    assert "voice_adapt 5 is replaced" in capsys.readouterr().out
-    assert StreamConfig.from_bundle(Bundle.load(m)).voice_adapt == 0
     # re-quantizing drops the offset (it was in the old embedding's units)
     assert main(["calibrate", m, str(voice), "--method", "norm", "--save"]) == 0
     capsys.readouterr()
@@ -398,79 +389,3 @@ def test_extreme_offsets_saturate_alike_in_every_engine():
         np.testing.assert_array_equal(make_engine(name, setup.qm, None, offset).logits(x), want)
     emb_moved = normalize(np.array([[127, -128, 3, 4]], np.int8), np.array([[-big, big, 0, 5]], np.int64))
     np.testing.assert_array_equal(emb_moved, [[127, -128, 3, -1]])
-
-
-def test_running_offset_is_the_c_running_offset_bit_for_bit():
-    """voicenorm.RunningOffset against ekws_voice_adapt_push: the ring wraps, the shrink applies."""
-    import ctypes as C
-
-    from edgekws.export.cruntime import library
-    from edgekws.stream.cpipeline import _VoiceAdapt, _bind
-    from edgekws.voicenorm import RunningOffset
-
-    lib = _bind(library())
-    lib.ekws_voice_adapt_push.restype = C.c_int
-    lib.ekws_voice_adapt_push.argtypes = [C.POINTER(_VoiceAdapt), C.POINTER(C.c_int8)]
-    rng = np.random.default_rng(4)
-    size, cap = 7, 3
-    ref = (rng.standard_normal(size) * 20).astype(np.float32)
-    ring, off, last = np.zeros(cap * size, np.int8), np.zeros(size, np.int32), np.zeros(size, np.int8)
-    a = _VoiceAdapt()
-    assert lib.ekws_voice_adapt_init(C.byref(a), ref.ctypes.data_as(C.POINTER(C.c_float)), size,
-                                     ring.ctypes.data_as(C.POINTER(C.c_int8)), cap, 2,
-                                     off.ctypes.data_as(C.POINTER(C.c_int32)), last.ctypes.data_as(C.POINTER(C.c_int8))) == 0
-    py = RunningOffset(ref, cap, shrink=2)
-    seen = []
-    for i in range(5):
-        e = rng.integers(-128, 128, size).astype(np.int8)
-        seen.append(e)
-        assert lib.ekws_voice_adapt_push(C.byref(a), e.ctypes.data_as(C.POINTER(C.c_int8))) == 0
-        want = py.push(e)
-        np.testing.assert_array_equal(off, want)
-        recent = np.array(seen[-cap:], np.float64)               # the ring keeps the last `cap`
-        n = len(recent)
-        np.testing.assert_array_equal(want, np.floor((recent.sum(0) - n * ref.astype(np.float64)) / (n + 2) + 0.5))
-    with pytest.raises(EdgekwsError, match="capacity must be an integer in"):
-        RunningOffset(ref, 0)
-
-
-def test_a_stream_that_adapts_detects_the_same_in_numpy_and_c():
-    """voice_adapt: the running offset moves after each detection, in the batch path, step by step and
-    in the C pipeline alike, and ends at the same offset."""
-    from edgekws.stream.cpipeline import CPipeline
-    from edgekws.stream.golden import pipeline_case
-    from edgekws.stream.pipeline import StreamingDetector, detect_audio, heard_frames, step_windows, stream_features
-
-    setup, audio, plain = pipeline_case(seconds=4.0)
-    windows, _ = step_windows(heard_frames(stream_features(audio, setup.feature_config), 0), setup.window_frames,
-                              setup.config.hop_every)
-    from edgekws.quant import QuantModel, int8_forward
-
-    emb = int8_forward(QuantModel(setup.qm.layers[:-1], tuple(setup.qm.input_shape), {}),
-                       np.ascontiguousarray(windows)).reshape(len(windows), -1)
-    setup.voice_reference = emb.astype(np.float64).mean(0).astype(np.float32) + 9   # far from the stream's voice
-    setup.config.voice_adapt = 3
-    want = _key(detect_audio(setup, audio, "numpy", end_silence=0))
-    assert len(want) >= 2 and want != _key(plain)
-    live = StreamingDetector(setup, "numpy")
-    assert _key(_pushed(live, audio, 901)) == want
-    c = CPipeline(setup)
-    assert _key(c.push(audio)) == want
-    np.testing.assert_array_equal(c.voice_offset, live.adapting.running.offset)
-    assert np.any(live.adapting.running.offset != 0)
-    with pytest.raises(EdgekwsError, match="runs in the numpy engine and the C pipeline"):
-        detect_audio(setup, audio, "onnx")
-    setup.voice_reference = None
-    with pytest.raises(EdgekwsError, match="voice_adapt .* needs the training voices' average"):
-        setup.check()
-    setup.config.voice_adapt, setup.config.voice_shift = 3, 1
-    with pytest.raises(EdgekwsError, match="voice_adapt follows the voice by itself: not with voice_shift"):
-        setup.config.check()
-
-
-def test_the_firmware_shrinks_the_running_offset_as_python_does():
-    from edgekws.firmware import firmware_dir
-    from edgekws.voicenorm import ADAPT_SHRINK
-
-    header = (firmware_dir() / "include" / "ekws" / "model.h").read_text()
-    assert f"#define EKWS_VOICE_ADAPT_SHRINK {ADAPT_SHRINK}u" in header

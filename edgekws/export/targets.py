@@ -51,13 +51,6 @@ def _arr(ctype: str, name: str, values, per_line: int = 16) -> str:
     return f"const {ctype} {name}[{max(len(v), 1)}] = {{\n    " + (",\n    ".join(lines) or "0") + "\n};\n"
 
 
-def _float_arr(name: str, values: np.ndarray, per_line: int = 8) -> str:
-    """A const float array; each float32 printed with 9 significant digits (read back exactly)."""
-    v = [f"{float(x):.8e}f" for x in np.asarray(values, np.float32).reshape(-1)] or ["0.0f"]
-    lines = [", ".join(v[i:i + per_line]) for i in range(0, len(v), per_line)]
-    return f"const float {name}[{len(v)}] = {{\n    " + ",\n    ".join(lines) + "\n};\n"
-
-
 def example_data_sources(setup, audio: np.ndarray) -> dict[str, str]:
     """ekws_example_data.h/.c: detector settings, the test audio and the Python reference's
     detections on it (frame, class, score_q15 per detection)."""
@@ -68,10 +61,6 @@ def example_data_sources(setup, audio: np.ndarray) -> dict[str, str]:
     c = setup.config
     flat = [v for d in dets for v in (d.frame, d.index, d.score_q15)]
     offset = [] if c.voice_offset is None else [int(v) for v in c.voice_offset]
-    from edgekws.voicenorm import embedding_size
-
-    size = embedding_size(setup.qm) if len(setup.qm.layers) > 1 else 0
-    ref = np.asarray(setup.voice_reference if c.voice_adapt else [], np.float32)
     h = (f"{BANNER}/* Detector settings of the bundle and test audio for firmware/examples/cortex-m/main.c.\n"
          f" * Expected detections (Python reference): "
          f"{', '.join(f'{d.label}@{d.time:.2f}s' for d in dets) or 'none'} */\n"
@@ -79,20 +68,16 @@ def example_data_sources(setup, audio: np.ndarray) -> dict[str, str]:
          f"#define EKWS_EXAMPLE_HOP_EVERY {c.hop_every}u\n#define EKWS_EXAMPLE_SMOOTH {c.smooth}u\n"
          f"#define EKWS_EXAMPLE_REFRACTORY {c.refractory}u\n#define EKWS_EXAMPLE_VOICE_SHIFT ({c.voice_shift})\n"
          f"#define EKWS_EXAMPLE_VOICE_OFFSET_LEN {len(offset)}u /* the calibrated voice_offset (0: none) */\n"
-         f"#define EKWS_EXAMPLE_VOICE_ADAPT {int(c.voice_adapt)}u /* embeddings of the running offset (0: off) */\n"
-         f"#define EKWS_EXAMPLE_EMBEDDING_SIZE {size}u\n"
          f"#define EKWS_EXAMPLE_AUDIO_SAMPLES {len(audio)}u\n"
          f"#define EKWS_EXAMPLE_EXPECTED {len(dets)}u\n\n"
          "extern const uint16_t ekws_example_lut[256];\n"
          f"extern const int32_t ekws_example_threshold[{len(setup.labels)}];\n"
          f"extern const int32_t ekws_example_voice_offset[{max(len(offset), 1)}];\n"
-         f"extern const float ekws_example_voice_reference[{max(len(ref), 1)}];\n"
          "extern const int16_t ekws_example_audio[];\n"
          "extern const int32_t ekws_example_expected[]; /* 3 values per detection */\n\n#endif /* EKWS_EXAMPLE_DATA_H */\n")
     src = (f'{BANNER}#include "ekws_example_data.h"\n\n' + _arr("uint16_t", "ekws_example_lut", setup.lut)
            + _arr("int32_t", "ekws_example_threshold", setup.thresholds)
            + _arr("int32_t", "ekws_example_voice_offset", offset)
-           + _float_arr("ekws_example_voice_reference", ref)
            + _arr("int16_t", "ekws_example_audio", audio)
            + _arr("int32_t", "ekws_example_expected", flat))
     return {"ekws_example_data.h": h, "ekws_example_data.c": src}

@@ -29,9 +29,6 @@ def register(sub) -> None:
     p.add_argument("--seconds", type=cliargs.positive_float, default=None,
                    help="with --mic: stop after this many seconds")
     p.add_argument("--json", action="store_true", help="one JSON object per detection (JSON lines)")
-    p.add_argument("--voice-adapt", type=int, default=None, metavar="N",
-                   help="follow the voice: move the embedding by the running offset of the last N detected "
-                        "commands (the stream setting voice_adapt, which this overrides; 0 = off; numpy and c engines)")
     p.set_defaults(func=run_listen)
 
     e = sub.add_parser("eval-stream", help="hit rate, false accepts per hour and latency on long streams",
@@ -85,14 +82,6 @@ def run_listen(args) -> int:
             if getattr(args, opt) is not None:
                 raise EdgekwsError(f"--{opt} is for --mic; a --file is read whole")
     setup = StreamSetup.from_bundle(Bundle.load(args.model))
-    if args.voice_adapt is not None:
-        setup.config.voice_adapt = args.voice_adapt
-        if args.voice_adapt:   # one way to follow the voice at a time
-            setup.config.voice_shift, setup.config.voice_offset = 0, None
-        setup.check()
-    if setup.config.voice_adapt:
-        print(f"listen: every embedding moved by the running offset of the last {setup.config.voice_adapt} detected "
-              "commands (voice_adapt)", file=sys.stderr)
     if setup.config.voice_shift:
         print(f"listen: every frame heard moved by {setup.config.voice_shift:+d} mel bands (the bundle's calibrated "
               "voice_shift)", file=sys.stderr)

@@ -19,12 +19,6 @@ class _DetectorConfig(C.Structure):
                 ("exp_lut", C.POINTER(C.c_uint16)), ("threshold", C.POINTER(C.c_int32))]
 
 
-class _VoiceAdapt(C.Structure):   # ekws_voice_adapt_t
-    _fields_ = [("reference", C.POINTER(C.c_float)), ("ring", C.POINTER(C.c_int8)), ("offset", C.POINTER(C.c_int32)),
-                ("last", C.POINTER(C.c_int8)), ("size", C.c_uint32), ("capacity", C.c_uint32),
-                ("shrink", C.c_uint32), ("count", C.c_uint32), ("next", C.c_uint32)]
-
-
 def _bind(lib):
     if getattr(lib, "_ekws_pipeline_bound", False):
         return lib
@@ -39,12 +33,6 @@ def _bind(lib):
     lib.ekws_pipeline_set_voice_shift.argtypes = [C.c_void_p, C.c_int32]
     lib.ekws_pipeline_set_voice_offset.restype = C.c_int
     lib.ekws_pipeline_set_voice_offset.argtypes = [C.c_void_p, C.POINTER(C.c_int32), C.c_size_t]
-    lib.ekws_pipeline_set_voice_adapt.restype = C.c_int
-    lib.ekws_pipeline_set_voice_adapt.argtypes = [C.c_void_p, C.POINTER(_VoiceAdapt)]
-    lib.ekws_voice_adapt_init.restype = C.c_int
-    lib.ekws_voice_adapt_init.argtypes = [C.POINTER(_VoiceAdapt), C.POINTER(C.c_float), C.c_size_t,
-                                          C.POINTER(C.c_int8), C.c_size_t, C.c_uint32, C.POINTER(C.c_int32),
-                                          C.POINTER(C.c_int8)]
     lib.ekws_pipeline_push.restype = C.c_int
     lib.ekws_pipeline_push.argtypes = [C.c_void_p, C.c_void_p, C.c_size_t, C.POINTER(_Detection), C.c_size_t,
                                        C.POINTER(C.c_size_t)]
@@ -90,34 +78,6 @@ class CPipeline:
             if st != 0:
                 raise EdgekwsError(f"ekws_pipeline_set_voice_offset ({self._offset.size} values) failed (the bundle's "
                                    f"'stream' setting voice_offset): {self.lib.ekws_status_str(st).decode()}")
-
-        self._adapt = None
-        if c.voice_adapt:
-            self._set_adapt(setup, c.voice_adapt)
-
-    def _set_adapt(self, setup, capacity: int) -> None:
-        """ekws_voice_adapt_init on buffers this object owns, then ekws_pipeline_set_voice_adapt."""
-        from edgekws.voicenorm import ADAPT_SHRINK
-
-        ref = np.ascontiguousarray(setup.voice_reference, np.float32)
-        size = ref.size
-        self._adapt_buffers = (ref, np.zeros(capacity * size, np.int8), np.zeros(size, np.int32), np.zeros(size, np.int8))
-        ref, ring, off, last = self._adapt_buffers
-        self._adapt = _VoiceAdapt()
-        st = self.lib.ekws_voice_adapt_init(C.byref(self._adapt), ref.ctypes.data_as(C.POINTER(C.c_float)), size,
-                                            ring.ctypes.data_as(C.POINTER(C.c_int8)), capacity, ADAPT_SHRINK,
-                                            off.ctypes.data_as(C.POINTER(C.c_int32)),
-                                            last.ctypes.data_as(C.POINTER(C.c_int8)))
-        if st == 0:
-            st = self.lib.ekws_pipeline_set_voice_adapt(self._state, C.byref(self._adapt))
-        if st != 0:
-            raise EdgekwsError(f"the C pipeline's voice_adapt ({capacity} embeddings of {size}) failed: "
-                               f"{self.lib.ekws_status_str(st).decode()}")
-
-    @property
-    def voice_offset(self) -> np.ndarray | None:
-        """The running offset in use (voice_adapt), or None."""
-        return None if self._adapt is None else self._adapt_buffers[2].copy()
 
     def reset(self) -> None:
         self.lib.ekws_pipeline_reset(self._state)

@@ -152,9 +152,6 @@ class StreamConfig:
     voice_offset: None, or one whole number per embedding value that the model's embedding moves by
                  before its classifier (edgekws/voicenorm.py): the voice `edgekws calibrate --method
                  norm --save` measured (stored only when set; not with a voice_shift)
-    voice_adapt: 0, or how many embeddings of detections a running voice offset keeps
-                 (voicenorm.RunningOffset, ekws_pipeline_set_voice_adapt): the device follows the voice
-                 it hears (stored only when set; not with voice_shift or voice_offset)
     The timing defaults (a step every 40 ms, a mean over 320 ms, 1 s refractory) with
     StreamConfig.default(labels)'s thresholds are a good start on synthesized streams; `edgekws
     eval-stream --tune` chooses smooth and the thresholds. check() refuses what the C detector
@@ -168,7 +165,6 @@ class StreamConfig:
     tuning: dict = field(default_factory=dict)
     voice_shift: int = 0
     voice_offset: list | None = None
-    voice_adapt: int = 0
 
     @classmethod
     def default(cls, labels) -> "StreamConfig":
@@ -188,8 +184,7 @@ class StreamConfig:
         try:
             cfg = cls(hop_every=whole(d["hop_every"]), smooth=whole(d["smooth"]), refractory=whole(d["refractory"]),
                       thresholds={str(k): whole(v) for k, v in d["thresholds"].items()}, tuning=dict(d.get("tuning", {})),
-                      voice_shift=whole(d.get("voice_shift", 0)), voice_offset=d.get("voice_offset"),
-                      voice_adapt=whole(d.get("voice_adapt", 0)))
+                      voice_shift=whole(d.get("voice_shift", 0)), voice_offset=d.get("voice_offset"))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             what = f"lack {exc}" if isinstance(exc, KeyError) else "have a value of the wrong type"
             raise BundleError(f"{bundle.path}: manifest 'stream' settings {what}: they must be an object with "
@@ -239,14 +234,6 @@ class StreamConfig:
             if self.voice_shift:
                 raise EdgekwsError("'stream' settings voice_shift and voice_offset: a voice is calibrated one "
                                    "way or the other, not both")
-        from edgekws.voicenorm import MAX_ADAPT
-
-        if not is_int(self.voice_adapt) or not 0 <= self.voice_adapt <= MAX_ADAPT:
-            raise EdgekwsError(f"'stream' setting voice_adapt must be a whole number of embeddings in [0, {MAX_ADAPT}] "
-                               f"(0: off), got {self.voice_adapt!r}")
-        if self.voice_adapt and (self.voice_shift or self.voice_offset is not None):
-            raise EdgekwsError("'stream' setting voice_adapt follows the voice by itself: not with voice_shift or "
-                               "voice_offset")
 
     def to_dict(self) -> dict:
         return {"hop_every": self.hop_every, "smooth": self.smooth, "refractory": self.refractory,
@@ -254,8 +241,7 @@ class StreamConfig:
                 "detector": "Q15 posteriors from an exp table of the int8 logits, mean of the last "
                             "`smooth` model steps, fire at >= threshold, then `refractory` silent steps",
                 **({"voice_shift": int(self.voice_shift)} if self.voice_shift else {}),
-                **({"voice_offset": [int(v) for v in self.voice_offset]} if self.voice_offset is not None else {}),
-                **({"voice_adapt": int(self.voice_adapt)} if self.voice_adapt else {})}
+                **({"voice_offset": [int(v) for v in self.voice_offset]} if self.voice_offset is not None else {})}
 
     def threshold_array(self, labels) -> np.ndarray:
         """(K,) int32 Q15 thresholds in label order (DISABLED for labels without one)."""

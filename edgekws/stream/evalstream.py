@@ -346,10 +346,6 @@ def stream_logits(setup, streams: Streams, engine: str = "onnx"):
     """[(logits (S, K) int8, newest frame (S,)) of the command stream, of the negative stream]."""
     from edgekws.stream.pipeline import run_logits
 
-    if setup.config.voice_adapt:
-        raise EdgekwsError("eval-stream: the stream setting voice_adapt changes the model as it detects, which "
-                           "eval-stream's step logits cannot follow yet; evaluate a copy without it (or with a "
-                           "voice_offset from edgekws calibrate --method norm)")
     eng = setup.engine(engine)
     return [run_logits(setup, a, eng) for a in (streams.command_audio, streams.negative_audio)]
 

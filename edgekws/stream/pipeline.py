@@ -56,7 +56,6 @@ class StreamSetup:
     feature_config: object
     config: StreamConfig
     bundle: object = None
-    voice_reference: object = None   # (E,) the bundle's stored reference, for the voice_adapt setting
 
     @classmethod
     def from_bundle(cls, bundle, config: StreamConfig | None = None) -> "StreamSetup":
@@ -72,9 +71,7 @@ class StreamSetup:
                                "makes one)")
         qm = load_quantized(bundle)
         fc = FeatureConfig.from_dict(bundle.manifest["feature_config"])
-        from edgekws.voicenorm import stored_reference
-
-        setup = cls(qm, bundle.labels, fc, config or StreamConfig.from_bundle(bundle), bundle, stored_reference(bundle))
+        setup = cls(qm, bundle.labels, fc, config or StreamConfig.from_bundle(bundle), bundle)
         setup.check()
         return setup
 
@@ -86,19 +83,14 @@ class StreamSetup:
                                f"{self.feature_config.num_bands}-band frames")
         if len(self.labels) != self.qm.num_classes:
             raise EdgekwsError(f"stream: {len(self.labels)} labels for {self.qm.num_classes} model outputs")
-        if self.config.voice_offset is not None or self.config.voice_adapt:
+        if self.config.voice_offset is not None:
             from edgekws.voicenorm import embedding_size
 
-            what = "voice_offset" if self.config.voice_offset is not None else "voice_adapt"
             head = self.qm.layers[-1]
             if len(self.qm.layers) < 2 or head.op != "dense":
-                raise EdgekwsError(f"{what} (the bundle's 'stream' setting): the model's last layer is a "
+                raise EdgekwsError(f"voice_offset (the bundle's 'stream' setting): the model's last layer is a "
                                    f"{head.op}, not a dense classifier whose input can move")
-            if self.config.voice_adapt and (self.voice_reference is None
-                                            or len(self.voice_reference) != embedding_size(self.qm)):
-                raise EdgekwsError("voice_adapt (the bundle's 'stream' setting) needs the training voices' average "
-                                   "that edgekws quantize stores (quantize the model again)")
-            if self.config.voice_offset is not None and len(self.config.voice_offset) != embedding_size(self.qm):
+            if len(self.config.voice_offset) != embedding_size(self.qm):
                 raise EdgekwsError(f"voice_offset (the bundle's 'stream' setting): {len(self.config.voice_offset)} "
                                    f"values for the model's embedding of {embedding_size(self.qm)} "
                                    "(calibrate again: edgekws calibrate MODEL CLIPS --method norm --save)")
@@ -240,8 +232,6 @@ def detect_audio(setup: StreamSetup, audio: np.ndarray, engine: str = "numpy",
         from edgekws.stream.cpipeline import CPipeline
 
         return CPipeline(setup).push(audio)
-    if setup.config.voice_adapt:
-        return _detect_adapting(setup, audio, engine)
     eng = setup.engine(engine)
     logits, newest = run_logits(setup, audio, eng)
     if len(newest) == 0:
@@ -249,53 +239,6 @@ def detect_audio(setup: StreamSetup, audio: np.ndarray, engine: str = "numpy",
     c = setup.config
     hits = detect_steps(logits, setup.lut, setup.thresholds, c.smooth, c.refractory)
     return [setup.detection(k, s, newest[t]) for t, k, s in hits]
-
-
-class AdaptingModel:
-    """The int8 model as embedding -> classifier, with the running voice offset of the stream setting
-    voice_adapt (voicenorm.RunningOffset): every step moves the embedding by the current offset, and
-    the embedding of a step that detects a command joins the running mean (ekws_pipeline_set_voice_adapt)."""
-
-    def __init__(self, setup: StreamSetup, engine: str):
-        from edgekws.quant import QuantModel
-        from edgekws.voicenorm import RunningOffset
-
-        if engine != "numpy":
-            raise EdgekwsError(f"voice_adapt (the bundle's 'stream' setting) runs in the numpy engine and the C "
-                               f"pipeline (--engine numpy or c), not {engine!r}")
-        self.backbone = QuantModel(setup.qm.layers[:-1], tuple(setup.qm.input_shape), {})
-        self.head = setup.qm.layers[-1]
-        self.running = RunningOffset(setup.voice_reference, setup.config.voice_adapt)
-
-    def embed(self, windows: np.ndarray) -> np.ndarray:
-        from edgekws.quant import int8_forward
-
-        return int8_forward(self.backbone, windows).reshape(len(windows), -1)
-
-    def classify(self, emb: np.ndarray) -> np.ndarray:
-        """int8 logits (K,) of one embedding (E,) moved by the current offset."""
-        from edgekws.quant.qmodel import layer_forward
-        from edgekws.voicenorm import normalize
-
-        return layer_forward(self.head, normalize(emb[None], self.running.offset[None]))[0]
-
-
-def _detect_adapting(setup: StreamSetup, audio: np.ndarray, engine: str) -> list[Detection]:
-    """detect_audio with voice_adapt: the embeddings of every step in batches, then step by step."""
-    model = AdaptingModel(setup, engine)
-    frames = heard_frames(stream_features(audio, setup.feature_config), setup.config.voice_shift)
-    windows, newest = step_windows(frames, setup.window_frames, setup.config.hop_every)
-    c = setup.config
-    det = Detector(setup.lut, setup.thresholds, c.smooth, c.refractory)
-    out = []
-    for i in range(0, len(newest), BATCH):
-        emb = model.embed(np.ascontiguousarray(windows[i:i + BATCH]).reshape(-1, *setup.qm.input_shape))
-        for t, e in enumerate(emb):
-            hit = det.step(model.classify(e))
-            if hit is not None:
-                model.running.push(e)
-                out.append(setup.detection(hit[0], hit[1], newest[i + t]))
-    return out
 
 
 class StreamingDetector:
@@ -317,8 +260,7 @@ class StreamingDetector:
         from edgekws.features import StreamingFrontend
 
         self._c = None
-        self.adapting = AdaptingModel(setup, engine) if setup.config.voice_adapt else None
-        self.engine = None if self.adapting else setup.engine(engine)
+        self.engine = setup.engine(engine)
         self.frontend = StreamingFrontend(setup.feature_config)
         c = setup.config
         self.detector = Detector(setup.lut, setup.thresholds, c.smooth, c.refractory)
@@ -346,14 +288,8 @@ class StreamingDetector:
             if self.frames % self.hop_every:
                 continue
             window = np.concatenate([self.ring[self.oldest:], self.ring[:self.oldest]])
-            window = window.reshape(1, *self.setup.qm.input_shape)
-            if self.adapting:
-                emb = self.adapting.embed(window)[0]
-                hit = self.detector.step(self.adapting.classify(emb))
-                if hit is not None:
-                    self.adapting.running.push(emb)
-            else:
-                hit = self.detector.step(self.engine.logits(window)[0])
+            logits = self.engine.logits(window.reshape(1, *self.setup.qm.input_shape))[0]
+            hit = self.detector.step(logits)
             if hit is not None:
                 out.append(self.setup.detection(hit[0], hit[1], self.frames - 1))
         return out

@@ -394,9 +394,7 @@ static ekws_status_t run_model(const ekws_model_t *model, const int8_t *input, i
             const uint32_t n = in_elems(&l);
             if (embedding) {
                 memcpy(embedding, e, n);
-                if (!logits) {   /* ekws_model_embed: the embedding alone */
-                    return EKWS_OK;
-                }
+                return EKWS_OK;
             }
             for (uint32_t k = 0; k < n; k++) {
                 const int64_t v = (int64_t)e[k] - offset[k];
@@ -465,9 +463,8 @@ ekws_status_t ekws_model_embed(const ekws_model_t *model, const int8_t *input, s
     return run_model(model, input, NULL, embedding, NULL);
 }
 
-/* The arguments of an inference with the embedding moved by `offset`. */
-static ekws_status_t check_voice(const ekws_model_t *model, const int8_t *input, size_t input_len,
-                                 const int32_t *offset, size_t offset_len, const int8_t *logits, size_t logits_len) {
+ekws_status_t ekws_model_invoke_voice(const ekws_model_t *model, const int8_t *input, size_t input_len,
+                                      const int32_t *offset, size_t offset_len, int8_t *logits, size_t logits_len) {
     ekws_status_t st = check_invoke(model, input, input_len, logits);
     if (st == EKWS_OK && !offset) {
         st = EKWS_ERR_NULL;
@@ -479,87 +476,10 @@ static ekws_status_t check_voice(const ekws_model_t *model, const int8_t *input,
     if (n == 0 || offset_len != n) {
         return EKWS_ERR_ARG;
     }
-    return logits_len < model->num_classes ? EKWS_ERR_BUFFER_TOO_SMALL : EKWS_OK;
-}
-
-ekws_status_t ekws_model_invoke_voice(const ekws_model_t *model, const int8_t *input, size_t input_len,
-                                      const int32_t *offset, size_t offset_len, int8_t *logits, size_t logits_len) {
-    const ekws_status_t st = check_voice(model, input, input_len, offset, offset_len, logits, logits_len);
-    return st != EKWS_OK ? st : run_model(model, input, logits, NULL, offset);
-}
-
-ekws_status_t ekws_model_invoke_voice_embed(const ekws_model_t *model, const int8_t *input, size_t input_len,
-                                            const int32_t *offset, size_t offset_len, int8_t *logits,
-                                            size_t logits_len, int8_t *embedding, size_t embedding_len) {
-    ekws_status_t st = check_voice(model, input, input_len, offset, offset_len, logits, logits_len);
-    if (st == EKWS_OK && !embedding) {
-        st = EKWS_ERR_NULL;
+    if (logits_len < model->num_classes) {
+        return EKWS_ERR_BUFFER_TOO_SMALL;
     }
-    if (st == EKWS_OK && embedding_len < ekws_model_embedding_size(model)) {
-        st = EKWS_ERR_BUFFER_TOO_SMALL;
-    }
-    return st != EKWS_OK ? st : run_model(model, input, logits, embedding, offset);
-}
-
-static int reference_ok(const float *reference, size_t size) {
-    for (size_t j = 0; j < size; j++) {
-        if (!(reference[j] > -1e6f && reference[j] < 1e6f)) {   /* NaN fails both */
-            return 0;
-        }
-    }
-    return 1;
-}
-
-ekws_status_t ekws_voice_adapt_init(ekws_voice_adapt_t *adapt, const float *reference, size_t size, int8_t *ring,
-                                    size_t capacity, uint32_t shrink, int32_t *offset, int8_t *last) {
-    if (!adapt || !reference || !ring || !offset || !last) {
-        return EKWS_ERR_NULL;
-    }
-    if (size == 0 || capacity == 0 || capacity > (1u << 16) || shrink > (1u << 16) || !reference_ok(reference, size)) {
-        return EKWS_ERR_ARG;
-    }
-    adapt->reference = reference;
-    adapt->ring = ring;
-    adapt->offset = offset;
-    adapt->last = last;
-    adapt->size = (uint32_t)size;
-    adapt->capacity = (uint32_t)capacity;
-    adapt->shrink = shrink;
-    ekws_voice_adapt_reset(adapt);
-    return EKWS_OK;
-}
-
-void ekws_voice_adapt_reset(ekws_voice_adapt_t *adapt) {
-    if (!adapt || !adapt->offset) {
-        return;
-    }
-    adapt->count = 0;
-    adapt->next = 0;
-    memset(adapt->offset, 0, adapt->size * sizeof adapt->offset[0]);
-}
-
-ekws_status_t ekws_voice_adapt_push(ekws_voice_adapt_t *adapt, const int8_t *embedding) {
-    if (!adapt || !embedding) {
-        return EKWS_ERR_NULL;
-    }
-    if (!adapt->ring) {
-        return EKWS_ERR_STATE;
-    }
-    const uint32_t size = adapt->size;
-    memmove(adapt->ring + (size_t)adapt->next * size, embedding, size);   /* embedding may be adapt->last */
-    adapt->next = adapt->next + 1 == adapt->capacity ? 0 : adapt->next + 1;
-    adapt->count += adapt->count < adapt->capacity;
-    const uint32_t n = adapt->count;
-    for (uint32_t j = 0; j < size; j++) {
-        int32_t sum = 0;   /* |sum| <= 128 * 2^16 */
-        for (uint32_t i = 0; i < n; i++) {
-            sum += adapt->ring[(size_t)i * size + j];
-        }
-        const double d = ((double)sum - (double)n * (double)adapt->reference[j]) / (double)(n + adapt->shrink) + 0.5;
-        const int32_t t = (int32_t)d;   /* |d| < 1e6 + 129 */
-        adapt->offset[j] = (double)t > d ? t - 1 : t;   /* floor */
-    }
-    return EKWS_OK;
+    return run_model(model, input, logits, NULL, offset);
 }
 
 ekws_status_t ekws_voice_offset(const int8_t *embeddings, size_t n, size_t size, const float *reference,
@@ -570,8 +490,10 @@ ekws_status_t ekws_voice_offset(const int8_t *embeddings, size_t n, size_t size,
     if (n == 0 || n > (1u << 24) || size == 0) {
         return EKWS_ERR_ARG;
     }
-    if (!reference_ok(reference, size)) {
-        return EKWS_ERR_ARG;
+    for (size_t j = 0; j < size; j++) {
+        if (!(reference[j] > -1e6f && reference[j] < 1e6f)) {   /* NaN fails both */
+            return EKWS_ERR_ARG;
+        }
     }
     for (size_t j = 0; j < size; j++) {
         int32_t sum = 0;   /* |sum| <= 128 * 2^24: exact */

@@ -48,7 +48,6 @@ ekws_status_t ekws_pipeline_init(ekws_pipeline_t *pipe, const ekws_frontend_para
     pipe->frames_per_window = model->input_size / bands;
     pipe->voice_shift = 0;
     pipe->voice_offset = NULL;
-    pipe->voice_adapt = NULL;
     ekws_pipeline_reset(pipe);
     return EKWS_OK;
 }
@@ -78,22 +77,6 @@ ekws_status_t ekws_pipeline_set_voice_offset(ekws_pipeline_t *pipe, const int32_
         return EKWS_ERR_ARG;
     }
     pipe->voice_offset = offset;
-    pipe->voice_adapt = NULL;
-    return EKWS_OK;
-}
-
-ekws_status_t ekws_pipeline_set_voice_adapt(ekws_pipeline_t *pipe, ekws_voice_adapt_t *adapt) {
-    if (!pipe) {
-        return EKWS_ERR_NULL;
-    }
-    if (!pipe->model) {
-        return EKWS_ERR_STATE;
-    }
-    if (adapt && (!adapt->ring || adapt->size == 0 || adapt->size != ekws_model_embedding_size(pipe->model))) {
-        return EKWS_ERR_ARG;
-    }
-    pipe->voice_adapt = adapt;
-    pipe->voice_offset = NULL;
     return EKWS_OK;
 }
 
@@ -129,26 +112,16 @@ static ekws_status_t on_frame(ekws_pipeline_t *p, const int8_t *frame, ekws_pipe
     memcpy(p->input, p->ring + (size_t)p->oldest * bands, head);
     memcpy(p->input + head, p->ring, (size_t)p->oldest * bands);
     const uint32_t k = p->model->num_classes;
-    ekws_voice_adapt_t *const adapt = p->voice_adapt;
-    ekws_status_t st;
-    if (adapt) {
-        st = ekws_model_invoke_voice_embed(p->model, p->input, (size_t)slots * bands, adapt->offset, adapt->size,
-                                           p->logits, k, adapt->last, adapt->size);
-    } else if (p->voice_offset) {
-        st = ekws_model_invoke_voice(p->model, p->input, (size_t)slots * bands, p->voice_offset,
-                                     ekws_model_embedding_size(p->model), p->logits, k);
-    } else {
-        st = ekws_model_invoke(p->model, p->input, (size_t)slots * bands, p->logits, k);
-    }
+    ekws_status_t st = p->voice_offset
+                           ? ekws_model_invoke_voice(p->model, p->input, (size_t)slots * bands, p->voice_offset,
+                                                     ekws_model_embedding_size(p->model), p->logits, k)
+                           : ekws_model_invoke(p->model, p->input, (size_t)slots * bands, p->logits, k);
     if (st != EKWS_OK) {
         return st;
     }
     ekws_detection_t d;
     st = ekws_detector_step(&p->det, p->logits, k, &d);
     if (st == EKWS_OK && d.label >= 0) {
-        if (adapt) {   /* the voice that said a command: into the running offset (for the next steps) */
-            st = ekws_voice_adapt_push(adapt, adapt->last);
-        }
         out[*n_det].label = d.label;
         out[*n_det].score_q15 = d.score_q15;
         out[*n_det].frame = p->frames - 1u;

@@ -3,7 +3,6 @@
  * (tests/golden/detector_golden.h), chunking independence, and argument checks; with a crafted
  * one-frame model (tests/ekws_blob.h): model steps stay hop_every frames apart across the wrap of
  * the 32-bit frame counter, and the band limit EKWS_PIPELINE_MAX_BANDS. */
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -270,61 +269,6 @@ static void test_voice_offset_setting(void) {
     CHECK(ekws_pipeline_set_voice_offset(&pipe, NULL, 0) == EKWS_OK && pipe.voice_offset == NULL, "NULL refused");
 }
 
-/* ekws_voice_adapt: refusals; on the golden stream the pipeline pushes the embedding of each detecting
- * step, and the offset in use is the ring's formula (its detections against Python's: tests/test_voicenorm.py). */
-static void test_voice_adapt(void) {
-    static float ref[EKWS_PIPELINE_MAX_BANDS * 4];
-    static int8_t ring[3 * EKWS_PIPELINE_MAX_BANDS * 4], last[EKWS_PIPELINE_MAX_BANDS * 4];
-    static int32_t off[EKWS_PIPELINE_MAX_BANDS * 4];
-    ekws_voice_adapt_t a;
-    ekws_model_t model;
-    golden_pipeline(&model);
-    const size_t size = ekws_model_embedding_size(&model);
-    for (size_t j = 0; j < size; j++) {
-        ref[j] = (float)((int)(j % 9) * 5 - 20) + 0.25f;
-    }
-    CHECK(ekws_voice_adapt_init(NULL, ref, size, ring, 3, 1, off, last) == EKWS_ERR_NULL, "NULL adapt accepted");
-    CHECK(ekws_voice_adapt_init(&a, ref, size, ring, 0, 1, off, last) == EKWS_ERR_ARG, "capacity 0 accepted");
-    ref[1] = 1e7f;
-    CHECK(ekws_voice_adapt_init(&a, ref, size, ring, 3, 1, off, last) == EKWS_ERR_ARG, "a huge reference accepted");
-    ref[1] = -15.75f;
-    CHECK(ekws_voice_adapt_init(&a, ref, size, ring, 3, 1, off, last) == EKWS_OK, "adapt init");
-    CHECK(ekws_voice_adapt_push(NULL, last) == EKWS_ERR_NULL, "NULL push accepted");
-    a.size = (uint32_t)size + 1u;
-    CHECK(ekws_pipeline_set_voice_adapt(&pipe, &a) == EKWS_ERR_ARG, "an adapt of another size accepted");
-    a.size = (uint32_t)size;
-    CHECK(ekws_pipeline_set_voice_adapt(&pipe, &a) == EKWS_OK && pipe.voice_adapt == &a, "set adapt");
-    ekws_pipeline_detection_t dets[64];
-    size_t got = 0;
-    CHECK(ekws_pipeline_push(&pipe, golden_pipe_audio, GOLDEN_PIPE_SAMPLES, dets, 64, &got) == EKWS_OK, "push");
-    CHECK(a.count == (got < 3u ? got : 3u) && got > 0, "%zu detections, %u embeddings kept", got, (unsigned)a.count);
-    for (size_t j = 0; j < size; j++) {
-        int32_t sum = 0;
-        for (uint32_t i = 0; i < a.count; i++) {
-            sum += ring[i * size + j];
-        }
-        const double d = ((double)sum - (double)a.count * (double)ref[j]) / (double)(a.count + 1u) + 0.5;
-        CHECK(off[j] == (int32_t)floor(d), "offset %zu: %d, want %d", j, (int)off[j], (int)floor(d));
-    }
-    /* one step by hand: the logits of ekws_model_invoke_voice and the embedding of ekws_model_embed */
-    int8_t lz[EKWS_DETECTOR_MAX_CLASSES], lw[EKWS_DETECTOR_MAX_CLASSES], e1[EKWS_PIPELINE_MAX_BANDS * 4],
-        e2[EKWS_PIPELINE_MAX_BANDS * 4];
-    const uint32_t k = model.num_classes;
-    CHECK(ekws_model_invoke_voice_embed(&model, pipe.input, model.input_size, off, size, lz, k, NULL, size) ==
-              EKWS_ERR_NULL, "NULL embedding accepted");
-    CHECK(ekws_model_invoke_voice_embed(&model, pipe.input, model.input_size, off, size, lz, k, e1, size - 1) ==
-              EKWS_ERR_BUFFER_TOO_SMALL, "a short embedding buffer accepted");
-    CHECK(ekws_model_invoke_voice_embed(&model, pipe.input, model.input_size, off, size, lz, k, e1, size) == EKWS_OK &&
-              ekws_model_invoke_voice(&model, pipe.input, model.input_size, off, size, lw, k) == EKWS_OK &&
-              ekws_model_embed(&model, pipe.input, model.input_size, e2, size) == EKWS_OK,
-          "one step by hand");
-    CHECK(memcmp(lz, lw, k) == 0 && memcmp(e1, e2, size) == 0, "invoke_voice_embed differs from its parts");
-    CHECK(ekws_pipeline_set_voice_offset(&pipe, off, size) == EKWS_OK && pipe.voice_adapt == NULL,
-          "an offset did not replace the adapt");
-    ekws_voice_adapt_reset(&a);
-    CHECK(a.count == 0 && off[0] == 0, "reset kept the running offset");
-}
-
 int main(void) {
     test_detector_steps();
     test_detector_refusals();
@@ -335,7 +279,6 @@ int main(void) {
     test_pipeline_band_limit();
     test_voice_shift_setting();
     test_voice_offset_setting();
-    test_voice_adapt();
     if (failures) {
         fprintf(stderr, "test_detector: %d failure(s)\n", failures);
         return 1;

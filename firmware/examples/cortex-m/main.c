@@ -33,13 +33,6 @@ static int fail(const char *what, ekws_status_t st) {
     return 2;
 }
 
-#if EKWS_EXAMPLE_VOICE_ADAPT > 0
-static ekws_voice_adapt_t adapt;
-static int8_t adapt_ring[EKWS_EXAMPLE_VOICE_ADAPT * EKWS_EXAMPLE_EMBEDDING_SIZE];
-static int8_t adapt_last[EKWS_EXAMPLE_EMBEDDING_SIZE];
-static int32_t adapt_offset[EKWS_EXAMPLE_EMBEDDING_SIZE];
-#endif
-
 int main(void) {
     ekws_status_t st = ekws_model_init(&model, ekws_model_data, EKWS_MODEL_DATA_BYTES, arena, sizeof arena);
     if (st != EKWS_OK) {
@@ -60,17 +53,6 @@ int main(void) {
     if (st != EKWS_OK) {
         return fail("ekws_pipeline_set_voice_offset", st);
     }
-#if EKWS_EXAMPLE_VOICE_ADAPT > 0
-    /* or a running offset that follows the voice of each detected command */
-    st = ekws_voice_adapt_init(&adapt, ekws_example_voice_reference, EKWS_EXAMPLE_EMBEDDING_SIZE, adapt_ring,
-                               EKWS_EXAMPLE_VOICE_ADAPT, EKWS_VOICE_ADAPT_SHRINK, adapt_offset, adapt_last);
-    if (st == EKWS_OK) {
-        st = ekws_pipeline_set_voice_adapt(&pipe, &adapt);
-    }
-    if (st != EKWS_OK) {
-        return fail("ekws_voice_adapt", st);
-    }
-#endif
     /* Two single inferences on the silent initial window, for instructions per inference. */
     int8_t logits[EKWS_MODEL_NUM_CLASSES];
     for (int i = 0; i < 2; i++) {

@@ -161,35 +161,6 @@ ekws_status_t ekws_voice_offset(const int8_t *embeddings, size_t n, size_t size,
 ekws_status_t ekws_model_invoke_voice(const ekws_model_t *model, const int8_t *input, size_t input_len,
                                       const int32_t *offset, size_t offset_len, int8_t *logits, size_t logits_len);
 
-/* ekws_model_invoke_voice that also copies the embedding before the move to `embedding`
- * (embedding_size values): one inference for a step of ekws_voice_adapt. */
-ekws_status_t ekws_model_invoke_voice_embed(const ekws_model_t *model, const int8_t *input, size_t input_len,
-                                            const int32_t *offset, size_t offset_len, int8_t *logits,
-                                            size_t logits_len, int8_t *embedding, size_t embedding_len);
-
-/* A voice offset that follows what the device hears (edgekws.voicenorm.RunningOffset): a ring of
- * the last `capacity` embeddings pushed (e.g. those of detections) and the offset of their mean,
- *   offset[j] = floor((sum_i e[i][j] - n * reference[j]) / (n + shrink) + 1/2)   (double; n pushed, <= capacity)
- * shrunk toward no move while few are known (shrink 0: none). All memory is the caller's: ring
- * (capacity x size int8), offset and last (size each: the offset in use, and a place for the newest
- * step's embedding, which ekws_pipeline_set_voice_adapt fills); reference as for ekws_voice_offset.
- * init and reset start with offset 0 and an empty ring. EKWS_ERR_ARG: size or capacity 0, capacity or
- * shrink > 65536, a reference value not finite or |r| >= 1e6. */
-#define EKWS_VOICE_ADAPT_SHRINK 1u   /* the shrink edgekws uses (voicenorm.ADAPT_SHRINK) */
-
-typedef struct {
-    const float *reference;
-    int8_t *ring;
-    int32_t *offset;
-    int8_t *last;
-    uint32_t size, capacity, shrink, count, next;
-} ekws_voice_adapt_t;
-
-ekws_status_t ekws_voice_adapt_init(ekws_voice_adapt_t *adapt, const float *reference, size_t size, int8_t *ring,
-                                    size_t capacity, uint32_t shrink, int32_t *offset, int8_t *last);
-void ekws_voice_adapt_reset(ekws_voice_adapt_t *adapt);
-ekws_status_t ekws_voice_adapt_push(ekws_voice_adapt_t *adapt, const int8_t *embedding);
-
 /* Index of the largest logit (first on ties). */
 uint32_t ekws_argmax_s8(const int8_t *values, size_t n);
 

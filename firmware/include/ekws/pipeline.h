@@ -54,7 +54,6 @@ typedef struct {
                                   * depend on `frames`, so its wrap cannot bring two steps closer) */
     int32_t voice_shift;         /* bands each frame moves by (ekws_pipeline_set_voice_shift; 0) */
     const int32_t *voice_offset; /* the embedding moves by it (ekws_pipeline_set_voice_offset; NULL) */
-    ekws_voice_adapt_t *voice_adapt; /* or by its running offset (ekws_pipeline_set_voice_adapt; NULL) */
     int8_t ring[EKWS_PIPELINE_MAX_INPUT];
     int8_t input[EKWS_PIPELINE_MAX_INPUT];     /* the window in time order, for the model */
     int8_t logits[EKWS_DETECTOR_MAX_CLASSES];  /* of the last model step */
@@ -81,14 +80,6 @@ ekws_status_t ekws_pipeline_set_voice_shift(ekws_pipeline_t *pipe, int32_t shift
  * runs ekws_model_invoke; reset keeps the setting. EKWS_ERR_ARG unless offset_len equals
  * ekws_model_embedding_size (a model without an embedding of its own has none). */
 ekws_status_t ekws_pipeline_set_voice_offset(ekws_pipeline_t *pipe, const int32_t *offset, size_t offset_len);
-
-/* Move the embedding by the running offset of `adapt` (ekws_voice_adapt_init, caller-owned, its
- * size the model's embedding size) and push the embedding of every step that detects a command into
- * it: the device follows the voice it hears (edgekws.voicenorm.RunningOffset; a stored voice_adapt
- * stream setting). Replaces a voice offset; ekws_pipeline_set_voice_offset replaces it in turn. NULL
- * turns it off; reset keeps it and what it has learned (ekws_voice_adapt_reset forgets). EKWS_ERR_ARG
- * unless adapt->size equals ekws_model_embedding_size. */
-ekws_status_t ekws_pipeline_set_voice_adapt(ekws_pipeline_t *pipe, ekws_voice_adapt_t *adapt);
 
 /* Start a new stream (frontend, ring, detector). */
 void ekws_pipeline_reset(ekws_pipeline_t *pipe);
