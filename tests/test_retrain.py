@@ -626,3 +626,6 @@ def test_self_training_learns_again_from_the_first_heads_labels(setup, tmp_path)
         np.testing.assert_array_equal(QHead.from_blob(new.read_bytes("head.bin")).weight, second.qhead.weight)
         info = new.manifest["training"]["retrain"]
         assert info["self_train"] == 0.6 and info["pseudo_labelled"] == len(pick)
+    lines = []                                              # every clip an example: nothing to label, said
+    retrain(base, data, tmp_path / "all", words=WORDS, self_train=0.6, init="imprint", log=lines.append)
+    assert any("--self-train: no clip of the examples' speakers is left unlabelled" in x for x in lines)

@@ -514,7 +514,7 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     if voice_norm or self_train:
         speakers = clip_speakers(arrays.clips)
         pool = speaker_pool(speakers, keep, voice_norm or SPEAKER_CLIPS, seed)
-        pool_emb = backbone.embed(arrays.features[pool], engine)
+        pool_emb = backbone.embed(arrays.features[pool], engine) if len(pool) else np.zeros((0, emb.shape[1]), np.int8)
         n_spk = len(set(speakers[pool]))
         log(f"  {len(pool)} unlabeled clips of the examples' {n_spk} speakers (up to {voice_norm or SPEAKER_CLIPS} "
             "of each)")
@@ -534,6 +534,9 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     head = fit_head(emb, labels, len(names), backbone.scale, backbone.zero_point, epochs=epochs, engine=engine,
                     loss=loss, seed=seed, init=rows, keep_rows=init == "base", log=log, **hyper)
     pseudo = None
+    if (voice_norm or self_train) and not len(pool_emb):
+        log(f"  note: --{'self-train' if self_train else 'voice-norm'}: no clip of the examples' speakers is left "
+            "unlabelled (every clip is an example)" + ("; one head learned" if self_train else "; offsets 0"))
     if self_train and len(pool_emb):
         first = int8_logits(backbone, head.qhead, pool_emb)
         pick = self_train_pick(first, head.qhead.output_scale, self_train)
