@@ -150,6 +150,24 @@ def _retune_note(cfg, what: str) -> bool:
     return retune
 
 
+def voice_clips(clips) -> list[Path]:
+    """The WAVs under folder `clips`: at least MIN_CALIBRATE_CLIPS recordings of one voice, what both
+    calibrations hear."""
+    paths = clip_paths(clips)
+    if len(paths) < MIN_CALIBRATE_CLIPS:
+        raise EdgekwsError(f"{clips}: {len(paths)} WAV file(s); calibrating needs at least {MIN_CALIBRATE_CLIPS} "
+                           "recordings of the voice")
+    return paths
+
+
+def voice_features(paths, fc) -> np.ndarray:
+    """int8 features of recordings `paths` for FeatureConfig `fc`."""
+    from edgekws.featcache import load_clips
+    from edgekws.features import compute_features
+
+    return compute_features(load_clips(paths, fc.sample_rate, fc.sample_rate), fc)
+
+
 def calibrate_band_shift(model, clips, *, max_shift: int | None = None, engine: str | None = None,
                          save: bool = False, log=print) -> dict:
     """The voice shift of the WAVs under folder `clips` (recordings of one voice, any words) for bundle
@@ -158,8 +176,6 @@ def calibrate_band_shift(model, clips, *, max_shift: int | None = None, engine: 
     probability}, "n_clips", "engine", "saved"}."""
     from edgekws.bundle import as_bundle
     from edgekws.evaluate import DEFAULT_CALIBRATE_SHIFT, KeywordModel, calibrate_shift
-    from edgekws.featcache import load_clips
-    from edgekws.features import compute_features
 
     bundle = as_bundle(model)
     if engine is None:
@@ -170,13 +186,9 @@ def calibrate_band_shift(model, clips, *, max_shift: int | None = None, engine: 
     if save and engine == "float":
         raise EdgekwsError("--save with --engine float: the stream setting is for the int8 model that streams "
                            "run; choose it with --engine int8 or c")
-    paths = clip_paths(clips)
-    if len(paths) < MIN_CALIBRATE_CLIPS:
-        raise EdgekwsError(f"{clips}: {len(paths)} WAV file(s); calibrating needs at least {MIN_CALIBRATE_CLIPS} "
-                           "recordings of the voice")
+    paths = voice_clips(clips)
     km = KeywordModel(bundle, engine)
-    fc = km.feature_config
-    feats = compute_features(load_clips(paths, fc.sample_rate, fc.sample_rate), fc)
+    feats = voice_features(paths, km.feature_config)
     shift, scores = calibrate_shift(km.engine, feats, DEFAULT_CALIBRATE_SHIFT if max_shift is None else max_shift)
     saved = False
     if save:
@@ -225,12 +237,12 @@ def norm_reference(bundle, backbone, voice_ref=None) -> tuple[np.ndarray, str]:
             raise BundleError(f"{bundle.path}: its voice reference has {len(ref)} values, the model's embedding "
                               f"{backbone.embed_size}")
         return ref, "the bundle's"
+    from edgekws.evaluate import voice_reference_data
     from edgekws.retrain.core import dataset_speakers
 
-    if not_a_folder(voice_ref, "dataset folder"):
-        raise EdgekwsError(f"--voice-ref {voice_ref}: not a dataset folder")
+    data = voice_reference_data(bundle, voice_ref)   # eval --voice-ref's check of the folder
     words = [w for w in bundle.labels if not w.startswith("_")]
-    feats, _, _, speakers = dataset_speakers(voice_ref, words, "train")
+    feats, _, _, speakers = dataset_speakers(data, words, "train")
     if not len(feats):
         raise EdgekwsError(f"--voice-ref {voice_ref}: its training split has no clips")
     return reference(backbone.embed(feats), speakers), f"the train split of {voice_ref}"
@@ -246,8 +258,8 @@ def calibrate_norm(model, clips, *, engine: str | None = None, save: bool = Fals
     "offset", "size" (mean |offset|), "scores" {"as heard", "normalized": mean largest probability of
     the clips}, "n_clips", "engine", "reference", "saved"}."""
     from edgekws.bundle import as_bundle
-    from edgekws.featcache import load_clips
-    from edgekws.features import FeatureConfig, compute_features
+    from edgekws.evaluate import search_spread
+    from edgekws.features import FeatureConfig
     from edgekws.quant import load_quantized
     from edgekws.quant.qmodel import layer_forward
     from edgekws.retrain.core import Backbone
@@ -262,13 +274,9 @@ def calibrate_norm(model, clips, *, engine: str | None = None, save: bool = Fals
                            "(edgekws quantize MODEL first)")
     qm = load_quantized(bundle)
     backbone = Backbone.from_quantized(qm)
-    paths = clip_paths(clips)
-    if len(paths) < MIN_CALIBRATE_CLIPS:
-        raise EdgekwsError(f"{clips}: {len(paths)} WAV file(s); calibrating needs at least {MIN_CALIBRATE_CLIPS} "
-                           "recordings of the voice")
+    paths = voice_clips(clips)
     ref, where = norm_reference(bundle, backbone, voice_ref)
-    fc = FeatureConfig.from_dict(bundle.manifest["feature_config"])
-    feats = compute_features(load_clips(paths, fc.sample_rate, fc.sample_rate), fc)
+    feats = voice_features(paths, FeatureConfig.from_dict(bundle.manifest["feature_config"]))
     emb = backbone.embed(feats, "c" if engine == "c" else "numpy")
     if engine == "c":
         from edgekws.export.cruntime import voice_offset_c
@@ -279,9 +287,8 @@ def calibrate_norm(model, clips, *, engine: str | None = None, save: bool = Fals
     head = qm.layers[-1]
     scores = {}
     for name, e in (("as heard", emb), ("normalized", normalize(emb, np.broadcast_to(offset, emb.shape)))):
-        z = (layer_forward(head, np.ascontiguousarray(e)).astype(np.float64) - qm.output_zp) * qm.output_scale
-        p = np.exp(z - z.max(1, keepdims=True))
-        scores[name] = float(np.mean(p.max(1) / p.sum(1)))
+        z = layer_forward(head, np.ascontiguousarray(e)).astype(np.float64) * qm.output_scale   # zero point cancels
+        scores[name] = float(np.mean(1.0 / search_spread(z)))
     saved = retune = False
     if save:
         from edgekws.stream.detector import StreamConfig

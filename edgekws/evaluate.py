@@ -501,7 +501,7 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
 
         stored = stored_reference(bundle) if voice_ref is None else None   # what calibrate --method norm uses
         from_data = [n for n in split_nets if n != "int8" or stored is None]
-        ref_data = _voice_reference_data(bundle, voice_ref) if from_data else None
+        ref_data = voice_reference_data(bundle, voice_ref) if from_data else None
         bundle_ref = "the bundle's voice_reference (int8)"
         out["voice_ref"] = (str(ref_data) if stored is None else bundle_ref if not from_data
                             else f"{ref_data} ({', '.join(from_data)}); {bundle_ref}")
@@ -512,7 +512,7 @@ def evaluate(bundle, data, split: str = "test", engines=None, seed: int = 0, cac
     return out
 
 
-def _voice_reference_data(bundle, voice_ref) -> Path:
+def voice_reference_data(bundle, voice_ref) -> Path:
     """The dataset whose train split gives the training voices' average embedding."""
     if voice_ref is not None:
         if not Path(voice_ref).is_dir():

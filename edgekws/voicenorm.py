@@ -151,14 +151,14 @@ def stored_reference(bundle) -> np.ndarray | None:
 def int8_voice_logits(qm, features: np.ndarray, offset) -> np.ndarray:
     """int8 logits (N, K) of a QuantModel whose embedding (its last dense layer's input) moves by the
     voice `offset` (E,) int32 first: the numpy twin of ekws_model_invoke_voice."""
-    from edgekws.quant import QuantModel, int8_forward
     from edgekws.quant.qmodel import layer_forward
+    from edgekws.retrain.core import Backbone
 
     head = qm.layers[-1]
     if len(qm.layers) < 2 or head.op != "dense":
         raise EdgekwsError(f"voice normalization: the model's last int8 layer {head.name!r} is a {head.op}, "
                            "not a dense classifier")
-    emb = int8_forward(QuantModel(qm.layers[:-1], tuple(qm.input_shape), {}), features).reshape(len(features), -1)
+    emb = Backbone.from_quantized(qm).embed(features)
     offs = np.broadcast_to(np.asarray(offset, np.int32), emb.shape)
     return layer_forward(head, np.ascontiguousarray(normalize(emb, offs)))
 

@@ -41,7 +41,7 @@ from edgekws.bundle import Bundle  # noqa: E402
 from edgekws.errors import EdgekwsError  # noqa: E402
 from edgekws.quant import int8_forward, load_quantized, quantize_model  # noqa: E402
 from edgekws.retrain import Backbone, fit_head, int8_logits, pick_shots  # noqa: E402
-from edgekws.retrain.core import SPEAKER_CLIPS, dataset_speakers, head_float_logits, self_train_pick, speaker_pool  # noqa: E402,E501
+from edgekws.retrain.core import SPEAKER_CLIPS, dataset_speakers, head_float_logits, self_trained_head, speaker_pool  # noqa: E402,E501
 from edgekws.voicenorm import normalized, reference  # noqa: E402
 
 
@@ -117,11 +117,8 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
                                 engine="numpy" if loss == "triplet" else args.engine, loss=loss, seed=seed)
                 if name == "selftrain" and k is not None:   # the shots' speakers' unlabeled clips, first head's labels
                     pool = speaker_pool(str_, idx, args.voice_norm or SPEAKER_CLIPS, seed)
-                    z = int8_logits(bb, head.qhead, etr[pool])
-                    pick = self_train_pick(z, head.qhead.output_scale, args.self_train)
-                    head = fit_head(np.concatenate([etr[idx], etr[pool[pick]]]),
-                                    np.concatenate([ytr[idx], z[pick].argmax(1)]), n_cls, bb.scale, bb.zero_point,
-                                    epochs=args.epochs, engine=args.engine, seed=seed)
+                    head, _ = self_trained_head(bb, head, etr[idx], ytr[idx], etr[pool], args.self_train, n_cls,
+                                                epochs=args.epochs, engine=args.engine, seed=seed)
                 accs.append(np.mean(int8_logits(bb, head.qhead, ete).argmax(1) == yte))
                 faccs.append(np.mean(head_float_logits(head, ete, bb).argmax(1) == yte))
             cells[(name, loss)] = (np.mean(accs), np.min(accs), np.max(accs), np.mean(faccs))

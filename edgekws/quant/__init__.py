@@ -190,9 +190,7 @@ def voice_reference(qm: QuantModel, feats: np.ndarray, voiced: np.ndarray, sourc
     from edgekws.voicenorm import reference_record
 
     backbone = QuantModel(qm.layers[:-1], tuple(qm.input_shape), {})
-    emb = np.concatenate([int8_forward(backbone, feats[i:i + 256]).reshape(min(256, len(feats) - i), -1)
-                          for i in range(0, len(feats), 256)])
-    return reference_record(emb, voiced, source)
+    return reference_record(int8_forward(backbone, feats).reshape(len(feats), -1), voiced, source)
 
 
 def load_quantized(bundle) -> QuantModel:

@@ -96,8 +96,8 @@ class Backbone:
         from edgekws.quant import int8_forward
 
         check_engine(engine)
-        if engine == "numpy":
-            return int8_forward(self.quant_model(), features).reshape(len(features), -1)
+        if engine == "numpy":   # (0, E) for no features: -1 cannot be inferred from an empty array
+            return int8_forward(self.quant_model(), features).reshape(len(features), self.embed_size)
         if self._cmodel is None:
             from edgekws.export.c import model_blob
             from edgekws.export.cruntime import CModel
@@ -106,7 +106,7 @@ class Backbone:
         from edgekws.quant.qmodel import check_example_shape
 
         check_example_shape(features, self.qm.input_shape, "C backbone")
-        return self._cmodel.logits_int8(features).reshape(len(features), -1)
+        return self._cmodel.logits_int8(features).reshape(len(features), self.embed_size)
 
 
 def check_engine(engine: str) -> None:
@@ -514,7 +514,7 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     if voice_norm or self_train:
         speakers = clip_speakers(arrays.clips)
         pool = speaker_pool(speakers, keep, voice_norm or SPEAKER_CLIPS, seed)
-        pool_emb = backbone.embed(arrays.features[pool], engine) if len(pool) else np.zeros((0, emb.shape[1]), np.int8)
+        pool_emb = backbone.embed(arrays.features[pool], engine)
         n_spk = len(set(speakers[pool]))
         log(f"  {len(pool)} unlabeled clips of the examples' {n_spk} speakers (up to {voice_norm or SPEAKER_CLIPS} "
             "of each)")
@@ -538,14 +538,11 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
         log(f"  note: --{'self-train' if self_train else 'voice-norm'}: no clip of the examples' speakers is left "
             "unlabelled (every clip is an example)" + ("; one head learned" if self_train else "; offsets 0"))
     if self_train and len(pool_emb):
-        first = int8_logits(backbone, head.qhead, pool_emb)
-        pick = self_train_pick(first, head.qhead.output_scale, self_train)
-        pseudo = first[pick].argmax(1)
-        log(f"  self-training: {len(pick)} of the {len(pool_emb)} unlabeled clips with the first head's labels "
+        head, pseudo = self_trained_head(backbone, head, emb, labels, pool_emb, self_train, len(names), epochs=epochs,
+                                         engine=engine, loss=loss, seed=seed, init=rows, keep_rows=init == "base",
+                                         log=log, **hyper)
+        log(f"  self-training: {len(pseudo)} of the {len(pool_emb)} unlabeled clips with the first head's labels "
             f"({', '.join(f'{n} {c}' for n, c in zip(names, np.bincount(pseudo, minlength=len(names))))})")
-        head = fit_head(np.concatenate([emb, pool_emb[pick]]), np.concatenate([labels, pseudo]), len(names),
-                        backbone.scale, backbone.zero_point, epochs=epochs, engine=engine, loss=loss, seed=seed,
-                        init=rows, keep_rows=init == "base", log=log, **hyper)
     acc_f = float(np.mean(head_float_logits(head, emb, backbone).argmax(1) == labels))
     acc_q = float(np.mean(int8_logits(backbone, head.qhead, emb).argmax(1) == labels))
     info = {"dataset": str(data), "split": split, "shots": shots, "words": words, "seed": seed,
@@ -607,16 +604,30 @@ def self_train_pick(logits: np.ndarray, scale: float, fraction: float) -> np.nda
     """Indices (sorted) of the unlabeled clips a head labels surely enough: of each class its int8
     `logits` (N, C; real = scale * (q - zero point)) predict, the `fraction` (rounded up) with the
     largest softmax probability of that class (ties: the earlier clip)."""
+    from edgekws.evaluate import search_spread
+
     z = np.asarray(logits).astype(np.float64) * float(scale)
     if not len(z):
         return np.zeros(0, np.int64)
-    sure = 1.0 / np.exp(z - z.max(1, keepdims=True)).sum(1)   # the top class's probability
+    sure = 1.0 / search_spread(z)   # the top class's probability
     pred = z.argmax(1)
     out = []
     for c in np.unique(pred):
         m = np.flatnonzero(pred == c)
         out.append(m[np.argsort(-sure[m], kind="stable")][:int(np.ceil(fraction * len(m)))])
     return np.sort(np.concatenate(out))
+
+
+def self_trained_head(backbone: Backbone, head: HeadResult, emb: np.ndarray, labels: np.ndarray,
+                      pool_emb: np.ndarray, fraction: float, n_classes: int, **fit) -> tuple[HeadResult, np.ndarray]:
+    """--self-train: the unlabeled clips `pool_emb` labelled by `head` (its int8 logits), the `fraction`
+    of each predicted class it is surest of (self_train_pick) joining the examples (`emb`, `labels`) for
+    a second fit_head(**fit). Returns (the second head, the labels of the clips it kept)."""
+    first = int8_logits(backbone, head.qhead, pool_emb)
+    pick = self_train_pick(first, head.qhead.output_scale, fraction)
+    pseudo = first[pick].argmax(1)
+    return fit_head(np.concatenate([emb, pool_emb[pick]]), np.concatenate([labels, pseudo]), n_classes,
+                    backbone.scale, backbone.zero_point, **fit), pseudo
 
 
 def head_float_logits(head: HeadResult, emb: np.ndarray, backbone: Backbone) -> np.ndarray:
