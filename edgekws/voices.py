@@ -27,7 +27,12 @@ Accuracy is over the 12 classes (`_silence_`, `_unknown_`, ten commands), as `ed
 clean error is split in two: command clips taken for `_unknown_` (the word was not recognized) and the
 top-1 among the command logits alone (was the right command the likeliest one?). For the default
 `dscnn-l`, Japanese eSpeak NG → Open JTalk, session 30 found most command errors to be of the first
-kind: rejected, not confused.
+kind: rejected, not confused. "sure" is what a stream detector needs on top: the share of command clips
+right with a probability for their command above what all but the surest 1% of the set's unknown-word
+clips reach for any command (SURE_UNKNOWN_SHARE); "own_sure" the same on the training engine's own
+validation clips. Session 45 (RESULTS.md, Voices): the default eSpeak NG -> Open JTalk (float, seed 0)
+classifies 84.5% of Open JTalk's clips but is sure of 24.7% (99.1% of its own validation clips), and
+detects 7-12% of Open JTalk's commands in streams.
 Training runs the normal `edgekws.train.train`; its options pass through unchanged.
 """
 
@@ -53,6 +58,7 @@ DIRECTIONS = (("espeak", "openjtalk"), ("openjtalk", "espeak"))
 TRAIN_NOISES = ("white_noise", "brown_noise", "hum_50hz", "babble_{train}")
 TEST_NOISES = ("pink_noise", "babble_{test}")
 SNR_DB = 10.0
+SURE_UNKNOWN_SHARE = 0.01   # "sure": above the probability all but this share of unknown words stay under
 
 
 def engine_of(speaker: str) -> str:
@@ -166,12 +172,13 @@ def held_out_sets(view, fc, *, seed: int = 0, snr_db: float = SNR_DB, cache_dir=
 
 
 def _accuracy(engine, sets: dict) -> dict:
-    """{set: {"accuracy", "commands", "to_unknown", "commands_top1", "n"}}: accuracy over the 12 classes
-    and on the command clips; the share of command clips taken for `_unknown_` (the model did not
+    """{set: {"accuracy", "commands", "to_unknown", "commands_top1", "sure", "n"}}: accuracy over the 12
+    classes and on the command clips; the share of command clips taken for `_unknown_` (the model did not
     recognize the word: rejection); the share of command clips whose best *command* logit is the right
-    one (what the features still tell apart when `_unknown_` and `_silence_` do not compete). The three
-    command figures are None for a set without command clips. Labels are ordered as the dataset's:
-    `_silence_` 0, `_unknown_` 1, then the commands."""
+    one (what the features still tell apart when `_unknown_` and `_silence_` do not compete); sure_share
+    of the command clips. The command figures are None for a set without command clips ("sure" also
+    without unknown-word clips). Labels are ordered as the dataset's: `_silence_` 0, `_unknown_` 1, then
+    the commands."""
     out = {}
     for name, (x, y) in sets.items():
         logits = engine.logits_features(x)
@@ -182,8 +189,27 @@ def _accuracy(engine, sets: dict) -> dict:
                      "commands": float(np.mean(pred[cmd] == y[cmd])) if some else None,
                      "to_unknown": float(np.mean(pred[cmd] == 1)) if some else None,
                      "commands_top1": float(np.mean(logits[cmd, 2:].argmax(1) + 2 == y[cmd])) if some else None,
+                     "sure": sure_share(logits, y),
                      "n": int(len(y))}
     return out
+
+
+def sure_share(logits: np.ndarray, y: np.ndarray, unknown_share: float = SURE_UNKNOWN_SHARE) -> float | None:
+    """The share of command clips (label >= 2) classified right with a softmax probability for their
+    command above t, where t is the probability of the surest command of the unknown-word clips (label 1)
+    that all of them but the surest `unknown_share` stay at or under (the (floor(share * n) + 1)-th
+    largest): how many commands a detector that lets that share of unknown words through would catch.
+    None without command or unknown-word clips."""
+    from edgekws.evaluate import softmax
+
+    cmd, unk = y >= 2, y == 1
+    if not cmd.any() or not unk.any():
+        return None
+    p = softmax(np.asarray(logits, np.float64))
+    top_unknown = np.sort(p[unk, 2:].max(1))[::-1]
+    t = top_unknown[min(int(np.floor(unknown_share * len(top_unknown) + 1e-9)), len(top_unknown) - 1)]
+    right = (p.argmax(1) == y) & (p[np.arange(len(y)), y] > t)
+    return float(np.mean(right[cmd]))
 
 
 # ---- one direction -----------------------------------------------------------------------------
@@ -220,6 +246,7 @@ def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int 
     rate_search   : with it (or alone), search speaking rates too (VoiceSearch's rate_search; "rate_search")
     train_options : passed to edgekws.train.train (epochs=, arch=, label_smoothing=, augment=False, ...)
     returns {"train", "test", "seed", "train_config", "val_accuracy", "seconds", "float": {set: acc},
+             "own_sure": sure_share on the training engine's validation clips (None without them),
              "enroll": {...} (if enroll)}
     """
     from edgekws.evaluate import FloatNetwork
@@ -253,13 +280,15 @@ def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int 
     sets = held_out_sets(te_view, fc, seed=seed, snr_db=snr_db, cache_dir=cache)
     net = FloatNetwork(bundle)
     res["float"] = _accuracy(net, sets)
+    val = own_validation(bundle, tr_view, seed, cache)
+    res["own_sure"] = sure_share(net.logits_features(val.features), val.labels) if len(val.labels) else None
     clean = res["float"]["clean"]
     log(f"  {tag}: " + ", ".join(f"{k} {v['accuracy']:.3f}" for k, v in res["float"].items())
         + f"; clean commands: {_fraction(clean['to_unknown'], '.3f')} to _unknown_, top-1 among commands "
-          f"{_fraction(clean['commands_top1'], '.3f')} (in-engine val {_fraction(res['val_accuracy'], '.3f')}, "
-          f"{seconds:.0f} s)")
+          f"{_fraction(clean['commands_top1'], '.3f')}, sure {_fraction(clean['sure'], '.3f')} (own validation "
+          f"{_fraction(res['own_sure'], '.3f')}; in-engine val {_fraction(res['val_accuracy'], '.3f')}, {seconds:.0f} s)")
     if voice_search or rate_search:
-        res.update(_voice_search(bundle, net, tr_view, sets, voice_search, seed, cache, rate_search))
+        res.update(_voice_search(bundle, net, val, sets, voice_search, rate_search))
         own = res["val_search"]
         from edgekws.evaluate import search_name
 
@@ -275,21 +304,14 @@ def run_direction(data, work, train_engine: str, test_engine: str, *, seed: int 
     return res
 
 
-def _voice_search(bundle, net, train_view, sets: dict, bands: int, seed: int, cache, rates: int = 0) -> dict:
+def _voice_search(bundle, net, val, sets: dict, bands: int, rates: int = 0) -> dict:
     """run_direction's voice-search figures for `bundle` (its float network `net`): the held-out sets, and
-    the training engine's own validation clips as training drew them (what searching costs the voices it
+    the training engine's own validation clips `val` (own_validation: what searching costs the voices it
     knows: unknown words heard as commands); "n": how many."""
-    from edgekws.data import UNKNOWN, load_dataset
+    from edgekws.data import UNKNOWN
     from edgekws.evaluate import VoiceSearch
-    from edgekws.featcache import FeatureCache, load_noises, split_arrays
-    from edgekws.features import FeatureConfig
 
     search = VoiceSearch(net, bands, rates)
-    fc = FeatureConfig()
-    config = bundle.manifest["training"]["config"]
-    ds = load_dataset(train_view, _command_folders(Path(train_view)))
-    val = split_arrays(ds, "val", FeatureCache(cache, fc), seed=seed, noises=load_noises(ds.noise_files, fc.sample_rate),
-                       unknown_ratio=config["unknown_ratio"], silence_ratio=config["silence_ratio"])
     unknown = val.labels == bundle.labels.index(UNKNOWN)
     own = {}
     for name, engine in (("plain", net), ("search", search)):
@@ -299,6 +321,19 @@ def _voice_search(bundle, net, train_view, sets: dict, bands: int, seed: int, ca
     own["n"] = int(len(val.labels))
     return {"voice_search": int(bands), "rate_search": int(rates), "float_search": _accuracy(search, sets),
             "val_search": own}
+
+
+def own_validation(bundle, train_view, seed: int, cache):
+    """The training engine's validation clips as training drew them (edgekws.featcache.SplitArrays)."""
+    from edgekws.data import load_dataset
+    from edgekws.featcache import FeatureCache, load_noises, split_arrays
+    from edgekws.features import FeatureConfig
+
+    fc = FeatureConfig()
+    config = bundle.manifest["training"]["config"]
+    ds = load_dataset(train_view, _command_folders(Path(train_view)))
+    return split_arrays(ds, "val", FeatureCache(cache, fc), seed=seed, noises=load_noises(ds.noise_files, fc.sample_rate),
+                        unknown_ratio=config["unknown_ratio"], silence_ratio=config["silence_ratio"])
 
 
 def enroll_direction(bundle, data, work, *, train_view, test_engine, train_noises, test_noises, shots: int = 3,
@@ -389,9 +424,11 @@ def benchmark(datasets: dict, work, *, directions=DIRECTIONS, seeds=(0,), snr_db
 
 
 def summarize(results: dict) -> list[dict]:
-    """One row per (lang, train, test): mean and min/max over seeds of each test set's accuracy, and
+    """One row per (lang, train, test): mean and min/max over seeds of each test set's accuracy,
     "clean_commands": the mean share of clean command clips taken for `_unknown_` and their top-1
-    among the commands (None when a run lacks them: results saved before session 30)."""
+    among the commands (None when a run lacks them: results saved before session 30), and "sure":
+    the mean sure_share of the clean set and of the own validation clips (absent when a run lacks it:
+    results saved before session 45; "own" None when no run had validation clips)."""
     groups: dict = {}
     for r in results["runs"]:
         groups.setdefault((r["lang"], r["train"], r["test"]), []).append(r)
@@ -405,6 +442,8 @@ def summarize(results: dict) -> list[dict]:
         clean = [r["float"]["clean"] for r in rs]
         row["clean_commands"] = {k: _mean([c.get(k) for c in clean]) if all(c.get(k) is not None for c in clean)
                                  else None for k in ("to_unknown", "commands_top1")}
+        if all(c.get("sure") is not None for c in clean):
+            row["sure"] = {"clean": _mean([c["sure"] for c in clean]), "own": _mean([r.get("own_sure") for r in rs])}
         if all("float_search" in r for r in rs) and len({(r["voice_search"], r.get("rate_search", 0)) for r in rs}) == 1:
             row["search"] = {"bands": rs[0]["voice_search"], "rates": rs[0].get("rate_search", 0),
                              "clean": _mean([r["float_search"]["clean"]["accuracy"] for r in rs]),
@@ -432,7 +471,8 @@ def _fraction(value, fmt: str) -> str:
 def format_table(results: dict) -> str:
     """A Markdown table: language, train → test engine, in-engine validation, then each test set
     (mean over seeds, with min–max when there are several), the split of the clean command errors
-    (n/a for results saved without it) and enrollment if it was run."""
+    (n/a for results saved without it), the commands it is sure of, own voices → clean (n/a likewise)
+    and enrollment if it was run."""
     rows = summarize(results)
     if not rows:
         return "(no runs)"
@@ -442,6 +482,9 @@ def format_table(results: dict) -> str:
     head = ["lang", "train → test", "in-engine val", *sets]
     if split:
         head += ["clean commands → `_unknown_`", "clean commands, top-1 among commands"]
+    sure = any("sure" in r for r in rows)
+    if sure:
+        head += [f"commands sure ({100 * SURE_UNKNOWN_SHARE:g}% of unknown words): own validation → clean"]
     widths = {(r["search"]["bands"], r["search"].get("rates", 0)) for r in rows if "search" in r}
     bands = widths.pop() if len(widths) == 1 else None     # rows searched alike: their columns
     if bands is not None:
@@ -463,6 +506,10 @@ def format_table(results: dict) -> str:
         if split:
             cells += [_fraction(r["clean_commands"][k] and 100 * r["clean_commands"][k], ".1f")
                       for k in ("to_unknown", "commands_top1")]
+        if sure:
+            v = r.get("sure")
+            cells.append("n/a" if v is None else
+                         f"{_fraction(v['own'] and 100 * v['own'], '.1f')} → {_fraction(100 * v['clean'], '.1f')}")
         if bands is not None:
             v = r.get("search")
             pct = lambda x: _fraction(x and 100 * x, ".1f")   # noqa: E731

@@ -115,10 +115,15 @@ def test_benchmark_table(both, tmp_path):
     assert all(v is None or 0 <= v <= 1 for m in ("plain", "search") for v in own[m].values())
     table = format_table(res).splitlines()
     assert table[0].startswith("| lang | train → test | in-engine val | clean | babble 10dB | pink 10dB | clean commands "
-                               "→ `_unknown_` | clean commands, top-1 among commands | clean, voice search ±1 | "
+                               "→ `_unknown_` | clean commands, top-1 among commands | commands sure (1% of unknown "
+                               "words): own validation → clean | clean, voice search ±1 | "
                                "own validation: plain → search | own `_unknown_` recall: plain → search | int8 clean: ")
     clean = run["float"]["clean"]
     assert f"| {100 * clean['to_unknown']:.1f} | {100 * clean['commands_top1']:.1f} |" in table[2]
+    # sure: of the held-out clean clips, and of the training engine's own validation clips (None without any)
+    assert 0 <= clean["sure"] <= 1 and (run["own_sure"] is None) == (run["val_search"]["n"] == 0)
+    own_cell = "n/a" if run["own_sure"] is None else f"{100 * run['own_sure']:.1f}"
+    assert f"| {own_cell} → {100 * clean['sure']:.1f} |" in table[2]
     old = {**run, "float": {k: {"accuracy": v["accuracy"], "commands": v["commands"], "n": v["n"]}
                             for k, v in run["float"].items()}}   # saved before the split existed
     assert "→ `_unknown_`" not in format_table({"runs": [old]}).splitlines()[0]
@@ -147,8 +152,51 @@ def test_accuracy_splits_the_command_errors():
                        [0, 0, 0, 4]], np.float32)   # command 3, right
     y = np.array([0, 1, 2, 2, 2, 3])
     r = _accuracy(Fixed(), {"clean": (logits, y), "no commands": (logits[:2], y[:2])})
-    assert r["clean"] == {"accuracy": 4 / 6, "commands": 2 / 4, "to_unknown": 2 / 4, "commands_top1": 3 / 4, "n": 6}
-    assert r["no commands"] == {"accuracy": 1.0, "commands": None, "to_unknown": None, "commands_top1": None, "n": 2}
+    # sure: the one unknown-word clip's surest command has 1 / (3 + e^5); both right commands are above it
+    assert r["clean"] == {"accuracy": 4 / 6, "commands": 2 / 4, "to_unknown": 2 / 4, "commands_top1": 3 / 4,
+                          "sure": 2 / 4, "n": 6}
+    assert r["no commands"] == {"accuracy": 1.0, "commands": None, "to_unknown": None, "commands_top1": None,
+                                "sure": None, "n": 2}
+
+
+def test_sure_share_lets_through_one_percent_of_the_unknown_words():
+    from edgekws.voices import sure_share
+
+    def row(p_cmd2, p_cmd3):   # logits of a probability vector: _silence_, _unknown_, command 2, command 3
+        rest = (1 - p_cmd2 - p_cmd3) / 2
+        return np.log([rest, rest, p_cmd2, p_cmd3])
+
+    surest = np.linspace(0.05, 0.6, 200)                     # 200 unknown words: their surest command
+    unknown = [row(p, 0.01) if i % 2 else row(0.01, p) for i, p in enumerate(surest)]
+    t = surest[-3]                # 1% of 200 = 2 unknown words may pass: the third largest is the bar
+    commands = [row(0.9, 0.01),          # command 2, right and sure
+                row(t, 0.01),            # command 2, right, at the bar: not above it
+                row(surest[-1], 0.01),   # right, at the surest unknown word's probability: above the bar
+                row(0.3, 0.01),          # right but under the bar
+                row(0.01, 0.9)]          # command 2 heard as command 3: wrong, however sure
+    logits = np.array(unknown + commands)
+    y = np.array([1] * 200 + [2] * 5)
+    assert sure_share(logits, y) == 2 / 5
+    assert sure_share(logits, y, unknown_share=0.0) == 1 / 5      # above every unknown word
+    assert sure_share(logits[:200], y[:200]) is None               # no commands
+    assert sure_share(logits[200:], y[200:]) is None               # no unknown words: no bar
+    few = np.concatenate([logits[:3], logits[200:]])               # 3 unknown words: 1% lets none through
+    assert sure_share(few, np.array([1] * 3 + [2] * 5)) == sure_share(few, np.array([1] * 3 + [2] * 5), 0.0)
+
+
+def test_table_adds_the_sure_column():
+    def run(seed, sure, own):
+        clean = {"accuracy": 0.5, "commands": 0.4, "n": 10}
+        if sure is not None:
+            clean["sure"] = sure
+        return {"lang": "ja", "train": "espeak", "test": "openjtalk", "seed": seed, "val_accuracy": 0.9,
+                "float": {"clean": clean}, "own_sure": own}
+
+    table = format_table({"runs": [run(0, 0.2, 0.9), run(1, 0.3, 0.8)]}).splitlines()
+    assert table[0].endswith("| commands sure (1% of unknown words): own validation → clean |")
+    assert table[2].endswith("| 85.0 → 25.0 |")                        # the means over the two seeds
+    assert format_table({"runs": [run(0, 0.2, None)]}).splitlines()[2].endswith("| n/a → 20.0 |")
+    assert "sure" not in format_table({"runs": [run(0, None, None)]})   # results saved before session 45
 
 
 def test_table_splits_the_clean_errors_and_says_na_without_them():
