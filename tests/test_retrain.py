@@ -595,10 +595,36 @@ def test_self_training_keeps_the_surest_fraction_of_each_predicted_class():
     logits = np.array([[10, 0, 0], [3, 0, 0], [6, 0, 0],       # class 0: sure 0 > 2 > 1
                        [0, 9, 0], [0, 9, 0],                    # class 1: a tie, the earlier first
                        [0, 0, 1]], np.int8)                     # class 2: one clip, always kept
-    assert self_train_pick(logits, 1.0, 0.5).tolist() == [0, 2, 3, 5]
-    assert self_train_pick(logits, 1.0, 0.33).tolist() == [0, 3, 5]
-    assert self_train_pick(logits, 1.0, 1.0).tolist() == list(range(6))
-    assert self_train_pick(np.zeros((0, 3), np.int8), 1.0, 0.5).tolist() == []
+    for engine in ("numpy", "c"):   # the C case of firmware/tests/test_head.c
+        assert self_train_pick(logits, 1.0, 0.5, engine).tolist() == [0, 2, 3, 5]
+        assert self_train_pick(logits, 1.0, 0.33, engine).tolist() == [0, 3, 5]
+        assert self_train_pick(logits, 1.0, 1.0, engine).tolist() == list(range(6))
+        assert self_train_pick(np.zeros((0, 3), np.int8), 1.0, 0.5, engine).tolist() == []
+        assert self_train_pick(np.tile([[9, 0]], (25, 1)).astype(np.int8), 1.0, 0.28, engine).tolist() == list(range(8))
+        # 0.28 x 25 is 7.000000000000001 in doubles: eight clips in both (C takes the fraction as a double;
+        # in float32 it would be 7)
+
+
+def test_self_training_choice_is_the_same_in_c_and_numpy():
+    """ekws_head_self_train_pick (float32 ekws_head_expf sums, ties to the earlier clip) equals numpy's
+    choice on random logits: wide ones, and narrow ones full of ties and equal sums."""
+    from edgekws.retrain.chead import self_train_pick as c_pick
+    from edgekws.retrain.core import self_train_pick
+
+    rng = np.random.default_rng(45)
+    for case in range(120):
+        n, c = int(rng.integers(1, 200)), int(rng.integers(2, 14))
+        lo, hi = (-128, 128) if case % 2 else (-2, 3)
+        q = rng.integers(lo, hi, (n, c)).astype(np.int8)
+        scale, fraction = float(rng.choice([1e-3, 0.05, 0.1, 0.5, 4.0])), float(rng.choice([0.1, 0.33, 0.5, 0.7, 1.0]))
+        np.testing.assert_array_equal(c_pick(q, scale, fraction), self_train_pick(q, scale, fraction), f"case {case}")
+    q = rng.integers(-128, 128, (5, 3)).astype(np.int8)
+    for bad in (dict(scale=0.0, fraction=0.5), dict(scale=float("nan"), fraction=0.5), dict(scale=1.0, fraction=0.0),
+                dict(scale=1.0, fraction=1.5), dict(scale=1.0, fraction=float("nan"))):
+        with pytest.raises(EdgekwsError, match="self-training's choice failed in the C head trainer"):
+            c_pick(q, **bad)
+    with pytest.raises(EdgekwsError, match=r"int8 logits \(N, C\) needed, got shape \(5,\)"):
+        c_pick(q[:, 0], 1.0, 0.5)
 
 
 def test_self_training_learns_again_from_the_first_heads_labels(setup, tmp_path):

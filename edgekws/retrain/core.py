@@ -600,21 +600,26 @@ def voice_normalized(emb: np.ndarray, spk: np.ndarray, pool_emb: np.ndarray, poo
             normalize(pool_emb, np.stack([off[u] for u in pool_spk])) if len(pool_emb) else pool_emb, record)
 
 
-def self_train_pick(logits: np.ndarray, scale: float, fraction: float) -> np.ndarray:
+def self_train_pick(logits: np.ndarray, scale: float, fraction: float, engine: str = "numpy") -> np.ndarray:
     """Indices (sorted) of the unlabeled clips a head labels surely enough: of each class its int8
     `logits` (N, C; real = scale * (q - zero point)) predict, the `fraction` (rounded up) with the
-    largest softmax probability of that class (ties: the earlier clip)."""
-    from edgekws.evaluate import search_spread
+    largest softmax probability of that class (float32, headmath.surety_sums; ties: the earlier clip).
+    engine "c": the firmware's ekws_head_self_train_pick, the same indices."""
+    from edgekws.retrain.headmath import surety_sums
 
-    z = np.asarray(logits).astype(np.float64) * float(scale)
-    if not len(z):
+    q = np.asarray(logits)
+    if engine == "c":
+        from edgekws.retrain.chead import self_train_pick as c_pick
+
+        return c_pick(q, scale, fraction)
+    if not len(q):
         return np.zeros(0, np.int64)
-    sure = 1.0 / search_spread(z)   # the top class's probability
-    pred = z.argmax(1)
+    spread = surety_sums(q, scale)   # 1 / the top class's probability
+    pred = q.argmax(1)
     out = []
     for c in np.unique(pred):
         m = np.flatnonzero(pred == c)
-        out.append(m[np.argsort(-sure[m], kind="stable")][:int(np.ceil(fraction * len(m)))])
+        out.append(m[np.argsort(spread[m], kind="stable")][:int(np.ceil(fraction * len(m)))])
     return np.sort(np.concatenate(out))
 
 
@@ -624,7 +629,7 @@ def self_trained_head(backbone: Backbone, head: HeadResult, emb: np.ndarray, lab
     of each predicted class it is surest of (self_train_pick) joining the examples (`emb`, `labels`) for
     a second fit_head(**fit). Returns (the second head, the labels of the clips it kept)."""
     first = int8_logits(backbone, head.qhead, pool_emb)
-    pick = self_train_pick(first, head.qhead.output_scale, fraction)
+    pick = self_train_pick(first, head.qhead.output_scale, fraction, fit.get("engine", "numpy"))
     pseudo = first[pick].argmax(1)
     return fit_head(np.concatenate([emb, pool_emb[pick]]), np.concatenate([labels, pseudo]), n_classes,
                     backbone.scale, backbone.zero_point, **fit), pseudo

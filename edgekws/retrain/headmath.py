@@ -47,6 +47,17 @@ def expf(x: np.ndarray) -> np.ndarray:
     return np.where(x < F(-87.0), F(0), p * two_k).astype(F)
 
 
+def surety_sums(logits: np.ndarray, scale: float) -> np.ndarray:
+    """(N,) float32: sum over j ascending of expf(scale * (q_j - q_max)) of int8 logits (N, C), added one
+    class at a time as ekws_head_self_train_pick does (the top class's softmax probability is 1 / it)."""
+    q = np.asarray(logits).astype(np.int32)
+    d = (q - q.max(1, keepdims=True)).astype(F) * F(scale)
+    s = np.zeros(len(q), F)
+    for j in range(q.shape[1]):
+        s = (s + expf(d[:, j])).astype(F)
+    return s
+
+
 def logf(x: np.ndarray) -> np.ndarray:
     """log of normal float32 x > 0, as head_logf."""
     x = np.asarray(x, F)

@@ -55,6 +55,51 @@ float ekws_head_expf(float x) {
     return ekws_expf(x);
 }
 
+/* ---- self-training's choice -------------------------------------------------------------------- */
+
+static uint32_t row_argmax(const int8_t *row, uint32_t num_classes) {
+    uint32_t best = 0;
+    for (uint32_t j = 1; j < num_classes; ++j) {
+        if (row[j] > row[best]) best = j;
+    }
+    return best;
+}
+
+ekws_status_t ekws_head_self_train_pick(const int8_t *logits, uint32_t n, uint32_t num_classes, float scale,
+                                        double fraction, float *work, uint32_t *idx, uint32_t *count) {
+    if (count == NULL || (n > 0u && (logits == NULL || work == NULL || idx == NULL))) return EKWS_ERR_ARG;
+    if (num_classes < 2u || num_classes > EKWS_HEAD_MAX_CLASSES || n > EKWS_HEAD_MAX_EXAMPLES) return EKWS_ERR_ARG;
+    if (!is_finite(scale) || !(scale > 0.0f) || !(fraction > 0.0 && fraction <= 1.0)) return EKWS_ERR_ARG;
+    *count = 0u;
+    for (uint32_t i = 0; i < n; ++i) {           /* work[i]: s of clip i (>= 1: its own term is exp 0) */
+        const int8_t *row = logits + (size_t)i * num_classes;
+        const int32_t top = row[row_argmax(row, num_classes)];
+        float s = 0.0f;
+        for (uint32_t j = 0; j < num_classes; ++j) s += ekws_expf(scale * (float)((int32_t)row[j] - top));
+        work[i] = s;
+    }
+    for (uint32_t c = 0; c < num_classes; ++c) {
+        uint32_t m = 0;
+        for (uint32_t i = 0; i < n; ++i) m += row_argmax(logits + (size_t)i * num_classes, num_classes) == c;
+        const double want = fraction * (double)m;   /* exact, as numpy's fraction * count */
+        uint32_t k = (uint32_t)want;
+        if ((double)k < want) ++k;
+        for (uint32_t r = 0; r < k; ++r) {             /* the surest unchosen clip of label c; chosen: -1 */
+            uint32_t best = n;
+            for (uint32_t i = 0; i < n; ++i) {
+                if (work[i] < 0.0f || row_argmax(logits + (size_t)i * num_classes, num_classes) != c) continue;
+                if (best == n || work[i] < work[best]) best = i;
+            }
+            if (best == n) break;                     /* not reached: k <= m */
+            work[best] = -1.0f;
+        }
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+        if (work[i] < 0.0f) idx[(*count)++] = i;
+    }
+    return EKWS_OK;
+}
+
 /* log(x) for a normal x > 0: x = 2^e m, m in [sqrt(1/2), sqrt(2)); log m = 2 atanh((m-1)/(m+1)). */
 static float head_logf(float x) {
     const uint32_t u = f2u(x);

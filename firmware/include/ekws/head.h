@@ -204,6 +204,20 @@ ekws_status_t ekws_head_invoke_s8(const ekws_head_t *head, const int8_t *embeddi
 ekws_status_t ekws_head_invoke_f32(const ekws_head_t *head, const int8_t *embedding, size_t len, float *logits,
                                    size_t logits_len);
 
+/* Self-training's choice (edgekws retrain --self-train F; edgekws/retrain/core.py self_train_pick):
+ * n unlabeled clips' int8 head logits (n x C, row-major; real = scale * (q - zero point)), each labelled
+ * by its largest logit (the first on ties); of each label, the ceil(fraction x its count) clips the head
+ * is surest of: the smallest s = sum over j ascending of ekws_head_expf(scale * (q_j - q_max)) in float32
+ * (the label's softmax probability is 1 / s), the earlier clip on ties. Writes their indices, ascending,
+ * to idx[0 .. *count) (capacity n); work: n floats. fraction is a double in (0, 1], so that the counts
+ * equal numpy's (0.28 x 25 rounds up to 8 there). O(n^2) comparisons at most (n in the hundreds on a
+ * device). idx and work may be NULL when n == 0. EKWS_ERR_ARG: NULL pointers, C outside
+ * 2..EKWS_HEAD_MAX_CLASSES, n > EKWS_HEAD_MAX_EXAMPLES, scale not finite and > 0, fraction outside
+ * (0, 1]. The chosen clips then join the examples (ekws_head_add_example) with their labels for a
+ * second head. */
+ekws_status_t ekws_head_self_train_pick(const int8_t *logits, uint32_t n, uint32_t num_classes, float scale,
+                                        double fraction, float *work, uint32_t *idx, uint32_t *count);
+
 /* exp(x) for x <= 0 (softmax of max-subtracted logits): Cody-Waite reduction and a degree-6
  * polynomial in float32, 0 below -87 (and for -inf), 1 for x > 0, NaN for NaN. Relative error < 4e-7. */
 float ekws_head_expf(float x);
