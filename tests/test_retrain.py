@@ -581,7 +581,9 @@ def test_voice_normalized_retraining_learns_the_moved_embeddings(setup, tmp_path
     assert new.manifest["training"]["retrain"]["voice_norm"] == 3
     for kwargs, message in ((dict(voice_norm=-1), r"voice_norm \(--voice-norm\): 0 \(off\) or a number of clips >= 1"),
                             (dict(voice_norm=True), "got True"),
-                            (dict(self_train=1.5), r"self_train \(--self-train\): 0 \(off\) or a fraction in \(0, 1\]"),
+                            (dict(self_train=1.5), r"self_train \(--self-train\): 0 \(off\) or a fraction in \[0.000001, 1\]"),
+                            (dict(self_train=1e-7), r"self_train \(--self-train\): 0 \(off\) or a fraction in \[0.000001, 1\], "
+                                                    r"got 1e-07"),
                             (dict(voice_norm=3, noisy=1), "--voice-norm with --noisy-copies: not supported together"),
                             (dict(self_train=0.5, noisy=1), "--self-train with --noisy-copies: not supported together")):
         with pytest.raises(EdgekwsError, match=message):
@@ -600,9 +602,9 @@ def test_self_training_keeps_the_surest_fraction_of_each_predicted_class():
         assert self_train_pick(logits, 1.0, 0.33, engine).tolist() == [0, 3, 5]
         assert self_train_pick(logits, 1.0, 1.0, engine).tolist() == list(range(6))
         assert self_train_pick(np.zeros((0, 3), np.int8), 1.0, 0.5, engine).tolist() == []
-        assert self_train_pick(np.tile([[9, 0]], (25, 1)).astype(np.int8), 1.0, 0.28, engine).tolist() == list(range(8))
-        # 0.28 x 25 is 7.000000000000001 in doubles: eight clips in both (C takes the fraction as a double;
-        # in float32 it would be 7)
+        # counts in integers (parts per million): 0.28 x 25 is 7 clips (7.000000000000001 in doubles)
+        assert self_train_pick(np.tile([[9, 0]], (25, 1)).astype(np.int8), 1.0, 0.28, engine).tolist() == list(range(7))
+        assert self_train_pick(np.tile([[9, 0]], (25, 1)).astype(np.int8), 1.0, 0.2801, engine).tolist() == list(range(8))
 
 
 def test_self_training_choice_is_the_same_in_c_and_numpy():
@@ -617,14 +619,16 @@ def test_self_training_choice_is_the_same_in_c_and_numpy():
         lo, hi = (-128, 128) if case % 2 else (-2, 3)
         q = rng.integers(lo, hi, (n, c)).astype(np.int8)
         scale, fraction = float(rng.choice([1e-3, 0.05, 0.1, 0.5, 4.0])), float(rng.choice([0.1, 0.33, 0.5, 0.7, 1.0]))
-        np.testing.assert_array_equal(c_pick(q, scale, fraction), self_train_pick(q, scale, fraction), f"case {case}")
+        np.testing.assert_array_equal(c_pick(q, scale, round(fraction * 1e6)), self_train_pick(q, scale, fraction),
+                                      f"case {case}")
     q = rng.integers(-128, 128, (5, 3)).astype(np.int8)
-    for bad in (dict(scale=0.0, fraction=0.5), dict(scale=float("nan"), fraction=0.5), dict(scale=1.0, fraction=0.0),
-                dict(scale=1.0, fraction=1.5), dict(scale=1.0, fraction=float("nan"))):
+    for scale, ppm in ((0.0, 500_000), (float("nan"), 500_000), (float("inf"), 500_000), (1.0, 0), (1.0, 1_000_001)):
         with pytest.raises(EdgekwsError, match="self-training's choice failed in the C head trainer"):
-            c_pick(q, **bad)
+            c_pick(q, scale, ppm)
     with pytest.raises(EdgekwsError, match=r"int8 logits \(N, C\) needed, got shape \(5,\)"):
-        c_pick(q[:, 0], 1.0, 0.5)
+        c_pick(q[:, 0], 1.0, 500_000)
+    with pytest.raises(EdgekwsError, match="fraction -1 ppm is not a uint32"):
+        c_pick(q, 1.0, -1)
 
 
 def test_self_training_learns_again_from_the_first_heads_labels(setup, tmp_path):

@@ -65,7 +65,7 @@ def library():
             "ekws_head_invoke_s8": (st, [vp, _i8p, sz, _i8p, sz, vp]),
             "ekws_head_invoke_f32": (st, [vp, _i8p, sz, _f32p, sz]),
             "ekws_head_expf": (ctypes.c_float, [ctypes.c_float]),
-            "ekws_head_self_train_pick": (st, [_i8p, u32, u32, ctypes.c_float, ctypes.c_double, _f32p,
+            "ekws_head_self_train_pick": (st, [_i8p, u32, u32, ctypes.c_float, u32, _f32p,
                                                 ctypes.POINTER(u32), ctypes.POINTER(u32)]),
             "ekws_head_quantize_multiplier": (st, [ctypes.c_float, ctypes.POINTER(ctypes.c_int32),
                                                    ctypes.POINTER(ctypes.c_int32)]),
@@ -231,9 +231,9 @@ def blob_bytes(num_classes: int, embed_size: int, with_float: bool) -> int:
     return blob_size(num_classes, embed_size, with_float)
 
 
-def self_train_pick(logits: np.ndarray, scale: float, fraction: float) -> np.ndarray:
+def self_train_pick(logits: np.ndarray, scale: float, fraction_ppm: int) -> np.ndarray:
     """ekws_head_self_train_pick: the indices (int64, ascending) of the clips self-training keeps, from
-    int8 head logits (N, C); core.self_train_pick gives the same."""
+    int8 head logits (N, C) and the fraction in parts per million; core.self_train_pick gives the same."""
     lib = library()
     q = np.ascontiguousarray(logits, dtype=np.int8)
     if q.ndim != 2:
@@ -242,7 +242,9 @@ def self_train_pick(logits: np.ndarray, scale: float, fraction: float) -> np.nda
     work = np.zeros(max(n, 1), np.float32)
     idx = np.zeros(max(n, 1), np.uint32)
     count = ctypes.c_uint32(0)
-    _check(lib, lib.ekws_head_self_train_pick(q.ctypes.data_as(_i8p), n, q.shape[1], float(scale), float(fraction),
+    if not 0 <= fraction_ppm < 2 ** 32:   # the C type; the function itself refuses what is outside 1..10^6
+        raise EdgekwsError(f"self-training: fraction {fraction_ppm} ppm is not a uint32")
+    _check(lib, lib.ekws_head_self_train_pick(q.ctypes.data_as(_i8p), n, q.shape[1], float(scale), int(fraction_ppm),
                                               work.ctypes.data_as(_f32p),
                                               idx.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)),
                                               ctypes.byref(count)), "self-training's choice")

@@ -431,10 +431,11 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
              which the bundle stores as its voice reference; a device then hears each user through
              `edgekws calibrate --method norm` (RESULTS.md, Last-layer retraining, session 43: 5 examples
              per word 86.4 -> 89.0%)
-    self_train : f in (0, 1] learns a second head from the examples and the unlabeled clips of their
+    self_train : f in [1e-6, 1] learns a second head from the examples and the unlabeled clips of their
              speakers (up to voice_norm, else SPEAKER_CLIPS, of each; voice-normalized with voice_norm),
-             labelled by the first head: of each class it predicts, the fraction f it is surest of
-             (self_train_pick; RESULTS.md, Last-layer retraining, session 44)
+             labelled by the first head: of each class it predicts, the fraction f it is surest of, counted
+             in parts per million as the firmware does (self_train_pick; RESULTS.md, Last-layer
+             retraining, session 44)
     Returns the new Bundle.
     """
     from edgekws.bundle import as_bundle, check_bundle_folder
@@ -462,8 +463,8 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     snr_lo, snr_hi = check_copies(noisy, noisy_snr)
     if not is_int(voice_norm) or voice_norm < 0:
         raise EdgekwsError(f"voice_norm (--voice-norm): 0 (off) or a number of clips >= 1, got {voice_norm!r}")
-    if not is_real(self_train) or not 0 <= self_train <= 1:
-        raise EdgekwsError(f"self_train (--self-train): 0 (off) or a fraction in (0, 1], got {self_train!r}")
+    if not is_real(self_train) or not (self_train == 0 or 1 <= fraction_ppm(self_train) <= 1_000_000):
+        raise EdgekwsError(f"self_train (--self-train): 0 (off) or a fraction in [0.000001, 1], got {self_train!r}")
     if (voice_norm or self_train) and noisy:
         raise EdgekwsError(f"--{'voice-norm' if voice_norm else 'self-train'} with --noisy-copies: not supported "
                            "together (choose one)")
@@ -600,18 +601,25 @@ def voice_normalized(emb: np.ndarray, spk: np.ndarray, pool_emb: np.ndarray, poo
             normalize(pool_emb, np.stack([off[u] for u in pool_spk])) if len(pool_emb) else pool_emb, record)
 
 
+def fraction_ppm(fraction: float) -> int:
+    """The self-training fraction in parts per million, as the firmware takes it (1..10^6)."""
+    return int(round(float(fraction) * 1e6))
+
+
 def self_train_pick(logits: np.ndarray, scale: float, fraction: float, engine: str = "numpy") -> np.ndarray:
     """Indices (sorted) of the unlabeled clips a head labels surely enough: of each class its int8
-    `logits` (N, C; real = scale * (q - zero point)) predict, the `fraction` (rounded up) with the
-    largest softmax probability of that class (float32, headmath.surety_sums; ties: the earlier clip).
-    engine "c": the firmware's ekws_head_self_train_pick, the same indices."""
+    `logits` (N, C; real = scale * (q - zero point)) predict, the `fraction` (in parts per million,
+    rounded up: ceil(ppm x count / 10^6)) with the largest softmax probability of that class (float32,
+    headmath.surety_sums; ties: the earlier clip). engine "c": the firmware's ekws_head_self_train_pick,
+    the same indices."""
     from edgekws.retrain.headmath import surety_sums
 
     q = np.asarray(logits)
+    ppm = fraction_ppm(fraction)
     if engine == "c":
         from edgekws.retrain.chead import self_train_pick as c_pick
 
-        return c_pick(q, scale, fraction)
+        return c_pick(q, scale, ppm)
     if not len(q):
         return np.zeros(0, np.int64)
     spread = surety_sums(q, scale)   # 1 / the top class's probability
@@ -619,7 +627,7 @@ def self_train_pick(logits: np.ndarray, scale: float, fraction: float, engine: s
     out = []
     for c in np.unique(pred):
         m = np.flatnonzero(pred == c)
-        out.append(m[np.argsort(spread[m], kind="stable")][:int(np.ceil(fraction * len(m)))])
+        out.append(m[np.argsort(spread[m], kind="stable")][:(ppm * len(m) + 999_999) // 1_000_000])
     return np.sort(np.concatenate(out))
 
 

@@ -66,10 +66,10 @@ static uint32_t row_argmax(const int8_t *row, uint32_t num_classes) {
 }
 
 ekws_status_t ekws_head_self_train_pick(const int8_t *logits, uint32_t n, uint32_t num_classes, float scale,
-                                        double fraction, float *work, uint32_t *idx, uint32_t *count) {
+                                        uint32_t fraction_ppm, float *work, uint32_t *idx, uint32_t *count) {
     if (count == NULL || (n > 0u && (logits == NULL || work == NULL || idx == NULL))) return EKWS_ERR_ARG;
     if (num_classes < 2u || num_classes > EKWS_HEAD_MAX_CLASSES || n > EKWS_HEAD_MAX_EXAMPLES) return EKWS_ERR_ARG;
-    if (!is_finite(scale) || !(scale > 0.0f) || !(fraction > 0.0 && fraction <= 1.0)) return EKWS_ERR_ARG;
+    if (!is_finite(scale) || !(scale > 0.0f) || fraction_ppm < 1u || fraction_ppm > 1000000u) return EKWS_ERR_ARG;
     *count = 0u;
     for (uint32_t i = 0; i < n; ++i) {           /* work[i]: s of clip i (>= 1: its own term is exp 0) */
         const int8_t *row = logits + (size_t)i * num_classes;
@@ -81,9 +81,7 @@ ekws_status_t ekws_head_self_train_pick(const int8_t *logits, uint32_t n, uint32
     for (uint32_t c = 0; c < num_classes; ++c) {
         uint32_t m = 0;
         for (uint32_t i = 0; i < n; ++i) m += row_argmax(logits + (size_t)i * num_classes, num_classes) == c;
-        const double want = fraction * (double)m;   /* exact, as numpy's fraction * count */
-        uint32_t k = (uint32_t)want;
-        if ((double)k < want) ++k;
+        const uint32_t k = (uint32_t)(((uint64_t)fraction_ppm * m + 999999u) / 1000000u);   /* <= m */
         for (uint32_t r = 0; r < k; ++r) {             /* the surest unchosen clip of label c; chosen: -1 */
             uint32_t best = n;
             for (uint32_t i = 0; i < n; ++i) {

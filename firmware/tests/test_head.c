@@ -392,32 +392,32 @@ static void test_set_weights_after_standardize(void) {
 }
 
 /* Self-training's choice: the surest fraction of each predicted class, ties to the earlier clip, the counts
- * rounded up as numpy does (tests/test_retrain.py checks the same case and random ones against numpy). */
+ * rounded up (tests/test_retrain.py checks the same case and random ones against numpy). */
 static void test_self_train_pick(void) {
     static const int8_t logits[6 * 3] = {10, 0, 0, 3, 0, 0, 6, 0, 0,   /* class 0: surest 0, then 2, then 1 */
                                          0, 9, 0, 0, 9, 0,             /* class 1: a tie, the earlier first */
                                          0, 0, 1};                     /* class 2: one clip, always kept */
     float work[6];
     uint32_t idx[6], count = 99;
-    CHECK(ekws_head_self_train_pick(logits, 6, 3, 1.0f, 0.5, work, idx, &count) == EKWS_OK, "pick 0.5");
+    CHECK(ekws_head_self_train_pick(logits, 6, 3, 1.0f, 500000u, work, idx, &count) == EKWS_OK, "pick 0.5");
     CHECK(count == 4 && idx[0] == 0 && idx[1] == 2 && idx[2] == 3 && idx[3] == 5, "pick 0.5: %u clips", (unsigned)count);
-    CHECK(ekws_head_self_train_pick(logits, 6, 3, 1.0f, 0.33, work, idx, &count) == EKWS_OK && count == 3 &&
+    CHECK(ekws_head_self_train_pick(logits, 6, 3, 1.0f, 330000u, work, idx, &count) == EKWS_OK && count == 3 &&
           idx[0] == 0 && idx[1] == 3 && idx[2] == 5, "pick 0.33");
-    CHECK(ekws_head_self_train_pick(logits, 6, 3, 1.0f, 1.0, work, idx, &count) == EKWS_OK && count == 6, "pick all");
-    CHECK(ekws_head_self_train_pick(NULL, 0, 3, 1.0f, 0.5, NULL, NULL, &count) == EKWS_OK && count == 0, "no clips");
-    const double bad_fraction[] = {0.0, -0.5, 1.5, 0.0 / 0.0};
+    CHECK(ekws_head_self_train_pick(logits, 6, 3, 1.0f, 1000000u, work, idx, &count) == EKWS_OK && count == 6, "pick all");
+    CHECK(ekws_head_self_train_pick(NULL, 0, 3, 1.0f, 500000u, NULL, NULL, &count) == EKWS_OK && count == 0, "no clips");
+    const uint32_t bad_fraction[] = {0u, 1000001u, 0xFFFFFFFFu};
     for (unsigned i = 0; i < sizeof bad_fraction / sizeof *bad_fraction; ++i) {
         CHECK(ekws_head_self_train_pick(logits, 6, 3, 1.0f, bad_fraction[i], work, idx, &count) == EKWS_ERR_ARG,
-              "fraction %g accepted", bad_fraction[i]);
+              "fraction %u ppm accepted", (unsigned)bad_fraction[i]);
     }
     const float bad_scale[] = {0.0f, -1.0f, 1.0f / 0.0f};
     for (unsigned i = 0; i < sizeof bad_scale / sizeof *bad_scale; ++i) {
-        CHECK(ekws_head_self_train_pick(logits, 6, 3, bad_scale[i], 0.5, work, idx, &count) == EKWS_ERR_ARG,
+        CHECK(ekws_head_self_train_pick(logits, 6, 3, bad_scale[i], 500000u, work, idx, &count) == EKWS_ERR_ARG,
               "scale %g accepted", (double)bad_scale[i]);
     }
-    CHECK(ekws_head_self_train_pick(logits, 6, 1, 1.0f, 0.5, work, idx, &count) == EKWS_ERR_ARG, "one class");
-    CHECK(ekws_head_self_train_pick(logits, 6, 3, 1.0f, 0.5, NULL, idx, &count) == EKWS_ERR_ARG, "no work");
-    CHECK(ekws_head_self_train_pick(logits, 6, 3, 1.0f, 0.5, work, idx, NULL) == EKWS_ERR_ARG, "no count");
+    CHECK(ekws_head_self_train_pick(logits, 6, 1, 1.0f, 500000u, work, idx, &count) == EKWS_ERR_ARG, "one class");
+    CHECK(ekws_head_self_train_pick(logits, 6, 3, 1.0f, 500000u, NULL, idx, &count) == EKWS_ERR_ARG, "no work");
+    CHECK(ekws_head_self_train_pick(logits, 6, 3, 1.0f, 500000u, work, idx, NULL) == EKWS_ERR_ARG, "no count");
 }
 
 int main(void) {

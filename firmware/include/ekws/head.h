@@ -14,6 +14,9 @@
  *   ekws_head_load(&head, blob, size)                   at boot; a damaged blob leaves `head` as it was
  *                                                       (a view of its blob's bytes: see Flash below)
  *   ekws_head_invoke_s8 / ekws_head_invoke_f32          embedding -> logits
+ * Self-training (edgekws retrain --self-train F): the first head's int8 logits of unlabeled clips of the
+ * examples' speakers -> ekws_head_self_train_pick -> the chosen clips join the examples with those
+ * labels (ekws_head_add_example) -> a second trainer imprints and trains on all of them.
  *
  * Memory (caller-provided, 4-byte aligned, no allocation): for C classes, embedding size E and room
  * for N examples, ekws_head_workspace_size(C, E, N) = train + store:
@@ -206,17 +209,17 @@ ekws_status_t ekws_head_invoke_f32(const ekws_head_t *head, const int8_t *embedd
 
 /* Self-training's choice (edgekws retrain --self-train F; edgekws/retrain/core.py self_train_pick):
  * n unlabeled clips' int8 head logits (n x C, row-major; real = scale * (q - zero point)), each labelled
- * by its largest logit (the first on ties); of each label, the ceil(fraction x its count) clips the head
- * is surest of: the smallest s = sum over j ascending of ekws_head_expf(scale * (q_j - q_max)) in float32
- * (the label's softmax probability is 1 / s), the earlier clip on ties. Writes their indices, ascending,
- * to idx[0 .. *count) (capacity n); work: n floats. fraction is a double in (0, 1], so that the counts
- * equal numpy's (0.28 x 25 rounds up to 8 there). O(n^2) comparisons at most (n in the hundreds on a
- * device). idx and work may be NULL when n == 0. EKWS_ERR_ARG: NULL pointers, C outside
- * 2..EKWS_HEAD_MAX_CLASSES, n > EKWS_HEAD_MAX_EXAMPLES, scale not finite and > 0, fraction outside
- * (0, 1]. The chosen clips then join the examples (ekws_head_add_example) with their labels for a
+ * by its largest logit (the first on ties); of each label with m clips, the ceil(fraction_ppm x m / 10^6)
+ * clips the head is surest of: the smallest s = sum over j ascending of ekws_head_expf(scale * (q_j -
+ * q_max)) in float32 (the label's softmax probability is 1 / s), the earlier clip on ties. Writes their
+ * indices, ascending, to idx[0 .. *count) (capacity n); work: n floats. Integer counts (the fraction in
+ * parts per million, 1..10^6), so numpy's are the same. O(n^2) comparisons at most (n in the hundreds
+ * on a device). idx and work may be NULL when n == 0. EKWS_ERR_ARG: NULL pointers, C outside
+ * 2..EKWS_HEAD_MAX_CLASSES, n > EKWS_HEAD_MAX_EXAMPLES, scale not finite and > 0, fraction_ppm outside
+ * 1..1000000. The chosen clips then join the examples (ekws_head_add_example) with their labels for a
  * second head. */
 ekws_status_t ekws_head_self_train_pick(const int8_t *logits, uint32_t n, uint32_t num_classes, float scale,
-                                        double fraction, float *work, uint32_t *idx, uint32_t *count);
+                                        uint32_t fraction_ppm, float *work, uint32_t *idx, uint32_t *count);
 
 /* exp(x) for x <= 0 (softmax of max-subtracted logits): Cody-Waite reduction and a degree-6
  * polynomial in float32, 0 below -87 (and for -inf), 1 for x > 0, NaN for NaN. Relative error < 4e-7. */
