@@ -46,6 +46,9 @@ def test_voice_norm_must_be_a_count(capsys):
     with pytest.raises(SystemExit) as e:
         tool.main(["--data-en", "b", "--base-ja", "c", "--self-train", "1.5"])
     assert e.value.code == 2 and "--self-train must be 0 (off) or a fraction in [0.000001, 1], got 1.5" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        tool.main(["--data-en", "b", "--base-ja", "c", "--self-train", "nan"])
+    assert e.value.code == 2 and "--self-train must be 0 (off) or a fraction in [0.000001, 1], got nan" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag", ["--reverse", "--prepare"])

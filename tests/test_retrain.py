@@ -584,6 +584,8 @@ def test_voice_normalized_retraining_learns_the_moved_embeddings(setup, tmp_path
                             (dict(self_train=1.5), r"self_train \(--self-train\): 0 \(off\) or a fraction in \[0.000001, 1\]"),
                             (dict(self_train=1e-7), r"self_train \(--self-train\): 0 \(off\) or a fraction in \[0.000001, 1\], "
                                                     r"got 1e-07"),
+                            (dict(self_train=float("nan")), r"self_train \(--self-train\): .* got nan"),
+                            (dict(self_train=float("inf")), r"self_train \(--self-train\): .* got inf"),
                             (dict(voice_norm=3, noisy=1), "--voice-norm with --noisy-copies: not supported together"),
                             (dict(self_train=0.5, noisy=1), "--self-train with --noisy-copies: not supported together")):
         with pytest.raises(EdgekwsError, match=message):
@@ -629,6 +631,10 @@ def test_self_training_choice_is_the_same_in_c_and_numpy():
         c_pick(q[:, 0], 1.0, 500_000)
     with pytest.raises(EdgekwsError, match="fraction -1 ppm is not a uint32"):
         c_pick(q, 1.0, -1)
+    for bad in (0, 4e-7, 1.5, float("nan"), float("inf")):      # the Python entry, either engine
+        for engine in ("numpy", "c"):
+            with pytest.raises(EdgekwsError, match=r"self-training: the fraction must be in \[0.000001, 1\]"):
+                self_train_pick(q, 1.0, bad, engine)
 
 
 def test_self_training_learns_again_from_the_first_heads_labels(setup, tmp_path):
