@@ -41,7 +41,8 @@ from edgekws.bundle import Bundle  # noqa: E402
 from edgekws.errors import EdgekwsError  # noqa: E402
 from edgekws.quant import int8_forward, load_quantized, quantize_model  # noqa: E402
 from edgekws.retrain import Backbone, fit_head, int8_logits, pick_shots  # noqa: E402
-from edgekws.retrain.core import SPEAKER_CLIPS, dataset_speakers, head_float_logits, self_trained_head, speaker_pool  # noqa: E402,E501
+from edgekws.retrain.core import (SPEAKER_CLIPS, dataset_speakers, head_float_logits,  # noqa: E402
+                                   is_self_train_fraction, self_trained_head, speaker_pool)
 from edgekws.voicenorm import normalized, reference  # noqa: E402
 
 
@@ -188,7 +189,7 @@ def main(argv=None) -> int:
         ap.error(f"--shots: comma-separated counts >= 1 or 'all', got {','.join(args.shots)!r}")
     if args.seeds < 1 or args.epochs < 0:
         ap.error("--seeds must be at least 1 and --epochs at least 0")
-    if not (args.self_train == 0 or 0 < args.self_train <= 1 and round(args.self_train * 1e6) >= 1):
+    if not (args.self_train == 0 or is_self_train_fraction(args.self_train)):
         ap.error(f"--self-train must be 0 (off) or a fraction in [0.000001, 1], got {args.self_train}")
     if args.voice_norm < 0:
         ap.error(f"--voice-norm must be 0 (off) or a number of clips >= 1, got {args.voice_norm}")

@@ -463,7 +463,7 @@ def retrain(model, data, out, *, words=None, shots: int | None = None, epochs: i
     snr_lo, snr_hi = check_copies(noisy, noisy_snr)
     if not is_int(voice_norm) or voice_norm < 0:
         raise EdgekwsError(f"voice_norm (--voice-norm): 0 (off) or a number of clips >= 1, got {voice_norm!r}")
-    if not is_real(self_train) or not (self_train == 0 or 0 < self_train <= 1 and round(self_train * 1e6) >= 1):
+    if not is_real(self_train) or not (self_train == 0 or is_self_train_fraction(self_train)):
         raise EdgekwsError(f"self_train (--self-train): 0 (off) or a fraction in [0.000001, 1], got {self_train!r}")
     if (voice_norm or self_train) and noisy:
         raise EdgekwsError(f"--{'voice-norm' if voice_norm else 'self-train'} with --noisy-copies: not supported "
@@ -601,13 +601,18 @@ def voice_normalized(emb: np.ndarray, spk: np.ndarray, pool_emb: np.ndarray, poo
             normalize(pool_emb, np.stack([off[u] for u in pool_spk])) if len(pool_emb) else pool_emb, record)
 
 
+def is_self_train_fraction(fraction) -> bool:
+    """A self-training fraction the firmware can take: in (0, 1] and at least 1 part per million (NaN and
+    the infinities are not)."""
+    return is_real(fraction) and 0 < fraction <= 1 and round(fraction * 1e6) >= 1
+
+
 def fraction_ppm(fraction: float) -> int:
     """The self-training fraction in parts per million, as the firmware takes it (1..10^6); EdgekwsError
     for anything else (NaN, the infinities, 0, under 0.5 ppm, over 1)."""
-    f = float(fraction)
-    if not (0 < f <= 1 and round(f * 1e6) >= 1):
+    if not is_self_train_fraction(fraction):
         raise EdgekwsError(f"self-training: the fraction must be in [0.000001, 1], got {fraction!r}")
-    return int(round(f * 1e6))
+    return int(round(float(fraction) * 1e6))
 
 
 def self_train_pick(logits: np.ndarray, scale: float, fraction: float, engine: str = "numpy") -> np.ndarray:

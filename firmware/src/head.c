@@ -71,28 +71,28 @@ ekws_status_t ekws_head_self_train_pick(const int8_t *logits, uint32_t n, uint32
     if (num_classes < 2u || num_classes > EKWS_HEAD_MAX_CLASSES || n > EKWS_HEAD_MAX_EXAMPLES) return EKWS_ERR_ARG;
     if (!is_finite(scale) || !(scale > 0.0f) || fraction_ppm < 1u || fraction_ppm > 1000000u) return EKWS_ERR_ARG;
     *count = 0u;
-    for (uint32_t i = 0; i < n; ++i) {           /* work[i]: s of clip i (>= 1: its own term is exp 0) */
+    for (uint32_t i = 0; i < n; ++i) {   /* idx[i]: the label of clip i; work[i]: its s (>= 1: its own term is 1) */
         const int8_t *row = logits + (size_t)i * num_classes;
-        const int32_t top = row[row_argmax(row, num_classes)];
+        idx[i] = row_argmax(row, num_classes);
+        const int32_t top = row[idx[i]];
         float s = 0.0f;
         for (uint32_t j = 0; j < num_classes; ++j) s += ekws_expf(scale * (float)((int32_t)row[j] - top));
         work[i] = s;
     }
     for (uint32_t c = 0; c < num_classes; ++c) {
         uint32_t m = 0;
-        for (uint32_t i = 0; i < n; ++i) m += row_argmax(logits + (size_t)i * num_classes, num_classes) == c;
+        for (uint32_t i = 0; i < n; ++i) m += idx[i] == c;
         const uint32_t k = (uint32_t)(((uint64_t)fraction_ppm * m + 999999u) / 1000000u);   /* <= m */
         for (uint32_t r = 0; r < k; ++r) {             /* the surest unchosen clip of label c; chosen: -1 */
             uint32_t best = n;
             for (uint32_t i = 0; i < n; ++i) {
-                if (work[i] < 0.0f || row_argmax(logits + (size_t)i * num_classes, num_classes) != c) continue;
-                if (best == n || work[i] < work[best]) best = i;
+                if (idx[i] == c && work[i] >= 0.0f && (best == n || work[i] < work[best])) best = i;
             }
             if (best == n) break;                     /* not reached: k <= m */
             work[best] = -1.0f;
         }
     }
-    for (uint32_t i = 0; i < n; ++i) {
+    for (uint32_t i = 0; i < n; ++i) {                 /* the chosen, ascending, over the labels (count <= i) */
         if (work[i] < 0.0f) idx[(*count)++] = i;
     }
     return EKWS_OK;
