@@ -117,12 +117,14 @@ class TrainConfig:
     # last-layer retraining (192 values for the default; +2 / +2 / +6 points at 5 / 20 / all examples
     # of a new language; models.py). Off: half the values and of the head trainer's RAM on a device.
     retrain_tap: bool = True
-    # A vocabulary dataset folder (`edgekws synth --vocab`, any language): each of its word folders
-    # trains as one more class, and those classes are dropped from the bundle. The model's own labels
+    # Vocabulary dataset folders, comma-separated (`edgekws synth --vocab [KIND]`, any language): each
+    # of their word folders trains as one more class, and those classes are dropped from the bundle. The model's own labels
     # stay; its features learn to tell many more words apart, which is what last-layer retraining for
     # a new language needs: a Japanese base + 63 English words retrains to English at 84.0 / 91.5 /
     # 96.3% from 5 / 20 / all examples per word (another base seed: 83.0 / 89.3 / 95.6%; 75.9 / 83.3 /
-    # 91.3% without), for 0.8 points of its own Japanese (97.4% int8; RESULTS.md). Off by default.
+    # 91.3% without), for 0.8 points of its own Japanese (97.4% int8; RESULTS.md); with 300 more words
+    # (`synth --vocab broad`) and 78 minimal pairs beside them, 91.2 / 91.5% at 5 examples for speakers
+    # never heard (RESULTS.md, session 46). Off by default.
     vocabulary: str | None = None
     # With a vocabulary: a Dense layer "whiten" before the classifier scales down the directions of
     # the embedding that vary between clips of one vocabulary word (models.with_whitening; the same
@@ -760,17 +762,41 @@ def _loss_acc(model, loss_fn, x, y, n_labels: int | None = None) -> tuple[float,
     return float(loss_fn.forward(logits, y)), float(np.mean(logits[:, :n_labels].argmax(1) == y))
 
 
-def load_vocabulary(path):
-    """The dataset folder of `--vocab`: every word folder in it is a vocabulary class."""
-    from edgekws.data import load_dataset, word_folders
+def vocabulary_folders(spec) -> list[Path]:
+    """--vocab DIR[,DIR...] -> its folders (a comma separates them)."""
+    parts = [p.strip() for p in str(spec).split(",")]
+    if not all(parts):
+        raise EdgekwsError(f"--vocab {spec}: an empty folder name (check for doubled or trailing commas)")
+    return [Path(p) for p in parts]
 
-    root = Path(path)
-    if not root.is_dir():
-        raise EdgekwsError(f"--vocab {root}: not a folder (make one with: edgekws synth --lang L --vocab --out {root})")
-    words = [p.name for p in word_folders(root) if any(p.glob("*.wav"))]
-    if len(words) < 2:
-        raise EdgekwsError(f"--vocab {root}: needs at least 2 word folders of .wav clips, found {len(words)}")
-    return load_dataset(root, words)
+
+def load_vocabulary(spec):
+    """The dataset of `--vocab DIR[,DIR...]`: every word folder of those folders is a vocabulary class,
+    in the order of their names (several folders train as one folder holding all their words would).
+    Returns (dataset, fingerprint); one folder's fingerprint is its dataset's, as before."""
+    from edgekws.data import Dataset, load_dataset, word_folders
+
+    parts, owner = [], {}
+    for root in vocabulary_folders(spec):
+        if not root.is_dir():
+            raise EdgekwsError(f"--vocab {root}: not a folder (make one with: edgekws synth --lang L --vocab --out {root})")
+        words = [p.name for p in word_folders(root) if any(p.glob("*.wav"))]
+        for w in words:
+            if w in owner:
+                raise EdgekwsError(f"--vocab: both {owner[w]} and {root} hold a word folder {w!r}; "
+                                   "a word trains as one class, so give it in one folder")
+            owner[w] = root
+        parts.append(load_dataset(root, words) if words else None)
+    if len(owner) < 2:
+        raise EdgekwsError(f"--vocab {spec}: needs at least 2 word folders of .wav clips, found {len(owner)}")
+    if len(parts) == 1:
+        return parts[0], parts[0].fingerprint()
+    parts = [d for d in parts if d is not None]
+    words = tuple(sorted(owner))
+    rank = {w: i for i, w in enumerate(words)}
+    clips = sorted((c for d in parts for c in d.clips), key=lambda c: rank[c.word])   # stable: per folder sorted
+    fingerprint = hashlib.sha256("+".join(d.fingerprint() for d in parts).encode()).hexdigest()
+    return Dataset(root=parts[0].root, words=words, clips=clips, noise_files=[]), fingerprint
 
 
 def with_vocabulary(tr, extra, n_labels: int):
@@ -886,11 +912,12 @@ def train(data, out, *, resume: bool = False, **kwargs):
                                                                 for t in teachers):   # else TrainConfig.check says
         kwargs["teachers"] = [str(Path(t).resolve()) for t in teachers]   # recorded so, for --resume
     if kwargs.get("vocabulary"):
-        check_outside(out, kwargs["vocabulary"], "--vocab")
-        v, d = Path(kwargs["vocabulary"]).resolve(), Path(data).resolve()
-        if v == d or d in v.parents or v in d.parents:   # its clips would train under two labels
-            raise EdgekwsError(f"--vocab {kwargs['vocabulary']}: is the dataset {data} or inside it (or holds it); "
-                               "a vocabulary is a dataset of other words (edgekws synth --vocab)")
+        for folder in vocabulary_folders(kwargs["vocabulary"]):
+            check_outside(out, folder, "--vocab")
+            v, d = folder.resolve(), Path(data).resolve()
+            if v == d or d in v.parents or v in d.parents:   # its clips would train under two labels
+                raise EdgekwsError(f"--vocab {folder}: is the dataset {data} or inside it (or holds it); "
+                                   "a vocabulary is a dataset of other words (edgekws synth --vocab)")
     created = False
     if resume:
         if not (out / CHECKPOINT).exists() and (out / "manifest.json").is_file():
@@ -1000,10 +1027,9 @@ def _train(data, out, *, arch: str | None = None, epochs: int | None = None, bat
     fc = FeatureConfig()
     ds = load_dataset(data, config.words)
     teachers = _load_teachers(config, ds.labels, fc, out, meta) if config.teachers else None
-    vocab = load_vocabulary(config.vocabulary) if config.vocabulary else None
+    vocab, vocab_fingerprint = load_vocabulary(config.vocabulary) if config.vocabulary else (None, None)
     fingerprint = ds.fingerprint()
     if vocab is not None:
-        vocab_fingerprint = vocab.fingerprint()
         fingerprint = hashlib.sha256(f"{fingerprint}+{vocab_fingerprint}".encode()).hexdigest()
     if meta is not None and meta["fingerprint"] != fingerprint:
         before = meta.get("data")
@@ -1297,8 +1323,8 @@ def register(sub) -> None:
                    help="train the first E epochs without --consistency's second voice (default: two thirds "
                         "of --epochs, 40 of 60, about 1.3x the training time; 0 = every epoch, about 2x); the "
                         "kept checkpoint is the best epoch after E")
-    p.add_argument("--vocab", metavar="DIR",
-                   help="a vocabulary dataset (edgekws synth --vocab): its words train as extra classes, "
+    p.add_argument("--vocab", metavar="DIR[,DIR...]",
+                   help="vocabulary datasets (edgekws synth --vocab [KIND]): their words train as extra classes, "
                         "dropped from the bundle; better features for retraining to a new language")
     p.add_argument("--teachers", nargs="+", metavar="M",
                    help="finished model bundles of the same words (e.g. this recipe with other seeds): the model "
@@ -1345,7 +1371,7 @@ def run(args) -> int:
     if args.patience is not None:
         opts["patience"] = args.patience
     if args.vocab:
-        opts["vocabulary"] = str(Path(args.vocab).resolve())
+        opts["vocabulary"] = ",".join(str(p.resolve()) for p in vocabulary_folders(args.vocab))
     if args.teachers:
         opts["teachers"] = list(args.teachers)
     for name in ("unknown_ratio", "hard_negatives", "time_warp", "freq_shift", "tilt", "consistency",

@@ -30,12 +30,21 @@ def test_table_without_the_new_languages_model(tmp_path, capsys, triplet, voice_
                     + (" triplet + CE, int8 |" if triplet else "")
                     + (f" voice-normalized ({voice_norm} clips), int8 (min-max) |" if voice_norm else "")
                     + (f" + self-training ({self_train:g}), int8 (min-max) |" if self_train else "")
+                    + (" the same, test speakers cold, int8 (min-max) |" if self_train and voice_norm else "")
                     + " random backbone, int8 |")
     rows = [line for line in out if line.startswith(("| 1 |", "| all |"))]
     assert len(rows) == 2 and all(r.count("|") == head.count("|") for r in rows)
     assert any("test clips of 5 classes (_silence_, _unknown_, w0, w1, w2)" in line for line in out)
     assert any(line.startswith("Voice-normalized: ") for line in out) == bool(voice_norm)
     assert any(line.startswith("Self-training: ") for line in out) == bool(self_train)
+    assert any("Cold: the same heads on the test clips as heard" in line for line in out) == bool(self_train and voice_norm)
+    for r in rows:   # every cell a percentage, the min-max cells around their mean
+        for cell in r.strip("|").split("|")[1:]:
+            mean, _, span = cell.strip().partition(" ")
+            assert 0 <= float(mean.rstrip("%")) <= 100
+            if span:
+                lo, hi = (float(v) for v in span.strip("()").split("-"))
+                assert lo <= float(mean.rstrip("%")) + 0.05 and float(mean.rstrip("%")) <= hi + 0.05
 
 
 def test_voice_norm_must_be_a_count(capsys):

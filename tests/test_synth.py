@@ -307,6 +307,32 @@ def test_vocab_writes_the_vocabulary_words_only(tmp_path, capsys):
     assert "--vocab or --words" in capsys.readouterr().err
 
 
+def test_vocab_broad_writes_300_frequent_english_words_for_espeak_alone(tmp_path, capsys):
+    from edgekws.cli import main
+    from edgekws.synth.words import _LABEL_RE, _UNKNOWN_EN, vocabulary_words
+
+    words = vocabulary_words("en", "broad")
+    labels = [w.label for w in words]
+    assert len(labels) == len(set(labels)) == 300 and all(_LABEL_RE.match(w) for w in labels)
+    everyday = {w.label for w in vocabulary_words("en")}
+    assert not set(labels) & (set(_UNKNOWN_EN) | set(COMMANDS) | everyday)
+    assert not set(labels) & {"know", "now", "goes", "lift", "write", "gone", "own", "stops", "won", "ate"}
+    assert all(w.texts == {"espeak": w.label} for w in words)   # no katakana readings
+    out = tmp_path / "b"
+    assert main(["synth", "--lang", "en", "--vocab", "broad", "--out", str(out), "--speakers", "1",
+                 "--jobs", "1"]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(labels)
+    m = json.loads((out / "synth_manifest.json").read_text())
+    assert m["engines"] == ["espeak"] and len(m["clips"]) == 300 and not m["noise"]
+    assert {c["kind"] for c in m["clips"]} == {"command"}   # no unknown words
+    assert main(["synth", "--lang", "ja", "--vocab", "broad", "--out", str(tmp_path / "j")]) == 2
+    assert "--vocab broad: English words only (give --lang en)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["synth", "--lang", "en", "--vocab", "wide", "--out", str(tmp_path / "w")])
+    assert "invalid choice: 'wide' (choose from 'everyday', 'broad')" in capsys.readouterr().err
+    assert not (tmp_path / "j").exists() and not (tmp_path / "w").exists()
+
+
 def test_missing_engine_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "espeakng_loader", None)     # import now fails
     monkeypatch.setattr(espeak, "_variants", None)

@@ -2,6 +2,7 @@
 resume after an interruption (in process and by a real SIGINT / SIGKILL), bundle contents."""
 
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -910,6 +911,38 @@ def test_bad_vocabulary_folders_are_refused(tiny, tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+def test_several_vocabulary_folders_train_as_one_folder_of_all_their_words(tiny, tmp_path):
+    """--vocab A,B (say `synth --vocab` and `synth --vocab broad`): the words of both folders train as
+    one folder holding them all would (the same weights, bit for bit, whitening included); a word in
+    two folders, or an empty name in the list, is refused before any training."""
+    from edgekws.errors import EdgekwsError
+
+    vocab = make_tiny_dataset(tmp_path / "vocab", speakers=10, repeats=1, seed=5, tones=VOCAB_TONES)
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(vocab, a)
+    (b / "low").parent.mkdir()
+    shutil.move(str(a / "low"), str(b / "low"))    # b: low; a: high, mid
+    for lst in ("validation_list.txt", "testing_list.txt"):   # the same splits (synth's folders: the hash rule)
+        shutil.copy(a / lst, b / lst)
+    one = train(tiny, tmp_path / "m1", **TINY, vocabulary=str(vocab))
+    two = train(tiny, tmp_path / "m2", **TINY, vocabulary=f"{b},{a}")
+    _same_weights(_weights(one), _weights(two))
+    t1, t2 = one.manifest["training"], two.manifest["training"]
+    assert t2["vocabulary"]["words"] == ["high", "low", "mid"] and t2["config"]["vocabulary"] == f"{b},{a}"
+    assert t2["whitening"] == t1["whitening"]
+    assert t2["dataset_fingerprint"] != t1["dataset_fingerprint"]   # other folders: another record
+
+    shutil.copytree(b / "low", a / "low")
+    with pytest.raises(EdgekwsError, match=f"--vocab: both {re.escape(str(a))} and {re.escape(str(b))} hold a word "
+                                           "folder 'low'; a word trains as one class"):
+        train(tiny, tmp_path / "m3", **TINY, vocabulary=f"{a},{b}")
+    with pytest.raises(EdgekwsError, match=r"--vocab .*,: an empty folder name \(check for doubled or trailing"):
+        train(tiny, tmp_path / "m3", **TINY, vocabulary=f"{a},")
+    with pytest.raises(EdgekwsError, match=f"--vocab {re.escape(str(tiny))}: is the dataset"):
+        train(tiny, tmp_path / "m3", **TINY, vocabulary=f"{a},{tiny}")
+    assert not (tmp_path / "m3").exists()
+
+
 def test_an_epoch_never_ends_in_a_batch_of_one():
     """A last batch of one example reached the dnn's Dense -> BatchNorm as one value per channel."""
     from edgekws.train import epoch_steps, n_steps
@@ -944,6 +977,8 @@ def test_cli_vocab_reaches_train_as_an_absolute_path(monkeypatch, tmp_path):
     assert "whiten" not in seen                        # the default: TrainConfig.whiten
     assert main(["train", str(tmp_path), "--out", str(tmp_path) + "-m", "--vocab", "v", "--no-whiten"]) == 0
     assert seen["whiten"] is False
+    assert main(["train", str(tmp_path), "--out", str(tmp_path) + "-m", "--vocab", "v,w"]) == 0
+    assert seen["vocabulary"] == f"{tmp_path / 'v'},{tmp_path / 'w'}"
 
 
 def test_stopped_while_writing_its_bundle_resume_finishes_it(reference, tiny, tmp_path):

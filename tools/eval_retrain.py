@@ -22,7 +22,9 @@ each clip's embedding moved by its speaker's offset, known from up to N of that 
 unlabeled (a device that has heard its user before); the shots' too, from their own speakers.
 --self-train F adds a column: the same heads (voice-normalized with --voice-norm) learned again from
 the shots and up to N (--voice-norm's, else 10) unlabeled clips of each shot's speaker, labelled by
-the first head: the fraction F of each class it is surest of (`edgekws retrain --self-train F`).
+the first head: the fraction F of each class it is surest of (`edgekws retrain --self-train F`). With
+both, one more column reads the same heads on the test speakers as heard (cold: no offset of theirs is
+known, as plain `edgekws eval` of such a head reads them).
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
                 continue
             bb = backbones[name]
             etr, ete = emb[name]
-            accs, faccs = [], []
+            accs, faccs, colds = [], [], []
             for seed in range(args.seeds if k is not None else 1):
                 idx = pick_shots(ytr, k, seed)
                 head = fit_head(etr[idx], ytr[idx], n_cls, bb.scale, bb.zero_point, epochs=args.epochs,
@@ -122,7 +124,11 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
                                                 epochs=args.epochs, engine=args.engine, seed=seed)
                 accs.append(np.mean(int8_logits(bb, head.qhead, ete).argmax(1) == yte))
                 faccs.append(np.mean(head_float_logits(head, ete, bb).argmax(1) == yte))
+                if name == "selftrain" and args.voice_norm:   # the same head, test speakers as heard (cold)
+                    colds.append(np.mean(int8_logits(bb, head.qhead, emb["pretrained"][1]).argmax(1) == yte))
             cells[(name, loss)] = (np.mean(accs), np.min(accs), np.max(accs), np.mean(faccs))
+            if colds:
+                cells[("cold", loss)] = (np.mean(colds), np.min(colds), np.max(colds))
         rows.append((shots, cells))
         p = cells[("pretrained", "ce")]
         log(f"  shots {shots}: pretrained int8 {p[0]:.3f} (float32 head {p[3]:.3f}), "
@@ -132,6 +138,7 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
            (" triplet + CE, int8 |" if args.triplet else "") + \
            (f" voice-normalized ({args.voice_norm} clips), int8 (min-max) |" if args.voice_norm else "") + \
            (f" + self-training ({args.self_train:g}), int8 (min-max) |" if args.self_train else "") + \
+           (" the same, test speakers cold, int8 (min-max) |" if args.self_train and args.voice_norm else "") + \
            " random backbone, int8 |" + \
            (" the new language's own backbone, int8 | from scratch, all data |" if scratch is not None else "")
     out = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -146,6 +153,9 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
         if args.self_train:
             st = cells[("selftrain", "ce")]
             line += f" {100 * st[0]:.1f}% ({100 * st[1]:.1f}-{100 * st[2]:.1f}) |"
+            if args.voice_norm:
+                c = cells[("cold", "ce")]
+                line += f" {100 * c[0]:.1f}% ({100 * c[1]:.1f}-{100 * c[2]:.1f}) |"
         line += f" {100 * r[0]:.1f}% |"
         if scratch is not None:
             line += f" {100 * cells[('native', 'ce')][0]:.1f}% | {100 * scratch_acc:.1f}% |"
@@ -159,7 +169,9 @@ def run_direction(base_path, scratch_path, data, args, log) -> list[str]:
     if args.self_train:
         out.append(f"Self-training: the head learned again from the shots and up to {args.voice_norm or SPEAKER_CLIPS} "
                    f"unlabeled train clips of each shot's speaker, the {args.self_train:g} of each class the first "
-                   "head is surest of, with its labels (edgekws retrain --self-train); 'all' has no clips left.")
+                   "head is surest of, with its labels (edgekws retrain --self-train); 'all' has no clips left."
+                   + (" Cold: the same heads on the test clips as heard (no offset of the test speakers)."
+                      if args.voice_norm else ""))
     return out
 
 

@@ -6,7 +6,7 @@ import time
 
 from edgekws import cliargs
 from edgekws.errors import EdgekwsError
-from edgekws.synth.words import COMMANDS, DEFAULT_ENGINES, ENGINES, vocabulary_words
+from edgekws.synth.words import COMMANDS, DEFAULT_ENGINES, ENGINES, VOCABULARIES, vocabulary_words
 
 
 def register(subparsers) -> None:
@@ -23,9 +23,10 @@ def register(subparsers) -> None:
     p.add_argument("--words", metavar="W1,W2,...",
                    help=f"command words (default: {','.join(COMMANDS)}); custom: label=text, "
                         "e.g. light=でんき or light=light:ライト")
-    p.add_argument("--vocab", action="store_true",
-                   help="instead of commands, a vocabulary of 63 everyday words with no unknown words and "
-                        "no noise: for edgekws train --vocab (better features for retraining to this language)")
+    p.add_argument("--vocab", nargs="?", const="everyday", choices=VOCABULARIES, metavar="KIND",
+                   help="instead of commands, a vocabulary with no unknown words and no noise, for edgekws "
+                        "train --vocab (better features for retraining to this language): 'everyday' (the "
+                        "default) 63 everyday words; 'broad' 300 frequent English words (eSpeak NG alone)")
     p.add_argument("--speakers", type=cliargs.integer, metavar="N",
                    help="pseudo-speakers, shared among engines (default 160; each says every word)")
     p.add_argument("--repeats", type=cliargs.integer, default=1, metavar="N",
@@ -61,7 +62,7 @@ def run(args) -> int:
     if args.vocab:
         if args.words:
             raise EdgekwsError("give --vocab or --words, not both")
-        args.words = vocabulary_words(args.lang)
+        args.words = vocabulary_words(args.lang, args.vocab)
         args.unknown = 0 if args.unknown is None else args.unknown
         args.noise_seconds = 0 if args.noise_seconds is None else args.noise_seconds
     m = synthesize_dataset(args.out, lang=args.lang, words=args.words, speakers=args.speakers,
