@@ -329,8 +329,31 @@ def test_vocab_broad_writes_300_frequent_english_words_for_espeak_alone(tmp_path
     assert "--vocab broad: English words only (give --lang en)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["synth", "--lang", "en", "--vocab", "wide", "--out", str(tmp_path / "w")])
-    assert "invalid choice: 'wide' (choose from 'everyday', 'broad')" in capsys.readouterr().err
+    assert "invalid choice: 'wide' (choose from 'everyday', 'pairs', 'broad')" in capsys.readouterr().err
     assert not (tmp_path / "j").exists() and not (tmp_path / "w").exists()
+
+
+def test_vocab_pairs_each_engine_says_the_words_it_can_tell_apart(tmp_path):
+    """--vocab pairs: 78 minimal-pair words; a word with a katakana reading is said by both engines'
+    speakers, a word without one (fry: フライ is fly too) by eSpeak NG's alone, in one run."""
+    from edgekws.cli import main
+    from edgekws.synth.words import _UNKNOWN_EN, vocabulary_words
+
+    words = vocabulary_words("en", "pairs")
+    labels = {w.label for w in words}
+    assert len(words) == len(labels) == 78
+    assert not labels & (set(_UNKNOWN_EN) | set(COMMANDS) | {w.label for w in vocabulary_words("en")}
+                         | {w.label for w in vocabulary_words("en", "broad")})
+    kata = [w.texts["openjtalk"] for w in words if "openjtalk" in w.texts]
+    assert len(kata) == len(set(kata)) == 52                    # each reading names one word
+    out = tmp_path / "p"
+    assert main(["synth", "--lang", "en", "--vocab", "pairs", "--out", str(out), "--speakers", "2",
+                 "--jobs", "1"]) == 0
+    assert sorted(p.name for p in (out / "fly").iterdir()) == ["espk0000_nohash_0.wav", "ojt0000_nohash_0.wav"]
+    assert sorted(p.name for p in (out / "fry").iterdir()) == ["espk0000_nohash_0.wav"]
+    m = json.loads((out / "synth_manifest.json").read_text())
+    assert m["engines"] == ["espeak", "openjtalk"] and len(m["clips"]) == 78 + 52
+    assert m["commands"]["fry"] == {"espeak": "fry"} and m["commands"]["fly"] == {"espeak": "fly", "openjtalk": "フライ"}
 
 
 def test_missing_engine_says_what_to_install(tmp_path, monkeypatch):

@@ -26,7 +26,9 @@ def register(subparsers) -> None:
     p.add_argument("--vocab", nargs="?", const="everyday", choices=VOCABULARIES, metavar="KIND",
                    help="instead of commands, a vocabulary with no unknown words and no noise, for edgekws "
                         "train --vocab (better features for retraining to this language): 'everyday' (the "
-                        "default) 63 everyday words; 'broad' 300 frequent English words (eSpeak NG alone)")
+                        "default) 63 everyday words; 'pairs' 78 English words of minimal pairs (lock/rock; "
+                        "Open JTalk says those with a katakana reading); 'broad' 300 frequent English words "
+                        "(eSpeak NG alone)")
     p.add_argument("--speakers", type=cliargs.integer, metavar="N",
                    help="pseudo-speakers, shared among engines (default 160; each says every word)")
     p.add_argument("--repeats", type=cliargs.integer, default=1, metavar="N",
@@ -59,10 +61,14 @@ def run(args) -> int:
     from edgekws.synth.generator import MANIFEST, synthesize_dataset
 
     t0 = time.perf_counter()
+    per_word_engines = False
     if args.vocab:
         if args.words:
             raise EdgekwsError("give --vocab or --words, not both")
         args.words = vocabulary_words(args.lang, args.vocab)
+        per_word_engines = args.vocab == "pairs" and args.engines is None   # both engines, each its words
+        if per_word_engines:
+            args.engines = ",".join(DEFAULT_ENGINES[args.lang])
         args.unknown = 0 if args.unknown is None else args.unknown
         args.noise_seconds = 0 if args.noise_seconds is None else args.noise_seconds
     m = synthesize_dataset(args.out, lang=args.lang, words=args.words, speakers=args.speakers,
@@ -70,7 +76,7 @@ def run(args) -> int:
                            unknown_per_speaker=args.unknown, repeats=args.repeats,
                            noise_seconds=args.noise_seconds, quick=args.quick,
                            overwrite=args.force, progress=True, world=args.world,
-                           confusable=args.confusable)
+                           confusable=args.confusable, per_word_engines=per_word_engines)
     cmds = [c for c in m["clips"] if c["kind"] == "command"]
     per_engine = {e: sum(1 for s in m["speakers"] if s["engine"] == e) for e in m["engines"]}
     print(f"{args.out}: {len(cmds)} command clips ({len(m['commands'])} words), "

@@ -264,14 +264,14 @@ def _engine_versions(engines) -> dict:
     return out
 
 
-def _resolve_words(lang, words, engines) -> list[Word]:
+def _resolve_words(lang, words, engines, per_word_engines: bool = False) -> list[Word]:
     cmds = command_words(lang, words)
     for i, w in enumerate(cmds):
         texts = dict(w.texts)
         if lang == "ja" and "espeak" in engines and "espeak" not in texts:
             texts["espeak"] = openjtalk.to_kana(texts["openjtalk"])   # eSpeak reads only kana
         missing = [e for e in engines if e not in texts]
-        if missing:
+        if missing and not (per_word_engines and len(missing) < len(engines)):
             raise EdgekwsError(f"--words: custom word {w.label!r} has no text for "
                                f"{', '.join(missing)} (English for Open JTalk needs katakana: "
                                f"{w.label}=text:カタカナ)")
@@ -318,7 +318,7 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
                        unknown_per_speaker: int | None = None, repeats: int = 1,
                        noise_seconds: float | None = None, quick: bool = False,
                        overwrite: bool = False, progress: bool = False, world: int | None = None,
-                       confusable=None) -> dict:
+                       confusable=None, per_word_engines: bool = False) -> dict:
     """Synthesize a keyword dataset into folder `out` and return its manifest (also written there).
 
     lang                : "ja" or "en"
@@ -341,6 +341,8 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
                           says besides its random ones: words that sound like a command (ja "book" ほん
                           ~ オン, en "night" ~ "right") need many voices before a model keeps them apart;
                           None: the language's DEFAULT_CONFUSABLE; () or "none": none
+    per_word_engines    : a word without an engine's text is said by the other engines' speakers
+                          alone (`synth --vocab pairs`: English words without a katakana reading)
     """
     base = QUICK if quick else DEFAULTS
     speakers = base["speakers"] if speakers is None else speakers
@@ -349,7 +351,8 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
     check_lang(lang)
     defaulted = engines is None
     engines = check_engines(lang, engines)
-    if defaulted and lang == "en" and any("openjtalk" not in w.texts for w in command_words(lang, words)):
+    if defaulted and lang == "en" and not per_word_engines and \
+            any("openjtalk" not in w.texts for w in command_words(lang, words)):
         engines = ("espeak",)   # a custom English word without a katakana reading: eSpeak NG alone
     _check_args(speakers, unknown_per_speaker, noise_seconds, repeats, jobs, seed)
     world = WORLD_DEFAULT if world is None else world
@@ -364,7 +367,7 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
         espeak_variants = espeak.variants()
     if "openjtalk" in engines:
         openjtalk.require()                     # MissingDependencyError says what to install
-    cmds = _resolve_words(lang, words, engines)
+    cmds = _resolve_words(lang, words, engines, per_word_engines)
     unknown = unknown_words(lang, exclude={w.label for w in cmds})
     always = _confusable_indices(lang, confusable, unknown, unknown_per_speaker)
     out = Path(out)
@@ -387,7 +390,8 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
         pick = np.random.default_rng([int(seed), 0x0C0DE, zlib.crc32(spk.id.encode())])
         picked = pick.choice(len(unknown), min(unknown_per_speaker, len(unknown)), replace=False) if unknown else []
         chosen = sorted({*picked, *always})
-        items = [(w, r) for w in cmds for r in range(repeats)] + [(unknown[i], 0) for i in chosen]
+        items = [(w, r) for w in cmds if spk.engine in w.texts for r in range(repeats)] + \
+            [(unknown[i], 0) for i in chosen]
         job_list.append(_Job("speaker", str(out), lang, int(seed), speaker=spk, items=tuple(items)))
 
     results = _run_all(job_list, jobs, progress)

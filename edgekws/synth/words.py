@@ -82,6 +82,28 @@ _VOCAB_EN = {
     "rocket": "ロケット", "silver": "シルバー", "turtle": "タートル", "uncle": "アンクル", "very": "ベリー",
     "wolf": "ウルフ",
 }
+# `edgekws synth --lang en --vocab pairs`: 39 English minimal pairs on the contrasts Japanese lacks
+# (l/r, b/v, s/th, s/sh, short and long vowels, d/th, final consonants; the drills for Japanese learners),
+# none a command, an unknown word, a word of the lists above or a one-sound neighbour of a command. A
+# word with a katakana reading unique in the list is said by both engines; the others (katakana cannot
+# keep fly and fry apart) by eSpeak NG alone (RESULTS.md, Last-layer retraining, sessions 40 and 46).
+# label -> katakana for Open JTalk, or None
+_VOCAB_EN_PAIRS = {
+    "fly": "フライ", "fry": None, "play": "プレイ", "pray": None, "glass": "グラス", "grass": None,
+    "lock": "ロック", "rock": None, "long": "ロング", "wrong": None, "lead": "リード", "read": None,
+    "lamb": "ラム", "ram": None, "collect": "コレクト", "correct": None, "belly": None, "berry": None,
+    "loyal": "ロイヤル", "royal": None, "flesh": "フレッシュ", "fresh": None, "climb": "クライム", "crime": None,
+    "blush": "ブラッシュ", "brush": None, "lake": "レイク", "rake": None, "load": "ロード", "road": None,
+    "boat": "ボート", "vote": None, "best": "ベスト", "vest": None, "ban": "バン", "van": None, "curb": "カーブ",
+    "curve": None, "sink": "シンク", "think": None, "sick": "シック", "thick": None, "sum": "サム",
+    "thumb": None, "sell": "セル", "shell": "シェル", "seat": "シート", "sheet": None, "sock": "ソック",
+    "shock": "ショック", "live": "リブ", "leave": "リーブ", "bin": "ビン", "bean": "ビーン", "hit": "ヒット",
+    "heat": "ヒート", "bag": "バッグ", "bug": "バグ", "ran": "ラン", "run": None, "match": "マッチ", "much": None,
+    "cot": "コット", "cut": "カット", "boss": "ボス", "bus": "バス", "full": "フル", "fool": "フール", "pull": "プル",
+    "pool": "プール", "day": "デイ", "they": "ゼイ", "dare": "デア", "there": "ゼア", "cap": "キャップ", "cab": "キャブ",
+    "rope": "ロープ", "robe": "ローブ",
+}
+
 # `edgekws synth --lang en --vocab broad`: 300 frequent English words for eSpeak NG alone (no katakana
 # readings), picked in order of frequency from a public word-frequency list (wordfreq's small English
 # list) by one rule: 3-9 letters, not a command, unknown word or word of the lists above or of session
@@ -235,20 +257,24 @@ def unknown_words(lang: str, exclude=()) -> list[Word]:
     return [w for w in items if w.label not in exclude]
 
 
-VOCABULARIES = ("everyday", "broad")
+VOCABULARIES = ("everyday", "pairs", "broad")
 
 
 def vocabulary_words(lang: str, kind: str = "everyday") -> list[Word]:
     """The words of `edgekws synth --vocab [KIND]` for `lang` (written as word folders, like commands):
-    "everyday" the 63 everyday words of either language (both engines), "broad" 300 frequent English
-    words (eSpeak NG alone)."""
+    "everyday" the 63 everyday words of either language (both engines), "pairs" 78 English words of
+    minimal pairs (both engines where a katakana reading tells a word apart, else eSpeak NG alone),
+    "broad" 300 frequent English words (eSpeak NG alone)."""
     check_lang(lang)
     if kind not in VOCABULARIES:
         raise EdgekwsError(f"--vocab: {kind!r} is not a vocabulary; choose one of {', '.join(VOCABULARIES)}")
+    if kind != "everyday" and lang != "en":
+        raise EdgekwsError(f"--vocab {kind}: English words only (give --lang en); for Japanese use --vocab")
     if kind == "broad":
-        if lang != "en":
-            raise EdgekwsError("--vocab broad: English words only (give --lang en); for Japanese use --vocab")
         return [Word(w, "command", {"espeak": w}) for w in _VOCAB_EN_BROAD]
+    if kind == "pairs":
+        return [Word(w, "command", {"espeak": w, **({"openjtalk": k} if k else {})})
+                for w, k in _VOCAB_EN_PAIRS.items()]
     if lang == "en":
         return [Word(w, "command", {"espeak": w, "openjtalk": kata}) for w, kata in _VOCAB_EN.items()]
     return [Word(lab, "command", {"espeak": kana, "openjtalk": kana}) for lab, kana in _VOCAB_JA.items()]
