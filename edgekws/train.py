@@ -118,8 +118,8 @@ class TrainConfig:
     # of a new language; models.py). Off: half the values and of the head trainer's RAM on a device.
     retrain_tap: bool = True
     # Vocabulary dataset folders, comma-separated (`edgekws synth --vocab [KIND]`, any language): each
-    # of their word folders trains as one more class, and those classes are dropped from the bundle. The model's own labels
-    # stay; its features learn to tell many more words apart, which is what last-layer retraining for
+    # of their word folders trains as one more class, and those classes are dropped from the bundle. The
+    # model's own labels stay; its features learn to tell many more words apart, which is what last-layer retraining for
     # a new language needs: a Japanese base + 63 English words retrains to English at 84.0 / 91.5 /
     # 96.3% from 5 / 20 / all examples per word (another base seed: 83.0 / 89.3 / 95.6%; 75.9 / 83.3 /
     # 91.3% without), for 0.8 points of its own Japanese (97.4% int8; RESULTS.md); with 300 more words
@@ -781,17 +781,19 @@ def load_vocabulary(spec):
         if not root.is_dir():
             raise EdgekwsError(f"--vocab {root}: not a folder (make one with: edgekws synth --lang L --vocab --out {root})")
         words = [p.name for p in word_folders(root) if any(p.glob("*.wav"))]
+        if not words:
+            raise EdgekwsError(f"--vocab {root}: no word folders of .wav clips (make one with: edgekws synth "
+                               f"--lang L --vocab --out {root})")
         for w in words:
             if w in owner:
                 raise EdgekwsError(f"--vocab: both {owner[w]} and {root} hold a word folder {w!r}; "
                                    "a word trains as one class, so give it in one folder")
             owner[w] = root
-        parts.append(load_dataset(root, words) if words else None)
+        parts.append(load_dataset(root, words))
     if len(owner) < 2:
         raise EdgekwsError(f"--vocab {spec}: needs at least 2 word folders of .wav clips, found {len(owner)}")
     if len(parts) == 1:
         return parts[0], parts[0].fingerprint()
-    parts = [d for d in parts if d is not None]
     words = tuple(sorted(owner))
     rank = {w: i for i, w in enumerate(words)}
     clips = sorted((c for d in parts for c in d.clips), key=lambda c: rank[c.word])   # stable: per folder sorted

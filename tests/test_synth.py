@@ -354,6 +354,10 @@ def test_vocab_pairs_each_engine_says_the_words_it_can_tell_apart(tmp_path):
     m = json.loads((out / "synth_manifest.json").read_text())
     assert m["engines"] == ["espeak", "openjtalk"] and len(m["clips"]) == 78 + 52
     assert m["commands"]["fry"] == {"espeak": "fry"} and m["commands"]["fly"] == {"espeak": "fly", "openjtalk": "フライ"}
+    one = tmp_path / "e"   # one engine named: its speakers say every word it has a text for
+    assert main(["synth", "--lang", "en", "--vocab", "pairs", "--engines", "espeak", "--out", str(one),
+                 "--speakers", "1", "--jobs", "1"]) == 0
+    assert len(json.loads((one / "synth_manifest.json").read_text())["clips"]) == 78
 
 
 def test_missing_engine_says_what_to_install(tmp_path, monkeypatch):

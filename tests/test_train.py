@@ -938,6 +938,9 @@ def test_several_vocabulary_folders_train_as_one_folder_of_all_their_words(tiny,
         train(tiny, tmp_path / "m3", **TINY, vocabulary=f"{a},{b}")
     with pytest.raises(EdgekwsError, match=r"--vocab .*,: an empty folder name \(check for doubled or trailing"):
         train(tiny, tmp_path / "m3", **TINY, vocabulary=f"{a},")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EdgekwsError, match=r"--vocab .*empty: no word folders of .wav clips \(make one with"):
+        train(tiny, tmp_path / "m3", **TINY, vocabulary=f"{a},{tmp_path / 'empty'}")
     with pytest.raises(EdgekwsError, match=f"--vocab {re.escape(str(tiny))}: is the dataset"):
         train(tiny, tmp_path / "m3", **TINY, vocabulary=f"{a},{tiny}")
     assert not (tmp_path / "m3").exists()

@@ -66,8 +66,8 @@ def run(args) -> int:
         if args.words:
             raise EdgekwsError("give --vocab or --words, not both")
         args.words = vocabulary_words(args.lang, args.vocab)
-        per_word_engines = args.vocab == "pairs" and args.engines is None   # both engines, each its words
-        if per_word_engines:
+        per_word_engines = args.vocab == "pairs"   # each word said by the engines that have a text for it
+        if per_word_engines and args.engines is None:
             args.engines = ",".join(DEFAULT_ENGINES[args.lang])
         args.unknown = 0 if args.unknown is None else args.unknown
         args.noise_seconds = 0 if args.noise_seconds is None else args.noise_seconds

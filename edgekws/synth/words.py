@@ -110,7 +110,7 @@ _VOCAB_EN_PAIRS = {
 # 40's minimal pairs, not one eSpeak NG phoneme (en-us) away from a command (so no "know", "lift",
 # "write", "gone"), not an unknown word's homophone, no name or swear word, and no two words of one
 # pronunciation. Few speakers say each (48 in RESULTS.md's recipe). A Japanese base that learned them
-# beside the 63 words below and session 40's 78 minimal pairs retrains to English speakers it never heard
+# beside the 63 everyday words and the 78 minimal pairs above retrains to English speakers it never heard
 # at 91.2 / 91.5% from 5 examples per word (two base seeds; 89.4% with the 63 words alone), 97.3 / 95.5%
 # from 20 (RESULTS.md, Last-layer retraining, session 46).
 _VOCAB_EN_BROAD = tuple("""
