@@ -153,6 +153,77 @@ def test_japanese_both_engines(tmp_path):
     assert all(read_wav(tmp_path / "ja" / c["path"]).shape == (16000,) for c in ojt)
 
 
+def test_openjtalk_voices_give_every_second_speaker_m001_and_leave_mei_speakers_alone(tmp_path):
+    pytest.importorskip("pyopenjtalk")
+    pytest.importorskip("pitsh")                # pip install "edgekws[voices]" (in .ci/run)
+    args = dict(words="yes,stop", speakers=5, engines="openjtalk", unknown_per_speaker=0,
+                noise_seconds=0.2, seed=3, jobs=2)
+    mei = synthesize_dataset(tmp_path / "mei", "ja", **args)
+    both = synthesize_dataset(tmp_path / "both", "ja", openjtalk_voices="mei,m001", **args)
+    voices = {s["id"]: s["params"].get("voice", "mei") for s in both["speakers"]}
+    assert voices == {"ojt0000": "mei", "ojt0001": "m001", "ojt0002": "mei", "ojt0003": "m001",
+                      "ojt0004": "mei"}
+    assert both["openjtalk_voices"] == ["mei", "m001"] and "openjtalk_voices" not in mei
+    assert len(both["attribution"]) == 2 and "NIT ATR503 M001" in both["attribution"][1]
+    a, b = _files(tmp_path / "mei"), _files(tmp_path / "both")
+    for rel in a:
+        if rel.endswith(".wav") and not rel.startswith("_background_noise_"):
+            assert (a[rel] == b[rel]) == (voices[Path(rel).name[:7]] == "mei"), rel
+    # M001 is a man: its clips' pitch sits an octave under Mei's at the same settings
+    x_mei, _ = openjtalk_synth("すすめ", "mei")
+    x_m001, _ = openjtalk_synth("すすめ", "m001")
+    assert _pitch_hz(x_m001) < 0.6 * _pitch_hz(x_mei)
+
+
+def openjtalk_synth(text, voice):
+    from edgekws.synth import openjtalk
+    return openjtalk.synthesize(text, voice=voice)
+
+
+def _pitch_hz(x, sr=48000):
+    """Median autocorrelation pitch of the voiced 2048-sample frames of x."""
+    f0 = []
+    for s in range(0, len(x) - 2048, 1024):
+        f = x[s:s + 2048] - x[s:s + 2048].mean()
+        if np.abs(f).max() < 0.2 * np.abs(x).max():
+            continue
+        ac = np.correlate(f, f, "full")[2047:]
+        lo, hi = sr // 500, sr // 60
+        k = lo + int(np.argmax(ac[lo:hi]))
+        if ac[k] > 0.4 * ac[0]:
+            f0.append(sr / k)
+    return float(np.median(f0))
+
+
+def test_openjtalk_voice_m001_is_found_checked_or_explained(tmp_path, monkeypatch):
+    from edgekws.synth import openjtalk
+    monkeypatch.setattr(openjtalk.importlib.util, "find_spec", lambda name: None)   # no pitsh
+    monkeypatch.delenv(openjtalk.M001_ENV, raising=False)
+    with pytest.raises(EdgekwsError, match=re.escape('the Open JTalk voice m001 (NIT ATR503 M001) is not '
+                                                     'installed: pip install "edgekws[voices]", or set '
+                                                     'EDGEKWS_M001 to the path of nitech_jp_atr503_m001.htsvoice')):
+        openjtalk.voice_path("m001")
+    monkeypatch.setenv(openjtalk.M001_ENV, str(tmp_path / "none.htsvoice"))
+    with pytest.raises(EdgekwsError, match=re.escape(f"EDGEKWS_M001={tmp_path / 'none.htsvoice'}: no such file")):
+        openjtalk.voice_path("m001")
+    other = tmp_path / "other.htsvoice"
+    other.write_bytes(b"[GLOBAL]\nALPHA=0.55\n")
+    monkeypatch.setenv(openjtalk.M001_ENV, str(other))
+    with pytest.raises(EdgekwsError, match=re.escape(f"{other} (from EDGEKWS_M001): not the Open JTalk voice "
+                                                     "NIT ATR503 M001 1.05 (sha256 ")):
+        openjtalk.voice_path("m001")
+    with pytest.raises(EdgekwsError, match=re.escape("unknown Open JTalk voice 'tohoku' (one of mei, m001)")):
+        openjtalk.voice_path("tohoku")
+
+
+@pytest.mark.parametrize("voices", ["mei,mei", "mei,tohoku", ""])
+def test_bad_openjtalk_voices(tmp_path, voices):
+    with pytest.raises(EdgekwsError, match=re.escape(f"--openjtalk-voices: {voices!r} is not a list of distinct "
+                                                     "voices among mei, m001")):
+        synthesize_dataset(tmp_path / "x", "ja", speakers=1, noise_seconds=0, openjtalk_voices=voices)
+    assert not (tmp_path / "x").exists()
+
+
 def test_english_gets_a_world_variant_of_every_espeak_speaker_in_its_split(tmp_path):
     pytest.importorskip("pyworld")
     from edgekws.data import which_split
@@ -398,6 +469,11 @@ def test_speakers_are_distinct_and_reproducible():
     ojt = make_speakers("ja", 60, ("openjtalk",), 3)
     grid = {(round(s.params["half_tone"]), round(s.params["alpha"], 2)) for s in ojt}
     assert len(grid) >= 40
+    two = make_speakers("ja", 60, ("openjtalk",), 3, ojt_voices=("mei", "m001"))
+    assert two[0::2] == ojt[0::2] and [s.params for s in two[0::2]] == [s.params for s in ojt[0::2]]
+    m001 = [s.params for s in two[1::2]]
+    assert all(p["voice"] == "m001" and -4 <= p["half_tone"] <= 7 for p in m001)
+    assert min(p["half_tone"] for p in m001) < 0 < max(p["half_tone"] for p in m001) - 5   # both halves
 
 
 def test_japanese_commands_spoken_texts():

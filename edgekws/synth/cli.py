@@ -45,6 +45,9 @@ def register(subparsers) -> None:
                         f"ja {','.join(DEFAULT_ENGINES['ja'])}). openjtalk speaks English as "
                         "katakana loanwords (Japanese-accented English); English custom words without "
                         "a katakana reading are spoken by espeak alone")
+    p.add_argument("--openjtalk-voices", metavar="V1,V2",
+                   help="Open JTalk voices its speakers take in turn (default mei; mei,m001: every second "
+                        "speaker the male voice NIT ATR503 M001, which needs pip install \"edgekws[voices]\")")
     p.add_argument("--world", type=cliargs.integer, metavar="K",
                    help="WORLD-vocoder voice variants of every eSpeak NG speaker, each a new speaker in its "
                         "source's split (default 0; needs pyworld: pip install \"edgekws[world]\")")
@@ -76,7 +79,8 @@ def run(args) -> int:
                            unknown_per_speaker=args.unknown, repeats=args.repeats,
                            noise_seconds=args.noise_seconds, quick=args.quick,
                            overwrite=args.force, progress=True, world=args.world,
-                           confusable=args.confusable, per_word_engines=per_word_engines)
+                           confusable=args.confusable, per_word_engines=per_word_engines,
+                           openjtalk_voices=args.openjtalk_voices)
     cmds = [c for c in m["clips"] if c["kind"] == "command"]
     per_engine = {e: sum(1 for s in m["speakers"] if s["engine"] == e) for e in m["engines"]}
     print(f"{args.out}: {len(cmds)} command clips ({len(m['commands'])} words), "

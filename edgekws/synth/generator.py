@@ -53,6 +53,9 @@ QUICK = {"speakers": 12, "unknown_per_speaker": 2, "noise_seconds": 5.0}
 MEI_ATTRIBUTION = ("Open JTalk clips use the HTS voice \"Mei\" (mei_normal) by the Department of "
                    "Computer Science, Nagoya Institute of Technology, licensed CC BY 3.0 "
                    "(https://creativecommons.org/licenses/by/3.0/).")
+M001_ATTRIBUTION = ("Open JTalk clips of speakers with \"voice\": \"m001\" use the HTS voice \"NIT ATR503 M001\" "
+                    "by the Department of Computer Science, Nagoya Institute of Technology, licensed CC BY 3.0 "
+                    "(https://creativecommons.org/licenses/by/3.0/).")
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def _speak(speaker: Speaker, text: str, p: dict, tts=None) -> tuple[np.ndarray, 
         say = tts.synthesize if tts is not None else espeak.synthesize
         x, sr = say(text, p["voice"], p["rate"], p["pitch"], p["prange"])
         return x.astype(np.float64) / 32768.0, sr
-    return openjtalk.synthesize(text, p["speed"], p["half_tone"], p["alpha"])
+    return openjtalk.synthesize(text, p["speed"], p["half_tone"], p["alpha"], p.get("voice", "mei"))
 
 
 def speak_16k(speaker: Speaker, text: str, params: dict, tts=None) -> tuple[np.ndarray, dict]:
@@ -295,6 +298,18 @@ def _check_custom_words(lang, words, cmds, engines, seed, variants) -> None:
                                        f"({w.text(engine)!r}): {exc}") from None
 
 
+def _check_ojt_voices(voices) -> tuple[str, ...]:
+    """--openjtalk-voices (None, a list or "mei,m001") -> a tuple of distinct openjtalk.VOICES."""
+    if voices is None:
+        return ("mei",)
+    names = [v.strip() for v in (voices.split(",") if isinstance(voices, str) else voices)]
+    bad = [v for v in names if v not in openjtalk.VOICES]
+    if not names or bad or len(set(names)) != len(names):
+        raise EdgekwsError(f"--openjtalk-voices: {','.join(names)!r} is not a list of distinct voices among "
+                           f"{', '.join(openjtalk.VOICES)}")
+    return tuple(names)
+
+
 def _confusable_indices(lang: str, confusable, unknown, unknown_per_speaker) -> set[int]:
     """--confusable labels -> indices into `unknown` (every speaker says these words). None: the
     language's DEFAULT_CONFUSABLE that are unknown words here (none without unknown words); "none": none."""
@@ -318,7 +333,7 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
                        unknown_per_speaker: int | None = None, repeats: int = 1,
                        noise_seconds: float | None = None, quick: bool = False,
                        overwrite: bool = False, progress: bool = False, world: int | None = None,
-                       confusable=None, per_word_engines: bool = False) -> dict:
+                       confusable=None, per_word_engines: bool = False, openjtalk_voices=None) -> dict:
     """Synthesize a keyword dataset into folder `out` and return its manifest (also written there).
 
     lang                : "ja" or "en"
@@ -343,6 +358,9 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
                           None: the language's DEFAULT_CONFUSABLE; () or "none": none
     per_word_engines    : a word without an engine's text is said by the other engines' speakers
                           alone (`synth --vocab pairs`: English words without a katakana reading)
+    openjtalk_voices    : Open JTalk voices its speakers take in turn, a list or comma-separated
+                          string of openjtalk.VOICES (default "mei"; "mei,m001": every second speaker
+                          male); Mei's speakers say the same clips whatever the list
     """
     base = QUICK if quick else DEFAULTS
     speakers = base["speakers"] if speakers is None else speakers
@@ -365,8 +383,11 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
         world_mod.require_pyworld()             # MissingDependencyError says what to install
     if "espeak" in engines:
         espeak_variants = espeak.variants()
+    ojt_voices = _check_ojt_voices(openjtalk_voices)
     if "openjtalk" in engines:
         openjtalk.require()                     # MissingDependencyError says what to install
+        for v in ojt_voices:
+            openjtalk.voice_path(v)             # says how to install a voice that is missing
     cmds = _resolve_words(lang, words, engines, per_word_engines)
     unknown = unknown_words(lang, exclude={w.label for w in cmds})
     always = _confusable_indices(lang, confusable, unknown, unknown_per_speaker)
@@ -375,12 +396,12 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
     _prepare_out(out, overwrite)
 
     spk_list = make_speakers(lang, int(speakers), engines, int(seed),
-                             espeak_variants if "espeak" in engines else ())
+                             espeak_variants if "espeak" in engines else (), ojt_voices)
     job_list: list[_Job] = []
     if noise_seconds > 0:
         for e in engines:                       # babble per engine: leave-one-engine-out stays clean
             babblers = tuple(make_speakers(lang, 24, (e,), int(seed) + 1,
-                                           espeak_variants if e == "espeak" else ()))
+                                           espeak_variants if e == "espeak" else (), ojt_voices))
             job_list.append(_Job("babble", str(out), lang, int(seed), items=babblers,
                                  name=f"babble_{e}", seconds=float(noise_seconds)))
         for name in ("white_noise", "pink_noise", "brown_noise", "hum_50hz"):
@@ -410,8 +431,11 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
         "confusable": sorted(unknown[i].label for i in always),
         "speakers": speakers, "world_variants": world,
         "noise": noises, "clips": clips,
-        "attribution": [MEI_ATTRIBUTION] if "openjtalk" in engines else [],
+        "attribution": ([MEI_ATTRIBUTION] + ([M001_ATTRIBUTION] if "m001" in ojt_voices else [])
+                        if "openjtalk" in engines else []),
     }
+    if ojt_voices != ("mei",) and "openjtalk" in engines:
+        manifest["openjtalk_voices"] = list(ojt_voices)
     atomic_write_text(out / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")
     return manifest
 

@@ -7,9 +7,9 @@ so splits by speaker, and leave-one-engine-out evaluation, mean something.
   espeak-ng-data (formant, Klatt, whisper, ... — ~104), so the first 104 speakers all differ in
   variant; English speakers also cycle through 8 accents. Pitch, pitch range and rate are drawn
   per speaker.
-* Open JTalk (one real voice): a "lower" half of speakers gets a lower pitch and a longer
-  vocal tract (larger all-pass alpha), the others higher pitch and shorter tract; speed is drawn
-  per speaker.
+* Open JTalk (the real voice Mei; with `ojt_voices=("mei", "m001")` speakers take turns with the
+  male voice M001): a "lower" half of speakers gets a lower pitch and a longer vocal tract (larger
+  all-pass alpha), the others higher pitch and shorter tract; speed is drawn per speaker.
 Each clip then jitters the speaker's rate/pitch a little, as a person never says a word twice
 the same way.
 """
@@ -27,6 +27,9 @@ ID_PREFIX = {"espeak": "espk", "openjtalk": "ojt"}
 ENGINE_SHARE = {"espeak": 0.6, "openjtalk": 0.4}
 _LANG_CODE = {"en": 1, "ja": 2}
 _ENGINE_CODE = {"espeak": 1, "openjtalk": 2}
+# Pitch shifts (semitones) of the "lower" and the "higher" half of an Open JTalk voice's speakers.
+# Mei speaks near 300 Hz: -11…-5 gives ~160–220 Hz. M001 speaks near 130 Hz, about 14 semitones lower.
+OJT_HALF_TONES = {"mei": ((-11.0, -5.0), (-4.0, 4.0)), "m001": ((-4.0, 1.0), (1.0, 7.0))}
 
 
 @dataclass(frozen=True)
@@ -58,10 +61,12 @@ def speaker_counts(n: int, engines) -> dict[str, int]:
     return counts
 
 
-def make_speakers(lang: str, n: int, engines, seed: int, variants=()) -> list[Speaker]:
+def make_speakers(lang: str, n: int, engines, seed: int, variants=(), ojt_voices=("mei",)) -> list[Speaker]:
     """`n` speakers shared among `engines` by ENGINE_SHARE (ids numbered per engine).
 
-    variants : eSpeak NG variant names (needed when "espeak" is among the engines)
+    variants   : eSpeak NG variant names (needed when "espeak" is among the engines)
+    ojt_voices : Open JTalk voices (OJT_HALF_TONES) that the engine's speakers take in turn; a speaker
+                 of the default voice Mei is the same whatever the list
     """
     from edgekws.synth.espeak import EN_ACCENTS
 
@@ -86,12 +91,15 @@ def make_speakers(lang: str, n: int, engines, seed: int, variants=()) -> list[Sp
                           "pitch": int(rng.integers(15, 85, endpoint=True)),
                           "prange": int(rng.integers(15, 90, endpoint=True))}
             else:
+                voice = ojt_voices[k % len(ojt_voices)]
                 low = rng.random() < 0.5
-                half_tone = rng.uniform(-11.0, -5.0) if low else rng.uniform(-4.0, 4.0)
+                half_tone = rng.uniform(*OJT_HALF_TONES[voice][0 if low else 1])
                 alpha = rng.uniform(0.56, 0.66) if low else rng.uniform(0.44, 0.56)
                 params = {"half_tone": round(float(half_tone), 2),
                           "alpha": round(float(alpha), 2),
                           "speed": round(float(rng.uniform(0.75, 1.1)), 3)}
+                if voice != "mei":          # Mei's speakers keep the parameters they always had
+                    params["voice"] = voice
             speakers.append(Speaker(sid, engine, params))
     return speakers
 
