@@ -170,12 +170,12 @@ def test_openjtalk_voices_give_every_second_speaker_m001_and_leave_mei_speakers_
         if rel.endswith(".wav") and not rel.startswith("_background_noise_"):
             assert (a[rel] == b[rel]) == (voices[Path(rel).name[:7]] == "mei"), rel
     # M001 is a man: its clips' pitch sits an octave under Mei's at the same settings
-    x_mei, _ = openjtalk_synth("すすめ", "mei")
-    x_m001, _ = openjtalk_synth("すすめ", "m001")
+    x_mei, _ = _openjtalk_synth("すすめ", "mei")
+    x_m001, _ = _openjtalk_synth("すすめ", "m001")
     assert _pitch_hz(x_m001) < 0.6 * _pitch_hz(x_mei)
 
 
-def openjtalk_synth(text, voice):
+def _openjtalk_synth(text, voice):
     from edgekws.synth import openjtalk
     return openjtalk.synthesize(text, voice=voice)
 

@@ -40,6 +40,7 @@ ALPHA_RANGE = (0.40, 0.70)   # patched as two decimals; outside this range the v
 _module = None
 _engines: dict[tuple[str, str], object] = {}
 _labels: dict[str, list[str]] = {}
+_m001_checked: set[str] = set()     # paths whose sha256 matched M001_SHA256 in this process
 
 
 def _pyopenjtalk():
@@ -73,11 +74,13 @@ def _m001_path() -> str:
             where.append((os.path.join(d, "voice", M001_FILE), "the pitsh package"))
     for path, source in where:
         if os.path.isfile(path):
-            with open(path, "rb") as f:
-                digest = hashlib.sha256(f.read()).hexdigest()
-            if digest != M001_SHA256:
-                raise EdgekwsError(f"{path} (from {source}): not the Open JTalk voice NIT ATR503 M001 1.05 "
-                                   f"(sha256 {digest[:12]}…, expected {M001_SHA256[:12]}…)")
+            if path not in _m001_checked:       # one read and hash per process, not one per engine
+                with open(path, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+                if digest != M001_SHA256:
+                    raise EdgekwsError(f"{path} (from {source}): not the Open JTalk voice NIT ATR503 M001 1.05 "
+                                       f"(sha256 {digest[:12]}…, expected {M001_SHA256[:12]}…)")
+                _m001_checked.add(path)
             return path
         if source == M001_ENV:
             raise EdgekwsError(f"{M001_ENV}={path}: no such file")
