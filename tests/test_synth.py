@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
@@ -17,7 +18,7 @@ from edgekws.synth.words import COMMANDS
 
 pytest.importorskip("espeakng_loader")
 
-from edgekws.synth import espeak, noise  # noqa: E402
+from edgekws.synth import espeak, noise, openjtalk  # noqa: E402
 from edgekws.synth.generator import MANIFEST, MAX_SPEECH, speak_16k, synthesize_dataset  # noqa: E402
 from edgekws.synth.voices import Speaker, make_speakers  # noqa: E402
 from edgekws.synth.words import command_words  # noqa: E402
@@ -199,7 +200,8 @@ def test_openjtalk_voice_m001_is_found_checked_or_explained(tmp_path, monkeypatc
     from edgekws.synth import openjtalk
     monkeypatch.setattr(openjtalk.importlib.util, "find_spec", lambda name: None)   # no pitsh
     monkeypatch.delenv(openjtalk.M001_ENV, raising=False)
-    with pytest.raises(EdgekwsError, match=re.escape('the Open JTalk voice m001 (NIT ATR503 M001) is not '
+    monkeypatch.delenv(openjtalk.VOICE_DIR_ENV, raising=False)
+    with pytest.raises(EdgekwsError, match=re.escape('the Open JTalk voice m001 (NIT ATR503 M001 1.05) is not '
                                                      'installed: pip install "edgekws[voices]", or set '
                                                      'EDGEKWS_M001 to the path of nitech_jp_atr503_m001.htsvoice')):
         openjtalk.voice_path("m001")
@@ -212,14 +214,83 @@ def test_openjtalk_voice_m001_is_found_checked_or_explained(tmp_path, monkeypatc
     with pytest.raises(EdgekwsError, match=re.escape(f"{other} (from EDGEKWS_M001): not the Open JTalk voice "
                                                      "NIT ATR503 M001 1.05 (sha256 ")):
         openjtalk.voice_path("m001")
-    with pytest.raises(EdgekwsError, match=re.escape("unknown Open JTalk voice 'tohoku' (one of mei, m001)")):
+    with pytest.raises(EdgekwsError, match=re.escape("unknown Open JTalk voice 'tohoku' (one of mei, m001, "
+                                                     "mei_angry, mei_bashful, mei_happy, mei_sad)")):
         openjtalk.voice_path("tohoku")
+
+
+def test_mei_style_voices_are_found_in_the_voice_folder_by_sha256(tmp_path, monkeypatch):
+    from edgekws.synth import openjtalk
+    monkeypatch.delenv(openjtalk.VOICE_DIR_ENV, raising=False)
+    with pytest.raises(EdgekwsError, match=re.escape("the Open JTalk voice mei_sad (Mei (sad)) is not installed: "
+                                                     "python tools/fetch_voices.py DIR, then set "
+                                                     "EDGEKWS_HTSVOICES=DIR")):
+        openjtalk.voice_path("mei_sad")
+    monkeypatch.setenv(openjtalk.VOICE_DIR_ENV, str(tmp_path))
+    with pytest.raises(EdgekwsError, match="is not installed"):
+        openjtalk.voice_path("mei_sad")                 # the folder lacks the file
+    sad = tmp_path / "mei_sad.htsvoice"
+    sad.write_bytes(b"[GLOBAL]\nALPHA=0.55\n")
+    with pytest.raises(EdgekwsError, match=re.escape(f"{sad} (from EDGEKWS_HTSVOICES): not the Open JTalk voice "
+                                                     "Mei (sad) (sha256 ")):
+        openjtalk.voice_path("mei_sad")
+    fake = openjtalk.ExtraVoice("mei_sad.htsvoice", hashlib.sha256(sad.read_bytes()).hexdigest(), "Mei (sad)")
+    monkeypatch.setitem(openjtalk.EXTRA_VOICES, "mei_sad", fake)
+    assert openjtalk.voice_path("mei_sad") == str(sad)
+    # the folder serves M001 too, after its own variable
+    m001 = tmp_path / "nitech_jp_atr503_m001.htsvoice"
+    m001.write_bytes(b"not M001")
+    monkeypatch.setattr(openjtalk.importlib.util, "find_spec", lambda name: None)   # no pitsh
+    monkeypatch.delenv(openjtalk.M001_ENV, raising=False)
+    with pytest.raises(EdgekwsError, match=re.escape(f"{m001} (from EDGEKWS_HTSVOICES): not the Open JTalk "
+                                                     "voice NIT ATR503 M001 1.05")):
+        openjtalk.voice_path("m001")
+
+
+def _click_past(alpha_max, calls):
+    """A stand-in for generator._speak: a tone, or a lone spike when the speaker's alpha > alpha_max."""
+    def speak(speaker, text, p, tts=None):
+        calls.append(dict(p))
+        x = np.zeros(30000)
+        if speaker.engine == "openjtalk" and p["alpha"] <= alpha_max + 1e-9:
+            x[6000:14000] = 1e4 * np.sin(np.arange(8000) * 0.05)
+        else:
+            x[9000] = 3e8
+        return x, 48000
+    return speak
+
+
+def test_a_vocoder_blowup_is_spoken_again_nearer_the_voice_alpha_or_refused(monkeypatch):
+    from edgekws.synth import generator
+    calls = []
+    monkeypatch.setattr(generator, "_speak", _click_past(0.60, calls))
+    ojt = Speaker("ojt0020", "openjtalk", {})
+    y, p = speak_16k(ojt, "みぎ", {"half_tone": -6.2, "alpha": 0.65, "speed": 0.8, "voice": "mei_angry"})
+    assert [c["alpha"] for c in calls] == [0.65, 0.62, 0.59] and p["alpha"] == 0.59
+    assert p["half_tone"] == -6.2 and np.max(np.abs(y)) == pytest.approx(1.0)
+    calls.clear()
+    y, p = speak_16k(ojt, "みぎ", {"half_tone": 0.0, "alpha": 0.44, "speed": 0.8})     # from below: +0.03 a try
+    assert [c["alpha"] for c in calls] == [0.44] and p["alpha"] == 0.44
+    calls.clear()
+    monkeypatch.setattr(generator, "_speak", _click_past(0.50, calls))
+    with pytest.raises(EdgekwsError, match=re.escape("openjtalk could not say 'みぎ' (ojt0020, {'half_tone': -6.2, "
+                                                     "'alpha': 0.56, 'speed': 0.8}): its output collapsed into a "
+                                                     "click; use a shorter text")):
+        speak_16k(ojt, "みぎ", {"half_tone": -6.2, "alpha": 0.65, "speed": 0.8})
+    assert [c["alpha"] for c in calls] == [0.65, 0.62, 0.59, 0.56]       # three more tries, then refused
+    calls.clear()
+    with pytest.raises(EdgekwsError, match=re.escape("openjtalk could not say 'みぎ' (ojt0020, {'alpha': 0.55}")):
+        speak_16k(ojt, "みぎ", {"alpha": 0.55})
+    assert len(calls) == 1                                              # its own alpha: nothing nearer
+    with pytest.raises(EdgekwsError, match=re.escape("espeak could not say 'yes' (espk0001, ")):
+        speak_16k(Speaker("espk0001", "espeak", {}), "yes", {"voice": "en", "rate": 150, "pitch": 50, "prange": 50})
 
 
 @pytest.mark.parametrize("voices", ["mei,mei", "mei,tohoku", ""])
 def test_bad_openjtalk_voices(tmp_path, voices):
     with pytest.raises(EdgekwsError, match=re.escape(f"--openjtalk-voices: {voices!r} is not a list of distinct "
-                                                     "voices among mei, m001")):
+                                                     "voices among mei, m001, mei_angry, mei_bashful, mei_happy, "
+                                                     "mei_sad")):
         synthesize_dataset(tmp_path / "x", "ja", speakers=1, noise_seconds=0, openjtalk_voices=voices)
     assert not (tmp_path / "x").exists()
 
@@ -474,6 +545,11 @@ def test_speakers_are_distinct_and_reproducible():
     m001 = [s.params for s in two[1::2]]
     assert all(p["voice"] == "m001" and -4 <= p["half_tone"] <= 7 for p in m001)
     assert min(p["half_tone"] for p in m001) < 0 < max(p["half_tone"] for p in m001) - 5   # both halves
+    six = make_speakers("ja", 60, ("openjtalk",), 3, ojt_voices=openjtalk.VOICES)
+    assert [s.params.get("voice", "mei") for s in six[:7]] == [*openjtalk.VOICES, "mei"]
+    assert six[0::6] == ojt[0::6] and [s.params for s in six[1::6]] == m001[0::3]    # M001's draws kept
+    styles = [s.params for s in six if s.params.get("voice", "").startswith("mei_")]
+    assert len(styles) == 40 and all(-11 <= p["half_tone"] <= 4 for p in styles)      # Mei's pitch ranges
 
 
 def test_japanese_commands_spoken_texts():

@@ -53,9 +53,13 @@ QUICK = {"speakers": 12, "unknown_per_speaker": 2, "noise_seconds": 5.0}
 MEI_ATTRIBUTION = ("Open JTalk clips use the HTS voice \"Mei\" (mei_normal) by the Department of "
                    "Computer Science, Nagoya Institute of Technology, licensed CC BY 3.0 "
                    "(https://creativecommons.org/licenses/by/3.0/).")
-M001_ATTRIBUTION = ("Open JTalk clips of speakers with \"voice\": \"m001\" use the HTS voice \"NIT ATR503 M001\" "
-                    "by the Department of Computer Science, Nagoya Institute of Technology, licensed CC BY 3.0 "
-                    "(https://creativecommons.org/licenses/by/3.0/).")
+
+
+def _voice_attribution(voice: str) -> str:
+    """The licence line for the clips of an Open JTalk voice other than Mei (openjtalk.EXTRA_VOICES)."""
+    return (f"Open JTalk clips of speakers with \"voice\": \"{voice}\" use the HTS voice "
+            f"\"{openjtalk.EXTRA_VOICES[voice].title}\" by the Department of Computer Science, Nagoya "
+            "Institute of Technology, licensed CC BY 3.0 (https://creativecommons.org/licenses/by/3.0/).")
 
 
 @dataclass(frozen=True)
@@ -99,18 +103,29 @@ def _speak(speaker: Speaker, text: str, p: dict, tts=None) -> tuple[np.ndarray, 
 def speak_16k(speaker: Speaker, text: str, params: dict, tts=None) -> tuple[np.ndarray, dict]:
     """Synthesize, trim and resample one word so that it fits MAX_SPEECH samples.
 
-    A word that is too long is spoken again faster (up to 3 times), then time-compressed.
+    A word that is too long is spoken again faster (up to 3 times), then time-compressed. An Open
+    JTalk word whose vocoder blows up is spoken again with alpha 0.03 nearer the voice's 0.55 (up to
+    3 times; Mei's style voices at alpha 0.65, say).
     tts : an `espeak.session()` engine for eSpeak speakers (None: a fresh engine per call)
     returns ((m,) float32 peak-normalised to 1, the voice parameters actually used)
     """
     p = dict(params)
+    steadier = 3        # Open JTalk: tries with alpha moved toward the voice's own before giving up
     for _ in range(4):
-        x, sr = _speak(speaker, text, p, tts)
-        t = trim_silence(x, sr)
-        if not np.all(np.isfinite(x)) or (len(t) < 0.1 * sr and len(x) > 0.5 * sr):
-            # the vocoder blew up (Open JTalk on long vowel runs): a click would pass for the word
-            raise EdgekwsError(f"{speaker.engine} could not say {text!r} ({speaker.id}, {p}): its output "
-                               "collapsed into a click; use a shorter text")
+        while True:
+            x, sr = _speak(speaker, text, p, tts)
+            t = trim_silence(x, sr)
+            if np.all(np.isfinite(x)) and not (len(t) < 0.1 * sr and len(x) > 0.5 * sr):
+                break
+            # the vocoder blew up (Open JTalk on long vowel runs, or far from a voice's own alpha):
+            # a click would pass for the word
+            if speaker.engine == "espeak" or steadier == 0 or p["alpha"] == openjtalk.DEFAULT_ALPHA:
+                raise EdgekwsError(f"{speaker.engine} could not say {text!r} ({speaker.id}, {p}): its output "
+                                   "collapsed into a click; use a shorter text")
+            steadier -= 1
+            step = 0.03 if p["alpha"] < openjtalk.DEFAULT_ALPHA else -0.03
+            p["alpha"] = round(p["alpha"] + step, 2) if abs(p["alpha"] - openjtalk.DEFAULT_ALPHA) > 0.03 \
+                else openjtalk.DEFAULT_ALPHA
         y = resample(t, sr, SAMPLE_RATE)
         if len(y) <= MAX_SPEECH:
             break
@@ -360,7 +375,8 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
                           alone (`synth --vocab pairs`: English words without a katakana reading)
     openjtalk_voices    : Open JTalk voices its speakers take in turn, a list or comma-separated
                           string of openjtalk.VOICES (default "mei"; "mei,m001": every second speaker
-                          male); Mei's speakers say the same clips whatever the list
+                          male; "mei,m001,mei_angry,mei_bashful,mei_happy,mei_sad": six voices); Mei's
+                          speakers say the same clips whatever the list
     """
     base = QUICK if quick else DEFAULTS
     speakers = base["speakers"] if speakers is None else speakers
@@ -431,7 +447,7 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
         "confusable": sorted(unknown[i].label for i in always),
         "speakers": speakers, "world_variants": world,
         "noise": noises, "clips": clips,
-        "attribution": ([MEI_ATTRIBUTION] + ([M001_ATTRIBUTION] if "m001" in ojt_voices else [])
+        "attribution": ([MEI_ATTRIBUTION] + [_voice_attribution(v) for v in ojt_voices if v != "mei"]
                         if "openjtalk" in engines else []),
     }
     if ojt_voices != ("mei",) and "openjtalk" in engines:

