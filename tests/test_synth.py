@@ -223,7 +223,7 @@ def test_mei_style_voices_are_found_in_the_voice_folder_by_sha256(tmp_path, monk
     from edgekws.synth import openjtalk
     monkeypatch.delenv(openjtalk.VOICE_DIR_ENV, raising=False)
     with pytest.raises(EdgekwsError, match=re.escape("the Open JTalk voice mei_sad (Mei (sad)) is not installed: "
-                                                     "python tools/fetch_voices.py DIR, then set "
+                                                     "edgekws fetch-voices DIR, then set "
                                                      "EDGEKWS_HTSVOICES=DIR")):
         openjtalk.voice_path("mei_sad")
     monkeypatch.setenv(openjtalk.VOICE_DIR_ENV, str(tmp_path))

@@ -49,7 +49,7 @@ def register(subparsers) -> None:
                    help="Open JTalk voices its speakers take in turn (default mei; mei,m001: every second "
                         "speaker the male voice NIT ATR503 M001, which needs pip install \"edgekws[voices]\"; "
                         "Mei's other styles mei_angry, mei_bashful, mei_happy, mei_sad need "
-                        "python tools/fetch_voices.py DIR and EDGEKWS_HTSVOICES=DIR)")
+                        "edgekws fetch-voices DIR and EDGEKWS_HTSVOICES=DIR)")
     p.add_argument("--world", type=cliargs.integer, metavar="K",
                    help="WORLD-vocoder voice variants of every eSpeak NG speaker, each a new speaker in its "
                         "source's split (default 0; needs pyworld: pip install \"edgekws[world]\")")

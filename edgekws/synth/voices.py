@@ -8,8 +8,9 @@ so splits by speaker, and leave-one-engine-out evaluation, mean something.
   variant; English speakers also cycle through 8 accents. Pitch, pitch range and rate are drawn
   per speaker.
 * Open JTalk (the real voice Mei; with `ojt_voices=("mei", "m001", ...)` speakers take turns
-  among the voices, e.g. the male voice M001): a "lower" half of speakers gets a lower pitch and a longer vocal tract (larger
-  all-pass alpha), the others higher pitch and shorter tract; speed is drawn per speaker.
+  among the voices, e.g. the male voice M001): a "lower" half of speakers gets a lower pitch and a
+  longer vocal tract (larger all-pass alpha), the others higher pitch and shorter tract; speed is
+  drawn per speaker.
 Each clip then jitters the speaker's rate/pitch a little, as a person never says a word twice
 the same way.
 """

