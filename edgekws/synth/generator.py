@@ -123,9 +123,7 @@ def speak_16k(speaker: Speaker, text: str, params: dict, tts=None) -> tuple[np.n
                 raise EdgekwsError(f"{speaker.engine} could not say {text!r} ({speaker.id}, {p}): its output "
                                    "collapsed into a click; use a shorter text")
             steadier -= 1
-            step = 0.03 if p["alpha"] < openjtalk.DEFAULT_ALPHA else -0.03
-            p["alpha"] = round(p["alpha"] + step, 2) if abs(p["alpha"] - openjtalk.DEFAULT_ALPHA) > 0.03 \
-                else openjtalk.DEFAULT_ALPHA
+            p["alpha"] = round(p["alpha"] + float(np.clip(openjtalk.DEFAULT_ALPHA - p["alpha"], -0.03, 0.03)), 2)
         y = resample(t, sr, SAMPLE_RATE)
         if len(y) <= MAX_SPEECH:
             break

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgekws.synth.openjtalk import VOICES
+
 ID_PREFIX = {"espeak": "espk", "openjtalk": "ojt"}
 # Share of the speakers when engines are mixed. Open JTalk costs ~20 ms a clip against ~3 ms for
 # eSpeak, and its one voice gives fewer really different speakers.
@@ -32,8 +34,7 @@ _ENGINE_CODE = {"espeak": 1, "openjtalk": 2}
 # Mei speaks near 300 Hz: -11…-5 gives ~160–220 Hz; her four other styles (angry, bashful, happy,
 # sad) within 3 semitones of it. M001 speaks near 130 Hz, about 14 semitones lower.
 _MEI_HALF_TONES = ((-11.0, -5.0), (-4.0, 4.0))
-OJT_HALF_TONES = {"mei": _MEI_HALF_TONES, "m001": ((-4.0, 1.0), (1.0, 7.0)),
-                  **{f"mei_{style}": _MEI_HALF_TONES for style in ("angry", "bashful", "happy", "sad")}}
+OJT_HALF_TONES = {**{v: _MEI_HALF_TONES for v in VOICES if v.startswith("mei")}, "m001": ((-4.0, 1.0), (1.0, 7.0))}
 
 
 @dataclass(frozen=True)
