@@ -286,6 +286,33 @@ def test_a_vocoder_blowup_is_spoken_again_nearer_the_voice_alpha_or_refused(monk
         speak_16k(Speaker("espk0001", "espeak", {}), "yes", {"voice": "en", "rate": 150, "pitch": 50, "prange": 50})
 
 
+def test_espeak_variants_narrow_the_voices_and_the_default_takes_them_all(tmp_path):
+    args = dict(words="yes", speakers=4, engines="espeak", unknown_per_speaker=0, noise_seconds=0.2,
+                seed=5, jobs=2)
+    two = synthesize_dataset(tmp_path / "two", "en", espeak_variants="m1,f1", **args)
+    assert two["espeak_variants"] == ["f1", "m1"]          # in eSpeak NG's order, whatever the list's
+    assert sorted(s["params"]["voice"].split("+")[1] for s in two["speakers"]) == ["f1", "f1", "m1", "m1"]
+    again = synthesize_dataset(tmp_path / "again", "en", espeak_variants=["f1", "m1"], **args)
+    assert _files(tmp_path / "two") == _files(tmp_path / "again")
+    every = synthesize_dataset(tmp_path / "all", "en", **args)
+    assert "espeak_variants" not in every
+    assert [s["params"] for s in every["speakers"]] == \
+        [s.params for s in make_speakers("en", 4, ("espeak",), 5, espeak.variants())]
+    assert {s["params"]["voice"] for s in every["speakers"]} != {s["params"]["voice"] for s in two["speakers"]}
+
+
+@pytest.mark.parametrize("variants, why", [("m1,zz", "unknown variant(s) 'zz'"), ("m1,m1", "a variant named twice"),
+                                           ("", "unknown variant(s) ''")])
+def test_bad_espeak_variants(tmp_path, variants, why):
+    with pytest.raises(EdgekwsError, match=re.escape(f"--espeak-variants: {variants!r}: {why} (eSpeak NG ships ")):
+        synthesize_dataset(tmp_path / "x", "en", speakers=1, noise_seconds=0, espeak_variants=variants)
+    with pytest.raises(EdgekwsError, match=re.escape("--espeak-variants: no eSpeak NG speakers among --engines "
+                                                     "openjtalk")):
+        synthesize_dataset(tmp_path / "x", "ja", speakers=1, noise_seconds=0, engines="openjtalk",
+                           espeak_variants="m1")
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize("voices", ["mei,mei", "mei,tohoku", ""])
 def test_bad_openjtalk_voices(tmp_path, voices):
     with pytest.raises(EdgekwsError, match=re.escape(f"--openjtalk-voices: {voices!r} is not a list of distinct "

@@ -50,6 +50,10 @@ def register(subparsers) -> None:
                         "speaker the male voice NIT ATR503 M001, which needs pip install \"edgekws[voices]\"; "
                         "Mei's other styles mei_angry, mei_bashful, mei_happy, mei_sad need "
                         "edgekws fetch-voices DIR and EDGEKWS_HTSVOICES=DIR)")
+    p.add_argument("--espeak-variants", metavar="V1,V2",
+                   help="eSpeak NG voice variants its speakers take in turn (default: all that eSpeak NG "
+                        "ships, about a hundred); fewer, e.g. f1,m1, to measure how many voices a model "
+                        "needs to hear one it never met")
     p.add_argument("--world", type=cliargs.integer, metavar="K",
                    help="WORLD-vocoder voice variants of every eSpeak NG speaker, each a new speaker in its "
                         "source's split (default 0; needs pyworld: pip install \"edgekws[world]\")")
@@ -82,7 +86,7 @@ def run(args) -> int:
                            noise_seconds=args.noise_seconds, quick=args.quick,
                            overwrite=args.force, progress=True, world=args.world,
                            confusable=args.confusable, per_word_engines=per_word_engines,
-                           openjtalk_voices=args.openjtalk_voices)
+                           openjtalk_voices=args.openjtalk_voices, espeak_variants=args.espeak_variants)
     cmds = [c for c in m["clips"] if c["kind"] == "command"]
     per_engine = {e: sum(1 for s in m["speakers"] if s["engine"] == e) for e in m["engines"]}
     print(f"{args.out}: {len(cmds)} command clips ({len(m['commands'])} words), "

@@ -323,6 +323,21 @@ def _check_ojt_voices(voices) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _check_espeak_variants(names) -> tuple[str, ...]:
+    """--espeak-variants (None, a list or "f1,m1") -> distinct names of espeak.variants(), in its order
+    (the order a list is given in does not matter); None: all of them."""
+    shipped = espeak.variants()
+    if names is None:
+        return shipped
+    names = [v.strip() for v in (names.split(",") if isinstance(names, str) else names)]
+    bad = [v for v in names if v not in shipped]
+    if bad or not names or len(set(names)) != len(names):
+        why = f"unknown variant(s) {', '.join(map(repr, bad))}" if bad else "a variant named twice"
+        raise EdgekwsError(f"--espeak-variants: {','.join(names)!r}: {why} (eSpeak NG ships {len(shipped)}: "
+                           f"{', '.join(shipped[:6])}, …; see espeak-ng-data/voices/!v)")
+    return tuple(v for v in shipped if v in names)
+
+
 def _confusable_indices(lang: str, confusable, unknown, unknown_per_speaker) -> set[int]:
     """--confusable labels -> indices into `unknown` (every speaker says these words). None: the
     language's DEFAULT_CONFUSABLE that are unknown words here (none without unknown words); "none": none."""
@@ -346,7 +361,8 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
                        unknown_per_speaker: int | None = None, repeats: int = 1,
                        noise_seconds: float | None = None, quick: bool = False,
                        overwrite: bool = False, progress: bool = False, world: int | None = None,
-                       confusable=None, per_word_engines: bool = False, openjtalk_voices=None) -> dict:
+                       confusable=None, per_word_engines: bool = False, openjtalk_voices=None,
+                       espeak_variants=None) -> dict:
     """Synthesize a keyword dataset into folder `out` and return its manifest (also written there).
 
     lang                : "ja" or "en"
@@ -375,6 +391,9 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
                           string of openjtalk.VOICES (default "mei"; "mei,m001": every second speaker
                           male; "mei,m001,mei_angry,mei_bashful,mei_happy,mei_sad": six voices); Mei's
                           speakers say the same clips whatever the list
+    espeak_variants     : eSpeak NG voice variants (a list or comma-separated string of espeak.variants())
+                          its speakers take, as they take all of them by default: fewer voices, to
+                          measure how many a model needs to hear a new one ("f1,m1": two)
     """
     base = QUICK if quick else DEFAULTS
     speakers = base["speakers"] if speakers is None else speakers
@@ -396,7 +415,9 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
         from edgekws.synth import world as world_mod
         world_mod.require_pyworld()             # MissingDependencyError says what to install
     if "espeak" in engines:
-        espeak_variants = espeak.variants()
+        espeak_variants = _check_espeak_variants(espeak_variants)
+    elif espeak_variants is not None:
+        raise EdgekwsError(f"--espeak-variants: no eSpeak NG speakers among --engines {','.join(engines)}")
     ojt_voices = _check_ojt_voices(openjtalk_voices)
     if "openjtalk" in engines:
         openjtalk.require()                     # MissingDependencyError says what to install
@@ -450,6 +471,8 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
     }
     if ojt_voices != ("mei",) and "openjtalk" in engines:
         manifest["openjtalk_voices"] = list(ojt_voices)
+    if "espeak" in engines and espeak_variants != espeak.variants():
+        manifest["espeak_variants"] = list(espeak_variants)
     atomic_write_text(out / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")
     return manifest
 
