@@ -454,6 +454,14 @@ def test_cli(tmp_path, capsys):
         ["espk0000_nohash_0.wav", "ojt0000_nohash_0.wav"]            # English: both engines by default
     assert main(["synth", "--lang", "en", "--out", str(tmp_path / "d"), "--words", "nope"]) == 2
     assert "unknown word 'nope'" in capsys.readouterr().err
+    assert main(["synth", "--lang", "en", "--out", str(tmp_path / "e"), "--words", "go", "--speakers", "2",
+                 "--unknown", "0", "--noise-seconds", "0", "--jobs", "1", "--engines", "espeak",
+                 "--espeak-variants", "m1"]) == 0
+    m = json.loads((tmp_path / "e" / MANIFEST).read_text(encoding="utf-8"))
+    assert m["espeak_variants"] == ["m1"]
+    assert {s["params"]["voice"].split("+")[1] for s in m["speakers"]} == {"m1"}
+    assert main(["synth", "--lang", "en", "--out", str(tmp_path / "f"), "--espeak-variants", "nope"]) == 2
+    assert "--espeak-variants: 'nope': unknown variant(s) 'nope'" in capsys.readouterr().err
 
 
 def test_vocab_writes_the_vocabulary_words_only(tmp_path, capsys):
