@@ -311,11 +311,16 @@ def _check_custom_words(lang, words, cmds, engines, seed, variants) -> None:
                                        f"({w.text(engine)!r}): {exc}") from None
 
 
+def _names(value) -> list[str]:
+    """A list option, given as a list or as a comma-separated string, as its stripped names."""
+    return [v.strip() for v in (value.split(",") if isinstance(value, str) else value)]
+
+
 def _check_ojt_voices(voices) -> tuple[str, ...]:
     """--openjtalk-voices (None, a list or "mei,m001") -> a tuple of distinct openjtalk.VOICES."""
     if voices is None:
         return ("mei",)
-    names = [v.strip() for v in (voices.split(",") if isinstance(voices, str) else voices)]
+    names = _names(voices)
     bad = [v for v in names if v not in openjtalk.VOICES]
     if not names or bad or len(set(names)) != len(names):
         raise EdgekwsError(f"--openjtalk-voices: {','.join(names)!r} is not a list of distinct voices among "
@@ -329,7 +334,7 @@ def _check_espeak_variants(names) -> tuple[str, ...]:
     shipped = espeak.variants()
     if names is None:
         return shipped
-    names = [v.strip() for v in (names.split(",") if isinstance(names, str) else names)]
+    names = _names(names)
     bad = [v for v in names if v not in shipped]
     if bad or not names or len(set(names)) != len(names):
         why = f"unknown variant(s) {', '.join(map(repr, bad))}" if bad else "a variant named twice"
@@ -414,10 +419,9 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
     if world:
         from edgekws.synth import world as world_mod
         world_mod.require_pyworld()             # MissingDependencyError says what to install
-    if "espeak" in engines:
-        espeak_variants = _check_espeak_variants(espeak_variants)
-    elif espeak_variants is not None:
+    if "espeak" not in engines and espeak_variants is not None:
         raise EdgekwsError(f"--espeak-variants: no eSpeak NG speakers among --engines {','.join(engines)}")
+    espeak_variants = _check_espeak_variants(espeak_variants) if "espeak" in engines else ()
     ojt_voices = _check_ojt_voices(openjtalk_voices)
     if "openjtalk" in engines:
         openjtalk.require()                     # MissingDependencyError says what to install
@@ -427,11 +431,10 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
     unknown = unknown_words(lang, exclude={w.label for w in cmds})
     always = _confusable_indices(lang, confusable, unknown, unknown_per_speaker)
     out = Path(out)
-    _check_custom_words(lang, words, cmds, engines, int(seed), espeak_variants if "espeak" in engines else ())
+    _check_custom_words(lang, words, cmds, engines, int(seed), espeak_variants)
     _prepare_out(out, overwrite)
 
-    spk_list = make_speakers(lang, int(speakers), engines, int(seed),
-                             espeak_variants if "espeak" in engines else (), ojt_voices)
+    spk_list = make_speakers(lang, int(speakers), engines, int(seed), espeak_variants, ojt_voices)
     job_list: list[_Job] = []
     if noise_seconds > 0:
         for e in engines:                       # babble per engine: leave-one-engine-out stays clean
