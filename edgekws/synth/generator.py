@@ -328,9 +328,13 @@ def _check_ojt_voices(voices) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _check_espeak_variants(names) -> tuple[str, ...]:
+def _check_espeak_variants(names, engines) -> tuple[str, ...]:
     """--espeak-variants (None, a list or "f1,m1") -> distinct names of espeak.variants(), in its order
-    (the order a list is given in does not matter); None: all of them."""
+    (the order a list is given in does not matter); None: all of them; () without eSpeak NG in engines."""
+    if "espeak" not in engines:
+        if names is not None:
+            raise EdgekwsError(f"--espeak-variants: no eSpeak NG speakers among --engines {','.join(engines)}")
+        return ()
     shipped = espeak.variants()
     if names is None:
         return shipped
@@ -419,9 +423,7 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
     if world:
         from edgekws.synth import world as world_mod
         world_mod.require_pyworld()             # MissingDependencyError says what to install
-    if "espeak" not in engines and espeak_variants is not None:
-        raise EdgekwsError(f"--espeak-variants: no eSpeak NG speakers among --engines {','.join(engines)}")
-    espeak_variants = _check_espeak_variants(espeak_variants) if "espeak" in engines else ()
+    espeak_variants = _check_espeak_variants(espeak_variants, engines)
     ojt_voices = _check_ojt_voices(openjtalk_voices)
     if "openjtalk" in engines:
         openjtalk.require()                     # MissingDependencyError says what to install
@@ -474,7 +476,7 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
     }
     if ojt_voices != ("mei",) and "openjtalk" in engines:
         manifest["openjtalk_voices"] = list(ojt_voices)
-    if "espeak" in engines and espeak_variants != espeak.variants():
+    if espeak_variants and espeak_variants != espeak.variants():   # () without eSpeak NG
         manifest["espeak_variants"] = list(espeak_variants)
     atomic_write_text(out / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1) + "\n")
     return manifest
