@@ -322,6 +322,16 @@ def test_bad_openjtalk_voices(tmp_path, voices):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_openjtalk_voices_without_openjtalk_are_refused(tmp_path, lang):
+    # as --espeak-variants without eSpeak NG: a voice list no speaker would use is a mistake, not ignored
+    with pytest.raises(EdgekwsError, match=re.escape("--openjtalk-voices: no Open JTalk speakers among --engines "
+                                                     "espeak")):
+        synthesize_dataset(tmp_path / "x", lang, speakers=1, noise_seconds=0, engines="espeak",
+                           openjtalk_voices="mei,m001")
+    assert not (tmp_path / "x").exists()
+
+
 def test_english_gets_a_world_variant_of_every_espeak_speaker_in_its_split(tmp_path):
     pytest.importorskip("pyworld")
     from edgekws.data import which_split

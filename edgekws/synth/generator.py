@@ -316,10 +316,13 @@ def _names(value) -> list[str]:
     return [v.strip() for v in (value.split(",") if isinstance(value, str) else value)]
 
 
-def _check_ojt_voices(voices) -> tuple[str, ...]:
-    """--openjtalk-voices (None, a list or "mei,m001") -> a tuple of distinct openjtalk.VOICES."""
+def _check_ojt_voices(voices, engines) -> tuple[str, ...]:
+    """--openjtalk-voices (None, a list or "mei,m001") -> a tuple of distinct openjtalk.VOICES; None:
+    ("mei",). Refused without Open JTalk in engines, as --espeak-variants is without eSpeak NG."""
     if voices is None:
         return ("mei",)
+    if "openjtalk" not in engines:
+        raise EdgekwsError(f"--openjtalk-voices: no Open JTalk speakers among --engines {','.join(engines)}")
     names = _names(voices)
     bad = [v for v in names if v not in openjtalk.VOICES]
     if not names or bad or len(set(names)) != len(names):
@@ -424,7 +427,7 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
         from edgekws.synth import world as world_mod
         world_mod.require_pyworld()             # MissingDependencyError says what to install
     espeak_variants = _check_espeak_variants(espeak_variants, engines)
-    ojt_voices = _check_ojt_voices(openjtalk_voices)
+    ojt_voices = _check_ojt_voices(openjtalk_voices, engines)
     if "openjtalk" in engines:
         openjtalk.require()                     # MissingDependencyError says what to install
         for v in ojt_voices:
