@@ -641,13 +641,6 @@ def run_eval(args) -> int:
                       voice_norm=args.voice_norm, voice_ref=args.voice_ref)
     engines = [k for k in result if k not in ("split", "dataset", *_SETTINGS)]
     searched = args.voice_search or args.rate_search or args.voice_shift or args.voice_norm
-    tables = sys.stderr if args.json == "-" else sys.stdout   # `--json -`: stdout holds the JSON alone
-    for name in engines:
-        search = f", {search_name(args.voice_search, args.rate_search)}" if args.voice_search or args.rate_search else ""
-        search += f", voice shift {args.voice_shift:+d}" if args.voice_shift else ""
-        search += f", voice norm {args.voice_norm}" if args.voice_norm else ""
-        print(format_metrics(result[name], title=f"{args.model} [{name}{search}] on {args.data} ({args.split}): "),
-              file=tables)
     from edgekws.fileio import OutputError
 
     kept = {}
@@ -667,15 +660,25 @@ def run_eval(args) -> int:
             bundle.write_json("metrics.json", {**result, **kept})
     except OutputError as exc:  # a read-only bundle (a shared or installed model) still evaluates
         print(f"edgekws eval: note: metrics not kept in the bundle: {exc}", file=sys.stderr)
+    text = None
     if args.json:
         main = {**result["float" if "float" in result else engines[0]]}
         main.update({name: result[name] for name in engines if name != "float"})
         main.update({k: result[k] for k in _SETTINGS if k in result})
         text = json.dumps(main, indent=1) + "\n"
-        if args.json == "-":
-            print(text, end="")
-        else:
+        if args.json != "-":
             atomic_write_text(Path(args.json), text)
+    # the files are written before anything is printed: `eval … --json F | head -1` closes stdout
+    # early, and the BrokenPipeError that ends the command must not take --json F with it
+    tables = sys.stderr if args.json == "-" else sys.stdout   # `--json -`: stdout holds the JSON alone
+    for name in engines:
+        search = f", {search_name(args.voice_search, args.rate_search)}" if args.voice_search or args.rate_search else ""
+        search += f", voice shift {args.voice_shift:+d}" if args.voice_shift else ""
+        search += f", voice norm {args.voice_norm}" if args.voice_norm else ""
+        print(format_metrics(result[name], title=f"{args.model} [{name}{search}] on {args.data} ({args.split}): "),
+              file=tables)
+    if args.json == "-":
+        print(text, end="")
     return 0
 
 

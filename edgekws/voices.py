@@ -614,9 +614,9 @@ def run(args) -> int:
     res = benchmark(datasets, args.work, seeds=args.seeds, snr_db=args.snr, enroll=args.enroll,
                     enroll_noisy=args.enroll_noisy, voice_search=args.voice_search,
                     rate_search=args.rate_search, **opts)
-    print(format_table(res))
-    if args.json:
+    if args.json:   # before the table: a closed stdout (`| head`) must not lose hours of trainings
         from edgekws.fileio import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(res, indent=1))
+    print(format_table(res))
     return 0

@@ -84,6 +84,27 @@ def test_eval_of_a_read_only_bundle_still_reports(trained, tmp_path, capsys, mon
     assert f"{tmp_path}: is a folder; give a file name" in capsys.readouterr().err
 
 
+def test_a_closed_pipe_keeps_the_json_file(trained, tmp_path, monkeypatch):
+    """`edgekws eval M D --json F | head -1`: the reader closing stdout ended eval with status 0 before
+    F was written (and without the bundle's metrics.json); the files now come before the tables."""
+    import io
+    import sys
+
+    data, bundle = trained
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    (bundle.path / "metrics.json").unlink()
+    out = tmp_path / "m.json"
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["eval", str(bundle.path), str(data), "--json", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert m["n"] == 16 and np.array(m["confusion"]).sum() == 16
+    assert json.loads((bundle.path / "metrics.json").read_text())["float"]["accuracy"] == m["accuracy"]
+
+
 def test_eval_json_is_never_written_into_the_data_and_engines_add_up(trained, tmp_path, capsys, monkeypatch):
     data, bundle = trained
     wav = sorted((data / "yes").glob("*.wav"))[0]

@@ -274,6 +274,30 @@ def test_command_line_passes_training_levers(monkeypatch, tmp_path):
     assert (seen["enroll"], seen["enroll_noisy"]) == (3, 2)
 
 
+def test_a_closed_pipe_keeps_the_json_file(monkeypatch, tmp_path):
+    """`eval-voices … --json F | head`: the table's print met the closed pipe before F was written, so
+    the hours of trainings left no JSON; F is now written first."""
+    import argparse
+    import io
+    import sys
+
+    import edgekws.voices as voices
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(voices, "benchmark", lambda datasets, work, **kw: {"runs": [], "seeds": [0]})
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    sub = argparse.ArgumentParser().add_subparsers()
+    voices.register(sub)
+    out = tmp_path / "r.json"
+    args = sub.choices["eval-voices"].parse_args(["--ja", "d", "--work", str(tmp_path / "w"), "--json", str(out)])
+    with pytest.raises(BrokenPipeError):   # edgekws.cli.main turns it into a quiet exit 0
+        args.func(args)
+    assert json.loads(out.read_text()) == {"runs": [], "seeds": [0]}
+
+
 def test_every_dataset_and_the_json_are_checked_before_any_training(both, tmp_path, monkeypatch, capsys):
     """A missing --en was found only after both Japanese trainings (hours), and a --json under a file
     after the whole benchmark."""
