@@ -5,6 +5,7 @@ inf on every numeric option of every subcommand).
 """
 
 import argparse
+import io
 import sys
 from pathlib import Path
 
@@ -14,6 +15,13 @@ from edgekws import cliargs
 from edgekws.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+class ClosedPipe(io.StringIO):
+    """sys.stdout after its reader has gone (`edgekws … | head -1`): every write is a BrokenPipeError."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
 
 
 def _subparsers():
@@ -170,13 +178,7 @@ def test_a_file_name_that_is_not_utf8_is_printed_escaped_not_a_crash(tmp_path):
 def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
     """`edgekws dataset DATA | head -1`: BrokenPipeError is an OSError without a file name, which the
     generic OSError branch re-raised as a traceback before the pipe branch could see it."""
-    import io
-
     from edgekws.cli import main
-
-    class ClosedPipe(io.StringIO):
-        def write(self, text):
-            raise BrokenPipeError(32, "Broken pipe")
 
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert main(["dataset", str(ROOT / "data" / "fixtures" / "en-shots")]) == 0

@@ -87,14 +87,11 @@ def test_eval_of_a_read_only_bundle_still_reports(trained, tmp_path, capsys, mon
 def test_a_closed_pipe_keeps_the_json_file(trained, tmp_path, monkeypatch):
     """`edgekws eval M D --json F | head -1`: the reader closing stdout ended eval with status 0 before
     F was written (and without the bundle's metrics.json); the files now come before the tables."""
-    import io
     import sys
 
-    data, bundle = trained
+    from test_cli_args import ClosedPipe
 
-    class ClosedPipe(io.StringIO):
-        def write(self, text):
-            raise BrokenPipeError(32, "Broken pipe")
+    data, bundle = trained
 
     (bundle.path / "metrics.json").unlink()
     out = tmp_path / "m.json"

@@ -278,14 +278,10 @@ def test_a_closed_pipe_keeps_the_json_file(monkeypatch, tmp_path):
     """`eval-voices … --json F | head`: the table's print met the closed pipe before F was written, so
     the hours of trainings left no JSON; F is now written first."""
     import argparse
-    import io
     import sys
 
     import edgekws.voices as voices
-
-    class ClosedPipe(io.StringIO):
-        def write(self, text):
-            raise BrokenPipeError(32, "Broken pipe")
+    from test_cli_args import ClosedPipe
 
     monkeypatch.setattr(voices, "benchmark", lambda datasets, work, **kw: {"runs": [], "seeds": [0]})
     monkeypatch.setattr(sys, "stdout", ClosedPipe())

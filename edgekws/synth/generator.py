@@ -477,7 +477,7 @@ def synthesize_dataset(out, lang: str = "ja", words=None, speakers: int | None =
         "attribution": ([MEI_ATTRIBUTION] + [_voice_attribution(v) for v in ojt_voices if v != "mei"]
                         if "openjtalk" in engines else []),
     }
-    if ojt_voices != ("mei",) and "openjtalk" in engines:
+    if ojt_voices != ("mei",):   # other voices only with Open JTalk speakers (_check_ojt_voices)
         manifest["openjtalk_voices"] = list(ojt_voices)
     if espeak_variants and espeak_variants != espeak.variants():   # () without eSpeak NG
         manifest["espeak_variants"] = list(espeak_variants)
