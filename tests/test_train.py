@@ -859,7 +859,9 @@ def test_vocabulary_words_train_as_classes_that_the_bundle_drops(tiny, reference
     assert tr["vocabulary"]["words"] == ["high", "low", "mid"] and tr["config"]["vocabulary"] == str(vocab)
     assert tr["dataset_fingerprint"] != reference.manifest["training"]["dataset_fingerprint"]
     assert "whitening" not in tr and not tr["config"]["whiten"]
-    assert max(h["val_accuracy"] for h in b.read_json("history.json")) >= 0.75   # its own 4 labels
+    # its own 4 labels learned: twice chance, as for the reference run (seven epochs of the tiny task
+    # reach 0.375-1.0 by seed; this run reached 0.81 with hard negatives on, 0.56 without: session 52)
+    assert max(h["val_accuracy"] for h in b.read_json("history.json")) >= 0.5
 
     white = train(tiny, tmp_path / "w", **TINY, vocabulary=str(vocab))
     arch = white.manifest["architecture"]
@@ -1102,6 +1104,27 @@ def test_consistency_trains_and_resumes_bit_exact(tiny, tmp_path):
     _same_weights(_weights(resumed), _weights(ref))
     with pytest.raises(EdgekwsError, match=r"--consistency: must be a weight in \[0, 100\], got -1"):
         train(tiny, tmp_path / "bad", **dict(TINY, consistency=-1.0))
+
+
+def test_hard_negatives_are_off_by_default_and_when_on_train_and_resume_bit_exact(tmp_path, monkeypatch):
+    import edgekws.train as tr
+    from edgekws.train import TrainConfig
+
+    assert TrainConfig().hard_negatives == 0.0          # off by default since session 52 (RESULTS.md)
+    data = make_tiny_dataset(tmp_path / "data", tones={**TONES, "dog": 2400.0})   # two unknown words
+    scored, real = [], tr.hard_negative_weights
+    monkeypatch.setattr(tr, "hard_negative_weights", lambda *a, **k: scored.append(a[3]) or real(*a, **k))
+    plain = train(data, tmp_path / "plain", **dict(TINY, epochs=3))
+    assert scored == [] and plain.manifest["training"]["config"]["hard_negatives"] == 0.0
+    opts = dict(TINY, epochs=3, hard_negatives=20.0)
+    ref = train(data, tmp_path / "ref", **opts)
+    assert scored == [20.0, 20.0]                       # epochs 2 and 3 draw by the model's confusions
+    assert ref.manifest["training"]["config"]["hard_negatives"] == 20.0
+    assert not all(np.array_equal(a, b) for a, b in zip(_weights(ref).values(), _weights(plain).values()))
+    out = tmp_path / "model"
+    _interrupted(data, out, after=2, **opts)
+    resumed = train(data, out, resume=True, progress=False, log=lambda *a, **k: None)
+    _same_weights(_weights(resumed), _weights(ref))
 
 
 def test_consistency_from_trains_the_first_epochs_plainly_and_resumes_across_the_switch(tiny, tmp_path):

@@ -2,7 +2,7 @@
 """Training epoch of the default recipe: batches made in the training process vs made ahead of it
 by forked worker processes (edgekws.train.BatchPipeline), on the same data, same seed.
 
-An epoch of `edgekws train` = draw the epoch's examples (hard negatives from epoch 2) -> for each
+An epoch of `edgekws train` = draw the epoch's examples (with --hard-negatives, scored from epoch 2) -> for each
 batch: augment audio, compute integer features, SpecAugment (the batch maker) -> forward, backward,
 AdamW (the training step) -> validation. With --workers 0 both halves share one core; with 1 the
 batch maker runs on the other core, ahead of the step; with 2 (one more process than cores) a core
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.epochs, args.rounds, args.speakers = 1, 1, 24
-    from edgekws.train import default_workers, train
+    from edgekws.train import TrainConfig, default_workers, train
 
     with tempfile.TemporaryDirectory() as tmp:
         build = Path(tmp)
@@ -81,7 +81,9 @@ def main(argv=None) -> int:
                 n_train = b.manifest["training"]["n_train"]
         same = all(np.array_equal(weights[settings[0]][k], weights[w][k]) for w in settings for k in weights[w])
         med = {w: statistics.median(v) for w, v in per_epoch.items()}
-        print(f"default recipe (dscnn, batch 64, audio augmentation, SpecAugment, 3x _unknown_, hard negatives;\n"
+        cfg = TrainConfig()
+        print(f"default recipe ({cfg.arch}, batch {cfg.batch}, audio augmentation, SpecAugment, "
+              f"{cfg.unknown_ratio:g}x _unknown_{', hard negatives' if cfg.hard_negatives else ''};\n"
               f"the epochs before the second voice)\n"
               f"{n_train} examples per epoch, {args.epochs} epochs x {args.rounds} rounds per setting, "
               f"medians of per-epoch seconds\n")
