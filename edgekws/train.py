@@ -106,13 +106,13 @@ class TrainConfig:
     # per epoch = 3x a command's. Japanese test streams, hits above every false accept: 72% -> 94%
     # with hard negatives too (--hard-negatives S: words the model takes for a command come back
     # 1 + S x that probability as often; hard_negative_weights). Off by default since session 52: with
-    # every Japanese speaker saying ほん the streams trade false accepts for hits without them (ja960,
-    # seeds 0 / 1: 96.6% hits at 0.43 FA/h and 93.8% at 0/h, against 96.6% at 4.70/h and 96.9% at
-    # 0.43/h with S = 20; English 82.2 / 77.8% against 81.8 / 86.7%), own voices hold or rise (int8
-    # Japanese 98.9 / 98.5%, English 97.2 / 98.1%, against 98.7 / 98.5% and 96.9 / 97.4%), and voices
-    # never heard gain (eSpeak NG -> Open JTalk 77.4 -> 79.7% as trained, 86.1 -> 88.6%
-    # voice-normalized, five seeds; the teachers' recipe 83.3 -> 87.0%; RESULTS.md, Voices, sessions
-    # 51-52).
+    # every Japanese speaker saying ほん the streams lose some hits without them and ja960 fewer false
+    # accepts (seeds 0 / 1: 96.6% hits at 0.43 FA/h and 93.8% at 0/h, against 96.6% at 4.70/h and
+    # 96.9% at 0.43/h with S = 20; English 82.2 / 77.8% against 81.8 / 86.7%; the demo -4.7 points on
+    # two seeds), own voices hold or rise (int8 Japanese 98.9 / 98.5%, English 97.2 / 98.1%, against
+    # 98.7 / 98.5% and 96.9 / 97.4%), and voices never heard gain (eSpeak NG -> Open JTalk 77.4 ->
+    # 79.7% as trained, 86.1 -> 88.6% voice-normalized, five seeds; the teachers' recipe 83.3 ->
+    # 87.0%; RESULTS.md, Voices, sessions 51-52).
     unknown_ratio: float = 3.0
     hard_negatives: float = 0.0
     # Training sees _unknown_ r times as often as a command, so the model learns that prior: voices it
